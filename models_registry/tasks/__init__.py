@@ -1,0 +1,4 @@
+"""Celery tasks, one module per area; importing them here lets autodiscovery find them.
+
+Tasks take ids, fetch, call one service and report: no lifecycle logic lives here.
+"""

@@ -1,0 +1,29 @@
+"""The Celery application: configured from Django settings under the CELERY_ namespace."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+from tradebot import queues
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradebot.settings")
+
+app = Celery("tradebot")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [Queue(name) for name in queues.QUEUE_LIMITS]
+app.conf.task_default_queue = queues.DEFAULT
+# One message at a time per worker process: a training job must not sit
+# reserved behind another hour-long job on the same worker.
+app.conf.worker_prefetch_multiplier = 1
+app.conf.task_time_limit = queues.QUEUE_LIMITS[queues.DEFAULT].hard_seconds
+app.conf.task_soft_time_limit = queues.QUEUE_LIMITS[queues.DEFAULT].soft_seconds
+app.autodiscover_tasks()
+
+
+@app.task(name="tradebot.ping", **queues.queue_options(queues.DEFAULT))
+def ping(value: str = "pong") -> str:
+    """A health probe that also proves a round trip through the broker and result backend."""
+    return value
