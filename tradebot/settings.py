@@ -163,3 +163,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Lifecycle gates (see models_registry/gates.py for the defaults) ---
+TRADEBOT_GATES = env.json("TRADEBOT_GATES", default={})
+TRADEBOT_GATE_OVERRIDES = env.json("TRADEBOT_GATE_OVERRIDES", default={})

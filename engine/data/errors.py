@@ -1,0 +1,50 @@
+"""Errors raised by the data layer; each message names the file, line, symbol or check at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.data.validation import ValidationReport
+
+
+class DataError(Exception):
+    """Base class: anything the data layer refuses, with a message fit for a user."""
+
+
+class CsvFormatError(DataError):
+    """A CSV file cannot be read as candles or sentiment. Names the file and, where known, the line."""
+
+    def __init__(self, path: Path | str, problem: str, *, line: int | None = None) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.problem = problem
+        where = f"{self.path}, line {line}" if line is not None else str(self.path)
+        super().__init__(f"{where}: {problem}")
+
+
+class ValidationFailed(DataError):
+    """The data broke a check that the caller's policy refuses; carries the full report."""
+
+    def __init__(self, report: ValidationReport, *, source: str) -> None:
+        self.report = report
+        self.source = source
+        super().__init__(f"{source}: refused by validation policy: {report.summary()}")
+
+
+class SourceError(DataError):
+    """A remote source (Binance, Fear & Greed API) failed or answered something unusable."""
+
+
+class UnknownSymbolError(SourceError):
+    """Binance does not list the symbol."""
+
+    def __init__(self, symbol: str, detail: str = "") -> None:
+        self.symbol = symbol
+        suffix = f" ({detail})" if detail else ""
+        super().__init__(f"Binance does not know the symbol {symbol!r}{suffix}")
+
+
+class StoreEmptyError(DataError):
+    """Nothing is stored for the requested series."""

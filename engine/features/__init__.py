@@ -1,0 +1,45 @@
+"""Features: the one computation shared by training, backtesting and live trading.
+
+Nothing here knows about TensorFlow or ONNX Runtime; a model's metadata
+(`feature_params`, `feature_names`, `normalization`, `window`) is all it needs
+to rebuild the exact inputs a model was trained on.
+"""
+
+from engine.features.params import SENTIMENT_FEATURE, FeatureParams
+from engine.features.pipeline import (
+    FeatureError,
+    ModelInputs,
+    check_candles,
+    check_no_gaps,
+    compute_features,
+    feature_params_from_metadata,
+    find_gaps,
+    fit_normalization,
+    model_inputs,
+    normalize,
+    normalized_features,
+    required_history,
+    sliding_windows,
+    windows_for_rows,
+)
+from engine.features.sentiment import sentiment_for_candles
+
+__all__ = [
+    "SENTIMENT_FEATURE",
+    "FeatureError",
+    "FeatureParams",
+    "ModelInputs",
+    "check_candles",
+    "check_no_gaps",
+    "compute_features",
+    "feature_params_from_metadata",
+    "find_gaps",
+    "fit_normalization",
+    "model_inputs",
+    "normalize",
+    "normalized_features",
+    "required_history",
+    "sentiment_for_candles",
+    "sliding_windows",
+    "windows_for_rows",
+]

@@ -1,0 +1,177 @@
+"""Append-only, fsynced journal of what the engine decided and did.
+
+One JSON object per line: `seq` (1, 2, 3, ...), `at` (UTC wall time), `type`, the payload
+and `sha` (a checksum of the rest of the line). The journal is the engine's memory across
+restarts and deploys: position, cash, the order pending for the next open and the kill
+switch are rebuilt from it. It is validated on load; a corrupt journal is an error that
+names the file and line, never something skipped silently, because trading from a wrong
+position is worse than not trading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# Fields each record type must carry (beyond seq, at, type, sha).
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "session_start": ("mode", "model_name", "model_version", "model_sha256", "pid"),
+    "decision": ("candle", "prediction", "target"),
+    "order": ("order_id", "candle", "side", "quantity", "reason"),
+    "fill": ("order_id", "candle", "side", "quantity", "price", "fee"),
+    "order_rejected": ("order_id", "candle", "side", "quantity", "reason"),
+    "state": ("last_candle", "cash", "quantity", "pending_target", "equity"),
+    "kill_switch": ("latched", "reason"),
+    "session_stop": ("reason",),
+}
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be trusted; the message names the file and line."""
+
+
+def _checksum(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "sha"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass
+class JournalState:
+    """What a restart needs, rebuilt from the journal's records."""
+
+    last_candle: str | None = None
+    cash: float | None = None
+    quantity: float = 0.0
+    pending_target: float | None = None
+    equity: float | None = None
+    day: str | None = None
+    day_start_equity: float | None = None
+    kill_switch: bool = False
+    kill_switch_reason: str | None = None
+    order_candles: list[str] = field(default_factory=list)
+    unsettled_orders: list[str] = field(default_factory=list)
+    records: int = 0
+
+
+def _validate_record(record: object, *, path: Path, line_no: int, expected_seq: int) -> dict:
+    where = f"journal {path} line {line_no}"
+    if not isinstance(record, dict):
+        raise JournalError(f"{where}: expected a JSON object")
+    for key in ("seq", "at", "type", "sha"):
+        if key not in record:
+            raise JournalError(f"{where}: missing field {key!r}")
+    if record["seq"] != expected_seq:
+        raise JournalError(
+            f"{where}: sequence {record['seq']!r}, expected {expected_seq} "
+            "(lines missing, duplicated or reordered)"
+        )
+    if record["type"] not in RECORD_FIELDS:
+        raise JournalError(f"{where}: unknown record type {record['type']!r}")
+    missing = [f for f in RECORD_FIELDS[record["type"]] if f not in record]
+    if missing:
+        raise JournalError(f"{where}: {record['type']} record missing {', '.join(missing)}")
+    if _checksum(record) != record["sha"]:
+        raise JournalError(f"{where}: checksum mismatch (the line was altered)")
+    return record
+
+
+def _apply(state: JournalState, record: dict[str, Any]) -> None:
+    kind = record["type"]
+    if kind == "state":
+        state.last_candle = record["last_candle"]
+        state.cash = float(record["cash"])
+        state.quantity = float(record["quantity"])
+        state.pending_target = record["pending_target"]
+        state.equity = float(record["equity"])
+        state.day = record.get("day")
+        state.day_start_equity = record.get("day_start_equity")
+    elif kind == "kill_switch":
+        state.kill_switch = bool(record["latched"])
+        state.kill_switch_reason = record["reason"] if record["latched"] else None
+    elif kind == "order":
+        state.order_candles.append(record["candle"])
+        state.unsettled_orders.append(record["order_id"])
+    elif kind in ("fill", "order_rejected"):
+        if record["order_id"] in state.unsettled_orders:
+            state.unsettled_orders.remove(record["order_id"])
+
+
+def read_journal(path: Path) -> tuple[list[dict[str, Any]], JournalState]:
+    """Every record, validated, and the state they add up to."""
+    state = JournalState()
+    records: list[dict[str, Any]] = []
+    if not path.exists():
+        return records, state
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.endswith("\n"):
+                raise JournalError(
+                    f"journal {path} line {line_no}: truncated last line (interrupted write); "
+                    "inspect it and remove the partial line by hand"
+                )
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise JournalError(f"journal {path} line {line_no}: invalid JSON ({exc.msg})") from exc
+            record = _validate_record(
+                raw, path=path, line_no=line_no, expected_seq=len(records) + 1
+            )
+            records.append(record)
+            _apply(state, record)
+    state.records = len(records)
+    return records, state
+
+
+class Journal:
+    """Writer side: each append is one line, flushed and fsynced before it returns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        _, self.state = read_journal(path)
+        self._seq = self.state.records
+        path.parent.mkdir(parents=True, exist_ok=True)
+        is_new = not path.exists()
+        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        if is_new:
+            # Make the new directory entry itself durable, not only the file's bytes.
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def append(self, kind: str, **payload: Any) -> dict[str, Any]:
+        if kind not in RECORD_FIELDS:
+            raise ValueError(f"unknown journal record type {kind!r}")
+        missing = [f for f in RECORD_FIELDS[kind] if f not in payload]
+        if missing:
+            raise ValueError(f"{kind} record missing {', '.join(missing)}")
+        record: dict[str, Any] = {
+            "seq": self._seq + 1,
+            "at": datetime.now(UTC).isoformat(),
+            "type": kind,
+            **payload,
+        }
+        record["sha"] = _checksum(record)
+        self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._seq += 1
+        _apply(self.state, record)
+        self.state.records = self._seq
+        return record
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+
+
+def journal_path(journal_dir: Path, *, symbol: str, mode: str) -> Path:
+    """One journal per symbol and mode: a paper run never inherits a live position."""
+    return journal_dir / f"{symbol.lower()}-{mode}.jsonl"

@@ -1,0 +1,1 @@
+"""Django admin: the product's face for staff and auditors."""

@@ -1,0 +1,532 @@
+"""The registry: model versions, their validations, approvals, deployments and the audit trail.
+
+State lives here and changes only through the services in
+``models_registry.services``: the ``state`` field refuses any other write
+(``save()`` of a changed state outside a transition, ``QuerySet.update(state=...)``,
+``bulk_update`` with ``state``). Records are never deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class RegistryError(Exception):
+    """A lifecycle rule refused an operation; the message says which and why."""
+
+
+class StateChangeRefused(RegistryError):
+    """Something tried to write a state outside a lifecycle service."""
+
+
+class DeletionRefused(RegistryError):
+    """Registry and audit records are kept for auditors: they are never deleted."""
+
+
+class ModelState(models.TextChoices):
+    TRAINED = "trained", "Trained"
+    VALIDATED = "validated", "Validated"
+    PAPER_TESTED = "paper_tested", "Paper tested"
+    STAGED = "staged", "Staged"
+    APPROVED = "approved", "Approved"
+    IN_PRODUCTION = "in_production", "In production"
+    RETIRED = "retired", "Retired"
+    REJECTED = "rejected", "Rejected"
+
+
+class HealthStatus(models.TextChoices):
+    UNKNOWN = "unknown", "Not yet re-validated"
+    HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"
+    RECOVERED = "recovered", "Recovered"
+
+
+class NoDeleteQuerySet(models.QuerySet):
+    def delete(self) -> Any:
+        raise DeletionRefused(f"{self.model.__name__} records are never deleted.")
+
+
+class ProtectedStateQuerySet(NoDeleteQuerySet):
+    def update(self, **kwargs: Any) -> int:
+        if "state" in kwargs:
+            raise StateChangeRefused(
+                "state is written only by a lifecycle service, never by QuerySet.update()."
+            )
+        return super().update(**kwargs)
+
+    def bulk_update(self, objs: Any, fields: Any, *args: Any, **kwargs: Any) -> int:
+        if "state" in fields:
+            raise StateChangeRefused("state is written only by a lifecycle service.")
+        return super().bulk_update(objs, fields, *args, **kwargs)
+
+
+class StateProtectedModel(models.Model):
+    """A model whose ``state`` changes only inside ``allow_state_change()`` of a service."""
+
+    objects = ProtectedStateQuerySet.as_manager()
+    _state_change_allowed = False
+    _initial_state = "trained"
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Any:
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_state = instance.__dict__.get("state")
+        return instance
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        loaded = getattr(self, "_loaded_state", None)
+        if self.pk is None and self.state != self._initial_state and not self._state_change_allowed:
+            raise StateChangeRefused(
+                f"A new {type(self).__name__} starts in state {self._initial_state!r}."
+            )
+        if self.pk is not None and loaded is not None and loaded != self.state:
+            if not self._state_change_allowed:
+                raise StateChangeRefused(
+                    f"{type(self).__name__} {self.pk}: state {loaded!r} -> {self.state!r} "
+                    "must go through a lifecycle service."
+                )
+        super().save(*args, **kwargs)
+        self._loaded_state = self.state
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        super().refresh_from_db(*args, **kwargs)
+        self._loaded_state = self.state
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise DeletionRefused(f"{type(self).__name__} records are never deleted.")
+
+
+class ModelVersion(StateProtectedModel):
+    name = models.CharField(max_length=100, help_text="e.g. btcusdt_sentiment")
+    version = models.PositiveIntegerField()
+    symbol = models.CharField(max_length=20)
+    interval = models.CharField(max_length=8, default="1h")
+    kind = models.CharField(max_length=20, help_text="sentiment or price")
+    state = models.CharField(
+        max_length=20, choices=ModelState.choices, default=ModelState.TRAINED, db_index=True
+    )
+    source = models.CharField(
+        max_length=20,
+        choices=[("trained", "Trained here"), ("registered", "Registered from elsewhere")],
+        default="trained",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Who trained or registered this version.",
+    )
+    artifact_dir = models.CharField(max_length=500, help_text="Relative to the artifact store.")
+    onnx_file = models.CharField(max_length=200)
+    onnx_sha256 = models.CharField(max_length=64, db_index=True)
+    metadata_file = models.CharField(max_length=200)
+    metadata_sha256 = models.CharField(max_length=64)
+    plot_file = models.CharField(max_length=200, blank=True)
+    plot_sha256 = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict, blank=True)
+    data_start = models.DateTimeField(null=True, blank=True)
+    data_end = models.DateTimeField(null=True, blank=True)
+    data_content_hash = models.CharField(max_length=64, blank=True)
+    out_of_sample_from = models.DateTimeField(null=True, blank=True)
+    allow_short_history = models.BooleanField(
+        default=False, help_text="Trained on less history than the guide asks: never passes a gate."
+    )
+    origin_key = models.CharField(
+        max_length=200,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="Idempotency key (training task id) so a redelivered task makes one version.",
+    )
+    approval_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approval_requested_at = models.DateTimeField(null=True, blank=True)
+    health = models.CharField(
+        max_length=20, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN
+    )
+    health_changed_at = models.DateTimeField(null=True, blank=True)
+    last_scheduled_window_end = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar = ["-created_at", "-id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["name", "version"], name="unique_version_per_name")
+        ]
+        permissions: ClassVar = [
+            ("train_model", "Can start training"),
+            ("validate_modelversion", "Can run validation backtests"),
+            ("papertrade_modelversion", "Can run paper trading"),
+            ("stage_modelversion", "Can deploy to staging"),
+            ("approve_modelversion", "Can approve a version for production"),
+            ("reject_modelversion", "Can reject a version"),
+            ("deploy_modelversion", "Can deploy to production"),
+            ("rollback_modelversion", "Can roll back production"),
+            ("register_modelversion", "Can register a model trained elsewhere"),
+            ("export_audit", "Can export audit records"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version} ({self.state})"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed gates"
+    ERROR = "error", "Error"
+
+
+class ValidationRun(models.Model):
+    KIND_BACKTEST = "backtest"
+    KIND_SCHEDULED = "scheduled"
+    KIND_CHOICES: ClassVar = [
+        (KIND_BACKTEST, "Out-of-sample backtest"),
+        (KIND_SCHEDULED, "Scheduled re-validation"),
+    ]
+
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="validation_runs"
+    )
+    kind = models.CharField(max_length=20, choices=KIND_CHOICES, default=KIND_BACKTEST)
+    strategy = models.CharField(max_length=50, default="ml_basic")
+    status = models.CharField(
+        max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    data_content_hash = models.CharField(max_length=64, blank=True)
+    in_sample = models.BooleanField(default=False)
+    config = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    benchmark_metrics = models.JSONField(default=dict, blank=True)
+    gate_results = models.JSONField(default=list, blank=True)
+    drift = models.JSONField(default=dict, blank=True)
+    passed = models.BooleanField(null=True)
+    report_dir = models.CharField(max_length=500, blank=True)
+    plot_file = models.CharField(max_length=200, blank=True)
+    task_id = models.CharField(max_length=255, blank=True, db_index=True)
+    scheduled_slot = models.CharField(
+        max_length=40,
+        null=True,
+        blank=True,
+        help_text="The beat slot (e.g. 2026-11-26) this scheduled run covers.",
+    )
+    error = models.TextField(blank=True)
+
+    objects = NoDeleteQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["-created_at", "-id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["model_version", "scheduled_slot"],
+                condition=Q(scheduled_slot__isnull=False),
+                name="one_scheduled_run_per_slot",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"validation #{self.pk} of {self.model_version} ({self.status})"
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise DeletionRefused("Validation runs are never deleted.")
+
+
+class PaperTradingRun(models.Model):
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="paper_runs"
+    )
+    status = models.CharField(
+        max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+    )
+    mode = models.CharField(max_length=20, default="replay")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    bars = models.PositiveIntegerField(default=0)
+    trades = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    divergence = models.JSONField(default=dict, blank=True)
+    gate_results = models.JSONField(default=list, blank=True)
+    passed = models.BooleanField(null=True)
+    report_dir = models.CharField(max_length=500, blank=True)
+    plot_file = models.CharField(max_length=200, blank=True)
+    task_id = models.CharField(max_length=255, blank=True, db_index=True)
+    error = models.TextField(blank=True)
+
+    objects = NoDeleteQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"paper run #{self.pk} of {self.model_version} ({self.status})"
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise DeletionRefused("Paper trading runs are never deleted.")
+
+
+class Environment(models.TextChoices):
+    STAGING = "staging", "Staging"
+    PRODUCTION = "production", "Production"
+
+
+class DeploymentTarget(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    environment = models.CharField(max_length=20, choices=Environment.choices)
+    is_local = models.BooleanField(
+        default=False, help_text="Same steps on this machine through a local context, no SSH."
+    )
+    ssh_user = models.CharField(max_length=100, default="deploy")
+    ssh_port = models.PositiveIntegerField(default=22)
+    ssh_key_path = models.CharField(max_length=500, blank=True)
+    known_hosts = models.TextField(
+        blank=True, help_text="Pinned host keys (known_hosts format). Unknown keys are refused."
+    )
+    install_root = models.CharField(max_length=300, default="/opt/ai-trading-bot")
+    model_dir = models.CharField(max_length=200, default="src/ml")
+    upload_dir = models.CharField(max_length=300, default="/tmp/ai-trading-bot-staging")  # noqa: S108 -- the guide's upload folder on the host
+    service_name = models.CharField(max_length=100, default="ai-trading-bot")
+    restart_command = models.CharField(max_length=500, default="sudo systemctl restart {service}")
+    log_command = models.CharField(
+        max_length=500, default="sudo journalctl -u {service} --since '{since}' --no-pager"
+    )
+    status_file = models.CharField(max_length=300, blank=True, help_text="Default: {root}/var/status.json")
+    check_command = models.CharField(max_length=500, blank=True)
+    health_timeout_seconds = models.PositiveIntegerField(default=60)
+    command_timeout_seconds = models.PositiveIntegerField(default=60)
+    keep_versions = models.PositiveIntegerField(default=3)
+    parallelism = models.PositiveIntegerField(default=4)
+    allowed_hours = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="UTC hours when deploys are allowed, e.g. '2-5' or '22-24,0-3'. Empty: any time.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = NoDeleteQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["environment", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.environment})"
+
+
+class DeploymentHost(models.Model):
+    target = models.ForeignKey(DeploymentTarget, on_delete=models.PROTECT, related_name="hosts")
+    hostname = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(null=True, blank=True, help_text="Default: the target's")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering: ClassVar = ["id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["target", "hostname", "port"], name="unique_host")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.port or self.target.ssh_port}"
+
+
+class DeploymentStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled for the next window"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed (host untouched)"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_DEPLOYMENT_STATUSES = (DeploymentStatus.QUEUED, DeploymentStatus.RUNNING)
+
+
+class Deployment(models.Model):
+    KIND_DEPLOY = "deploy"
+    KIND_ROLLBACK = "rollback"
+
+    target = models.ForeignKey(DeploymentTarget, on_delete=models.PROTECT, related_name="deployments")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="deployments"
+    )
+    previous_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approval = models.ForeignKey(
+        "Approval", null=True, blank=True, on_delete=models.PROTECT, related_name="deployments"
+    )
+    kind = models.CharField(
+        max_length=20, choices=[(KIND_DEPLOY, "Deploy"), (KIND_ROLLBACK, "Rollback")], default=KIND_DEPLOY
+    )
+    status = models.CharField(
+        max_length=20, choices=DeploymentStatus.choices, default=DeploymentStatus.QUEUED, db_index=True
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    forced_reason = models.TextField(blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    steps = models.JSONField(default=list, blank=True)
+    log_tail = models.TextField(blank=True)
+    compatibility = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    task_id = models.CharField(max_length=255, blank=True)
+
+    objects = NoDeleteQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["-created_at", "-id"]
+        constraints: ClassVar = [
+            # One deployment at a time per target, held by the database itself.
+            models.UniqueConstraint(
+                fields=["target"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_active_deployment_per_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}: {self.model_version} to {self.target.name} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise DeletionRefused("Deployments are never deleted.")
+
+
+class Approval(models.Model):
+    """A recorded human decision. Final: a change of mind is a new row beside it."""
+
+    DECISION_APPROVED = "approved"
+    DECISION_REJECTED = "rejected"
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="approvals")
+    decision = models.CharField(
+        max_length=20, choices=[(DECISION_APPROVED, "Approved"), (DECISION_REJECTED, "Rejected")]
+    )
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField(auto_now_add=True)
+    comment = models.TextField()
+    sha256 = models.CharField(max_length=64, help_text="The ONNX sha256 this decision covers.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    objects = NoDeleteQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["-decided_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} {self.model_version} by {self.decided_by}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise RegistryError("An approval decision is final: record a new decision instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise DeletionRefused("Approval decisions are never deleted.")
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspensions.exists()
+
+
+class ApprovalSuspension(models.Model):
+    """An approval taken out of force (e.g. by a degraded scheduled validation)."""
+
+    approval = models.ForeignKey(Approval, on_delete=models.PROTECT, related_name="suspensions")
+    created_at = models.DateTimeField(auto_now_add=True)
+    reason = models.TextField()
+    validation_run = models.ForeignKey(
+        ValidationRun, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    objects = NoDeleteQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"suspension of {self.approval}"
+
+
+class AuditQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise RegistryError("Audit events are append-only: no update.")
+
+    def delete(self) -> Any:
+        raise DeletionRefused("Audit events are append-only: no delete.")
+
+
+class AuditEvent(models.Model):
+    """An append-only, hash-chained record of something that happened.
+
+    ``row_hash`` covers a canonical JSON form of the row's content and the
+    previous row's hash, so an edit or deletion anywhere breaks the chain at
+    that row. ``prev_hash`` is unique: two writers cannot both extend the same
+    tail, so the chain cannot fork.
+    """
+
+    event_time = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_repr = models.CharField(max_length=150, blank=True)
+    event_type = models.CharField(max_length=60, db_index=True)
+    object_type = models.CharField(max_length=60, blank=True)
+    object_id = models.CharField(max_length=60, blank=True, db_index=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64, unique=True)
+    row_hash = models.CharField(max_length=64, unique=True)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["-id"]
+        indexes: ClassVar = [models.Index(fields=["object_type", "object_id"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.event_type} {self.object_repr}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise RegistryError("Audit events are append-only: no update.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise DeletionRefused("Audit events are append-only: no delete.")

@@ -1,0 +1,417 @@
+"""Every state change of a model version, each one guarded service.
+
+A transition runs in one transaction: lock the row, check the source state and
+the gate, write the new state and exactly one audit event, and queue side
+effects (e-mail) on commit. A refused transition changes nothing and is itself
+recorded as an audit event when a user asked for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from models_registry.models import (
+    Approval,
+    Deployment,
+    DeploymentStatus,
+    Environment,
+    ModelState,
+    ModelVersion,
+    PaperTradingRun,
+    RegistryError,
+    RunStatus,
+    ValidationRun,
+)
+from models_registry.services import notifications
+from models_registry.services.audit import audit_event_record
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+PRE_PRODUCTION_STATES = (
+    ModelState.TRAINED,
+    ModelState.VALIDATED,
+    ModelState.PAPER_TESTED,
+    ModelState.STAGED,
+    ModelState.APPROVED,
+)
+
+
+class TransitionRefused(RegistryError):
+    """The version is not in a state this transition starts from."""
+
+
+class GateFailed(RegistryError):
+    """The gate for this transition is not met; the message says which part."""
+
+
+class FourEyesViolation(RegistryError):
+    """The same person may not train or request a version and also approve it."""
+
+
+def audited_refusal(event_type: str, actor_kw: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Record a refused attempt in the audit trail, outside the rolled-back transaction."""
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        @wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return func(*args, **kwargs)
+            except RegistryError as exc:
+                actor = kwargs.get(actor_kw)
+                version = kwargs.get("model_version")
+                if actor is not None and getattr(actor, "is_authenticated", False):
+                    audit_event_record(
+                        event_type=f"{event_type}_refused",
+                        actor=actor,  # type: ignore[arg-type]
+                        obj=version if isinstance(version, ModelVersion) else None,
+                        data={"reason": str(exc), "error": type(exc).__name__},
+                    )
+                raise
+
+        return wrapper
+
+    return decorate
+
+
+def _transition(
+    *,
+    model_version: ModelVersion,
+    sources: Iterable[str],
+    target: str,
+    actor: AbstractBaseUser | None,
+    event_type: str,
+    gate: Callable[[ModelVersion], dict[str, Any]] | None = None,
+    extra_fields: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> ModelVersion:
+    """The one way a state changes. Must run inside transaction.atomic()."""
+    locked = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
+    sources = tuple(sources)
+    if locked.state not in sources:
+        raise TransitionRefused(
+            f"{locked} is {locked.get_state_display().lower()}; "
+            f"'{event_type}' needs it to be {' or '.join(sources)}."
+        )
+    gate_data = gate(locked) if gate else {}
+    old_state = locked.state
+    locked.state = target
+    for field, value in (extra_fields or {}).items():
+        setattr(locked, field, value)
+    locked._state_change_allowed = True
+    try:
+        locked.save(update_fields=["state", *(extra_fields or {}).keys()])
+    finally:
+        locked._state_change_allowed = False
+    audit_event_record(
+        event_type=event_type,
+        actor=actor,
+        obj=locked,
+        data={"old_state": old_state, "new_state": target, **gate_data, **(data or {})},
+    )
+    model_version.refresh_from_db()
+    return locked
+
+
+# --- gates -----------------------------------------------------------------
+
+
+def _refuse_short_history(version: ModelVersion) -> None:
+    if version.allow_short_history:
+        raise GateFailed(
+            f"{version} was trained with --allow-short-history (less than six months of data); "
+            "such a version can never pass a gate."
+        )
+
+
+def passing_validation_run(version: ModelVersion) -> ValidationRun | None:
+    return (
+        version.validation_runs.filter(
+            status=RunStatus.PASSED, passed=True, in_sample=False, kind=ValidationRun.KIND_BACKTEST
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def passing_paper_run(version: ModelVersion) -> PaperTradingRun | None:
+    return version.paper_runs.filter(status=RunStatus.PASSED, passed=True).order_by("-created_at").first()
+
+
+def successful_staging_deployment(version: ModelVersion) -> Deployment | None:
+    return (
+        version.deployments.filter(
+            target__environment=Environment.STAGING,
+            status=DeploymentStatus.SUCCEEDED,
+            sha256=version.onnx_sha256,
+            compatibility__passed=True,
+        )
+        .order_by("-finished_at")
+        .first()
+    )
+
+
+def _validation_gate(run: ValidationRun) -> Callable[[ModelVersion], dict[str, Any]]:
+    def gate(version: ModelVersion) -> dict[str, Any]:
+        _refuse_short_history(version)
+        if run.model_version_id != version.pk:
+            raise GateFailed(f"validation run #{run.pk} belongs to another version.")
+        if run.in_sample:
+            raise GateFailed(f"validation run #{run.pk} overlaps the training data (in-sample).")
+        if run.kind != ValidationRun.KIND_BACKTEST:
+            raise GateFailed(f"validation run #{run.pk} is a {run.kind} run, not a validation backtest.")
+        if not (run.status == RunStatus.PASSED and run.passed):
+            failed = [g.get("name") for g in run.gate_results if not g.get("passed")]
+            raise GateFailed(f"validation run #{run.pk} did not pass: {', '.join(failed) or run.status}.")
+        oos = version.out_of_sample_from
+        if oos and run.window_start and run.window_start < oos:
+            raise GateFailed(
+                f"validation run #{run.pk} starts {run.window_start:%Y-%m-%d %H:%M}, "
+                f"before the out-of-sample period ({oos:%Y-%m-%d %H:%M})."
+            )
+        return {"validation_run": run.pk}
+
+    return gate
+
+
+def _paper_gate(run: PaperTradingRun) -> Callable[[ModelVersion], dict[str, Any]]:
+    def gate(version: ModelVersion) -> dict[str, Any]:
+        _refuse_short_history(version)
+        if run.model_version_id != version.pk:
+            raise GateFailed(f"paper run #{run.pk} belongs to another version.")
+        if not (run.status == RunStatus.PASSED and run.passed):
+            failed = [g.get("name") for g in run.gate_results if not g.get("passed")]
+            raise GateFailed(f"paper run #{run.pk} did not pass: {', '.join(failed) or run.status}.")
+        return {"paper_run": run.pk}
+
+    return gate
+
+
+def _staging_gate(deployment: Deployment) -> Callable[[ModelVersion], dict[str, Any]]:
+    def gate(version: ModelVersion) -> dict[str, Any]:
+        if deployment.model_version_id != version.pk:
+            raise GateFailed(f"deployment #{deployment.pk} is of another version.")
+        if deployment.target.environment != Environment.STAGING:
+            raise GateFailed(f"deployment #{deployment.pk} went to {deployment.target}, not staging.")
+        if deployment.status != DeploymentStatus.SUCCEEDED:
+            raise GateFailed(f"deployment #{deployment.pk} did not succeed ({deployment.status}).")
+        if not (deployment.compatibility or {}).get("passed"):
+            raise GateFailed(f"the compatibility check of deployment #{deployment.pk} did not pass.")
+        if deployment.sha256 != version.onnx_sha256:
+            raise GateFailed(f"deployment #{deployment.pk} shipped a different file (sha256).")
+        return {"staging_deployment": deployment.pk}
+
+    return gate
+
+
+def _approval_gate(approver: AbstractBaseUser) -> Callable[[ModelVersion], dict[str, Any]]:
+    def gate(version: ModelVersion) -> dict[str, Any]:
+        _refuse_short_history(version)
+        if not approver.has_perm("models_registry.approve_modelversion"):
+            raise GateFailed(f"{approver.get_username()} does not hold the approver role.")
+        if version.created_by_id is not None and version.created_by_id == approver.pk:
+            raise FourEyesViolation(
+                f"{approver.get_username()} trained or registered {version}: another person must approve."
+            )
+        if version.approval_requested_by_id is not None and version.approval_requested_by_id == approver.pk:
+            raise FourEyesViolation(
+                f"{approver.get_username()} requested the approval of {version}: another person must approve."
+            )
+        missing = [
+            what
+            for what, present in (
+                ("a passing out-of-sample validation run", passing_validation_run(version)),
+                ("a passing paper trading run", passing_paper_run(version)),
+                ("a successful staging deployment", successful_staging_deployment(version)),
+            )
+            if present is None
+        ]
+        if missing:
+            raise GateFailed(f"{version} lacks {', '.join(missing)}.")
+        return {}
+
+    return gate
+
+
+# --- transitions -------------------------------------------------------------
+
+
+@audited_refusal("model_version_validate", "actor")
+def model_version_validate(
+    *, model_version: ModelVersion, validation_run: ValidationRun, actor: AbstractBaseUser | None
+) -> ModelVersion:
+    with transaction.atomic():
+        return _transition(
+            model_version=model_version,
+            sources=[ModelState.TRAINED],
+            target=ModelState.VALIDATED,
+            actor=actor,
+            event_type="model_version_validated",
+            gate=_validation_gate(validation_run),
+        )
+
+
+@audited_refusal("model_version_mark_paper_tested", "actor")
+def model_version_mark_paper_tested(
+    *, model_version: ModelVersion, paper_run: PaperTradingRun, actor: AbstractBaseUser | None
+) -> ModelVersion:
+    with transaction.atomic():
+        return _transition(
+            model_version=model_version,
+            sources=[ModelState.VALIDATED],
+            target=ModelState.PAPER_TESTED,
+            actor=actor,
+            event_type="model_version_paper_tested",
+            gate=_paper_gate(paper_run),
+        )
+
+
+@audited_refusal("model_version_stage", "actor")
+def model_version_stage(
+    *, model_version: ModelVersion, deployment: Deployment, actor: AbstractBaseUser | None
+) -> ModelVersion:
+    """Staging passed: the version now awaits approval, requested by ``actor``."""
+    requester = deployment.requested_by or actor
+    with transaction.atomic():
+        staged = _transition(
+            model_version=model_version,
+            sources=[ModelState.PAPER_TESTED],
+            target=ModelState.STAGED,
+            actor=actor,
+            event_type="model_version_staged",
+            gate=_staging_gate(deployment),
+            extra_fields={
+                "approval_requested_by": requester,
+                "approval_requested_at": timezone.now(),
+            },
+        )
+        transaction.on_commit(lambda: notifications.notify_approvers_awaiting(staged.pk))
+    return staged
+
+
+@audited_refusal("model_version_approve", "approved_by")
+def model_version_approve(
+    *, model_version: ModelVersion, approved_by: AbstractBaseUser, comment: str
+) -> Approval:
+    if not comment or not comment.strip():
+        raise GateFailed("An approval needs a comment saying what was checked.")
+    with transaction.atomic():
+        approved = _transition(
+            model_version=model_version,
+            sources=[ModelState.STAGED],
+            target=ModelState.APPROVED,
+            actor=approved_by,
+            event_type="model_version_approved",
+            gate=_approval_gate(approved_by),
+            data={"comment": comment},
+        )
+        approval = Approval.objects.create(
+            model_version=approved,
+            decision=Approval.DECISION_APPROVED,
+            decided_by=approved_by,
+            comment=comment.strip(),
+            sha256=approved.onnx_sha256,
+            requested_by_id=approved.approval_requested_by_id,
+        )
+        transaction.on_commit(lambda: notifications.notify_requester_decided(approval.pk))
+    return approval
+
+
+@audited_refusal("model_version_reject", "rejected_by")
+def model_version_reject(
+    *, model_version: ModelVersion, rejected_by: AbstractBaseUser, comment: str
+) -> Approval:
+    if not comment or not comment.strip():
+        raise GateFailed("A rejection needs a reason.")
+    if not rejected_by.has_perm("models_registry.reject_modelversion"):
+        raise GateFailed(f"{rejected_by.get_username()} does not hold the approver role.")
+    with transaction.atomic():
+        rejected = _transition(
+            model_version=model_version,
+            sources=PRE_PRODUCTION_STATES,
+            target=ModelState.REJECTED,
+            actor=rejected_by,
+            event_type="model_version_rejected",
+            data={"comment": comment},
+        )
+        decision = Approval.objects.create(
+            model_version=rejected,
+            decision=Approval.DECISION_REJECTED,
+            decided_by=rejected_by,
+            comment=comment.strip(),
+            sha256=rejected.onnx_sha256,
+            requested_by_id=rejected.approval_requested_by_id,
+        )
+        transaction.on_commit(lambda: notifications.notify_requester_decided(decision.pk))
+    return decision
+
+
+def current_approval(version: ModelVersion) -> Approval | None:
+    """The latest decision, if it approves this exact file and is not suspended."""
+    latest = version.approvals.order_by("-decided_at", "-id").first()
+    if latest is None or latest.decision != Approval.DECISION_APPROVED:
+        return None
+    if latest.sha256 != version.onnx_sha256 or latest.suspensions.exists():
+        return None
+    return latest
+
+
+def require_deployable_approval(version: ModelVersion) -> Approval:
+    approval = current_approval(version)
+    if approval is None:
+        latest = version.approvals.order_by("-decided_at", "-id").first()
+        if latest is not None and latest.suspensions.exists():
+            raise GateFailed(f"the approval of {version} is suspended: it needs a new approval.")
+        raise GateFailed(f"{version} has no approval in force for its file (sha256).")
+    return approval
+
+
+def model_version_mark_in_production(
+    *, model_version: ModelVersion, deployment: Deployment, actor: AbstractBaseUser | None
+) -> ModelVersion:
+    """A production deployment succeeded: this version is live, the one it replaced retires."""
+
+    def gate(version: ModelVersion) -> dict[str, Any]:
+        approval = require_deployable_approval(version)
+        if deployment.sha256 != approval.sha256:
+            raise GateFailed("the deployed file's sha256 is not the approved one.")
+        return {"approval": approval.pk, "deployment": deployment.pk}
+
+    with transaction.atomic():
+        live = _transition(
+            model_version=model_version,
+            sources=[ModelState.APPROVED, ModelState.RETIRED, ModelState.IN_PRODUCTION],
+            target=ModelState.IN_PRODUCTION,
+            actor=actor,
+            event_type="model_version_in_production",
+            gate=gate,
+            data={"target": deployment.target.name},
+        )
+        previous = deployment.previous_version
+        if previous is not None and previous.pk != live.pk and not _live_elsewhere(previous, deployment):
+            _transition(
+                model_version=previous,
+                sources=[ModelState.IN_PRODUCTION],
+                target=ModelState.RETIRED,
+                actor=actor,
+                event_type="model_version_retired",
+                data={"replaced_by": live.pk, "target": deployment.target.name},
+            )
+    return live
+
+
+def _live_elsewhere(version: ModelVersion, deployment: Deployment) -> bool:
+    """Whether ``version`` still runs on another production target than this deployment's."""
+    from models_registry.services.deployments import live_version_on_target
+
+    targets = (
+        deployment.target.__class__.objects.filter(environment=Environment.PRODUCTION)
+        .exclude(pk=deployment.target_id)
+    )
+    return any(live_version_on_target(t) == version for t in targets)

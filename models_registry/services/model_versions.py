@@ -1,0 +1,254 @@
+"""Creating model versions from a folder of artifacts, and the artifact store.
+
+The store (``MEDIA_ROOT/models/<sha256 of the ONNX file>/``) is write-once: a
+version's files are copied into a temporary folder, checked, then published
+with one rename, and made read-only. File names are derived from the metadata
+(``<name>.onnx``, ``<name>_metadata.json``, ``<SYMBOL>_<kind>_training.png``),
+never from a client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
+from django.utils.dateparse import parse_datetime
+
+from models_registry.models import ModelVersion, RegistryError
+from models_registry.services.audit import audit_event_record
+
+NAME_PATTERN = re.compile(r"^[a-z0-9]+_(sentiment|price)$")
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ArtifactError(RegistryError):
+    """The artifacts offered for a new version are missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ArtifactSet:
+    name: str
+    symbol: str
+    interval: str
+    kind: str
+    metadata: dict[str, Any]
+    onnx_path: Path
+    metadata_path: Path
+    plot_path: Path | None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact_store_root() -> Path:
+    return Path(settings.MEDIA_ROOT) / "models"
+
+
+def version_dir(version: ModelVersion) -> Path:
+    return Path(settings.MEDIA_ROOT) / version.artifact_dir
+
+
+def read_artifact_set(source_dir: Path) -> ArtifactSet:
+    """Find and check the metadata, ONNX file and plot in ``source_dir``."""
+    if not source_dir.is_dir():
+        raise ArtifactError(f"{source_dir} is not a folder of model artifacts.")
+    candidates = sorted(source_dir.glob("*_metadata.json"))
+    if len(candidates) != 1:
+        raise ArtifactError(
+            f"{source_dir} must hold exactly one *_metadata.json file; found {len(candidates)}."
+        )
+    metadata_path = candidates[0]
+    try:
+        metadata = json.loads(metadata_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{metadata_path.name} is not valid JSON: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"{metadata_path.name} must hold a JSON object.")
+    name = str(metadata.get("name", ""))
+    if not NAME_PATTERN.match(name):
+        raise ArtifactError(
+            f"{metadata_path.name}: name {name!r} must look like 'btcusdt_sentiment' or 'btcusdt_price'."
+        )
+    symbol = str(metadata.get("symbol", "")).upper()
+    kind = name.rsplit("_", 1)[1]
+    if not symbol or not name.startswith(symbol.lower() + "_"):
+        raise ArtifactError(f"{metadata_path.name}: symbol {symbol!r} does not match name {name!r}.")
+    onnx_path = source_dir / f"{name}.onnx"
+    if not onnx_path.is_file():
+        raise ArtifactError(f"{source_dir} has no {onnx_path.name} beside {metadata_path.name}.")
+    expected = str(metadata.get("onnx_sha256", ""))
+    if not SHA256_PATTERN.match(expected):
+        raise ArtifactError(f"{metadata_path.name} has no valid onnx_sha256.")
+    actual = sha256_of(onnx_path)
+    if actual != expected:
+        raise ArtifactError(
+            f"{onnx_path.name} has sha256 {actual[:12]}…, but its metadata says {expected[:12]}…."
+        )
+    plot_path = source_dir / f"{symbol}_{kind}_training.png"
+    return ArtifactSet(
+        name=name,
+        symbol=symbol,
+        interval=str(metadata.get("interval", "1h")),
+        kind=kind,
+        metadata=metadata,
+        onnx_path=onnx_path,
+        metadata_path=metadata_path,
+        plot_path=plot_path if plot_path.is_file() else None,
+    )
+
+
+def model_version_create(
+    *,
+    source_dir: Path,
+    created_by: AbstractBaseUser | None,
+    source: str = "trained",
+    origin_key: str | None = None,
+) -> ModelVersion:
+    """Store the artifacts in ``source_dir`` and create a ``trained`` version for them.
+
+    Idempotent on ``origin_key``: a training task delivered twice gets the
+    version the first delivery created.
+    """
+    if origin_key:
+        existing = ModelVersion.objects.filter(origin_key=origin_key).first()
+        if existing is not None:
+            return existing
+    artifacts = read_artifact_set(source_dir)
+    duplicate = ModelVersion.objects.filter(onnx_sha256=artifacts.metadata["onnx_sha256"]).first()
+    if duplicate is not None:
+        raise ArtifactError(f"this ONNX file is already registered as {duplicate}.")
+    for attempt in range(3):
+        try:
+            return _create_once(artifacts, created_by, source, origin_key)
+        except IntegrityError:
+            if origin_key and ModelVersion.objects.filter(origin_key=origin_key).exists():
+                return ModelVersion.objects.get(origin_key=origin_key)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _create_once(
+    artifacts: ArtifactSet, created_by: AbstractBaseUser | None, source: str, origin_key: str | None
+) -> ModelVersion:
+    sha = artifacts.metadata["onnx_sha256"]
+    final_dir = artifact_store_root() / sha
+    with transaction.atomic():
+        _lock_name(artifacts.name)
+        number = (
+            ModelVersion.objects.filter(name=artifacts.name).aggregate(n=Max("version"))["n"] or 0
+        ) + 1
+        metadata = {**artifacts.metadata, "version": number}
+        staged_dir = _stage_files(artifacts, metadata)
+        try:
+            version = ModelVersion.objects.create(
+                name=artifacts.name,
+                version=number,
+                symbol=artifacts.symbol,
+                interval=artifacts.interval,
+                kind=artifacts.kind,
+                source=source,
+                created_by=created_by if created_by and created_by.is_authenticated else None,
+                artifact_dir=str(final_dir.relative_to(settings.MEDIA_ROOT)),
+                onnx_file=artifacts.onnx_path.name,
+                onnx_sha256=sha,
+                metadata_file=artifacts.metadata_path.name,
+                metadata_sha256=sha256_of(staged_dir / artifacts.metadata_path.name),
+                plot_file=artifacts.plot_path.name if artifacts.plot_path else "",
+                plot_sha256=sha256_of(artifacts.plot_path) if artifacts.plot_path else "",
+                metadata=metadata,
+                metrics=_metrics_from(metadata),
+                data_start=_dt(_dig(metadata, "data", "start")),
+                data_end=_dt(_dig(metadata, "data", "end")),
+                data_content_hash=str(_dig(metadata, "data", "content_hash") or ""),
+                out_of_sample_from=_dt(metadata.get("out_of_sample_from")),
+                allow_short_history=bool(metadata.get("allow_short_history", False)),
+                origin_key=origin_key,
+            )
+            audit_event_record(
+                event_type=f"model_version_{'registered' if source == 'registered' else 'trained'}",
+                actor=created_by,
+                obj=version,
+                data={"new_state": version.state, "onnx_sha256": sha, "source": source},
+            )
+            _publish(staged_dir, final_dir)
+        except BaseException:
+            shutil.rmtree(staged_dir, ignore_errors=True)
+            raise
+    return version
+
+
+def _lock_name(name: str) -> None:
+    """Serialise version numbering per model name (PostgreSQL; SQLite writers are serial)."""
+    if connection.vendor == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def _stage_files(artifacts: ArtifactSet, metadata: dict[str, Any]) -> Path:
+    root = artifact_store_root()
+    root.mkdir(parents=True, exist_ok=True)
+    staged = root / f".incoming-{uuid.uuid4().hex}"
+    staged.mkdir()
+    shutil.copyfile(artifacts.onnx_path, staged / artifacts.onnx_path.name)
+    (staged / artifacts.metadata_path.name).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    if artifacts.plot_path:
+        shutil.copyfile(artifacts.plot_path, staged / artifacts.plot_path.name)
+    if sha256_of(staged / artifacts.onnx_path.name) != metadata["onnx_sha256"]:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise ArtifactError("the ONNX file changed while it was being copied into the store.")
+    return staged
+
+
+def _publish(staged: Path, final_dir: Path) -> None:
+    if final_dir.exists():
+        if ModelVersion.objects.filter(onnx_sha256=final_dir.name).exists():
+            raise ArtifactError(f"the artifact store already holds {final_dir.name}.")
+        # Left by a publish whose transaction then rolled back: no version owns it.
+        shutil.rmtree(final_dir)
+    for path in staged.iterdir():
+        path.chmod(0o444)
+    staged.rename(final_dir)
+
+
+def _dig(data: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)  # type: ignore[assignment]
+    return data
+
+
+def _dt(value: Any) -> datetime | None:
+    if not value:
+        return None
+    parsed = parse_datetime(str(value).replace(" ", "T"))
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        from datetime import UTC
+
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _metrics_from(metadata: dict[str, Any]) -> dict[str, Any]:
+    metrics = metadata.get("metrics")
+    return metrics if isinstance(metrics, dict) else {}
