@@ -8,6 +8,7 @@ Every command has a timeout; a command that outlives it is killed on the host
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -84,10 +85,7 @@ def open_connection(target: TargetSpec, host: HostSpec) -> HostConnection:
 def with_host_timeout(command: str, timeout: float) -> str:
     """Wrap a shell command so the host itself kills it after `timeout` seconds."""
     seconds = max(1, round(timeout))
-    return (
-        f"timeout -k {KILL_AFTER_SECONDS} {seconds} /bin/sh -c {shlex.quote(command)}"
-        " </dev/null"
-    )
+    return f"timeout -k {KILL_AFTER_SECONDS} {seconds} /bin/sh -c {shlex.quote(command)} </dev/null"
 
 
 class SshConnection:
@@ -161,9 +159,9 @@ class SshConnection:
             sftp.get_channel().settimeout(self._command_timeout)
             sftp.put(str(local), remote, callback=progress, confirm=True)
         except (paramiko.SSHException, OSError, EOFError) as error:
-            raise HostConnectionError(f"{self.label}: upload of {local.name} failed: {error}") from (
-                error
-            )
+            raise HostConnectionError(
+                f"{self.label}: upload of {local.name} failed: {error}"
+            ) from (error)
 
     def get(self, remote: str, local: Path) -> None:
         try:
@@ -258,10 +256,8 @@ class LocalConnection:
 
 def with_suppressed_lookup(action: Callable[[], None]) -> None:
     """Run a kill that may race with the process exiting by itself."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         action()
-    except ProcessLookupError:
-        pass
 
 
 def is_connection_error(error: BaseException) -> bool:

@@ -75,7 +75,7 @@ class StateProtectedModel(models.Model):
         abstract = True
 
     @classmethod
-    def from_db(cls, db: Any, field_names: Any, values: Any) -> Any:
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Any:  # noqa: DJ012
         instance = super().from_db(db, field_names, values)
         instance._loaded_state = instance.__dict__.get("state")
         return instance
@@ -86,12 +86,12 @@ class StateProtectedModel(models.Model):
             raise StateChangeRefused(
                 f"A new {type(self).__name__} starts in state {self._initial_state!r}."
             )
-        if self.pk is not None and loaded is not None and loaded != self.state:
-            if not self._state_change_allowed:
-                raise StateChangeRefused(
-                    f"{type(self).__name__} {self.pk}: state {loaded!r} -> {self.state!r} "
-                    "must go through a lifecycle service."
-                )
+        changed = self.pk is not None and loaded is not None and loaded != self.state
+        if changed and not self._state_change_allowed:
+            raise StateChangeRefused(
+                f"{type(self).__name__} {self.pk}: state {loaded!r} -> {self.state!r} "
+                "must go through a lifecycle service."
+            )
         super().save(*args, **kwargs)
         self._loaded_state = self.state
 
@@ -227,7 +227,7 @@ class ValidationRun(models.Model):
     report_dir = models.CharField(max_length=500, blank=True)
     plot_file = models.CharField(max_length=200, blank=True)
     task_id = models.CharField(max_length=255, blank=True, db_index=True)
-    scheduled_slot = models.CharField(
+    scheduled_slot = models.CharField(  # noqa: DJ001 -- NULL keeps unscheduled runs out of the unique slot
         max_length=40,
         null=True,
         blank=True,
@@ -317,7 +317,9 @@ class DeploymentTarget(models.Model):
     log_command = models.CharField(
         max_length=500, default="sudo journalctl -u {service} --since '{since}' --no-pager"
     )
-    status_file = models.CharField(max_length=300, blank=True, help_text="Default: {root}/var/status.json")
+    status_file = models.CharField(
+        max_length=300, blank=True, help_text="Default: {root}/var/status.json"
+    )
     check_command = models.CharField(max_length=500, blank=True)
     health_timeout_seconds = models.PositiveIntegerField(default=60)
     command_timeout_seconds = models.PositiveIntegerField(default=60)
@@ -372,7 +374,9 @@ class Deployment(models.Model):
     KIND_DEPLOY = "deploy"
     KIND_ROLLBACK = "rollback"
 
-    target = models.ForeignKey(DeploymentTarget, on_delete=models.PROTECT, related_name="deployments")
+    target = models.ForeignKey(
+        DeploymentTarget, on_delete=models.PROTECT, related_name="deployments"
+    )
     model_version = models.ForeignKey(
         ModelVersion, on_delete=models.PROTECT, related_name="deployments"
     )
@@ -383,10 +387,15 @@ class Deployment(models.Model):
         "Approval", null=True, blank=True, on_delete=models.PROTECT, related_name="deployments"
     )
     kind = models.CharField(
-        max_length=20, choices=[(KIND_DEPLOY, "Deploy"), (KIND_ROLLBACK, "Rollback")], default=KIND_DEPLOY
+        max_length=20,
+        choices=[(KIND_DEPLOY, "Deploy"), (KIND_ROLLBACK, "Rollback")],
+        default=KIND_DEPLOY,
     )
     status = models.CharField(
-        max_length=20, choices=DeploymentStatus.choices, default=DeploymentStatus.QUEUED, db_index=True
+        max_length=20,
+        choices=DeploymentStatus.choices,
+        default=DeploymentStatus.QUEUED,
+        db_index=True,
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -435,11 +444,15 @@ class Approval(models.Model):
     DECISION_APPROVED = "approved"
     DECISION_REJECTED = "rejected"
 
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="approvals")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="approvals"
+    )
     decision = models.CharField(
         max_length=20, choices=[(DECISION_APPROVED, "Approved"), (DECISION_REJECTED, "Rejected")]
     )
-    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     decided_at = models.DateTimeField(auto_now_add=True)
     comment = models.TextField()
     sha256 = models.CharField(max_length=64, help_text="The ONNX sha256 this decision covers.")

@@ -15,6 +15,7 @@ app = Celery("tradebot")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name) for name in queues.QUEUE_LIMITS]
 app.conf.task_default_queue = queues.DEFAULT
+app.conf.task_routes = (queues.route_by_declared_queue,)
 # One message at a time per worker process: a training job must not sit
 # reserved behind another hour-long job on the same worker.
 app.conf.worker_prefetch_multiplier = 1

@@ -35,7 +35,8 @@ def queue_options(queue: str) -> dict[str, Any]:
     """Task decorator options that route a task to ``queue`` with that queue's limits."""
     limits = QUEUE_LIMITS[queue]
     options: dict[str, Any] = {
-        "queue": queue,
+        # Read by route_by_declared_queue: Celery 6 drops the task-level `queue` attribute.
+        "declared_queue": queue,
         "soft_time_limit": limits.soft_seconds,
         "time_limit": limits.hard_seconds,
     }
@@ -56,3 +57,11 @@ def broker_visibility_timeout() -> int:
     be started a second time while the first is still going.
     """
     return max(limits.hard_seconds for limits in QUEUE_LIMITS.values()) + 15 * 60
+
+
+def route_by_declared_queue(
+    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any
+) -> dict[str, str] | None:
+    """Celery router: send each task to the queue it declared with queue_options()."""
+    queue = getattr(task, "declared_queue", None)
+    return {"queue": queue} if queue else None

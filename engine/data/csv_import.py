@@ -79,18 +79,17 @@ def read_kline_csv(path: Path | str, interval: str) -> pd.DataFrame:
     path = Path(path)
     layout = _kline_layout(path, _first_line(path))
     raw = _read_strings(path, layout)
-    first_line_number = 2 if layout.has_header else 1
     if layout.kind == "shared":
-        open_time = _parse_datetimes(path, raw["date"], first_line_number, "date")
+        open_time = _parse_datetimes(path, raw["date"], "date")
     else:
-        open_time = _parse_epochs(path, raw["open_time"], first_line_number, "open_time")
+        open_time = _parse_epochs(path, raw["open_time"], "open_time")
     frame = pd.DataFrame(index=pd.DatetimeIndex(open_time, name=INDEX_NAME))
     for name in ("open", "high", "low", "close", "volume"):
-        frame[name] = _parse_numbers(path, raw[name], first_line_number, name)
+        frame[name] = _parse_numbers(path, raw[name], name)
     if layout.kind == "binance":
-        frame["close_time"] = _parse_epochs(path, raw["close_time"], first_line_number, "close_time")
+        frame["close_time"] = _parse_epochs(path, raw["close_time"], "close_time")
         for binance_name, store_name in _BINANCE_TO_STORE.items():
-            frame[store_name] = _parse_numbers(path, raw[binance_name], first_line_number, binance_name)
+            frame[store_name] = _parse_numbers(path, raw[binance_name], binance_name)
     _check_step_matches_interval(path, frame.index, interval)
     return frame
 
@@ -107,11 +106,11 @@ def read_sentiment_csv(path: Path | str) -> pd.Series:
             line=1,
         )
     raw = _read_strings(path, _Layout(header, has_header=True, kind="sentiment"))
-    seconds = _parse_numbers(path, raw["timestamp"], 2, "timestamp")
+    seconds = _parse_numbers(path, raw["timestamp"], "timestamp")
     days = pd.to_datetime(seconds, unit="s", utc=True).floor("D")
     if "date" in raw:
         _check_dates_agree(path, raw["date"], days)
-    values = _parse_numbers(path, raw["value"], 2, "value")
+    values = _parse_numbers(path, raw["value"], "value")
     index = pd.DatetimeIndex(days, name=SENTIMENT_INDEX_NAME)
     return pd.Series(values, index=index, name=SENTIMENT_NAME, dtype="float64")
 
@@ -191,9 +190,11 @@ def _read_strings(path: Path, layout: _Layout) -> pd.DataFrame:
         raise _parser_error(path, exc, layout) from None
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise CsvFormatError(path, f"cannot be read ({exc})") from exc
-    blank = raw.isna().all(axis=1)
-    if not (~blank).any():
-        raise CsvFormatError(path, "no data rows after the header", line=2 if layout.has_header else 1)
+    blank = raw.isna().all(axis=1).to_numpy()
+    if blank.all():
+        raise CsvFormatError(
+            path, "no data rows after the header", line=2 if layout.has_header else 1
+        )
     if layout.has_header:
         raw.index = raw.index + 2
     else:
@@ -221,19 +222,19 @@ def _first_undecodable_line(path: Path) -> int | None:
     return None
 
 
-def _parse_numbers(path: Path, column: pd.Series, first_line: int, field: str) -> np.ndarray:
+def _parse_numbers(path: Path, column: pd.Series, field: str) -> np.ndarray:
     numbers = pd.to_numeric(column, errors="coerce")
     _raise_on_first_bad(path, column, numbers.isna(), field, "a number")
     return numbers.to_numpy(dtype="float64")
 
 
-def _parse_datetimes(path: Path, column: pd.Series, first_line: int, field: str) -> pd.DatetimeIndex:
+def _parse_datetimes(path: Path, column: pd.Series, field: str) -> pd.DatetimeIndex:
     times = pd.to_datetime(column, format="%Y-%m-%d %H:%M:%S", utc=True, errors="coerce")
     _raise_on_first_bad(path, column, times.isna(), field, "a UTC time as YYYY-MM-DD HH:MM:SS")
     return pd.DatetimeIndex(times)
 
 
-def _parse_epochs(path: Path, column: pd.Series, first_line: int, field: str) -> pd.DatetimeIndex:
+def _parse_epochs(path: Path, column: pd.Series, field: str) -> pd.DatetimeIndex:
     """Epoch integers in ms or us; one unit per file, a mixture names the first odd line."""
     numbers = pd.to_numeric(column, errors="coerce")
     _raise_on_first_bad(path, column, numbers.isna(), field, "an integer timestamp")
@@ -253,7 +254,11 @@ def _parse_epochs(path: Path, column: pd.Series, first_line: int, field: str) ->
         first_unit_is_ms = bool(is_ms[0])
         odd = is_us if first_unit_is_ms else is_ms
         position = int(np.argmax(odd))
-        units = ("milliseconds", "microseconds") if first_unit_is_ms else ("microseconds", "milliseconds")
+        units = (
+            ("milliseconds", "microseconds")
+            if first_unit_is_ms
+            else ("microseconds", "milliseconds")
+        )
         raise CsvFormatError(
             path,
             f"mixed timestamp units: {field} {values[position]} is in {units[1]} "

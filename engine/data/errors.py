@@ -14,7 +14,7 @@ class DataError(Exception):
 
 
 class CsvFormatError(DataError):
-    """A CSV file cannot be read as candles or sentiment. Names the file and, where known, the line."""
+    """A CSV file cannot be read as candles or sentiment; names the file and, if known, the line."""
 
     def __init__(self, path: Path | str, problem: str, *, line: int | None = None) -> None:
         self.path = Path(path)

@@ -22,7 +22,9 @@ _HASH_VERSION = b"tradebot-frame-hash-v1\n"
 
 def empty_candles() -> pd.DataFrame:
     index = pd.DatetimeIndex([], tz="UTC", name=INDEX_NAME)
-    return pd.DataFrame({name: pd.Series([], dtype="float64") for name in CORE_COLUMNS}, index=index)
+    return pd.DataFrame(
+        {name: pd.Series([], dtype="float64") for name in CORE_COLUMNS}, index=index
+    )
 
 
 def normalize_candles(frame: pd.DataFrame) -> pd.DataFrame:

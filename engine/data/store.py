@@ -114,9 +114,7 @@ def merge_candles(
     """Add candles to the store; rows at an already stored open time replace the stored ones."""
     path = candles_path(data_dir, symbol, interval)
     with _locked(path):
-        existing = (
-            normalize_candles(pq.read_table(path).to_pandas()) if path.exists() else None
-        )
+        existing = normalize_candles(pq.read_table(path).to_pandas()) if path.exists() else None
         merged, added, replaced = _merge_frames(existing, normalize_candles(candles))
         _write_parquet_atomically(merged, path)
     before = 0 if existing is None else len(existing)
@@ -180,10 +178,9 @@ def _write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
             pq.write_table(table, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp_name, path)
+        Path(temp_name).replace(path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
+        Path(temp_name).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
 

@@ -229,7 +229,9 @@ def apply_sentiment_policy(
     report.dropped_rows = int(bad.sum())
     report.sorted_rows = report.count("non_monotonic") > 0
     if policy.gaps == "fill" and policy.max_fill > 0:
-        new_index = _index_with_short_gaps_filled(pd.DatetimeIndex(clean.index), step, policy.max_fill)
+        new_index = _index_with_short_gaps_filled(
+            pd.DatetimeIndex(clean.index), step, policy.max_fill
+        )
         report.filled_rows = len(new_index) - len(clean)
         clean = clean.reindex(new_index).ffill()
     return clean, report

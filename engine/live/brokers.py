@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 BUY = "buy"
 SELL = "sell"
+SIDE_SIGN = {BUY: 1, SELL: -1}  # engine.backtest.costs takes +1/-1
 
 
 class OrderRefused(RuntimeError):
@@ -50,7 +51,7 @@ class Broker(Protocol):
     ) -> Fill: ...
 
 
-FillPriceFn = Callable[[float, str, float], float]
+FillPriceFn = Callable[[float, int, float], float]
 FeeFn = Callable[[float, float], float]
 
 
@@ -85,7 +86,7 @@ class PaperBroker:
     def market_order(
         self, *, order_id: str, side: str, quantity: float, reference_price: float
     ) -> Fill:
-        price = float(self._fill_price(reference_price, side, self.slippage_bps))
+        price = float(self._fill_price(reference_price, SIDE_SIGN[side], self.slippage_bps))
         fee = float(self._fee(quantity * price, self.fee_bps))
         return Fill(order_id=order_id, side=side, quantity=quantity, price=price, fee=fee)
 
@@ -169,8 +170,7 @@ class LiveBroker:
         qty = self.filters.round_quantity(quantity)
         if qty < self.filters.min_qty or qty <= 0:
             raise OrderRefused(
-                f"quantity {quantity} rounds to {qty}, below LOT_SIZE minQty "
-                f"{self.filters.min_qty}"
+                f"quantity {quantity} rounds to {qty}, below LOT_SIZE minQty {self.filters.min_qty}"
             )
         qty = min(qty, self.filters.max_qty)
         notional = qty * Decimal(repr(reference_price))

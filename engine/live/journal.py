@@ -49,6 +49,7 @@ class JournalState:
     cash: float | None = None
     quantity: float = 0.0
     pending_target: float | None = None
+    current_target: float = 0.0
     equity: float | None = None
     day: str | None = None
     day_start_equity: float | None = None
@@ -88,6 +89,7 @@ def _apply(state: JournalState, record: dict[str, Any]) -> None:
         state.cash = float(record["cash"])
         state.quantity = float(record["quantity"])
         state.pending_target = record["pending_target"]
+        state.current_target = float(record.get("current_target", 0.0))
         state.equity = float(record["equity"])
         state.day = record.get("day")
         state.day_start_equity = record.get("day_start_equity")
@@ -97,9 +99,8 @@ def _apply(state: JournalState, record: dict[str, Any]) -> None:
     elif kind == "order":
         state.order_candles.append(record["candle"])
         state.unsettled_orders.append(record["order_id"])
-    elif kind in ("fill", "order_rejected"):
-        if record["order_id"] in state.unsettled_orders:
-            state.unsettled_orders.remove(record["order_id"])
+    elif kind in ("fill", "order_rejected") and record["order_id"] in state.unsettled_orders:
+        state.unsettled_orders.remove(record["order_id"])
 
 
 def read_journal(path: Path) -> tuple[list[dict[str, Any]], JournalState]:
@@ -118,7 +119,9 @@ def read_journal(path: Path) -> tuple[list[dict[str, Any]], JournalState]:
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise JournalError(f"journal {path} line {line_no}: invalid JSON ({exc.msg})") from exc
+                raise JournalError(
+                    f"journal {path} line {line_no}: invalid JSON ({exc.msg})"
+                ) from exc
             record = _validate_record(
                 raw, path=path, line_no=line_no, expected_seq=len(records) + 1
             )
@@ -146,7 +149,8 @@ class Journal:
             finally:
                 os.close(dir_fd)
 
-    def append(self, kind: str, **payload: Any) -> dict[str, Any]:
+    def append(self, kind: str, *, sync: bool = True, **payload: Any) -> dict[str, Any]:
+        """Write one record; with sync=False it becomes durable with the next synced one."""
         if kind not in RECORD_FIELDS:
             raise ValueError(f"unknown journal record type {kind!r}")
         missing = [f for f in RECORD_FIELDS[kind] if f not in payload]
@@ -161,7 +165,8 @@ class Journal:
         record["sha"] = _checksum(record)
         self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._handle.flush()
-        os.fsync(self._handle.fileno())
+        if sync:
+            os.fsync(self._handle.fileno())
         self._seq += 1
         _apply(self.state, record)
         self.state.records = self._seq

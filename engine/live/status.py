@@ -1,7 +1,7 @@
 """The status file (and optional loopback HTTP endpoint) that deployment's health check reads.
 
 Fields follow docs/interfaces.md. The file is replaced atomically (tempfile in the same
-directory, fsync, os.replace) so a reader never sees half a document.
+directory, then os.replace) so a reader never sees half a document.
 """
 
 from __future__ import annotations
@@ -45,16 +45,18 @@ def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=2, sort_keys=True)
             handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        Path(tmp_name).replace(path)  # atomic rename (os.replace)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
 
 
 class StatusReporter:
-    """Holds the current status document; `publish` writes it with a fresh heartbeat."""
+    """Holds the current status document; `publish` writes it with a fresh heartbeat.
+
+    The file is not fsynced: a reader must never see a torn document (the rename sees to
+    that), but a heartbeat lost in a power cut is worthless anyway.
+    """
 
     def __init__(self, path: Path | None, *, mode: str) -> None:
         self.path = path
@@ -107,7 +109,7 @@ class StatusReporter:
         reporter = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:
                 if self.path not in ("/", "/status"):
                     self.send_error(404)
                     return
@@ -118,7 +120,7 @@ class StatusReporter:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 log.debug("status http: " + format, *args)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)

@@ -140,7 +140,9 @@ def _iter_rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:
     last_id = 0
     while True:
         rows = list(
-            AuditEvent.objects.filter(id__gt=last_id).order_by("id").values_list(*columns)[:chunk_size]
+            AuditEvent.objects.filter(id__gt=last_id)
+            .order_by("id")
+            .values_list(*columns)[:chunk_size]
         )
         if not rows:
             return

@@ -141,7 +141,11 @@ def passing_validation_run(version: ModelVersion) -> ValidationRun | None:
 
 
 def passing_paper_run(version: ModelVersion) -> PaperTradingRun | None:
-    return version.paper_runs.filter(status=RunStatus.PASSED, passed=True).order_by("-created_at").first()
+    return (
+        version.paper_runs.filter(status=RunStatus.PASSED, passed=True)
+        .order_by("-created_at")
+        .first()
+    )
 
 
 def successful_staging_deployment(version: ModelVersion) -> Deployment | None:
@@ -165,10 +169,14 @@ def _validation_gate(run: ValidationRun) -> Callable[[ModelVersion], dict[str, A
         if run.in_sample:
             raise GateFailed(f"validation run #{run.pk} overlaps the training data (in-sample).")
         if run.kind != ValidationRun.KIND_BACKTEST:
-            raise GateFailed(f"validation run #{run.pk} is a {run.kind} run, not a validation backtest.")
+            raise GateFailed(
+                f"validation run #{run.pk} is a {run.kind} run, not a validation backtest."
+            )
         if not (run.status == RunStatus.PASSED and run.passed):
             failed = [g.get("name") for g in run.gate_results if not g.get("passed")]
-            raise GateFailed(f"validation run #{run.pk} did not pass: {', '.join(failed) or run.status}.")
+            raise GateFailed(
+                f"validation run #{run.pk} did not pass: {', '.join(failed) or run.status}."
+            )
         oos = version.out_of_sample_from
         if oos and run.window_start and run.window_start < oos:
             raise GateFailed(
@@ -187,7 +195,9 @@ def _paper_gate(run: PaperTradingRun) -> Callable[[ModelVersion], dict[str, Any]
             raise GateFailed(f"paper run #{run.pk} belongs to another version.")
         if not (run.status == RunStatus.PASSED and run.passed):
             failed = [g.get("name") for g in run.gate_results if not g.get("passed")]
-            raise GateFailed(f"paper run #{run.pk} did not pass: {', '.join(failed) or run.status}.")
+            raise GateFailed(
+                f"paper run #{run.pk} did not pass: {', '.join(failed) or run.status}."
+            )
         return {"paper_run": run.pk}
 
     return gate
@@ -198,11 +208,15 @@ def _staging_gate(deployment: Deployment) -> Callable[[ModelVersion], dict[str, 
         if deployment.model_version_id != version.pk:
             raise GateFailed(f"deployment #{deployment.pk} is of another version.")
         if deployment.target.environment != Environment.STAGING:
-            raise GateFailed(f"deployment #{deployment.pk} went to {deployment.target}, not staging.")
+            raise GateFailed(
+                f"deployment #{deployment.pk} went to {deployment.target}, not staging."
+            )
         if deployment.status != DeploymentStatus.SUCCEEDED:
             raise GateFailed(f"deployment #{deployment.pk} did not succeed ({deployment.status}).")
         if not (deployment.compatibility or {}).get("passed"):
-            raise GateFailed(f"the compatibility check of deployment #{deployment.pk} did not pass.")
+            raise GateFailed(
+                f"the compatibility check of deployment #{deployment.pk} did not pass."
+            )
         if deployment.sha256 != version.onnx_sha256:
             raise GateFailed(f"deployment #{deployment.pk} shipped a different file (sha256).")
         return {"staging_deployment": deployment.pk}
@@ -217,11 +231,16 @@ def _approval_gate(approver: AbstractBaseUser) -> Callable[[ModelVersion], dict[
             raise GateFailed(f"{approver.get_username()} does not hold the approver role.")
         if version.created_by_id is not None and version.created_by_id == approver.pk:
             raise FourEyesViolation(
-                f"{approver.get_username()} trained or registered {version}: another person must approve."
+                f"{approver.get_username()} trained or registered {version}: "
+                "another person must approve."
             )
-        if version.approval_requested_by_id is not None and version.approval_requested_by_id == approver.pk:
+        if (
+            version.approval_requested_by_id is not None
+            and version.approval_requested_by_id == approver.pk
+        ):
             raise FourEyesViolation(
-                f"{approver.get_username()} requested the approval of {version}: another person must approve."
+                f"{approver.get_username()} requested the approval of {version}: "
+                "another person must approve."
             )
         missing = [
             what
@@ -394,7 +413,11 @@ def model_version_mark_in_production(
             data={"target": deployment.target.name},
         )
         previous = deployment.previous_version
-        if previous is not None and previous.pk != live.pk and not _live_elsewhere(previous, deployment):
+        if (
+            previous is not None
+            and previous.pk != live.pk
+            and not _live_elsewhere(previous, deployment)
+        ):
             _transition(
                 model_version=previous,
                 sources=[ModelState.IN_PRODUCTION],
@@ -410,8 +433,7 @@ def _live_elsewhere(version: ModelVersion, deployment: Deployment) -> bool:
     """Whether ``version`` still runs on another production target than this deployment's."""
     from models_registry.services.deployments import live_version_on_target
 
-    targets = (
-        deployment.target.__class__.objects.filter(environment=Environment.PRODUCTION)
-        .exclude(pk=deployment.target_id)
-    )
+    targets = deployment.target.__class__.objects.filter(
+        environment=Environment.PRODUCTION
+    ).exclude(pk=deployment.target_id)
     return any(live_version_on_target(t) == version for t in targets)

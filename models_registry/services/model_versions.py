@@ -83,12 +83,15 @@ def read_artifact_set(source_dir: Path) -> ArtifactSet:
     name = str(metadata.get("name", ""))
     if not NAME_PATTERN.match(name):
         raise ArtifactError(
-            f"{metadata_path.name}: name {name!r} must look like 'btcusdt_sentiment' or 'btcusdt_price'."
+            f"{metadata_path.name}: name {name!r} must look like "
+            "'btcusdt_sentiment' or 'btcusdt_price'."
         )
     symbol = str(metadata.get("symbol", "")).upper()
     kind = name.rsplit("_", 1)[1]
     if not symbol or not name.startswith(symbol.lower() + "_"):
-        raise ArtifactError(f"{metadata_path.name}: symbol {symbol!r} does not match name {name!r}.")
+        raise ArtifactError(
+            f"{metadata_path.name}: symbol {symbol!r} does not match name {name!r}."
+        )
     onnx_path = source_dir / f"{name}.onnx"
     if not onnx_path.is_file():
         raise ArtifactError(f"{source_dir} has no {onnx_path.name} beside {metadata_path.name}.")
@@ -208,7 +211,9 @@ def _stage_files(artifacts: ArtifactSet, metadata: dict[str, Any]) -> Path:
     staged = root / f".incoming-{uuid.uuid4().hex}"
     staged.mkdir()
     shutil.copyfile(artifacts.onnx_path, staged / artifacts.onnx_path.name)
-    (staged / artifacts.metadata_path.name).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    (staged / artifacts.metadata_path.name).write_text(
+        json.dumps(metadata, indent=2, sort_keys=True)
+    )
     if artifacts.plot_path:
         shutil.copyfile(artifacts.plot_path, staged / artifacts.plot_path.name)
     if sha256_of(staged / artifacts.onnx_path.name) != metadata["onnx_sha256"]:

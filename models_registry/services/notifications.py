@@ -29,7 +29,9 @@ def notify_approvers_awaiting(model_version_id: int) -> int:
     if not recipients:
         logger.warning("%s awaits approval but no approver has an e-mail address", version)
         return 0
-    requester = version.approval_requested_by.get_username() if version.approval_requested_by else "?"
+    requester = (
+        version.approval_requested_by.get_username() if version.approval_requested_by else "?"
+    )
     return send_mail(
         subject=f"[tradebot] {version} awaits your approval",
         message=(

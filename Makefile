@@ -1,0 +1,30 @@
+# Two commands on a fresh machine with Python 3.11: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean-demo
+
+$(STAMP): requirements/base.txt requirements/engine.txt requirements/training.txt requirements/dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	touch $(STAMP)
+
+## Run the whole lifecycle on the embedded default and leave the admin running.
+demo: $(STAMP)
+	$(PY) manage.py run_demo
+
+## Run the whole test suite against PostgreSQL, Redis and an SSH server.
+test: $(STAMP)
+	$(PY) -m tests.stack -- $(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+## Start over: forget the demo's database, data store and artifacts.
+clean-demo:
+	rm -rf var/

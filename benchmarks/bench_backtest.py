@@ -1,0 +1,186 @@
+"""Backtest benchmark: the simulator alone on one year of 1-minute bars, against vectorbt and
+backtrader on the same target series and the same semantics; optionally run_backtest ml_basic.
+
+Run with the benchmark venv (vectorbt and backtrader live only there):
+    /work/bench-venv/bin/python benchmarks/bench_backtest.py
+and, for run_backtest with a trained model (the project venv is enough):
+    .venv/bin/python benchmarks/bench_backtest.py --model-dir DIR [--data-dir ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from engine.backtest import SimulationConfig, run_backtest, simulate  # noqa: E402
+
+BARS = 525_600
+FEE_BPS, SLIPPAGE_BPS, CASH = 10.0, 5.0, 10_000.0
+
+
+def minute_bars(n: int = BARS, seed: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 30_000 * np.exp(np.cumsum(rng.normal(0, 0.0008, n)))
+    open_ = np.r_[30_000, close[:-1]] * np.exp(rng.normal(0, 0.0002, n))
+    spread = np.abs(rng.normal(0, 0.0006, (2, n)))
+    index = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC", name="open_time")
+    return pd.DataFrame(
+        {
+            "open": open_,
+            "high": np.maximum(open_, close) * (1 + spread[0]),
+            "low": np.minimum(open_, close) * (1 - spread[1]),
+            "close": close,
+            "volume": 1.0,
+        },
+        index=index,
+    )
+
+
+def crossover_targets(candles: pd.DataFrame) -> np.ndarray:
+    """Long when the 1-hour mean is above the 10-hour mean: a few thousand trades a year."""
+    fast = candles["close"].rolling(60).mean()
+    slow = candles["close"].rolling(600).mean()
+    return (fast > slow).astype(np.float64).to_numpy()
+
+
+def best_of(repeat: int, function):
+    best, value = float("inf"), None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        value = function()
+        best = min(best, time.perf_counter() - started)
+    return best, value
+
+
+def bench_simulator(candles, targets):
+    plain = SimulationConfig(fee_bps=FEE_BPS, slippage_bps=SLIPPAGE_BPS, initial_equity=CASH)
+    stops = SimulationConfig(fee_bps=FEE_BPS, slippage_bps=SLIPPAGE_BPS, initial_equity=CASH,
+                             stop_loss_pct=0.005, take_profit_pct=0.01)  # fmt: skip
+    seconds, result = best_of(5, lambda: simulate(candles, targets, plain, with_buy_and_hold=False))
+    print(f"simulate, no stops:   {seconds:.4f} s  trades={len(result.trades)}  "
+          f"final equity={result.final_equity:.6f}")  # fmt: skip
+    stop_seconds, stopped = best_of(5, lambda: simulate(candles, targets, stops, with_buy_and_hold=False))
+    reasons = stopped.trades["exit_reason"].value_counts().to_dict()
+    print(f"simulate, with stops: {stop_seconds:.4f} s  trades={len(stopped.trades)}  exits={reasons}")
+    rng = np.random.default_rng(1)
+    noisy = (rng.random(len(candles)) > 0.5).astype(np.float64)
+    noisy_seconds, noisy_result = best_of(3, lambda: simulate(candles, noisy, plain, with_buy_and_hold=False))
+    print(f"simulate, coin-flip targets (worst case): {noisy_seconds:.4f} s  "
+          f"trades={len(noisy_result.trades)}")  # fmt: skip
+    return seconds, result
+
+
+def bench_vectorbt(candles, targets, ours_seconds, ours):
+    try:
+        import vectorbt as vbt
+    except ImportError:
+        print("vectorbt: not installed in this interpreter (use /work/bench-venv)")
+        return
+    in_force = np.r_[0.0, targets[:-1]]  # the target acting from each bar's open
+    previous = np.r_[0.0, in_force[:-1]]
+    entries = pd.Series((in_force == 1) & (previous == 0), index=candles.index)
+    exits = pd.Series((in_force == 0) & (previous == 1), index=candles.index)
+
+    def run():
+        return vbt.Portfolio.from_signals(
+            candles["close"], entries, exits, price=candles["open"], size=np.inf,
+            fees=FEE_BPS * 1e-4, slippage=SLIPPAGE_BPS * 1e-4, init_cash=CASH, freq="1min",
+        )  # fmt: skip
+
+    run()  # numba compiles on first use; time the warm run
+    seconds, portfolio = best_of(3, run)
+    trades = int(portfolio.trades.count())
+    final = float(portfolio.value().iloc[-1])
+    print(f"vectorbt from_signals: {seconds:.4f} s  trades={trades}  final equity={final:.6f}  "
+          f"ratio vectorbt/ours={seconds / ours_seconds:.1f}x  "
+          f"agree: trades={trades == len(ours.trades)} "
+          f"equity rel diff={abs(final / ours.final_equity - 1):.2e}")  # fmt: skip
+
+
+def bench_backtrader(candles, targets, ours_seconds, ours):
+    try:
+        import backtrader as bt
+    except ImportError:
+        print("backtrader: not installed in this interpreter (use /work/bench-venv)")
+        return
+    fee, slip = FEE_BPS * 1e-4, SLIPPAGE_BPS * 1e-4
+
+    class Targets(bt.Strategy):
+        """Acts at each bar's open (cheat-on-open) on the target decided at the previous close."""
+
+        def next_open(self):
+            bar = len(self) - 1
+            wanted = targets[bar - 1] if bar >= 1 else 0.0
+            held = self.position.size != 0
+            if wanted == 1.0 and not held:
+                price = self.data.open[0] * (1 + slip)
+                self.buy(size=self.broker.getcash() / (price * (1 + fee)))
+            elif wanted == 0.0 and held:
+                self.close()
+
+    def run():
+        cerebro = bt.Cerebro(cheat_on_open=True, stdstats=False)
+        cerebro.adddata(bt.feeds.PandasData(dataname=candles.tz_localize(None)))
+        cerebro.addstrategy(Targets)
+        cerebro.broker.setcash(CASH)
+        cerebro.broker.setcommission(commission=fee)
+        cerebro.broker.set_slippage_perc(slip, slip_open=True, slip_match=True, slip_out=True)
+        cerebro.broker.set_coc(False)
+        cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
+        strategy = cerebro.run()[0]
+        return strategy, cerebro.broker.getvalue()
+
+    seconds, (strategy, final) = best_of(1, run)
+    total = strategy.analyzers.trades.get_analysis().get("total", {}).get("total", 0)
+    print(f"backtrader cheat-on-open: {seconds:.2f} s  trades={total}  final equity={final:.6f}  "
+          f"ratio backtrader/ours={seconds / ours_seconds:.0f}x  "
+          f"agree: trades={total == len(ours.trades)} "
+          f"equity rel diff={abs(final / ours.final_equity - 1):.2e}")  # fmt: skip
+
+
+def bench_run_backtest(model_dir: Path, data_dir: Path) -> None:
+    from engine.data.csv_import import read_kline_csv, read_sentiment_csv
+
+    candles = read_kline_csv(data_dir / "BTCUSDT-1h.csv", "1h")
+    sentiment = read_sentiment_csv(data_dir / "fear_greed_index.csv")
+    for check in (True, False):
+        started = time.perf_counter()
+        run = run_backtest("ml_basic", candles, sentiment=sentiment, model_dir=model_dir,
+                           start=candles.index[0], allow_in_sample=True, check_lookahead=check)  # fmt: skip
+        print(f"run_backtest ml_basic, {len(candles)} hourly bars (three years), inference "
+              f"included, lookahead check {'on' if check else 'off'}: "
+              f"{time.perf_counter() - started:.2f} s  trades={run.metrics['n_trades']}  "
+              f"status={run.sample_status} (timing only: the model saw part of these bars)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, help="a trained model for the run_backtest timing")
+    parser.add_argument("--data-dir", type=Path, default=PROJECT.parent / "shared" / "data")
+    parser.add_argument("--skip-others", action="store_true", help="skip vectorbt and backtrader")
+    args = parser.parse_args()
+
+    candles = minute_bars()
+    targets = crossover_targets(candles)
+    print(f"{len(candles)} one-minute bars, long/flat crossover targets, "
+          f"fee {FEE_BPS} bps, slippage {SLIPPAGE_BPS} bps")  # fmt: skip
+    seconds, ours = bench_simulator(candles, targets)
+    if not args.skip_others:
+        bench_vectorbt(candles, targets, seconds, ours)
+        bench_backtrader(candles, targets, seconds, ours)
+    if args.model_dir:
+        bench_run_backtest(args.model_dir, args.data_dir)
+    else:
+        print("run_backtest ml_basic over three years: pending (pass --model-dir of a trained model)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,654 @@
+"""The deployment steps, each a plain function of a host connection.
+
+The engine only ever reads `<model_dir>/<name>.onnx`, `<name>_metadata.json` and
+`<name>.onnx.sha256`. Nothing here writes those names except `swap`, and `swap`
+only renames complete, verified files that already sit in the model directory
+(same filesystem, so each rename is atomic). Everything before `swap` leaves the
+files the engine reads untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import shlex
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployment.connection import CommandResult, HostConnection, ProgressCallback
+from deployment.targets import (
+    SAFE_NAME_PATTERN,
+    SHA256_PATTERN,
+    ArtifactSpec,
+    HostLayout,
+    model_filenames,
+)
+
+# Engine states that mean the new process will not come up healthy (engine/live/status.py).
+FAILED_ENGINE_STATES = frozenset({"error", "failed", "stopped", "crashed"})
+BACKUP_SUFFIX = ".backup"
+LOG_TAIL_LINES = 40
+# Small reads (sha256sum, cat status) get this instead of the target's long command timeout.
+QUICK_COMMAND_TIMEOUT = 15.0
+
+
+class StepFailed(Exception):
+    """A step could not complete. `detail` says why, `log_excerpt` what the host said."""
+
+    def __init__(self, detail: str, log_excerpt: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.log_excerpt = log_excerpt
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """The engine's status file as read from the host (None fields when absent)."""
+
+    document: dict[str, Any] | None
+
+    @property
+    def model_sha256(self) -> str | None:
+        return (self.document or {}).get("model_sha256")
+
+    @property
+    def state(self) -> str | None:
+        return (self.document or {}).get("state")
+
+    @property
+    def pid(self) -> int | None:
+        return (self.document or {}).get("pid")
+
+    @property
+    def instance(self) -> tuple[Any, Any]:
+        """What tells one engine start from the next: its pid and start time."""
+        document = self.document or {}
+        return (document.get("pid"), document.get("started_at"))
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What one host really runs and holds, for status reports and reconciling."""
+
+    host: str
+    onnx_sha256: str | None
+    metadata_sha256: str | None
+    metadata_onnx_sha256: str | None
+    metadata_version: Any
+    expected_sha256: str | None
+    backup_onnx_sha256: str | None
+    backup_metadata_sha256: str | None
+    status: EngineStatus
+    engine_alive: bool | None
+    stray_files: tuple[str, ...] = ()
+
+    @property
+    def live_sha256(self) -> str | None:
+        """The sha256 the engine says it serves, only if that engine is still running."""
+        return self.status.model_sha256 if self.engine_alive else None
+
+    @property
+    def files_consistent(self) -> bool:
+        """One complete model on disk: the metadata and the expected-sha file agree with it."""
+        if self.onnx_sha256 is None:
+            return False
+        if self.metadata_onnx_sha256 not in (None, self.onnx_sha256):
+            return False
+        return self.expected_sha256 in (None, self.onnx_sha256)
+
+    def serves(self, onnx_sha256: str | None) -> bool:
+        """The files on disk and the running engine are both this version."""
+        if onnx_sha256 is None:
+            return self.onnx_sha256 is None
+        return (
+            self.files_consistent
+            and self.onnx_sha256 == onnx_sha256
+            and self.live_sha256 == onnx_sha256
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "live_sha256": self.live_sha256,
+            "engine_state": self.status.state,
+            "engine_alive": self.engine_alive,
+            "onnx_sha256": self.onnx_sha256,
+            "metadata_sha256": self.metadata_sha256,
+            "metadata_version": self.metadata_version,
+            "expected_sha256": self.expected_sha256,
+            "backup_onnx_sha256": self.backup_onnx_sha256,
+            "files_consistent": self.files_consistent,
+            "stray_files": list(self.stray_files),
+        }
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    free_bytes: int
+    current: HostState
+
+
+@dataclass(frozen=True)
+class RestartMark:
+    """What the host looked like just before a restart, to recognise the new engine."""
+
+    since: str
+    previous_instance: tuple[Any, Any]
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    status: dict[str, Any]
+    log_tail: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StagedFiles:
+    """Verified copies waiting in the model directory under temporary names."""
+
+    incoming: Mapping[str, str] = field(default_factory=dict)  # final name -> temporary path
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def run_checked(
+    connection: HostConnection, command: str, *, timeout: float, what: str
+) -> CommandResult:
+    result = connection.run(command, timeout=timeout)
+    if not result.ok:
+        raise StepFailed(f"{what}: {result.describe()}", result.stderr[-2000:])
+    return result
+
+
+def sha256_of_files(
+    connection: HostConnection, paths: list[str], *, timeout: float = QUICK_COMMAND_TIMEOUT
+) -> dict[str, str | None]:
+    """sha256 of each path on the host; None for a path that does not exist."""
+    if not paths:
+        return {}
+    script = "; ".join(f"if [ -f {q(path)} ]; then sha256sum {q(path)}; fi" for path in paths)
+    result = run_checked(connection, script, timeout=timeout, what="sha256sum")
+    found: dict[str, str | None] = dict.fromkeys(paths)
+    for line in result.stdout.splitlines():
+        digest, _, path = line.partition("  ")
+        if path in found and SHA256_PATTERN.match(digest):
+            found[path] = digest
+    return found
+
+
+def read_text_file(
+    connection: HostConnection, path: str, *, timeout: float = QUICK_COMMAND_TIMEOUT
+) -> str | None:
+    result = connection.run(
+        f"if [ -f {q(path)} ]; then cat {q(path)}; else exit 3; fi", timeout=timeout
+    )
+    if result.exit_code == 3:
+        return None
+    if not result.ok:
+        raise StepFailed(f"cannot read {path}: {result.describe()}")
+    return result.stdout
+
+
+def read_engine_status(connection: HostConnection, layout: HostLayout) -> EngineStatus:
+    text = read_text_file(connection, layout.status_file)
+    if text is None or not text.strip():
+        return EngineStatus(None)
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        # The engine writes atomically, so this is a foreign or damaged file: say so.
+        return EngineStatus({"state": "unreadable", "detail": text[:200]})
+    return EngineStatus(document if isinstance(document, dict) else None)
+
+
+def process_alive(connection: HostConnection, pid: Any) -> bool | None:
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    # A zombie still has a /proc entry: look at its state, not only at its existence.
+    result = connection.run(
+        f"state=$(cut -d' ' -f3 /proc/{pid}/stat 2>/dev/null) && [ -n \"$state\" ] "
+        f'&& [ "$state" != Z ]',
+        timeout=QUICK_COMMAND_TIMEOUT,
+    )
+    return result.ok
+
+
+def model_path(layout: HostLayout, filename: str) -> str:
+    return posixpath.join(layout.model_dir, filename)
+
+
+def candidate_dir_for(layout: HostLayout, deployment_id: str) -> str:
+    check_deployment_id(deployment_id)
+    return posixpath.join(layout.upload_dir, deployment_id)
+
+
+def check_deployment_id(deployment_id: str) -> None:
+    if not SAFE_NAME_PATTERN.match(deployment_id):
+        raise ValueError(f"deployment id {deployment_id!r} must match {SAFE_NAME_PATTERN.pattern}")
+
+
+def metadata_fields(text: str | None) -> tuple[str | None, Any]:
+    """(onnx_sha256, version) from a metadata document, tolerant of a damaged one."""
+    if text is None:
+        return None, None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return "unreadable", None
+    if not isinstance(document, dict):
+        return "unreadable", None
+    return document.get("onnx_sha256"), document.get("version")
+
+
+def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- host state
+
+
+def read_host_state(connection: HostConnection, layout: HostLayout, name: str) -> HostState:
+    """The model files on disk, their backups, and what the engine reports as live."""
+    names = model_filenames(name)
+    onnx = model_path(layout, names.onnx)
+    metadata = model_path(layout, names.metadata)
+    digests = sha256_of_files(
+        connection, [onnx, metadata, onnx + BACKUP_SUFFIX, metadata + BACKUP_SUFFIX]
+    )
+    metadata_sha_field, version = metadata_fields(read_text_file(connection, metadata))
+    expected_text = read_text_file(connection, model_path(layout, names.expected_sha))
+    expected = expected_text.split()[0] if expected_text and expected_text.split() else None
+    status = read_engine_status(connection, layout)
+    stray = connection.run(
+        f"ls -A {q(layout.model_dir)} | grep -F .incoming- || true", timeout=QUICK_COMMAND_TIMEOUT
+    )
+    return HostState(
+        host=connection.label,
+        onnx_sha256=digests[onnx],
+        metadata_sha256=digests[metadata],
+        metadata_onnx_sha256=metadata_sha_field,
+        metadata_version=version,
+        expected_sha256=expected,
+        backup_onnx_sha256=digests[onnx + BACKUP_SUFFIX],
+        backup_metadata_sha256=digests[metadata + BACKUP_SUFFIX],
+        status=status,
+        engine_alive=process_alive(connection, status.pid),
+        stray_files=tuple(stray.stdout.split()),
+    )
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def preflight(
+    connection: HostConnection,
+    layout: HostLayout,
+    *,
+    name: str,
+    needed_bytes: int,
+    min_free_bytes: int,
+) -> PreflightReport:
+    """Free disk, writable folders, and the model the host holds now."""
+    model_dir = q(layout.model_dir)
+    run_checked(
+        connection,
+        f"test -d {model_dir} || {{ echo 'model directory missing' >&2; exit 1; }}; "
+        f"test -w {model_dir} || {{ echo 'model directory not writable' >&2; exit 1; }}; "
+        f"mkdir -p {q(layout.upload_dir)} && test -w {q(layout.upload_dir)}",
+        timeout=QUICK_COMMAND_TIMEOUT,
+        what=f"preflight of {layout.model_dir} and {layout.upload_dir}",
+    )
+    free_bytes = min(
+        free_disk_bytes(connection, layout.model_dir),
+        free_disk_bytes(connection, layout.upload_dir),
+    )
+    required = max(min_free_bytes, needed_bytes)
+    if free_bytes < required:
+        raise StepFailed(f"only {free_bytes} bytes free on the host, {required} needed")
+    return PreflightReport(free_bytes=free_bytes, current=read_host_state(connection, layout, name))
+
+
+def free_disk_bytes(connection: HostConnection, path: str) -> int:
+    result = run_checked(connection, f"df -Pk {q(path)}", timeout=QUICK_COMMAND_TIMEOUT, what="df")
+    lines = result.stdout.strip().splitlines()
+    try:
+        return int(lines[-1].split()[3]) * 1024
+    except (IndexError, ValueError) as error:
+        raise StepFailed(f"cannot read free space from df output: {result.stdout!r}") from error
+
+
+def upload(
+    connection: HostConnection,
+    layout: HostLayout,
+    artifact: ArtifactSpec,
+    *,
+    deployment_id: str,
+    timeout: float,
+    progress: ProgressCallback | None = None,
+) -> str:
+    """Copy the model and its metadata to `<upload_dir>/<deployment id>/`; returns that folder."""
+    candidate = candidate_dir_for(layout, deployment_id)
+    run_checked(
+        connection,
+        f"rm -rf {q(candidate)} && mkdir -p {q(candidate)}",
+        timeout=timeout,
+        what="create upload folder",
+    )
+    names = model_filenames(artifact.name)
+    connection.put(artifact.onnx_path, posixpath.join(candidate, names.onnx), progress)
+    connection.put(artifact.metadata_path, posixpath.join(candidate, names.metadata))
+    # The expected-sha file makes the upload folder a complete model folder, which is
+    # what the engine's --check-only reads in the staging compatibility check.
+    expected_sha_file = posixpath.join(candidate, names.expected_sha)
+    run_checked(
+        connection,
+        f"printf '%s\\n' {q(artifact.onnx_sha256)} > {q(expected_sha_file)}",
+        timeout=timeout,
+        what="write expected sha256",
+    )
+    return candidate
+
+
+def verify_upload(connection: HostConnection, artifact: ArtifactSpec, candidate: str) -> None:
+    """The uploaded files' sha256, computed on the host, must equal the registry's."""
+    names = model_filenames(artifact.name)
+    expected = {
+        posixpath.join(candidate, names.onnx): artifact.onnx_sha256,
+        posixpath.join(candidate, names.metadata): artifact.metadata_sha256,
+    }
+    verify_digests(connection, expected, where="upload")
+
+
+def verify_digests(
+    connection: HostConnection, expected: Mapping[str, str | None], *, where: str
+) -> None:
+    actual = sha256_of_files(connection, list(expected))
+    wrong = [
+        f"{path}: expected {want}, found {actual[path] or 'no file'}"
+        for path, want in expected.items()
+        if want is not None and actual[path] != want
+    ]
+    if wrong:
+        raise StepFailed(f"sha256 mismatch after {where}: " + "; ".join(wrong))
+
+
+def compatibility_check(
+    connection: HostConnection, layout: HostLayout, *, name: str, candidate: str, timeout: float
+) -> dict[str, Any]:
+    """Run the engine's start-up checks (`--check-only`) on the uploaded files."""
+    command = layout.check_command(candidate_dir=candidate, name=name)
+    if command is None:
+        return {"skipped": True}
+    result = connection.run(command, timeout=timeout)
+    report: dict[str, Any] = {"command": command, "exit_code": result.exit_code}
+    try:
+        report["checks"] = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        report["output"] = log_tail(result.stdout + result.stderr)
+    if not result.ok:
+        raise StepFailed(
+            f"engine start-up checks failed on the host: {result.describe()}",
+            log_tail(result.stdout + "\n" + result.stderr),
+        )
+    return report
+
+
+def stage(
+    connection: HostConnection,
+    layout: HostLayout,
+    *,
+    name: str,
+    sources: Mapping[str, str],
+    onnx_sha256: str,
+    metadata_sha256: str | None,
+    tag: str,
+    timeout: float,
+) -> StagedFiles:
+    """Copy complete files into the model directory under temporary names and verify them.
+
+    `sources` maps "onnx" and "metadata" to paths on the host. The expected-sha
+    file is written from `onnx_sha256`. On failure the temporary files are removed.
+    """
+    check_deployment_id(tag)
+    names = model_filenames(name)
+    incoming = {final: model_path(layout, f".{final}.incoming-{tag}") for final in names.all()}
+    commands = [
+        f"cp {q(sources['onnx'])} {q(incoming[names.onnx])}",
+        f"cp {q(sources['metadata'])} {q(incoming[names.metadata])}",
+        f"printf '%s\\n' {q(onnx_sha256)} > {q(incoming[names.expected_sha])}",
+        # Data must be on disk before a rename makes it visible, or a crash could
+        # leave a complete name pointing to incomplete content.
+        "sync",
+    ]
+    staged = StagedFiles(incoming=incoming)
+    try:
+        run_checked(connection, " && ".join(commands), timeout=timeout, what="copy into model dir")
+        verify_digests(
+            connection,
+            {incoming[names.onnx]: onnx_sha256, incoming[names.metadata]: metadata_sha256},
+            where="copy into the model directory",
+        )
+    except StepFailed:
+        discard_staged(connection, staged)
+        raise
+    return staged
+
+
+def discard_staged(connection: HostConnection, staged: StagedFiles) -> None:
+    paths = " ".join(q(path) for path in staged.incoming.values())
+    if paths:
+        connection.run(f"rm -f {paths}", timeout=QUICK_COMMAND_TIMEOUT)
+
+
+def backup_current(
+    connection: HostConnection,
+    layout: HostLayout,
+    *,
+    name: str,
+    current: HostState,
+    timeout: float,
+) -> str:
+    """Keep the files in place now as `<file>.backup` (the guide's rollback copy) and
+    in the versions folder under their sha256. Returns what was kept."""
+    if current.onnx_sha256 is None:
+        return "no current model to keep"
+    names = model_filenames(name)
+    commands = []
+    for filename in (names.onnx, names.metadata, names.expected_sha):
+        path = model_path(layout, filename)
+        temporary = f"{path}{BACKUP_SUFFIX}.tmp"
+        # Copy to a temporary name first, so a crash never leaves half a backup.
+        commands.append(
+            f"if [ -f {q(path)} ]; then cp -p {q(path)} {q(temporary)} && "
+            f"mv -f {q(temporary)} {q(path + BACKUP_SUFFIX)}; "
+            f"else rm -f {q(path + BACKUP_SUFFIX)}; fi"
+        )
+    run_checked(connection, " && ".join(commands), timeout=timeout, what="backup")
+    store_version(connection, layout, name=name, onnx_sha256=current.onnx_sha256, timeout=timeout)
+    return f"kept {current.onnx_sha256[:12]} as {BACKUP_SUFFIX} and in {layout.versions_dir}"
+
+
+def store_version(
+    connection: HostConnection, layout: HostLayout, *, name: str, onnx_sha256: str, timeout: float
+) -> None:
+    """Copy the live files into `<versions_dir>/<onnx sha256>/` unless already there."""
+    names = model_filenames(name)
+    target = posixpath.join(layout.versions_dir, onnx_sha256)
+    temporary = f"{target}.tmp"
+    copies = " && ".join(
+        f"cp -p {q(model_path(layout, filename))} {q(temporary)}/"
+        for filename in (names.onnx, names.metadata)
+    )
+    run_checked(
+        connection,
+        f"mkdir -p {q(layout.versions_dir)} && if [ ! -d {q(target)} ]; then "
+        f"rm -rf {q(temporary)} && mkdir {q(temporary)} && {copies} && "
+        f"mv {q(temporary)} {q(target)}; else touch {q(target)}; fi",
+        timeout=timeout,
+        what="keep version",
+    )
+
+
+def prune_versions(
+    connection: HostConnection,
+    layout: HostLayout,
+    *,
+    keep: int,
+    protect: set[str],
+    timeout: float,
+) -> list[str]:
+    """Remove all but the `keep` most recently used versions (never the protected ones)."""
+    result = run_checked(
+        connection,
+        f"if [ -d {q(layout.versions_dir)} ]; then ls -1t {q(layout.versions_dir)}; fi",
+        timeout=timeout,
+        what="list versions",
+    )
+    kept = [entry for entry in result.stdout.split() if SHA256_PATTERN.match(entry)]
+    removable = [sha for sha in kept[keep:] if sha not in protect]
+    if removable:
+        paths = " ".join(q(posixpath.join(layout.versions_dir, sha)) for sha in removable)
+        run_checked(connection, f"rm -rf {paths}", timeout=timeout, what="prune versions")
+    return removable
+
+
+def swap(connection: HostConnection, staged: StagedFiles, *, timeout: float) -> None:
+    """Rename the staged files onto the names the engine reads (atomic, same filesystem)."""
+    renames = [
+        f"mv -f {q(temporary)} {q(posixpath.join(posixpath.dirname(temporary), final))}"
+        for final, temporary in staged.incoming.items()
+    ]
+    run_checked(connection, " && ".join([*renames, "sync"]), timeout=timeout, what="swap")
+
+
+def remove_model_files(
+    connection: HostConnection, layout: HostLayout, *, name: str, timeout: float
+) -> None:
+    """Used only when rolling back the first deployment a host ever had."""
+    paths = " ".join(q(model_path(layout, filename)) for filename in model_filenames(name).all())
+    run_checked(connection, f"rm -f {paths}", timeout=timeout, what="remove model files")
+
+
+def host_clock(connection: HostConnection) -> str:
+    """The host's local time in the form journalctl's --since accepts."""
+    result = run_checked(
+        connection, "date '+%Y-%m-%d %H:%M:%S'", timeout=QUICK_COMMAND_TIMEOUT, what="date"
+    )
+    return result.stdout.strip()
+
+
+def restart(connection: HostConnection, layout: HostLayout, *, timeout: float) -> RestartMark:
+    """Restart the service; the mark lets the health check tell the new engine from the old."""
+    mark = RestartMark(
+        since=host_clock(connection),
+        previous_instance=read_engine_status(connection, layout).instance,
+    )
+    result = connection.run(layout.restart_command, timeout=timeout)
+    if result.timed_out:
+        raise StepFailed(
+            f"restart did not finish within {timeout:g} s: {layout.restart_command}",
+            log_tail(result.stdout + result.stderr),
+        )
+    if not result.ok:
+        raise StepFailed(f"restart failed: {result.describe()}", log_tail(result.stderr))
+    return mark
+
+
+def fetch_log(connection: HostConnection, layout: HostLayout, since: str) -> str:
+    result = connection.run(layout.log_command(since), timeout=QUICK_COMMAND_TIMEOUT)
+    return result.stdout if result.ok else ""
+
+
+def loaded_line_pattern(name: str, onnx_sha256: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"model loaded: {re.escape(name)} version=\S* sha256={re.escape(onnx_sha256)}\b"
+    )
+
+
+def health_check(
+    connection: HostConnection,
+    layout: HostLayout,
+    *,
+    name: str,
+    onnx_sha256: str,
+    mark: RestartMark,
+    timeout: float,
+    poll_interval: float,
+) -> HealthReport:
+    """Wait until a new engine reports `onnx_sha256` and logged its `model loaded` line."""
+    started = time.monotonic()
+    deadline = started + timeout
+    loaded = loaded_line_pattern(name, onnx_sha256)
+    last_problem = "no status from a new engine yet"
+    while True:
+        status = read_engine_status(connection, layout)
+        is_new_instance = status.document is not None and status.instance != mark.previous_instance
+        if is_new_instance:
+            problem = engine_problem(connection, status, onnx_sha256)
+            if problem is not None and problem.fatal:
+                log = fetch_log(connection, layout, mark.since)
+                raise StepFailed(problem.text, log_tail(log))
+            if problem is None:
+                log = fetch_log(connection, layout, mark.since)
+                if loaded.search(log):
+                    return HealthReport(
+                        status=status.document or {},
+                        log_tail=log_tail(log),
+                        seconds=time.monotonic() - started,
+                    )
+                last_problem = "engine reports the model but the log has no 'model loaded' line"
+            else:
+                last_problem = problem.text
+        if time.monotonic() >= deadline:
+            log = fetch_log(connection, layout, mark.since)
+            raise StepFailed(
+                f"health check timed out after {timeout:g} s: {last_problem}", log_tail(log)
+            )
+        time.sleep(poll_interval)
+
+
+@dataclass(frozen=True)
+class EngineProblem:
+    text: str
+    fatal: bool
+
+
+def engine_problem(
+    connection: HostConnection, status: EngineStatus, onnx_sha256: str
+) -> EngineProblem | None:
+    if status.state in FAILED_ENGINE_STATES:
+        detail = (status.document or {}).get("detail", "")
+        return EngineProblem(f"engine state is {status.state!r}: {detail}".rstrip(": "), True)
+    if status.model_sha256 is not None and status.model_sha256 != onnx_sha256:
+        return EngineProblem(
+            f"engine serves sha256 {status.model_sha256}, expected {onnx_sha256}", True
+        )
+    if process_alive(connection, status.pid) is False:
+        return EngineProblem(f"engine process {status.pid} exited", True)
+    if status.model_sha256 is None:
+        return EngineProblem(f"engine state {status.state!r}, no model yet", False)
+    return None
+
+
+def cleanup_upload(connection: HostConnection, layout: HostLayout, candidate: str) -> None:
+    """Remove `<upload_dir>/<deployment id>/` (and nothing outside the upload folder)."""
+    if posixpath.dirname(candidate.rstrip("/")) != layout.upload_dir.rstrip("/"):
+        raise StepFailed(f"refusing to remove {candidate}: not inside {layout.upload_dir}")
+    run_checked(connection, f"rm -rf {q(candidate)}", timeout=QUICK_COMMAND_TIMEOUT, what="cleanup")
+
+
+def remove_stray_incoming(connection: HostConnection, layout: HostLayout) -> None:
+    """Remove temporary files a killed deployment left in the model directory."""
+    connection.run(
+        f"find {q(layout.model_dir)} -maxdepth 1 -name '.*.incoming-*' -type f -delete",
+        timeout=QUICK_COMMAND_TIMEOUT,
+    )

@@ -1,0 +1,62 @@
+"""Out-of-sample guard: a model is only judged on bars it never saw in training or selection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from engine.backtest.errors import BacktestError, InSampleWindowError
+
+OUT_OF_SAMPLE = "out_of_sample"
+IN_SAMPLE = "in_sample"  # allowed explicitly; such a run never passes a gate
+UNVERIFIED = "unverified"  # a model without metadata: we cannot prove it never saw the window
+NOT_APPLICABLE = "not_applicable"  # no model involved (buy_and_hold)
+
+
+def _utc(value: Any, field: str) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as error:
+        raise BacktestError(f"model metadata: {field} is not a date/time: {value!r}") from error
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def out_of_sample_start(metadata: Mapping[str, Any]) -> pd.Timestamp | None:
+    """First bar the model never used: `out_of_sample_from`, else just after `data.end`."""
+    if metadata.get("out_of_sample_from"):
+        return _utc(metadata["out_of_sample_from"], "out_of_sample_from")
+    data_end = (metadata.get("data") or {}).get("end")
+    if data_end:
+        # data.end is the open time of the last training bar: any later bar is unseen.
+        return _utc(data_end, "data.end") + pd.Timedelta(microseconds=1)
+    return None
+
+
+def check_out_of_sample(
+    metadata: Mapping[str, Any] | None,
+    window_start: pd.Timestamp,
+    *,
+    allow_in_sample: bool = False,
+) -> str:
+    """Classify the window against the model's training data; refuse an overlap unless allowed.
+
+    Returns one of OUT_OF_SAMPLE, IN_SAMPLE (only with allow_in_sample) or UNVERIFIED.
+    """
+    if metadata is None:
+        return UNVERIFIED
+    first_unseen = out_of_sample_start(metadata)
+    if first_unseen is None:
+        return UNVERIFIED
+    start = _utc(window_start, "window start")
+    if start >= first_unseen:
+        return OUT_OF_SAMPLE
+    if not allow_in_sample:
+        raise InSampleWindowError(
+            f"backtest window starts {start.isoformat()}, before the model's out-of-sample data "
+            f"({first_unseen.isoformat()}): the model saw these bars in training. Start the window "
+            f"later, or pass allow_in_sample=True (--allow-in-sample) for a run marked in-sample "
+            f"that can never pass a gate"
+        )
+    return IN_SAMPLE

@@ -1,0 +1,317 @@
+"""run_backtest: one validation run from a strategy name, candles and a model to metrics and files.
+
+The Django command and the Celery task are thin wrappers: they load candles (and the data
+content hash) from the store, call `run_backtest`, and record `BacktestRun.to_dict()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.backtest.errors import BacktestError
+from engine.backtest.gates import GateResult, evaluate_gates, gates_passed
+from engine.backtest.guards import NOT_APPLICABLE, check_out_of_sample
+from engine.backtest.report import json_safe, write_report
+from engine.backtest.simulator import BacktestResult, SimulationConfig, simulate, validate_candles
+from engine.strategies import (
+    LookaheadError,
+    Predictor,
+    StrategyError,
+    check_no_lookahead,
+    get_strategy,
+    strategy_spec,
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class WalkForwardPart:
+    part: int
+    start: pd.Timestamp
+    end: pd.Timestamp
+    result: BacktestResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "part": self.part,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "metrics": self.result.metrics,
+        }
+
+
+@dataclass
+class BacktestRun:
+    """Everything a caller records about one run; `to_dict()` is plain JSON."""
+
+    strategy: str
+    window_start: pd.Timestamp
+    window_end: pd.Timestamp
+    sample_status: str
+    config: dict[str, Any]
+    result: BacktestResult
+    parts: list[WalkForwardPart]
+    gate_results: list[GateResult]
+    model: dict[str, Any]
+    data_content_hash: str | None
+    warmup_bars_in_window: int
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.result.metrics
+
+    @property
+    def in_sample(self) -> bool:
+        return self.sample_status == "in_sample"
+
+    @property
+    def passed(self) -> bool:
+        return gates_passed(self.gate_results)
+
+    @property
+    def failed_gates(self) -> list[str]:
+        return [g.name for g in self.gate_results if not g.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe(
+            {
+                "strategy": self.strategy,
+                "window_start": self.window_start.isoformat(),
+                "window_end": self.window_end.isoformat(),
+                "n_bars": len(self.result.equity),
+                "sample_status": self.sample_status,
+                "in_sample": self.in_sample,
+                "config": self.config,
+                "model": self.model,
+                "data_content_hash": self.data_content_hash,
+                "warmup_bars_in_window": self.warmup_bars_in_window,
+                "metrics": self.metrics,
+                "walk_forward": [p.to_dict() for p in self.parts],
+                "gates": [g.to_dict() for g in self.gate_results],
+                "passed": self.passed,
+                "failed_gates": self.failed_gates,
+                "files": {k: str(v) for k, v in self.files.items()},
+            }
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def load_metadata(model_dir: Path, name: str | None = None) -> dict[str, Any]:
+    """The `<name>_metadata.json` in `model_dir` (the only one there when no name is given)."""
+    model_dir = Path(model_dir)
+    if name:
+        path = model_dir / f"{name}_metadata.json"
+        if not path.exists():
+            raise BacktestError(f"model metadata not found: {path}")
+    else:
+        found = sorted(model_dir.glob("*_metadata.json"))
+        if len(found) != 1:
+            raise BacktestError(
+                f"expected exactly one *_metadata.json in {model_dir}, found {len(found)}: "
+                f"pass the model name"
+            )
+        path = found[0]
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise BacktestError(f"{path}: not valid JSON (line {error.lineno}): {error.msg}") from None
+
+
+def load_predictor(model_dir: Path, name: str | None = None) -> Predictor:
+    """An ONNX predictor from a model directory, all start-up checks included."""
+    from engine.inference import ModelCheckError, OnnxPredictor  # only model strategies need it
+
+    try:
+        return OnnxPredictor.from_dir(model_dir, name=name)
+    except ModelCheckError as error:
+        raise BacktestError(f"model in {model_dir} failed its checks: {error}") from error
+
+
+def select_window(
+    candles: pd.DataFrame,
+    *,
+    days: float | None,
+    start: pd.Timestamp | str | None,
+    end: pd.Timestamp | str | None,
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Window bounds (inclusive bar open times): the last `days` days up to `end`, or start..end."""
+    last = candles.index[-1]
+    window_end = last if end is None else min(_as_utc(end), last)
+    if start is not None:
+        window_start = _as_utc(start)
+    elif days is not None:
+        if not days > 0:
+            raise BacktestError(f"days must be > 0, got {days}")
+        step = candles.index[-1] - candles.index[-2] if len(candles) > 1 else pd.Timedelta(0)
+        window_start = window_end - pd.Timedelta(days=days) + step
+    else:
+        window_start = candles.index[0]
+    selected = candles.loc[window_start:window_end]
+    if len(selected) < 2:
+        raise BacktestError(
+            f"no data to backtest: {len(selected)} bar(s) between {window_start} and {window_end} "
+            f"(data covers {candles.index[0]} to {last})"
+        )
+    return selected.index[0], selected.index[-1]
+
+
+def _as_utc(value: pd.Timestamp | str) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def split_parts(index: pd.DatetimeIndex, parts: int) -> list[tuple[int, int]]:
+    """K consecutive, nearly equal [start, stop) position ranges covering the index."""
+    if parts < 1 or parts * 2 > len(index):
+        raise BacktestError(f"walk_forward must be between 1 and {len(index) // 2}, got {parts}")
+    edges = np.linspace(0, len(index), parts + 1).round().astype(int)
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _model_summary(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not metadata:
+        return {}
+    return {
+        "name": metadata.get("name"),
+        "version": metadata.get("version"),
+        "onnx_sha256": metadata.get("onnx_sha256"),
+        "out_of_sample_from": metadata.get("out_of_sample_from"),
+        "data_end": (metadata.get("data") or {}).get("end"),
+        "window": metadata.get("window"),
+    }
+
+
+def run_backtest(
+    strategy: str,
+    candles: pd.DataFrame,
+    *,
+    sentiment: pd.Series | None = None,
+    predictor: Predictor | None = None,
+    model_dir: Path | str | None = None,
+    model_name: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    days: float | None = None,
+    start: pd.Timestamp | str | None = None,
+    end: pd.Timestamp | str | None = None,
+    fee_bps: float = 10.0,
+    slippage_bps: float = 5.0,
+    initial_equity: float = 10_000.0,
+    stop_loss_pct: float | None = None,
+    take_profit_pct: float | None = None,
+    strategy_params: Mapping[str, Any] | None = None,
+    walk_forward: int = 1,
+    allow_in_sample: bool = False,
+    gates: Mapping[str, float] | None = None,
+    check_lookahead: bool = True,
+    data_content_hash: str | None = None,
+    output_dir: Path | str | None = None,
+    progress: Progress | None = None,
+) -> BacktestRun:
+    """Backtest `strategy` over a window of `candles`; raises BacktestError on any bad input.
+
+    The strategy sees the whole history up to the window's end (model warm-up), the simulator
+    only the window. Nothing is written unless `output_dir` is given, and nothing at all when
+    an error is raised.
+    """
+    say = progress or (lambda _message: None)
+    config = SimulationConfig(
+        fee_bps=fee_bps, slippage_bps=slippage_bps, initial_equity=initial_equity,
+        stop_loss_pct=stop_loss_pct, take_profit_pct=take_profit_pct,
+    )  # fmt: skip
+    try:
+        spec = strategy_spec(strategy)
+    except StrategyError as error:
+        raise BacktestError(str(error)) from None
+    validate_candles(candles)
+    window_start, window_end = select_window(candles, days=days, start=start, end=end)
+    parts = split_parts(candles.loc[window_start:window_end].index, walk_forward)
+
+    if spec.needs_model:
+        if predictor is None:
+            if model_dir is None:
+                raise BacktestError(f"strategy {strategy!r} needs a model: pass model_dir or predictor")
+            say(f"loading model from {model_dir}")
+            predictor = load_predictor(Path(model_dir), model_name)
+        if metadata is None:
+            metadata = getattr(predictor, "metadata", None)
+        if metadata is None and model_dir is not None:
+            metadata = load_metadata(Path(model_dir), model_name)
+        sample_status = check_out_of_sample(metadata, window_start, allow_in_sample=allow_in_sample)
+    else:
+        sample_status = NOT_APPLICABLE
+
+    try:
+        chosen = get_strategy(strategy, predictor=predictor, fee_bps=fee_bps,
+                              slippage_bps=slippage_bps, **dict(strategy_params or {}))  # fmt: skip
+        history = candles.loc[:window_end]
+        say(f"computing {strategy} targets on {len(history)} bars")
+        all_targets = chosen.targets(history, sentiment)
+        predictions = getattr(chosen, "last_predictions", None)  # before the check reruns it
+        if check_lookahead:
+            say("checking the strategy never reads a later bar")
+            cut = (history.index.get_loc(window_start) + len(history)) / 2 / len(history)
+            check_no_lookahead(chosen, history, sentiment, cuts=(cut,), full_targets=all_targets)
+    except LookaheadError as error:
+        raise BacktestError(str(error)) from error
+    except StrategyError as error:
+        raise BacktestError(f"strategy {strategy!r}: {error}") from error
+
+    warmup = _warmup_bars(predictions, window_start, window_end)
+    targets = all_targets.loc[window_start:window_end]
+    window = candles.loc[window_start:window_end]
+    say(f"simulating {len(window)} bars")
+    result = simulate(window, targets, config)
+    part_results = []
+    if walk_forward > 1:
+        for number, (a, b) in enumerate(parts, start=1):
+            piece = window.iloc[a:b]
+            part_results.append(
+                WalkForwardPart(number, piece.index[0], piece.index[-1],
+                                simulate(piece, targets.iloc[a:b], config))  # fmt: skip
+            )
+    gate_results = evaluate_gates(result.metrics, gates, sample_status=sample_status)
+    run = BacktestRun(
+        strategy=strategy,
+        window_start=window_start,
+        window_end=window_end,
+        sample_status=sample_status,
+        config={**config.to_dict(), "walk_forward": walk_forward,
+                "strategy_params": dict(strategy_params or {})},  # fmt: skip
+        result=result,
+        parts=part_results,
+        gate_results=gate_results,
+        model=_model_summary(metadata),
+        data_content_hash=data_content_hash,
+        warmup_bars_in_window=warmup,
+    )
+    if output_dir is not None:
+        stem = f"{strategy}_{window_start:%Y%m%d}_{window_end:%Y%m%d}"
+        title = f"{strategy} {window_start:%Y-%m-%d} to {window_end:%Y-%m-%d} ({sample_status})"
+        run.files = write_report(result, Path(output_dir), stem, run.to_dict(), title)
+    return run
+
+
+def _warmup_bars(
+    predictions: pd.Series | None, window_start: pd.Timestamp, window_end: pd.Timestamp
+) -> int:
+    """Window bars without a model prediction; a window with none at all is an error."""
+    if predictions is None:
+        return 0
+    in_window = predictions.loc[window_start:window_end]
+    missing = int(in_window.isna().sum())
+    if missing == len(in_window):
+        raise BacktestError(
+            f"too little data for the model: no prediction in the window {window_start} to "
+            f"{window_end} ({len(in_window)} bars); the model needs more history before it"
+        )
+    return missing

@@ -1,0 +1,201 @@
+"""Command line of the engine: `python -m engine.live ml_basic --paper-trading ...`.
+
+Also `python -m engine.live reset-kill-switch [--journal-dir DIR] --reason TEXT`, the only
+way (with the --reset-kill-switch start-up flag) to unlatch the kill switch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from engine.live import app
+from engine.live.config import default_journal_dir, default_model_dir, default_status_file
+from engine.live.journal import JournalError, read_journal
+
+log = logging.getLogger("engine.live")
+
+
+def _utc_time(text: str) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date/time: {text!r}") from exc
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.live",
+        description="Run a model against candles: paper trading (default) or live with --live.",
+    )
+    parser.add_argument("strategy", help="strategy name, e.g. ml_basic or buy_and_hold")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--paper-trading", action="store_true", help="paper broker (the default)")
+    mode.add_argument("--live", action="store_true", help="real orders (needs API keys in env)")
+    parser.add_argument("--testnet", action="store_true", help="use Binance's spot testnet")
+    parser.add_argument("--model-dir", type=Path, default=None, help="default <root>/src/ml")
+    parser.add_argument("--model", dest="model_name", default=None, help="e.g. btcusdt_sentiment")
+    parser.add_argument(
+        "--status-file", type=Path, default=None, help="default <root>/var/status.json"
+    )
+    parser.add_argument("--status-port", type=int, default=None, help="serve status on 127.0.0.1")
+    parser.add_argument("--journal-dir", type=Path, default=None, help="default <root>/var/journal")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the candle/sentiment store")
+    parser.add_argument("--candles-csv", type=Path, default=None, help="replay from a CSV file")
+    parser.add_argument("--sentiment-csv", type=Path, default=None, help="Fear & Greed CSV")
+    parser.add_argument("--symbol", default=None, help="default: the model's symbol")
+    parser.add_argument("--interval", default=None, help="default: the model's interval")
+    parser.add_argument("--check-only", action="store_true", help="run start-up checks, exit 0/1")
+    parser.add_argument("--json", action="store_true", help="with --check-only: JSON report")
+    parser.add_argument("--replay", action="store_true", help="replay stored candles")
+    parser.add_argument("--from", dest="replay_from", type=_utc_time, default=None)
+    parser.add_argument("--to", dest="replay_to", type=_utc_time, default=None)
+    parser.add_argument("--speed", type=float, default=0.0, help="replay time multiplier; 0 = max")
+    parser.add_argument("--initial-cash", type=float, default=10_000.0, help="paper cash (USDT)")
+    parser.add_argument("--fee-bps", type=float, default=10.0)
+    parser.add_argument("--slippage-bps", type=float, default=5.0)
+    parser.add_argument("--risk-config", type=Path, default=None, help="JSON or INI risk limits")
+    parser.add_argument("--reset-kill-switch", action="store_true", help="unlatch, then start")
+    parser.add_argument("--poll-seconds", type=float, default=5.0, help="live klines poll period")
+    parser.add_argument("--binance-url", default=None, help="API base URL (tests, proxies)")
+    parser.add_argument("--threshold", type=float, default=None, help="ml_basic threshold")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> app.EngineOptions:
+    params: dict[str, Any] = {}
+    if args.threshold is not None:
+        params["threshold"] = args.threshold
+    return app.EngineOptions(
+        strategy=args.strategy,
+        model_dir=args.model_dir or default_model_dir(),
+        model_name=args.model_name,
+        journal_dir=args.journal_dir or default_journal_dir(),
+        status_file=args.status_file or default_status_file(),
+        status_port=args.status_port,
+        live=args.live,
+        testnet=args.testnet,
+        symbol=args.symbol,
+        interval=args.interval,
+        data_dir=args.data_dir,
+        candles_csv=args.candles_csv,
+        sentiment_csv=args.sentiment_csv,
+        replay=args.replay,
+        replay_from=args.replay_from,
+        replay_to=args.replay_to,
+        speed=args.speed,
+        initial_cash=args.initial_cash,
+        fee_bps=args.fee_bps,
+        slippage_bps=args.slippage_bps,
+        risk_config=args.risk_config,
+        reset_kill_switch=args.reset_kill_switch,
+        poll_seconds=args.poll_seconds,
+        binance_url=args.binance_url,
+        strategy_params=params,
+    )
+
+
+def check_report(options: app.EngineOptions) -> dict[str, Any]:
+    """The guide's troubleshooting step: model files, metadata, loading, plus host config."""
+    from engine.inference import check_model_dir
+
+    checks = [
+        {"name": r.name, "ok": r.ok, "detail": r.detail}
+        for r in check_model_dir(options.model_dir, options.model_name)
+    ]
+    if all(c["ok"] for c in checks):
+        checks.append(_engine_fit_check(options))
+    checks.append(_risk_check(options))
+    checks.append(_journal_check(options))
+    return {
+        "model_dir": str(options.model_dir),
+        "ok": all(c["ok"] for c in checks),
+        "checks": checks,
+    }
+
+
+def _engine_fit_check(options: app.EngineOptions) -> dict[str, Any]:
+    from engine.inference import OnnxPredictor
+
+    metadata = OnnxPredictor.from_dir(options.model_dir, options.model_name).metadata
+    try:
+        detail = app.check_model_fits(metadata, symbol=options.symbol, interval=options.interval)
+    except app.StartError as exc:
+        return {"name": "engine_fit", "ok": False, "detail": str(exc)}
+    return {"name": "engine_fit", "ok": True, "detail": detail}
+
+
+def _risk_check(options: app.EngineOptions) -> dict[str, Any]:
+    try:
+        limits = app._risk_limits(options)
+    except app.StartError as exc:
+        return {"name": "risk_limits", "ok": False, "detail": str(exc)}
+    return {"name": "risk_limits", "ok": True, "detail": repr(limits)}
+
+
+def _journal_check(options: app.EngineOptions) -> dict[str, Any]:
+    paths = sorted(options.journal_dir.glob("*.jsonl")) if options.journal_dir.is_dir() else []
+    details = []
+    for path in paths:
+        try:
+            records, state = read_journal(path)
+        except JournalError as exc:
+            return {"name": "journal", "ok": False, "detail": str(exc)}
+        latched = " KILL SWITCH LATCHED" if state.kill_switch else ""
+        details.append(f"{path.name}: {len(records)} records, position {state.quantity}{latched}")
+    return {"name": "journal", "ok": True, "detail": "; ".join(details) or "no journal yet"}
+
+
+def _print_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"model dir: {report['model_dir']}")
+    for check in report["checks"]:
+        print(f"  [{'ok' if check['ok'] else 'FAIL'}] {check['name']}: {check['detail']}")
+    print("all checks passed" if report["ok"] else "checks FAILED")
+
+
+def reset_kill_switch_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.live reset-kill-switch",
+        description="Unlatch the kill switch recorded in the engine's journals.",
+    )
+    parser.add_argument("--journal-dir", type=Path, default=None, help="default <root>/var/journal")
+    parser.add_argument("--reason", required=True, help="why it is safe to trade again (journaled)")
+    args = parser.parse_args(argv)
+    journal_dir = args.journal_dir or default_journal_dir()
+    try:
+        reset = app.reset_kill_switch(journal_dir, reason=args.reason)
+    except JournalError as exc:
+        log.error("%s", exc)
+        return app.EXIT_JOURNAL
+    if not reset:
+        log.info("kill switch not latched in any journal of %s", journal_dir)
+    for path in reset:
+        log.warning("kill switch reset in %s: %s", path, args.reason)
+    return app.EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    app.configure_logging(logging.DEBUG if verbose else logging.INFO)
+    if argv and argv[0] == "reset-kill-switch":
+        return reset_kill_switch_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    options = options_from_args(args)
+    if args.check_only:
+        report = check_report(options)
+        _print_report(report, args.json)
+        return 0 if report["ok"] else 1
+    return app.run_engine(options)

@@ -1,0 +1,28 @@
+"""Strategies: candles (and a model) in, a target position per bar out."""
+
+from engine.strategies.base import (
+    LookaheadError,
+    Predictor,
+    Strategy,
+    StrategyError,
+    UnknownStrategyError,
+)
+from engine.strategies.buy_and_hold import BuyAndHold
+from engine.strategies.lookahead import check_no_lookahead
+from engine.strategies.ml_basic import MlBasic, round_trip_cost
+from engine.strategies.registry import STRATEGIES, get_strategy, strategy_spec
+
+__all__ = [
+    "STRATEGIES",
+    "BuyAndHold",
+    "LookaheadError",
+    "MlBasic",
+    "Predictor",
+    "Strategy",
+    "StrategyError",
+    "UnknownStrategyError",
+    "check_no_lookahead",
+    "get_strategy",
+    "round_trip_cost",
+    "strategy_spec",
+]

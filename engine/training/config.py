@@ -1,0 +1,111 @@
+"""Training options with defaults sized for three years of hourly candles on a small CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from engine.features import FeatureParams
+
+# The guide: "Always train on sufficient historical data (6+ months)".
+MIN_HISTORY_DAYS = 183
+ARCHITECTURES = ("conv1d", "lstm")
+
+# on_epoch(epoch, total, logs): epoch counts from 1; logs holds loss and val_loss.
+EpochCallback = Callable[[int, int, dict[str, float]], None]
+
+
+class TrainingError(Exception):
+    """Training refused or failed; the message says why. No artifacts were published."""
+
+
+class InsufficientHistoryError(TrainingError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    symbol: str = "BTCUSDT"
+    interval: str = "1h"
+    window: int = 48
+    horizon: int = 1
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    units: int = 32
+    kernel_size: int = 5
+    dropout: float = 0.1
+    architecture: str = "conv1d"
+    seed: int = 42
+    patience: int = 4
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    # Bars left out between splits; None means window + horizon, the least that
+    # keeps any window or target of one split from touching the next.
+    purge_bars: int | None = None
+    force_price_only: bool = False
+    allow_short_history: bool = False
+    min_history_days: int = MIN_HISTORY_DAYS
+    feature_params: FeatureParams = field(default_factory=FeatureParams)
+    condition_window_days: int = 30
+    # A 30-day move beyond +/- this share is "up"/"down", else "sideways".
+    condition_threshold: float = 0.05
+    golden_size: int = 16
+    parity_tolerance: float = 1e-4
+    # Tolerance a host applies when re-running the golden sample (same ONNX file,
+    # maybe another CPU): well below typical predictions (~1e-3).
+    golden_tolerance: float = 1e-5
+
+    def __post_init__(self) -> None:
+        self._check_positive(
+            "window", "horizon", "epochs", "batch_size", "units", "kernel_size", "golden_size"
+        )
+        self._check_positive("patience", "min_history_days", "condition_window_days")
+        if not self.symbol or not self.symbol.isalnum():
+            raise ValueError(f"symbol must be letters and digits like BTCUSDT, got {self.symbol!r}")
+        try:
+            step = pd.to_timedelta(self.interval)
+        except ValueError:
+            raise ValueError(f"interval {self.interval!r} is not a duration like 1h") from None
+        if step <= pd.Timedelta(0):
+            raise ValueError(f"interval must be positive, got {self.interval!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
+            )
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("validation_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 0.5:
+                raise ValueError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
+        if self.purge_bars is not None and self.purge_bars < self.window + self.horizon:
+            raise ValueError(
+                f"purge_bars must be at least window + horizon = {self.window + self.horizon}, "
+                f"got {self.purge_bars}"
+            )
+        if not 0 < self.parity_tolerance <= 1e-4:
+            raise ValueError(f"parity_tolerance must be in (0, 1e-4], got {self.parity_tolerance}")
+
+    def _check_positive(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    @property
+    def purge(self) -> int:
+        return self.purge_bars if self.purge_bars is not None else self.window + self.horizon
+
+    @property
+    def step(self) -> pd.Timedelta:
+        return pd.to_timedelta(self.interval)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["feature_params"] = self.feature_params.to_dict()
+        return data

@@ -1,0 +1,112 @@
+"""Shared options and output for the market data commands (thin wrappers over engine.data).
+
+The leading underscore keeps Django from listing this module as a command.
+"""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from engine.data import DataError, ValidationPolicy, ValidationReport
+
+T = TypeVar("T")
+
+
+def add_data_dir_argument(parser: ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="store folder (default: settings.TRADEBOT_DATA_DIR)",
+    )
+
+
+def add_json_argument(parser: ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print a machine-readable JSON summary only"
+    )
+
+
+def add_policy_arguments(parser: ArgumentParser) -> None:
+    group = parser.add_argument_group("validation policy")
+    group.add_argument(
+        "--on-bad-rows",
+        choices=["refuse", "drop"],
+        default="refuse",
+        help="rows with NaN, non-positive prices, negative volume, OHLC inconsistencies, "
+        "duplicates: refuse the whole input (default) or drop those rows",
+    )
+    group.add_argument(
+        "--on-gaps",
+        choices=["refuse", "report", "fill"],
+        default="report",
+        help="missing rows: refuse, keep and report (default), or forward-fill short ones",
+    )
+    group.add_argument(
+        "--max-fill",
+        type=int,
+        default=0,
+        help="with --on-gaps fill: longest gap (in rows) to fill; longer ones stay reported",
+    )
+
+
+def data_dir_from(options: dict[str, Any]) -> Path:
+    return Path(options.get("data_dir") or settings.TRADEBOT_DATA_DIR)
+
+
+def policy_from(options: dict[str, Any]) -> ValidationPolicy:
+    try:
+        return ValidationPolicy(
+            bad_rows=options["on_bad_rows"], gaps=options["on_gaps"], max_fill=options["max_fill"]
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def run_engine(call: Callable[[], T]) -> T:
+    """Run an engine call; its refusals become CommandError with the engine's message."""
+    try:
+        return call()
+    except (DataError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def emit(command: BaseCommand, options: dict[str, Any], summary: dict[str, Any], text: str) -> None:
+    if options.get("json"):
+        command.stdout.write(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    else:
+        command.stdout.write(text)
+
+
+def report_lines(report: ValidationReport) -> str:
+    lines = [f"  validation: {report.summary()}"]
+    gaps = report.issues.get("gaps")
+    if gaps and gaps.count:
+        lines.append(f"  gaps: {gaps.count} ({gaps.missing_rows} missing rows), first at "
+                     + ", ".join(gaps.first))  # fmt: skip
+    return "\n".join(lines)
+
+
+@contextmanager
+def progress_bar(options: dict[str, Any], description: str) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar on stderr fed by the engine's progress(done, total) callback."""
+    bar = tqdm(desc=description, unit="candle", disable=bool(options.get("json")), leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()

@@ -1,0 +1,404 @@
+"""Deployments over real SSH to throwaway OpenSSH servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployment import steps
+from deployment.connection import HostKeyRejected, SshConnection, open_connection
+from deployment.runner import StepRecord, deploy, read_status, reconcile, rollback
+from deployment.targets import model_filenames
+from tests.deployment.support import MODEL_NAME, check_only_command
+
+
+def step_names(records: list[StepRecord], host: str | None = None) -> list[str]:
+    return [record.step for record in records if host is None or record.host == host]
+
+
+def failed_steps(records: list[StepRecord]) -> list[str]:
+    return [record.step for record in records if not record.ok]
+
+
+def test_fixture_ssh_server_accepts_a_key_login(ssh_server_factory, ssh_user_key, make_target):
+    server = ssh_server_factory()
+    host = type("H", (), {"server": server, "spec": None})
+    from deployment.targets import HostSpec, TargetSpec
+
+    target = TargetSpec(
+        name="login",
+        hosts=[HostSpec("127.0.0.1", port=server.port)],
+        ssh_user="root",
+        ssh_key_path=str(ssh_user_key),
+        known_hosts_text=server.known_hosts_line(),
+        connect_timeout=5,
+    )
+    del host
+    connection = open_connection(target, target.hosts[0])
+    try:
+        assert isinstance(connection, SshConnection)
+        result = connection.run("echo logged-in-as-$(id -un)", timeout=5)
+    finally:
+        connection.close()
+    assert result.ok
+    assert result.stdout.strip() == "logged-in-as-root"
+
+
+def test_clean_deploy_then_rollback(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1)
+    target = make_target([host])
+    seen: list[StepRecord] = []
+
+    outcome = deploy(target, v2, "dep-1", seen.append)
+
+    assert outcome.status == "succeeded", outcome.reason
+    host.assert_serves(v2)
+    assert step_names(seen, "host1") == [
+        "connect",
+        "preflight",
+        "upload",
+        "verify",
+        "stage",
+        "backup",
+        "swap",
+        "restart",
+        "health_check",
+        "cleanup",
+    ]
+    assert all(record.ok for record in seen)
+    health = next(record for record in seen if record.step == "health_check")
+    assert f"sha256={v2.onnx_sha256}" in health.log_excerpt
+    assert outcome.hosts["host1"].previous_sha256 == v1.onnx_sha256
+    assert not (host.upload_dir / "dep-1").exists()
+    # the guide's .backup copy and the kept version
+    assert host.model_files()[f"{MODEL_NAME}.onnx.backup"] == v1.onnx_sha256
+    assert (host.root / "model-versions" / v1.onnx_sha256).is_dir()
+
+    back = rollback(target, name=MODEL_NAME, deployment_id="rb-1")
+
+    assert back.status == "succeeded", back.reason
+    assert back.operation == "rollback"
+    host.assert_serves(v1)
+    # rolling back keeps what it replaced, so a second rollback would go forward again
+    assert host.model_files()[f"{MODEL_NAME}.onnx.backup"] == v2.onnx_sha256
+    status = read_status(target, name=MODEL_NAME)
+    assert status["host1"].live_sha256 == v1.onnx_sha256
+
+
+def test_connection_cut_mid_upload_leaves_host_untouched(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2, size=4 * 1024 * 1024)
+    host = host_factory(v1)
+    target = make_target([host])
+    cuts: list[int] = []
+
+    def connect_and_cut_during_upload(target_spec, host_spec):
+        connection = open_connection(target_spec, host_spec)
+        original_put = connection.put
+
+        def put(local, remote, progress=None):
+            def on_progress(done: int, total: int) -> None:
+                if not cuts and done >= total // 2:
+                    cuts.append(host.server.cut_connections())
+
+            original_put(local, remote, on_progress if local.suffix == ".onnx" else progress)
+
+        connection.put = put
+        return connection
+
+    outcome = deploy(target, v2, "dep-cut", connect=connect_and_cut_during_upload)
+
+    assert cuts and cuts[0] > 0, "the test never cut the connection"
+    assert outcome.status == "failed"
+    assert "upload" in outcome.reason
+    assert failed_steps(outcome.steps) == ["upload"]
+    assert outcome.hosts["host1"].result == "untouched"
+    host.assert_serves(v1)
+    assert not (host.upload_dir / "dep-cut").exists(), "cleanup reconnects and removes the upload"
+
+
+def test_file_corrupted_after_upload_is_refused(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1)
+    target = make_target([host])
+
+    def connect_and_corrupt(target_spec, host_spec):
+        connection = open_connection(target_spec, host_spec)
+        original_put = connection.put
+
+        def put(local, remote, progress=None):
+            original_put(local, remote, progress)
+            if remote.endswith(".onnx"):
+                connection.run(f"printf 'x' >> {remote}", timeout=5)
+
+        connection.put = put
+        return connection
+
+    outcome = deploy(target, v2, "dep-corrupt", connect=connect_and_corrupt)
+
+    assert outcome.status == "failed"
+    assert failed_steps(outcome.steps) == ["verify"]
+    assert "sha256 mismatch" in outcome.reason
+    assert "swap" not in step_names(outcome.steps)
+    host.assert_serves(v1)
+
+
+def test_model_refused_by_engine_is_rolled_back(host_factory, make_target, models):
+    v1 = models.make(1)
+    refused = models.make(2, metadata_sha256="0" * 64)
+    host = host_factory(v1)
+    target = make_target([host])
+
+    outcome = deploy(target, refused, "dep-refused")
+
+    assert outcome.status == "rolled_back"
+    assert "engine state is 'error'" in outcome.reason
+    assert failed_steps(outcome.steps) == ["health_check"]
+    assert step_names(outcome.steps)[-5:] == [
+        "rollback_swap",
+        "rollback_restart",
+        "rollback_health_check",
+        "cleanup",
+    ][-5:] or "rollback_health_check" in step_names(outcome.steps)
+    refused_log = next(r for r in outcome.steps if r.step == "health_check").log_excerpt
+    assert "model check failed" in refused_log
+    assert outcome.hosts["host1"].result == "rolled_back"
+    assert outcome.hosts["host1"].live_sha256 == v1.onnx_sha256
+    host.assert_serves(v1)
+
+
+def test_hanging_restart_times_out_then_rolls_back(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1)
+    target = make_target([host], command_timeout=2)
+    (host.root / "hang-once").touch()
+
+    outcome = deploy(target, v2, "dep-hang")
+
+    assert outcome.status == "rolled_back"
+    restart = next(r for r in outcome.steps if r.step == "restart")
+    assert not restart.ok
+    assert "did not finish within 2 s" in restart.detail
+    assert restart.seconds < 6
+    host.assert_serves(v1)
+
+
+@pytest.mark.parametrize("case", ["unknown", "changed"])
+def test_bad_host_key_is_refused_before_any_upload(
+    host_factory, make_target, models, ssh_server_factory, case
+):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1)
+    if case == "unknown":
+        other = ssh_server_factory()
+        target = make_target([host], known_hosts_text=other.known_hosts_line())
+    else:
+        target = make_target([host])  # pins the current key ...
+        host.server.new_host_key()  # ... then the host presents another one
+
+    outcome = deploy(target, v2, "dep-key")
+
+    assert outcome.status == "failed"
+    assert step_names(outcome.steps, "host1")[0] == "connect"
+    assert "upload" not in step_names(outcome.steps)
+    assert ("changed" if case == "changed" else "unknown host key") in outcome.reason
+    assert not host.upload_dir.exists()
+    host.assert_serves(v1)
+
+
+def test_open_connection_raises_host_key_rejected(ssh_server_factory, ssh_user_key):
+    from deployment.targets import HostSpec, TargetSpec
+
+    server, other = ssh_server_factory(), ssh_server_factory()
+    target = TargetSpec(
+        name="pinned",
+        hosts=[HostSpec("127.0.0.1", port=server.port)],
+        ssh_user="root",
+        ssh_key_path=str(ssh_user_key),
+        known_hosts_text=other.known_hosts_line(),
+    )
+    with pytest.raises(HostKeyRejected, match="unknown host key"):
+        open_connection(target, target.hosts[0])
+
+
+def test_two_hosts_second_failing_rolls_back_the_first(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    first, second = host_factory(v1), host_factory(v1)
+    target = make_target([first, second], parallelism=1)
+    (second.root / "fail-restart").touch()
+
+    outcome = deploy(target, v2, "dep-two")
+
+    assert outcome.status == "rolled_back"
+    assert outcome.reason.startswith("host2: restart failed")
+    assert outcome.hosts["host1"].result == "rolled_back"
+    assert outcome.hosts["host2"].result == "rolled_back"
+    # the first host did switch to v2 and came back
+    assert "health_check" in step_names(outcome.steps, "host1")
+    assert "rollback_health_check" in step_names(outcome.steps, "host1")
+    (second.root / "fail-restart").unlink()
+    first.assert_serves(v1)
+    second.assert_serves(v1)
+
+
+def test_two_hosts_in_parallel_both_switch(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    first, second = host_factory(v1), host_factory(v1)
+    target = make_target([first, second], parallelism=2)
+
+    outcome = deploy(target, v2, "dep-par")
+
+    assert outcome.status == "succeeded", outcome.reason
+    first.assert_serves(v2)
+    second.assert_serves(v2)
+    assert {h.live_sha256 for h in outcome.hosts.values()} == {v2.onnx_sha256}
+
+
+def run_until_swap(target, host_spec, artifact, deployment_id: str) -> None:
+    """What a worker killed right after the swap leaves behind."""
+    connection = open_connection(target, host_spec)
+    layout = target.layout_for(host_spec)
+    try:
+        report = steps.preflight(
+            connection, layout, name=artifact.name, needed_bytes=0, min_free_bytes=0
+        )
+        candidate = steps.upload(
+            connection, layout, artifact, deployment_id=deployment_id, timeout=5
+        )
+        steps.verify_upload(connection, artifact, candidate)
+        names = model_filenames(artifact.name)
+        staged = steps.stage(
+            connection,
+            layout,
+            name=artifact.name,
+            sources={
+                "onnx": f"{candidate}/{names.onnx}",
+                "metadata": f"{candidate}/{names.metadata}",
+            },
+            onnx_sha256=artifact.onnx_sha256,
+            metadata_sha256=artifact.metadata_sha256,
+            tag=deployment_id,
+            timeout=5,
+        )
+        steps.backup_current(
+            connection, layout, name=artifact.name, current=report.current, timeout=5
+        )
+        steps.swap(connection, staged, timeout=5)
+    finally:
+        connection.close()
+
+
+def test_reconcile_after_worker_killed_after_swap_rolls_back(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1)
+    target = make_target([host])
+    run_until_swap(target, host.spec, v2, "dep-killed")
+    assert host.model_files()[f"{MODEL_NAME}.onnx"] == v2.onnx_sha256  # swapped, not restarted
+
+    result = reconcile(
+        target,
+        name=MODEL_NAME,
+        deployment_id="dep-killed",
+        expected_new_sha=v2.onnx_sha256,
+        previous_sha=v1.onnx_sha256,
+    )
+
+    assert result.result == "rolled_back", result.detail
+    assert result.hosts["host1"]["onnx_sha256"] == v2.onnx_sha256  # what it found
+    host.assert_serves(v1)
+    assert not (host.upload_dir / "dep-killed").exists()
+
+
+def test_reconcile_after_worker_killed_after_health_check_succeeds(
+    host_factory, make_target, models
+):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1)
+    target = make_target([host])
+    run_until_swap(target, host.spec, v2, "dep-late")
+    host.restart()
+    host.wait_until_serving(v2.onnx_sha256)
+
+    result = reconcile(
+        target,
+        name=MODEL_NAME,
+        deployment_id="dep-late",
+        expected_new_sha=v2.onnx_sha256,
+        previous_sha=v1.onnx_sha256,
+    )
+
+    assert result.result == "succeeded", result.detail
+    host.assert_serves(v2)
+    assert not (host.upload_dir / "dep-late").exists()
+
+
+def test_reconcile_before_swap_reports_failed_and_untouched(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1)
+    target = make_target([host])
+    connection = open_connection(target, host.spec)
+    try:
+        steps.upload(
+            connection, target.layout_for(host.spec), v2, deployment_id="dep-early", timeout=5
+        )
+    finally:
+        connection.close()
+
+    result = reconcile(
+        target,
+        name=MODEL_NAME,
+        deployment_id="dep-early",
+        expected_new_sha=v2.onnx_sha256,
+        previous_sha=v1.onnx_sha256,
+    )
+
+    assert result.result == "failed"
+    assert "never went live" in result.detail
+    host.assert_serves(v1)
+    assert not (host.upload_dir / "dep-early").exists()
+
+
+def test_staging_target_runs_engine_check_only_on_the_host(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1)
+    target = make_target([host], environment="staging", check_command=check_only_command())
+
+    outcome = deploy(target, v2, "dep-stage")
+
+    assert outcome.status == "succeeded", outcome.reason
+    check = next(r for r in outcome.steps if r.step == "compatibility_check")
+    assert check.ok
+    assert all(item["ok"] for item in check.data["checks"])
+    assert outcome.compatibility["host1"]["exit_code"] == 0
+    host.assert_serves(v2)
+
+
+def test_staging_check_refusal_leaves_host_untouched(host_factory, make_target, models):
+    v1 = models.make(1)
+    refused = models.make(2, metadata_sha256="0" * 64)
+    host = host_factory(v1)
+    target = make_target([host], environment="staging", check_command=check_only_command())
+
+    outcome = deploy(target, refused, "dep-stage-bad")
+
+    assert outcome.status == "failed"
+    assert failed_steps(outcome.steps) == ["compatibility_check"]
+    assert (
+        "metadata_sha256"
+        in next(r for r in outcome.steps if r.step == "compatibility_check").log_excerpt
+    )
+    host.assert_serves(v1)
+
+
+def test_local_artifact_not_matching_registry_sha_is_refused(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1)
+    target = make_target([host])
+    Path(v2.onnx_path).write_bytes(b"tampered")
+
+    outcome = deploy(target, v2, "dep-local-bad")
+
+    assert outcome.status == "failed"
+    assert step_names(outcome.steps) == ["verify_local"]
+    host.assert_serves(v1)
