@@ -146,10 +146,19 @@ def bench_backtrader(candles, targets, ours_seconds, ours):
           f"equity rel diff={abs(final / ours.final_equity - 1):.2e}")  # fmt: skip
 
 
+def fill_missing_hours(candles: pd.DataFrame) -> pd.DataFrame:
+    """The real file misses one hour; features refuse gaps, so fill it with a flat bar here."""
+    full = candles.reindex(pd.date_range(candles.index[0], candles.index[-1], freq="1h", name="open_time"))
+    close = full["close"].ffill()
+    for column in ("open", "high", "low", "close"):
+        full[column] = full[column].fillna(close)
+    return full.fillna(0.0)
+
+
 def bench_run_backtest(model_dir: Path, data_dir: Path) -> None:
     from engine.data.csv_import import read_kline_csv, read_sentiment_csv
 
-    candles = read_kline_csv(data_dir / "BTCUSDT-1h.csv", "1h")
+    candles = fill_missing_hours(read_kline_csv(data_dir / "BTCUSDT-1h.csv", "1h"))
     sentiment = read_sentiment_csv(data_dir / "fear_greed_index.csv")
     for check in (True, False):
         started = time.perf_counter()

@@ -1,1 +1,491 @@
-"""Django admin: the product's face for staff and auditors."""
+"""Django admin: the product's face for staff (train, validate, approve, deploy, roll back)
+and for auditors (deployment history and the audit trail, read-only).
+
+Admin actions are thin: each declares its permission, checks each selected
+object's state again, calls a service or queues a task, and reports per object.
+Nothing here writes a state; registry records cannot be deleted by anyone.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from models_registry import admin_actions
+from models_registry.models import (
+    Approval,
+    ApprovalSuspension,
+    AuditEvent,
+    Deployment,
+    DeploymentHost,
+    DeploymentTarget,
+    ModelState,
+    ModelVersion,
+    PaperTradingRun,
+    ValidationRun,
+)
+
+STATE_COLOURS = {
+    ModelState.TRAINED: "#6c757d",
+    ModelState.VALIDATED: "#0d6efd",
+    ModelState.PAPER_TESTED: "#6610f2",
+    ModelState.STAGED: "#fd7e14",
+    ModelState.APPROVED: "#198754",
+    ModelState.IN_PRODUCTION: "#146c43",
+    ModelState.RETIRED: "#adb5bd",
+    ModelState.REJECTED: "#dc3545",
+}
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records that only services write: viewable, never added, changed or deleted here."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+def csv_response(filename: str, header: list[str], rows: Iterable[list[Any]]) -> StreamingHttpResponse:
+    class Echo:
+        def write(self, value: str) -> str:
+            return value
+
+    writer = csv.writer(Echo())
+
+    def stream() -> Iterable[str]:
+        yield writer.writerow(header)
+        for row in rows:
+            yield writer.writerow(row)
+
+    response = StreamingHttpResponse(stream(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def state_badge(state: str, label: str) -> str:
+    return format_html(
+        '<span class="state-badge" data-state="{}" style="background:{};color:#fff;'
+        'padding:2px 8px;border-radius:10px;white-space:nowrap">{}</span>',
+        state,
+        STATE_COLOURS.get(state, "#6c757d"),
+        label,
+    )
+
+
+def artifact_image(url: str | None, alt: str) -> str:
+    if not url:
+        return "—"
+    return format_html('<img src="{}" alt="{}" style="max-width:900px;width:100%">', url, alt)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "name", "version", "symbol", "state_display", "health", "created_at", "created_by",
+        "short_sha",
+    )  # fmt: skip
+    list_filter = ("symbol", "state", "kind", "health", "source", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("name", "symbol", "onnx_sha256")
+    list_select_related = ("created_by",)
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    show_full_result_count = False
+    ordering = ("-created_at", "-id")
+    change_form_template = "admin/models_registry/modelversion/change_form.html"
+    actions = (
+        admin_actions.validate_versions,
+        admin_actions.paper_trade_versions,
+        admin_actions.stage_versions,
+        admin_actions.approve_versions,
+        admin_actions.reject_versions,
+        admin_actions.deploy_versions,
+        admin_actions.rollback_production,
+    )
+    fieldsets = (
+        (None, {"fields": ("name", "version", "symbol", "interval", "kind", "state", "health")}),
+        ("Provenance", {"fields": ("source", "created_by", "created_at", "origin_key")}),
+        (
+            "Artifacts",
+            {"fields": ("artifact_dir", "onnx_file", "onnx_sha256", "metadata_file", "metadata_sha256",
+                        "plot_file", "plot_sha256")},
+        ),  # fmt: skip
+        (
+            "Data lineage",
+            {"fields": ("data_start", "data_end", "data_content_hash", "out_of_sample_from",
+                        "allow_short_history")},
+        ),  # fmt: skip
+        ("Approval", {"fields": ("approval_requested_by", "approval_requested_at")}),
+        ("Training plot", {"fields": ("training_plot",)}),
+        ("Metrics", {"fields": ("metrics_table",)}),
+    )
+    readonly_fields = ("training_plot", "metrics_table")
+
+    @admin.display(description="state", ordering="state")
+    def state_display(self, obj: ModelVersion) -> str:
+        return state_badge(obj.state, obj.get_state_display())
+
+    @admin.display(description="sha256")
+    def short_sha(self, obj: ModelVersion) -> str:
+        return obj.onnx_sha256[:12]
+
+    @admin.display(description="training plot")
+    def training_plot(self, obj: ModelVersion) -> str:
+        if not obj.plot_file:
+            return "—"
+        url = reverse("admin:models_registry_artifact", args=["modelversion", obj.pk, "plot"])
+        return artifact_image(url, f"training plot of {obj}")
+
+    @admin.display(description="metrics")
+    def metrics_table(self, obj: ModelVersion) -> str:
+        return key_value_table(obj.metrics)
+
+    def has_train_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("models_registry.train_model")
+
+    def has_validate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("models_registry.validate_modelversion")
+
+    def has_papertrade_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("models_registry.papertrade_modelversion")
+
+    def has_stage_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("models_registry.stage_modelversion")
+
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("models_registry.approve_modelversion")
+
+    def has_reject_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("models_registry.reject_modelversion")
+
+    def has_deploy_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("models_registry.deploy_modelversion")
+
+    def has_rollback_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("models_registry.rollback_modelversion")
+
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        extra = [
+            path(
+                "artifact/<str:kind>/<int:pk>/<str:which>/",
+                self.admin_site.admin_view(admin_actions.artifact_view),
+                name="models_registry_artifact",
+            ),
+            path(
+                "train/",
+                self.admin_site.admin_view(admin_actions.train_view),
+                name="models_registry_train",
+            ),
+            path(
+                "register/",
+                self.admin_site.admin_view(admin_actions.register_view),
+                name="models_registry_register",
+            ),
+        ]
+        return extra + super().get_urls()
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        extra_context = {**(extra_context or {}), **admin_actions.version_page_context(object_id)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "can_train": request.user.has_perm("models_registry.train_model"),
+            "can_register": request.user.has_perm("models_registry.register_modelversion"),
+        }
+        return super().changelist_view(request, extra_context)
+
+
+def key_value_table(data: dict[str, Any] | None) -> str:
+    if not data:
+        return "—"
+    rows = format_html_join(
+        "",
+        "<tr><th>{}</th><td>{}</td></tr>",
+        ((key, format_metric(value)) for key, value in sorted(data.items()) if not isinstance(value, dict | list)),
+    )
+    return format_html('<table class="metrics">{}</table>', rows)
+
+
+def format_metric(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+@admin.register(ValidationRun)
+class ValidationRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id", "model_version", "kind", "strategy", "status", "passed", "in_sample", "window_start",
+        "window_end", "created_at", "task_link",
+    )  # fmt: skip
+    list_filter = ("kind", "status", "passed", "in_sample", ("created_at", admin.DateFieldListFilter))
+    list_select_related = ("model_version",)
+    search_fields = ("model_version__name", "task_id")
+    show_full_result_count = False
+    readonly_fields = ("report_plot", "metrics_table", "gates_table", "task_link")
+
+    @admin.display(description="equity curve")
+    def report_plot(self, obj: ValidationRun) -> str:
+        if not obj.plot_file:
+            return "—"
+        return artifact_image(
+            reverse("admin:models_registry_artifact", args=["validationrun", obj.pk, "plot"]),
+            f"equity curve of run {obj.pk}",
+        )
+
+    @admin.display(description="metrics")
+    def metrics_table(self, obj: ValidationRun) -> str:
+        return key_value_table(obj.metrics)
+
+    @admin.display(description="gates")
+    def gates_table(self, obj: ValidationRun) -> str:
+        return gates_html(obj.gate_results)
+
+    @admin.display(description="task")
+    def task_link(self, obj: ValidationRun) -> str:
+        return task_result_link(obj.task_id)
+
+
+def gates_html(gate_results: list[dict[str, Any]]) -> str:
+    if not gate_results:
+        return "—"
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (g.get("name"), "pass" if g.get("passed") else "FAIL", g.get("value"), g.get("threshold"))
+            for g in gate_results
+        ),
+    )
+    return format_html(
+        '<table class="gates"><tr><th>gate</th><th>result</th><th>value</th><th>threshold</th></tr>{}</table>',
+        rows,
+    )
+
+
+def task_result_link(task_id: str) -> str:
+    if not task_id:
+        return "—"
+    url = reverse("admin:django_celery_results_taskresult_changelist") + f"?task_id={task_id}"
+    return format_html('<a href="{}">{}</a>', url, task_id[:8])
+
+
+@admin.register(PaperTradingRun)
+class PaperTradingRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id", "model_version", "mode", "status", "passed", "period_start", "period_end", "bars",
+        "trades", "created_at",
+    )  # fmt: skip
+    list_filter = ("status", "passed", "mode")
+    list_select_related = ("model_version",)
+    show_full_result_count = False
+    readonly_fields = ("report_plot", "metrics_table", "gates_table")
+
+    @admin.display(description="equity curve")
+    def report_plot(self, obj: PaperTradingRun) -> str:
+        if not obj.plot_file:
+            return "—"
+        return artifact_image(
+            reverse("admin:models_registry_artifact", args=["papertradingrun", obj.pk, "plot"]),
+            f"paper run {obj.pk}",
+        )
+
+    @admin.display(description="metrics")
+    def metrics_table(self, obj: PaperTradingRun) -> str:
+        return key_value_table({**obj.metrics, **{f"divergence_{k}": v for k, v in obj.divergence.items()}})
+
+    @admin.display(description="gates")
+    def gates_table(self, obj: PaperTradingRun) -> str:
+        return gates_html(obj.gate_results)
+
+
+class DeploymentHostInline(admin.TabularInline):
+    model = DeploymentHost
+    extra = 0
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(DeploymentTarget)
+class DeploymentTargetAdmin(admin.ModelAdmin):
+    list_display = ("name", "environment", "is_local", "host_list", "service_name", "allowed_hours")
+    list_filter = ("environment", "is_local")
+    inlines = (DeploymentHostInline,)
+
+    @admin.display(description="hosts")
+    def host_list(self, obj: DeploymentTarget) -> str:
+        return ", ".join(str(h) for h in obj.hosts.all()) or ("local" if obj.is_local else "—")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).prefetch_related("hosts")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(ReadOnlyAdmin):
+    """Deployment history: which version ran where, from when, approved and deployed by whom."""
+
+    list_display = (
+        "id", "target", "model_version", "kind", "status_display", "previous_version",
+        "requested_by", "approved_by", "started_at", "finished_at", "duration",
+    )  # fmt: skip
+    list_filter = ("target", "status", "kind", ("created_at", admin.DateFieldListFilter))
+    date_hierarchy = "created_at"
+    list_select_related = (
+        "target", "model_version", "previous_version", "requested_by", "approval__decided_by",
+    )  # fmt: skip
+    search_fields = ("model_version__name", "sha256")
+    show_full_result_count = False
+    actions = ("export_csv",)
+    readonly_fields = ("steps_table", "log_tail_pre")
+    exclude = ("steps", "log_tail")
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: Deployment) -> str:
+        return obj.get_status_display()
+
+    @admin.display(description="approved by")
+    def approved_by(self, obj: Deployment) -> str:
+        return obj.approval.decided_by.get_username() if obj.approval else "—"
+
+    @admin.display(description="duration")
+    def duration(self, obj: Deployment) -> str:
+        seconds = obj.duration_seconds
+        return f"{seconds:.1f} s" if seconds is not None else "—"
+
+    @admin.display(description="steps")
+    def steps_table(self, obj: Deployment) -> str:
+        if not obj.steps:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            (
+                (s.get("host", ""), s.get("name", ""), "ok" if s.get("ok") else "FAILED",
+                 f"{s.get('seconds', 0):.2f} s", s.get("detail", ""))
+                for s in obj.steps
+            ),
+        )  # fmt: skip
+        return format_html(
+            "<table><tr><th>host</th><th>step</th><th>result</th><th>time</th><th>detail</th></tr>{}</table>",
+            rows,
+        )
+
+    @admin.display(description="log tail")
+    def log_tail_pre(self, obj: Deployment) -> str:
+        return format_html("<pre>{}</pre>", obj.log_tail or "—")
+
+    @admin.action(description="Export selected deployments as CSV", permissions=["export"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
+        rows = (
+            [d.pk, d.target.name, d.model_version.name, d.model_version.version, d.kind, d.status,
+             d.previous_version and d.previous_version.version, d.requested_by and d.requested_by.get_username(),
+             d.approval and d.approval.decided_by.get_username(), d.sha256, d.started_at, d.finished_at,
+             d.duration_seconds, d.error]
+            for d in queryset.select_related(*self.list_select_related).order_by("created_at")
+        )  # fmt: skip
+        header = ["id", "target", "model", "version", "kind", "status", "previous_version", "requested_by",
+                  "approved_by", "sha256", "started_at", "finished_at", "duration_s", "error"]  # fmt: skip
+        return csv_response("deployments.csv", header, rows)
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("models_registry.export_audit")
+
+
+@admin.register(Approval)
+class ApprovalAdmin(ReadOnlyAdmin):
+    list_display = ("id", "model_version", "decision", "decided_by", "decided_at", "requested_by", "short_sha")
+    list_filter = ("decision", ("decided_at", admin.DateFieldListFilter))
+    list_select_related = ("model_version", "decided_by", "requested_by")
+    show_full_result_count = False
+
+    @admin.display(description="sha256")
+    def short_sha(self, obj: Approval) -> str:
+        return obj.sha256[:12]
+
+
+@admin.register(ApprovalSuspension)
+class ApprovalSuspensionAdmin(ReadOnlyAdmin):
+    list_display = ("id", "approval", "created_at", "reason", "validation_run")
+    list_select_related = ("approval__model_version", "approval__decided_by", "validation_run__model_version")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "event_time", "event_type", "actor_repr", "object_type", "object_repr", "short_hash")
+    list_filter = ("event_type", "object_type", ("event_time", admin.DateFieldListFilter))
+    date_hierarchy = "event_time"
+    search_fields = ("event_type", "actor_repr", "object_repr", "object_id")
+    show_full_result_count = False
+    actions = ("export_csv",)
+    change_list_template = "admin/models_registry/auditevent/change_list.html"
+
+    @admin.display(description="hash")
+    def short_hash(self, obj: AuditEvent) -> str:
+        return obj.row_hash[:12]
+
+    @admin.action(description="Export selected audit events as CSV", permissions=["export"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
+        rows = (
+            [e.pk, e.event_time.isoformat(), e.event_type, e.actor_repr, e.object_type, e.object_id,
+             e.object_repr, e.data, e.prev_hash, e.row_hash]
+            for e in queryset.order_by("id").iterator(chunk_size=2000)
+        )  # fmt: skip
+        header = ["id", "event_time", "event_type", "actor", "object_type", "object_id", "object",
+                  "data", "prev_hash", "row_hash"]  # fmt: skip
+        return csv_response("audit_events.csv", header, rows)
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("models_registry.export_audit")
+
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        return [
+            path(
+                "verify/",
+                self.admin_site.admin_view(self.verify_view),
+                name="models_registry_auditevent_verify",
+            ),
+            *super().get_urls(),
+        ]
+
+    def verify_view(self, request: HttpRequest) -> HttpResponse:
+        from models_registry.services.audit import verify_audit_chain
+
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        report = verify_audit_chain()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Audit chain verification",
+            "report": report,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/models_registry/auditevent/verify.html", context)

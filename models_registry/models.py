@@ -74,12 +74,6 @@ class StateProtectedModel(models.Model):
     class Meta:
         abstract = True
 
-    @classmethod
-    def from_db(cls, db: Any, field_names: Any, values: Any) -> Any:  # noqa: DJ012
-        instance = super().from_db(db, field_names, values)
-        instance._loaded_state = instance.__dict__.get("state")
-        return instance
-
     def save(self, *args: Any, **kwargs: Any) -> None:
         loaded = getattr(self, "_loaded_state", None)
         if self.pk is None and self.state != self._initial_state and not self._state_change_allowed:
@@ -94,6 +88,12 @@ class StateProtectedModel(models.Model):
             )
         super().save(*args, **kwargs)
         self._loaded_state = self.state
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Any:
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_state = instance.__dict__.get("state")
+        return instance
 
     def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
         super().refresh_from_db(*args, **kwargs)
@@ -326,9 +326,12 @@ class DeploymentTarget(models.Model):
     keep_versions = models.PositiveIntegerField(default=3)
     parallelism = models.PositiveIntegerField(default=4)
     allowed_hours = models.CharField(
-        max_length=100,
+        max_length=200,
         blank=True,
-        help_text="UTC hours when deploys are allowed, e.g. '2-5' or '22-24,0-3'. Empty: any time.",
+        help_text=(
+            "Deployment windows in UTC, e.g. 'mon-fri 02:00-05:00; sat,sun 00:00-24:00'. "
+            "Empty: any time."
+        ),
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -346,6 +349,12 @@ class DeploymentHost(models.Model):
     hostname = models.CharField(max_length=255)
     port = models.PositiveIntegerField(null=True, blank=True, help_text="Default: the target's")
     enabled = models.BooleanField(default=True)
+    install_root = models.CharField(
+        max_length=300, blank=True, help_text="Overrides the target's install root on this host."
+    )
+    upload_dir = models.CharField(
+        max_length=300, blank=True, help_text="Overrides the target's upload folder on this host."
+    )
 
     class Meta:
         ordering: ClassVar = ["id"]

@@ -106,13 +106,15 @@ def fetch_klines(
     retry: RetryPolicy | None = None,
     page_size: int = BINANCE_PAGE_SIZE,
     pages_per_window: int = 3,
+    first_fetch_lookback: pd.Timedelta | None = None,
     progress: Progress | None = None,
 ) -> FetchResult:
     """Fetch the closed candles the store lacks in ``[since, until)`` and merge them in.
 
     With candles stored, fetching resumes after the last one (and also covers
     ``since`` up to the first one when ``since`` is earlier). With nothing
-    stored, ``since`` is required. ``until`` defaults to Binance's clock.
+    stored, ``since`` is required unless ``first_fetch_lookback`` says how far
+    back from Binance's clock to start. ``until`` defaults to Binance's clock.
     """
     checked_symbol(symbol)
     if not 1 <= page_size <= BINANCE_PAGE_SIZE:
@@ -127,6 +129,9 @@ def fetch_klines(
     step = interval_ms(interval)
     server_now = _server_time_ms(client, retry)
     last_open = server_now - step if until is None else min(_ms(until), server_now) - step
+    nothing_stored = stored_candle_range(data_dir, symbol, interval) is None
+    if since is None and first_fetch_lookback is not None and nothing_stored:
+        since = _ts(server_now) - first_fetch_lookback
     ranges = _missing_ranges(data_dir, symbol, interval, since, last_open, step)
     result = FetchResult(symbol, interval)
     total = sum((end - start) // step + 1 for start, end in ranges)

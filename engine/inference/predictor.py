@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
+from engine.data import interval_timedelta
 from engine.features import (
     FeatureError,
     check_no_gaps,
@@ -47,7 +48,7 @@ class OnnxPredictor:
         self.metadata_path: Path = files.metadata_path
         self._input_name: str = self.metadata["onnx"]["input_name"]
         self.required_history: int = required_history(self.metadata)
-        self._step = pd.to_timedelta(self.metadata["interval"])
+        self._step = interval_timedelta(self.metadata["interval"])
 
     @classmethod
     def from_dir(cls, model_dir: Path | str, name: str | None = None) -> OnnxPredictor:

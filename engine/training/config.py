@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from engine.data import interval_timedelta
 from engine.features import FeatureParams
 
 # The guide: "Always train on sufficient historical data (6+ months)".
@@ -66,12 +67,7 @@ class TrainingConfig:
         self._check_positive("patience", "min_history_days", "condition_window_days")
         if not self.symbol or not self.symbol.isalnum():
             raise ValueError(f"symbol must be letters and digits like BTCUSDT, got {self.symbol!r}")
-        try:
-            step = pd.to_timedelta(self.interval)
-        except ValueError:
-            raise ValueError(f"interval {self.interval!r} is not a duration like 1h") from None
-        if step <= pd.Timedelta(0):
-            raise ValueError(f"interval must be positive, got {self.interval!r}")
+        interval_timedelta(self.interval)  # raises naming the supported intervals
         if self.architecture not in ARCHITECTURES:
             raise ValueError(
                 f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}"
@@ -103,7 +99,7 @@ class TrainingConfig:
 
     @property
     def step(self) -> pd.Timedelta:
-        return pd.to_timedelta(self.interval)
+        return interval_timedelta(self.interval)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -118,6 +118,7 @@ def train_model(
         (dataset.windows["validation"], dataset.targets["validation"]),
         on_epoch,
     )
+    _check_converged(history)
     predictions = {s: networks.predict(keras_model, dataset.windows[s]) for s in SPLIT_NAMES}
     metrics = {s: split_metrics(dataset.targets[s], predictions[s]) for s in SPLIT_NAMES}
 
@@ -285,6 +286,14 @@ def _train_conditions(
             f"{config.condition_window_days}-day window: the model never saw such a market",
         )
     return conditions
+
+
+def _check_converged(history: dict[str, list[float]]) -> None:
+    losses = history.get("loss", []) + history.get("val_loss", [])
+    if not losses or not all(math.isfinite(v) for v in losses):
+        raise TrainingError(
+            f"training diverged (losses {losses[-3:]}): lower the learning rate or check the data"
+        )
 
 
 def split_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,8 +40,28 @@ def canonical_json(value: Any) -> str:
 
 
 def _normalise_data(data: dict[str, Any] | None) -> dict[str, Any]:
-    """Round-trip through JSON so what we hash is exactly what the database returns."""
-    return json.loads(canonical_json(data or {}))
+    """Round-trip through JSON so what we hash is exactly what the database returns.
+
+    PostgreSQL's jsonb stores numbers as decimals and refuses NaN and NUL
+    characters, so values it would change (``5.0`` comes back as ``5.0`` but
+    ``1e20`` as an integer, ``-0.0`` as ``0``) or refuse are made canonical first;
+    otherwise a row could fail verification without anyone touching it.
+    """
+    return _jsonb_safe(json.loads(canonical_json(data or {})))
+
+
+def _jsonb_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_jsonb_safe(key): _jsonb_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonb_safe(item) for item in value]
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)  # "nan", "inf", "-inf": jsonb has no such numbers
+        return int(value) if value.is_integer() else value
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\\x00")
+    return value
 
 
 def compute_row_hash(

@@ -16,6 +16,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from models_registry.gates import gates_for
 from models_registry.models import (
     Approval,
     Deployment,
@@ -33,6 +34,7 @@ from models_registry.services.audit import audit_event_record
 
 P = ParamSpec("P")
 R = TypeVar("R")
+M = TypeVar("M", ValidationRun, PaperTradingRun, Deployment)
 
 PRE_PRODUCTION_STATES = (
     ModelState.TRAINED,
@@ -161,9 +163,24 @@ def successful_staging_deployment(version: ModelVersion) -> Deployment | None:
     )
 
 
-def _validation_gate(run: ValidationRun) -> Callable[[ModelVersion], dict[str, Any]]:
+def _stored(model: type[M], obj: M, what: str) -> M:
+    """The row as the database holds it now: a gate never trusts an object in memory.
+
+    A caller could pass an unsaved or edited instance (``status=PASSED`` set in
+    memory); only what is on record counts as evidence.
+    """
+    if obj is None or obj.pk is None:
+        raise GateFailed(f"the {what} offered as evidence is not on record.")
+    try:
+        return model.objects.get(pk=obj.pk)
+    except model.DoesNotExist as exc:
+        raise GateFailed(f"{what} #{obj.pk} does not exist.") from exc
+
+
+def _validation_gate(offered: ValidationRun) -> Callable[[ModelVersion], dict[str, Any]]:
     def gate(version: ModelVersion) -> dict[str, Any]:
         _refuse_short_history(version)
+        run = _stored(ValidationRun, offered, "validation run")
         if run.model_version_id != version.pk:
             raise GateFailed(f"validation run #{run.pk} belongs to another version.")
         if run.in_sample:
@@ -188,9 +205,10 @@ def _validation_gate(run: ValidationRun) -> Callable[[ModelVersion], dict[str, A
     return gate
 
 
-def _paper_gate(run: PaperTradingRun) -> Callable[[ModelVersion], dict[str, Any]]:
+def _paper_gate(offered: PaperTradingRun) -> Callable[[ModelVersion], dict[str, Any]]:
     def gate(version: ModelVersion) -> dict[str, Any]:
         _refuse_short_history(version)
+        run = _stored(PaperTradingRun, offered, "paper run")
         if run.model_version_id != version.pk:
             raise GateFailed(f"paper run #{run.pk} belongs to another version.")
         if not (run.status == RunStatus.PASSED and run.passed):
@@ -198,13 +216,20 @@ def _paper_gate(run: PaperTradingRun) -> Callable[[ModelVersion], dict[str, Any]
             raise GateFailed(
                 f"paper run #{run.pk} did not pass: {', '.join(failed) or run.status}."
             )
-        return {"paper_run": run.pk}
+        min_bars = int(gates_for(version.name, "paper")["min_bars"])
+        if run.bars < min_bars:
+            raise GateFailed(
+                f"paper run #{run.pk} covered {run.bars} bars; {version.name} needs "
+                f"at least {min_bars} (gate paper.min_bars)."
+            )
+        return {"paper_run": run.pk, "paper_bars": run.bars}
 
     return gate
 
 
-def _staging_gate(deployment: Deployment) -> Callable[[ModelVersion], dict[str, Any]]:
+def _staging_gate(offered: Deployment) -> Callable[[ModelVersion], dict[str, Any]]:
     def gate(version: ModelVersion) -> dict[str, Any]:
+        deployment = _stored(Deployment, offered, "staging deployment")
         if deployment.model_version_id != version.pk:
             raise GateFailed(f"deployment #{deployment.pk} is of another version.")
         if deployment.target.environment != Environment.STAGING:
@@ -310,7 +335,9 @@ def model_version_stage(
                 "approval_requested_at": timezone.now(),
             },
         )
-        transaction.on_commit(lambda: notifications.notify_approvers_awaiting(staged.pk))
+        transaction.on_commit(
+            lambda: notifications.notify_approvers_awaiting(staged.pk), robust=True
+        )
     return staged
 
 
@@ -338,7 +365,9 @@ def model_version_approve(
             sha256=approved.onnx_sha256,
             requested_by_id=approved.approval_requested_by_id,
         )
-        transaction.on_commit(lambda: notifications.notify_requester_decided(approval.pk))
+        transaction.on_commit(
+            lambda: notifications.notify_requester_decided(approval.pk), robust=True
+        )
     return approval
 
 
@@ -367,7 +396,9 @@ def model_version_reject(
             sha256=rejected.onnx_sha256,
             requested_by_id=rejected.approval_requested_by_id,
         )
-        transaction.on_commit(lambda: notifications.notify_requester_decided(decision.pk))
+        transaction.on_commit(
+            lambda: notifications.notify_requester_decided(decision.pk), robust=True
+        )
     return decision
 
 
@@ -391,18 +422,32 @@ def require_deployable_approval(version: ModelVersion) -> Approval:
     return approval
 
 
+@audited_refusal("model_version_mark_in_production", "actor")
 def model_version_mark_in_production(
     *, model_version: ModelVersion, deployment: Deployment, actor: AbstractBaseUser | None
 ) -> ModelVersion:
     """A production deployment succeeded: this version is live, the one it replaced retires."""
 
     def gate(version: ModelVersion) -> dict[str, Any]:
+        done = _stored(Deployment, deployment, "production deployment")
+        if done.model_version_id != version.pk:
+            raise GateFailed(f"deployment #{done.pk} is of another version.")
+        if done.target.environment != Environment.PRODUCTION:
+            raise GateFailed(f"deployment #{done.pk} went to {done.target}, not production.")
+        if done.status != DeploymentStatus.SUCCEEDED:
+            raise GateFailed(f"deployment #{done.pk} did not succeed ({done.status}).")
         approval = require_deployable_approval(version)
-        if deployment.sha256 != approval.sha256:
+        if done.sha256 != approval.sha256:
             raise GateFailed("the deployed file's sha256 is not the approved one.")
-        return {"approval": approval.pk, "deployment": deployment.pk}
+        return {"approval": approval.pk, "deployment": done.pk}
 
     with transaction.atomic():
+        # Lock both rows up front, in id order: the audit event written by the
+        # first transition holds the chain lock until commit, so taking a row
+        # lock after it could deadlock with a transition of the other version.
+        previous_id = deployment.previous_version_id
+        ids = sorted({model_version.pk, *([previous_id] if previous_id else [])})
+        list(ModelVersion.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
         live = _transition(
             model_version=model_version,
             sources=[ModelState.APPROVED, ModelState.RETIRED, ModelState.IN_PRODUCTION],
@@ -412,10 +457,13 @@ def model_version_mark_in_production(
             gate=gate,
             data={"target": deployment.target.name},
         )
-        previous = deployment.previous_version
+        previous = ModelVersion.objects.filter(pk=previous_id).first() if previous_id else None
         if (
             previous is not None
             and previous.pk != live.pk
+            # Already out of production (e.g. retired by another target's deploy):
+            # the files are live now, so the registry must record it, not refuse.
+            and previous.state == ModelState.IN_PRODUCTION
             and not _live_elsewhere(previous, deployment)
         ):
             _transition(

@@ -15,7 +15,7 @@ import re
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,11 @@ from django.utils.dateparse import parse_datetime
 from models_registry.models import ModelVersion, RegistryError
 from models_registry.services.audit import audit_event_record
 
-NAME_PATTERN = re.compile(r"^[a-z0-9]+_(sentiment|price)$")
+NAME_PATTERN = re.compile(r"^[a-z0-9]{1,20}_(sentiment|price)$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+INTERVAL_PATTERN = re.compile(r"^[1-9][0-9]{0,2}[smhdwM]$")
+# A metadata file is a few kilobytes; anything far larger is not one of ours.
+MAX_METADATA_BYTES = 5 * 1024 * 1024
 
 
 class ArtifactError(RegistryError):
@@ -74,12 +77,7 @@ def read_artifact_set(source_dir: Path) -> ArtifactSet:
             f"{source_dir} must hold exactly one *_metadata.json file; found {len(candidates)}."
         )
     metadata_path = candidates[0]
-    try:
-        metadata = json.loads(metadata_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{metadata_path.name} is not valid JSON: {exc}") from exc
-    if not isinstance(metadata, dict):
-        raise ArtifactError(f"{metadata_path.name} must hold a JSON object.")
+    metadata = _read_metadata(metadata_path)
     name = str(metadata.get("name", ""))
     if not NAME_PATTERN.match(name):
         raise ArtifactError(
@@ -92,9 +90,15 @@ def read_artifact_set(source_dir: Path) -> ArtifactSet:
         raise ArtifactError(
             f"{metadata_path.name}: symbol {symbol!r} does not match name {name!r}."
         )
+    interval = str(metadata.get("interval", "1h"))
+    if not INTERVAL_PATTERN.match(interval):
+        raise ArtifactError(
+            f"{metadata_path.name}: interval {interval!r} is not like '1h' or '15m'."
+        )
     onnx_path = source_dir / f"{name}.onnx"
     if not onnx_path.is_file():
         raise ArtifactError(f"{source_dir} has no {onnx_path.name} beside {metadata_path.name}.")
+    _refuse_symlink(onnx_path)
     expected = str(metadata.get("onnx_sha256", ""))
     if not SHA256_PATTERN.match(expected):
         raise ArtifactError(f"{metadata_path.name} has no valid onnx_sha256.")
@@ -107,13 +111,41 @@ def read_artifact_set(source_dir: Path) -> ArtifactSet:
     return ArtifactSet(
         name=name,
         symbol=symbol,
-        interval=str(metadata.get("interval", "1h")),
+        interval=interval,
         kind=kind,
         metadata=metadata,
         onnx_path=onnx_path,
         metadata_path=metadata_path,
         plot_path=plot_path if plot_path.is_file() else None,
     )
+
+
+def _read_metadata(metadata_path: Path) -> dict[str, Any]:
+    _refuse_symlink(metadata_path)
+    size = metadata_path.stat().st_size
+    if size > MAX_METADATA_BYTES:
+        raise ArtifactError(
+            f"{metadata_path.name} is {size} bytes; "
+            f"a metadata file is at most {MAX_METADATA_BYTES}."
+        )
+    try:
+        metadata = json.loads(metadata_path.read_text(), parse_constant=_refuse_json_constant)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise ArtifactError(f"{metadata_path.name} is not valid JSON: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"{metadata_path.name} must hold a JSON object.")
+    return metadata
+
+
+def _refuse_json_constant(token: str) -> Any:
+    # NaN and Infinity are not JSON; PostgreSQL would refuse them later, less clearly.
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _refuse_symlink(path: Path) -> None:
+    # The store holds copies of real files; a link could point anywhere on this machine.
+    if path.is_symlink():
+        raise ArtifactError(f"{path.name} is a symbolic link; offer the file itself.")
 
 
 def model_version_create(
@@ -133,9 +165,6 @@ def model_version_create(
         if existing is not None:
             return existing
     artifacts = read_artifact_set(source_dir)
-    duplicate = ModelVersion.objects.filter(onnx_sha256=artifacts.metadata["onnx_sha256"]).first()
-    if duplicate is not None:
-        raise ArtifactError(f"this ONNX file is already registered as {duplicate}.")
     for attempt in range(3):
         try:
             return _create_once(artifacts, created_by, source, origin_key)
@@ -153,7 +182,13 @@ def _create_once(
     sha = artifacts.metadata["onnx_sha256"]
     final_dir = artifact_store_root() / sha
     with transaction.atomic():
-        _lock_name(artifacts.name)
+        # The sha first, then the name: one order for every writer, so no deadlock.
+        _advisory_lock(f"sha:{sha}")
+        _advisory_lock(f"name:{artifacts.name}")
+        duplicate = ModelVersion.objects.filter(onnx_sha256=sha).first()
+        if duplicate is not None:
+            raise ArtifactError(f"this ONNX file is already registered as {duplicate}.")
+        data_fields = _data_fields(artifacts.metadata)
         number = (
             ModelVersion.objects.filter(name=artifacts.name).aggregate(n=Max("version"))["n"] or 0
         ) + 1
@@ -174,14 +209,12 @@ def _create_once(
                 metadata_file=artifacts.metadata_path.name,
                 metadata_sha256=sha256_of(staged_dir / artifacts.metadata_path.name),
                 plot_file=artifacts.plot_path.name if artifacts.plot_path else "",
-                plot_sha256=sha256_of(artifacts.plot_path) if artifacts.plot_path else "",
+                plot_sha256=(
+                    sha256_of(staged_dir / artifacts.plot_path.name) if artifacts.plot_path else ""
+                ),
                 metadata=metadata,
                 metrics=_metrics_from(metadata),
-                data_start=_dt(_dig(metadata, "data", "start")),
-                data_end=_dt(_dig(metadata, "data", "end")),
-                data_content_hash=str(_dig(metadata, "data", "content_hash") or ""),
-                out_of_sample_from=_dt(metadata.get("out_of_sample_from")),
-                allow_short_history=bool(metadata.get("allow_short_history", False)),
+                **data_fields,
                 origin_key=origin_key,
             )
             audit_event_record(
@@ -197,8 +230,19 @@ def _create_once(
     return version
 
 
-def _lock_name(name: str) -> None:
-    """Serialise version numbering per model name (PostgreSQL; SQLite writers are serial)."""
+def _data_fields(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The lineage columns, checked before anything is written."""
+    return {
+        "data_start": _dt(_dig(metadata, "data", "start"), "data.start"),
+        "data_end": _dt(_dig(metadata, "data", "end"), "data.end"),
+        "data_content_hash": str(_dig(metadata, "data", "content_hash") or "")[:64],
+        "out_of_sample_from": _dt(metadata.get("out_of_sample_from"), "out_of_sample_from"),
+        "allow_short_history": bool(metadata.get("allow_short_history", False)),
+    }
+
+
+def _advisory_lock(name: str) -> None:
+    """Serialise writers on one key until commit (PostgreSQL; SQLite writers are serial)."""
     if connection.vendor == "postgresql":
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         with connection.cursor() as cursor:
@@ -241,15 +285,21 @@ def _dig(data: dict[str, Any], *keys: str) -> Any:
     return data
 
 
-def _dt(value: Any) -> datetime | None:
-    if not value:
-        return None
-    parsed = parse_datetime(str(value).replace(" ", "T"))
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:
-        from datetime import UTC
+def _dt(value: Any, field: str) -> datetime | None:
+    """A metadata timestamp; an unreadable one is refused, never silently dropped.
 
+    ``out_of_sample_from`` guards the validation gate: dropping a malformed one
+    would let an in-sample backtest count as out-of-sample.
+    """
+    if value is None or value == "":
+        return None
+    try:
+        parsed = parse_datetime(str(value).replace(" ", "T"))
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ArtifactError(f"metadata field {field}: {value!r} is not a date and time.")
+    if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed
 

@@ -27,12 +27,13 @@ from tests.fakes.binance_server import FakeBinanceServer, binance_error
 from tests.fakes.http_fake import FakeRequest, FakeResponse
 
 COMMISSION_RATE = Decimal("0.001")
+INSUFFICIENT_BALANCE = "Account has insufficient balance for requested action."
 
 
 @dataclass
 class FakeAccount:
     api_key: str = "test-key"
-    api_secret: str = "test-secret"  # noqa: S105 - a fake server's fake secret
+    api_secret: str = "test-secret"
     balances: dict[str, Decimal] = field(
         default_factory=lambda: {"USDT": Decimal("10000"), "BTC": Decimal("0")}
     )
@@ -96,13 +97,13 @@ def install_trading_routes(server: FakeBinanceServer, account: FakeAccount) -> N
         balances = account.balances
         if params["side"] == "BUY":
             if balances.get(quote_asset, Decimal(0)) < notional:
-                return binance_error(-2010, "Account has insufficient balance for requested action.")
+                return binance_error(-2010, INSUFFICIENT_BALANCE)
             commission, commission_asset = quantity * COMMISSION_RATE, base
             balances[quote_asset] -= notional
             balances[base] = balances.get(base, Decimal(0)) + quantity - commission
         else:
             if balances.get(base, Decimal(0)) < quantity:
-                return binance_error(-2010, "Account has insufficient balance for requested action.")
+                return binance_error(-2010, INSUFFICIENT_BALANCE)
             commission, commission_asset = notional * COMMISSION_RATE, quote_asset
             balances[base] -= quantity
             balances[quote_asset] = balances.get(quote_asset, Decimal(0)) + notional - commission

@@ -1,4 +1,4 @@
-"""fetch_klines BTCUSDT --interval 1h --since 2024-01-01: closed candles from Binance into the store."""
+"""fetch_klines BTCUSDT --interval 1h --since 2024-01-01: closed Binance candles into the store."""
 
 from __future__ import annotations
 

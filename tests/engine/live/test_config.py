@@ -11,9 +11,13 @@ from engine.live.config import ConfigError, RiskLimits, load_risk_limits
 
 def test_json_file_then_environment_overrides(tmp_path: Path) -> None:
     path = tmp_path / "risk.json"
-    path.write_text('{"max_position_notional": 500, "max_daily_loss": 50, "max_orders_per_hour": 4}')
+    path.write_text(
+        '{"max_position_notional": 500, "max_daily_loss": 50, "max_orders_per_hour": 4}'
+    )
     limits = load_risk_limits(path, env={"TRADEBOT_MAX_DAILY_LOSS": "25"})
-    assert limits == RiskLimits(max_position_notional=500.0, max_daily_loss=25.0, max_orders_per_hour=4)
+    assert limits == RiskLimits(
+        max_position_notional=500.0, max_daily_loss=25.0, max_orders_per_hour=4
+    )
     assert limits.is_complete
 
 

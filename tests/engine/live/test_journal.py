@@ -13,7 +13,9 @@ from engine.live.journal import Journal, JournalError, read_journal
 def _write_sample(path: Path) -> None:
     journal = Journal(path)
     journal.append("order", order_id="o1", candle="c1", side="buy", quantity=1.0, reason="signal")
-    journal.append("fill", order_id="o1", candle="c1", side="buy", quantity=1.0, price=10.0, fee=0.01)
+    journal.append(
+        "fill", order_id="o1", candle="c1", side="buy", quantity=1.0, price=10.0, fee=0.01
+    )
     journal.append(
         "state", last_candle="c1", cash=89.99, quantity=1.0, pending_target=None, equity=100.0
     )
@@ -47,7 +49,9 @@ def test_an_order_without_fill_is_reported_unsettled(tmp_path: Path) -> None:
         (lambda lines: lines.__delitem__(1), "line 2: sequence 3, expected 2"),
         (lambda lines: lines.__setitem__(-1, lines[-1][:-9]), "line 4: truncated last line"),
         (
-            lambda lines: lines.__setitem__(2, lines[2].replace('"quantity":1.0', '"quantity":5.0')),
+            lambda lines: lines.__setitem__(
+                2, lines[2].replace('"quantity":1.0', '"quantity":5.0')
+            ),
             "line 3: checksum mismatch",
         ),
     ],

@@ -13,27 +13,27 @@ from engine.backtest.simulator import SimulationConfig, simulate
 from engine.inference import OnnxPredictor
 from engine.live import run_paper_replay
 from engine.strategies import get_strategy
-
-# Below ml_basic's round-trip cost, so the tiny model trades often enough to compare.
-THRESHOLD = -0.003
+from engine.strategies.ml_basic import round_trip_cost
 
 
 @pytest.fixture
 def replay_window(all_candles: pd.DataFrame, after_training: pd.Timestamp) -> pd.DataFrame:
-    return all_candles.loc[after_training:].iloc[:24 * 7]
+    return all_candles.loc[after_training:].iloc[: 24 * 7]
 
 
 def test_paper_replay_matches_the_backtester(model_dir: Path, replay_window, sentiment, tmp_path):
-    strategy = get_strategy(
-        "ml_basic", predictor=OnnxPredictor.from_dir(model_dir), threshold=THRESHOLD
-    )
+    predictor = OnnxPredictor.from_dir(model_dir)
+    # A threshold at the median prediction makes the tiny model switch often: many trades.
+    median = float(predictor.predict(replay_window, sentiment).median())
+    threshold = median - round_trip_cost(10.0, 5.0)
+    strategy = get_strategy("ml_basic", predictor=predictor, threshold=threshold)
     backtest = simulate(
         replay_window, strategy.targets(replay_window, sentiment), SimulationConfig()
     )
 
     paper = run_paper_replay(
         model_dir, replay_window, sentiment,
-        strategy="ml_basic", strategy_params={"threshold": THRESHOLD}, journal_dir=tmp_path / "j",
+        strategy="ml_basic", strategy_params={"threshold": threshold}, journal_dir=tmp_path / "j",
     )  # fmt: skip
 
     assert len(backtest.trades) >= 3, "the comparison needs trades to compare"
@@ -41,13 +41,16 @@ def test_paper_replay_matches_the_backtester(model_dir: Path, replay_window, sen
     assert list(paper.trades["exit_time"]) == list(backtest.trades["exit_time"])
     assert list(paper.trades["exit_reason"]) == list(backtest.trades["exit_reason"])
     np.testing.assert_allclose(paper.trades["quantity"], backtest.trades["quantity"], rtol=1e-9)
-    np.testing.assert_allclose(paper.trades["entry_price"], backtest.trades["entry_price"], rtol=1e-12)
+    np.testing.assert_allclose(
+        paper.trades["entry_price"], backtest.trades["entry_price"], rtol=1e-12
+    )
     np.testing.assert_allclose(paper.trades["fees"], backtest.trades["fees"], rtol=1e-9)
     np.testing.assert_allclose(paper.equity, backtest.equity, rtol=1e-9)
     assert paper.metrics["n_trades"] == backtest.metrics["n_trades"]
-    assert paper.model_sha256 == json.loads(
-        (model_dir / "btcusdt_sentiment_metadata.json").read_text()
-    )["onnx_sha256"]
+    assert (
+        paper.model_sha256
+        == json.loads((model_dir / "btcusdt_sentiment_metadata.json").read_text())["onnx_sha256"]
+    )
     # The journal holds one fill per executed order, each at a bar's open.
     fills = [
         json.loads(line)
@@ -58,4 +61,6 @@ def test_paper_replay_matches_the_backtester(model_dir: Path, replay_window, sen
     opens = replay_window["open"]
     for fill in fills:
         reference = opens.loc[pd.Timestamp(fill["candle"])]
-        assert fill["price"] == pytest.approx(reference * (1 + (5e-4 if fill["side"] == "buy" else -5e-4)))
+        assert fill["price"] == pytest.approx(
+            reference * (1 + (5e-4 if fill["side"] == "buy" else -5e-4))
+        )

@@ -18,7 +18,11 @@ def test_status_file_has_every_documented_field(tmp_path: Path) -> None:
     document = json.loads(path.read_text())
     assert set(STATUS_FIELDS) <= set(document)
     assert document["pid"] == os.getpid()
-    assert (document["mode"], document["state"], document["model_version"]) == ("paper", "running", 3)
+    assert (document["mode"], document["state"], document["model_version"]) == (
+        "paper",
+        "running",
+        3,
+    )
     assert document["memory_rss_bytes"] > 0
     # Atomic replacement leaves no temporary files behind.
     assert [p.name for p in path.parent.iterdir()] == ["status.json"]

@@ -262,3 +262,13 @@ def test_the_registry_can_stamp_a_version_without_breaking_the_checks(
     assert predictor.sha256 == tiny_model.result.onnx_sha256
     with pytest.raises(ValueError, match="positive integer"):
         set_metadata_version(copy / "btcusdt_sentiment_metadata.json", 0)
+
+
+def test_too_few_bars_for_the_splits_are_refused_with_the_counts(
+    shared_data_dir: Path, tmp_path: Path
+):
+    candles = tiny_candles(shared_data_dir).iloc[:120]
+    with pytest.raises(TrainingError, match=r"each needs at least 20") as refused:
+        train_model(candles, None, tiny_config(), tmp_path / "out")
+    assert "window 8" in str(refused.value)
+    assert not (tmp_path / "out").exists()

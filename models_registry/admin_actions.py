@@ -1,0 +1,424 @@
+"""The admin's workflow actions and pages, kept apart from the ModelAdmin declarations.
+
+Each action declares its permission, re-checks every selected version's state
+(the list the user saw may be stale), calls one service, and reports per
+version. Actions that deploy, approve or roll back go through a confirmation page.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from models_registry.models import (
+    AuditEvent,
+    DeploymentTarget,
+    Environment,
+    ModelState,
+    ModelVersion,
+    PaperTradingRun,
+    RegistryError,
+    ValidationRun,
+)
+from models_registry.services import deployments, lifecycle, runs
+
+
+def _report(request: HttpRequest, version: ModelVersion, ok: bool, text: str) -> None:
+    level = messages.SUCCESS if ok else messages.ERROR
+    messages.add_message(request, level, f"{version}: {text}")
+
+
+def _each_fresh(queryset: QuerySet) -> list[ModelVersion]:
+    """Reload the selection: the state on the page may be out of date."""
+    return list(ModelVersion.objects.filter(pk__in=queryset.values("pk")).order_by("name", "version"))
+
+
+# --- simple actions: queue a run ---------------------------------------------
+
+
+@admin.action(description="Validate: backtest on out-of-sample data", permissions=["validate"])
+def validate_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+    for version in _each_fresh(queryset):
+        try:
+            run = runs.validation_run_request(model_version=version, requested_by=request.user)
+        except RegistryError as exc:
+            _report(request, version, False, str(exc))
+        else:
+            _report(request, version, True, f"validation run #{run.pk} queued")
+
+
+@admin.action(description="Paper-trade on bars the model never saw", permissions=["papertrade"])
+def paper_trade_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+    for version in _each_fresh(queryset):
+        try:
+            run = runs.paper_run_request(model_version=version, requested_by=request.user)
+        except RegistryError as exc:
+            _report(request, version, False, str(exc))
+        else:
+            _report(request, version, True, f"paper trading run #{run.pk} queued")
+
+
+# --- actions with a confirmation page ------------------------------------------
+
+
+class CommentForm(forms.Form):
+    comment = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text="Recorded with the decision, which is final.",
+    )
+
+
+class TargetForm(forms.Form):
+    target = forms.ModelChoiceField(queryset=DeploymentTarget.objects.none())
+    force_reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        help_text="Only to deploy outside the target's deployment window: say why (audited).",
+    )
+    schedule = forms.BooleanField(
+        required=False, help_text="Outside the window: schedule for the start of the next one instead."
+    )
+
+    def __init__(self, *args: Any, environment: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["target"].queryset = DeploymentTarget.objects.filter(
+            environment=environment
+        ).prefetch_related("hosts")
+
+
+class RollbackForm(forms.Form):
+    target = forms.ModelChoiceField(
+        queryset=DeploymentTarget.objects.filter(environment=Environment.PRODUCTION)
+    )
+    to_version = forms.IntegerField(
+        required=False,
+        help_text="Version number to restore; empty: the version that ran before the current one.",
+    )
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "cols": 80}))
+
+
+def _confirmation_page(
+    modeladmin: Any,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    action: str,
+    title: str,
+    form: forms.Form,
+    details: list[dict[str, Any]],
+) -> TemplateResponse:
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "opts": modeladmin.model._meta,
+        "action": action,
+        "form": form,
+        "details": details,
+        "selected": [str(pk) for pk in queryset.values_list("pk", flat=True)],
+        "action_checkbox_name": ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "admin/models_registry/confirm_action.html", context)
+
+
+def _version_details(versions: list[ModelVersion]) -> list[dict[str, Any]]:
+    return [
+        {"version": v, "state": v.get_state_display(), "sha256": v.onnx_sha256} for v in versions
+    ]
+
+
+@admin.action(description="Approve for production (four eyes)", permissions=["approve"])
+def approve_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    versions = _each_fresh(queryset)
+    form = CommentForm(request.POST if "apply" in request.POST else None)
+    if "apply" in request.POST and form.is_valid():
+        for version in versions:
+            try:
+                lifecycle.model_version_approve(
+                    model_version=version, approved_by=request.user, comment=form.cleaned_data["comment"]
+                )
+            except RegistryError as exc:
+                _report(request, version, False, str(exc))
+            else:
+                _report(request, version, True, "approved")
+        return None
+    return _confirmation_page(
+        modeladmin, request, queryset, action="approve_versions", title="Approve for production",
+        form=form, details=_version_details(versions),
+    )  # fmt: skip
+
+
+@admin.action(description="Reject (with a reason)", permissions=["reject"])
+def reject_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    versions = _each_fresh(queryset)
+    form = CommentForm(request.POST if "apply" in request.POST else None)
+    if "apply" in request.POST and form.is_valid():
+        for version in versions:
+            try:
+                lifecycle.model_version_reject(
+                    model_version=version, rejected_by=request.user, comment=form.cleaned_data["comment"]
+                )
+            except RegistryError as exc:
+                _report(request, version, False, str(exc))
+            else:
+                _report(request, version, True, "rejected")
+        return None
+    return _confirmation_page(
+        modeladmin, request, queryset, action="reject_versions", title="Reject versions",
+        form=form, details=_version_details(versions),
+    )  # fmt: skip
+
+
+def _deploy_action(
+    modeladmin: Any, request: HttpRequest, queryset: QuerySet, *, environment: str, action: str, title: str
+) -> HttpResponse | None:
+    versions = _each_fresh(queryset)
+    posted = "apply" in request.POST
+    form = TargetForm(request.POST if posted else None, environment=environment)
+    if posted and form.is_valid():
+        target = form.cleaned_data["target"]
+        for version in versions:
+            try:
+                deployment = deployments.deployment_request(
+                    model_version=version,
+                    target=target,
+                    requested_by=request.user,
+                    force_reason=form.cleaned_data["force_reason"],
+                    schedule_if_closed=form.cleaned_data["schedule"],
+                )
+            except RegistryError as exc:
+                _report(request, version, False, str(exc))
+            else:
+                _report(request, version, True, f"deployment #{deployment.pk} to {target.name}: "
+                        f"{deployment.get_status_display().lower()}")  # fmt: skip
+        return None
+    targets = list(DeploymentTarget.objects.filter(environment=environment).prefetch_related("hosts"))
+    details = _version_details(versions)
+    for detail in details:
+        detail["targets"] = [
+            {"name": t.name, "hosts": [str(h) for h in t.hosts.all()] or ["local"], "window": t.allowed_hours}
+            for t in targets
+        ]
+    return _confirmation_page(
+        modeladmin, request, queryset, action=action, title=title, form=form, details=details
+    )
+
+
+@admin.action(description="Stage: deploy to a staging target and check compatibility", permissions=["stage"])
+def stage_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    return _deploy_action(
+        modeladmin, request, queryset, environment=Environment.STAGING, action="stage_versions",
+        title="Deploy to staging",
+    )  # fmt: skip
+
+
+@admin.action(description="Deploy to production", permissions=["deploy"])
+def deploy_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    return _deploy_action(
+        modeladmin, request, queryset, environment=Environment.PRODUCTION, action="deploy_versions",
+        title="Deploy to production",
+    )  # fmt: skip
+
+
+@admin.action(description="Roll back production", permissions=["rollback"])
+def rollback_production(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    versions = _each_fresh(queryset)
+    form = RollbackForm(request.POST if "apply" in request.POST else None)
+    if "apply" in request.POST and form.is_valid():
+        target = form.cleaned_data["target"]
+        try:
+            deployment = deployments.rollback_request(
+                target=target,
+                to_version_number=form.cleaned_data["to_version"],
+                requested_by=request.user,
+                comment=form.cleaned_data["comment"],
+                model_name=versions[0].name if versions else None,
+            )
+        except RegistryError as exc:
+            messages.error(request, f"rollback of {target.name} refused: {exc}")
+        else:
+            messages.success(
+                request, f"rollback #{deployment.pk} of {target.name} to {deployment.model_version} queued"
+            )
+        return None
+    return _confirmation_page(
+        modeladmin, request, queryset, action="rollback_production", title="Roll back production",
+        form=form, details=_version_details(versions),
+    )  # fmt: skip
+
+
+# --- pages ---------------------------------------------------------------------
+
+
+def version_page_context(object_id: str) -> dict[str, Any]:
+    version = ModelVersion.objects.filter(pk=object_id).first()
+    if version is None:
+        return {}
+    production = (
+        ModelVersion.objects.filter(symbol=version.symbol, state=ModelState.IN_PRODUCTION)
+        .exclude(pk=version.pk)
+        .order_by("-created_at")
+        .first()
+    )
+    return {
+        "version_obj": version,
+        "validation_runs": list(version.validation_runs.all()[:20]),
+        "paper_runs": list(version.paper_runs.all()[:20]),
+        "approvals": list(version.approvals.select_related("decided_by").prefetch_related("suspensions")),
+        "deployments_list": list(
+            version.deployments.select_related("target", "requested_by").order_by("-created_at")[:20]
+        ),
+        "history": list(
+            AuditEvent.objects.filter(object_type="ModelVersion", object_id=str(version.pk)).order_by("id")
+        ),
+        "production_version": production,
+        "comparison": _comparison_rows(version, production),
+    }
+
+
+def _comparison_rows(version: ModelVersion, production: ModelVersion | None) -> list[dict[str, Any]]:
+    if production is None:
+        return []
+    mine = _latest_validation_metrics(version)
+    theirs = _latest_validation_metrics(production)
+    keys = ["sharpe", "sortino", "total_return", "max_drawdown", "win_rate", "trades", "profit_factor"]
+    rows = [
+        {"metric": key, "this": mine.get(key), "production": theirs.get(key)}
+        for key in keys
+        if key in mine or key in theirs
+    ]
+    rows.append(
+        {
+            "metric": "test directional accuracy",
+            "this": version.metrics.get("test_directional_accuracy"),
+            "production": production.metrics.get("test_directional_accuracy"),
+        }
+    )
+    return rows
+
+
+def _latest_validation_metrics(version: ModelVersion) -> dict[str, Any]:
+    run = lifecycle.passing_validation_run(version) or version.validation_runs.first()
+    return run.metrics if run else {}
+
+
+ARTIFACT_SOURCES = {
+    "modelversion": ModelVersion,
+    "validationrun": ValidationRun,
+    "papertradingrun": PaperTradingRun,
+}
+
+
+def artifact_view(request: HttpRequest, kind: str, pk: int, which: str) -> FileResponse:
+    """Serve a plot from the artifact store to a user allowed to view its record."""
+    model = ARTIFACT_SOURCES.get(kind)
+    if model is None or which != "plot":
+        raise Http404("no such artifact")
+    if not request.user.has_perm(f"models_registry.view_{kind}"):
+        raise PermissionDenied
+    obj = get_object_or_404(model, pk=pk)
+    path = _plot_path(obj)
+    if path is None or not path.is_file():
+        raise Http404("this record has no plot")
+    return FileResponse(path.open("rb"), content_type="image/png")
+
+
+def _plot_path(obj: Any) -> Path | None:
+    media = Path(settings.MEDIA_ROOT).resolve()
+    if isinstance(obj, ModelVersion):
+        if not obj.plot_file:
+            return None
+        path = (media / obj.artifact_dir / obj.plot_file).resolve()
+    else:
+        if not obj.plot_file:
+            return None
+        path = (media / obj.report_dir / obj.plot_file).resolve()
+    # Names come from our own records, but never serve anything outside the store.
+    return path if path.is_relative_to(media) else None
+
+
+class TrainForm(forms.Form):
+    symbol = forms.RegexField(regex=r"^[A-Z0-9]{5,20}$", initial="BTCUSDT")
+    force_price_only = forms.BooleanField(required=False)
+    epochs = forms.IntegerField(min_value=1, max_value=500, initial=20)
+
+
+def train_view(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perm("models_registry.train_model"):
+        raise PermissionDenied
+    form = TrainForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        from models_registry.services.training import refuse_training_in_production
+        from models_registry.tasks.training import train_model_task
+
+        try:
+            refuse_training_in_production()
+        except Exception as exc:  # the service says why; show it rather than a 500
+            messages.error(request, str(exc))
+        else:
+            options = {"force_price_only": form.cleaned_data["force_price_only"],
+                       "epochs": form.cleaned_data["epochs"]}  # fmt: skip
+            result = train_model_task.delay(form.cleaned_data["symbol"], options, request.user.pk)
+            messages.success(request, f"training of {form.cleaned_data['symbol']} queued (task {result.id[:8]})")
+        return HttpResponseRedirect(reverse("admin:models_registry_modelversion_changelist"))
+    context = {**admin.site.each_context(request), "title": "Train a model", "form": form,
+               "opts": ModelVersion._meta}  # fmt: skip
+    return TemplateResponse(request, "admin/models_registry/simple_form.html", context)
+
+
+class RegisterForm(forms.Form):
+    onnx_file = forms.FileField(help_text="The .onnx model")
+    metadata_file = forms.FileField(help_text="Its *_metadata.json")
+    plot_file = forms.FileField(required=False, help_text="Optional training plot (PNG)")
+
+
+def register_view(request: HttpRequest) -> HttpResponse:
+    """Register a model trained elsewhere: names come from the metadata, never the upload."""
+    if not request.user.has_perm("models_registry.register_modelversion"):
+        raise PermissionDenied
+    form = RegisterForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        from models_registry.services.registration import model_version_register_upload
+
+        try:
+            version = model_version_register_upload(
+                onnx_upload=form.cleaned_data["onnx_file"],
+                metadata_upload=form.cleaned_data["metadata_file"],
+                plot_upload=form.cleaned_data.get("plot_file"),
+                registered_by=request.user,
+            )
+        except RegistryError as exc:
+            messages.error(request, f"registration refused: {exc}")
+        else:
+            messages.success(request, f"registered {version}")
+            return HttpResponseRedirect(
+                reverse("admin:models_registry_modelversion_change", args=[version.pk])
+            )
+    context = {**admin.site.each_context(request), "title": "Register a model trained elsewhere",
+               "form": form, "opts": ModelVersion._meta, "multipart": True}  # fmt: skip
+    return TemplateResponse(request, "admin/models_registry/simple_form.html", context)
+
+
+def copy_uploads_to_folder(files: dict[str, Any]) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="tradebot-upload-"))
+    try:
+        for name, upload in files.items():
+            with (folder / name).open("wb") as out:
+                for chunk in upload.chunks():
+                    out.write(chunk)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
