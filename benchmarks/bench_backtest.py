@@ -62,19 +62,34 @@ def best_of(repeat: int, function):
 
 def bench_simulator(candles, targets):
     plain = SimulationConfig(fee_bps=FEE_BPS, slippage_bps=SLIPPAGE_BPS, initial_equity=CASH)
-    stops = SimulationConfig(fee_bps=FEE_BPS, slippage_bps=SLIPPAGE_BPS, initial_equity=CASH,
-                             stop_loss_pct=0.005, take_profit_pct=0.01)  # fmt: skip
+    stops = SimulationConfig(
+        fee_bps=FEE_BPS,
+        slippage_bps=SLIPPAGE_BPS,
+        initial_equity=CASH,
+        stop_loss_pct=0.005,
+        take_profit_pct=0.01,
+    )
     seconds, result = best_of(5, lambda: simulate(candles, targets, plain, with_buy_and_hold=False))
-    print(f"simulate, no stops:   {seconds:.4f} s  trades={len(result.trades)}  "
-          f"final equity={result.final_equity:.6f}")  # fmt: skip
-    stop_seconds, stopped = best_of(5, lambda: simulate(candles, targets, stops, with_buy_and_hold=False))
+    print(
+        f"simulate, no stops:   {seconds:.4f} s  trades={len(result.trades)}  "
+        f"final equity={result.final_equity:.6f}"
+    )
+    stop_seconds, stopped = best_of(
+        5, lambda: simulate(candles, targets, stops, with_buy_and_hold=False)
+    )
     reasons = stopped.trades["exit_reason"].value_counts().to_dict()
-    print(f"simulate, with stops: {stop_seconds:.4f} s  trades={len(stopped.trades)}  exits={reasons}")
+    print(
+        f"simulate, with stops: {stop_seconds:.4f} s  trades={len(stopped.trades)}  exits={reasons}"
+    )
     rng = np.random.default_rng(1)
     noisy = (rng.random(len(candles)) > 0.5).astype(np.float64)
-    noisy_seconds, noisy_result = best_of(3, lambda: simulate(candles, noisy, plain, with_buy_and_hold=False))
-    print(f"simulate, coin-flip targets (worst case): {noisy_seconds:.4f} s  "
-          f"trades={len(noisy_result.trades)}")  # fmt: skip
+    noisy_seconds, noisy_result = best_of(
+        3, lambda: simulate(candles, noisy, plain, with_buy_and_hold=False)
+    )
+    print(
+        f"simulate, coin-flip targets (worst case): {noisy_seconds:.4f} s  "
+        f"trades={len(noisy_result.trades)}"
+    )
     return seconds, result
 
 
@@ -91,18 +106,27 @@ def bench_vectorbt(candles, targets, ours_seconds, ours):
 
     def run():
         return vbt.Portfolio.from_signals(
-            candles["close"], entries, exits, price=candles["open"], size=np.inf,
-            fees=FEE_BPS * 1e-4, slippage=SLIPPAGE_BPS * 1e-4, init_cash=CASH, freq="1min",
-        )  # fmt: skip
+            candles["close"],
+            entries,
+            exits,
+            price=candles["open"],
+            size=np.inf,
+            fees=FEE_BPS * 1e-4,
+            slippage=SLIPPAGE_BPS * 1e-4,
+            init_cash=CASH,
+            freq="1min",
+        )
 
     run()  # numba compiles on first use; time the warm run
     seconds, portfolio = best_of(3, run)
     trades = int(portfolio.trades.count())
     final = float(portfolio.value().iloc[-1])
-    print(f"vectorbt from_signals: {seconds:.4f} s  trades={trades}  final equity={final:.6f}  "
-          f"ratio vectorbt/ours={seconds / ours_seconds:.1f}x  "
-          f"agree: trades={trades == len(ours.trades)} "
-          f"equity rel diff={abs(final / ours.final_equity - 1):.2e}")  # fmt: skip
+    print(
+        f"vectorbt from_signals: {seconds:.4f} s  trades={trades}  final equity={final:.6f}  "
+        f"ratio vectorbt/ours={seconds / ours_seconds:.1f}x  "
+        f"agree: trades={trades == len(ours.trades)} "
+        f"equity rel diff={abs(final / ours.final_equity - 1):.2e}"
+    )
 
 
 def bench_backtrader(candles, targets, ours_seconds, ours):
@@ -134,21 +158,28 @@ def bench_backtrader(candles, targets, ours_seconds, ours):
         cerebro.broker.setcommission(commission=fee)
         cerebro.broker.set_slippage_perc(slip, slip_open=True, slip_match=True, slip_out=True)
         cerebro.broker.set_coc(False)
+        cerebro.broker.set_checksubmit(
+            False
+        )  # an all-in order sized to the cent is not a margin call
         cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
         strategy = cerebro.run()[0]
         return strategy, cerebro.broker.getvalue()
 
     seconds, (strategy, final) = best_of(1, run)
     total = strategy.analyzers.trades.get_analysis().get("total", {}).get("total", 0)
-    print(f"backtrader cheat-on-open: {seconds:.2f} s  trades={total}  final equity={final:.6f}  "
-          f"ratio backtrader/ours={seconds / ours_seconds:.0f}x  "
-          f"agree: trades={total == len(ours.trades)} "
-          f"equity rel diff={abs(final / ours.final_equity - 1):.2e}")  # fmt: skip
+    print(
+        f"backtrader cheat-on-open: {seconds:.2f} s  trades={total}  final equity={final:.6f}  "
+        f"ratio backtrader/ours={seconds / ours_seconds:.0f}x  "
+        f"agree: trades={total == len(ours.trades)} "
+        f"equity rel diff={abs(final / ours.final_equity - 1):.2e}"
+    )
 
 
 def fill_missing_hours(candles: pd.DataFrame) -> pd.DataFrame:
     """The real file misses one hour; features refuse gaps, so fill it with a flat bar here."""
-    full = candles.reindex(pd.date_range(candles.index[0], candles.index[-1], freq="1h", name="open_time"))
+    full = candles.reindex(
+        pd.date_range(candles.index[0], candles.index[-1], freq="1h", name="open_time")
+    )
     close = full["close"].ffill()
     for column in ("open", "high", "low", "close"):
         full[column] = full[column].fillna(close)
@@ -162,25 +193,38 @@ def bench_run_backtest(model_dir: Path, data_dir: Path) -> None:
     sentiment = read_sentiment_csv(data_dir / "fear_greed_index.csv")
     for check in (True, False):
         started = time.perf_counter()
-        run = run_backtest("ml_basic", candles, sentiment=sentiment, model_dir=model_dir,
-                           start=candles.index[0], allow_in_sample=True, check_lookahead=check)  # fmt: skip
-        print(f"run_backtest ml_basic, {len(candles)} hourly bars (three years), inference "
-              f"included, lookahead check {'on' if check else 'off'}: "
-              f"{time.perf_counter() - started:.2f} s  trades={run.metrics['n_trades']}  "
-              f"status={run.sample_status} (timing only: the model saw part of these bars)")  # fmt: skip
+        run = run_backtest(
+            "ml_basic",
+            candles,
+            sentiment=sentiment,
+            model_dir=model_dir,
+            start=candles.index[0],
+            allow_in_sample=True,
+            check_lookahead=check,
+        )
+        print(
+            f"run_backtest ml_basic, {len(candles)} hourly bars (three years), inference "
+            f"included, lookahead check {'on' if check else 'off'}: "
+            f"{time.perf_counter() - started:.2f} s  trades={run.metrics['n_trades']}  "
+            f"status={run.sample_status} (timing only: the model saw part of these bars)"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", type=Path, help="a trained model for the run_backtest timing")
+    parser.add_argument(
+        "--model-dir", type=Path, help="a trained model for the run_backtest timing"
+    )
     parser.add_argument("--data-dir", type=Path, default=PROJECT.parent / "shared" / "data")
     parser.add_argument("--skip-others", action="store_true", help="skip vectorbt and backtrader")
     args = parser.parse_args()
 
     candles = minute_bars()
     targets = crossover_targets(candles)
-    print(f"{len(candles)} one-minute bars, long/flat crossover targets, "
-          f"fee {FEE_BPS} bps, slippage {SLIPPAGE_BPS} bps")  # fmt: skip
+    print(
+        f"{len(candles)} one-minute bars, long/flat crossover targets, "
+        f"fee {FEE_BPS} bps, slippage {SLIPPAGE_BPS} bps"
+    )
     seconds, ours = bench_simulator(candles, targets)
     if not args.skip_others:
         bench_vectorbt(candles, targets, seconds, ours)
@@ -188,7 +232,9 @@ def main() -> None:
     if args.model_dir:
         bench_run_backtest(args.model_dir, args.data_dir)
     else:
-        print("run_backtest ml_basic over three years: pending (pass --model-dir of a trained model)")
+        print(
+            "run_backtest ml_basic over three years: pending (pass --model-dir of a trained model)"
+        )
 
 
 if __name__ == "__main__":

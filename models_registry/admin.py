@@ -63,7 +63,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return actions
 
 
-def csv_response(filename: str, header: list[str], rows: Iterable[list[Any]]) -> StreamingHttpResponse:
+def csv_response(
+    filename: str, header: list[str], rows: Iterable[list[Any]]
+) -> StreamingHttpResponse:
     class Echo:
         def write(self, value: str) -> str:
             return value
@@ -102,7 +104,14 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         "name", "version", "symbol", "state_display", "health", "created_at", "created_by",
         "short_sha",
     )  # fmt: skip
-    list_filter = ("symbol", "state", "kind", "health", "source", ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "symbol",
+        "state",
+        "kind",
+        "health",
+        "source",
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("name", "symbol", "onnx_sha256")
     list_select_related = ("created_by",)
     date_hierarchy = "created_at"
@@ -124,13 +133,29 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         ("Provenance", {"fields": ("source", "created_by", "created_at", "origin_key")}),
         (
             "Artifacts",
-            {"fields": ("artifact_dir", "onnx_file", "onnx_sha256", "metadata_file", "metadata_sha256",
-                        "plot_file", "plot_sha256")},
+            {
+                "fields": (
+                    "artifact_dir",
+                    "onnx_file",
+                    "onnx_sha256",
+                    "metadata_file",
+                    "metadata_sha256",
+                    "plot_file",
+                    "plot_sha256",
+                )
+            },
         ),  # fmt: skip
         (
             "Data lineage",
-            {"fields": ("data_start", "data_end", "data_content_hash", "out_of_sample_from",
-                        "allow_short_history")},
+            {
+                "fields": (
+                    "data_start",
+                    "data_end",
+                    "data_content_hash",
+                    "out_of_sample_from",
+                    "allow_short_history",
+                )
+            },
         ),  # fmt: skip
         ("Approval", {"fields": ("approval_requested_by", "approval_requested_at")}),
         ("Training plot", {"fields": ("training_plot",)}),
@@ -224,7 +249,11 @@ def key_value_table(data: dict[str, Any] | None) -> str:
     rows = format_html_join(
         "",
         "<tr><th>{}</th><td>{}</td></tr>",
-        ((key, format_metric(value)) for key, value in sorted(data.items()) if not isinstance(value, dict | list)),
+        (
+            (key, format_metric(value))
+            for key, value in sorted(data.items())
+            if not isinstance(value, dict | list)
+        ),
     )
     return format_html('<table class="metrics">{}</table>', rows)
 
@@ -241,7 +270,13 @@ class ValidationRunAdmin(ReadOnlyAdmin):
         "id", "model_version", "kind", "strategy", "status", "passed", "in_sample", "window_start",
         "window_end", "created_at", "task_link",
     )  # fmt: skip
-    list_filter = ("kind", "status", "passed", "in_sample", ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "kind",
+        "status",
+        "passed",
+        "in_sample",
+        ("created_at", admin.DateFieldListFilter),
+    )
     list_select_related = ("model_version",)
     search_fields = ("model_version__name", "task_id")
     show_full_result_count = False
@@ -276,7 +311,12 @@ def gates_html(gate_results: list[dict[str, Any]]) -> str:
         "",
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         (
-            (g.get("name"), "pass" if g.get("passed") else "FAIL", g.get("value"), g.get("threshold"))
+            (
+                g.get("name"),
+                "pass" if g.get("passed") else "FAIL",
+                g.get("value"),
+                g.get("threshold"),
+            )
             for g in gate_results
         ),
     )
@@ -315,7 +355,9 @@ class PaperTradingRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="metrics")
     def metrics_table(self, obj: PaperTradingRun) -> str:
-        return key_value_table({**obj.metrics, **{f"divergence_{k}": v for k, v in obj.divergence.items()}})
+        return key_value_table(
+            {**obj.metrics, **{f"divergence_{k}": v for k, v in obj.divergence.items()}}
+        )
 
     @admin.display(description="gates")
     def gates_table(self, obj: PaperTradingRun) -> str:
@@ -420,7 +462,15 @@ class DeploymentAdmin(ReadOnlyAdmin):
 
 @admin.register(Approval)
 class ApprovalAdmin(ReadOnlyAdmin):
-    list_display = ("id", "model_version", "decision", "decided_by", "decided_at", "requested_by", "short_sha")
+    list_display = (
+        "id",
+        "model_version",
+        "decision",
+        "decided_by",
+        "decided_at",
+        "requested_by",
+        "short_sha",
+    )
     list_filter = ("decision", ("decided_at", admin.DateFieldListFilter))
     list_select_related = ("model_version", "decided_by", "requested_by")
     show_full_result_count = False
@@ -433,12 +483,24 @@ class ApprovalAdmin(ReadOnlyAdmin):
 @admin.register(ApprovalSuspension)
 class ApprovalSuspensionAdmin(ReadOnlyAdmin):
     list_display = ("id", "approval", "created_at", "reason", "validation_run")
-    list_select_related = ("approval__model_version", "approval__decided_by", "validation_run__model_version")
+    list_select_related = (
+        "approval__model_version",
+        "approval__decided_by",
+        "validation_run__model_version",
+    )
 
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ("id", "event_time", "event_type", "actor_repr", "object_type", "object_repr", "short_hash")
+    list_display = (
+        "id",
+        "event_time",
+        "event_type",
+        "actor_repr",
+        "object_type",
+        "object_repr",
+        "short_hash",
+    )
     list_filter = ("event_type", "object_type", ("event_time", admin.DateFieldListFilter))
     date_hierarchy = "event_time"
     search_fields = ("event_type", "actor_repr", "object_repr", "object_id")

@@ -43,7 +43,9 @@ def _report(request: HttpRequest, version: ModelVersion, ok: bool, text: str) ->
 
 def _each_fresh(queryset: QuerySet) -> list[ModelVersion]:
     """Reload the selection: the state on the page may be out of date."""
-    return list(ModelVersion.objects.filter(pk__in=queryset.values("pk")).order_by("name", "version"))
+    return list(
+        ModelVersion.objects.filter(pk__in=queryset.values("pk")).order_by("name", "version")
+    )
 
 
 # --- simple actions: queue a run ---------------------------------------------
@@ -89,7 +91,8 @@ class TargetForm(forms.Form):
         help_text="Only to deploy outside the target's deployment window: say why (audited).",
     )
     schedule = forms.BooleanField(
-        required=False, help_text="Outside the window: schedule for the start of the next one instead."
+        required=False,
+        help_text="Outside the window: schedule for the start of the next one instead.",
     )
 
     def __init__(self, *args: Any, environment: str, **kwargs: Any) -> None:
@@ -140,14 +143,18 @@ def _version_details(versions: list[ModelVersion]) -> list[dict[str, Any]]:
 
 
 @admin.action(description="Approve for production (four eyes)", permissions=["approve"])
-def approve_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+def approve_versions(
+    modeladmin: Any, request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
     versions = _each_fresh(queryset)
     form = CommentForm(request.POST if "apply" in request.POST else None)
     if "apply" in request.POST and form.is_valid():
         for version in versions:
             try:
                 lifecycle.model_version_approve(
-                    model_version=version, approved_by=request.user, comment=form.cleaned_data["comment"]
+                    model_version=version,
+                    approved_by=request.user,
+                    comment=form.cleaned_data["comment"],
                 )
             except RegistryError as exc:
                 _report(request, version, False, str(exc))
@@ -161,14 +168,18 @@ def approve_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) 
 
 
 @admin.action(description="Reject (with a reason)", permissions=["reject"])
-def reject_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+def reject_versions(
+    modeladmin: Any, request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
     versions = _each_fresh(queryset)
     form = CommentForm(request.POST if "apply" in request.POST else None)
     if "apply" in request.POST and form.is_valid():
         for version in versions:
             try:
                 lifecycle.model_version_reject(
-                    model_version=version, rejected_by=request.user, comment=form.cleaned_data["comment"]
+                    model_version=version,
+                    rejected_by=request.user,
+                    comment=form.cleaned_data["comment"],
                 )
             except RegistryError as exc:
                 _report(request, version, False, str(exc))
@@ -182,7 +193,13 @@ def reject_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -
 
 
 def _deploy_action(
-    modeladmin: Any, request: HttpRequest, queryset: QuerySet, *, environment: str, action: str, title: str
+    modeladmin: Any,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    environment: str,
+    action: str,
+    title: str,
 ) -> HttpResponse | None:
     versions = _each_fresh(queryset)
     posted = "apply" in request.POST
@@ -204,11 +221,17 @@ def _deploy_action(
                 _report(request, version, True, f"deployment #{deployment.pk} to {target.name}: "
                         f"{deployment.get_status_display().lower()}")  # fmt: skip
         return None
-    targets = list(DeploymentTarget.objects.filter(environment=environment).prefetch_related("hosts"))
+    targets = list(
+        DeploymentTarget.objects.filter(environment=environment).prefetch_related("hosts")
+    )
     details = _version_details(versions)
     for detail in details:
         detail["targets"] = [
-            {"name": t.name, "hosts": [str(h) for h in t.hosts.all()] or ["local"], "window": t.allowed_hours}
+            {
+                "name": t.name,
+                "hosts": [str(h) for h in t.hosts.all()] or ["local"],
+                "window": t.allowed_hours,
+            }
             for t in targets
         ]
     return _confirmation_page(
@@ -216,8 +239,12 @@ def _deploy_action(
     )
 
 
-@admin.action(description="Stage: deploy to a staging target and check compatibility", permissions=["stage"])
-def stage_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+@admin.action(
+    description="Stage: deploy to a staging target and check compatibility", permissions=["stage"]
+)
+def stage_versions(
+    modeladmin: Any, request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
     return _deploy_action(
         modeladmin, request, queryset, environment=Environment.STAGING, action="stage_versions",
         title="Deploy to staging",
@@ -225,7 +252,9 @@ def stage_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) ->
 
 
 @admin.action(description="Deploy to production", permissions=["deploy"])
-def deploy_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+def deploy_versions(
+    modeladmin: Any, request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
     return _deploy_action(
         modeladmin, request, queryset, environment=Environment.PRODUCTION, action="deploy_versions",
         title="Deploy to production",
@@ -233,7 +262,9 @@ def deploy_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -
 
 
 @admin.action(description="Roll back production", permissions=["rollback"])
-def rollback_production(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+def rollback_production(
+    modeladmin: Any, request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
     versions = _each_fresh(queryset)
     form = RollbackForm(request.POST if "apply" in request.POST else None)
     if "apply" in request.POST and form.is_valid():
@@ -250,7 +281,8 @@ def rollback_production(modeladmin: Any, request: HttpRequest, queryset: QuerySe
             messages.error(request, f"rollback of {target.name} refused: {exc}")
         else:
             messages.success(
-                request, f"rollback #{deployment.pk} of {target.name} to {deployment.model_version} queued"
+                request,
+                f"rollback #{deployment.pk} of {target.name} to {deployment.model_version} queued",
             )
         return None
     return _confirmation_page(
@@ -276,24 +308,40 @@ def version_page_context(object_id: str) -> dict[str, Any]:
         "version_obj": version,
         "validation_runs": list(version.validation_runs.all()[:20]),
         "paper_runs": list(version.paper_runs.all()[:20]),
-        "approvals": list(version.approvals.select_related("decided_by").prefetch_related("suspensions")),
+        "approvals": list(
+            version.approvals.select_related("decided_by").prefetch_related("suspensions")
+        ),
         "deployments_list": list(
-            version.deployments.select_related("target", "requested_by").order_by("-created_at")[:20]
+            version.deployments.select_related("target", "requested_by").order_by("-created_at")[
+                :20
+            ]
         ),
         "history": list(
-            AuditEvent.objects.filter(object_type="ModelVersion", object_id=str(version.pk)).order_by("id")
+            AuditEvent.objects.filter(
+                object_type="ModelVersion", object_id=str(version.pk)
+            ).order_by("id")
         ),
         "production_version": production,
         "comparison": _comparison_rows(version, production),
     }
 
 
-def _comparison_rows(version: ModelVersion, production: ModelVersion | None) -> list[dict[str, Any]]:
+def _comparison_rows(
+    version: ModelVersion, production: ModelVersion | None
+) -> list[dict[str, Any]]:
     if production is None:
         return []
     mine = _latest_validation_metrics(version)
     theirs = _latest_validation_metrics(production)
-    keys = ["sharpe", "sortino", "total_return", "max_drawdown", "win_rate", "trades", "profit_factor"]
+    keys = [
+        "sharpe",
+        "sortino",
+        "total_return",
+        "max_drawdown",
+        "win_rate",
+        "trades",
+        "profit_factor",
+    ]
     rows = [
         {"metric": key, "this": mine.get(key), "production": theirs.get(key)}
         for key in keys
@@ -371,7 +419,9 @@ def train_view(request: HttpRequest) -> HttpResponse:
             options = {"force_price_only": form.cleaned_data["force_price_only"],
                        "epochs": form.cleaned_data["epochs"]}  # fmt: skip
             result = train_model_task.delay(form.cleaned_data["symbol"], options, request.user.pk)
-            messages.success(request, f"training of {form.cleaned_data['symbol']} queued (task {result.id[:8]})")
+            messages.success(
+                request, f"training of {form.cleaned_data['symbol']} queued (task {result.id[:8]})"
+            )
         return HttpResponseRedirect(reverse("admin:models_registry_modelversion_changelist"))
     context = {**admin.site.each_context(request), "title": "Train a model", "form": form,
                "opts": ModelVersion._meta}  # fmt: skip

@@ -1,10 +1,82 @@
-"""The demo's walk through the lifecycle, each step through the same commands a user runs."""
+"""The demo's walk through the lifecycle, each step through the commands and services a user has.
+
+Every step is idempotent, so `make demo` can be run again on the same `var/`:
+data already imported is merged, and a model already in production is left
+where it is.
+"""
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+from django.core.management import call_command
 
-def walk_lifecycle(*, users: dict[str, Any], say: Callable[[str], None]) -> None:
-    say("lifecycle steps are added here as each capability lands")
+from models_registry.models import ModelState, ModelVersion
+
+DEMO_DATA = Path(settings.BASE_DIR) / "demo" / "data"
+DEMO_SYMBOL = "BTCUSDT"
+
+Say = Callable[[str], None]
+
+
+def _call_json(command: str, *args: str, **options: Any) -> dict[str, Any]:
+    out = io.StringIO()
+    call_command(command, *args, json=True, stdout=out, **options)
+    return json.loads(out.getvalue())
+
+
+def import_demo_data(say: Say) -> None:
+    say("importing the shipped BTCUSDT hourly history and the Fear & Greed index")
+    klines = _call_json(
+        "import_klines",
+        str(DEMO_DATA / "BTCUSDT-1h.csv.gz"),
+        symbol=DEMO_SYMBOL,
+        interval="1h",
+        on_gaps="fill",
+        max_fill=3,
+    )
+    sentiment = _call_json(
+        "import_sentiment", str(DEMO_DATA / "fear_greed_index.csv.gz"), on_gaps="report"
+    )
+    say(f"  candles: {_summary(klines)}; sentiment: {_summary(sentiment)}")
+
+
+def _summary(result: dict[str, Any]) -> str:
+    report = result.get("validation", {})
+    return (
+        f"{result.get('rows_in_store')} rows from {report.get('first_time')} to "
+        f"{report.get('last_time')}, {report.get('issues', {}).get('gaps', {}).get('count', 0)} gap(s) "
+        f"reported, {report.get('filled_rows', 0)} row(s) filled"
+    )
+
+
+def latest_demo_version() -> ModelVersion | None:
+    return ModelVersion.objects.filter(symbol=DEMO_SYMBOL).order_by("-created_at").first()
+
+
+def walk_lifecycle(*, users: dict[str, Any], say: Say) -> None:
+    from models_registry.management.commands.setup_periodic_tasks import ensure_periodic_tasks
+
+    ensure_periodic_tasks()
+    say("Celery beat schedules are in place (admin: Periodic tasks)")
+    import_demo_data(say)
+    steps = _lifecycle_steps()
+    version = latest_demo_version()
+    if version is not None and version.state == ModelState.IN_PRODUCTION:
+        say(f"{version} is already in production: nothing to walk (make clean-demo to start over)")
+        return
+    for step in steps:
+        version = step(users=users, say=say, version=version)
+        if version is None:
+            return
+
+
+def _lifecycle_steps() -> list[Callable[..., ModelVersion | None]]:
+    from models_registry import demo_steps
+
+    return demo_steps.STEPS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class BacktestError(ValueError):
-    """A backtest that cannot run as asked: bad input, no data, unknown strategy, in-sample window."""
+    """A backtest that cannot run as asked: bad input, no data, unknown strategy, in-sample."""
 
 
 class InSampleWindowError(BacktestError):

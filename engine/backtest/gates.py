@@ -80,16 +80,27 @@ def evaluate_gates(
         passed = passed and not math.isnan(value)
         sign = ">=" if at_least else "<="
         results.append(
-            GateResult(name, metric, float(threshold), value, passed,
-                       f"{metric} = {value:.6g}, needs {sign} {threshold:g}")  # fmt: skip
+            GateResult(
+                name,
+                metric,
+                float(threshold),
+                value,
+                passed,
+                f"{metric} = {value:.6g}, needs {sign} {threshold:g}",
+            )
         )
     clean = sample_status in (OUT_OF_SAMPLE, NOT_APPLICABLE)
     results.append(
         GateResult(
-            "out_of_sample", "sample_status", None, sample_status, clean,
-            "window is after the model's training data" if clean
+            "out_of_sample",
+            "sample_status",
+            None,
+            sample_status,
+            clean,
+            "window is after the model's training data"
+            if clean
             else f"run is {sample_status}: it cannot pass validation",
-        )  # fmt: skip
+        )
     )
     return results
 

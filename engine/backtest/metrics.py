@@ -65,7 +65,9 @@ def compute_metrics(
     final = float(values[-1])
     total_return = final / initial_equity - 1.0
     years = len(values) / per_year if np.isfinite(per_year) else float("nan")
-    cagr = float((final / initial_equity) ** (1.0 / years) - 1.0) if final > 0 and years > 0 else -1.0
+    cagr = (
+        float((final / initial_equity) ** (1.0 / years) - 1.0) if final > 0 and years > 0 else -1.0
+    )
     std = float(returns.std(ddof=1)) if len(returns) > 1 else 0.0
     mean = float(returns.mean())
     downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2)))

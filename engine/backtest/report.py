@@ -11,12 +11,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: workers and hosts have no display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from engine.backtest.metrics import drawdown_series  # noqa: E402
-from engine.backtest.simulator import BacktestResult  # noqa: E402
+from engine.backtest.metrics import drawdown_series
+from engine.backtest.simulator import BacktestResult
 
 
 def json_safe(value: Any) -> Any:
@@ -52,15 +52,34 @@ def plot_equity(result: BacktestResult, path: Path, title: str = "") -> Path:
     )
     top.plot(result.equity.index, result.equity.to_numpy(), label="strategy", color="tab:blue")
     if result.buy_and_hold_equity is not None:
-        top.plot(result.buy_and_hold_equity.index, result.buy_and_hold_equity.to_numpy(),
-                 label="buy and hold", color="tab:gray", alpha=0.8)  # fmt: skip
+        top.plot(
+            result.buy_and_hold_equity.index,
+            result.buy_and_hold_equity.to_numpy(),
+            label="buy and hold",
+            color="tab:gray",
+            alpha=0.8,
+        )
     trades = result.trades
     if len(trades):
-        top.scatter(trades["entry_time"], result.equity.reindex(trades["entry_time"]).to_numpy(),
-                    marker="^", color="tab:green", s=18, label="entry", zorder=3)  # fmt: skip
+        top.scatter(
+            trades["entry_time"],
+            result.equity.reindex(trades["entry_time"]).to_numpy(),
+            marker="^",
+            color="tab:green",
+            s=18,
+            label="entry",
+            zorder=3,
+        )
         exits = trades[trades["exit_reason"] != "open"]
-        top.scatter(exits["exit_time"], result.equity.reindex(exits["exit_time"]).to_numpy(),
-                    marker="v", color="tab:red", s=18, label="exit", zorder=3)  # fmt: skip
+        top.scatter(
+            exits["exit_time"],
+            result.equity.reindex(exits["exit_time"]).to_numpy(),
+            marker="v",
+            color="tab:red",
+            s=18,
+            label="exit",
+            zorder=3,
+        )
     top.set_ylabel("equity")
     top.set_title(title or "backtest")
     top.legend(loc="upper left")

@@ -6,8 +6,10 @@ content hash) from the store, call `run_backtest`, and record `BacktestRun.to_di
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +177,7 @@ def split_parts(index: pd.DatetimeIndex, parts: int) -> list[tuple[int, int]]:
     if parts < 1 or parts * 2 > len(index):
         raise BacktestError(f"walk_forward must be between 1 and {len(index) // 2}, got {parts}")
     edges = np.linspace(0, len(index), parts + 1).round().astype(int)
-    return list(zip(edges[:-1], edges[1:], strict=True))
+    return list(pairwise(edges.tolist()))
 
 
 def _model_summary(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -225,9 +227,12 @@ def run_backtest(
     """
     say = progress or (lambda _message: None)
     config = SimulationConfig(
-        fee_bps=fee_bps, slippage_bps=slippage_bps, initial_equity=initial_equity,
-        stop_loss_pct=stop_loss_pct, take_profit_pct=take_profit_pct,
-    )  # fmt: skip
+        fee_bps=fee_bps,
+        slippage_bps=slippage_bps,
+        initial_equity=initial_equity,
+        stop_loss_pct=stop_loss_pct,
+        take_profit_pct=take_profit_pct,
+    )
     try:
         spec = strategy_spec(strategy)
     except StrategyError as error:
@@ -239,7 +244,9 @@ def run_backtest(
     if spec.needs_model:
         if predictor is None:
             if model_dir is None:
-                raise BacktestError(f"strategy {strategy!r} needs a model: pass model_dir or predictor")
+                raise BacktestError(
+                    f"strategy {strategy!r} needs a model: pass model_dir or predictor"
+                )
             say(f"loading model from {model_dir}")
             predictor = load_predictor(Path(model_dir), model_name)
         if metadata is None:
@@ -251,8 +258,13 @@ def run_backtest(
         sample_status = NOT_APPLICABLE
 
     try:
-        chosen = get_strategy(strategy, predictor=predictor, fee_bps=fee_bps,
-                              slippage_bps=slippage_bps, **dict(strategy_params or {}))  # fmt: skip
+        chosen = get_strategy(
+            strategy,
+            predictor=predictor,
+            fee_bps=fee_bps,
+            slippage_bps=slippage_bps,
+            **dict(strategy_params or {}),
+        )
         history = candles.loc[:window_end]
         say(f"computing {strategy} targets on {len(history)} bars")
         all_targets = chosen.targets(history, sentiment)
@@ -276,8 +288,12 @@ def run_backtest(
         for number, (a, b) in enumerate(parts, start=1):
             piece = window.iloc[a:b]
             part_results.append(
-                WalkForwardPart(number, piece.index[0], piece.index[-1],
-                                simulate(piece, targets.iloc[a:b], config))  # fmt: skip
+                WalkForwardPart(
+                    number,
+                    piece.index[0],
+                    piece.index[-1],
+                    simulate(piece, targets.iloc[a:b], config),
+                )
             )
     gate_results = evaluate_gates(result.metrics, gates, sample_status=sample_status)
     run = BacktestRun(
@@ -285,8 +301,11 @@ def run_backtest(
         window_start=window_start,
         window_end=window_end,
         sample_status=sample_status,
-        config={**config.to_dict(), "walk_forward": walk_forward,
-                "strategy_params": dict(strategy_params or {})},  # fmt: skip
+        config={
+            **config.to_dict(),
+            "walk_forward": walk_forward,
+            "strategy_params": dict(strategy_params or {}),
+        },
         result=result,
         parts=part_results,
         gate_results=gate_results,

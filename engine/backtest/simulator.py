@@ -135,7 +135,9 @@ def validate_candles(candles: pd.DataFrame) -> None:
         )
 
 
-def _target_array(candles: pd.DataFrame, targets: pd.Series | np.ndarray, config: SimulationConfig) -> np.ndarray:
+def _target_array(
+    candles: pd.DataFrame, targets: pd.Series | np.ndarray, config: SimulationConfig
+) -> np.ndarray:
     if isinstance(targets, pd.Series):
         if not targets.index.equals(candles.index):
             raise BacktestError("targets must be indexed exactly like the candles")
@@ -143,10 +145,14 @@ def _target_array(candles: pd.DataFrame, targets: pd.Series | np.ndarray, config
     else:
         values = np.asarray(targets, dtype=np.float64)
         if values.shape != (len(candles),):
-            raise BacktestError(f"targets: expected {len(candles)} values, got shape {values.shape}")
+            raise BacktestError(
+                f"targets: expected {len(candles)} values, got shape {values.shape}"
+            )
     bad = ~np.isfinite(values)
     if bad.any():
-        raise BacktestError(f"targets: not a finite number at {candles.index[int(np.flatnonzero(bad)[0])]}")
+        raise BacktestError(
+            f"targets: not a finite number at {candles.index[int(np.flatnonzero(bad)[0])]}"
+        )
     if not config.allow_short and (values < 0).any():
         at = candles.index[int(np.flatnonzero(values < 0)[0])]
         raise BacktestError(f"targets: short position at {at} but allow_short is off")
@@ -190,7 +196,7 @@ def _exit_hits(bars: _Bars, sl: slice | np.ndarray, side, stop, target):
 
 
 def _exit_fill(gap_stop, gap_target, touch_stop, open_, stop, target):
-    """Raw exit price and reason for a bar known to hit: gaps fill at the open, stop before target."""
+    """Raw exit price and reason of a hit bar: gaps fill at the open, stop before target."""
     price = np.where(gap_stop | gap_target, open_, np.where(touch_stop, stop, target))
     stopped = gap_stop | (~gap_target & touch_stop)
     return price, stopped
@@ -223,17 +229,23 @@ def simulate(
 
     segment = np.searchsorted(seg_start, np.arange(len(candles)), side="right") - 1
     quantity = seg_qty[segment]
-    equity = pd.Series(seg_cash[segment] + quantity * bars.close, index=candles.index, name="equity")
+    equity = pd.Series(
+        seg_cash[segment] + quantity * bars.close, index=candles.index, name="equity"
+    )
     position = pd.Series(quantity, index=candles.index, name="position")
     trades_frame = _trades_frame(trades, candles.index)
     target_series = pd.Series(wanted, index=candles.index, name="target")
     metrics = compute_metrics(equity, trades_frame, position, config.initial_equity)
     hold_equity = None
     if with_buy_and_hold:
-        hold = simulate(candles, np.ones(len(candles)), _without_exits(config), with_buy_and_hold=False)
+        hold = simulate(
+            candles, np.ones(len(candles)), _without_exits(config), with_buy_and_hold=False
+        )
         metrics["buy_and_hold"] = hold.metrics
         hold_equity = hold.equity
-    return BacktestResult(equity, position, trades_frame, metrics, config, target_series, hold_equity)
+    return BacktestResult(
+        equity, position, trades_frame, metrics, config, target_series, hold_equity
+    )
 
 
 def _without_exits(config: SimulationConfig) -> SimulationConfig:
@@ -244,7 +256,9 @@ def _without_exits(config: SimulationConfig) -> SimulationConfig:
     )
 
 
-def _simulate_via_flat(bars: _Bars, in_force: np.ndarray, changes: np.ndarray, config: SimulationConfig):
+def _simulate_via_flat(
+    bars: _Bars, in_force: np.ndarray, changes: np.ndarray, config: SimulationConfig
+):
     """Vectorised path for target series whose every change goes to or from flat.
 
     Each position is then an independent round trip whose result, as a multiple of the equity
@@ -303,7 +317,9 @@ def _simulate_via_flat(bars: _Bars, in_force: np.ndarray, changes: np.ndarray, c
     return seg_start[keep], seg_cash[keep], seg_qty[keep], trades
 
 
-def _apply_exits_vectorised(bars, starts, ends, side, entry, config, exit_bar, reason, raw_exit) -> None:
+def _apply_exits_vectorised(
+    bars, starts, ends, side, entry, config, exit_bar, reason, raw_exit
+) -> None:
     """Find each trade's first stop/target bar in one pass over all bars; update in place."""
     n = len(bars.open)
     marks = np.zeros(n + 1, dtype=np.int64)
@@ -325,9 +341,13 @@ def _apply_exits_vectorised(bars, starts, ends, side, entry, config, exit_bar, r
     trade_ids = np.flatnonzero(found)
     where = hit_positions[first[found]]
     price, stopped = _exit_fill(
-        gap_stop[where], gap_target[where], touch_stop[where],
-        bars.open[held_bars[where]], stop[trade_ids], target[trade_ids],
-    )  # fmt: skip
+        gap_stop[where],
+        gap_target[where],
+        touch_stop[where],
+        bars.open[held_bars[where]],
+        stop[trade_ids],
+        target[trade_ids],
+    )
     exit_bar[trade_ids] = held_bars[where]
     raw_exit[trade_ids] = price
     reason[trade_ids] = np.where(stopped, EXIT_STOP, EXIT_TAKE_PROFIT)
@@ -357,7 +377,9 @@ class _OpenTrade:
     def average_entry(self) -> float:
         return self.bought_value / self.bought_qty
 
-    def record(self, exit_bar: int, exit_price: float, reason: str, position: float, bars_held: int):
+    def record(
+        self, exit_bar: int, exit_price: float, reason: str, position: float, bars_held: int
+    ):
         pnl = self.cash_flow + position * exit_price  # position is 0 once closed
         average_exit = self.sold_value / self.sold_qty if self.sold_qty else exit_price
         return {
@@ -375,7 +397,9 @@ class _OpenTrade:
         }
 
 
-def _simulate_event_loop(bars: _Bars, in_force: np.ndarray, changes: np.ndarray, config: SimulationConfig):
+def _simulate_event_loop(
+    bars: _Bars, in_force: np.ndarray, changes: np.ndarray, config: SimulationConfig
+):
     """General path (partial resizes, flips): a loop over target changes, not over bars.
 
     Stops are searched with numpy over the bars between two changes.
@@ -394,13 +418,17 @@ def _simulate_event_loop(bars: _Bars, in_force: np.ndarray, changes: np.ndarray,
             return
         stop, target = _exit_levels(trade.average_entry, trade.side, config)
         span = slice(checked_from, until)
-        gap_stop, gap_target, touch_stop, touch_target = _exit_hits(bars, span, trade.side, stop, target)
+        gap_stop, gap_target, touch_stop, touch_target = _exit_hits(
+            bars, span, trade.side, stop, target
+        )
         hits = np.flatnonzero(touch_stop | touch_target)
         if not len(hits):
             return
         k = int(hits[0])
         bar = checked_from + k
-        price, stopped = _exit_fill(gap_stop[k], gap_target[k], touch_stop[k], bars.open[bar], stop, target)
+        price, stopped = _exit_fill(
+            gap_stop[k], gap_target[k], touch_stop[k], bars.open[bar], stop, target
+        )
         fill = float(price) * (1.0 - trade.side * slip)
         fee_paid = fee_rate * abs(qty) * fill
         trade.fill(-qty, fill, fee_paid, 0.0)
@@ -425,7 +453,10 @@ def _simulate_event_loop(bars: _Bars, in_force: np.ndarray, changes: np.ndarray,
         elif weight * equity > qty * buy:
             change, price = (weight * equity - qty * buy) / (buy * (1.0 + weight * fee_rate)), buy
         elif weight * equity < qty * sell:
-            change, price = (weight * equity - qty * sell) / (sell * (1.0 - weight * fee_rate)), sell
+            change, price = (
+                (weight * equity - qty * sell) / (sell * (1.0 - weight * fee_rate)),
+                sell,
+            )
         else:
             continue  # inside the slippage band: no order would move towards the target
         new_qty = qty + change
@@ -450,7 +481,9 @@ def _simulate_event_loop(bars: _Bars, in_force: np.ndarray, changes: np.ndarray,
     return np.array(seg_start), np.array(seg_cash), np.array(seg_qty), records
 
 
-def _trades_frame(trades: dict[str, np.ndarray] | list[dict[str, Any]], index: pd.DatetimeIndex) -> pd.DataFrame:
+def _trades_frame(
+    trades: dict[str, np.ndarray] | list[dict[str, Any]], index: pd.DatetimeIndex
+) -> pd.DataFrame:
     frame = pd.DataFrame(trades)
     if frame.empty:
         frame = pd.DataFrame({c: pd.Series(dtype=object) for c in TRADE_COLUMNS})

@@ -39,7 +39,9 @@ def strategy_spec(name: str) -> StrategySpec:
         return STRATEGIES[name]
     except KeyError:
         known = ", ".join(sorted(STRATEGIES))
-        raise UnknownStrategyError(f"unknown strategy {name!r}; known strategies: {known}") from None
+        raise UnknownStrategyError(
+            f"unknown strategy {name!r}; known strategies: {known}"
+        ) from None
 
 
 def get_strategy(
@@ -57,4 +59,6 @@ def get_strategy(
     try:
         return spec.factory(predictor, fee_bps, slippage_bps, **params)
     except TypeError as error:
-        raise StrategyError(f"strategy {name!r}: bad parameters {sorted(params)}: {error}") from None
+        raise StrategyError(
+            f"strategy {name!r}: bad parameters {sorted(params)}: {error}"
+        ) from None

@@ -26,6 +26,7 @@ from django.db.models import Max
 from django.utils.dateparse import parse_datetime
 
 from models_registry.models import ModelVersion, RegistryError
+from models_registry.onnx_check import check_onnx_in_subprocess
 from models_registry.services.audit import audit_event_record
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]{1,20}_(sentiment|price)$")
@@ -174,6 +175,78 @@ def model_version_create(
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+# --- registering a model trained elsewhere ---------------------------------------
+
+DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+DEFAULT_ONNX_CHECK_TIMEOUT_SECONDS = 60.0
+
+
+class RegistrationRefused(ArtifactError):
+    """The offered model failed a check; nothing was stored."""
+
+
+def max_upload_bytes() -> int:
+    return int(getattr(settings, "TRADEBOT_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+
+
+def onnx_check_timeout() -> float:
+    return float(
+        getattr(settings, "TRADEBOT_ONNX_CHECK_TIMEOUT", DEFAULT_ONNX_CHECK_TIMEOUT_SECONDS)
+    )
+
+
+def model_version_register(
+    *, source_dir: Path, registered_by: AbstractBaseUser | None
+) -> tuple[ModelVersion, dict[str, Any]]:
+    """Register a model trained elsewhere: the admin upload form and ``register_model`` call this.
+
+    The ONNX file is untrusted: its size is checked before it is read, then
+    ``onnx.checker`` and an ONNX Runtime load run in a separate, time-limited
+    process. Returns the new version and the checker's report (inputs, outputs).
+    """
+    _refuse_oversized(source_dir)
+    artifacts = read_artifact_set(source_dir)
+    check = check_onnx_in_subprocess(artifacts.onnx_path, onnx_check_timeout())
+    if not check.get("ok"):
+        raise RegistrationRefused(f"{artifacts.onnx_path.name}: {check.get('error')}")
+    if check.get("sha256") != artifacts.metadata["onnx_sha256"]:
+        raise RegistrationRefused(
+            f"{artifacts.onnx_path.name} changed while it was being checked; try again."
+        )
+    _refuse_io_mismatch(artifacts.metadata, check, artifacts.metadata_path.name)
+    version = model_version_create(
+        source_dir=source_dir, created_by=registered_by, source="registered"
+    )
+    return version, check
+
+
+def _refuse_oversized(source_dir: Path) -> None:
+    """Before reading or hashing anything: a huge file is refused by its size alone."""
+    if not source_dir.is_dir():
+        raise RegistrationRefused(f"{source_dir} is not a folder.")
+    limit = max_upload_bytes()
+    for path in sorted(source_dir.iterdir()):
+        if path.suffix in (".onnx", ".json", ".png") and path.is_file():
+            size = path.stat().st_size
+            if size > limit:
+                raise RegistrationRefused(
+                    f"{path.name} is {size} bytes, above the limit of {limit} bytes "
+                    "(setting TRADEBOT_MAX_UPLOAD_BYTES)."
+                )
+
+
+def _refuse_io_mismatch(metadata: dict[str, Any], check: dict[str, Any], source: str) -> None:
+    """The metadata's declared input/output names must be the ones the file really has."""
+    declared = metadata.get("onnx") if isinstance(metadata.get("onnx"), dict) else {}
+    for key, side in (("input_name", "inputs"), ("output_name", "outputs")):
+        expected = declared.get(key)
+        actual = [arg["name"] for arg in check.get(side, [])]
+        if expected and expected not in actual:
+            raise RegistrationRefused(
+                f"{source}: onnx.{key} is {expected!r} but the model's {side} are {actual}."
+            )
 
 
 def _create_once(

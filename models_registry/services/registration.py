@@ -33,7 +33,11 @@ def max_upload_bytes() -> int:
 
 
 def model_version_register_upload(
-    *, onnx_upload: Any, metadata_upload: Any, plot_upload: Any | None, registered_by: AbstractBaseUser
+    *,
+    onnx_upload: Any,
+    metadata_upload: Any,
+    plot_upload: Any | None,
+    registered_by: AbstractBaseUser,
 ) -> ModelVersion:
     if onnx_upload.size > max_upload_bytes():
         raise ArtifactError(
@@ -76,7 +80,9 @@ def register_folder(folder: Path, *, registered_by: AbstractBaseUser | None) -> 
         )
     report = check_onnx_in_subprocess(onnx_files[0], timeout=CHECK_TIMEOUT_SECONDS)
     if not report.get("ok"):
-        raise ArtifactError(f"{onnx_files[0].name} is not a usable ONNX model: {report.get('error')}")
+        raise ArtifactError(
+            f"{onnx_files[0].name} is not a usable ONNX model: {report.get('error')}"
+        )
     return model_version_create(source_dir=folder, created_by=registered_by, source="registered")
 
 

@@ -53,7 +53,10 @@ class RunOutcome:
 
 
 def validation_run_request(
-    *, model_version: ModelVersion, requested_by: AbstractBaseUser | None, config: dict[str, Any] | None = None
+    *,
+    model_version: ModelVersion,
+    requested_by: AbstractBaseUser | None,
+    config: dict[str, Any] | None = None,
 ) -> ValidationRun:
     if model_version.state != ModelState.TRAINED:
         raise lifecycle.TransitionRefused(
@@ -67,14 +70,20 @@ def validation_run_request(
             config=config or {},
         )
         audit_event_record(
-            event_type="validation_requested", actor=requested_by, obj=run, data={"version": model_version.pk}
+            event_type="validation_requested",
+            actor=requested_by,
+            obj=run,
+            data={"version": model_version.pk},
         )
         transaction.on_commit(lambda: _queue("validate", run))
     return run
 
 
 def paper_run_request(
-    *, model_version: ModelVersion, requested_by: AbstractBaseUser | None, config: dict[str, Any] | None = None
+    *,
+    model_version: ModelVersion,
+    requested_by: AbstractBaseUser | None,
+    config: dict[str, Any] | None = None,
 ) -> PaperTradingRun:
     if model_version.state != ModelState.VALIDATED:
         raise lifecycle.TransitionRefused(
@@ -110,8 +119,10 @@ def _queue(kind: str, run: ValidationRun | PaperTradingRun) -> None:
 
 def run_mark_running(run: ValidationRun | PaperTradingRun, *, task_id: str = "") -> bool:
     """Claim a queued run for this task. False if another delivery already has it."""
-    claimed = type(run).objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, task_id=task_id or run.task_id
+    claimed = (
+        type(run)
+        .objects.filter(pk=run.pk, status=RunStatus.QUEUED)
+        .update(status=RunStatus.RUNNING, task_id=task_id or run.task_id)
     )
     return claimed == 1
 
@@ -131,7 +142,11 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
             event_type="validation_run_recorded",
             actor=run.requested_by,
             obj=run,
-            data={"passed": run.passed, "failed_gates": _failed(outcome), "in_sample": run.in_sample},
+            data={
+                "passed": run.passed,
+                "failed_gates": _failed(outcome),
+                "in_sample": run.in_sample,
+            },
         )
     if run.passed and run.kind == ValidationRun.KIND_BACKTEST:
         version = run.model_version
@@ -141,7 +156,9 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
                     model_version=version, validation_run=run, actor=run.requested_by
                 )
             except RegistryError as exc:
-                logger.warning("validation run %s passed but %s was not validated: %s", run.pk, version, exc)
+                logger.warning(
+                    "validation run %s passed but %s was not validated: %s", run.pk, version, exc
+                )
     return run
 
 
@@ -162,7 +179,11 @@ def paper_run_complete(*, run: PaperTradingRun, outcome: RunOutcome) -> PaperTra
             event_type="paper_run_recorded",
             actor=run.requested_by,
             obj=run,
-            data={"passed": run.passed, "failed_gates": _failed(outcome), "divergence": run.divergence},
+            data={
+                "passed": run.passed,
+                "failed_gates": _failed(outcome),
+                "divergence": run.divergence,
+            },
         )
     if run.passed and run.model_version.state == ModelState.VALIDATED:
         try:
@@ -194,12 +215,21 @@ def run_fail(*, run: ValidationRun | PaperTradingRun, error: str) -> None:
 
 
 def _apply_outcome(run: ValidationRun | PaperTradingRun, outcome: RunOutcome) -> None:
-    passed = outcome.passed and not outcome.in_sample and all(g.get("passed") for g in outcome.gate_results)
+    passed = (
+        outcome.passed
+        and not outcome.in_sample
+        and all(g.get("passed") for g in outcome.gate_results)
+    )
     if run.model_version.allow_short_history:
         passed = False
         outcome.gate_results = [
             *outcome.gate_results,
-            {"name": "enough_history", "passed": False, "value": "allow_short_history", "threshold": "6 months"},
+            {
+                "name": "enough_history",
+                "passed": False,
+                "value": "allow_short_history",
+                "threshold": "6 months",
+            },
         ]
     run.status = RunStatus.PASSED if passed else RunStatus.FAILED
     run.passed = passed

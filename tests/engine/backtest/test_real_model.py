@@ -21,8 +21,14 @@ def test_ml_basic_with_a_trained_onnx_model(shared_data_dir: Path, tmp_path_fact
     candles = candles.loc[tiny.candles.index[0] : tiny.candles.index[-1] + pd.Timedelta(days=20)]
     sentiment = load_sentiment(shared_data_dir)
 
-    run = run_backtest("ml_basic", candles, sentiment=sentiment, model_dir=tiny.model_dir,
-                       days=15, output_dir=tmp_path)  # fmt: skip
+    run = run_backtest(
+        "ml_basic",
+        candles,
+        sentiment=sentiment,
+        model_dir=tiny.model_dir,
+        days=15,
+        output_dir=tmp_path,
+    )
     assert run.sample_status == "out_of_sample"
     assert run.warmup_bars_in_window == 0
     assert run.model["onnx_sha256"] == tiny.result.onnx_sha256
@@ -33,5 +39,10 @@ def test_ml_basic_with_a_trained_onnx_model(shared_data_dir: Path, tmp_path_fact
     assert run.files["plot"].exists()
 
     with pytest.raises(InSampleWindowError):
-        run_backtest("ml_basic", candles, sentiment=sentiment, model_dir=tiny.model_dir,
-                     start=tiny.candles.index[200])  # fmt: skip
+        run_backtest(
+            "ml_basic",
+            candles,
+            sentiment=sentiment,
+            model_dir=tiny.model_dir,
+            start=tiny.candles.index[200],
+        )

@@ -26,8 +26,15 @@ def _predictor(oos_from: str | None = "2024-02-01T00:00:00+00:00") -> MomentumPr
 
 
 def test_runs_ml_basic_on_the_last_days_and_writes_report_files(tmp_path):
-    run = run_backtest("ml_basic", CANDLES, predictor=_predictor(), days=20, fee_bps=0,
-                       slippage_bps=0, output_dir=tmp_path)  # fmt: skip
+    run = run_backtest(
+        "ml_basic",
+        CANDLES,
+        predictor=_predictor(),
+        days=20,
+        fee_bps=0,
+        slippage_bps=0,
+        output_dir=tmp_path,
+    )
     assert run.window_start == CANDLES.index[-20 * 24]
     assert run.window_end == CANDLES.index[-1]
     assert len(run.result.equity) == 20 * 24
@@ -47,8 +54,14 @@ def test_in_sample_window_is_refused_unless_allowed_and_then_never_passes():
     predictor = _predictor("2024-02-20T00:00:00+00:00")
     with pytest.raises(InSampleWindowError, match="allow_in_sample"):
         run_backtest("ml_basic", CANDLES, predictor=predictor, days=20)
-    run = run_backtest("ml_basic", CANDLES, predictor=predictor, days=20, allow_in_sample=True,
-                       gates={"min_trades": 0})  # fmt: skip
+    run = run_backtest(
+        "ml_basic",
+        CANDLES,
+        predictor=predictor,
+        days=20,
+        allow_in_sample=True,
+        gates={"min_trades": 0},
+    )
     assert run.in_sample
     assert not run.passed
     assert run.failed_gates == ["out_of_sample"]
@@ -63,8 +76,9 @@ def test_out_of_sample_guard_reads_data_end_when_no_explicit_start():
 
 
 def test_model_without_metadata_cannot_pass_a_gate():
-    run = run_backtest("ml_basic", CANDLES, predictor=_predictor(None), days=20,
-                       gates={"min_trades": 0})  # fmt: skip
+    run = run_backtest(
+        "ml_basic", CANDLES, predictor=_predictor(None), days=20, gates={"min_trades": 0}
+    )
     assert run.sample_status == "unverified"
     assert run.failed_gates == ["out_of_sample"]
 

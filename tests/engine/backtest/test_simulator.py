@@ -25,9 +25,11 @@ def test_costs_move_price_against_the_trade_and_charge_notional():
 
 def test_one_long_trade_with_fee_and_slippage_by_hand():
     candles = make_candles(
-        opens=[100, 100, 110, 120], highs=[100, 110, 121, 120], lows=[100, 100, 110, 118],
+        opens=[100, 100, 110, 120],
+        highs=[100, 110, 121, 120],
+        lows=[100, 100, 110, 118],
         closes=[100, 110, 120, 119],
-    )  # fmt: skip
+    )
     config = SimulationConfig(fee_bps=10, slippage_bps=10, initial_equity=1000)
     result = simulate(candles, [1, 1, 0, 0], config)
 
@@ -53,9 +55,11 @@ def test_one_long_trade_with_fee_and_slippage_by_hand():
 def test_gap_through_stop_fills_at_the_open_not_the_stop():
     # Long from bar 1 at 100; stop 5% -> 95. Bar 2 opens at 90, below the stop.
     candles = make_candles(
-        opens=[100, 100, 90, 91], highs=[100, 101, 92, 92], lows=[100, 99, 89, 90],
+        opens=[100, 100, 90, 91],
+        highs=[100, 101, 92, 92],
+        lows=[100, 99, 89, 90],
         closes=[100, 100, 91, 91],
-    )  # fmt: skip
+    )
     config = SimulationConfig(fee_bps=0, slippage_bps=0, initial_equity=1000, stop_loss_pct=0.05)
     result = simulate(candles, [1, 1, 1, 1], config)
     trade = result.trades.iloc[0]
@@ -81,8 +85,9 @@ def test_bar_touching_both_stop_and_target_takes_the_stop():
 
 
 def test_take_profit_alone_fills_at_its_level():
-    candles = make_candles(opens=[100, 100, 100], highs=[100, 101, 112], lows=[100, 99, 99],
-                           closes=[100, 100, 100])  # fmt: skip
+    candles = make_candles(
+        opens=[100, 100, 100], highs=[100, 101, 112], lows=[100, 99, 99], closes=[100, 100, 100]
+    )
     config = SimulationConfig(fee_bps=0, slippage_bps=0, initial_equity=1000, take_profit_pct=0.10)
     result = simulate(candles, [1, 1, 1], config)
     assert result.trades.iloc[0]["exit_reason"] == "take_profit"
@@ -166,9 +171,14 @@ def test_vectorised_simulator_matches_plain_loop_trade_for_trade(case, seed):
 
     result = simulate(candles, targets, config)
     equity, trades = reference_simulate(
-        candles, targets, fee_bps=7.5, slippage_bps=3, initial_equity=10_000,
-        stop_loss_pct=options.get("stop_loss_pct"), take_profit_pct=options.get("take_profit_pct"),
-    )  # fmt: skip
+        candles,
+        targets,
+        fee_bps=7.5,
+        slippage_bps=3,
+        initial_equity=10_000,
+        stop_loss_pct=options.get("stop_loss_pct"),
+        take_profit_pct=options.get("take_profit_pct"),
+    )
 
     assert len(trades) > 10, "the random series should trade"
     assert len(result.trades) == len(trades)

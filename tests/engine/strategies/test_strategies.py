@@ -74,8 +74,9 @@ def test_registry_builds_by_name_and_lists_known_on_unknown():
 
 def test_causal_strategies_pass_the_future_bar_check():
     candles = random_candles(300, seed=7)
-    check_no_lookahead(MlBasic(MomentumPredictor(), fee_bps=0, slippage_bps=0), candles,
-                       cuts=(0.3, 0.5, 0.9))  # fmt: skip
+    check_no_lookahead(
+        MlBasic(MomentumPredictor(), fee_bps=0, slippage_bps=0), candles, cuts=(0.3, 0.5, 0.9)
+    )
     check_no_lookahead(BuyAndHold(), candles)
 
 

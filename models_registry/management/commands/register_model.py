@@ -1,0 +1,86 @@
+"""register_model DIR: register a model trained elsewhere as a new ``trained`` version.
+
+The folder holds ``<name>.onnx`` and ``<name>_metadata.json`` (and optionally the
+training plot), as the training guide writes them. The ONNX file is untrusted:
+its size is limited, and ``onnx.checker`` plus an ONNX Runtime load run in a
+separate, time-limited process (``models_registry.onnx_check``) before anything
+is stored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from models_registry.models import RegistryError
+from models_registry.services.audit import audit_event_record
+from models_registry.services.model_versions import model_version_register
+
+
+class Command(BaseCommand):
+    help = (
+        "Register a model trained elsewhere: check DIR's ONNX file (size limit, onnx.checker "
+        "and an ONNX Runtime load in a separate time-limited process) and its metadata, "
+        "store them under their sha256 and create a 'trained' version (source: registered)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("dir", type=Path, help="folder with <name>.onnx and its metadata")
+        parser.add_argument(
+            "--user",
+            default=None,
+            help="username of the person registering (recorded; barred from approving it)",
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="print a machine-readable JSON result only"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user = _user_named(options["user"])
+        try:
+            version, check = model_version_register(source_dir=options["dir"], registered_by=user)
+        except RegistryError as exc:
+            if user is not None:
+                audit_event_record(
+                    event_type="model_version_register_refused",
+                    actor=user,
+                    data={"reason": str(exc), "folder": str(options["dir"])},
+                )
+            if options["json"]:
+                self.stdout.write(json.dumps({"ok": False, "error": str(exc)}))
+            raise CommandError(f"refused: {exc}") from exc
+        result = {
+            "ok": True,
+            "id": version.pk,
+            "name": version.name,
+            "version": version.version,
+            "state": version.state,
+            "source": version.source,
+            "onnx_sha256": version.onnx_sha256,
+            "artifact_dir": version.artifact_dir,
+            "inputs": check.get("inputs", []),
+            "outputs": check.get("outputs", []),
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(result))
+        else:
+            self.stdout.write(
+                f"registered {version} (id {version.pk}, state {version.state}, "
+                f"sha256 {version.onnx_sha256}) in {version.artifact_dir}"
+            )
+
+
+def _user_named(username: str | None) -> AbstractBaseUser | None:
+    if username is None:
+        return None
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise CommandError(f"--user {username!r}: no active user has that name.")
+    if not user.has_perm("models_registry.register_modelversion"):
+        raise CommandError(f"--user {username!r} may not register models.")
+    return user

@@ -1,0 +1,68 @@
+"""The periodic tasks Celery beat runs, kept in django-celery-beat's tables (editable in admin)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    task: str
+    minute: str
+    hour: str = "*"
+    day_of_week: str = "*"
+    description: str = ""
+
+
+SCHEDULES = (
+    Schedule(
+        name="Refresh candles and sentiment",
+        task="models_registry.refresh_market_data",
+        minute="5",
+        description="Hourly, five minutes past, once the last hour's candle has closed.",
+    ),
+    Schedule(
+        name="Re-validate production models",
+        task="models_registry.revalidate_production",
+        minute="30",
+        hour="0",
+        description="Daily: every in-production version on the bars since its last validation.",
+    ),
+    Schedule(
+        name="Walk-forward stability report",
+        task="models_registry.walk_forward_report",
+        minute="0",
+        hour="3",
+        day_of_week="1",
+        description="Weekly, Monday 03:00 UTC, per production model.",
+    ),
+)
+
+
+def ensure_periodic_tasks() -> list[tuple[str, bool]]:
+    """Create the schedules that are missing; leave ones an operator edited alone."""
+    results = []
+    with transaction.atomic():
+        for schedule in SCHEDULES:
+            crontab, _ = CrontabSchedule.objects.get_or_create(
+                minute=schedule.minute,
+                hour=schedule.hour,
+                day_of_week=schedule.day_of_week,
+                day_of_month="*",
+                month_of_year="*",
+                timezone="UTC",
+            )
+            _, created = PeriodicTask.objects.get_or_create(
+                name=schedule.name,
+                defaults={
+                    "task": schedule.task,
+                    "crontab": crontab,
+                    "description": schedule.description,
+                },
+            )
+            results.append((schedule.name, created))
+    return results
