@@ -144,7 +144,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                     "plot_sha256",
                 )
             },
-        ),  # fmt: skip
+        ),
         (
             "Data lineage",
             {
@@ -156,7 +156,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                     "allow_short_history",
                 )
             },
-        ),  # fmt: skip
+        ),
         ("Approval", {"fields": ("approval_requested_by", "approval_requested_at")}),
         ("Training plot", {"fields": ("training_plot",)}),
         ("Metrics", {"fields": ("metrics_table",)}),
@@ -321,7 +321,8 @@ def gates_html(gate_results: list[dict[str, Any]]) -> str:
         ),
     )
     return format_html(
-        '<table class="gates"><tr><th>gate</th><th>result</th><th>value</th><th>threshold</th></tr>{}</table>',
+        '<table class="gates"><tr><th>gate</th><th>result</th><th>value</th>'
+        "<th>threshold</th></tr>{}</table>",
         rows,
     )
 
@@ -446,18 +447,37 @@ class DeploymentAdmin(ReadOnlyAdmin):
     @admin.action(description="Export selected deployments as CSV", permissions=["export"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
         rows = (
-            [d.pk, d.target.name, d.model_version.name, d.model_version.version, d.kind, d.status,
-             d.previous_version and d.previous_version.version, d.requested_by and d.requested_by.get_username(),
-             d.approval and d.approval.decided_by.get_username(), d.sha256, d.started_at, d.finished_at,
-             d.duration_seconds, d.error]
+            deployment_row(d)
             for d in queryset.select_related(*self.list_select_related).order_by("created_at")
-        )  # fmt: skip
-        header = ["id", "target", "model", "version", "kind", "status", "previous_version", "requested_by",
-                  "approved_by", "sha256", "started_at", "finished_at", "duration_s", "error"]  # fmt: skip
+        )
+        header = [
+            "id", "target", "model", "version", "kind", "status", "previous_version",
+            "requested_by", "approved_by", "sha256", "started_at", "finished_at", "duration_s",
+            "error",
+        ]  # fmt: skip
         return csv_response("deployments.csv", header, rows)
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("models_registry.export_audit")
+
+
+def deployment_row(d: Deployment) -> list[Any]:
+    return [
+        d.pk,
+        d.target.name,
+        d.model_version.name,
+        d.model_version.version,
+        d.kind,
+        d.status,
+        d.previous_version.version if d.previous_version else "",
+        d.requested_by.get_username() if d.requested_by else "",
+        d.approval.decided_by.get_username() if d.approval else "",
+        d.sha256,
+        d.started_at,
+        d.finished_at,
+        d.duration_seconds,
+        d.error,
+    ]
 
 
 @admin.register(Approval)

@@ -48,10 +48,11 @@ def import_demo_data(say: Say) -> None:
 
 def _summary(result: dict[str, Any]) -> str:
     report = result.get("validation", {})
+    gaps = report.get("issues", {}).get("gaps", {}).get("count", 0)
     return (
         f"{result.get('rows_in_store')} rows from {report.get('first_time')} to "
-        f"{report.get('last_time')}, {report.get('issues', {}).get('gaps', {}).get('count', 0)} gap(s) "
-        f"reported, {report.get('filled_rows', 0)} row(s) filled"
+        f"{report.get('last_time')}, {gaps} gap(s) reported, "
+        f"{report.get('filled_rows', 0)} row(s) filled"
     )
 
 

@@ -36,7 +36,8 @@ class Fill:
     side: str
     quantity: float
     price: float
-    fee: float  # in the quote currency
+    fee: float  # paid in the quote currency (out of cash)
+    base_fee: float = 0.0  # paid in the base asset (out of the quantity received)
 
     @property
     def notional(self) -> float:
@@ -199,14 +200,20 @@ def _fill_from_response(order_id: str, side: str, response: dict[str, Any]) -> F
         raise OrderRefused(f"order {order_id} not filled: status={response.get('status')}")
     quote = float(response.get("cummulativeQuoteQty", 0))
     price = quote / executed
-    fee = 0.0
+    symbol = str(response.get("symbol", ""))
+    fee = base_fee = 0.0
     for fill in response.get("fills", []):
         commission = float(fill.get("commission", 0))
-        asset = fill.get("commissionAsset")
-        # Commission in the base asset is converted at the fill price; other assets
-        # (BNB) are not valued here and are only recorded in the journal via the fill.
-        if asset and response.get("symbol", "").startswith(asset):
-            fee += commission * float(fill.get("price", price))
-        elif asset and response.get("symbol", "").endswith(asset):
+        asset = str(fill.get("commissionAsset", ""))
+        # Binance takes the commission from the asset received (or in BNB when enabled).
+        if asset and symbol.startswith(asset):
+            base_fee += commission
+        elif asset and symbol.endswith(asset):
             fee += commission
-    return Fill(order_id=order_id, side=side, quantity=executed, price=price, fee=fee)
+        elif commission:
+            log.warning(
+                "order %s: commission %s %s not accounted in equity", order_id, commission, asset
+            )
+    return Fill(
+        order_id=order_id, side=side, quantity=executed, price=price, fee=fee, base_fee=base_fee
+    )

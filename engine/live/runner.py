@@ -370,6 +370,7 @@ class TradingEngine:
             quantity=fill.quantity,
             price=fill.price,
             fee=fill.fee,
+            base_fee=fill.base_fee,
         )
         log.info(
             "fill %s %s %.8f %s at %.2f fee %.4f (%s)",
@@ -394,7 +395,7 @@ class TradingEngine:
 
     def _apply_fill(self, fill: Fill) -> None:
         signed = fill.quantity if fill.side == BUY else -fill.quantity
-        self.quantity += signed
+        self.quantity += signed - fill.base_fee
         self.cash -= signed * fill.price + fill.fee
 
     def _save_state(self, *, equity: float) -> None:

@@ -18,8 +18,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 
 from models_registry.models import ModelVersion
 from models_registry.services.model_versions import (
-    ArtifactError,
     NAME_PATTERN,
+    ArtifactError,
     model_version_create,
 )
 

@@ -196,7 +196,7 @@ def paper_run_complete(*, run: PaperTradingRun, outcome: RunOutcome) -> PaperTra
 
 
 def run_fail(*, run: ValidationRun | PaperTradingRun, error: str) -> None:
-    """A run that could not produce figures (bad data, a broken model): recorded, state unchanged."""
+    """A run that could not produce figures (bad data, a broken model): recorded, state kept."""
     with transaction.atomic():
         locked = type(run).objects.select_for_update().get(pk=run.pk)
         if locked.status in (RunStatus.PASSED, RunStatus.FAILED, RunStatus.ERROR):

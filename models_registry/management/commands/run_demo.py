@@ -94,7 +94,8 @@ class Command(BaseCommand):
             "web": [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
             "worker": [
                 python, "-m", "celery", "-A", "tradebot", "worker", "--pool=solo",
-                "--queues=default,training,backtest,deploy", "--loglevel=INFO", "--hostname=demo@%h",
+                "--queues=default,training,backtest,deploy", "--loglevel=INFO",
+                "--hostname=demo@%h",
             ],
             # Exactly one beat process may run: it is the only scheduler.
             "beat": [python, "-m", "celery", "-A", "tradebot", "beat", "--loglevel=INFO"],

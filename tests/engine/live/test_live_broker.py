@@ -58,7 +58,7 @@ def test_quantity_is_rounded_down_to_the_lot_step(broker, exchange, account) -> 
     assert (sent["type"], sent["side"], sent["newClientOrderId"]) == ("MARKET", "BUY", "t-1")
     assert fill.quantity == pytest.approx(0.01234)
     assert fill.price == pytest.approx(float(account.orders[0]["fills"][0]["price"]))
-    assert fill.fee == pytest.approx(0.01234 * 0.001 * fill.price)  # BTC commission, valued
+    assert (fill.fee, fill.base_fee) == (0.0, pytest.approx(0.01234 * 0.001))  # paid in BTC
     assert account.balances["BTC"] == Decimal("0.01234") * (1 - Decimal("0.001"))
     assert broker.balances() == (
         pytest.approx(float(account.balances["USDT"])),

@@ -1,0 +1,388 @@
+"""Training a model from the data store and registering it: shared by the command, task and admin.
+
+A run reads candles (and sentiment) from the store, repairs gaps only when the
+caller's policy says so, trains into a private temporary folder, and then
+either registers the artifacts as a new ``trained`` version or publishes them
+into a folder of the caller's choice. The temporary folder is removed in every
+outcome, so a failed or refused run leaves no version and no files. The guide
+forbids training in production: every entry point calls
+``refuse_training_in_production`` first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+
+from engine.data import (
+    DataError,
+    ValidationPolicy,
+    apply_candle_policy,
+    interval_timedelta,
+    read_candles,
+    read_sentiment,
+)
+from engine.data.errors import StoreEmptyError
+from engine.inference import artifact_names
+from engine.training import TrainingConfig, TrainingError, TrainingResult, train_model
+from engine.training.config import EpochCallback
+from engine.training.metadata import write_json_atomic
+from engine.training.publish import StagingDir
+from models_registry.models import ModelVersion, RegistryError
+from models_registry.services.model_versions import ArtifactError, model_version_create, version_dir
+
+logger = logging.getLogger(__name__)
+
+GAP_POLICIES = ("refuse", "ffill")
+# ffill repairs short outages only (the real data has one missing hour); a longer
+# hole is a data problem to fix in the store, not something to paper over.
+DEFAULT_MAX_FILL = 3
+TEMP_PREFIX = "tradebot-training-"
+
+
+class TrainingRefused(RegistryError):
+    """Training was refused or failed; the message says why. No version, no files were left."""
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """What a caller may choose. None means the engine's default (TrainingConfig)."""
+
+    interval: str = "1h"
+    start: str | None = None
+    end: str | None = None
+    epochs: int | None = None
+    window: int | None = None
+    units: int | None = None
+    seed: int | None = None
+    force_price_only: bool = False
+    allow_short_history: bool = False
+    gap_policy: str = "refuse"
+    max_fill: int = DEFAULT_MAX_FILL
+    data_dir: str | None = None
+
+    @property
+    def store_dir(self) -> Path:
+        return Path(self.data_dir or settings.TRADEBOT_DATA_DIR)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    candles: pd.DataFrame
+    sentiment: pd.Series | None
+    store_content_hash: str
+    # What the gap policy changed, or None when the candles are as stored.
+    repair: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TrainingArtifacts:
+    """Where a run's three files ended up, with the engine's summary of the run."""
+
+    onnx_path: Path
+    metadata_path: Path
+    plot_path: Path
+    metadata: dict[str, Any]
+
+    @property
+    def paths(self) -> dict[str, str]:
+        return {
+            "onnx": str(self.onnx_path),
+            "metadata": str(self.metadata_path),
+            "plot": str(self.plot_path),
+        }
+
+
+def refuse_training_in_production() -> None:
+    """The guide: never train in production. Raises TrainingRefused there."""
+    if settings.ENVIRONMENT == "production":
+        raise TrainingRefused(
+            "refusing to train: ENVIRONMENT is 'production', and the deployment guide says "
+            "never to train in production (it competes with live trading for CPU and memory, "
+            "and an untested model must not appear there). Train on a development or "
+            "training host, then validate, approve and deploy the version."
+        )
+
+
+def training_options_parse(options: dict[str, Any]) -> TrainingOptions:
+    """Check a caller's options (command, task, admin form) and name the first bad one."""
+    known = {f.name for f in fields(TrainingOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TrainingRefused(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+    values = {key: value for key, value in options.items() if value is not None}
+    parsed = TrainingOptions(**values)
+    _check_option_values(parsed)
+    return parsed
+
+
+def _check_option_values(options: TrainingOptions) -> None:
+    for name in ("force_price_only", "allow_short_history"):
+        if not isinstance(getattr(options, name), bool):
+            raise TrainingRefused(f"{name} must be true or false, not {getattr(options, name)!r}")
+    try:
+        interval_timedelta(options.interval)
+    except ValueError as exc:
+        raise TrainingRefused(f"interval: {exc}") from exc
+    if options.gap_policy not in GAP_POLICIES:
+        raise TrainingRefused(
+            f"gap_policy must be one of {', '.join(GAP_POLICIES)}, not {options.gap_policy!r}"
+        )
+    if not isinstance(options.max_fill, int) or options.max_fill < 1:
+        raise TrainingRefused(
+            f"max_fill must be a positive number of bars, not {options.max_fill!r}"
+        )
+    start, end = _timestamp("start", options.start), _timestamp("end", options.end)
+    if start is not None and end is not None and start >= end:
+        raise TrainingRefused(f"start ({start}) must be before end ({end})")
+
+
+def _timestamp(name: str, value: str | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise TrainingRefused(f"{name}: {value!r} is not a date or time ({exc})") from exc
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def training_config_build(*, symbol: str, options: TrainingOptions) -> TrainingConfig:
+    overrides = {
+        name: getattr(options, name)
+        for name in ("epochs", "window", "units", "seed")
+        if getattr(options, name) is not None
+    }
+    try:
+        config = TrainingConfig(
+            symbol=symbol,
+            interval=options.interval,
+            force_price_only=options.force_price_only,
+            allow_short_history=options.allow_short_history,
+            **overrides,
+        )
+    except ValueError as exc:
+        raise TrainingRefused(str(exc)) from exc
+    # Two valid convolutions shrink the window by 2 * (kernel - 1); Keras would
+    # otherwise fail deep inside TensorFlow with a shape error.
+    smallest = 2 * config.kernel_size - 1
+    if config.architecture == "conv1d" and config.window < smallest:
+        raise TrainingRefused(
+            f"window must be at least {smallest} bars for the conv1d model "
+            f"(kernel size {config.kernel_size}), got {config.window}"
+        )
+    return config
+
+
+def training_data_load(*, symbol: str, options: TrainingOptions) -> TrainingData:
+    """Candles (and sentiment unless price-only) from the store, gaps handled by the policy."""
+    try:
+        read = read_candles(
+            options.store_dir, symbol, options.interval, start=options.start, end=options.end
+        )
+    except (DataError, ValueError) as exc:
+        raise TrainingRefused(str(exc)) from exc
+    if read.frame.empty:
+        raise TrainingRefused(
+            f"no {symbol} {options.interval} candles in {options.store_dir} "
+            f"between {options.start or 'the first'} and {options.end or 'the last'} stored bar"
+        )
+    candles, repair = _apply_gap_policy(read.frame, symbol, options)
+    sentiment = None if options.force_price_only else _stored_sentiment(options.store_dir)
+    return TrainingData(candles, sentiment, read.content_hash, repair)
+
+
+def _apply_gap_policy(
+    frame: pd.DataFrame, symbol: str, options: TrainingOptions
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    source = f"{symbol} {options.interval} candles in {options.store_dir}"
+    if options.gap_policy == "refuse":
+        policy = ValidationPolicy(bad_rows="refuse", gaps="refuse")
+    else:
+        policy = ValidationPolicy(bad_rows="refuse", gaps="fill", max_fill=options.max_fill)
+    try:
+        clean, report = apply_candle_policy(frame, options.interval, policy, source=source)
+    except DataError as exc:
+        hint = (
+            " Repair the store (import_klines --on-gaps fill) or train with --gap-policy ffill."
+            if options.gap_policy == "refuse"
+            else ""
+        )
+        raise TrainingRefused(f"{exc}.{hint}") from exc
+    if not report.filled_rows:
+        return clean, None
+    gaps = report.issues["gaps"]
+    return clean, {
+        "policy": "ffill",
+        "max_fill": options.max_fill,
+        "filled_rows": report.filled_rows,
+        "gaps": gaps.count,
+        "first_gaps_at": gaps.first,
+    }
+
+
+def _stored_sentiment(store_dir: Path) -> pd.Series | None:
+    # No sentiment stored is not an error: the engine falls back to price-only and says why.
+    try:
+        return read_sentiment(store_dir).frame
+    except StoreEmptyError:
+        return None
+    except DataError as exc:
+        raise TrainingRefused(str(exc)) from exc
+
+
+def training_artifacts_build(
+    *,
+    symbol: str,
+    options: dict[str, Any],
+    output_dir: Path,
+    on_epoch: EpochCallback | None = None,
+) -> TrainingArtifacts:
+    """Train and publish the three artifacts into ``output_dir``, without the registry."""
+    refuse_training_in_production()
+    with _work_folder() as work:
+        model_dir = _train_into(work, symbol, options, on_epoch)
+        return _publish_copy(model_dir, Path(output_dir))
+
+
+def training_run(
+    *,
+    symbol: str,
+    options: dict[str, Any],
+    requested_by: AbstractBaseUser | None,
+    origin_key: str | None = None,
+    on_epoch: EpochCallback | None = None,
+    output_dir: Path | None = None,
+) -> ModelVersion:
+    """Train and register a ``trained`` version; with ``output_dir``, also leave a copy there.
+
+    Idempotent on ``origin_key`` (a task id): when a version with that key
+    exists, it is returned without training again.
+    """
+    refuse_training_in_production()
+    if origin_key:
+        existing = ModelVersion.objects.filter(origin_key=origin_key).first()
+        if existing is not None:
+            logger.info("training %s already produced %s; not training again", origin_key, existing)
+            return existing
+    with _work_folder() as work:
+        model_dir = _train_into(work, symbol, options, on_epoch)
+        try:
+            version = model_version_create(
+                source_dir=model_dir, created_by=requested_by, origin_key=origin_key
+            )
+        except ArtifactError as exc:
+            raise TrainingRefused(f"the trained artifacts could not be registered: {exc}") from exc
+    if output_dir is not None:
+        _copy_registered_files(version, Path(output_dir))
+    return version
+
+
+def registered_artifacts(version: ModelVersion) -> TrainingArtifacts:
+    folder = version_dir(version)
+    return TrainingArtifacts(
+        onnx_path=folder / version.onnx_file,
+        metadata_path=folder / version.metadata_file,
+        plot_path=folder / version.plot_file,
+        metadata=version.metadata,
+    )
+
+
+@contextlib.contextmanager
+def _work_folder() -> Iterator[Path]:
+    """A private temporary folder, removed whatever happens inside the block."""
+    path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _train_into(
+    work: Path, symbol: str, raw_options: dict[str, Any], on_epoch: EpochCallback | None
+) -> Path:
+    options = training_options_parse(raw_options)
+    config = training_config_build(symbol=symbol, options=options)
+    data = training_data_load(symbol=symbol, options=options)
+    model_dir = work / "model"
+    try:
+        result = train_model(
+            data.candles,
+            data.sentiment,
+            config,
+            model_dir,
+            on_epoch,
+            data_content_hash=None if data.repair else data.store_content_hash,
+        )
+    except TrainingError as exc:
+        raise TrainingRefused(str(exc)) from exc
+    if data.repair:
+        _record_repair(result, data)
+    return model_dir
+
+
+def _record_repair(result: TrainingResult, data: TrainingData) -> None:
+    """Nothing is filled silently: the repair goes into the metadata and its warnings.
+
+    Safe after the engine wrote the file: onnx_sha256 covers the ONNX file only.
+    """
+    repair = data.repair or {}
+    message = (
+        f"{repair['filled_rows']} missing candle(s) in {repair['gaps']} gap(s) "
+        f"(first at {', '.join(repair['first_gaps_at'])}) were forward-filled "
+        "by the ffill gap policy"
+    )
+    logger.warning(message)
+    metadata = dict(result.metadata)
+    metadata["data"] = {
+        **metadata["data"],
+        "repair": repair,
+        "store_content_hash": data.store_content_hash,
+    }
+    metadata["warnings"] = [*metadata.get("warnings", []), message]
+    write_json_atomic(result.metadata_path, metadata)
+
+
+def _publish_copy(model_dir: Path, output_dir: Path) -> TrainingArtifacts:
+    """Copy the three files into ``output_dir`` and publish them there in one step."""
+    metadata = _read_metadata(model_dir)
+    names = artifact_names(metadata["symbol"], metadata["kind"])
+    order = [names.plot, names.onnx, names.metadata]
+    with StagingDir(output_dir) as staging:
+        for name in order:
+            shutil.copyfile(model_dir / name, staging.path / name)
+        staging.publish(order)
+    published = Path(output_dir).resolve()
+    return TrainingArtifacts(
+        onnx_path=published / names.onnx,
+        metadata_path=published / names.metadata,
+        plot_path=published / names.plot,
+        metadata=metadata,
+    )
+
+
+def _copy_registered_files(version: ModelVersion, output_dir: Path) -> None:
+    try:
+        _publish_copy(version_dir(version), output_dir)
+    except OSError as exc:
+        raise TrainingRefused(
+            f"{version} was registered, but its copy could not be written to {output_dir}: {exc}"
+        ) from exc
+
+
+def _read_metadata(model_dir: Path) -> dict[str, Any]:
+    metadata_files = sorted(model_dir.glob("*_metadata.json"))
+    if len(metadata_files) != 1:
+        raise TrainingRefused(f"{model_dir} should hold one metadata file, found {metadata_files}")
+    return json.loads(metadata_files[0].read_text())
