@@ -560,32 +560,19 @@ def restore_host(op: OperationContext, run: HostRun) -> bool:
 
 
 def clean_host(op: OperationContext, run: HostRun, *, keep_new: str | None) -> None:
-    """Remove the upload folder and leftovers; keep the new version and prune old ones."""
+    """Remove the upload folder and leftovers; after a success keep the new version."""
 
     def clean() -> str:
-        connection = op.connection(run)
-        if run.staged is not None:
-            steps.discard_staged(connection, run.staged)
-        if run.candidate is not None:
-            steps.cleanup_upload(connection, run.layout, run.candidate)
-        if keep_new is None:
-            return "upload folder removed"
-        steps.store_version(
-            connection,
+        return steps.cleanup(
+            op.connection(run),
             run.layout,
-            name=op.name,
-            onnx_sha256=keep_new,
+            candidate=run.candidate,
+            staged=run.staged,
+            keep_new=(op.name, keep_new) if keep_new else None,
+            keep_versions=op.target.keep_versions,
+            protect={sha for sha in (keep_new, run.previous_sha256) if sha},
             timeout=op.target.command_timeout,
         )
-        protect = {keep_new, *([run.previous_sha256] if run.previous_sha256 else [])}
-        pruned = steps.prune_versions(
-            connection,
-            run.layout,
-            keep=op.target.keep_versions,
-            protect=protect,
-            timeout=op.target.command_timeout,
-        )
-        return "upload folder removed" + (f"; pruned {len(pruned)} old versions" if pruned else "")
 
     # Leftovers in the upload folder do not change what the host serves: recorded, not fatal.
     with contextlib.suppress(StepFailed):
@@ -952,7 +939,6 @@ def settle(
             backup_onnx_sha256=state.backup_onnx_sha256,
             backup_metadata_sha256=state.backup_metadata_sha256,
             status=state.status,
-            engine_alive=state.engine_alive,
         )
         restored[run.label] = restore_host(op, run)
 
@@ -980,9 +966,16 @@ def clean_reconciled(op: OperationContext, run: HostRun) -> None:
     def clean() -> str:
         connection = op.connection(run)
         steps.remove_stray_incoming(connection, run.layout)
-        if run.candidate is not None:
-            steps.cleanup_upload(connection, run.layout, run.candidate)
-        return "upload folder and temporary files removed"
+        return steps.cleanup(
+            connection,
+            run.layout,
+            candidate=run.candidate,
+            staged=None,
+            keep_new=None,
+            keep_versions=op.target.keep_versions,
+            protect=set(),
+            timeout=op.target.command_timeout,
+        )
 
     with contextlib.suppress(StepFailed):
         op.step("cleanup", run, clean, describe=lambda text: text)

@@ -49,6 +49,8 @@ class EngineStatus:
     """The engine's status file as read from the host (None fields when absent)."""
 
     document: dict[str, Any] | None
+    # Whether the pid in the document is a running (not zombie) process; None if unknown.
+    alive: bool | None = None
 
     @property
     def model_sha256(self) -> str | None:
@@ -82,8 +84,11 @@ class HostState:
     backup_onnx_sha256: str | None
     backup_metadata_sha256: str | None
     status: EngineStatus
-    engine_alive: bool | None
     stray_files: tuple[str, ...] = ()
+
+    @property
+    def engine_alive(self) -> bool | None:
+        return self.status.alive
 
     @property
     def live_sha256(self) -> str | None:
@@ -154,6 +159,11 @@ class StagedFiles:
 
 
 # --------------------------------------------------------------------------- helpers
+#
+# Every command is a round trip (about 0.15 s on a loaded loopback host), so each step
+# sends one small script and parses its sections rather than many tiny commands.
+
+SECTION_MARK = "@@section "
 
 
 def q(value: str) -> str:
@@ -169,57 +179,95 @@ def run_checked(
     return result
 
 
+def sections_script(parts: Mapping[str, str]) -> str:
+    """One script printing each part's output under a marker line (errors ignored)."""
+    return "; ".join(
+        f"echo; echo '{SECTION_MARK}{name}'; {{ {command} ; }} 2>/dev/null"
+        for name, command in parts.items()
+    )
+
+
+def parse_sections(stdout: str) -> dict[str, str]:
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in stdout.splitlines():
+        if line.startswith(SECTION_MARK):
+            current = sections.setdefault(line[len(SECTION_MARK) :].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines).strip("\n") for name, lines in sections.items()}
+
+
+def run_sections(
+    connection: HostConnection,
+    parts: Mapping[str, str],
+    *,
+    timeout: float = QUICK_COMMAND_TIMEOUT,
+    what: str,
+    prelude: str = "",
+) -> dict[str, str]:
+    """Run `prelude` (which must succeed) then print every part; returns the sections."""
+    script = sections_script(parts)
+    result = run_checked(
+        connection, f"{prelude} && {script}" if prelude else script, timeout=timeout, what=what
+    )
+    return parse_sections(result.stdout)
+
+
+def sha256_script(paths: list[str]) -> str:
+    return "; ".join(f"if [ -f {q(path)} ]; then sha256sum {q(path)}; fi" for path in paths)
+
+
+def parse_sha256sums(text: str, paths: list[str]) -> dict[str, str | None]:
+    found: dict[str, str | None] = dict.fromkeys(paths)
+    for line in text.splitlines():
+        digest, _, path = line.strip().partition("  ")
+        if path in found and SHA256_PATTERN.match(digest):
+            found[path] = digest
+    return found
+
+
 def sha256_of_files(
     connection: HostConnection, paths: list[str], *, timeout: float = QUICK_COMMAND_TIMEOUT
 ) -> dict[str, str | None]:
     """sha256 of each path on the host; None for a path that does not exist."""
     if not paths:
         return {}
-    script = "; ".join(f"if [ -f {q(path)} ]; then sha256sum {q(path)}; fi" for path in paths)
-    result = run_checked(connection, script, timeout=timeout, what="sha256sum")
-    found: dict[str, str | None] = dict.fromkeys(paths)
-    for line in result.stdout.splitlines():
-        digest, _, path = line.partition("  ")
-        if path in found and SHA256_PATTERN.match(digest):
-            found[path] = digest
-    return found
+    result = run_checked(connection, sha256_script(paths), timeout=timeout, what="sha256sum")
+    return parse_sha256sums(result.stdout, paths)
 
 
-def read_text_file(
-    connection: HostConnection, path: str, *, timeout: float = QUICK_COMMAND_TIMEOUT
-) -> str | None:
-    result = connection.run(
-        f"if [ -f {q(path)} ]; then cat {q(path)}; else exit 3; fi", timeout=timeout
-    )
-    if result.exit_code == 3:
-        return None
-    if not result.ok:
-        raise StepFailed(f"cannot read {path}: {result.describe()}")
-    return result.stdout
+def status_parts(layout: HostLayout) -> dict[str, str]:
+    """Script parts printing the status file and the state of the pid it names."""
+    status = q(layout.status_file)
+    return {
+        "status": f"cat {status}",
+        # A zombie still has a /proc entry: report its state, not only its existence.
+        "pid_state": (
+            f"pid=$(grep -o '\"pid\": *[0-9]*' {status} | grep -o '[0-9]*$' | head -n 1); "
+            '[ -n "$pid" ] && cut -d" " -f3 "/proc/$pid/stat"'
+        ),
+    }
 
 
-def read_engine_status(connection: HostConnection, layout: HostLayout) -> EngineStatus:
-    text = read_text_file(connection, layout.status_file)
-    if text is None or not text.strip():
+def parse_engine_status(sections: Mapping[str, str]) -> EngineStatus:
+    text = sections.get("status", "")
+    if not text.strip():
         return EngineStatus(None)
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
         # The engine writes atomically, so this is a foreign or damaged file: say so.
-        return EngineStatus({"state": "unreadable", "detail": text[:200]})
-    return EngineStatus(document if isinstance(document, dict) else None)
+        return EngineStatus({"state": "unreadable", "detail": text[:200]}, None)
+    if not isinstance(document, dict):
+        return EngineStatus(None)
+    pid_state = sections.get("pid_state", "").strip()
+    alive = None if not isinstance(document.get("pid"), int) else pid_state not in ("", "Z")
+    return EngineStatus(document, alive)
 
 
-def process_alive(connection: HostConnection, pid: Any) -> bool | None:
-    if not isinstance(pid, int) or pid <= 0:
-        return None
-    # A zombie still has a /proc entry: look at its state, not only at its existence.
-    result = connection.run(
-        f"state=$(cut -d' ' -f3 /proc/{pid}/stat 2>/dev/null) && [ -n \"$state\" ] "
-        f'&& [ "$state" != Z ]',
-        timeout=QUICK_COMMAND_TIMEOUT,
-    )
-    return result.ok
+def read_engine_status(connection: HostConnection, layout: HostLayout) -> EngineStatus:
+    return parse_engine_status(run_sections(connection, status_parts(layout), what="read status"))
 
 
 def model_path(layout: HostLayout, filename: str) -> str:
@@ -238,7 +286,7 @@ def check_deployment_id(deployment_id: str) -> None:
 
 def metadata_fields(text: str | None) -> tuple[str | None, Any]:
     """(onnx_sha256, version) from a metadata document, tolerant of a damaged one."""
-    if text is None:
+    if not text:
         return None, None
     try:
         document = json.loads(text)
@@ -256,34 +304,50 @@ def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
 # --------------------------------------------------------------------------- host state
 
 
-def read_host_state(connection: HostConnection, layout: HostLayout, name: str) -> HostState:
-    """The model files on disk, their backups, and what the engine reports as live."""
+def host_state_parts(layout: HostLayout, name: str) -> dict[str, str]:
+    names = model_filenames(name)
+    return {
+        "sha256": sha256_script(host_state_paths(layout, name)),
+        "metadata": f"cat {q(model_path(layout, names.metadata))}",
+        "expected": f"cat {q(model_path(layout, names.expected_sha))}",
+        "stray": f"ls -A {q(layout.model_dir)} | grep -F .incoming-",
+        **status_parts(layout),
+    }
+
+
+def host_state_paths(layout: HostLayout, name: str) -> list[str]:
     names = model_filenames(name)
     onnx = model_path(layout, names.onnx)
     metadata = model_path(layout, names.metadata)
-    digests = sha256_of_files(
-        connection, [onnx, metadata, onnx + BACKUP_SUFFIX, metadata + BACKUP_SUFFIX]
-    )
-    metadata_sha_field, version = metadata_fields(read_text_file(connection, metadata))
-    expected_text = read_text_file(connection, model_path(layout, names.expected_sha))
-    expected = expected_text.split()[0] if expected_text and expected_text.split() else None
-    status = read_engine_status(connection, layout)
-    stray = connection.run(
-        f"ls -A {q(layout.model_dir)} | grep -F .incoming- || true", timeout=QUICK_COMMAND_TIMEOUT
-    )
+    return [onnx, metadata, onnx + BACKUP_SUFFIX, metadata + BACKUP_SUFFIX]
+
+
+def parse_host_state(
+    label: str, layout: HostLayout, name: str, sections: Mapping[str, str]
+) -> HostState:
+    paths = host_state_paths(layout, name)
+    onnx, metadata, backup_onnx, backup_metadata = paths
+    digests = parse_sha256sums(sections.get("sha256", ""), paths)
+    metadata_sha_field, version = metadata_fields(sections.get("metadata"))
+    expected_words = sections.get("expected", "").split()
     return HostState(
-        host=connection.label,
+        host=label,
         onnx_sha256=digests[onnx],
         metadata_sha256=digests[metadata],
         metadata_onnx_sha256=metadata_sha_field,
         metadata_version=version,
-        expected_sha256=expected,
-        backup_onnx_sha256=digests[onnx + BACKUP_SUFFIX],
-        backup_metadata_sha256=digests[metadata + BACKUP_SUFFIX],
-        status=status,
-        engine_alive=process_alive(connection, status.pid),
-        stray_files=tuple(stray.stdout.split()),
+        expected_sha256=expected_words[0] if expected_words else None,
+        backup_onnx_sha256=digests[backup_onnx],
+        backup_metadata_sha256=digests[backup_metadata],
+        status=parse_engine_status(sections),
+        stray_files=tuple(sections.get("stray", "").split()),
     )
+
+
+def read_host_state(connection: HostConnection, layout: HostLayout, name: str) -> HostState:
+    """The model files on disk, their backups, and what the engine reports as live."""
+    sections = run_sections(connection, host_state_parts(layout, name), what="read host state")
+    return parse_host_state(connection.label, layout, name, sections)
 
 
 # --------------------------------------------------------------------------- steps
@@ -297,33 +361,36 @@ def preflight(
     needed_bytes: int,
     min_free_bytes: int,
 ) -> PreflightReport:
-    """Free disk, writable folders, and the model the host holds now."""
-    model_dir = q(layout.model_dir)
-    run_checked(
+    """Free disk, writable folders, and the model the host holds now (one round trip)."""
+    model_dir, upload_dir = q(layout.model_dir), q(layout.upload_dir)
+    checks = (
+        f"{{ test -d {model_dir} || {{ echo 'model directory {layout.model_dir} missing' >&2;"
+        " exit 1; }; } && "
+        f"{{ test -w {model_dir} || {{ echo 'model directory {layout.model_dir} not writable'"
+        " >&2; exit 1; }; } && "
+        f"mkdir -p {upload_dir} && test -w {upload_dir}"
+    )
+    sections = run_sections(
         connection,
-        f"test -d {model_dir} || {{ echo 'model directory missing' >&2; exit 1; }}; "
-        f"test -w {model_dir} || {{ echo 'model directory not writable' >&2; exit 1; }}; "
-        f"mkdir -p {q(layout.upload_dir)} && test -w {q(layout.upload_dir)}",
-        timeout=QUICK_COMMAND_TIMEOUT,
-        what=f"preflight of {layout.model_dir} and {layout.upload_dir}",
+        {"df": f"df -Pk {model_dir} {upload_dir}", **host_state_parts(layout, name)},
+        what="preflight",
+        prelude=checks,
     )
-    free_bytes = min(
-        free_disk_bytes(connection, layout.model_dir),
-        free_disk_bytes(connection, layout.upload_dir),
-    )
+    free_bytes = parse_free_bytes(sections.get("df", ""))
     required = max(min_free_bytes, needed_bytes)
     if free_bytes < required:
         raise StepFailed(f"only {free_bytes} bytes free on the host, {required} needed")
-    return PreflightReport(free_bytes=free_bytes, current=read_host_state(connection, layout, name))
+    return PreflightReport(
+        free_bytes=free_bytes, current=parse_host_state(connection.label, layout, name, sections)
+    )
 
 
-def free_disk_bytes(connection: HostConnection, path: str) -> int:
-    result = run_checked(connection, f"df -Pk {q(path)}", timeout=QUICK_COMMAND_TIMEOUT, what="df")
-    lines = result.stdout.strip().splitlines()
+def parse_free_bytes(df_output: str) -> int:
+    """The smallest 'Available' figure of `df -Pk` lines (both folders must fit the files)."""
     try:
-        return int(lines[-1].split()[3]) * 1024
+        return min(int(line.split()[3]) * 1024 for line in df_output.splitlines()[1:] if line)
     except (IndexError, ValueError) as error:
-        raise StepFailed(f"cannot read free space from df output: {result.stdout!r}") from error
+        raise StepFailed(f"cannot read free space from df output: {df_output!r}") from error
 
 
 def upload(
@@ -337,24 +404,19 @@ def upload(
 ) -> str:
     """Copy the model and its metadata to `<upload_dir>/<deployment id>/`; returns that folder."""
     candidate = candidate_dir_for(layout, deployment_id)
-    run_checked(
-        connection,
-        f"rm -rf {q(candidate)} && mkdir -p {q(candidate)}",
-        timeout=timeout,
-        what="create upload folder",
-    )
     names = model_filenames(artifact.name)
-    connection.put(artifact.onnx_path, posixpath.join(candidate, names.onnx), progress)
-    connection.put(artifact.metadata_path, posixpath.join(candidate, names.metadata))
     # The expected-sha file makes the upload folder a complete model folder, which is
     # what the engine's --check-only reads in the staging compatibility check.
     expected_sha_file = posixpath.join(candidate, names.expected_sha)
     run_checked(
         connection,
+        f"rm -rf {q(candidate)} && mkdir -p {q(candidate)} && "
         f"printf '%s\\n' {q(artifact.onnx_sha256)} > {q(expected_sha_file)}",
         timeout=timeout,
-        what="write expected sha256",
+        what="create upload folder",
     )
+    connection.put(artifact.onnx_path, posixpath.join(candidate, names.onnx), progress)
+    connection.put(artifact.metadata_path, posixpath.join(candidate, names.metadata))
     return candidate
 
 
@@ -365,17 +427,16 @@ def verify_upload(connection: HostConnection, artifact: ArtifactSpec, candidate:
         posixpath.join(candidate, names.onnx): artifact.onnx_sha256,
         posixpath.join(candidate, names.metadata): artifact.metadata_sha256,
     }
-    verify_digests(connection, expected, where="upload")
+    verify_digests(sha256_of_files(connection, list(expected)), expected, where="upload")
 
 
 def verify_digests(
-    connection: HostConnection, expected: Mapping[str, str | None], *, where: str
+    actual: Mapping[str, str | None], expected: Mapping[str, str | None], *, where: str
 ) -> None:
-    actual = sha256_of_files(connection, list(expected))
     wrong = [
-        f"{path}: expected {want}, found {actual[path] or 'no file'}"
+        f"{path}: expected {want}, found {actual.get(path) or 'no file'}"
         for path, want in expected.items()
-        if want is not None and actual[path] != want
+        if want is not None and actual.get(path) != want
     ]
     if wrong:
         raise StepFailed(f"sha256 mismatch after {where}: " + "; ".join(wrong))
@@ -421,19 +482,27 @@ def stage(
     check_deployment_id(tag)
     names = model_filenames(name)
     incoming = {final: model_path(layout, f".{final}.incoming-{tag}") for final in names.all()}
-    commands = [
-        f"cp {q(sources['onnx'])} {q(incoming[names.onnx])}",
-        f"cp {q(sources['metadata'])} {q(incoming[names.metadata])}",
-        f"printf '%s\\n' {q(onnx_sha256)} > {q(incoming[names.expected_sha])}",
-        # Data must be on disk before a rename makes it visible, or a crash could
-        # leave a complete name pointing to incomplete content.
-        "sync",
-    ]
+    copies = " && ".join(
+        [
+            f"cp {q(sources['onnx'])} {q(incoming[names.onnx])}",
+            f"cp {q(sources['metadata'])} {q(incoming[names.metadata])}",
+            f"printf '%s\\n' {q(onnx_sha256)} > {q(incoming[names.expected_sha])}",
+            # Data must be on disk before a rename makes it visible, or a crash could
+            # leave a complete name pointing to incomplete content.
+            f"sync {' '.join(q(path) for path in incoming.values())}",
+        ]
+    )
     staged = StagedFiles(incoming=incoming)
+    checked = [incoming[names.onnx], incoming[names.metadata]]
     try:
-        run_checked(connection, " && ".join(commands), timeout=timeout, what="copy into model dir")
-        verify_digests(
+        result = run_checked(
             connection,
+            f"{copies} && {sha256_script(checked)}",
+            timeout=timeout,
+            what="copy into model dir",
+        )
+        verify_digests(
+            parse_sha256sums(result.stdout, checked),
             {incoming[names.onnx]: onnx_sha256, incoming[names.metadata]: metadata_sha256},
             where="copy into the model directory",
         )
@@ -443,10 +512,13 @@ def stage(
     return staged
 
 
+def discard_script(staged: StagedFiles) -> str:
+    return "rm -f " + " ".join(q(path) for path in staged.incoming.values())
+
+
 def discard_staged(connection: HostConnection, staged: StagedFiles) -> None:
-    paths = " ".join(q(path) for path in staged.incoming.values())
-    if paths:
-        connection.run(f"rm -f {paths}", timeout=QUICK_COMMAND_TIMEOUT)
+    if staged.incoming:
+        connection.run(discard_script(staged), timeout=QUICK_COMMAND_TIMEOUT)
 
 
 def backup_current(
@@ -463,7 +535,7 @@ def backup_current(
         return "no current model to keep"
     names = model_filenames(name)
     commands = []
-    for filename in (names.onnx, names.metadata, names.expected_sha):
+    for filename in names.all():
         path = model_path(layout, filename)
         temporary = f"{path}{BACKUP_SUFFIX}.tmp"
         # Copy to a temporary name first, so a crash never leaves half a backup.
@@ -472,14 +544,12 @@ def backup_current(
             f"mv -f {q(temporary)} {q(path + BACKUP_SUFFIX)}; "
             f"else rm -f {q(path + BACKUP_SUFFIX)}; fi"
         )
+    commands.append(store_version_script(layout, name, current.onnx_sha256))
     run_checked(connection, " && ".join(commands), timeout=timeout, what="backup")
-    store_version(connection, layout, name=name, onnx_sha256=current.onnx_sha256, timeout=timeout)
     return f"kept {current.onnx_sha256[:12]} as {BACKUP_SUFFIX} and in {layout.versions_dir}"
 
 
-def store_version(
-    connection: HostConnection, layout: HostLayout, *, name: str, onnx_sha256: str, timeout: float
-) -> None:
+def store_version_script(layout: HostLayout, name: str, onnx_sha256: str) -> str:
     """Copy the live files into `<versions_dir>/<onnx sha256>/` unless already there."""
     names = model_filenames(name)
     target = posixpath.join(layout.versions_dir, onnx_sha256)
@@ -488,37 +558,21 @@ def store_version(
         f"cp -p {q(model_path(layout, filename))} {q(temporary)}/"
         for filename in (names.onnx, names.metadata)
     )
-    run_checked(
-        connection,
+    return (
         f"mkdir -p {q(layout.versions_dir)} && if [ ! -d {q(target)} ]; then "
         f"rm -rf {q(temporary)} && mkdir {q(temporary)} && {copies} && "
-        f"mv {q(temporary)} {q(target)}; else touch {q(target)}; fi",
-        timeout=timeout,
-        what="keep version",
+        f"mv {q(temporary)} {q(target)}; else touch {q(target)}; fi"
     )
 
 
-def prune_versions(
-    connection: HostConnection,
-    layout: HostLayout,
-    *,
-    keep: int,
-    protect: set[str],
-    timeout: float,
-) -> list[str]:
+def prune_versions_script(layout: HostLayout, *, keep: int, protect: set[str]) -> str:
     """Remove all but the `keep` most recently used versions (never the protected ones)."""
-    result = run_checked(
-        connection,
-        f"if [ -d {q(layout.versions_dir)} ]; then ls -1t {q(layout.versions_dir)}; fi",
-        timeout=timeout,
-        what="list versions",
+    excluded = " ".join(f"-e {q(sha)}" for sha in sorted(protect)) or "-e none"
+    return (
+        f"if [ -d {q(layout.versions_dir)} ]; then cd {q(layout.versions_dir)} && "
+        "ls -1t | grep -E '^[0-9a-f]{64}$' | "
+        f"tail -n +{keep + 1} | grep -v -x {excluded} | xargs -r rm -rf; fi"
     )
-    kept = [entry for entry in result.stdout.split() if SHA256_PATTERN.match(entry)]
-    removable = [sha for sha in kept[keep:] if sha not in protect]
-    if removable:
-        paths = " ".join(q(posixpath.join(layout.versions_dir, sha)) for sha in removable)
-        run_checked(connection, f"rm -rf {paths}", timeout=timeout, what="prune versions")
-    return removable
 
 
 def swap(connection: HostConnection, staged: StagedFiles, *, timeout: float) -> None:
@@ -527,7 +581,11 @@ def swap(connection: HostConnection, staged: StagedFiles, *, timeout: float) -> 
         f"mv -f {q(temporary)} {q(posixpath.join(posixpath.dirname(temporary), final))}"
         for final, temporary in staged.incoming.items()
     ]
-    run_checked(connection, " && ".join([*renames, "sync"]), timeout=timeout, what="swap")
+    folder = posixpath.dirname(next(iter(staged.incoming.values())))
+    # sync on the folder makes the renames themselves durable.
+    run_checked(
+        connection, " && ".join([*renames, f"sync {q(folder)}"]), timeout=timeout, what="swap"
+    )
 
 
 def remove_model_files(
@@ -538,19 +596,17 @@ def remove_model_files(
     run_checked(connection, f"rm -f {paths}", timeout=timeout, what="remove model files")
 
 
-def host_clock(connection: HostConnection) -> str:
-    """The host's local time in the form journalctl's --since accepts."""
-    result = run_checked(
-        connection, "date '+%Y-%m-%d %H:%M:%S'", timeout=QUICK_COMMAND_TIMEOUT, what="date"
-    )
-    return result.stdout.strip()
-
-
 def restart(connection: HostConnection, layout: HostLayout, *, timeout: float) -> RestartMark:
     """Restart the service; the mark lets the health check tell the new engine from the old."""
+    sections = run_sections(
+        connection,
+        # The host's local time, in the form journalctl's --since accepts.
+        {"clock": "date '+%Y-%m-%d %H:%M:%S'", **status_parts(layout)},
+        what="read status before restart",
+    )
     mark = RestartMark(
-        since=host_clock(connection),
-        previous_instance=read_engine_status(connection, layout).instance,
+        since=sections.get("clock", "").strip(),
+        previous_instance=parse_engine_status(sections).instance,
     )
     result = connection.run(layout.restart_command, timeout=timeout)
     if result.timed_out:
@@ -591,12 +647,10 @@ def health_check(
     last_problem = "no status from a new engine yet"
     while True:
         status = read_engine_status(connection, layout)
-        is_new_instance = status.document is not None and status.instance != mark.previous_instance
-        if is_new_instance:
-            problem = engine_problem(connection, status, onnx_sha256)
+        if status.document is not None and status.instance != mark.previous_instance:
+            problem = engine_problem(status, onnx_sha256)
             if problem is not None and problem.fatal:
-                log = fetch_log(connection, layout, mark.since)
-                raise StepFailed(problem.text, log_tail(log))
+                raise StepFailed(problem.text, log_tail(fetch_log(connection, layout, mark.since)))
             if problem is None:
                 log = fetch_log(connection, layout, mark.since)
                 if loaded.search(log):
@@ -622,9 +676,7 @@ class EngineProblem:
     fatal: bool
 
 
-def engine_problem(
-    connection: HostConnection, status: EngineStatus, onnx_sha256: str
-) -> EngineProblem | None:
+def engine_problem(status: EngineStatus, onnx_sha256: str) -> EngineProblem | None:
     if status.state in FAILED_ENGINE_STATES:
         detail = (status.document or {}).get("detail", "")
         return EngineProblem(f"engine state is {status.state!r}: {detail}".rstrip(": "), True)
@@ -632,18 +684,39 @@ def engine_problem(
         return EngineProblem(
             f"engine serves sha256 {status.model_sha256}, expected {onnx_sha256}", True
         )
-    if process_alive(connection, status.pid) is False:
+    if status.alive is False:
         return EngineProblem(f"engine process {status.pid} exited", True)
     if status.model_sha256 is None:
         return EngineProblem(f"engine state {status.state!r}, no model yet", False)
     return None
 
 
-def cleanup_upload(connection: HostConnection, layout: HostLayout, candidate: str) -> None:
-    """Remove `<upload_dir>/<deployment id>/` (and nothing outside the upload folder)."""
-    if posixpath.dirname(candidate.rstrip("/")) != layout.upload_dir.rstrip("/"):
-        raise StepFailed(f"refusing to remove {candidate}: not inside {layout.upload_dir}")
-    run_checked(connection, f"rm -rf {q(candidate)}", timeout=QUICK_COMMAND_TIMEOUT, what="cleanup")
+def cleanup(
+    connection: HostConnection,
+    layout: HostLayout,
+    *,
+    candidate: str | None,
+    staged: StagedFiles | None,
+    keep_new: tuple[str, str] | None,
+    keep_versions: int,
+    protect: set[str],
+    timeout: float,
+) -> str:
+    """Remove the upload folder and temporary files; after a success keep the new
+    version (`keep_new` = (name, sha256)) and prune old ones. One round trip."""
+    commands = ["true"]
+    if staged is not None and staged.incoming:
+        commands.append(discard_script(staged))
+    if candidate is not None:
+        if posixpath.dirname(candidate.rstrip("/")) != layout.upload_dir.rstrip("/"):
+            raise StepFailed(f"refusing to remove {candidate}: not inside {layout.upload_dir}")
+        commands.append(f"rm -rf {q(candidate)}")
+    if keep_new is not None:
+        name, sha = keep_new
+        commands.append(store_version_script(layout, name, sha))
+        commands.append(prune_versions_script(layout, keep=keep_versions, protect=protect))
+    run_checked(connection, " && ".join(commands), timeout=timeout, what="cleanup")
+    return "upload folder removed" + (f"; version {keep_new[1][:12]} kept" if keep_new else "")
 
 
 def remove_stray_incoming(connection: HostConnection, layout: HostLayout) -> None:

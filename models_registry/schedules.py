@@ -33,6 +33,18 @@ SCHEDULES = (
         description="Daily: every in-production version on the bars since its last validation.",
     ),
     Schedule(
+        name="Start scheduled deployments",
+        task="models_registry.start_scheduled_deployments",
+        minute="*",
+        description="Every minute: queue deployments whose deployment window has opened.",
+    ),
+    Schedule(
+        name="Reconcile abandoned deployments",
+        task="models_registry.reconcile_deployments",
+        minute="*/10",
+        description="Finish deployments left running by a killed worker, from the hosts' state.",
+    ),
+    Schedule(
         name="Walk-forward stability report",
         task="models_registry.walk_forward_report",
         minute="0",

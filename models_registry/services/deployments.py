@@ -1,13 +1,57 @@
-"""Deployment requests and their outcomes: the registry's side of deployment/."""
+"""Deployments, from the registry's side: whether a version may go to a target, and
+what the outcome means for its lifecycle. How files reach hosts is `deployment/`'s job.
+
+A request is refused (with the reason) or recorded as a ``Deployment`` that is
+queued, or scheduled for the target's next deployment window. The database
+holds one active deployment per target. The task claims the row, runs
+`deployment.runner`, records every step (in the row and the audit trail) and
+the outcome, then moves the version on through the lifecycle service.
+"""
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from deployment import runner
+from deployment.targets import ArtifactSpec, HostSpec, TargetConfigError, TargetSpec
+from deployment.windows import WindowSpecError, next_window_start, window_allows
 from models_registry.models import (
+    ACTIVE_DEPLOYMENT_STATUSES,
     Deployment,
     DeploymentStatus,
     DeploymentTarget,
+    Environment,
+    ModelState,
     ModelVersion,
+    RegistryError,
 )
+from models_registry.services import lifecycle
+from models_registry.services.audit import audit_event_record
+from models_registry.services.model_versions import version_dir
+from tradebot.queues import DEPLOY, QUEUE_LIMITS
+
+logger = logging.getLogger(__name__)
+
+FINISHED = (
+    DeploymentStatus.SUCCEEDED,
+    DeploymentStatus.FAILED,
+    DeploymentStatus.ROLLED_BACK,
+    DeploymentStatus.CANCELLED,
+)
+
+
+class DeploymentRefused(RegistryError):
+    """The registry will not send this version to this target now; the message says why."""
+
+
+# --- reading ---------------------------------------------------------------------
 
 
 def live_version_on_target(target: DeploymentTarget) -> ModelVersion | None:
@@ -19,3 +63,520 @@ def live_version_on_target(target: DeploymentTarget) -> ModelVersion | None:
         .first()
     )
     return last.model_version if last else None
+
+
+def active_deployment(target: DeploymentTarget) -> Deployment | None:
+    return Deployment.objects.filter(target=target, status__in=ACTIVE_DEPLOYMENT_STATUSES).first()
+
+
+# --- specs for deployment/ ---------------------------------------------------------
+
+
+def target_spec(target: DeploymentTarget) -> TargetSpec:
+    hosts = [
+        HostSpec(
+            address=host.hostname,
+            port=host.port,
+            name=str(host),
+            install_root=host.install_root or None,
+            upload_dir=host.upload_dir or None,
+        )
+        for host in target.hosts.filter(enabled=True).order_by("id")
+    ]
+    if not hosts and target.is_local:
+        hosts = [HostSpec(address="localhost", name="localhost")]
+    try:
+        return TargetSpec(
+            name=target.name,
+            hosts=tuple(hosts),
+            environment=target.environment,  # type: ignore[arg-type]
+            local=target.is_local,
+            ssh_user=target.ssh_user,
+            ssh_port=target.ssh_port,
+            ssh_key_path=target.ssh_key_path or None,
+            known_hosts_text=target.known_hosts or None,
+            install_root=target.install_root,
+            model_dir=target.model_dir,
+            upload_dir=target.upload_dir,
+            service=target.service_name,
+            restart_command=target.restart_command,
+            log_command=target.log_command,
+            status_file=target.status_file or "{install_root}/var/status.json",
+            check_command=target.check_command or None,
+            health_timeout=float(target.health_timeout_seconds),
+            command_timeout=float(target.command_timeout_seconds),
+            keep_versions=target.keep_versions,
+            parallelism=target.parallelism,
+        )
+    except TargetConfigError as exc:
+        raise DeploymentRefused(str(exc)) from exc
+
+
+def artifact_spec(version: ModelVersion) -> ArtifactSpec:
+    folder = version_dir(version)
+    return ArtifactSpec(
+        name=version.name,
+        version=version.version,
+        onnx_path=folder / version.onnx_file,
+        metadata_path=folder / version.metadata_file,
+        onnx_sha256=version.onnx_sha256,
+        metadata_sha256=version.metadata_sha256,
+    )
+
+
+# --- requests ----------------------------------------------------------------------
+
+
+def deployment_request(
+    *,
+    model_version: ModelVersion,
+    target: DeploymentTarget,
+    requested_by: AbstractBaseUser,
+    force_reason: str = "",
+    schedule_if_closed: bool = False,
+) -> Deployment:
+    """Queue a deployment of ``model_version`` to ``target``, or say why not."""
+    try:
+        with transaction.atomic():
+            version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
+            approval = _check_deploy_allowed(version, target, requested_by)
+            status, scheduled_for = _window_decision(target, force_reason, schedule_if_closed)
+            return _create_deployment(
+                version=version,
+                target=target,
+                requested_by=requested_by,
+                kind=Deployment.KIND_DEPLOY,
+                approval=approval,
+                status=status,
+                scheduled_for=scheduled_for,
+                forced_reason=force_reason.strip(),
+            )
+    except RegistryError as exc:
+        _record_refusal("deployment_request_refused", requested_by, model_version, target, exc)
+        raise
+
+
+def _check_deploy_allowed(
+    version: ModelVersion, target: DeploymentTarget, user: AbstractBaseUser
+) -> Any:
+    if target.environment == Environment.STAGING:
+        if not user.has_perm("models_registry.stage_modelversion"):
+            raise DeploymentRefused(f"{user.get_username()} may not deploy to staging.")
+        if version.state != ModelState.PAPER_TESTED:
+            raise DeploymentRefused(
+                f"{version} is {version.get_state_display().lower()}; only a paper-tested "
+                "version goes to staging."
+            )
+        return None
+    if not user.has_perm("models_registry.deploy_modelversion"):
+        raise DeploymentRefused(f"{user.get_username()} may not deploy to production.")
+    if version.state not in (ModelState.APPROVED, ModelState.IN_PRODUCTION):
+        raise DeploymentRefused(
+            f"{version} is {version.get_state_display().lower()}; only an approved version "
+            "goes to production."
+        )
+    approval = lifecycle.require_deployable_approval(version)
+    if approval.sha256 != version.onnx_sha256:
+        raise DeploymentRefused("the approved sha256 is not the artifact's sha256.")
+    return approval
+
+
+def _window_decision(
+    target: DeploymentTarget, force_reason: str, schedule_if_closed: bool
+) -> tuple[str, datetime | None]:
+    now = timezone.now()
+    try:
+        open_now = window_allows(now, target.allowed_hours)
+    except WindowSpecError as exc:
+        raise DeploymentRefused(f"target {target.name}: {exc}") from exc
+    if open_now:
+        return DeploymentStatus.QUEUED, None
+    opens = next_window_start(now, target.allowed_hours)
+    if force_reason.strip():
+        return DeploymentStatus.QUEUED, None
+    if schedule_if_closed:
+        return DeploymentStatus.SCHEDULED, opens
+    raise DeploymentRefused(
+        f"target {target.name} accepts deploys only in its window ({target.allowed_hours} UTC); "
+        f"the next opens {opens:%Y-%m-%d %H:%M} UTC. Schedule it, or force it with a reason."
+    )
+
+
+def _create_deployment(
+    *,
+    version: ModelVersion,
+    target: DeploymentTarget,
+    requested_by: AbstractBaseUser,
+    kind: str,
+    approval: Any,
+    status: str,
+    scheduled_for: datetime | None,
+    forced_reason: str = "",
+    previous: ModelVersion | None = None,
+) -> Deployment:
+    if status == DeploymentStatus.QUEUED:
+        busy = active_deployment(target)
+        if busy is not None:
+            raise DeploymentRefused(
+                f"target {target.name} is busy with deployment #{busy.pk} ({busy.model_version}, "
+                f"{busy.status}); one deployment per target at a time."
+            )
+    try:
+        with transaction.atomic():
+            deployment = Deployment.objects.create(
+                target=target,
+                model_version=version,
+                previous_version=previous
+                if previous is not None
+                else live_version_on_target(target),
+                approval=approval,
+                kind=kind,
+                status=status,
+                scheduled_for=scheduled_for,
+                requested_by=requested_by,
+                forced_reason=forced_reason,
+                sha256=version.onnx_sha256,
+            )
+    except IntegrityError as exc:
+        busy = active_deployment(target)
+        raise DeploymentRefused(
+            f"target {target.name} is busy with deployment #{busy.pk if busy else '?'}; "
+            "one deployment per target at a time."
+        ) from exc
+    audit_event_record(
+        event_type=f"{kind}_requested",
+        actor=requested_by,
+        obj=deployment,
+        data={
+            "target": target.name,
+            "version": version.pk,
+            "sha256": version.onnx_sha256,
+            "status": status,
+            "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
+            "forced_outside_window": forced_reason or None,
+        },
+    )
+    if status == DeploymentStatus.QUEUED:
+        transaction.on_commit(lambda: queue_deployment(deployment.pk))
+    return deployment
+
+
+def queue_deployment(deployment_id: int) -> None:
+    from models_registry.tasks.deploy import run_deployment
+
+    result = run_deployment.delay(deployment_id)
+    Deployment.objects.filter(pk=deployment_id).update(task_id=result.id)
+
+
+def rollback_request(
+    *,
+    target: DeploymentTarget,
+    requested_by: AbstractBaseUser,
+    comment: str,
+    to_version_number: int | None = None,
+    model_name: str | None = None,
+) -> Deployment:
+    """Go back to the version that ran before, or to one that ran on this target earlier."""
+    try:
+        if not requested_by.has_perm("models_registry.rollback_modelversion"):
+            raise DeploymentRefused(f"{requested_by.get_username()} may not roll back.")
+        if not comment.strip():
+            raise DeploymentRefused("a rollback needs a comment saying why.")
+        current = live_version_on_target(target)
+        if current is None:
+            raise DeploymentRefused(
+                f"nothing has been deployed to {target.name}: nothing to roll back."
+            )
+        name = model_name or current.name
+        to_version = _rollback_destination(target, current, name, to_version_number)
+        approval = lifecycle.require_deployable_approval(to_version)
+        with transaction.atomic():
+            return _create_deployment(
+                version=to_version,
+                target=target,
+                requested_by=requested_by,
+                kind=Deployment.KIND_ROLLBACK,
+                approval=approval,
+                status=DeploymentStatus.QUEUED,
+                scheduled_for=None,
+                forced_reason=comment.strip(),
+                previous=current,
+            )
+    except RegistryError as exc:
+        _record_refusal("rollback_request_refused", requested_by, None, target, exc)
+        raise
+
+
+def _rollback_destination(
+    target: DeploymentTarget, current: ModelVersion, name: str, number: int | None
+) -> ModelVersion:
+    ran_here = Deployment.objects.filter(
+        target=target, status=DeploymentStatus.SUCCEEDED, model_version__name=name
+    ).exclude(model_version=current)
+    if number is not None:
+        found = (
+            ran_here.filter(model_version__version=number).select_related("model_version").first()
+        )
+        if found is None:
+            raise DeploymentRefused(
+                f"{name} v{number} never ran on {target.name}; cannot roll back to it."
+            )
+        return found.model_version
+    last_success = (
+        Deployment.objects.filter(
+            target=target, status=DeploymentStatus.SUCCEEDED, model_version=current
+        )
+        .order_by("-finished_at")
+        .first()
+    )
+    previous = last_success.previous_version if last_success else None
+    if previous is None:
+        raise DeploymentRefused(f"no version ran on {target.name} before {current}.")
+    return previous
+
+
+def _record_refusal(
+    event_type: str,
+    user: AbstractBaseUser | None,
+    version: ModelVersion | None,
+    target: DeploymentTarget,
+    exc: Exception,
+) -> None:
+    if user is None or not user.is_authenticated:
+        return
+    audit_event_record(
+        event_type=event_type,
+        actor=user,
+        obj=version or target,
+        data={"target": target.name, "reason": str(exc)},
+    )
+
+
+# --- execution (the Celery task calls these) ------------------------------------------
+
+
+def deployment_claim(deployment_id: int, task_id: str = "") -> Deployment | None:
+    """Move a queued deployment to running; None if it is not queued (a redelivery)."""
+    claimed = Deployment.objects.filter(pk=deployment_id, status=DeploymentStatus.QUEUED).update(
+        status=DeploymentStatus.RUNNING, started_at=timezone.now(), task_id=task_id
+    )
+    if claimed != 1:
+        return None
+    return Deployment.objects.select_related("target", "model_version", "previous_version").get(
+        pk=deployment_id
+    )
+
+
+def deployment_execute(deployment: Deployment) -> Deployment:
+    """Run the steps on the hosts and record everything; never raises for a failed deploy."""
+    recorder = _StepRecorder(deployment)
+    try:
+        spec = target_spec(deployment.target)
+        if deployment.kind == Deployment.KIND_ROLLBACK:
+            outcome = runner.rollback(
+                spec,
+                name=deployment.model_version.name,
+                deployment_id=f"d{deployment.pk}",
+                on_step=recorder,
+                to_artifact=artifact_spec(deployment.model_version),
+            )
+        else:
+            outcome = runner.deploy(
+                spec, artifact_spec(deployment.model_version), f"d{deployment.pk}", recorder
+            )
+    except Exception as exc:  # a bug or a config error must still end the row honestly
+        logger.exception("deployment %s crashed before the runner returned", deployment.pk)
+        return deployment_finish(
+            deployment, status=DeploymentStatus.FAILED, reason=f"{type(exc).__name__}: {exc}"
+        )
+    return deployment_finish(
+        deployment,
+        status=outcome.status,
+        reason=outcome.reason,
+        compatibility=outcome.compatibility,
+        log_tail=outcome.log_tail,
+        needs_attention=outcome.needs_attention,
+    )
+
+
+class _StepRecorder:
+    """Append each step to the deployment row and the audit trail as it finishes."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.steps: list[dict[str, Any]] = list(deployment.steps or [])
+
+    def __call__(self, record: runner.StepRecord) -> None:
+        entry = record.to_dict()
+        entry["name"] = entry.pop("step")
+        self.steps.append(entry)
+        Deployment.objects.filter(pk=self.deployment.pk).update(steps=self.steps)
+        audit_event_record(
+            event_type="deployment_step",
+            obj=self.deployment,
+            data={k: entry[k] for k in ("name", "host", "ok", "seconds", "detail")},
+        )
+
+
+def deployment_finish(
+    deployment: Deployment,
+    *,
+    status: str,
+    reason: str = "",
+    compatibility: dict[str, Any] | None = None,
+    log_tail: str = "",
+    needs_attention: bool = False,
+) -> Deployment:
+    compatibility_report = _compatibility_summary(deployment, status, compatibility or {})
+    with transaction.atomic():
+        locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        if locked.status in FINISHED:
+            return locked
+        locked.status = status
+        locked.finished_at = timezone.now()
+        locked.error = ("NEEDS ATTENTION: " if needs_attention else "") + (reason or "")
+        locked.compatibility = compatibility_report
+        locked.log_tail = log_tail[-20_000:]
+        locked.save(update_fields=["status", "finished_at", "error", "compatibility", "log_tail"])
+        audit_event_record(
+            event_type=f"{locked.kind}_finished",
+            actor=locked.requested_by,
+            obj=locked,
+            data={
+                "status": status,
+                "reason": reason,
+                "target": locked.target.name,
+                "sha256": locked.sha256,
+                "needs_attention": needs_attention,
+            },
+        )
+    _advance_lifecycle(locked)
+    return locked
+
+
+def _compatibility_summary(
+    deployment: Deployment, status: str, per_host: dict[str, Any]
+) -> dict[str, Any]:
+    if deployment.target.environment != Environment.STAGING:
+        return {"hosts": per_host}
+    ran = bool(per_host) and all(not r.get("skipped") for r in per_host.values())
+    passed = (
+        status == DeploymentStatus.SUCCEEDED
+        and ran
+        and all(r.get("exit_code") == 0 for r in per_host.values())
+    )
+    return {"passed": passed, "hosts": per_host, "ran": ran}
+
+
+def _advance_lifecycle(deployment: Deployment) -> None:
+    if deployment.status != DeploymentStatus.SUCCEEDED:
+        return
+    version = deployment.model_version
+    try:
+        if deployment.target.environment == Environment.STAGING:
+            if version.state == ModelState.PAPER_TESTED:
+                lifecycle.model_version_stage(
+                    model_version=version, deployment=deployment, actor=deployment.requested_by
+                )
+        else:
+            lifecycle.model_version_mark_in_production(
+                model_version=version, deployment=deployment, actor=deployment.requested_by
+            )
+    except RegistryError as exc:
+        logger.warning(
+            "deployment %s succeeded but %s did not move on: %s", deployment.pk, version, exc
+        )
+
+
+# --- scheduled deployments and reconciliation ------------------------------------------
+
+
+def start_due_deployments(now: datetime | None = None) -> list[int]:
+    """Queue scheduled deployments whose window has opened (beat runs this every minute)."""
+    now = now or timezone.now()
+    started = []
+    for deployment in Deployment.objects.filter(
+        status=DeploymentStatus.SCHEDULED, scheduled_for__lte=now
+    ).select_related("target"):
+        if active_deployment(deployment.target) is not None:
+            continue
+        try:
+            with transaction.atomic():
+                moved = Deployment.objects.filter(
+                    pk=deployment.pk, status=DeploymentStatus.SCHEDULED
+                ).update(status=DeploymentStatus.QUEUED)
+                if moved:
+                    transaction.on_commit(lambda pk=deployment.pk: queue_deployment(pk))
+                    started.append(deployment.pk)
+        except IntegrityError:
+            continue
+    return started
+
+
+def stale_after() -> timedelta:
+    """A running deployment older than the deploy queue's hard limit has lost its worker."""
+    seconds = getattr(settings, "TRADEBOT_DEPLOY_STALE_SECONDS", None)
+    return timedelta(
+        seconds=seconds if seconds is not None else QUEUE_LIMITS[DEPLOY].hard_seconds + 60
+    )
+
+
+def reconcile_stale_deployments(*, older_than: timedelta | None = None) -> list[Deployment]:
+    """Finish honestly the deployments a killed worker left running, from the hosts' real state."""
+    cutoff = timezone.now() - (older_than if older_than is not None else stale_after())
+    finished = []
+    for deployment in Deployment.objects.filter(
+        status=DeploymentStatus.RUNNING, started_at__lte=cutoff
+    ).select_related("target", "model_version", "previous_version"):
+        finished.append(_reconcile_one(deployment))
+    return finished
+
+
+def _reconcile_one(deployment: Deployment) -> Deployment:
+    recorder = _StepRecorder(deployment)
+    try:
+        outcome = runner.reconcile(
+            target_spec(deployment.target),
+            name=deployment.model_version.name,
+            deployment_id=f"d{deployment.pk}",
+            expected_new_sha=deployment.sha256,
+            previous_sha=deployment.previous_version.onnx_sha256
+            if deployment.previous_version
+            else None,
+            on_step=recorder,
+        )
+    except Exception as exc:
+        logger.exception("reconciling deployment %s failed", deployment.pk)
+        return deployment_finish(
+            deployment,
+            status=DeploymentStatus.FAILED,
+            reason=f"reconcile failed: {type(exc).__name__}: {exc}",
+            needs_attention=True,
+        )
+    return deployment_finish(
+        deployment,
+        status=outcome.result,
+        reason=f"reconciled after the worker was lost: {outcome.detail}",
+        needs_attention=outcome.needs_attention,
+    )
+
+
+def target_status(target: DeploymentTarget) -> dict[str, Any]:
+    """Each host's live sha256 against what the registry says runs there."""
+    expected = live_version_on_target(target)
+    name = expected.name if expected else f"{target.name}"
+    reports = runner.read_status(target_spec(target), name=name)
+    hosts = {}
+    for label, report in reports.items():
+        hosts[label] = {
+            **report.to_dict(),
+            "live_sha256": report.live_sha256,
+            "matches_registry": bool(expected) and report.live_sha256 == expected.onnx_sha256,
+        }
+    return {
+        "target": target.name,
+        "registry_version": str(expected) if expected else None,
+        "registry_sha256": expected.onnx_sha256 if expected else None,
+        "hosts": hosts,
+        "consistent": bool(hosts) and all(h["matches_registry"] for h in hosts.values()),
+    }

@@ -139,7 +139,11 @@ def _check_option_values(options: TrainingOptions) -> None:
         raise TrainingRefused(
             f"gap_policy must be one of {', '.join(GAP_POLICIES)}, not {options.gap_policy!r}"
         )
-    if not isinstance(options.max_fill, int) or options.max_fill < 1:
+    if (
+        not isinstance(options.max_fill, int)
+        or isinstance(options.max_fill, bool)
+        or options.max_fill < 1
+    ):
         raise TrainingRefused(
             f"max_fill must be a positive number of bars, not {options.max_fill!r}"
         )

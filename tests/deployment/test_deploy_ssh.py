@@ -17,6 +17,13 @@ def step_names(records: list[StepRecord], host: str | None = None) -> list[str]:
     return [record.step for record in records if host is None or record.host == host]
 
 
+def describe(outcome) -> str:
+    """What a failing assertion should show: the reason and every step."""
+    lines = [f"{outcome.status}: {outcome.reason}"]
+    lines += [f"  {r.host} {r.step} ok={r.ok} {r.detail[:200]}" for r in outcome.steps]
+    return "\n".join(lines)
+
+
 def failed_steps(records: list[StepRecord]) -> list[str]:
     return [record.step for record in records if not record.ok]
 
@@ -53,7 +60,7 @@ def test_clean_deploy_then_rollback(host_factory, make_target, models):
 
     outcome = deploy(target, v2, "dep-1", seen.append)
 
-    assert outcome.status == "succeeded", outcome.reason
+    assert outcome.status == "succeeded", describe(outcome)
     host.assert_serves(v2)
     assert step_names(seen, "host1") == [
         "connect",
@@ -110,7 +117,7 @@ def test_connection_cut_mid_upload_leaves_host_untouched(host_factory, make_targ
     outcome = deploy(target, v2, "dep-cut", connect=connect_and_cut_during_upload)
 
     assert cuts and cuts[0] > 0, "the test never cut the connection"
-    assert outcome.status == "failed"
+    assert outcome.status == "failed", describe(outcome)
     assert "upload" in outcome.reason
     assert failed_steps(outcome.steps) == ["upload"]
     assert outcome.hosts["host1"].result == "untouched"
@@ -137,7 +144,7 @@ def test_file_corrupted_after_upload_is_refused(host_factory, make_target, model
 
     outcome = deploy(target, v2, "dep-corrupt", connect=connect_and_corrupt)
 
-    assert outcome.status == "failed"
+    assert outcome.status == "failed", describe(outcome)
     assert failed_steps(outcome.steps) == ["verify"]
     assert "sha256 mismatch" in outcome.reason
     assert "swap" not in step_names(outcome.steps)
@@ -152,7 +159,7 @@ def test_model_refused_by_engine_is_rolled_back(host_factory, make_target, model
 
     outcome = deploy(target, refused, "dep-refused")
 
-    assert outcome.status == "rolled_back"
+    assert outcome.status == "rolled_back", describe(outcome)
     assert "engine state is 'error'" in outcome.reason
     assert failed_steps(outcome.steps) == ["health_check"]
     assert step_names(outcome.steps)[-5:] == [
@@ -176,7 +183,7 @@ def test_hanging_restart_times_out_then_rolls_back(host_factory, make_target, mo
 
     outcome = deploy(target, v2, "dep-hang")
 
-    assert outcome.status == "rolled_back"
+    assert outcome.status == "rolled_back", describe(outcome)
     restart = next(r for r in outcome.steps if r.step == "restart")
     assert not restart.ok
     assert "did not finish within 2 s" in restart.detail
@@ -199,7 +206,7 @@ def test_bad_host_key_is_refused_before_any_upload(
 
     outcome = deploy(target, v2, "dep-key")
 
-    assert outcome.status == "failed"
+    assert outcome.status == "failed", describe(outcome)
     assert step_names(outcome.steps, "host1")[0] == "connect"
     assert "upload" not in step_names(outcome.steps)
     assert ("changed" if case == "changed" else "unknown host key") in outcome.reason
@@ -230,7 +237,7 @@ def test_two_hosts_second_failing_rolls_back_the_first(host_factory, make_target
 
     outcome = deploy(target, v2, "dep-two")
 
-    assert outcome.status == "rolled_back"
+    assert outcome.status == "rolled_back", describe(outcome)
     assert outcome.reason.startswith("host2: restart failed")
     assert outcome.hosts["host1"].result == "rolled_back"
     assert outcome.hosts["host2"].result == "rolled_back"
@@ -249,7 +256,7 @@ def test_two_hosts_in_parallel_both_switch(host_factory, make_target, models):
 
     outcome = deploy(target, v2, "dep-par")
 
-    assert outcome.status == "succeeded", outcome.reason
+    assert outcome.status == "succeeded", describe(outcome)
     first.assert_serves(v2)
     second.assert_serves(v2)
     assert {h.live_sha256 for h in outcome.hosts.values()} == {v2.onnx_sha256}
@@ -366,7 +373,7 @@ def test_staging_target_runs_engine_check_only_on_the_host(host_factory, make_ta
 
     outcome = deploy(target, v2, "dep-stage")
 
-    assert outcome.status == "succeeded", outcome.reason
+    assert outcome.status == "succeeded", describe(outcome)
     check = next(r for r in outcome.steps if r.step == "compatibility_check")
     assert check.ok
     assert all(item["ok"] for item in check.data["checks"])
@@ -382,7 +389,7 @@ def test_staging_check_refusal_leaves_host_untouched(host_factory, make_target, 
 
     outcome = deploy(target, refused, "dep-stage-bad")
 
-    assert outcome.status == "failed"
+    assert outcome.status == "failed", describe(outcome)
     assert failed_steps(outcome.steps) == ["compatibility_check"]
     assert (
         "metadata_sha256"
@@ -399,6 +406,6 @@ def test_local_artifact_not_matching_registry_sha_is_refused(host_factory, make_
 
     outcome = deploy(target, v2, "dep-local-bad")
 
-    assert outcome.status == "failed"
+    assert outcome.status == "failed", describe(outcome)
     assert step_names(outcome.steps) == ["verify_local"]
     host.assert_serves(v1)

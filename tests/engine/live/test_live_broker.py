@@ -195,3 +195,43 @@ def test_live_engine_places_a_rounded_market_order(
     assert pd.Timestamp(status["last_candle"]) == pd.Timestamp(
         now_ms // 3_600_000 * 3_600_000 - 3_600_000, unit="ms", tz="UTC"
     )
+
+
+@pytest.mark.slow
+def test_paper_mode_on_the_live_feed_never_reaches_an_order_endpoint(
+    model_dir, account, tmp_path, shared_data_dir
+) -> None:
+    import signal
+    import subprocess
+
+    from tests.engine.live.conftest import PROJECT_ROOT, engine_command, engine_env
+
+    now_ms = int(time.time() * 1000)
+    server = FakeBinanceServer(now_ms=now_ms)
+    server.market.add_symbol("BTCUSDT", listed_at_ms=now_ms - 500 * 3_600_000)
+    install_trading_routes(server, account)
+    args = _live_args(model_dir, tmp_path, shared_data_dir)
+    args[args.index("--live")] = "--paper-trading"
+    journal = tmp_path / "journal" / "btcusdt-paper.jsonl"
+    with server:
+        process = subprocess.Popen(
+            engine_command(*args), cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True,
+            env=engine_env(tmp_path, TRADEBOT_BINANCE_API_URL=server.url),
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and process.poll() is None:
+                if journal.exists() and '"type":"fill"' in journal.read_text():
+                    break
+                time.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            _, log = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        paths = {r.path for r in server.requests}
+    assert process.returncode == 0, log
+    assert '"type":"fill"' in journal.read_text(), log
+    assert "/api/v3/klines" in paths
+    assert not paths & {ORDER_PATH, "/api/v3/account", "/sapi/v1/account/apiRestrictions"}
+    assert account.orders == []
