@@ -1,0 +1,208 @@
+"""Benchmark of the trading engine (engine.live): start-up, memory, decision latency.
+
+    .venv/bin/python benchmarks/bench_live.py [--bars 500]
+
+Prints:
+- start-up to ready (model verified, first status written) of `python -m engine.live`
+  as a fresh process, and its peak RSS (targets: < 1.5 s, < 250 MB);
+- the same start-up for a process that loads the Keras model through TensorFlow instead
+  (the comparison the issue asks for; this script may import TensorFlow, engine/live may not);
+- candle close to decision latency, p50/p99 over replayed real bars (target p99 < 2 ms),
+  and how much of it is the model's feature + ONNX step.
+
+The model is trained here with the default architecture (1 epoch on real candles), so the
+figures are for a production-sized network, not the tests' tiny one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+
+def train_models(folder: Path) -> tuple[Path, Path, pd.DataFrame, pd.Series]:
+    """A default-size ONNX model (engine.training) and the same network saved as .keras."""
+    from engine.data.csv_import import read_kline_csv, read_sentiment_csv
+    from engine.training import TrainingConfig, train_model
+
+    candles = read_kline_csv(DATA / "BTCUSDT-1h.csv", "1h").loc["2023-04-01":"2023-11-30"]
+    sentiment = read_sentiment_csv(DATA / "fear_greed_index.csv")
+    config = TrainingConfig(epochs=1)
+    result = train_model(candles, sentiment, config, folder / "ml")
+
+    import keras
+
+    from engine.training import model as networks
+
+    metadata = result.metadata
+    network = networks.build_model(config, len(metadata["feature_names"]), 0.0, 1.0)
+    keras_path = folder / "btcusdt_sentiment.keras"
+    network.save(keras_path)
+    keras.backend.clear_session()
+    return folder / "ml", keras_path, candles, sentiment
+
+
+def _wait_ready(status: Path, process: subprocess.Popen, started: float) -> float:
+    while process.poll() is None:
+        try:
+            if json.loads(status.read_text()).get("state") in ("running", "ready"):
+                return time.perf_counter() - started
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.002)
+    raise RuntimeError(f"process exited with {process.returncode} before ready")
+
+
+def _peak_rss_of(process: subprocess.Popen) -> int:
+    """Stop the child and return its peak RSS in bytes (ru_maxrss is in KiB on Linux)."""
+    process.terminate()
+    _, _, usage = os.wait4(process.pid, 0)
+    process.returncode = 0
+    return usage.ru_maxrss * 1024
+
+
+def engine_startup(model_dir: Path, folder: Path) -> tuple[float, int]:
+    status = folder / "engine-status.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TRADEBOT_INSTALL_ROOT=str(folder))
+    command = [
+        sys.executable, "-m", "engine.live", "ml_basic", "--paper-trading",
+        "--model-dir", str(model_dir), "--status-file", str(status),
+        "--journal-dir", str(folder / "journal"), "--replay", "--speed", "0.001",
+        "--candles-csv", str(DATA / "BTCUSDT-1h.csv"),
+        "--sentiment-csv", str(DATA / "fear_greed_index.csv"),
+        "--from", "2024-01-01", "--to", "2024-01-02",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    ready = _wait_ready(status, process, started)
+    return ready, _peak_rss_of(process)
+
+
+KERAS_STARTUP = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import keras
+    model = keras.saving.load_model(sys.argv[1])
+    window = np.zeros((1,) + tuple(model.input_shape[1:]), dtype="float32")
+    model.predict(window, verbose=0)
+    with open(sys.argv[2], "w") as f:
+        json.dump({"state": "running"}, f)
+    import time
+    time.sleep(60)
+    """
+)
+
+
+def keras_startup(keras_path: Path, folder: Path) -> tuple[float, int]:
+    status = folder / "keras-status.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-c", KERAS_STARTUP, str(keras_path), str(status)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    ready = _wait_ready(status, process, started)
+    return ready, _peak_rss_of(process)
+
+
+def decision_latency(
+    model_dir: Path, candles: pd.DataFrame, sentiment: pd.Series, bars: int, folder: Path
+) -> dict[str, float]:
+    """Per closed candle: on_candle() (decision, journal, status) and the model step alone."""
+    from engine.data.csv_import import read_kline_csv
+    from engine.inference import OnnxPredictor
+    from engine.live.brokers import PaperBroker
+    from engine.live.candles import candles_from_frame
+    from engine.live.config import RiskLimits
+    from engine.live.journal import Journal
+    from engine.live.risk import RiskManager
+    from engine.live.runner import TradingEngine
+    from engine.live.status import StatusReporter
+    from engine.live.strategy import build_strategy
+
+    predictor = OnnxPredictor.from_dir(model_dir)
+    strategy, wrapped = build_strategy("ml_basic", model=predictor, fee_bps=10, slippage_bps=5)
+    engine = TradingEngine(
+        strategy=strategy,
+        predictor=wrapped,
+        broker=PaperBroker(fee_bps=10, slippage_bps=5),
+        journal=Journal(folder / "latency" / "btcusdt-paper.jsonl"),
+        risk=RiskManager(RiskLimits()),
+        status=StatusReporter(folder / "latency-status.json", mode="paper"),
+        symbol="BTCUSDT",
+        interval=pd.Timedelta(hours=1),
+        history_size=predictor.required_history + 1,
+        initial_cash=10_000.0,
+        sentiment=sentiment,
+    )
+    all_candles = read_kline_csv(DATA / "BTCUSDT-1h.csv", "1h")
+    replay = all_candles.loc["2024-01-01":].iloc[: predictor.required_history + bars]
+    items = candles_from_frame(replay)
+    warmup, measured = items[: predictor.required_history], items[predictor.required_history :]
+    for candle in warmup:
+        engine.on_candle(candle)
+    step, model_only = [], []
+    for candle in measured:
+        started = time.perf_counter()
+        engine.on_candle(candle)
+        step.append(time.perf_counter() - started)
+        frame = engine.buffer.frame()
+        started = time.perf_counter()
+        predictor.predict_latest(frame, sentiment)
+        model_only.append(time.perf_counter() - started)
+    ms = 1000.0
+    return {
+        "bars": len(step),
+        "step_p50_ms": float(np.percentile(step, 50) * ms),
+        "step_p99_ms": float(np.percentile(step, 99) * ms),
+        "model_p50_ms": float(np.percentile(model_only, 50) * ms),
+        "model_p99_ms": float(np.percentile(model_only, 99) * ms),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=int, default=500, help="bars timed for the latency")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as scratch:
+        folder = Path(scratch)
+        print("training a default-size model (1 epoch)...", flush=True)
+        model_dir, keras_path, candles, sentiment = train_models(folder)
+        engine_ready, engine_rss = engine_startup(model_dir, folder)
+        keras_ready, keras_rss = keras_startup(keras_path, folder)
+        latency = decision_latency(model_dir, candles, sentiment, args.bars, folder)
+    mib = 1024 * 1024
+    print()
+    print("start-up to ready (model verified, first status written), fresh process:")
+    print(
+        f"  engine.live (ONNX Runtime):  {engine_ready:6.3f} s  peak RSS {engine_rss / mib:6.1f} MiB"
+    )
+    print(
+        f"  Keras model via TensorFlow:  {keras_ready:6.3f} s  peak RSS {keras_rss / mib:6.1f} MiB"
+    )
+    print("  (targets for engine.live: < 1.5 s, < 250 MB)")
+    print(f"candle close -> decision over {latency['bars']} real bars (target p99 < 2 ms):")
+    print(f"  engine step (decide, journal fsync, status): p50 {latency['step_p50_ms']:.2f} ms"
+          f"  p99 {latency['step_p99_ms']:.2f} ms")  # fmt: skip
+    print(f"  of which features + ONNX (predict_latest):  p50 {latency['model_p50_ms']:.2f} ms"
+          f"  p99 {latency['model_p99_ms']:.2f} ms")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Shared parsing and output for the deployment commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
+
+from models_registry.models import Deployment, DeploymentTarget
+from models_registry.services import deployments
+
+
+def get_user(username: str | None) -> Any:
+    if not username:
+        raise CommandError("--user is required: every deployment records who asked for it.")
+    try:
+        return get_user_model().objects.get(username=username, is_active=True)
+    except get_user_model().DoesNotExist as exc:
+        raise CommandError(f"no active user {username!r}.") from exc
+
+
+def get_target(name: str) -> DeploymentTarget:
+    target = DeploymentTarget.objects.filter(name=name).first()
+    if target is None:
+        target = DeploymentTarget.objects.filter(environment=name).order_by("id").first()
+    if target is None:
+        known = ", ".join(DeploymentTarget.objects.values_list("name", flat=True)) or "none"
+        raise CommandError(f"no deployment target {name!r} (known: {known}).")
+    return target
+
+
+def run_or_wait(deployment: Deployment, *, inline: bool, wait: bool, timeout: float) -> Deployment:
+    """Run in this process (`--inline`), or wait for the worker to finish it."""
+    if inline:
+        claimed = deployments.deployment_claim(deployment.pk, task_id="inline")
+        if claimed is not None:
+            return deployments.deployment_execute(claimed)
+        deployment.refresh_from_db()
+        return deployment
+    if not wait:
+        return deployment
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        deployment.refresh_from_db()
+        if deployment.status in deployments.FINISHED:
+            return deployment
+        time.sleep(0.5)
+    raise CommandError(
+        f"deployment #{deployment.pk} still {deployment.status} after {timeout:.0f}s."
+    )
+
+
+def summary(deployment: Deployment) -> dict[str, Any]:
+    return {
+        "deployment": deployment.pk,
+        "kind": deployment.kind,
+        "target": deployment.target.name,
+        "model": deployment.model_version.name,
+        "version": deployment.model_version.version,
+        "sha256": deployment.sha256,
+        "status": deployment.status,
+        "scheduled_for": deployment.scheduled_for.isoformat() if deployment.scheduled_for else None,
+        "error": deployment.error,
+        "steps": [
+            {k: s.get(k) for k in ("host", "name", "ok", "seconds", "detail")}
+            for s in deployment.steps
+        ],
+    }
+
+
+def print_result(command: Any, deployment: Deployment, as_json: bool) -> None:
+    data = summary(deployment)
+    if as_json:
+        command.stdout.write(json.dumps(data, indent=2))
+        return
+    for step in data["steps"]:
+        mark = "ok " if step["ok"] else "FAIL"
+        command.stdout.write(f"  [{mark}] {step['host']:<20} {step['name']:<22} {step['detail']}")
+    command.stdout.write(
+        f"{data['kind']} #{data['deployment']} of {data['model']} v{data['version']} "
+        f"to {data['target']}: {data['status']}" + (f" ({data['error']})" if data["error"] else "")
+    )
+    if deployment.status not in ("succeeded", "queued", "scheduled"):
+        raise CommandError(f"{data['kind']} #{data['deployment']} ended {data['status']}.")

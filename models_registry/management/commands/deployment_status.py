@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from models_registry.management.commands._deploy_common import get_target
+from models_registry.models import RegistryError
+from models_registry.services import deployments
+
+
+class Command(BaseCommand):
+    help = (
+        "Read every host's engine status and compare its live sha256 with what the registry says."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--target", required=True)
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            report = deployments.target_status(get_target(options["target"]))
+        except RegistryError as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(report, indent=2, default=str))
+        else:
+            self.stdout.write(
+                f"{report['target']}: registry says {report['registry_version'] or 'nothing'} "
+                f"({(report['registry_sha256'] or '-')[:12]})"
+            )
+            for label, host in report["hosts"].items():
+                live = (host.get("live_sha256") or "-")[:12]
+                verdict = "ok" if host["matches_registry"] else "MISMATCH"
+                error = f"  error: {host['error']}" if host.get("error") else ""
+                self.stdout.write(f"  {label:<24} live {live}  {verdict}{error}")
+        if not report["consistent"]:
+            raise CommandError(
+                f"{report['target']}: hosts do not all serve the registry's version."
+            )
