@@ -452,7 +452,7 @@ def compatibility_check(
     result = connection.run(command, timeout=timeout)
     report: dict[str, Any] = {"command": command, "exit_code": result.exit_code}
     try:
-        report["checks"] = json.loads(result.stdout)
+        report["report"] = json.loads(result.stdout)
     except json.JSONDecodeError:
         report["output"] = log_tail(result.stdout + result.stderr)
     if not result.ok:

@@ -24,6 +24,7 @@ from engine.live.feeds import BinanceKlineFeed, FeedItem, ReplayFeed, make_binan
 from engine.live.journal import Journal, JournalError, journal_path
 from engine.live.risk import RiskManager
 from engine.live.runner import TradingEngine
+from engine.live.sentiment import LiveSentiment
 from engine.live.status import StatusReporter
 from engine.live.strategy import StrategyError, build_strategy
 
@@ -73,6 +74,7 @@ class EngineOptions:
     reset_kill_switch: bool = False
     poll_seconds: float = 5.0
     binance_url: str | None = None
+    fng_url: str | None = None
     strategy_params: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -194,9 +196,23 @@ def _replay_candles(
     return frame
 
 
-def _sentiment(options: EngineOptions, needed: bool) -> pd.Series | None:
+def _sentiment(options: EngineOptions, needed: bool) -> pd.Series | LiveSentiment | None:
+    """The Fear & Greed series: from a file or the store, refreshed from the API when live."""
     if not needed:
         return None
+    if not options.replay:
+        initial = _sentiment_file(options) if options.sentiment_csv or options.data_dir else None
+        return LiveSentiment(initial, api_url=options.fng_url)
+    series = _sentiment_file(options)
+    if series is None:
+        raise StartError(
+            EXIT_DATA,
+            "the model uses sentiment: pass --sentiment-csv or --data-dir with the series",
+        )
+    return series
+
+
+def _sentiment_file(options: EngineOptions) -> pd.Series | None:
     try:
         if options.sentiment_csv is not None:
             from engine.data.csv_import import read_sentiment_csv
@@ -208,9 +224,7 @@ def _sentiment(options: EngineOptions, needed: bool) -> pd.Series | None:
             return read_sentiment(options.data_dir).frame
     except Exception as exc:  # engine.data raises several types, each with a clear message
         raise StartError(EXIT_DATA, f"sentiment data: {exc}") from exc
-    raise StartError(
-        EXIT_DATA, "the model uses sentiment: pass --sentiment-csv or --data-dir with the series"
-    )
+    return None
 
 
 def _install_signal_handlers(engine: TradingEngine) -> None:

@@ -47,6 +47,8 @@ class Fill:
 class Broker(Protocol):
     kind: str
 
+    def min_quantity(self, price: float) -> float: ...
+
     def market_order(
         self, *, order_id: str, side: str, quantity: float, reference_price: float
     ) -> Fill: ...
@@ -83,6 +85,9 @@ class PaperBroker:
         self.slippage_bps = slippage_bps
         self._fill_price = fill_price
         self._fee = fee
+
+    def min_quantity(self, price: float) -> float:
+        return 0.0
 
     def market_order(
         self, *, order_id: str, side: str, quantity: float, reference_price: float
@@ -156,6 +161,11 @@ class LiveBroker:
     def __init__(self, client: Any, filters: SymbolFilters) -> None:
         self.client = client
         self.filters = filters
+
+    def min_quantity(self, price: float) -> float:
+        """The smallest quantity the exchange accepts at `price` (LOT_SIZE and notional)."""
+        by_notional = float(self.filters.min_notional) / price if price > 0 else 0.0
+        return max(float(self.filters.min_qty), float(self.filters.step_size), by_notional)
 
     def balances(self) -> tuple[float, float]:
         """(free quote, free base) from /api/v3/account."""

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reset-kill-switch", action="store_true", help="unlatch, then start")
     parser.add_argument("--poll-seconds", type=float, default=5.0, help="live klines poll period")
     parser.add_argument("--binance-url", default=None, help="API base URL (tests, proxies)")
+    parser.add_argument("--fng-url", default=None, help="Fear & Greed API base URL")
     parser.add_argument("--threshold", type=float, default=None, help="ml_basic threshold")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
@@ -100,6 +101,7 @@ def options_from_args(args: argparse.Namespace) -> app.EngineOptions:
         reset_kill_switch=args.reset_kill_switch,
         poll_seconds=args.poll_seconds,
         binance_url=args.binance_url,
+        fng_url=args.fng_url,
         strategy_params=params,
     )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from engine.live.candles import Candle, CandleBuffer
 from engine.live.feeds import FeedItem
 from engine.live.journal import Journal
 from engine.live.risk import RiskManager
+from engine.live.sentiment import LiveSentiment
 from engine.live.status import StatusReporter
 from engine.live.strategy import LatestPredictor
 
@@ -100,7 +102,7 @@ class TradingEngine:
         interval: pd.Timedelta,
         history_size: int,
         initial_cash: float,
-        sentiment: pd.Series | None = None,
+        sentiment: pd.Series | LiveSentiment | None = None,
         execute_on_close: bool = False,
         fee_bps: float = 10.0,
         slippage_bps: float = 5.0,
@@ -125,6 +127,9 @@ class TradingEngine:
         self.buffer = CandleBuffer(history_size)
         self.stop_event = threading.Event()
         self.trades: list[Trade] = []
+        self._step_started = 0.0
+        # Candle in to target decided (before journal and status), for the benchmark and logs.
+        self.last_decision_seconds: float | None = None
         self.equity_curve: list[tuple[pd.Timestamp, float]] = []
 
         restored = journal.state
@@ -176,6 +181,7 @@ class TradingEngine:
         self.stop_event.set()
 
     def on_candle(self, candle: Candle, *, tradable: bool = True) -> StepResult:
+        self._step_started = time.perf_counter()
         result = StepResult(candle=candle.key)
         problem = candle.problem()
         if problem is not None:
@@ -245,7 +251,7 @@ class TradingEngine:
     def _execute_at_open(self, candle: Candle) -> list[Fill]:
         if self.kill_switch:
             self.pending_target = None
-            if abs(self.quantity) * candle.open > MIN_TRADE_NOTIONAL:
+            if abs(self.quantity) >= max(self.broker.min_quantity(candle.open), 1e-12):
                 return self._rebalance(0.0, candle, price=candle.open, reason="kill_switch")
             return []
         if self.pending_target is None:
@@ -283,9 +289,15 @@ class TradingEngine:
         self.last_equity = self.cash + self.quantity * candle.close
         return fills
 
+    def _sentiment_now(self) -> pd.Series | None:
+        if isinstance(self.sentiment, LiveSentiment):
+            return self.sentiment.current()
+        return self.sentiment
+
     def _decide(self, candle: Candle) -> tuple[float | None, float | None]:
         frame = self.buffer.frame()
-        target = float(self.strategy.targets(frame, self.sentiment).iloc[-1])
+        target = float(self.strategy.targets(frame, self._sentiment_now()).iloc[-1])
+        self.last_decision_seconds = time.perf_counter() - self._step_started
         prediction = self.predictor.last if self.predictor is not None else None
         if self.predictor is not None and self.predictor.error is not None:
             # Bad or incomplete data: keep the position rather than act on a guess.
@@ -331,6 +343,13 @@ class TradingEngine:
                 )  # fmt: skip
             change = capped - self.quantity
         if change is None or abs(change) * price < MIN_TRADE_NOTIONAL:
+            self.current_target = target
+            return []
+        if target == 0.0 and abs(change) < self.broker.min_quantity(price):
+            # What is left after rounding to the lot step cannot be sold: it is flat.
+            log.info(
+                "position %.8f %s is below the exchange minimum: flat", self.quantity, self.symbol
+            )
             self.current_target = target
             return []
         side = BUY if change > 0 else SELL

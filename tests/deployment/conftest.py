@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -26,7 +27,7 @@ import psutil
 import pytest
 
 from deployment.targets import ArtifactSpec, HostSpec, TargetSpec, model_filenames
-from tests.deployment.support import MODEL_NAME, engine_command
+from tests.deployment.support import EngineSetup, ModelFactory, engine_setup
 
 SSHD = Path("/usr/sbin/sshd")
 
@@ -158,46 +159,27 @@ def ssh_server_factory(
         server.stop()
 
 
-# --------------------------------------------------------------------------- models
+# --------------------------------------------------------------------------- engine, models
 
 
-@dataclass
-class ModelFactory:
-    directory: Path
-    counter: int = 0
-
-    def make(
-        self, version: int, *, size: int = 64 * 1024, metadata_sha256: str | None = None
-    ) -> ArtifactSpec:
-        """A model version; `metadata_sha256` set to a wrong value makes the engine refuse it."""
-        self.counter += 1
-        folder = self.directory / f"model-{self.counter}"
-        folder.mkdir()
-        names = model_filenames(MODEL_NAME)
-        onnx = folder / names.onnx
-        onnx.write_bytes(os.urandom(size))
-        onnx_sha = hashlib.sha256(onnx.read_bytes()).hexdigest()
-        metadata = folder / names.metadata
-        metadata.write_text(
-            json.dumps(
-                {
-                    "name": MODEL_NAME,
-                    "version": version,
-                    "symbol": "BTCUSDT",
-                    "onnx_sha256": metadata_sha256 or onnx_sha,
-                }
-            )
-        )
-        return ArtifactSpec.from_files(
-            name=MODEL_NAME, version=version, onnx_path=onnx, metadata_path=metadata
-        )
+@pytest.fixture(scope="session")
+def engine(
+    shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[EngineSetup, Path | None]:
+    """The real engine with a tiny trained model when usable, else the stand-in."""
+    return engine_setup(shared_data_dir, tmp_path_factory)
 
 
 @pytest.fixture
-def models(tmp_path: Path) -> ModelFactory:
+def models(tmp_path: Path, engine: tuple[EngineSetup, Path | None]) -> ModelFactory:
     directory = tmp_path / "registry-files"
     directory.mkdir()
-    return ModelFactory(directory)
+    return ModelFactory(directory, base_dir=engine[1])
+
+
+@pytest.fixture
+def check_only_command(engine: tuple[EngineSetup, Path | None]) -> str:
+    return engine[0].check_only_command()
 
 
 # --------------------------------------------------------------------------- hosts
@@ -207,6 +189,9 @@ RESTART_SCRIPT = """#!/bin/sh
 # Stand-in for `systemctl restart`: stop the engine from its pid file, start it detached.
 ROOT={root}
 if [ -f "$ROOT/hang-once" ]; then rm -f "$ROOT/hang-once"; sleep 60; fi
+if [ -f "$ROOT/fail-restart-once" ]; then
+  rm -f "$ROOT/fail-restart-once"; echo "restart refused (test)" >&2; exit 1
+fi
 if [ -f "$ROOT/fail-restart" ]; then echo "restart refused (test)" >&2; exit 1; fi
 if [ -f "$ROOT/var/engine.pid" ]; then
   pid=$(cat "$ROOT/var/engine.pid")
@@ -220,7 +205,7 @@ if [ -f "$ROOT/var/engine.pid" ]; then
   kill -9 "$pid" 2>/dev/null
 fi
 cd "$ROOT"
-setsid {command} >> "$ROOT/var/engine.log" 2>&1 < /dev/null &
+{environment} setsid {command} >> "$ROOT/var/engine.log" 2>&1 < /dev/null &
 echo $! > "$ROOT/var/engine.pid"
 """
 
@@ -266,7 +251,7 @@ class FakeHost:
         path = self.root / "var" / "engine.pid"
         return int(path.read_text()) if path.exists() else None
 
-    def wait_until_serving(self, sha256: str, timeout: float = 5) -> None:
+    def wait_until_serving(self, sha256: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.status()
@@ -315,7 +300,9 @@ class FakeHost:
 
 @pytest.fixture
 def host_factory(
-    tmp_path_factory: pytest.TempPathFactory, ssh_server_factory: Callable[[], SshServer]
+    tmp_path_factory: pytest.TempPathFactory,
+    ssh_server_factory: Callable[[], SshServer],
+    engine: tuple[EngineSetup, Path | None],
 ) -> Iterator[Callable[..., FakeHost]]:
     hosts: list[FakeHost] = []
 
@@ -338,8 +325,14 @@ def host_factory(
         host.model_dir.mkdir(parents=True)
         (host.root / "var").mkdir()
         host.restart_script.parent.mkdir()
-        command = " ".join(engine_command(host.model_dir, host.status_file))
-        host.restart_script.write_text(RESTART_SCRIPT.format(root=host.root, command=command))
+        command = engine[0].command(host.model_dir, host.status_file, host.root / "var" / "journal")
+        host.restart_script.write_text(
+            RESTART_SCRIPT.format(
+                root=host.root,
+                command=" ".join(shlex.quote(part) for part in command),
+                environment=engine[0].environment(),
+            )
+        )
         hosts.append(host)
         if initial is not None:
             host.install(initial)
@@ -367,7 +360,7 @@ def make_target(ssh_user_key: Path) -> Callable[..., TargetSpec]:
             else "".join(host.server.known_hosts_line() for host in hosts if host.server),
             "restart_command": "/bin/sh {install_root}/bin/restart.sh",
             "log_command": "tail -n 200 {install_root}/var/engine.log",
-            "health_timeout": 5,
+            "health_timeout": 30,
             "health_poll_interval": 0.05,
             "command_timeout": 5,
             "connect_timeout": 5,

@@ -95,7 +95,8 @@ def main(argv: list[str]) -> int:
     checks, metadata = run_checks(args.model_dir, name)
     failed = [check for check in checks if not check["ok"]]
     if args.check_only:
-        print(json.dumps(checks) if args.json else "\n".join(map(str, checks)))
+        report = {"model_dir": str(args.model_dir), "ok": not failed, "checks": checks}
+        print(json.dumps(report) if args.json else "\n".join(map(str, checks)))
         return 1 if failed else 0
     status: dict[str, Any] = {
         "pid": os.getpid(),

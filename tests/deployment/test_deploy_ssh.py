@@ -10,7 +10,7 @@ from deployment import steps
 from deployment.connection import HostKeyRejected, SshConnection, open_connection
 from deployment.runner import StepRecord, deploy, read_status, reconcile, rollback
 from deployment.targets import model_filenames
-from tests.deployment.support import MODEL_NAME, check_only_command
+from tests.deployment.support import MODEL_NAME
 
 
 def step_names(records: list[StepRecord], host: str | None = None) -> list[str]:
@@ -233,7 +233,7 @@ def test_two_hosts_second_failing_rolls_back_the_first(host_factory, make_target
     v1, v2 = models.make(1), models.make(2)
     first, second = host_factory(v1), host_factory(v1)
     target = make_target([first, second], parallelism=1)
-    (second.root / "fail-restart").touch()
+    (second.root / "fail-restart-once").touch()
 
     outcome = deploy(target, v2, "dep-two")
 
@@ -244,9 +244,25 @@ def test_two_hosts_second_failing_rolls_back_the_first(host_factory, make_target
     # the first host did switch to v2 and came back
     assert "health_check" in step_names(outcome.steps, "host1")
     assert "rollback_health_check" in step_names(outcome.steps, "host1")
-    (second.root / "fail-restart").unlink()
     first.assert_serves(v1)
     second.assert_serves(v1)
+
+
+def test_failed_rollback_is_reported_as_needing_attention(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1)
+    target = make_target([host])
+    (host.root / "fail-restart").touch()  # every restart fails, the rollback's too
+
+    outcome = deploy(target, v2, "dep-stuck")
+
+    assert outcome.status == "failed", describe(outcome)
+    assert outcome.needs_attention
+    assert "rollback FAILED on host1" in outcome.reason
+    assert outcome.hosts["host1"].result == "rollback_failed"
+    assert failed_steps(outcome.steps) == ["restart", "rollback_restart"]
+    # the previous files are back on disk even though no restart could prove it
+    assert host.model_files()[f"{MODEL_NAME}.onnx"] == v1.onnx_sha256
 
 
 def test_two_hosts_in_parallel_both_switch(host_factory, make_target, models):
@@ -366,26 +382,31 @@ def test_reconcile_before_swap_reports_failed_and_untouched(host_factory, make_t
     assert not (host.upload_dir / "dep-early").exists()
 
 
-def test_staging_target_runs_engine_check_only_on_the_host(host_factory, make_target, models):
+def test_staging_target_runs_engine_check_only_on_the_host(
+    host_factory, make_target, models, check_only_command
+):
     v1, v2 = models.make(1), models.make(2)
     host = host_factory(v1)
-    target = make_target([host], environment="staging", check_command=check_only_command())
+    target = make_target([host], environment="staging", check_command=check_only_command)
 
     outcome = deploy(target, v2, "dep-stage")
 
     assert outcome.status == "succeeded", describe(outcome)
     check = next(r for r in outcome.steps if r.step == "compatibility_check")
     assert check.ok
-    assert all(item["ok"] for item in check.data["checks"])
+    assert check.data["report"]["ok"] is True
+    assert all(item["ok"] for item in check.data["report"]["checks"])
     assert outcome.compatibility["host1"]["exit_code"] == 0
     host.assert_serves(v2)
 
 
-def test_staging_check_refusal_leaves_host_untouched(host_factory, make_target, models):
+def test_staging_check_refusal_leaves_host_untouched(
+    host_factory, make_target, models, check_only_command
+):
     v1 = models.make(1)
     refused = models.make(2, metadata_sha256="0" * 64)
     host = host_factory(v1)
-    target = make_target([host], environment="staging", check_command=check_only_command())
+    target = make_target([host], environment="staging", check_command=check_only_command)
 
     outcome = deploy(target, refused, "dep-stage-bad")
 

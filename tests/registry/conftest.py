@@ -122,6 +122,12 @@ def media_root(settings: Any, tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    """Real hashing costs ~0.3 s per user; tests log in with known passwords all the same."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def artifact_dir(tmp_path: Path) -> Callable[..., Path]:
     counter = itertools.count(1)

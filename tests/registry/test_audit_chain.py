@@ -38,12 +38,15 @@ def append_only_trigger_disabled() -> Iterator[None]:
     """What an intruder with database access does to edit the trail quietly."""
     if on_postgresql():
         with connection.cursor() as cursor:
+            # Django's foreign keys are deferred; ALTER TABLE needs none pending.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
         try:
             yield
         finally:
             with connection.cursor() as cursor:
                 cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     else:
         yield
 

@@ -175,18 +175,24 @@ def _user_named(username: str | None) -> AbstractBaseUser | None:
 
 @contextmanager
 def epoch_progress(*, disabled: bool) -> Iterator[EpochCallback]:
-    """A tqdm bar on stderr, one step per epoch, showing the latest losses."""
-    bar = tqdm(desc="training", unit="epoch", disable=disabled, leave=False)
+    """A tqdm bar on stderr, one step per epoch, showing the latest losses.
+
+    Created at the first epoch, so a run refused before training shows no bar.
+    """
+    bars: list[tqdm] = []
 
     def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
-        bar.total = total
-        bar.n = epoch
+        if not bars:
+            bars.append(tqdm(desc="training", unit="epoch", total=total, disable=disabled))
+        bar = bars[0]
+        bar.update(epoch - bar.n)
         bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("loss", "val_loss")})
 
     try:
         yield on_epoch
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
 
 
 def training_summary(artifacts: TrainingArtifacts, version: ModelVersion | None) -> dict[str, Any]:

@@ -1,0 +1,371 @@
+"""run_backtest ml_basic --days 90 [--no-db]: backtest a model on bars it never saw.
+
+With ``--no-db`` it only prints the report and writes the chart, trades and metrics
+files. Without it, it records a ValidationRun for a registry version, executed right
+here (not queued), and a passing run moves the version to ``validated``. A refused
+input (no data, a broken model, an unknown strategy, a negative fee) records nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from engine.backtest.report import json_safe
+from models_registry.models import ModelVersion, RegistryError, ValidationRun
+from models_registry.services.validation import (
+    DEFAULT_DAYS,
+    DEFAULT_FEE_BPS,
+    DEFAULT_MAX_FILL,
+    DEFAULT_SLIPPAGE_BPS,
+    ModelSource,
+    Progress,
+    ValidationBacktest,
+    ValidationOptions,
+    ValidationRefused,
+    validation_backtest,
+    validation_run_inline,
+)
+from models_registry.gates import gates_for
+
+# Metrics shown side by side with buy-and-hold in the text report.
+REPORT_METRICS = (
+    "total_return",
+    "cagr",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown",
+    "max_drawdown_duration_days",
+    "n_trades",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "exposure",
+    "fees_paid",
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Backtest a strategy (ml_basic with a model, or buy_and_hold) on stored candles, on "
+        "bars after the model's training data. Without --no-db, record a validation run for "
+        "a registry version; a passing run validates the version."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("strategy", help="ml_basic or buy_and_hold")
+        window = parser.add_argument_group("window and data")
+        window.add_argument(
+            "--days",
+            type=float,
+            default=DEFAULT_DAYS,
+            help=f"window length from the model's first unseen bar (default {DEFAULT_DAYS})",
+        )
+        window.add_argument("--start", default=None, help="UTC window start (overrides the default)")
+        window.add_argument("--end", default=None, help="UTC window end, exclusive")
+        window.add_argument("--symbol", default=None, help="default: the model's, else BTCUSDT")
+        window.add_argument("--interval", default=None, help="default: the model's, else 1h")
+        window.add_argument("--data-dir", type=Path, default=None, help="default: the data store")
+        window.add_argument(
+            "--max-fill",
+            type=int,
+            default=DEFAULT_MAX_FILL,
+            help=f"fill gaps of at most this many bars forward (default {DEFAULT_MAX_FILL})",
+        )
+        window.add_argument(
+            "--allow-in-sample",
+            action="store_true",
+            help="allow a window the model saw in training: marked in_sample, never passes",
+        )
+        model = parser.add_argument_group("model (one of)")
+        model.add_argument("--model", default=None, help="registry name, e.g. btcusdt_sentiment")
+        model.add_argument(
+            "--model-version", type=int, default=None, help="version number of --model"
+        )
+        model.add_argument(
+            "--model-path", type=Path, default=None, help="a folder of artifacts (--no-db only)"
+        )
+        costs = parser.add_argument_group("costs and reporting")
+        costs.add_argument("--fee-bps", type=float, default=DEFAULT_FEE_BPS)
+        costs.add_argument("--slippage-bps", type=float, default=DEFAULT_SLIPPAGE_BPS)
+        costs.add_argument(
+            "--walk-forward", type=int, default=1, help="also report K consecutive parts"
+        )
+        costs.add_argument("--no-db", action="store_true", help="report only, record nothing")
+        costs.add_argument("--json", action="store_true", help="print a JSON summary only")
+        costs.add_argument(
+            "--output-dir", type=Path, default=None, help="--no-db: where the files go"
+        )
+        costs.add_argument("--user", default=None, help="username recorded as who ran it")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            run_options = ValidationOptions(
+                strategy=options["strategy"],
+                days=options["days"],
+                start=options["start"],
+                end=options["end"],
+                fee_bps=options["fee_bps"],
+                slippage_bps=options["slippage_bps"],
+                walk_forward=options["walk_forward"],
+                allow_in_sample=options["allow_in_sample"],
+                max_fill=options["max_fill"],
+            )
+            run_options.check()
+            if options["no_db"]:
+                summary = self._report_only(run_options, options)
+            else:
+                summary = self._record(run_options, options)
+        except (ValidationRefused, RegistryError) as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        else:
+            self.stdout.write(text_report(summary))
+
+    # --- --no-db ---------------------------------------------------------------------------
+
+    def _report_only(self, run_options: ValidationOptions, options: dict[str, Any]) -> dict:
+        source = self._source_for_report(run_options, options)
+        output_dir = options["output_dir"] or default_output_dir(run_options.strategy)
+        with stage_progress(self.stderr, disabled=options["json"]) as progress:
+            computed = validation_backtest(
+                source=source,
+                options=run_options,
+                gates=_gates(source),
+                output_dir=output_dir,
+                data_dir=options["data_dir"],
+                progress=progress,
+            )
+        return summary_of(computed, run=None)
+
+    def _source_for_report(
+        self, run_options: ValidationOptions, options: dict[str, Any]
+    ) -> ModelSource:
+        path: Path | None = options["model_path"]
+        if path is not None:
+            if options["model"] or options["model_version"]:
+                raise CommandError("--model-path cannot be combined with --model/--model-version")
+            return _source_from_folder(path, options)
+        needs_model = run_options.strategy == "ml_basic"
+        if not needs_model and not (options["model"] or options["model_version"]):
+            return ModelSource(
+                None,
+                None,
+                (options["symbol"] or "BTCUSDT").upper(),
+                options["interval"] or settings.TRADEBOT_INTERVAL,
+            )
+        return _checked_source(ModelSource.for_version(self._version(options)), options)
+
+    # --- recorded run ----------------------------------------------------------------------
+
+    def _record(self, run_options: ValidationOptions, options: dict[str, Any]) -> dict:
+        if options["model_path"] is not None:
+            raise CommandError(
+                "--model-path needs --no-db: a recorded validation run belongs to a registry "
+                "version (register the model first, then pass --model / --model-version)"
+            )
+        if options["output_dir"] is not None:
+            raise CommandError(
+                "--output-dir is for --no-db: a recorded run's files go under "
+                "MEDIA_ROOT/validation/<run id>/"
+            )
+        if options["data_dir"] is not None:
+            raise CommandError(
+                "--data-dir is for --no-db: a recorded run reads the configured data store"
+            )
+        version = self._version(options)
+        _checked_source(ModelSource.for_version(version), options)
+        user = _user_named(options["user"])
+        with stage_progress(self.stderr, disabled=options["json"]) as progress:
+            run = validation_run_inline(
+                model_version=version, requested_by=user, options=run_options, progress=progress
+            )
+        return summary_of_run(run)
+
+    def _version(self, options: dict[str, Any]) -> ModelVersion:
+        symbol = (options["symbol"] or "BTCUSDT").upper()
+        name = options["model"] or f"{symbol.lower()}_sentiment"
+        versions = ModelVersion.objects.filter(name=name)
+        if options["model_version"] is not None:
+            version = versions.filter(version=options["model_version"]).first()
+            if version is None:
+                raise CommandError(f"no version {options['model_version']} of model {name!r}")
+            return version
+        version = versions.order_by("-version").first()
+        if version is None:
+            raise CommandError(
+                f"no model named {name!r} in the registry: train or register one, or pass "
+                "--model-path DIR with --no-db"
+            )
+        return version
+
+
+def _gates(source: ModelSource) -> dict[str, Any]:
+    name = (source.metadata or {}).get("name") or f"{source.symbol.lower()}_sentiment"
+    return gates_for(str(name), "validation")
+
+
+def _source_from_folder(path: Path, options: dict[str, Any]) -> ModelSource:
+    from engine.backtest.runner import load_metadata
+
+    try:
+        metadata = load_metadata(path)
+    except Exception as exc:  # noqa: BLE001 -- any unreadable folder is the same user error
+        raise CommandError(f"--model-path {path}: {exc}") from exc
+    source = ModelSource(
+        path,
+        metadata,
+        str(metadata.get("symbol") or options["symbol"] or "BTCUSDT").upper(),
+        str(metadata.get("interval") or options["interval"] or "1h"),
+    )
+    return _checked_source(source, options)
+
+
+def _checked_source(source: ModelSource, options: dict[str, Any]) -> ModelSource:
+    """--symbol/--interval may only repeat the model's own: it was trained on those candles."""
+    for option, value in (("symbol", source.symbol), ("interval", source.interval)):
+        given = options[option]
+        if given is not None and given.upper() != value.upper():
+            raise CommandError(
+                f"--{option} {given} does not match the model's {option} {value}"
+            )
+    return source
+
+
+def _user_named(username: str | None) -> AbstractBaseUser | None:
+    if username is None:
+        return None
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise CommandError(f"--user: no user named {username!r}")
+    return user
+
+
+def default_output_dir(strategy: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path(settings.VAR_DIR) / "backtests" / f"{strategy}_{stamp}_{uuid.uuid4().hex[:6]}"
+
+
+@contextmanager
+def stage_progress(stream: Any, *, disabled: bool) -> Iterator[Progress]:
+    """A tqdm line on stderr naming the stage the backtest is in (load, predict, simulate)."""
+    bar = tqdm(desc="backtest", total=None, bar_format="{desc} [{elapsed}]", file=stream,
+               disable=disabled)  # fmt: skip
+
+    def progress(message: str) -> None:
+        bar.set_description_str(message)
+        bar.update(1)
+
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
+# --- summaries --------------------------------------------------------------------------------
+
+
+def summary_of(computed: ValidationBacktest, run: ValidationRun | None) -> dict[str, Any]:
+    backtest = computed.run
+    return json_safe(
+        {
+            **backtest.to_dict(),
+            "passed": computed.passed,
+            "data_content_hash": computed.data_content_hash,
+            "config": computed.config,
+            "files": {k: str(v) for k, v in computed.files.items()},
+            "recorded": run is not None,
+        }
+    )
+
+
+def summary_of_run(run: ValidationRun) -> dict[str, Any]:
+    version = run.model_version
+    version.refresh_from_db()
+    report = Path(settings.MEDIA_ROOT) / run.report_dir if run.report_dir else None
+    return json_safe(
+        {
+            "recorded": True,
+            "run_id": run.pk,
+            "status": run.status,
+            "passed": run.passed,
+            "in_sample": run.in_sample,
+            "strategy": run.strategy,
+            "model_version_id": version.pk,
+            "model": f"{version.name} v{version.version}",
+            "version_state": version.state,
+            "window_start": run.window_start.isoformat() if run.window_start else None,
+            "window_end": run.window_end.isoformat() if run.window_end else None,
+            "data_content_hash": run.data_content_hash,
+            "metrics": {**run.metrics, "buy_and_hold": run.benchmark_metrics},
+            "gates": run.gate_results,
+            "failed_gates": [g["name"] for g in run.gate_results if not g.get("passed")],
+            "config": run.config,
+            "walk_forward": run.metrics.get("walk_forward", []),
+            "files": (
+                {p.name: str(p) for p in sorted(report.iterdir())} if report and report.is_dir()
+                else {}
+            ),
+        }
+    )
+
+
+def text_report(summary: dict[str, Any]) -> str:
+    metrics = summary["metrics"]
+    hold = metrics.get("buy_and_hold") or {}
+    lines = [_headline(summary)]
+    lines.append(f"  window: {summary['window_start']} to {summary['window_end']}")
+    lines.append(f"  data content hash: {summary.get('data_content_hash')}")
+    lines.append(f"  {'metric':<28}{'strategy':>14}{'buy and hold':>16}")
+    for name in REPORT_METRICS:
+        lines.append(f"  {name:<28}{_fmt(metrics.get(name)):>14}{_fmt(hold.get(name)):>16}")
+    for part in summary.get("walk_forward") or []:
+        part_metrics = part["metrics"]
+        lines.append(
+            f"  part {part['part']}: {part['start']} to {part['end']}: total return "
+            f"{_fmt(part_metrics.get('total_return'))}, sharpe {_fmt(part_metrics.get('sharpe'))}, "
+            f"trades {part_metrics.get('n_trades')}"
+        )
+    for gate in summary["gates"]:
+        verdict = "pass" if gate["passed"] else "FAIL"
+        lines.append(f"  gate {gate['name']:<20}{verdict:<6}{gate.get('detail', '')}")
+    lines.extend(f"  {kind}: {path}" for kind, path in summary["files"].items())
+    return "\n".join(lines)
+
+
+def _headline(summary: dict[str, Any]) -> str:
+    verdict = "PASSED" if summary["passed"] else "FAILED"
+    if not summary["recorded"]:
+        return f"{summary['strategy']} backtest ({summary['sample_status']}): gates {verdict} (not recorded: --no-db)"
+    moved = (
+        "the version moved to validated"
+        if summary["version_state"] == "validated" and summary["passed"]
+        else f"the version stays {summary['version_state']}"
+    )
+    if summary["status"] == "error":
+        return f"validation run {summary['run_id']} of {summary['model']} could not run"
+    return (
+        f"validation run {summary['run_id']} of {summary['model']}: gates {verdict}"
+        f"{' (in-sample window)' if summary['in_sample'] else ''}; {moved}"
+    )
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)

@@ -1,0 +1,527 @@
+"""Validation backtests of registry versions: data from the store, the engine's backtest, a record.
+
+``validation_execute(run)`` is what the ``run_validation`` task calls: it backtests the
+run's version on bars the model never saw and records the outcome through
+``runs.validation_run_complete`` (which validates a passing version), or records why it
+could not run through ``runs.run_fail``. The ``run_backtest`` command uses the same
+pieces: ``validation_backtest`` computes without touching the database, so a bad input
+is refused before any row exists.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+
+from engine.backtest import BacktestError, BacktestRun, out_of_sample_start, run_backtest
+from engine.backtest.report import json_safe
+from engine.data import (
+    DataError,
+    StoreEmptyError,
+    ValidationPolicy,
+    apply_candle_policy,
+    interval_timedelta,
+    read_candles,
+    read_sentiment,
+    stored_candle_range,
+)
+from engine.features.pipeline import FeatureError
+from engine.strategies import STRATEGIES, Predictor
+from models_registry.gates import gates_for
+from models_registry.models import ModelState, ModelVersion, RunStatus, ValidationRun
+from models_registry.services import lifecycle
+from models_registry.services.audit import audit_event_record
+from models_registry.services.model_versions import version_dir
+from models_registry.services.runs import (
+    RunOutcome,
+    run_fail,
+    run_mark_running,
+    validation_run_complete,
+)
+
+DEFAULT_DAYS = 90
+# The store has one known missing hour; a few missing bars are filled forward (and recorded),
+# a longer hole is refused by the model's no-gap check rather than papered over.
+DEFAULT_MAX_FILL = 3
+DEFAULT_FEE_BPS = 10.0
+DEFAULT_SLIPPAGE_BPS = 5.0
+REPORT_FOLDER = "validation"
+# Metric names the registry (and the admin page) reads, from the engine's names.
+METRIC_ALIASES = {"trades": "n_trades", "bars": "n_bars"}
+
+Progress = Callable[[str], None]
+
+
+class ValidationRefused(Exception):
+    """The backtest could not be computed (bad options, data or model); the message says why."""
+
+
+# Errors a caller's input can cause; anything else is a bug and is left to propagate.
+INPUT_ERRORS = (ValidationRefused, BacktestError, DataError, FeatureError)
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """What a validation run was asked to do; stored in ``ValidationRun.config``."""
+
+    strategy: str = "ml_basic"
+    days: float = DEFAULT_DAYS
+    start: str | None = None
+    end: str | None = None
+    fee_bps: float = DEFAULT_FEE_BPS
+    slippage_bps: float = DEFAULT_SLIPPAGE_BPS
+    walk_forward: int = 1
+    allow_in_sample: bool = False
+    max_fill: int = DEFAULT_MAX_FILL
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> ValidationOptions:
+        """Options from a run's config; unknown keys and bad values are refused by name."""
+        config = dict(config or {})
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValidationRefused(
+                f"unknown validation option(s) {unknown}; known: {sorted(known)}"
+            )
+        options = cls(**{k: v for k, v in config.items() if v is not None})
+        options.check()
+        return options
+
+    def check(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValidationRefused(
+                f"unknown strategy {self.strategy!r}; known strategies: "
+                f"{', '.join(sorted(STRATEGIES))}"
+            )
+        for name in ("days", "fee_bps", "slippage_bps"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValidationRefused(f"{name} must be a finite number, got {value!r}")
+        if self.days <= 0:
+            raise ValidationRefused(f"days must be more than 0, got {self.days}")
+        if self.fee_bps < 0 or self.slippage_bps < 0:
+            raise ValidationRefused(
+                f"fees and slippage cannot be negative: fee_bps={self.fee_bps}, "
+                f"slippage_bps={self.slippage_bps}"
+            )
+        if not isinstance(self.walk_forward, int) or self.walk_forward < 1:
+            raise ValidationRefused(f"walk_forward must be 1 or more, got {self.walk_forward!r}")
+        if not isinstance(self.max_fill, int) or self.max_fill < 0:
+            raise ValidationRefused(f"max_fill must be 0 or more, got {self.max_fill!r}")
+        for name in ("start", "end"):
+            if getattr(self, name) is not None:
+                _utc(getattr(self, name), name)
+
+    def check_recordable(self) -> None:
+        """A registry run must exercise the version's model: a baseline would pass for free."""
+        self.check()
+        if not STRATEGIES[self.strategy].needs_model:
+            model_strategies = sorted(n for n, spec in STRATEGIES.items() if spec.needs_model)
+            raise ValidationRefused(
+                f"strategy {self.strategy!r} does not use the model, so it cannot validate a "
+                f"version; use {', '.join(model_strategies)} (or --no-db for a plain report)"
+            )
+
+    def to_config(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ModelSource:
+    """Where a backtest's model comes from: a folder of artifacts (a registry version's or not)."""
+
+    model_dir: Path | None
+    metadata: dict[str, Any] | None
+    symbol: str
+    interval: str
+
+    @classmethod
+    def for_version(cls, version: ModelVersion) -> ModelSource:
+        return cls(version_dir(version), dict(version.metadata), version.symbol, version.interval)
+
+
+@dataclass
+class ValidationBacktest:
+    """A computed backtest and the data facts a record needs."""
+
+    run: BacktestRun
+    options: ValidationOptions
+    data_content_hash: str
+    config: dict[str, Any]
+    report_dir: Path | None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def in_sample(self) -> bool:
+        return self.run.in_sample
+
+    @property
+    def passed(self) -> bool:
+        return self.run.passed and not self.run.in_sample
+
+
+# --- computing (no database writes) ---------------------------------------------------------
+
+
+def validation_backtest(
+    *,
+    source: ModelSource,
+    options: ValidationOptions,
+    gates: Mapping[str, Any],
+    output_dir: Path | None,
+    data_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> ValidationBacktest:
+    """Backtest ``source`` on stored data as ``options`` say; raises ValidationRefused.
+
+    Writes the report files into ``output_dir`` (when given) and nothing when it refuses.
+    """
+    options.check()
+    data_dir = Path(data_dir or settings.TRADEBOT_DATA_DIR)
+    try:
+        predictor = _load_predictor(source, options)
+        metadata = getattr(predictor, "metadata", None) or source.metadata
+        window_start, window_end = choose_window(
+            data_dir, source.symbol, source.interval, metadata, options
+        )
+        history_bars = _history_bars(predictor)
+        candles, store_hash, repair = _read_candles(
+            data_dir, source, window_start, window_end, history_bars, options.max_fill
+        )
+        sentiment, sentiment_hash = _read_sentiment(data_dir, predictor)
+        run = run_backtest(
+            options.strategy,
+            candles,
+            sentiment=sentiment,
+            predictor=predictor,
+            metadata=metadata,
+            start=window_start,
+            fee_bps=options.fee_bps,
+            slippage_bps=options.slippage_bps,
+            walk_forward=options.walk_forward,
+            allow_in_sample=options.allow_in_sample,
+            gates=gates,
+            data_content_hash=store_hash,
+            output_dir=output_dir,
+            progress=progress,
+        )
+    except ValidationRefused:
+        raise
+    except INPUT_ERRORS as exc:
+        raise ValidationRefused(str(exc)) from exc
+    config = {
+        **options.to_config(),
+        "symbol": source.symbol,
+        "interval": source.interval,
+        "gap_policy": {"fill_at_most_bars": options.max_fill, **repair},
+        "sentiment_content_hash": sentiment_hash,
+        "gates": dict(gates),
+        "engine": run.config,
+    }
+    return ValidationBacktest(run, options, store_hash, json_safe(config), output_dir, run.files)
+
+
+def _load_predictor(source: ModelSource, options: ValidationOptions) -> Predictor | None:
+    if not STRATEGIES[options.strategy].needs_model:
+        return None
+    if source.model_dir is None:
+        raise ValidationRefused(f"strategy {options.strategy!r} needs a model")
+    from engine.backtest.runner import load_predictor  # ONNX Runtime only when a model is used
+
+    return load_predictor(source.model_dir)
+
+
+def _history_bars(predictor: Predictor | None) -> int:
+    # Twice what one prediction needs, so the first window bar already has a prediction
+    # even after a filled gap; more history would only slow the run down.
+    return 2 * int(getattr(predictor, "required_history", 0))
+
+
+def choose_window(
+    data_dir: Path,
+    symbol: str,
+    interval: str,
+    metadata: Mapping[str, Any] | None,
+    options: ValidationOptions,
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[start, end) of the window: explicit bounds, else ``days`` from the first unseen bar.
+
+    Clipped to the stored data. A model without a known out-of-sample start (or no model)
+    gets the last ``days`` days.
+    """
+    stored = stored_candle_range(data_dir, symbol, interval)
+    if stored is None:
+        raise ValidationRefused(
+            f"no {symbol} {interval} candles stored in {data_dir}: import or fetch them first"
+        )
+    step = interval_timedelta(interval)
+    data_start, data_stop = stored[0], stored[1] + step
+    span = pd.Timedelta(days=options.days)
+    first_unseen = out_of_sample_start(metadata) if metadata else None
+    if options.start is not None:
+        start = _utc(options.start, "start")
+        stop = _utc(options.end, "end") if options.end is not None else start + span
+    elif options.end is not None:
+        stop = _utc(options.end, "end")
+        start = stop - span
+    elif first_unseen is not None:
+        start = first_unseen.ceil(step)
+        stop = start + span
+    else:
+        stop = data_stop
+        start = stop - span
+    start, stop = max(start, data_start), min(stop, data_stop)
+    if stop <= start:
+        raise ValidationRefused(
+            f"no data to backtest: the window {start.isoformat()} to {stop.isoformat()} holds "
+            f"no stored {symbol} {interval} candles (stored: {data_start.isoformat()} to "
+            f"{stored[1].isoformat()})"
+        )
+    return start, stop
+
+
+def _read_candles(
+    data_dir: Path,
+    source: ModelSource,
+    window_start: pd.Timestamp,
+    window_stop: pd.Timestamp,
+    history_bars: int,
+    max_fill: int,
+) -> tuple[pd.DataFrame, str, dict[str, Any]]:
+    step = interval_timedelta(source.interval)
+    read = read_candles(
+        data_dir,
+        source.symbol,
+        source.interval,
+        start=window_start - history_bars * step,
+        end=window_stop,
+    )
+    if read.frame.loc[window_start:].empty:
+        raise ValidationRefused(
+            f"no {source.symbol} {source.interval} candles stored between "
+            f"{window_start.isoformat()} and {window_stop.isoformat()}"
+        )
+    policy = ValidationPolicy(bad_rows="refuse", gaps="fill", max_fill=max_fill)
+    where = f"{source.symbol} {source.interval} candles in {data_dir}"
+    candles, report = apply_candle_policy(read.frame, source.interval, policy, source=where)
+    gaps = report.issues["gaps"]
+    repair = {
+        "filled_rows": report.filled_rows,
+        "gaps": gaps.count,
+        "first_gaps_at": gaps.first,
+    }
+    return candles, read.content_hash, repair
+
+
+def _read_sentiment(
+    data_dir: Path, predictor: Predictor | None
+) -> tuple[pd.Series | None, str | None]:
+    if predictor is None or not getattr(predictor, "uses_sentiment", False):
+        return None, None
+    try:
+        read = read_sentiment(data_dir)
+    except StoreEmptyError as exc:
+        raise ValidationRefused(
+            f"the model uses Fear & Greed sentiment, but none is stored: {exc}"
+        ) from exc
+    return read.frame, read.content_hash
+
+
+def _utc(value: Any, name: str) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ValidationRefused(f"{name} is not a date and time: {value!r}") from exc
+    if pd.isna(stamp):
+        raise ValidationRefused(f"{name} is not a date and time: {value!r}")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+# --- recording --------------------------------------------------------------------------------
+
+
+def registry_metrics(backtest: BacktestRun) -> dict[str, Any]:
+    """The engine's metrics without the baseline, with the names the registry reads."""
+    metrics = {k: v for k, v in backtest.metrics.items() if k != "buy_and_hold"}
+    for alias, engine_name in METRIC_ALIASES.items():
+        metrics[alias] = metrics.get(engine_name)
+    metrics["sample_status"] = backtest.sample_status
+    metrics["warmup_bars_in_window"] = backtest.warmup_bars_in_window
+    if backtest.parts:
+        metrics["walk_forward"] = [part.to_dict() for part in backtest.parts]
+    return json_safe(metrics)
+
+
+def benchmark_metrics(backtest: BacktestRun) -> dict[str, Any]:
+    hold = dict(backtest.metrics.get("buy_and_hold") or {})
+    for alias, engine_name in METRIC_ALIASES.items():
+        hold[alias] = hold.get(engine_name)
+    return json_safe(hold)
+
+
+def gate_dicts(backtest: BacktestRun) -> list[dict[str, Any]]:
+    return json_safe(
+        [
+            {
+                "name": g.name,
+                "passed": bool(g.passed),
+                "value": g.value,
+                "threshold": g.threshold,
+                "metric": g.metric,
+                "detail": g.detail,
+            }
+            for g in backtest.gate_results
+        ]
+    )
+
+
+def validation_outcome(computed: ValidationBacktest, report_dir: str) -> RunOutcome:
+    run = computed.run
+    plot = computed.files.get("plot")
+    return RunOutcome(
+        window_start=run.window_start.to_pydatetime(),
+        window_end=run.window_end.to_pydatetime(),
+        metrics=registry_metrics(run),
+        gate_results=gate_dicts(run),
+        passed=computed.passed,
+        data_content_hash=computed.data_content_hash,
+        benchmark_metrics=benchmark_metrics(run),
+        config=computed.config,
+        in_sample=computed.in_sample,
+        report_dir=report_dir,
+        plot_file=plot.name if plot else "",
+    )
+
+
+def report_root() -> Path:
+    return Path(settings.MEDIA_ROOT) / REPORT_FOLDER
+
+
+def staging_report_dir() -> Path:
+    """A fresh folder for a report before its run is known; published by ``_publish_report``."""
+    return report_root() / f".incoming-{uuid.uuid4().hex}"
+
+
+def _publish_report(staged: Path | None, computed: ValidationBacktest, run: ValidationRun) -> str:
+    """Move the report into ``validation/<run id>/``; returns it relative to MEDIA_ROOT."""
+    if staged is None or not staged.exists():
+        return ""
+    final = report_root() / str(run.pk)
+    if final.exists():
+        shutil.rmtree(final)  # left by an earlier delivery of the same run that died mid-way
+    staged.rename(final)
+    computed.files = {key: final / path.name for key, path in computed.files.items()}
+    return str(final.relative_to(settings.MEDIA_ROOT))
+
+
+def validation_run_record(*, run: ValidationRun, computed: ValidationBacktest) -> ValidationRun:
+    report_dir = _publish_report(computed.report_dir, computed, run)
+    return validation_run_complete(run=run, outcome=validation_outcome(computed, report_dir))
+
+
+def validation_execute(run: ValidationRun, *, progress: Progress | None = None) -> ValidationRun:
+    """Backtest a claimed run's version and record the outcome (or the reason it could not run)."""
+    version = run.model_version
+    staged = staging_report_dir()
+    try:
+        options = ValidationOptions.from_config(
+            {**_options_part(run.config), "strategy": run.strategy}
+        )
+        options.check_recordable()
+        computed = validation_backtest(
+            source=ModelSource.for_version(version),
+            options=options,
+            gates=gates_for(version.name, "validation"),
+            output_dir=staged,
+            progress=progress,
+        )
+    except ValidationRefused as exc:
+        shutil.rmtree(staged, ignore_errors=True)
+        run_fail(run=run, error=str(exc))
+        return ValidationRun.objects.get(pk=run.pk)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return validation_run_record(run=run, computed=computed)
+
+
+def _options_part(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    # A recorded run's config also holds what the run found (symbol, gap report, ...):
+    # only the requested options are read back.
+    known = set(ValidationOptions.__dataclass_fields__)
+    return {k: v for k, v in (config or {}).items() if k in known}
+
+
+def validation_run_create_inline(
+    *,
+    model_version: ModelVersion,
+    requested_by: AbstractBaseUser | None,
+    options: ValidationOptions,
+) -> ValidationRun:
+    """A run executed right here (the ``run_backtest`` command), claimed and not queued."""
+    if model_version.state != ModelState.TRAINED:
+        raise lifecycle.TransitionRefused(
+            f"{model_version} is {model_version.get_state_display().lower()}; "
+            "only a trained version is validated."
+        )
+    actor = requested_by if requested_by and requested_by.is_authenticated else None
+    with transaction.atomic():
+        run = ValidationRun.objects.create(
+            model_version=model_version,
+            strategy=options.strategy,
+            requested_by=actor,
+            config=options.to_config(),
+        )
+        audit_event_record(
+            event_type="validation_requested",
+            actor=actor,
+            obj=run,
+            data={"version": model_version.pk, "inline": True},
+        )
+    if not run_mark_running(run):
+        raise AssertionError(f"validation run {run.pk} was claimed by someone else")
+    run.status = RunStatus.RUNNING
+    return run
+
+
+def validation_run_inline(
+    *,
+    model_version: ModelVersion,
+    requested_by: AbstractBaseUser | None,
+    options: ValidationOptions,
+    progress: Progress | None = None,
+) -> ValidationRun:
+    """Compute first, then record: a refused backtest leaves no run behind."""
+    if model_version.state != ModelState.TRAINED:
+        raise lifecycle.TransitionRefused(
+            f"{model_version} is {model_version.get_state_display().lower()}; "
+            "only a trained version is validated."
+        )
+    options.check_recordable()
+    staged = staging_report_dir()
+    try:
+        computed = validation_backtest(
+            source=ModelSource.for_version(model_version),
+            options=options,
+            gates=gates_for(model_version.name, "validation"),
+            output_dir=staged,
+            progress=progress,
+        )
+        run = validation_run_create_inline(
+            model_version=model_version, requested_by=requested_by, options=options
+        )
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return validation_run_record(run=run, computed=computed)

@@ -1,0 +1,41 @@
+"""Validation backtests on the ``backtest`` queue.
+
+``run_validation`` claims its run first: a message redelivered after the run finished
+(or while another delivery is running it) does nothing. The admin's "Validate" action
+queues it through ``runs.validation_run_request``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, shared_task
+
+from models_registry.models import ValidationRun
+from models_registry.services.runs import run_fail, run_mark_running
+from models_registry.services.validation import validation_execute
+from tradebot.queues import BACKTEST, queue_options
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, name="models_registry.run_validation", **queue_options(BACKTEST))
+def run_validation(self: Task, run_id: int) -> dict[str, Any]:
+    run = ValidationRun.objects.select_related("model_version").get(pk=run_id)
+    if not run_mark_running(run, task_id=self.request.id or ""):
+        return {"run": run_id, "skipped": f"not queued (status {run.status})"}
+    try:
+        finished = validation_execute(run)
+    except Exception as exc:
+        # A bug, not bad input: the run must not stay 'running' for ever.
+        logger.exception("validation run %s crashed", run_id)
+        run_fail(run=run, error=f"unexpected error: {type(exc).__name__}: {exc}")
+        raise
+    return {
+        "run": finished.pk,
+        "status": finished.status,
+        "passed": finished.passed,
+        "version_state": finished.model_version.state,
+        "error": finished.error,
+    }
