@@ -193,7 +193,7 @@ def load_pinned_host_keys(host_keys: paramiko.HostKeys, target: TargetSpec) -> N
     for line_number, line in enumerate(text.splitlines(), start=1):
         try:
             entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno=line_number)
-        except (paramiko.hostkeys.InvalidHostKey, ValueError) as error:
+        except (paramiko.hostkeys.InvalidHostKey, paramiko.SSHException, ValueError) as error:
             raise HostKeyRejected(f"{source} line {line_number}: invalid entry: {error}") from error
         if entry is None:
             continue

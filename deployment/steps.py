@@ -180,11 +180,13 @@ def run_checked(
 
 
 def sections_script(parts: Mapping[str, str]) -> str:
-    """One script printing each part's output under a marker line (errors ignored)."""
-    return "; ".join(
+    """One script printing each part's output under a marker line (errors ignored:
+    a missing file is an empty section, and the script as a whole succeeds)."""
+    body = "; ".join(
         f"echo; echo '{SECTION_MARK}{name}'; {{ {command} ; }} 2>/dev/null"
         for name, command in parts.items()
     )
+    return f"{{ {body}; true; }}"
 
 
 def parse_sections(stdout: str) -> dict[str, str]:
@@ -456,11 +458,25 @@ def compatibility_check(
     except json.JSONDecodeError:
         report["output"] = log_tail(result.stdout + result.stderr)
     if not result.ok:
+        failed = failed_checks(report.get("report"))
+        reason = "; ".join(failed) if failed else result.describe()
         raise StepFailed(
-            f"engine start-up checks failed on the host: {result.describe()}",
+            f"engine start-up checks failed on the host: {reason}",
             log_tail(result.stdout + "\n" + result.stderr),
         )
     return report
+
+
+def failed_checks(report: Any) -> list[str]:
+    """`name: detail` of each failed check in the engine's --check-only --json report."""
+    checks = report.get("checks") if isinstance(report, dict) else None
+    if not isinstance(checks, list):
+        return []
+    return [
+        f"{check.get('name')}: {check.get('detail')}"
+        for check in checks
+        if isinstance(check, dict) and not check.get("ok")
+    ]
 
 
 def stage(

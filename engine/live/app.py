@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,14 @@ import pandas as pd
 from engine.live.brokers import LiveBroker, LiveStartError, PaperBroker
 from engine.live.candles import candles_from_frame
 from engine.live.config import ConfigError, RiskLimits, load_risk_limits
-from engine.live.feeds import BinanceKlineFeed, FeedItem, ReplayFeed, make_binance_client
-from engine.live.journal import Journal, JournalError, journal_path
+from engine.live.feeds import (
+    BINANCE_URL_ENV,
+    BinanceKlineFeed,
+    FeedItem,
+    ReplayFeed,
+    make_binance_client,
+)
+from engine.live.journal import Journal, JournalError, journal_path, rotate_if_large
 from engine.live.risk import RiskManager
 from engine.live.runner import TradingEngine
 from engine.live.sentiment import LiveSentiment
@@ -37,6 +44,7 @@ EXIT_MODEL_CHECK = 3
 EXIT_JOURNAL = 4
 EXIT_LIVE_REFUSED = 5
 EXIT_DATA = 6
+EXIT_UNEXPECTED = 1
 
 API_KEY_ENV = "BINANCE_API_KEY"
 API_SECRET_ENV = "BINANCE_API_SECRET"  # noqa: S105 - the variable's name, not a secret
@@ -145,9 +153,7 @@ def _live_broker(options: EngineOptions, symbol: str) -> tuple[LiveBroker, Any]:
         api_key=key, api_secret=secret, base_url=options.binance_url, testnet=options.testnet
     )
     try:
-        if options.testnet and not (
-            options.binance_url or os.environ.get("TRADEBOT_BINANCE_API_URL")
-        ):
+        if options.testnet and not (options.binance_url or os.environ.get(BINANCE_URL_ENV)):
             # The spot testnet has no /sapi: its keys cannot withdraw real funds anyway.
             log.info("testnet: API key restriction check skipped (no /sapi on the testnet)")
         else:
@@ -157,7 +163,7 @@ def _live_broker(options: EngineOptions, symbol: str) -> tuple[LiveBroker, Any]:
         raise StartError(EXIT_LIVE_REFUSED, f"live trading refused: {exc}") from exc
     except (BinanceAPIException, BinanceRequestException, OSError) as exc:
         raise StartError(
-            EXIT_LIVE_REFUSED, f"live trading refused: exchange unreachable: {exc}"
+            EXIT_LIVE_REFUSED, f"live trading refused: exchange error or unreachable: {exc}"
         ) from exc
     return LiveBroker(client, filters), client
 
@@ -227,12 +233,14 @@ def _sentiment_file(options: EngineOptions) -> pd.Series | None:
     return None
 
 
-def _install_signal_handlers(engine: TradingEngine) -> None:
+def _install_signal_handlers(stop_event: threading.Event) -> None:
+    """Installed first thing, so a SIGTERM during start-up also ends in a clean exit 0."""
+
     def request_stop(signum: int, _frame: Any) -> None:
         log.info(
             "signal %s: finishing the current step, then stopping", signal.Signals(signum).name
         )
-        engine.stop()
+        stop_event.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
@@ -261,6 +269,12 @@ def run_engine(options: EngineOptions) -> int:
         log.error("%s", exc)
         _publish_quietly(status, state="failed", detail=str(exc))
         return exc.code
+    except Exception as exc:
+        # A bug or a broken install: say so in the log and the status, exit non-zero so that
+        # systemd restarts the service, rather than die with the status still "running".
+        log.exception("engine stopped by an unexpected error")
+        _publish_quietly(status, state="failed", detail=f"unexpected error: {exc!r}")
+        return EXIT_UNEXPECTED
     finally:
         status.close()
 
@@ -274,6 +288,8 @@ def _publish_quietly(status: StatusReporter, **fields: Any) -> None:
 
 def _run(options: EngineOptions, status: StatusReporter) -> int:
     started = time.perf_counter()
+    stop_event = threading.Event()
+    _install_signal_handlers(stop_event)
     limits = _risk_limits(options)
     predictor = load_predictor(options.model_dir, options.model_name)
     metadata = predictor.metadata
@@ -305,6 +321,9 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
 
     path = journal_path(options.journal_dir, symbol=symbol, mode=options.mode)
     try:
+        archive = rotate_if_large(path)
+        if archive is not None:
+            log.info("journal %s archived as %s; state carried over", path, archive.name)
         journal = Journal(path)
         if options.reset_kill_switch and journal.state.kill_switch:
             journal.append("kill_switch", latched=False, reason="--reset-kill-switch at start-up")
@@ -330,10 +349,13 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         execute_on_close=not options.replay,
         fee_bps=options.fee_bps,
         slippage_bps=options.slippage_bps,
+        stop_event=stop_event,
     )
     if isinstance(broker, LiveBroker):
-        engine.sync_balances(*broker.balances())
-    _install_signal_handlers(engine)
+        try:
+            engine.sync_balances(*broker.balances())
+        except Exception as exc:  # python-binance and requests raise many types
+            raise StartError(EXIT_LIVE_REFUSED, f"live trading refused: account: {exc}") from exc
     if options.status_port is not None:
         port = status.serve(options.status_port)
         log.info("status served on http://127.0.0.1:%d/status", port)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Protocol
 
+import requests
+
 log = logging.getLogger(__name__)
 
 BUY = "buy"
@@ -24,6 +26,11 @@ SIDE_SIGN = {BUY: 1, SELL: -1}  # engine.backtest.costs takes +1/-1
 
 class OrderRefused(RuntimeError):
     """The order was not executed (filters, exchange refusal); nothing changed."""
+
+
+class OrderOutcomeUnknown(RuntimeError):
+    """The order was sent but no answer came back (timeout, dropped connection): it may have
+    executed. The engine must learn the position from the exchange, not assume either way."""
 
 
 class LiveStartError(RuntimeError):
@@ -201,6 +208,10 @@ class LiveBroker:
             )
         except (BinanceAPIException, BinanceRequestException) as exc:
             raise OrderRefused(f"exchange refused order {order_id}: {exc}") from exc
+        except requests.RequestException as exc:
+            raise OrderOutcomeUnknown(
+                f"order {order_id}: no answer from the exchange ({exc})"
+            ) from exc
         return _fill_from_response(order_id, side, response)
 
 

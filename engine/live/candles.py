@@ -76,6 +76,10 @@ class CandleBuffer:
     def append(self, candle: Candle) -> None:
         self._rows.append(candle)
 
+    @property
+    def last_open_time(self) -> pd.Timestamp | None:
+        return self._rows[-1].open_time if self._rows else None
+
     def frame(self) -> pd.DataFrame:
         rows = list(self._rows)
         index = pd.DatetimeIndex([c.open_time for c in rows], name="open_time")

@@ -22,6 +22,7 @@ log = logging.getLogger("engine.live.feed")
 
 BINANCE_URL_ENV = "TRADEBOT_BINANCE_API_URL"
 KLINES_PER_REQUEST = 1000
+HEARTBEAT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,20 @@ class ReplayFeed:
                 return
             tradable = self.trade_from is None or candle.open_time >= self.trade_from
             yield FeedItem(candle, tradable=tradable)
-            if self.delay and self.stop_event.wait(self.delay):
+            if self.delay:
+                yield from self._wait(self.delay)
+
+    def _wait(self, seconds: float) -> Iterator[FeedItem]:
+        """Sleep between bars, with a heartbeat at least every HEARTBEAT_SECONDS."""
+        deadline = time.monotonic() + seconds
+        while not self.stop_event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return
+            if self.stop_event.wait(min(left, HEARTBEAT_SECONDS)):
+                return
+            if deadline - time.monotonic() > 0:
+                yield FeedItem(None)
 
 
 class FeedError(RuntimeError):

@@ -25,10 +25,18 @@ RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "order": ("order_id", "candle", "side", "quantity", "reason"),
     "fill": ("order_id", "candle", "side", "quantity", "price", "fee"),
     "order_rejected": ("order_id", "candle", "side", "quantity", "reason"),
+    # Sent, but no answer: position and cash were re-read from the exchange afterwards.
+    "order_unknown": ("order_id", "candle", "side", "quantity", "reason"),
     "state": ("last_candle", "cash", "quantity", "pending_target", "equity"),
     "kill_switch": ("latched", "reason"),
     "session_stop": ("reason",),
+    # First record of a journal that continues a rotated (archived) one.
+    "carried_over": ("archive", "archive_sha256", "archive_records", "order_candles"),
 }
+
+# Past this many records a journal is archived at start-up and continued in a fresh file,
+# so reading it (which every start does) stays fast on a host that runs for years.
+ROTATE_AFTER_RECORDS = 20_000
 
 
 class JournalError(RuntimeError):
@@ -96,10 +104,15 @@ def _apply(state: JournalState, record: dict[str, Any]) -> None:
     elif kind == "kill_switch":
         state.kill_switch = bool(record["latched"])
         state.kill_switch_reason = record["reason"] if record["latched"] else None
+    elif kind == "carried_over":
+        state.order_candles = list(record["order_candles"])
     elif kind == "order":
         state.order_candles.append(record["candle"])
         state.unsettled_orders.append(record["order_id"])
-    elif kind in ("fill", "order_rejected") and record["order_id"] in state.unsettled_orders:
+    elif (
+        kind in ("fill", "order_rejected", "order_unknown")
+        and record["order_id"] in state.unsettled_orders
+    ):
         state.unsettled_orders.remove(record["order_id"])
 
 
@@ -180,3 +193,40 @@ class Journal:
 def journal_path(journal_dir: Path, *, symbol: str, mode: str) -> Path:
     """One journal per symbol and mode: a paper run never inherits a live position."""
     return journal_dir / f"{symbol.lower()}-{mode}.jsonl"
+
+
+def rotate_if_large(path: Path, *, max_records: int = ROTATE_AFTER_RECORDS) -> Path | None:
+    """Archive a long journal and start a new one that carries its state over.
+
+    The archive is renamed, never edited (it stays the record of what happened); the new
+    file opens with a `carried_over` record naming it and its sha256, then the last state
+    and a latched kill switch. Returns the archive's path, or None when nothing was done.
+    """
+    records, state = read_journal(path)
+    if len(records) < max_records:
+        return None
+    if state.unsettled_orders:
+        # An order without an outcome needs a human (or the exchange) first; keep it in view.
+        return None
+    last_state = next((r for r in reversed(records) if r["type"] == "state"), None)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    archive = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+    path.replace(archive)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    journal = Journal(path)
+    try:
+        journal.append(
+            "carried_over",
+            archive=archive.name,
+            archive_sha256=digest,
+            archive_records=len(records),
+            order_candles=state.order_candles[-100:],
+        )
+        if last_state is not None:
+            carried = {k: v for k, v in last_state.items() if k not in ("seq", "at", "type", "sha")}
+            journal.append("state", **carried)
+        if state.kill_switch:
+            journal.append("kill_switch", latched=True, reason=state.kill_switch_reason or "")
+    finally:
+        journal.close()
+    return archive

@@ -131,6 +131,7 @@ def run_paper_replay(
     The model is loaded from `model_dir` with every start-up check (or `predictor` is used
     as given). `journal_dir` defaults to a temporary folder: pass one to keep the journal.
     """
+    _check_replay_input(candles)
     if predictor is None and model_dir is not None:
         from engine.inference import OnnxPredictor
 
@@ -147,6 +148,12 @@ def run_paper_replay(
     with tempfile.TemporaryDirectory(prefix="paper-journal-") as scratch:
         folder = Path(journal_dir) if journal_dir is not None else Path(scratch)
         journal = Journal(journal_path(folder, symbol=symbol, mode="paper"))
+        if journal.state.records:
+            journal.close()
+            raise ValueError(
+                f"journal {journal.path} already holds a run: a paper replay starts from an "
+                "empty journal (pass a new journal_dir)"
+            )
         engine = TradingEngine(
             strategy=strategy_obj,
             predictor=strategy_predictor,
@@ -172,6 +179,16 @@ def run_paper_replay(
     return _result(engine, candles, positions, predictor, initial_cash, kept)
 
 
+def _check_replay_input(candles: pd.DataFrame) -> None:
+    if not isinstance(candles, pd.DataFrame) or candles.empty:
+        raise ValueError("run_paper_replay: candles must be a non-empty DataFrame")
+    index = candles.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise ValueError("run_paper_replay: candles need a UTC DatetimeIndex (open_time)")
+    if not index.is_monotonic_increasing or not index.is_unique:
+        raise ValueError("run_paper_replay: candle open times must be sorted and unique")
+
+
 def _result(
     engine: TradingEngine,
     candles: pd.DataFrame,
@@ -183,9 +200,9 @@ def _result(
     from engine.backtest.metrics import compute_metrics
 
     index = pd.DatetimeIndex(candles.index)
-    equity = pd.Series(
-        [e for _, e in engine.equity_curve], index=index, name="equity", dtype=np.float64
-    )
+    # A bar the engine refused (bad data) has no mark of its own: it keeps the previous one.
+    marks = pd.Series(dict(engine.equity_curve), dtype=np.float64)
+    equity = marks.reindex(index).ffill().fillna(initial_cash).rename("equity")
     position = pd.Series(positions, index=index, name="position", dtype=np.float64)
     fills = _fills_frame(engine.trades)
     trades = round_trips(fills, index, float(candles["close"].iloc[-1]))

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from engine.live.brokers import BUY, SELL, Broker, Fill, OrderRefused
+from engine.live.brokers import BUY, SELL, Broker, Fill, OrderOutcomeUnknown, OrderRefused
 from engine.live.candles import Candle, CandleBuffer
 from engine.live.feeds import FeedItem
 from engine.live.journal import Journal
@@ -106,6 +106,7 @@ class TradingEngine:
         execute_on_close: bool = False,
         fee_bps: float = 10.0,
         slippage_bps: float = 5.0,
+        stop_event: threading.Event | None = None,
     ) -> None:
         # Sizing assumes these costs; the paper broker charges the same ones.
         self.fee_bps = fee_bps
@@ -125,7 +126,7 @@ class TradingEngine:
         self.interval = interval
         self.sentiment = sentiment
         self.buffer = CandleBuffer(history_size)
-        self.stop_event = threading.Event()
+        self.stop_event = stop_event or threading.Event()
         self.trades: list[Trade] = []
         self._step_started = 0.0
         # Candle in to target decided (before journal and status), for the benchmark and logs.
@@ -228,7 +229,8 @@ class TradingEngine:
 
     def _prime(self, candle: Candle) -> None:
         """Bars already processed before a restart only rebuild the history buffer."""
-        if len(self.buffer) == 0 or candle.open_time > self.buffer._rows[-1].open_time:
+        newest = self.buffer.last_open_time
+        if newest is None or candle.open_time > newest:
             self.buffer.append(candle)
             return
         if candle.open_time == self.last_candle:
@@ -379,6 +381,9 @@ class TradingEngine:
         except OrderRefused as exc:
             self._refuse(order_id, candle, side, quantity, str(exc))
             return []
+        except OrderOutcomeUnknown as exc:
+            self._resync_after_unknown_outcome(order_id, candle, side, quantity, exc)
+            return []
         self.risk.record_order(candle.open_time)
         self._apply_fill(fill)
         self.journal.append(
@@ -411,6 +416,25 @@ class TradingEngine:
             quantity=quantity,
             reason=why,
         )
+
+    def _resync_after_unknown_outcome(
+        self, order_id: str, candle: Candle, side: str, quantity: float, exc: Exception
+    ) -> None:
+        log.critical("%s; re-reading balances from the exchange", exc)
+        self.risk.record_order(candle.open_time)  # it may have counted against the limit
+        balances = getattr(self.broker, "balances", None)
+        reason = str(exc)
+        try:
+            if balances is not None:
+                self.sync_balances(*balances())
+                reason += f"; position re-read from the exchange: {self.quantity:.8f}"
+        except Exception as resync_error:  # any failure here must end up in the journal
+            reason += f"; balances could not be re-read ({resync_error}): position unknown"
+            log.critical("position unknown after order %s: %s", order_id, resync_error)
+        self.journal.append(
+            "order_unknown", order_id=order_id, candle=candle.key, side=side,
+            quantity=quantity, reason=reason,
+        )  # fmt: skip
 
     def _apply_fill(self, fill: Fill) -> None:
         signed = fill.quantity if fill.side == BUY else -fill.quantity

@@ -35,8 +35,15 @@ class ChainReport:
     reason: str = ""
 
 
+# One encoder for every call: json.dumps with options builds a new encoder each
+# time, which was a large share of verifying a million rows.
+_CANONICAL_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL_ENCODER.encode(value)
 
 
 def _normalise_data(data: dict[str, Any] | None) -> dict[str, Any]:
@@ -125,7 +132,7 @@ def _lock_chain_tail() -> None:
     # SQLite: transactions start IMMEDIATE (see tradebot.config), so writers are serial.
 
 
-def verify_audit_chain(*, chunk_size: int = 20_000) -> ChainReport:
+def verify_audit_chain(*, chunk_size: int = 50_000) -> ChainReport:
     """Walk the whole chain in id order; name the first row whose hash or link is wrong."""
     expected_prev = GENESIS_HASH
     checked = 0

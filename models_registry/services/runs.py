@@ -148,17 +148,15 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
                 "in_sample": run.in_sample,
             },
         )
-    if run.passed and run.kind == ValidationRun.KIND_BACKTEST:
-        version = run.model_version
-        if version.state == ModelState.TRAINED:
-            try:
-                lifecycle.model_version_validate(
-                    model_version=version, validation_run=run, actor=run.requested_by
-                )
-            except RegistryError as exc:
-                logger.warning(
-                    "validation run %s passed but %s was not validated: %s", run.pk, version, exc
-                )
+        # Same transaction: no reader ever sees a passed run on a version still 'trained'.
+        if run.passed and run.kind == ValidationRun.KIND_BACKTEST:
+            _advance(
+                run,
+                lambda: lifecycle.model_version_validate(
+                    model_version=run.model_version, validation_run=run, actor=run.requested_by
+                ),
+                ModelState.TRAINED,
+            )
     return run
 
 
@@ -185,14 +183,26 @@ def paper_run_complete(*, run: PaperTradingRun, outcome: RunOutcome) -> PaperTra
                 "divergence": run.divergence,
             },
         )
-    if run.passed and run.model_version.state == ModelState.VALIDATED:
-        try:
-            lifecycle.model_version_mark_paper_tested(
-                model_version=run.model_version, paper_run=run, actor=run.requested_by
+        if run.passed:
+            _advance(
+                run,
+                lambda: lifecycle.model_version_mark_paper_tested(
+                    model_version=run.model_version, paper_run=run, actor=run.requested_by
+                ),
+                ModelState.VALIDATED,
             )
-        except RegistryError as exc:
-            logger.warning("paper run %s passed but its version did not move on: %s", run.pk, exc)
     return run
+
+
+def _advance(run: ValidationRun | PaperTradingRun, transition: Any, from_state: str) -> None:
+    """Move the version on after a passing run; a refusal is logged, the run stays recorded."""
+    version = ModelVersion.objects.select_for_update().get(pk=run.model_version_id)
+    if version.state != from_state:
+        return
+    try:
+        transition()  # its own atomic block is a savepoint inside the caller's transaction
+    except RegistryError as exc:
+        logger.warning("%s passed but %s did not move on: %s", run, version, exc)
 
 
 def run_fail(*, run: ValidationRun | PaperTradingRun, error: str) -> None:

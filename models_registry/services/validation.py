@@ -88,7 +88,7 @@ class ValidationOptions:
     def from_config(cls, config: Mapping[str, Any] | None) -> ValidationOptions:
         """Options from a run's config; unknown keys and bad values are refused by name."""
         config = dict(config or {})
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         unknown = sorted(set(config) - known)
         if unknown:
             raise ValidationRefused(

@@ -3,7 +3,7 @@
 Used by the deployment tests when the real engine cannot run here. It reads the
 model folder, checks the ONNX file's sha256 against the metadata's `onnx_sha256`
 and the `<name>.onnx.sha256` file, and then either refuses (non-zero exit, status
-state "error") or logs exactly one `model loaded: <name> version=<v> sha256=<sha>`
+state "failed") or logs exactly one `model loaded: <name> version=<v> sha256=<sha>`
 line and keeps a status file with a heartbeat until SIGTERM.
 """
 
@@ -110,8 +110,8 @@ def main(argv: list[str]) -> int:
     write_status(args.status_file, status)
     if failed:
         detail = "; ".join(f"{check['name']}: {check['detail']}" for check in failed)
-        print(f"model check failed: {detail}", flush=True)
-        write_status(args.status_file, {**status, "state": "error", "detail": detail})
+        print(f"start-up check failed: {detail}", flush=True)
+        write_status(args.status_file, {**status, "state": "failed", "detail": detail})
         return 1
     sha = metadata["actual_sha256"]
     status.update(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from deployment import steps
 from deployment.connection import HostKeyRejected, SshConnection, open_connection
 from deployment.runner import StepRecord, deploy, read_status, reconcile, rollback
-from deployment.targets import model_filenames
+from deployment.targets import HostSpec, TargetSpec, model_filenames
 from tests.deployment.support import MODEL_NAME
 
 
@@ -28,28 +29,51 @@ def failed_steps(records: list[StepRecord]) -> list[str]:
     return [record.step for record in records if not record.ok]
 
 
-def test_fixture_ssh_server_accepts_a_key_login(ssh_server_factory, ssh_user_key, make_target):
-    server = ssh_server_factory()
-    host = type("H", (), {"server": server, "spec": None})
-    from deployment.targets import HostSpec, TargetSpec
-
-    target = TargetSpec(
-        name="login",
+def pinned_target(server, user_key, known_hosts: str) -> TargetSpec:
+    return TargetSpec(
+        name="pinned",
         hosts=[HostSpec("127.0.0.1", port=server.port)],
         ssh_user="root",
-        ssh_key_path=str(ssh_user_key),
-        known_hosts_text=server.known_hosts_line(),
+        ssh_key_path=str(user_key),
+        known_hosts_text=known_hosts,
         connect_timeout=5,
     )
-    del host
+
+
+def test_fixture_ssh_server_accepts_a_key_login(ssh_server_factory, ssh_user_key):
+    server = ssh_server_factory()
+    target = pinned_target(server, ssh_user_key, server.known_hosts_line())
+
     connection = open_connection(target, target.hosts[0])
     try:
         assert isinstance(connection, SshConnection)
         result = connection.run("echo logged-in-as-$(id -un)", timeout=5)
     finally:
         connection.close()
+
     assert result.ok
     assert result.stdout.strip() == "logged-in-as-root"
+
+
+def test_remote_command_timeout_kills_the_command_on_the_host(ssh_server_factory, ssh_user_key):
+    server = ssh_server_factory()
+    target = pinned_target(server, ssh_user_key, server.known_hosts_line())
+    pid_file = server.directory / "sleeper.pid"
+    connection = open_connection(target, target.hosts[0])
+    try:
+        started = time.monotonic()
+        result = connection.run(f"echo $$ > {pid_file}; exec sleep 30", timeout=1)
+        elapsed = time.monotonic() - started
+    finally:
+        connection.close()
+
+    assert result.timed_out and not result.ok
+    assert elapsed < 5
+    sleeper = int(pid_file.read_text())
+    deadline = time.monotonic() + 3
+    while Path(f"/proc/{sleeper}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{sleeper}").exists(), "the timed-out command still runs on the host"
 
 
 def test_clean_deploy_then_rollback(host_factory, make_target, models):
@@ -153,25 +177,26 @@ def test_file_corrupted_after_upload_is_refused(host_factory, make_target, model
 
 def test_model_refused_by_engine_is_rolled_back(host_factory, make_target, models):
     v1 = models.make(1)
-    refused = models.make(2, metadata_sha256="0" * 64)
+    refused = models.make(2, metadata_sha256="0" * 64)  # the engine's sha256 check fails
     host = host_factory(v1)
     target = make_target([host])
 
     outcome = deploy(target, refused, "dep-refused")
 
     assert outcome.status == "rolled_back", describe(outcome)
-    assert "engine state is 'error'" in outcome.reason
+    assert "engine state is 'failed'" in outcome.reason
+    assert "sha256" in outcome.reason
     assert failed_steps(outcome.steps) == ["health_check"]
-    assert step_names(outcome.steps)[-5:] == [
+    assert step_names(outcome.steps)[-4:] == [
         "rollback_swap",
         "rollback_restart",
         "rollback_health_check",
         "cleanup",
-    ][-5:] or "rollback_health_check" in step_names(outcome.steps)
-    refused_log = next(r for r in outcome.steps if r.step == "health_check").log_excerpt
-    assert "model check failed" in refused_log
+    ]
+    assert "0" * 64 in next(r for r in outcome.steps if r.step == "health_check").log_excerpt
     assert outcome.hosts["host1"].result == "rolled_back"
     assert outcome.hosts["host1"].live_sha256 == v1.onnx_sha256
+    assert outcome.hosts["host1"].log_tail  # the rollback's log tail is kept with the outcome
     host.assert_serves(v1)
 
 
@@ -215,17 +240,18 @@ def test_bad_host_key_is_refused_before_any_upload(
 
 
 def test_open_connection_raises_host_key_rejected(ssh_server_factory, ssh_user_key):
-    from deployment.targets import HostSpec, TargetSpec
-
     server, other = ssh_server_factory(), ssh_server_factory()
-    target = TargetSpec(
-        name="pinned",
-        hosts=[HostSpec("127.0.0.1", port=server.port)],
-        ssh_user="root",
-        ssh_key_path=str(ssh_user_key),
-        known_hosts_text=other.known_hosts_line(),
-    )
+    target = pinned_target(server, ssh_user_key, other.known_hosts_line())
+
     with pytest.raises(HostKeyRejected, match="unknown host key"):
+        open_connection(target, target.hosts[0])
+
+
+def test_invalid_known_hosts_line_is_named(ssh_server_factory, ssh_user_key):
+    server = ssh_server_factory()
+    target = pinned_target(server, ssh_user_key, "# pinned\n[127.0.0.1]:22 ssh-ed25519 !!!\n")
+
+    with pytest.raises(HostKeyRejected, match="known_hosts_text line 2"):
         open_connection(target, target.hosts[0])
 
 
@@ -412,10 +438,9 @@ def test_staging_check_refusal_leaves_host_untouched(
 
     assert outcome.status == "failed", describe(outcome)
     assert failed_steps(outcome.steps) == ["compatibility_check"]
-    assert (
-        "metadata_sha256"
-        in next(r for r in outcome.steps if r.step == "compatibility_check").log_excerpt
-    )
+    check = next(r for r in outcome.steps if r.step == "compatibility_check")
+    assert "sha256" in check.detail and "0" * 64 in check.detail
+    assert "swap" not in step_names(outcome.steps)
     host.assert_serves(v1)
 
 

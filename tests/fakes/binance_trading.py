@@ -9,7 +9,8 @@ Installed on a FakeBinanceServer with ``install_trading_routes(server, account)`
 * ``GET /sapi/v1/account/apiRestrictions``: the key's permissions (``enableWithdrawals``).
 
 ``account.refuse_next`` makes the next order fail with a given Binance error, as the
-exchange may refuse an order for reasons the client cannot foresee.
+exchange may refuse an order for reasons the client cannot foresee; ``account.answer_delay``
+books the order but answers late, so a client timeout leaves its outcome unknown.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import quote
@@ -39,6 +41,9 @@ class FakeAccount:
     )
     enable_withdrawals: bool = False
     refuse_next: tuple[int, str] | None = None
+    # Seconds to hold the answer after the order is booked: a client timeout then leaves
+    # an order that executed although the client never heard so.
+    answer_delay: float = 0.0
     orders: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -132,6 +137,8 @@ def install_trading_routes(server: FakeBinanceServer, account: FakeAccount) -> N
             ],
         }
         account.orders.append(order)
+        if account.answer_delay:
+            time.sleep(account.answer_delay)
         return FakeResponse.json(order)
 
     @server.route("GET", "/api/v3/account")

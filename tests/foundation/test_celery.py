@@ -46,7 +46,10 @@ def test_task_round_trip_through_filesystem_broker(
         name="fs",
     )
     folder = var_dir / "celery-broker"
-    client = Celery("tradebot-fs-client", broker="filesystem://", backend="django-db")
+    # Not the current app: shared tasks in later tests must keep sending through Redis.
+    client = Celery(
+        "tradebot-fs-client", broker="filesystem://", backend="django-db", set_as_current=False
+    )
     client.conf.broker_transport_options = {
         "data_folder_in": str(folder / "queue"),
         "data_folder_out": str(folder / "queue"),

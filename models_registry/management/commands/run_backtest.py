@@ -23,6 +23,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from engine.backtest.report import json_safe
+from engine.strategies import STRATEGIES
+from models_registry.gates import gates_for
 from models_registry.models import ModelVersion, RegistryError, ValidationRun
 from models_registry.services.validation import (
     DEFAULT_DAYS,
@@ -37,7 +39,6 @@ from models_registry.services.validation import (
     validation_backtest,
     validation_run_inline,
 )
-from models_registry.gates import gates_for
 
 # Metrics shown side by side with buy-and-hold in the text report.
 REPORT_METRICS = (
@@ -73,7 +74,9 @@ class Command(BaseCommand):
             default=DEFAULT_DAYS,
             help=f"window length from the model's first unseen bar (default {DEFAULT_DAYS})",
         )
-        window.add_argument("--start", default=None, help="UTC window start (overrides the default)")
+        window.add_argument(
+            "--start", default=None, help="UTC window start (overrides the default)"
+        )
         window.add_argument("--end", default=None, help="UTC window end, exclusive")
         window.add_argument("--symbol", default=None, help="default: the model's, else BTCUSDT")
         window.add_argument("--interval", default=None, help="default: the model's, else 1h")
@@ -159,7 +162,7 @@ class Command(BaseCommand):
             if options["model"] or options["model_version"]:
                 raise CommandError("--model-path cannot be combined with --model/--model-version")
             return _source_from_folder(path, options)
-        needs_model = run_options.strategy == "ml_basic"
+        needs_model = STRATEGIES[run_options.strategy].needs_model
         if not needs_model and not (options["model"] or options["model_version"]):
             return ModelSource(
                 None,
@@ -186,6 +189,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "--data-dir is for --no-db: a recorded run reads the configured data store"
             )
+        run_options.check_recordable()
         version = self._version(options)
         _checked_source(ModelSource.for_version(version), options)
         user = _user_named(options["user"])
@@ -219,11 +223,12 @@ def _gates(source: ModelSource) -> dict[str, Any]:
 
 
 def _source_from_folder(path: Path, options: dict[str, Any]) -> ModelSource:
+    from engine.backtest import BacktestError
     from engine.backtest.runner import load_metadata
 
     try:
         metadata = load_metadata(path)
-    except Exception as exc:  # noqa: BLE001 -- any unreadable folder is the same user error
+    except BacktestError as exc:
         raise CommandError(f"--model-path {path}: {exc}") from exc
     source = ModelSource(
         path,
@@ -239,9 +244,7 @@ def _checked_source(source: ModelSource, options: dict[str, Any]) -> ModelSource
     for option, value in (("symbol", source.symbol), ("interval", source.interval)):
         given = options[option]
         if given is not None and given.upper() != value.upper():
-            raise CommandError(
-                f"--{option} {given} does not match the model's {option} {value}"
-            )
+            raise CommandError(f"--{option} {given} does not match the model's {option} {value}")
     return source
 
 
@@ -262,11 +265,17 @@ def default_output_dir(strategy: str) -> Path:
 @contextmanager
 def stage_progress(stream: Any, *, disabled: bool) -> Iterator[Progress]:
     """A tqdm line on stderr naming the stage the backtest is in (load, predict, simulate)."""
-    bar = tqdm(desc="backtest", total=None, bar_format="{desc} [{elapsed}]", file=stream,
-               disable=disabled)  # fmt: skip
+    bar = tqdm(
+        desc="backtest",
+        total=None,
+        bar_format="{desc} [{elapsed}]",
+        file=stream,
+        leave=False,
+        disable=disabled,
+    )
 
     def progress(message: str) -> None:
-        bar.set_description_str(message)
+        bar.set_description_str(message, refresh=False)
         bar.update(1)
 
     try:
@@ -316,7 +325,8 @@ def summary_of_run(run: ValidationRun) -> dict[str, Any]:
             "config": run.config,
             "walk_forward": run.metrics.get("walk_forward", []),
             "files": (
-                {p.name: str(p) for p in sorted(report.iterdir())} if report and report.is_dir()
+                {p.name: str(p) for p in sorted(report.iterdir())}
+                if report and report.is_dir()
                 else {}
             ),
         }
@@ -349,7 +359,10 @@ def text_report(summary: dict[str, Any]) -> str:
 def _headline(summary: dict[str, Any]) -> str:
     verdict = "PASSED" if summary["passed"] else "FAILED"
     if not summary["recorded"]:
-        return f"{summary['strategy']} backtest ({summary['sample_status']}): gates {verdict} (not recorded: --no-db)"
+        return (
+            f"{summary['strategy']} backtest ({summary['sample_status']}): gates {verdict} "
+            "(not recorded: --no-db)"
+        )
     moved = (
         "the version moved to validated"
         if summary["version_state"] == "validated" and summary["passed"]

@@ -25,8 +25,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--chunk-size",
             type=int,
-            default=20_000,
-            help="rows fetched per query (default 20000)",
+            default=50_000,
+            help="rows fetched per query (default 50000)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -91,3 +91,26 @@ def test_a_gap_on_the_exchange_is_logged_loudly(server, caplog) -> None:
         items = feed.fetch_closed()
     assert _opens(items) == [missing + HOUR_MS, missing + 2 * HOUR_MS]
     assert "exchange has no BTCUSDT candles" in caplog.text and "(1 missing)" in caplog.text
+
+
+def test_replay_speed_paces_bars_with_heartbeats_and_stops_at_once(monkeypatch) -> None:
+    import time
+
+    from engine.live import feeds
+    from engine.live.candles import candles_from_frame
+    from engine.live.feeds import ReplayFeed
+    from tests.engine.live.helpers import minute_candles
+
+    monkeypatch.setattr(feeds, "HEARTBEAT_SECONDS", 0.02)
+    bars = candles_from_frame(minute_candles(3))
+    stop = threading.Event()
+    feed = ReplayFeed(bars, interval=pd.Timedelta(minutes=1), speed=60 / 0.1, stop_event=stop)
+    started = time.monotonic()
+    items = list(feed)
+    elapsed = time.monotonic() - started
+    assert [i.candle for i in items if i.candle is not None] == bars
+    assert sum(1 for i in items if i.candle is None) >= 6, "heartbeats while waiting"
+    assert 0.25 <= elapsed < 2.0, "three bars at 0.1 s each"
+    stop.set()
+    assert [i.candle for i in ReplayFeed(bars, interval=pd.Timedelta(minutes=1), speed=1.0,
+                                         stop_event=stop)] == []  # fmt: skip

@@ -77,3 +77,24 @@ def test_unknown_record_types_and_missing_fields_are_refused(tmp_path: Path) -> 
     path.write_text(json.dumps({"seq": 1, "at": "x", "type": "teleport", "sha": "0"}) + "\n")
     with pytest.raises(JournalError, match="unknown record type 'teleport'"):
         read_journal(path)
+
+
+def test_a_long_journal_is_archived_and_its_state_carried_over(tmp_path: Path) -> None:
+    import hashlib
+
+    from engine.live.journal import rotate_if_large
+
+    path = tmp_path / "btcusdt-paper.jsonl"
+    _write_sample(path)
+    assert rotate_if_large(path, max_records=10) is None, "short journals stay as they are"
+    before = path.read_bytes()
+
+    archive = rotate_if_large(path, max_records=4)
+
+    assert archive is not None and archive.read_bytes() == before
+    records, state = read_journal(path)
+    assert records[0]["type"] == "carried_over"
+    assert records[0]["archive_sha256"] == hashlib.sha256(before).hexdigest()
+    assert (state.quantity, state.cash, state.last_candle) == (1.0, 89.99, "c1")
+    assert state.kill_switch is True and state.kill_switch_reason == "test"
+    assert state.order_candles == ["c1"]

@@ -235,3 +235,25 @@ def test_paper_mode_on_the_live_feed_never_reaches_an_order_endpoint(
     assert "/api/v3/klines" in paths
     assert not paths & {ORDER_PATH, "/api/v3/account", "/sapi/v1/account/apiRestrictions"}
     assert account.orders == []
+
+
+def test_an_unanswered_order_is_resolved_from_the_exchange_balances(
+    exchange, account, all_candles, tmp_path: Path, caplog
+) -> None:
+    client = make_binance_client(
+        api_key=account.api_key, api_secret=account.api_secret, base_url=exchange.url, timeout=0.3
+    )
+    broker = LiveBroker(client, parse_symbol_filters(client.get_exchange_info(), "BTCUSDT"))
+    engine = paper_engine(tmp_path, broker=broker)
+    account.answer_delay = 1.0  # booked at once, answered after the client gave up
+    bars = candles_from_frame(all_candles.loc["2024-03-01":"2024-03-01 01:00"])
+    engine.on_candle(bars[0])
+    engine.on_candle(bars[1])
+    assert len(account.orders) == 1, "the order executed on the exchange"
+    assert engine.quantity == pytest.approx(float(account.balances["BTC"]))
+    assert engine.cash == pytest.approx(float(account.balances["USDT"]))
+    records = [json.loads(x) for x in (tmp_path / "btcusdt-paper.jsonl").read_text().splitlines()]
+    unknown = next(r for r in records if r["type"] == "order_unknown")
+    assert "no answer from the exchange" in unknown["reason"] and "re-read" in unknown["reason"]
+    assert engine.journal.state.unsettled_orders == []
+    assert "re-reading balances" in caplog.text

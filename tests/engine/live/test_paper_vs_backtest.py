@@ -64,3 +64,13 @@ def test_paper_replay_matches_the_backtester(model_dir: Path, replay_window, sen
         assert fill["price"] == pytest.approx(
             reference * (1 + (5e-4 if fill["side"] == "buy" else -5e-4))
         )
+
+
+def test_paper_replay_refuses_bad_input(model_dir: Path, replay_window, sentiment, tmp_path):
+    with pytest.raises(ValueError, match="sorted and unique"):
+        run_paper_replay(model_dir, replay_window.iloc[::-1], sentiment)
+    with pytest.raises(ValueError, match="non-empty"):
+        run_paper_replay(model_dir, replay_window.iloc[:0], sentiment)
+    run_paper_replay(model_dir, replay_window.iloc[:3], sentiment, journal_dir=tmp_path)
+    with pytest.raises(ValueError, match="already holds a run"):
+        run_paper_replay(model_dir, replay_window.iloc[:3], sentiment, journal_dir=tmp_path)

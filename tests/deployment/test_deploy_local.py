@@ -1,0 +1,104 @@
+"""A local target: the same steps through the local connection (no SSH), as the demo uses."""
+
+from __future__ import annotations
+
+import time
+
+from deployment.connection import LocalConnection, open_connection
+from deployment.runner import deploy, read_status, reconcile, rollback
+from tests.deployment.support import MODEL_NAME
+from tests.deployment.test_deploy_ssh import describe, failed_steps, run_until_swap, step_names
+
+
+def test_local_target_deploys_and_rolls_back_without_ssh(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1, ssh=False)
+    target = make_target([host])
+    assert target.local
+    assert isinstance(open_connection(target, host.spec), LocalConnection)
+
+    outcome = deploy(target, v2, "local-1")
+
+    assert outcome.status == "succeeded", describe(outcome)
+    host.assert_serves(v2)
+    assert "host key" not in next(r for r in outcome.steps if r.step == "connect").detail
+
+    back = rollback(target, name=MODEL_NAME, deployment_id="local-rb")
+
+    assert back.status == "succeeded", describe(back)
+    host.assert_serves(v1)
+    assert read_status(target, name=MODEL_NAME)["host1"].live_sha256 == v1.onnx_sha256
+
+
+def test_local_rollback_to_a_kept_version_by_sha(host_factory, make_target, models):
+    v1, v2, v3 = models.make(1), models.make(2), models.make(3)
+    host = host_factory(v1, ssh=False)
+    target = make_target([host])
+    assert deploy(target, v2, "local-v2").status == "succeeded"
+    assert deploy(target, v3, "local-v3").status == "succeeded"
+
+    back = rollback(target, name=MODEL_NAME, deployment_id="local-to-v1", to_sha256=v1.onnx_sha256)
+
+    assert back.status == "succeeded", describe(back)
+    host.assert_serves(v1)
+
+
+def test_local_rollback_to_registry_files(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v2, ssh=False)
+    target = make_target([host])
+
+    back = rollback(target, name=MODEL_NAME, deployment_id="local-art", to_artifact=v1)
+
+    assert back.status == "succeeded", describe(back)
+    assert back.operation == "rollback"
+    assert "upload" in step_names(back.steps)
+    host.assert_serves(v1)
+
+
+def test_local_refused_model_rolls_back(host_factory, make_target, models):
+    v1 = models.make(1)
+    refused = models.make(2, metadata_sha256="f" * 64)
+    host = host_factory(v1, ssh=False)
+    target = make_target([host])
+
+    outcome = deploy(target, refused, "local-refused")
+
+    assert outcome.status == "rolled_back", describe(outcome)
+    assert failed_steps(outcome.steps) == ["health_check"]
+    host.assert_serves(v1)
+
+
+def test_local_hanging_restart_is_killed_and_rolled_back(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1, ssh=False)
+    target = make_target([host], command_timeout=1)
+    (host.root / "hang-once").touch()
+
+    started = time.monotonic()
+    outcome = deploy(target, v2, "local-hang")
+
+    assert outcome.status == "rolled_back", describe(outcome)
+    restart = next(r for r in outcome.steps if r.step == "restart")
+    assert not restart.ok and "did not finish within 1 s" in restart.detail
+    assert restart.seconds < 4
+    assert time.monotonic() - started < 60
+    host.assert_serves(v1)
+
+
+def test_local_reconcile_after_kill_between_swap_and_restart(host_factory, make_target, models):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1, ssh=False)
+    target = make_target([host])
+    run_until_swap(target, host.spec, v2, "local-killed")
+
+    result = reconcile(
+        target,
+        name=MODEL_NAME,
+        deployment_id="local-killed",
+        expected_new_sha=v2.onnx_sha256,
+        previous_sha=v1.onnx_sha256,
+    )
+
+    assert result.result == "rolled_back", result.detail
+    host.assert_serves(v1)

@@ -1,0 +1,164 @@
+"""Target validation, layouts, and the parsing and version-keeping steps (local, no SSH)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from deployment import steps
+from deployment.connection import LocalConnection
+from deployment.targets import ArtifactSpec, HostSpec, TargetConfigError, TargetSpec
+
+
+def test_defaults_follow_the_deployment_guide(tmp_path):
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    target = TargetSpec(
+        name="prod", hosts=[HostSpec("10.0.0.5")], known_hosts_path=str(known_hosts)
+    )
+    layout = target.layout_for(target.hosts[0])
+
+    assert layout.model_dir == "/opt/ai-trading-bot/src/ml"
+    assert layout.upload_dir == "/tmp/ai-trading-bot-staging"
+    assert layout.status_file == "/opt/ai-trading-bot/var/status.json"
+    assert layout.restart_command == "sudo systemctl restart ai-trading-bot"
+    assert layout.log_command("2026-11-26 10:00:00") == (
+        "sudo journalctl -u ai-trading-bot --since '2026-11-26 10:00:00' --no-pager"
+    )
+    assert layout.check_command(candidate_dir="/x", name="m") is None
+
+
+def test_host_overrides_change_only_that_host(tmp_path):
+    target = TargetSpec(
+        name="t",
+        local=True,
+        hosts=[HostSpec("a", install_root="/srv/a"), HostSpec("b")],
+        check_command="{install_root}/venv/bin/python -m engine.live --model-dir {candidate_dir}",
+    )
+    first, second = (target.layout_for(host) for host in target.hosts)
+    assert first.model_dir == "/srv/a/src/ml"
+    assert second.model_dir == "/opt/ai-trading-bot/src/ml"
+    assert first.check_command(candidate_dir="/up/1", name="m") == (
+        "/srv/a/venv/bin/python -m engine.live --model-dir /up/1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"hosts": []}, "no hosts"),
+        ({"known_hosts_text": None}, "pinned known_hosts"),
+        ({"known_hosts_path": "/nonexistent/known_hosts", "known_hosts_text": None}, "not a file"),
+        ({"environment": "qa"}, "environment 'qa'"),
+        ({"health_timeout": 0}, "health_timeout must be positive"),
+        ({"hosts": [HostSpec("a"), HostSpec("a")]}, "duplicate hosts"),
+        ({"parallelism": 0}, "parallelism"),
+    ],
+)
+def test_invalid_targets_name_the_problem(settings, message):
+    values = {"name": "bad", "hosts": [HostSpec("a")], "known_hosts_text": ""}
+    values.update(settings)
+    with pytest.raises(TargetConfigError, match=message):
+        TargetSpec(**values)
+
+
+def test_artifact_rejects_unsafe_names_and_bad_digests(tmp_path):
+    with pytest.raises(TargetConfigError, match="name 'a b;rm'"):
+        ArtifactSpec("a b;rm", 1, tmp_path / "x", tmp_path / "y", "0" * 64, "0" * 64)
+    with pytest.raises(TargetConfigError, match="onnx_sha256 is not 64"):
+        ArtifactSpec("m", 1, tmp_path / "x", tmp_path / "y", "ABC", "0" * 64)
+
+
+def test_deployment_ids_that_could_escape_the_upload_folder_are_refused():
+    for bad in ("../etc", "a/b", "", "x y"):
+        with pytest.raises(ValueError, match="deployment id"):
+            steps.check_deployment_id(bad)
+
+
+def test_sections_round_trip_through_a_real_shell():
+    connection = LocalConnection()
+    sections = steps.run_sections(
+        connection,
+        {"one": "printf 'no newline'", "missing": "cat /nonexistent", "two": "echo a; echo b"},
+        what="test",
+    )
+    assert sections == {"one": "no newline", "missing": "", "two": "a\nb"}
+
+
+def test_failing_prelude_fails_the_step(tmp_path):
+    with pytest.raises(steps.StepFailed, match="preflight"):
+        steps.run_sections(
+            LocalConnection(), {"x": "echo x"}, what="preflight", prelude="test -d /nonexistent"
+        )
+
+
+def local_layout(root: Path):
+    host = HostSpec("h", install_root=str(root), upload_dir=str(root / "up"))
+    return TargetSpec(name="t", local=True, hosts=[host]).layout_for(host)
+
+
+def test_preflight_refuses_a_missing_model_dir(tmp_path):
+    layout = local_layout(tmp_path)
+    with pytest.raises(steps.StepFailed, match=r"model directory .* missing"):
+        steps.preflight(LocalConnection(), layout, name="m", needed_bytes=0, min_free_bytes=0)
+
+
+def test_preflight_refuses_when_disk_is_short(tmp_path):
+    (tmp_path / "src" / "ml").mkdir(parents=True)
+    layout = local_layout(tmp_path)
+    with pytest.raises(steps.StepFailed, match="bytes free on the host"):
+        steps.preflight(LocalConnection(), layout, name="m", needed_bytes=1 << 60, min_free_bytes=0)
+
+
+def test_prune_keeps_the_newest_and_the_protected_versions(tmp_path):
+    target = TargetSpec(name="t", local=True, hosts=[HostSpec("h", install_root=str(tmp_path))])
+    layout = target.layout_for(target.hosts[0])
+    versions = Path(layout.versions_dir)
+    shas = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(5)]
+    now = time.time()
+    for age, sha in enumerate(shas):  # shas[0] newest ... shas[4] oldest
+        (versions / sha).mkdir(parents=True)
+        os.utime(versions / sha, (now - 100 * age, now - 100 * age))
+    (versions / "not-a-version").mkdir()
+
+    script = steps.prune_versions_script(layout, keep=2, protect={shas[4]})
+    result = LocalConnection().run(script, timeout=10)
+
+    assert result.ok, result.describe()
+    assert sorted(p.name for p in versions.iterdir()) == sorted(
+        [shas[0], shas[1], shas[4], "not-a-version"]
+    )
+
+
+def test_local_connection_timeout_kills_the_whole_process_group(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    started = time.monotonic()
+    result = LocalConnection().run(f"sleep 30 & echo $! > {pid_file}; wait", timeout=0.5)
+
+    assert result.timed_out
+    assert time.monotonic() - started < 4
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().split()[2]
+        except FileNotFoundError:
+            break
+        if state == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the background child of a timed-out command is still running")
+
+
+def test_engine_status_parsing_treats_a_zombie_as_dead():
+    document = '{"pid": 123, "model_sha256": "' + "a" * 64 + '", "state": "running"}'
+    alive = steps.parse_engine_status({"status": document, "pid_state": "S"})
+    zombie = steps.parse_engine_status({"status": document, "pid_state": "Z"})
+    gone = steps.parse_engine_status({"status": document, "pid_state": ""})
+    assert alive.alive is True and zombie.alive is False and gone.alive is False
+    assert steps.parse_engine_status({"status": "{not json"}).state == "unreadable"
