@@ -145,14 +145,16 @@ def main() -> int:
 
         single = start_hosts(1, folders, engine, key, versions[0])
         try:
-            target = TargetSpec(**target_settings(single, key))
+            target = TargetSpec(**{**target_settings(single, key), "health_poll_interval": 0.2})
             deploy_times, rollback_times, step_times = bench_single(target, versions, args.runs)
         finally:
             stop_hosts(single)
 
         four = start_hosts(4, folders, engine, key, versions[0])
         try:
-            target = TargetSpec(**{**target_settings(four, key), "parallelism": 4})
+            target = TargetSpec(
+                **{**target_settings(four, key), "parallelism": 4, "health_poll_interval": 0.2}
+            )
             parallel_times = bench_parallel(target, versions, max(3, args.runs // 2))
         finally:
             stop_hosts(four)

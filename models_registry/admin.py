@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -205,6 +205,28 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
     def has_rollback_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("models_registry.rollback_modelversion")
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Record a POST for a workflow action this user does not hold (a forged form)."""
+        requested = request.POST.get("action", "")
+        known = {getattr(a, "__name__", a) for a in self.actions}
+        if requested in known and requested not in self.get_actions(request):
+            from models_registry.services.audit import audit_event_record
+
+            audit_event_record(
+                event_type="admin_action_refused",
+                actor=request.user,
+                data={
+                    "action": requested,
+                    "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)[:50],
+                    "reason": "the user lacks the permission for this action",
+                },
+            )
+            self.message_user(
+                request, f"You do not have permission to {requested.replace('_', ' ')}.", level=40
+            )
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)
 
     def get_urls(self) -> list[Any]:
         from django.urls import path

@@ -7,8 +7,6 @@ version. Actions that deploy, approve or roll back go through a confirmation pag
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -459,16 +457,3 @@ def register_view(request: HttpRequest) -> HttpResponse:
     context = {**admin.site.each_context(request), "title": "Register a model trained elsewhere",
                "form": form, "opts": ModelVersion._meta, "multipart": True}  # fmt: skip
     return TemplateResponse(request, "admin/models_registry/simple_form.html", context)
-
-
-def copy_uploads_to_folder(files: dict[str, Any]) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="tradebot-upload-"))
-    try:
-        for name, upload in files.items():
-            with (folder / name).open("wb") as out:
-                for chunk in upload.chunks():
-                    out.write(chunk)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return folder

@@ -58,6 +58,13 @@ class ProtectedStateQuerySet(NoDeleteQuerySet):
             )
         return super().update(**kwargs)
 
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> Any:
+        objs = list(objs)
+        initial = getattr(self.model, "_initial_state", None)
+        if any(getattr(obj, "state", initial) != initial for obj in objs):
+            raise StateChangeRefused(f"new records start in state {initial!r}.")
+        return super().bulk_create(objs, *args, **kwargs)
+
     def bulk_update(self, objs: Any, fields: Any, *args: Any, **kwargs: Any) -> int:
         if "state" in fields:
             raise StateChangeRefused("state is written only by a lifecycle service.")

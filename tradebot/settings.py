@@ -111,6 +111,10 @@ MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "artifacts")))
 TRADEBOT_DATA_DIR = Path(env.str("TRADEBOT_DATA_DIR", default=str(VAR_DIR / "data")))
 TRADEBOT_SYMBOLS = env.list("TRADEBOT_SYMBOLS", default=["BTCUSDT"])
 TRADEBOT_INTERVAL = env.str("TRADEBOT_INTERVAL", default="1h")
+# Models registered from elsewhere: size limit, and the time the out-of-process check may take.
+TRADEBOT_MAX_UPLOAD_BYTES = env.int("TRADEBOT_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
+TRADEBOT_ONNX_CHECK_TIMEOUT = env.int("TRADEBOT_ONNX_CHECK_TIMEOUT", default=60)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- Security (production values hold with HTTPS in front of the app) ---
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=IS_PRODUCTION)

@@ -7,11 +7,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: workers and hosts have no display
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -44,8 +39,20 @@ def write_trades_csv(result: BacktestResult, path: Path) -> Path:
     return path
 
 
+def _pyplot() -> Any:
+    """matplotlib is imported here, not at module level: a production host runs the engine
+    from requirements/engine.txt, which has no matplotlib, and never writes a plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: workers and hosts have no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_equity(result: BacktestResult, path: Path, title: str = "") -> Path:
     """Strategy against buy-and-hold, entries and exits marked, drawdowns below."""
+    plt = _pyplot()
     initial = result.config.initial_equity
     figure, (top, bottom) = plt.subplots(
         2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}

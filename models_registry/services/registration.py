@@ -1,4 +1,4 @@
-"""Registering a model trained elsewhere, from an admin upload or a folder.
+"""Registering a model trained elsewhere, from an admin upload.
 
 The uploaded names are ignored: the files are written under names derived from
 the metadata, checked in a separate process with a time limit (so a hostile
@@ -20,12 +20,11 @@ from models_registry.models import ModelVersion
 from models_registry.services.model_versions import (
     NAME_PATTERN,
     ArtifactError,
-    model_version_create,
+    model_version_register,
 )
 
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 MAX_METADATA_BYTES = 5 * 1024 * 1024
-CHECK_TIMEOUT_SECONDS = 60
 
 
 def max_upload_bytes() -> int:
@@ -61,29 +60,10 @@ def model_version_register_upload(
         (folder / f"{name}_metadata.json").write_text(json.dumps(metadata))
         if plot_upload is not None:
             _write_upload(plot_upload, folder / f"{symbol}_{name.rsplit('_', 1)[1]}_training.png")
-        return register_folder(folder, registered_by=registered_by)
+        version, _report = model_version_register(source_dir=folder, registered_by=registered_by)
+        return version
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def register_folder(folder: Path, *, registered_by: AbstractBaseUser | None) -> ModelVersion:
-    """Check the ONNX file out of process, then store the folder as a ``registered`` version."""
-    from models_registry.onnx_check import check_onnx_in_subprocess
-
-    onnx_files = sorted(folder.glob("*.onnx"))
-    if len(onnx_files) != 1:
-        raise ArtifactError(f"{folder} must hold exactly one .onnx file; found {len(onnx_files)}.")
-    if onnx_files[0].stat().st_size > max_upload_bytes():
-        raise ArtifactError(
-            f"{onnx_files[0].name} is {onnx_files[0].stat().st_size} bytes; "
-            f"the limit is {max_upload_bytes()}."
-        )
-    report = check_onnx_in_subprocess(onnx_files[0], timeout=CHECK_TIMEOUT_SECONDS)
-    if not report.get("ok"):
-        raise ArtifactError(
-            f"{onnx_files[0].name} is not a usable ONNX model: {report.get('error')}"
-        )
-    return model_version_create(source_dir=folder, created_by=registered_by, source="registered")
 
 
 def _write_upload(upload: Any, path: Path) -> None:

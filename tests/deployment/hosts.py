@@ -77,6 +77,10 @@ class SshServer:
             "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
             f"StrictModes no\nUsePAM no\nPidFile {self.directory / 'sshd.pid'}\n"
             "Subsystem sftp internal-sftp\nMaxStartups 50\n"
+            # bash sources ~/.bashrc for commands run by sshd unless SHLVL says it is
+            # nested; root's .bashrc on these machines runs `pyenv init` (0.1 s a command),
+            # which would measure this machine rather than the deployment.
+            "SetEnv SHLVL=1\n"
         )
         pid_file = self.directory / "sshd.pid"
         pid_file.unlink(missing_ok=True)
