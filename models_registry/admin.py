@@ -206,27 +206,29 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     def has_rollback_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("models_registry.rollback_modelversion")
 
-    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        """Record a POST for a workflow action this user does not hold (a forged form)."""
+    def refuse_unheld_action(self, request: HttpRequest) -> HttpResponse | None:
+        """A POST for a workflow action this user does not hold (a forged form): refuse, record."""
         requested = request.POST.get("action", "")
         known = {getattr(a, "__name__", a) for a in self.actions}
-        if requested in known and requested not in self.get_actions(request):
-            from models_registry.services.audit import audit_event_record
+        if request.method != "POST" or requested not in known:
+            return None
+        if requested in self.get_actions(request):
+            return None
+        from models_registry.services.audit import audit_event_record
 
-            audit_event_record(
-                event_type="admin_action_refused",
-                actor=request.user,
-                data={
-                    "action": requested,
-                    "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)[:50],
-                    "reason": "the user lacks the permission for this action",
-                },
-            )
-            self.message_user(
-                request, f"You do not have permission to {requested.replace('_', ' ')}.", level=40
-            )
-            return HttpResponseRedirect(request.get_full_path())
-        return super().response_action(request, queryset)
+        audit_event_record(
+            event_type="admin_action_refused",
+            actor=request.user,
+            data={
+                "action": requested,
+                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)[:50],
+                "reason": "the user lacks the permission for this action",
+            },
+        )
+        self.message_user(
+            request, f"You do not have permission to {requested.replace('_', ' ')}.", level=40
+        )
+        return HttpResponseRedirect(request.get_full_path())
 
     def get_urls(self) -> list[Any]:
         from django.urls import path
@@ -257,6 +259,9 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        refused = self.refuse_unheld_action(request)
+        if refused is not None:
+            return refused
         extra_context = {
             **(extra_context or {}),
             "can_train": request.user.has_perm("models_registry.train_model"),

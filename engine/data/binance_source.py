@@ -23,12 +23,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import requests
-from binance.client import Client
-from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from engine.data.errors import DataError, SourceError, UnknownSymbolError
 from engine.data.frames import INDEX_NAME
@@ -36,6 +34,10 @@ from engine.data.intervals import interval_ms
 from engine.data.retry import Retry, RetryPolicy, call_with_retries, retry_after_seconds
 from engine.data.store import MergeResult, checked_symbol, merge_candles, stored_candle_range
 from engine.data.validation import ValidationPolicy, ValidationReport, apply_candle_policy
+
+if TYPE_CHECKING:
+    # python-binance takes ~0.3 s to import: it is loaded only when something is fetched.
+    from binance.client import Client
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,8 @@ def binance_api_url(api_url: str | None = None) -> str:
 
 def make_client(api_url: str | None = None, *, timeout: float = 10.0) -> Client:
     """A python-binance Client for public market data, pointed at ``binance_api_url(api_url)``."""
+    from binance.client import Client
+
     # ping=False: the constructor would otherwise call the default URL before we can redirect it.
     client = Client(api_key=None, api_secret=None, ping=False, requests_params={"timeout": timeout})
     client.API_URL = binance_api_url(api_url) + "/api"
@@ -263,6 +267,8 @@ def _server_time_ms(client: Client, retry: RetryPolicy) -> int:
 
 
 def _classify(exc: Exception, symbol: str, what: str) -> Retry | Exception:
+    from binance.exceptions import BinanceAPIException, BinanceRequestException
+
     if isinstance(exc, BinanceAPIException):
         status = exc.status_code
         if exc.code == INVALID_SYMBOL_CODE:

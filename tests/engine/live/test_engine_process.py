@@ -195,11 +195,6 @@ runpy.run_module("engine.live", run_name="__main__")
 """
 
 
-@pytest.mark.xfail(
-    reason="engine/backtest/__init__.py imports report.py, which imports matplotlib (not in "
-    "requirements/engine.txt); the paper broker needs engine.backtest.costs",
-    strict=False,
-)
 def test_engine_runs_with_only_the_engine_requirements(
     model_dir, after_training, shared_data_dir, tmp_path
 ) -> None:
