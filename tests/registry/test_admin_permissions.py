@@ -150,7 +150,7 @@ def test_nobody_can_add_change_or_delete_registry_records(
     role: str, request, version_factory
 ) -> None:
     version = version_factory(ModelState.TRAINED)
-    client, token = csrf_client(request.getfixturevalue(role))
+    client, _token = csrf_client(request.getfixturevalue(role))
     for url in (
         reverse("admin:models_registry_modelversion_add"),
         reverse("admin:models_registry_modelversion_delete", args=[version.pk]),
