@@ -164,6 +164,9 @@ def main() -> int:
     parallel_median = statistics.median(parallel_times)
     ratio = parallel_median / single_median
     print(f"runs: {args.runs} single-host deploys and rollbacks, {len(parallel_times)} x 4 hosts")
+    # All "hosts" share this machine's CPUs: four engines starting at once compete for them,
+    # which a real four-machine target does not.
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(
         f"deploy, 1 host (restart + health check): median {single_median:.2f} s "
         f"(min {min(deploy_times):.2f}, max {max(deploy_times):.2f})  target < 6 s: "

@@ -13,7 +13,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +64,9 @@ class CommandResult:
 
 class HostConnection(Protocol):
     label: str
+
+    @property
+    def is_alive(self) -> bool: ...
 
     def run(self, command: str, *, timeout: float) -> CommandResult: ...
 
@@ -258,7 +260,3 @@ def with_suppressed_lookup(action: Callable[[], None]) -> None:
     """Run a kill that may race with the process exiting by itself."""
     with contextlib.suppress(ProcessLookupError):
         action()
-
-
-def is_connection_error(error: BaseException) -> bool:
-    return isinstance(error, HostConnectionError | socket.timeout | EOFError)

@@ -17,10 +17,12 @@ previous files, restarted and checked, so a target never ends split.
 from __future__ import annotations
 
 import contextlib
+import logging
 import posixpath
+import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -59,7 +61,10 @@ Connect = Callable[[TargetSpec, HostSpec], HostConnection]
 StepCallback = Callable[["StepRecord"], None]
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 CONTROLLER = "controller"  # the "host" of steps that run where the deployment runs
+CALLBACK_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -173,11 +178,19 @@ class HostStatusReport:
 
 
 class Recorder:
-    """Times each step, records it, and hands it to the caller's callback (one at a time)."""
+    """Times each step, records it, and hands it to the caller's callback.
+
+    Steps run in one thread per host, but the callback is only ever called on the
+    thread that created the recorder (the one that called deploy/rollback/reconcile),
+    so it may use that thread's database connection. A callback that raises is
+    logged and never changes the course of a deployment.
+    """
 
     def __init__(self, on_step: StepCallback | None) -> None:
         self._on_step = on_step
+        self._owner = threading.get_ident()
         self._lock = threading.Lock()
+        self._pending: queue.SimpleQueue[StepRecord] = queue.SimpleQueue()
         self.records: list[StepRecord] = []
 
     def run(
@@ -231,8 +244,32 @@ class Recorder:
         )
         with self._lock:
             self.records.append(record)
-            if self._on_step is not None:
+        self._pending.put(record)
+        if threading.get_ident() == self._owner:
+            self.deliver_pending()
+
+    def deliver_pending(self) -> None:
+        """Hand the records made so far to the callback (on the owner thread only)."""
+        while True:
+            try:
+                record = self._pending.get_nowait()
+            except queue.Empty:
+                return
+            if self._on_step is None:
+                continue
+            try:
                 self._on_step(record)
+            except Exception:
+                log.exception("on_step callback failed for %s on %s", record.step, record.host)
+
+    def wait_for(self, futures: list[Future[None]]) -> None:
+        """Wait for the host threads, delivering their records as they come."""
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=CALLBACK_POLL_SECONDS)
+            self.deliver_pending()
+        for future in futures:
+            future.result()  # re-raise a thread's unexpected error here
 
 
 # --------------------------------------------------------------------------- one host
@@ -290,7 +327,7 @@ class OperationContext:
 
     def connection(self, run: HostRun) -> HostConnection:
         """The host's connection, reopened if a cut connection broke it."""
-        if run.connection is None or not getattr(run.connection, "is_alive", True):
+        if run.connection is None or not run.connection.is_alive:
             if run.connection is not None:
                 close_quietly(run.connection)
             run.connection = self.connect(self.target, run.host)
@@ -419,29 +456,27 @@ def prepare_upload(artifact: ArtifactSpec) -> Callable[[OperationContext, HostRu
 
 
 def prepare_from_host(onnx_sha256: str | None) -> Callable[[OperationContext, HostRun], Sources]:
-    """Roll back to files already on the host: the `.backup` copy, or a kept version."""
+    """Roll back to files already on the host: a kept version, or the `.backup` copy."""
 
     def prepare(op: OperationContext, run: HostRun) -> Sources:
-        assert run.previous is not None
-        state = run.previous
-        wanted = onnx_sha256 or state.backup_onnx_sha256
-        if wanted is None:
-            raise_recorded(op, run, "find_previous", "no .backup model on the host to roll back to")
+        assert run.previous is not None  # preflight ran first
+        wanted = onnx_sha256 or run.previous.backup_onnx_sha256
+
+        def find() -> Sources:
+            if wanted is None:
+                raise StepFailed("no .backup model on the host to roll back to")
+            return previous_sources(op.connection(run), run.layout, op.name, wanted)
+
         return op.step(
             "find_previous",
             run,
-            lambda: previous_sources(op.connection(run), run.layout, op.name, wanted),
-            describe=lambda found: f"rolling back to {wanted[:12]} from {found.paths['onnx']}",
+            find,
+            describe=lambda found: (
+                f"rolling back to {found.onnx_sha256[:12]} from {found.paths['onnx']}"
+            ),
         )
 
     return prepare
-
-
-def raise_recorded(op: OperationContext, run: HostRun, step: str, detail: str) -> None:
-    def fail() -> None:
-        raise StepFailed(detail)
-
-    op.step(step, run, fail)
 
 
 def previous_sources(
@@ -582,15 +617,17 @@ def clean_host(op: OperationContext, run: HostRun, *, keep_new: str | None) -> N
 # --------------------------------------------------------------------------- the operation
 
 
-def in_parallel(limit: int, runs: Iterable[HostRun], action: Callable[[HostRun], None]) -> None:
-    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="deploy") as pool:
-        list(pool.map(action, runs))
+def in_parallel(
+    op: OperationContext, runs: Iterable[HostRun], action: Callable[[HostRun], None]
+) -> None:
+    """Run `action` for each host, at most `parallelism` at a time."""
+    with ThreadPoolExecutor(max_workers=op.target.parallelism, thread_name_prefix="deploy") as pool:
+        op.recorder.wait_for([pool.submit(action, run) for run in runs])
 
 
 def execute(op: OperationContext, hosts: Iterable[HostSpec]) -> DeploymentOutcome:
     started = datetime.now(UTC)
     runs = [HostRun(host=host, layout=op.target.layout_for(host)) for host in hosts]
-    limit = op.target.parallelism
 
     def guarded(phase: Callable[[HostRun], None]) -> Callable[[HostRun], None]:
         def action(run: HostRun) -> None:
@@ -602,7 +639,7 @@ def execute(op: OperationContext, hosts: Iterable[HostSpec]) -> DeploymentOutcom
         return action
 
     try:
-        in_parallel(limit, runs, guarded(lambda run: prepare_host(op, run)))
+        in_parallel(op, runs, guarded(lambda run: prepare_host(op, run)))
         return finish(op, runs, started)
     finally:
         for run in runs:
@@ -618,7 +655,7 @@ def finish(op: OperationContext, runs: list[HostRun], started: datetime) -> Depl
             run.failure = f"hosts disagree on the version to install: {sorted(map(str, shas))}"
         failed = runs
     if failed:
-        in_parallel(op.target.parallelism, runs, lambda run: clean_host(op, run, keep_new=None))
+        in_parallel(op, runs, lambda run: clean_host(op, run, keep_new=None))
         return outcome(op, runs, started, "failed", first_failure(failed), untouched=True)
 
     onnx_sha256 = shas.pop()
@@ -635,11 +672,9 @@ def finish(op: OperationContext, runs: list[HostRun], started: datetime) -> Depl
             run.failure = error.detail
             abort.set()
 
-    in_parallel(op.target.parallelism, runs, switch)
+    in_parallel(op, runs, switch)
     if not abort.is_set():
-        in_parallel(
-            op.target.parallelism, runs, lambda run: clean_host(op, run, keep_new=onnx_sha256)
-        )
+        in_parallel(op, runs, lambda run: clean_host(op, run, keep_new=onnx_sha256))
         return outcome(op, runs, started, "succeeded", "", onnx_sha256=onnx_sha256)
 
     reason = first_failure([run for run in runs if run.swapped and run.failure] or runs)
@@ -649,8 +684,8 @@ def finish(op: OperationContext, runs: list[HostRun], started: datetime) -> Depl
         if run.swapped:
             restored[run.label] = restore_host(op, run)
 
-    in_parallel(op.target.parallelism, runs, undo)
-    in_parallel(op.target.parallelism, runs, lambda run: clean_host(op, run, keep_new=None))
+    in_parallel(op, runs, undo)
+    in_parallel(op, runs, lambda run: clean_host(op, run, keep_new=None))
     if all(restored.values()):
         return outcome(
             op, runs, started, "rolled_back", reason, onnx_sha256=onnx_sha256, restored=restored
@@ -882,7 +917,7 @@ def reconcile(
             run.failure = error.detail
 
     try:
-        in_parallel(target.parallelism, runs, read)
+        in_parallel(op, runs, read)
         return settle(op, runs, states, expected_new_sha, previous_sha)
     finally:
         for run in runs:
@@ -910,13 +945,13 @@ def settle(
     for run in runs:
         run.candidate = steps.candidate_dir_for(run.layout, op.deployment_id)
     if all(states[run.label].serves(new_sha) for run in runs):
-        in_parallel(op.target.parallelism, runs, lambda run: clean_reconciled(op, run))
+        in_parallel(op, runs, lambda run: clean_reconciled(op, run))
         return ReconcileOutcome(
             "succeeded", "every host serves the new version", host_states, op.recorder.records
         )
     to_restore = [run for run in runs if not states[run.label].serves(previous_sha)]
     if not to_restore:
-        in_parallel(op.target.parallelism, runs, lambda run: clean_reconciled(op, run))
+        in_parallel(op, runs, lambda run: clean_reconciled(op, run))
         return ReconcileOutcome(
             "failed",
             "the new version never went live; every host still serves the previous one",
@@ -942,8 +977,8 @@ def settle(
         )
         restored[run.label] = restore_host(op, run)
 
-    in_parallel(op.target.parallelism, to_restore, undo)
-    in_parallel(op.target.parallelism, runs, lambda run: clean_reconciled(op, run))
+    in_parallel(op, to_restore, undo)
+    in_parallel(op, runs, lambda run: clean_reconciled(op, run))
     labels = ", ".join(run.label for run in to_restore)
     if all(restored.values()):
         return ReconcileOutcome(

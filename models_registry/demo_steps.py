@@ -1,9 +1,130 @@
-"""The demo's lifecycle steps after the data import (see models_registry/demo.py)."""
+"""The demo's lifecycle after the data import (see models_registry/demo.py).
+
+Two versions walk the whole way, each step by the demo user whose role it is:
+the engineer trains, validates, paper-trades and stages; the approver approves;
+the deployer deploys to the local production target. The second version
+replaces the first in production; then the deployer rolls back to the first.
+"""
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from models_registry.models import ModelVersion
+from django.conf import settings
+from django.core.management import call_command
 
-STEPS: list[Callable[..., ModelVersion | None]] = []
+from models_registry.models import Environment, ModelVersion
+from models_registry.services import lifecycle
+from models_registry.services.local_targets import local_target_ensure
+
+TRAIN_END = "2024-11-01"  # everything after stays out-of-sample: validation, paper, replay
+REPLAY_FROM = "2025-02-20"
+EPOCHS = "8"
+Say = Callable[[str], None]
+
+
+def _command(name: str, *args: str) -> dict[str, Any]:
+    out = io.StringIO()
+    call_command(name, *args, "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+def demo_targets() -> tuple[Any, Any]:
+    hosts = Path(settings.VAR_DIR) / "demo-hosts"
+    staging = local_target_ensure(
+        name="demo-staging",
+        environment=Environment.STAGING,
+        install_root=hosts / "staging",
+        replay_from=REPLAY_FROM,
+    )
+    production = local_target_ensure(
+        name="demo-production",
+        environment=Environment.PRODUCTION,
+        install_root=hosts / "production",
+        replay_from=REPLAY_FROM,
+    )
+    return staging, production
+
+
+def walk_version(*, users: dict[str, Any], say: Say, price_only: bool, seed: str) -> ModelVersion:
+    engineer, approver, deployer = users["engineer"], users["approver"], users["deployer"]
+    kind = "price-only" if price_only else "sentiment"
+    say(f"engineer trains a {kind} BTCUSDT model on data up to {TRAIN_END} (TensorFlow -> ONNX)")
+    args = ["BTCUSDT", "--end", TRAIN_END, "--epochs", EPOCHS, "--seed", seed, "--user", "engineer"]
+    trained = _command("train_model", *args, *(["--force-price-only"] if price_only else []))
+    version = ModelVersion.objects.get(pk=trained["model_version_id"])
+    say(f"  {version}: sha256 {version.onnx_sha256[:12]}, test directional accuracy "
+        f"{version.metrics.get('test_directional_accuracy', '?')}")  # fmt: skip
+
+    say(f"engineer validates {version}: ml_basic backtest on 90 out-of-sample days")
+    _command("run_backtest", "ml_basic", "--days", "90", "--model", version.name,
+             "--model-version", str(version.version), "--user", engineer.username)  # fmt: skip
+    _report_state(version, say)
+
+    say(f"engineer paper-trades {version} on the bars after its validation window")
+    _command("paper_trade_version", version.name, "--version", str(version.version),
+             "--days", "14", "--user", engineer.username)  # fmt: skip
+    _report_state(version, say)
+
+    staging, production = demo_targets()
+    say(f"engineer stages {version} on {staging.name} (engine start-up checks on the host)")
+    _command("deploy_model", version.name, "--version", str(version.version),
+             "--target", staging.name, "--user", engineer.username, "--inline")  # fmt: skip
+    _report_state(version, say)
+
+    say(f"approver approves {version} (four eyes: not the engineer who trained and staged it)")
+    lifecycle.model_version_approve(
+        model_version=version,
+        approved_by=approver,
+        comment="Demo: validation, paper run and staging checks reviewed.",
+    )
+    say(f"deployer deploys {version} to {production.name}: upload, verify, swap, restart, check")
+    _command("deploy_model", version.name, "--version", str(version.version),
+             "--target", production.name, "--user", deployer.username, "--inline")  # fmt: skip
+    return _report_state(version, say)
+
+
+def _report_state(version: ModelVersion, say: Say) -> ModelVersion:
+    version.refresh_from_db()
+    say(f"  {version} is now {version.get_state_display().lower()}")
+    return version
+
+
+def step_first_version(*, users: dict[str, Any], say: Say, version: Any) -> ModelVersion:
+    return walk_version(users=users, say=say, price_only=True, seed="42")
+
+
+def step_second_version(*, users: dict[str, Any], say: Say, version: Any) -> ModelVersion:
+    second = walk_version(users=users, say=say, price_only=False, seed="7")
+    if version is not None:
+        version.refresh_from_db()
+        say(f"  {version} is now {version.get_state_display().lower()} (replaced)")
+    return second
+
+
+def step_rollback(*, users: dict[str, Any], say: Say, version: ModelVersion) -> ModelVersion:
+    _staging, production = demo_targets()
+    say(f"deployer rolls {production.name} back to the version that ran before {version}")
+    result = _command("rollback_model", "--target", production.name, "--user",
+                      users["deployer"].username, "--comment", "Demo: roll back", "--inline")  # fmt: skip
+    restored = ModelVersion.objects.get(name=result["model"], version=result["version"])
+    _report_state(version, say)
+    return _report_state(restored, say)
+
+
+def step_verify_audit(*, users: dict[str, Any], say: Say, version: ModelVersion) -> ModelVersion:
+    report = _command("verify_audit_log")
+    say(f"audit chain verified: {json.dumps(report)}")
+    return version
+
+
+STEPS: list[Callable[..., ModelVersion | None]] = [
+    step_first_version,
+    step_second_version,
+    step_rollback,
+    step_verify_audit,
+]

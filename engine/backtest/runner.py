@@ -21,6 +21,7 @@ from engine.backtest.gates import GateResult, evaluate_gates, gates_passed
 from engine.backtest.guards import NOT_APPLICABLE, check_out_of_sample
 from engine.backtest.report import json_safe, write_report
 from engine.backtest.simulator import BacktestResult, SimulationConfig, simulate, validate_candles
+from engine.features import FeatureError
 from engine.strategies import (
     LookaheadError,
     Predictor,
@@ -277,6 +278,9 @@ def run_backtest(
         raise BacktestError(str(error)) from error
     except StrategyError as error:
         raise BacktestError(f"strategy {strategy!r}: {error}") from error
+    except FeatureError as error:
+        # Bad data for the model (an unrepaired gap, missing sentiment): the caller's input.
+        raise BacktestError(f"strategy {strategy!r}: model features: {error}") from error
 
     warmup = _warmup_bars(predictions, window_start, window_end)
     targets = all_targets.loc[window_start:window_end]

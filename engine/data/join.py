@@ -1,4 +1,8 @@
-"""The one join of sentiment onto candles, with the index's publication lag."""
+"""The one join of sentiment onto candles, with the index's publication lag.
+
+`sentiment_at_closes` is the join itself, over plain arrays of close times, so the live
+engine can join just the bars it needs; `join_sentiment` applies it to a candle frame.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from engine.data.frames import SENTIMENT_NAME
 from engine.data.intervals import interval_timedelta
 
 DEFAULT_MAX_AGE = pd.Timedelta(days=7)
+_DAY_NS = pd.Timedelta(days=1).value
 
 
 def join_sentiment(
@@ -31,31 +36,54 @@ def join_sentiment(
     if out.empty:
         out[SENTIMENT_NAME] = pd.Series(dtype="float64")
         return out
-    closes = _close_times(candles, interval)
-    usable_from = pd.DatetimeIndex(sentiment.index).tz_convert("UTC") + pd.Timedelta(days=1)
-    right = pd.DataFrame(
-        {"usable_from": usable_from, SENTIMENT_NAME: sentiment.to_numpy(dtype="float64")}
-    ).sort_values("usable_from")
-    left = pd.DataFrame({"close": closes, "position": np.arange(len(closes))}).sort_values("close")
-    joined = pd.merge_asof(
-        left,
-        right,
-        left_on="close",
-        right_on="usable_from",
-        direction="backward",
-        allow_exact_matches=True,
-        tolerance=max_age,
-    ).sort_values("position")
-    out[SENTIMENT_NAME] = joined[SENTIMENT_NAME].to_numpy()
+    closes = close_times_ns(utc_ns(candles.index), interval)
+    out[SENTIMENT_NAME] = sentiment_at_closes(closes, sentiment, max_age=max_age)
     return out
 
 
-def _close_times(candles: pd.DataFrame, interval: str | None) -> pd.DatetimeIndex:
+def sentiment_at_closes(
+    close_ns: np.ndarray,
+    sentiment: pd.Series,
+    *,
+    max_age: pd.Timedelta | None = DEFAULT_MAX_AGE,
+) -> np.ndarray:
+    """The value usable at each close time (int64 ns since the epoch, UTC); NaN where none is.
+
+    The rules are join_sentiment's: a day's value is usable from the next midnight, the
+    latest usable value wins, and one older than ``max_age`` is not used.
+    """
+    closes = np.asarray(close_ns, dtype="int64")
+    if sentiment.empty:
+        return np.full(len(closes), np.nan)
+    usable_from = utc_ns(sentiment.index) + _DAY_NS
+    values = sentiment.to_numpy(dtype="float64")
+    order = np.argsort(usable_from, kind="stable")
+    usable_from, values = usable_from[order], values[order]
+    # Last value whose usable_from <= close: an exact match (close at midnight) counts.
+    latest = np.searchsorted(usable_from, closes, side="right") - 1
+    found = latest >= 0
+    picked = np.where(found, latest, 0)
+    if max_age is not None:
+        found &= closes - usable_from[picked] <= max_age.value
+    return np.where(found, values[picked], np.nan)
+
+
+def utc_ns(index: pd.Index) -> np.ndarray:
+    """A tz-aware DatetimeIndex as int64 nanoseconds since the epoch, whatever its unit."""
+    return pd.DatetimeIndex(index).tz_convert("UTC").as_unit("ns").asi8
+
+
+def close_times_ns(open_ns: np.ndarray, interval: str | None = None) -> np.ndarray:
     """When each candle closes: open + interval (given, or inferred from the usual step)."""
-    index = pd.DatetimeIndex(candles.index).tz_convert("UTC")
     if interval is not None:
-        return index + interval_timedelta(interval)
-    if len(index) < 2:
+        return open_ns + interval_timedelta(interval).value
+    if len(open_ns) < 2:
         raise ValueError("join_sentiment: pass interval= for fewer than two candles")
-    steps = pd.Series(np.diff(index.asi8)).value_counts()
-    return index + pd.Timedelta(int(steps.index[0]))
+    return open_ns + _usual_step_ns(open_ns)
+
+
+def _usual_step_ns(open_ns: np.ndarray) -> int:
+    """The most common gap between candles; on a tie, the one seen first."""
+    steps, first_seen, counts = np.unique(np.diff(open_ns), return_index=True, return_counts=True)
+    most = counts == counts.max()
+    return int(steps[most][np.argmin(first_seen[most])])

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from engine.features.params import SENTIMENT_FEATURE, FeatureParams
-from engine.features.sentiment import sentiment_for_candles
+from engine.data.join import close_times_ns, sentiment_at_closes, utc_ns
+from engine.features.params import FeatureParams
 
 REQUIRED_COLUMNS = ("open", "high", "low", "close", "volume")
 # Scale of the Fear & Greed index, so the raw feature is a share like the others.
@@ -21,8 +21,53 @@ class FeatureError(ValueError):
     """Input that features cannot be computed from; the message names the problem."""
 
 
+@dataclass(frozen=True)
+class CandleArrays:
+    """The candle columns features read, as float64 arrays, and open times in UTC nanoseconds.
+
+    Features are computed over these, not over the frame, so the batch path (every bar) and
+    the live path (the newest bars only) run the very same numpy code.
+    """
+
+    open_ns: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    @classmethod
+    def from_frame(cls, candles: pd.DataFrame) -> CandleArrays:
+        """Checked arrays of a candle frame; FeatureError names what is wrong with it."""
+        _check_layout(candles)
+        arrays = cls(
+            open_ns=utc_ns(candles.index),
+            **{name: candles[name].to_numpy(dtype="float64") for name in REQUIRED_COLUMNS},
+        )
+        arrays.check_values(candles.index)
+        return arrays
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+    def check_values(self, index: pd.Index) -> None:
+        prices = np.stack([self.open, self.high, self.low, self.close])
+        # NaN fails both `> 0` and `>= 0`, so missing values are caught too.
+        bad_rows = ~(prices > 0).all(axis=0) | ~(self.volume >= 0)
+        if bad_rows.any():
+            first = index[np.flatnonzero(bad_rows)[0]]
+            raise FeatureError(
+                f"candles have {int(bad_rows.sum())} row(s) with missing, non-positive prices "
+                f"or negative volume; first at {first}"
+            )
+
+
 def check_candles(candles: pd.DataFrame) -> None:
     """Refuse a frame that does not follow the candle layout of docs/interfaces.md."""
+    CandleArrays.from_frame(candles)
+
+
+def _check_layout(candles: pd.DataFrame) -> None:
     if not isinstance(candles, pd.DataFrame):
         raise FeatureError(f"candles must be a pandas DataFrame, got {type(candles).__name__}")
     index = candles.index
@@ -33,15 +78,6 @@ def check_candles(candles: pd.DataFrame) -> None:
     missing = [name for name in REQUIRED_COLUMNS if name not in candles.columns]
     if missing:
         raise FeatureError(f"candles lack column(s) {missing}")
-    prices = candles[["open", "high", "low", "close"]]
-    bad_rows = prices.isna().any(axis=1) | (prices <= 0).any(axis=1) | candles["volume"].isna()
-    bad_rows |= candles["volume"] < 0
-    if bad_rows.any():
-        first = candles.index[bad_rows.to_numpy()][0]
-        raise FeatureError(
-            f"candles have {int(bad_rows.sum())} row(s) with missing, non-positive prices "
-            f"or negative volume; first at {first}"
-        )
 
 
 def find_gaps(index: pd.DatetimeIndex, step: pd.Timedelta) -> list[tuple[pd.Timestamp, int]]:
@@ -76,33 +112,99 @@ def compute_features(
     Rows whose look-back reaches before the first candle are NaN (warm-up).
     """
     params = params or FeatureParams()
-    check_candles(candles)
-    close = candles["close"].astype("float64")
-    log_close = np.log(close)
-    one_bar_return = log_close.diff()
-    columns: dict[str, pd.Series] = {}
+    matrix = feature_matrix(CandleArrays.from_frame(candles), sentiment, params)
+    return pd.DataFrame(matrix, index=candles.index, columns=params.feature_names)
+
+
+def feature_matrix(
+    candles: CandleArrays,
+    sentiment: pd.Series | None,
+    params: FeatureParams,
+    last: int | None = None,
+) -> np.ndarray:
+    """Raw features [rows, n_features] of the last `last` candles (all of them when None).
+
+    The one definition of every feature. A row reads its candle and earlier ones only, so
+    the features of the last rows are the same whether or not the rows before them are
+    computed too; rows whose look-back reaches before the first candle are NaN.
+    """
+    n = len(candles)
+    first = 0 if last is None else max(n - last, 0)
+    log_close = np.log(candles.close)
+    one_bar_return = _lagged_difference(log_close, 1)
+    columns: list[np.ndarray] = []
     for horizon in params.return_horizons:
-        columns[f"log_return_{horizon}"] = log_close.diff(horizon)
+        columns.append(_lagged_difference(log_close, horizon)[first:])
     for window in params.volatility_windows:
-        columns[f"volatility_{window}"] = one_bar_return.rolling(window).std()
-    bar_range = np.log(candles["high"] / candles["low"])
-    columns["range"] = bar_range
-    columns[f"range_mean_{params.range_window}"] = bar_range.rolling(params.range_window).mean()
+        columns.append(_rolling(one_bar_return, window, first, _sample_std))
+    bar_range = np.log(candles.high / candles.low)
+    columns.append(bar_range[first:])
+    columns.append(_rolling(bar_range, params.range_window, first, _mean))
     # log1p keeps a zero-volume bar finite.
-    log_volume = np.log1p(candles["volume"].astype("float64"))
-    columns["volume_change"] = log_volume.diff()
-    columns[f"volume_ratio_{params.volume_window}"] = (
-        log_volume - log_volume.shift(1).rolling(params.volume_window).mean()
+    log_volume = np.log1p(candles.volume)
+    columns.append(_lagged_difference(log_volume, 1)[first:])
+    previous_log_volume = _shifted(log_volume, 1)
+    columns.append(
+        log_volume[first:] - _rolling(previous_log_volume, params.volume_window, first, _mean)
     )
-    columns[f"close_to_mean_{params.trend_window}"] = log_close - np.log(
-        close.rolling(params.trend_window).mean()
+    columns.append(
+        log_close[first:] - np.log(_rolling(candles.close, params.trend_window, first, _mean))
     )
     if params.use_sentiment:
         if sentiment is None:
             raise FeatureError("this feature set uses sentiment: pass the fear_greed series")
-        columns[SENTIMENT_FEATURE] = sentiment_for_candles(candles, sentiment) / SENTIMENT_SCALE
-    features = pd.DataFrame(columns, index=candles.index)
-    return features[params.feature_names].astype("float64")
+        closes = close_times_ns(candles.open_ns)[first:]
+        columns.append(sentiment_at_closes(closes, sentiment) / SENTIMENT_SCALE)
+    if not columns[0].size:
+        return np.empty((0, len(columns)), dtype="float64")
+    return np.column_stack(columns)
+
+
+def _shifted(values: np.ndarray, lag: int) -> np.ndarray:
+    """values[i - lag] at i; NaN where that is before the first value."""
+    out = np.full(len(values), np.nan)
+    if lag < len(values):
+        out[lag:] = values[: len(values) - lag]
+    return out
+
+
+def _lagged_difference(values: np.ndarray, lag: int) -> np.ndarray:
+    return values - _shifted(values, lag)
+
+
+def _mean(windows: np.ndarray) -> np.ndarray:
+    return windows.mean(axis=1)
+
+
+def _sample_std(windows: np.ndarray) -> np.ndarray:
+    return windows.std(axis=1, ddof=1)
+
+
+# Rows per rolling block: bounds the temporary copies of a years-long 1-minute series.
+_ROLLING_BLOCK_ROWS = 65_536
+
+
+def _rolling(
+    values: np.ndarray,
+    window: int,
+    first: int,
+    reduce: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """`reduce` over the `window` values ending at each row from `first` on.
+
+    A window that reaches before the first value, or holds a NaN, gives NaN, as a pandas
+    rolling window with min_periods=window would.
+    """
+    if first >= len(values):
+        return np.empty(0)
+    padded = np.concatenate([np.full(window - 1, np.nan), values])
+    # Row i's window is padded[i : i + window].
+    windows = np.lib.stride_tricks.sliding_window_view(padded, window)[first:]
+    blocks = [
+        reduce(windows[start : start + _ROLLING_BLOCK_ROWS])
+        for start in range(0, len(windows), _ROLLING_BLOCK_ROWS)
+    ]
+    return np.concatenate(blocks) if blocks else np.empty(0)
 
 
 def fit_normalization(features: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -123,12 +225,20 @@ def normalize(
     features: pd.DataFrame, normalization: Mapping[str, Mapping[str, float]]
 ) -> pd.DataFrame:
     names = list(features.columns)
+    matrix = normalize_matrix(features.to_numpy(dtype="float64"), names, normalization)
+    return pd.DataFrame(matrix, index=features.index, columns=names)
+
+
+def normalize_matrix(
+    matrix: np.ndarray, names: list[str], normalization: Mapping[str, Mapping[str, float]]
+) -> np.ndarray:
+    """(feature - mean) / std per column, with the mean and std fitted on the training split."""
     missing = [n for n in names if n not in normalization["mean"] or n not in normalization["std"]]
     if missing:
         raise FeatureError(f"normalisation has no mean/std for feature(s) {missing}")
     mean = np.array([normalization["mean"][n] for n in names], dtype="float64")
     std = np.array([normalization["std"][n] for n in names], dtype="float64")
-    return (features - mean) / std
+    return (matrix - mean) / std
 
 
 def sliding_windows(matrix: np.ndarray, window: int) -> np.ndarray:
@@ -185,6 +295,33 @@ def model_inputs(
     window = int(metadata["window"])
     features = normalized_features(candles, sentiment, metadata)
     return windows_for_rows(features, window)
+
+
+def latest_model_input(
+    candles: pd.DataFrame, sentiment: pd.Series | None, metadata: Mapping[str, Any]
+) -> np.ndarray:
+    """float32 [1, window, n_features]: the input for the decision at the last bar's close.
+
+    The live path: the same numbers as `model_inputs(...).windows[-1]`, computed for the
+    last `window` rows only (give it `required_history(metadata)` bars or more).
+    """
+    params = feature_params_from_metadata(metadata)
+    window = int(metadata["window"])
+    raw = feature_matrix(
+        CandleArrays.from_frame(candles),
+        sentiment if params.use_sentiment else None,
+        params,
+        last=window,
+    )
+    matrix = normalize_matrix(raw, params.feature_names, metadata["normalization"])
+    matrix = matrix.astype("float32")
+    if len(matrix) < window or not np.isfinite(matrix).all():
+        raise FeatureError(
+            f"no complete feature window ends at the last bar {candles.index[-1]} "
+            f"(needs {required_history(metadata)} bars without missing values, got "
+            f"{len(candles)})"
+        )
+    return matrix[np.newaxis]
 
 
 def windows_for_rows(features: pd.DataFrame, window: int) -> ModelInputs:

@@ -6,9 +6,11 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 PRICE_FIELDS = ("open", "high", "low", "close")
+FRAME_COLUMNS = (*PRICE_FIELDS, "volume")
 
 
 @dataclass(frozen=True)
@@ -81,16 +83,14 @@ class CandleBuffer:
         return self._rows[-1].open_time if self._rows else None
 
     def frame(self) -> pd.DataFrame:
-        rows = list(self._rows)
-        index = pd.DatetimeIndex([c.open_time for c in rows], name="open_time")
-        return pd.DataFrame(
-            {
-                "open": [c.open for c in rows],
-                "high": [c.high for c in rows],
-                "low": [c.low for c in rows],
-                "close": [c.close for c in rows],
-                "volume": [c.volume for c in rows],
-            },
-            index=index,
-            dtype="float64",
+        # Built from arrays, not from lists of Timestamps and floats: this runs at every close
+        # and sits on the candle-to-decision path, where the slow constructors cost ~0.2 ms.
+        rows = self._rows
+        values = np.array(
+            [(c.open, c.high, c.low, c.close, c.volume) for c in rows], dtype="float64"
+        ).reshape(len(rows), len(FRAME_COLUMNS))
+        open_ns = np.array([c.open_time.value for c in rows], dtype="int64")
+        index = pd.DatetimeIndex(open_ns.view("datetime64[ns]"), name="open_time").tz_localize(
+            "UTC"
         )
+        return pd.DataFrame(values, index=index, columns=list(FRAME_COLUMNS))

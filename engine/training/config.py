@@ -79,6 +79,7 @@ class TrainingConfig:
         for name in ("validation_fraction", "test_fraction"):
             if not 0 < getattr(self, name) < 0.5:
                 raise ValueError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
+        self._check_window_fits_the_kernels()
         if self.purge_bars is not None and self.purge_bars < self.window + self.horizon:
             raise ValueError(
                 f"purge_bars must be at least window + horizon = {self.window + self.horizon}, "
@@ -86,6 +87,17 @@ class TrainingConfig:
             )
         if not 0 < self.parity_tolerance <= 1e-4:
             raise ValueError(f"parity_tolerance must be in (0, 1e-4], got {self.parity_tolerance}")
+
+    def _check_window_fits_the_kernels(self) -> None:
+        # Two unpadded convolutions shrink the window by 2 * (kernel - 1) bars; a shorter
+        # window would fail deep inside Keras with a negative-dimension shape error.
+        smallest = 2 * self.kernel_size - 1
+        if self.architecture == "conv1d" and self.window < smallest:
+            raise ValueError(
+                f"window must be at least {smallest} bars for the conv1d model "
+                f"(two convolutions of kernel_size {self.kernel_size}), got {self.window}; "
+                "lengthen the window or shorten the kernel"
+            )
 
     def _check_positive(self, *names: str) -> None:
         for name in names:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from deployment.connection import LocalConnection, open_connection
@@ -102,3 +103,56 @@ def test_local_reconcile_after_kill_between_swap_and_restart(host_factory, make_
 
     assert result.result == "rolled_back", result.detail
     host.assert_serves(v1)
+
+
+def test_first_deploy_to_an_empty_host(host_factory, make_target, models):
+    v1 = models.make(1)
+    host = host_factory(None, ssh=False)  # no model, no engine running yet
+    target = make_target([host])
+
+    outcome = deploy(target, v1, "local-first")
+
+    assert outcome.status == "succeeded", describe(outcome)
+    assert outcome.hosts["host1"].previous_sha256 is None
+    assert "no current model" in next(r for r in outcome.steps if r.step == "backup").detail
+    host.assert_serves(v1)
+
+
+def test_rollback_without_a_backup_is_refused_and_changes_nothing(
+    host_factory, make_target, models
+):
+    v1 = models.make(1)
+    host = host_factory(v1, ssh=False)  # installed by hand: no .backup, no kept versions
+    target = make_target([host])
+
+    outcome = rollback(target, name=MODEL_NAME, deployment_id="local-nothing")
+
+    assert outcome.status == "failed", describe(outcome)
+    assert failed_steps(outcome.steps) == ["find_previous"]
+    assert "no .backup model" in outcome.reason
+    host.assert_serves(v1)
+
+
+def test_step_callbacks_come_on_the_calling_thread_and_cannot_break_a_deploy(
+    host_factory, make_target, models
+):
+    v1, v2 = models.make(1), models.make(2)
+    first, second = host_factory(v1, ssh=False), host_factory(v1, ssh=False)
+    target = make_target([first, second], parallelism=2)
+    threads: set[int] = set()
+    delivered: list[str] = []
+
+    def on_step(record) -> None:
+        threads.add(threading.get_ident())
+        delivered.append(f"{record.host}:{record.step}")
+        if record.step == "swap":
+            raise RuntimeError("the database is down")  # must not stop the deployment
+
+    outcome = deploy(target, v2, "local-cb", on_step)
+
+    assert outcome.status == "succeeded", describe(outcome)
+    assert threads == {threading.get_ident()}
+    assert sorted(delivered) == sorted(f"{r.host}:{r.step}" for r in outcome.steps)
+    assert "host1:health_check" in delivered and "host2:health_check" in delivered
+    first.assert_serves(v2)
+    second.assert_serves(v2)

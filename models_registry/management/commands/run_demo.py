@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -21,6 +22,13 @@ from django.core.management.base import BaseCommand, CommandParser
 from models_registry import roles
 
 DEMO_PASSWORD = "tradebot-demo"  # noqa: S105 -- printed for the demo; local machine only
+# A few months of hourly BTC are too little to promise a positive Sharpe from a small
+# model; the demo loosens the gates (and says so) so the whole walk can be seen.
+# Real deployments keep the defaults in models_registry/gates.py or set their own.
+DEMO_GATES = {
+    "validation": {"min_sharpe": -5.0, "max_drawdown": 0.5, "min_trades": 0, "min_bars": 24 * 30},
+    "paper": {"min_bars": 24 * 7, "max_drawdown": 0.5, "max_divergence": 0.01},
+}
 DEMO_USERS = {
     "admin": None,
     "engineer": roles.ML_ENGINEER,
@@ -50,6 +58,10 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("database migrated")
         users = self.create_demo_users()
+        if not settings.TRADEBOT_GATES:
+            settings.TRADEBOT_GATES = DEMO_GATES
+            os.environ["TRADEBOT_GATES"] = json.dumps(DEMO_GATES)  # for the worker and beat
+            self.say(f"demo gates (looser than the defaults): {json.dumps(DEMO_GATES)}")
         if not options["skip_lifecycle"]:
             from models_registry.demo import walk_lifecycle
 

@@ -132,3 +132,27 @@ def test_leaky_predictor_is_refused_by_the_run():
 
     with pytest.raises(BacktestError, match="reads the future"):
         run_backtest("ml_basic", CANDLES, predictor=PeekingPredictor(), days=20)
+
+
+class GapCheckingPredictor(MomentumPredictor):
+    """Refuses a gap with engine.features' own check, as OnnxPredictor.predict does."""
+
+    def predict(self, candles: pd.DataFrame, sentiment: pd.Series | None = None) -> pd.Series:
+        from engine.features import check_no_gaps
+
+        check_no_gaps(candles, pd.Timedelta(hours=1))
+        return super().predict(candles, sentiment)
+
+
+def test_a_feature_error_from_the_model_becomes_a_backtest_error_with_its_message(tmp_path):
+    gapped = CANDLES.drop(CANDLES.index[24 * 50 : 24 * 50 + 5])  # five bars missing, unrepaired
+    with pytest.raises(BacktestError, match=r"1 unrepaired gap.*5 bar.*missing") as refused:
+        run_backtest(
+            "ml_basic",
+            gapped,
+            predictor=GapCheckingPredictor(warmup=10),
+            days=20,
+            output_dir=tmp_path / "out",
+        )
+    assert "ml_basic" in str(refused.value)
+    assert not (tmp_path / "out").exists()

@@ -224,6 +224,15 @@ def test_bad_options_are_refused_naming_the_option():
         TrainingConfig(interval="hourly")
 
 
+def test_a_conv1d_window_shorter_than_its_two_kernels_is_refused_before_keras_sees_it():
+    with pytest.raises(ValueError, match=r"at least 9 bars .* kernel_size 5.* got 8"):
+        TrainingConfig(window=8)
+    with pytest.raises(ValueError, match="at least 5 bars"):
+        TrainingConfig(window=4, kernel_size=3)
+    assert TrainingConfig(window=9).window == 9  # 9 - 2 * (5 - 1) leaves one step
+    assert TrainingConfig(window=8, architecture="lstm").window == 8  # no kernel
+
+
 def test_sentiment_that_does_not_cover_the_data_falls_back_to_price_with_the_reason(
     shared_data_dir: Path, tiny_model: TinyModel
 ):

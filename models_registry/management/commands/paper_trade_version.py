@@ -1,0 +1,160 @@
+"""paper_trade_version NAME --version N [--days D]: paper trade a validated version right here.
+
+Records a PaperTradingRun for the version (not queued: executed in this process), the same
+run the ``run_paper_trading`` task records, and says whether the version moved on to
+``paper_tested``. For the demo and for operators; the admin queues the task instead.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from models_registry.models import ModelState, ModelVersion, PaperTradingRun, RegistryError
+from models_registry.services.paper import (
+    DEFAULT_DAYS,
+    DEFAULT_INITIAL_CASH,
+    PaperOptions,
+    PaperRefused,
+    paper_execute,
+    paper_run_create_inline,
+)
+from models_registry.services.validation import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
+
+SHOWN_METRICS = ("total_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "fees_paid")
+
+
+class Command(BaseCommand):
+    help = (
+        "Paper trade a validated registry version on the bars after its training data and its "
+        "validation window, compare with a backtest over the same bars, and record a paper "
+        "trading run; a passing run moves the version to paper_tested."
+    )
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        # Our --version is the model version; Django's own --version (its release) gives way.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", help="registry model name, e.g. btcusdt_sentiment")
+        parser.add_argument(
+            "--version", type=int, required=True, dest="model_version", help="version number"
+        )
+        parser.add_argument(
+            "--days",
+            type=float,
+            default=DEFAULT_DAYS,
+            help=f"period length (default {DEFAULT_DAYS})",
+        )
+        parser.add_argument("--fee-bps", type=float, default=DEFAULT_FEE_BPS)
+        parser.add_argument("--slippage-bps", type=float, default=DEFAULT_SLIPPAGE_BPS)
+        parser.add_argument("--initial-cash", type=float, default=DEFAULT_INITIAL_CASH)
+        parser.add_argument("--json", action="store_true", help="print a JSON summary only")
+        parser.add_argument("--user", default=None, help="username recorded as who ran it")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        version = _version(options["name"], options["model_version"])
+        user = _user_named(options["user"])
+        try:
+            paper_options = PaperOptions(
+                days=options["days"],
+                fee_bps=options["fee_bps"],
+                slippage_bps=options["slippage_bps"],
+                initial_cash=options["initial_cash"],
+            )
+            run = paper_run_create_inline(
+                model_version=version, requested_by=user, options=paper_options
+            )
+        except (PaperRefused, RegistryError) as exc:
+            raise CommandError(str(exc)) from exc
+        summary = summary_of_run(paper_execute(run))
+        if options["json"]:
+            self.stdout.write(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        else:
+            self.stdout.write(text_report(summary))
+        if summary["status"] == "error":
+            raise CommandError(f"paper run {run.pk} could not run: {summary['error']}")
+
+
+def _version(name: str, number: int) -> ModelVersion:
+    version = ModelVersion.objects.filter(name=name, version=number).first()
+    if version is None:
+        known = list(
+            ModelVersion.objects.filter(name=name)
+            .order_by("version")
+            .values_list("version", flat=True)
+        )
+        hint = f"; its versions: {known}" if known else "; no model of that name is registered"
+        raise CommandError(f"no version {number} of model {name!r}{hint}")
+    return version
+
+
+def _user_named(username: str | None) -> AbstractBaseUser | None:
+    if username is None:
+        return None
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise CommandError(f"--user: no user named {username!r}")
+    return user
+
+
+def summary_of_run(run: PaperTradingRun) -> dict[str, Any]:
+    version = run.model_version
+    version.refresh_from_db()
+    return {
+        "run_id": run.pk,
+        "model": f"{version.name} v{version.version}",
+        "status": run.status,
+        "passed": run.passed,
+        "error": run.error,
+        "version_state": version.state,
+        "moved_to_paper_tested": bool(run.passed and version.state == ModelState.PAPER_TESTED),
+        "period_start": run.period_start.isoformat() if run.period_start else None,
+        "period_end": run.period_end.isoformat() if run.period_end else None,
+        "bars": run.bars,
+        "trades": run.trades,
+        "metrics": run.metrics,
+        "divergence": run.divergence,
+        "gates": run.gate_results,
+        "failed_gates": [g["name"] for g in run.gate_results if not g.get("passed")],
+        "report_dir": run.report_dir,
+        "plot_file": run.plot_file,
+    }
+
+
+def text_report(summary: dict[str, Any]) -> str:
+    head = f"paper run {summary['run_id']} of {summary['model']}"
+    if summary["status"] == "error":
+        return (
+            f"{head} could not run: {summary['error']}; "
+            f"the version stays {summary['version_state']}"
+        )
+    moved = (
+        "the version moved to paper_tested"
+        if summary["moved_to_paper_tested"]
+        else f"the version stays {summary['version_state']}"
+    )
+    divergence = summary["divergence"]
+    lines = [
+        f"{head}: gates {'PASSED' if summary['passed'] else 'FAILED'}; {moved}",
+        f"  period: {summary['period_start']} to {summary['period_end']} ({summary['bars']} bars)",
+        f"  trades: paper {divergence.get('paper_trades')}, backtest "
+        f"{divergence.get('backtest_trades')}, mismatched {divergence.get('mismatched_trades')}",
+        f"  final equity: paper {divergence.get('paper_final_equity')}, backtest "
+        f"{divergence.get('backtest_final_equity')} (relative difference "
+        f"{divergence.get('equity_relative')})",
+    ]
+    lines.extend(f"  {name}: {summary['metrics'].get(name)}" for name in SHOWN_METRICS)
+    for gate in summary["gates"]:
+        verdict = "pass" if gate["passed"] else "FAIL"
+        lines.append(
+            f"  gate {gate['name']:<16}{verdict:<6}"
+            f"value {gate['value']} threshold {gate['threshold']}"
+        )
+    if summary["report_dir"]:
+        lines.append(f"  report: MEDIA_ROOT/{summary['report_dir']}/{summary['plot_file']}")
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""run_live_trading ml_basic --paper-trading [...]: the engine, started from Django.
+
+A thin wrapper around ``python -m engine.live`` (engine.live.cli.main), run in this process
+with the same options. Only the defaults differ: where the engine would look under its
+install root (/opt/ai-trading-bot), this command uses folders of this Django installation:
+
+  --data-dir     settings.TRADEBOT_DATA_DIR (the candle and sentiment store)
+  --model-dir    <VAR_DIR>/live/model
+  --journal-dir  <VAR_DIR>/live/journal
+  --status-file  <VAR_DIR>/live/status.json
+
+``run_live_trading reset-kill-switch --reason TEXT`` unlatches the kill switch in the same
+journal folder. The engine installs its own SIGTERM/SIGINT handlers (finish the step, save,
+exit 0), and this command exits with the engine's exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser, DjangoHelpFormatter
+
+from engine.live import cli as engine_cli
+
+
+class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Keeps the engine's option list (the epilog) laid out as the engine prints it."""
+
+
+def default_paths() -> dict[str, Path]:
+    """Engine option -> its default on this Django installation."""
+    live = Path(settings.VAR_DIR) / "live"
+    return {
+        "--data-dir": Path(settings.TRADEBOT_DATA_DIR),
+        "--model-dir": live / "model",
+        "--journal-dir": live / "journal",
+        "--status-file": live / "status.json",
+    }
+
+
+def engine_argv(argv: list[str]) -> list[str]:
+    """The engine's argv: ``argv`` plus this installation's folders where none was given."""
+    defaults = default_paths()
+    if argv and argv[0] == "reset-kill-switch":
+        defaults = {"--journal-dir": defaults["--journal-dir"]}
+    # The engine's own parser says what was given (abbreviations and --opt=value included).
+    parser = argparse.ArgumentParser(add_help=False)
+    for option in defaults:
+        parser.add_argument(option)
+    given, _ = parser.parse_known_args(argv)
+    missing = [option for option in defaults if getattr(given, _dest(option)) is None]
+    return [*argv, *(str(part) for option in missing for part in (option, defaults[option]))]
+
+
+def _dest(option: str) -> str:
+    return option.lstrip("-").replace("-", "_")
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the trading engine (python -m engine.live) with a model loaded once at start-up: "
+        "paper trading by default, --replay for a replayed paper session, --live for real "
+        "orders. Every option after the strategy is the engine's (listed below)."
+    )
+    # The engine reads no database; skip Django's system checks for a faster start.
+    requires_system_checks: list[str] = []
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(
+            prog_name, subcommand, formatter_class=_HelpFormatter, **kwargs
+        )
+        # The raw formatter keeps the engine's option list intact; wrap our own text by hand.
+        parser.description = textwrap.fill(self.help, 79)
+        parser.epilog = _engine_help(default_paths())
+        return parser
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "strategy", help="strategy name (ml_basic, buy_and_hold) or reset-kill-switch"
+        )
+        # Everything after the strategy goes to the engine untouched, so its options
+        # (including its -v) never collide with Django's.
+        parser.add_argument("engine_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        argv = engine_argv([options["strategy"], *options["engine_args"]])
+        code = engine_cli.main(argv)
+        sys.stdout.flush()
+        if code:
+            raise SystemExit(code)
+
+
+def _engine_help(defaults: dict[str, Path]) -> str:
+    lines = ["defaults on this installation:"]
+    lines.extend(f"  {option:<14} {path}" for option, path in defaults.items())
+    lines.append("")
+    lines.append("engine options (python -m engine.live --help):")
+    usage = engine_cli.build_parser().format_help()
+    lines.extend(f"  {line}" if line else "" for line in usage.splitlines())
+    return "\n".join(lines)
