@@ -109,8 +109,11 @@ def step_second_version(*, users: dict[str, Any], say: Say, version: Any) -> Mod
 def step_rollback(*, users: dict[str, Any], say: Say, version: ModelVersion) -> ModelVersion:
     _staging, production = demo_targets()
     say(f"deployer rolls {production.name} back to the version that ran before {version}")
-    result = _command("rollback_model", "--target", production.name, "--user",
-                      users["deployer"].username, "--comment", "Demo: roll back", "--inline")  # fmt: skip
+    deployer = users["deployer"].username
+    result = _command(
+        "rollback_model", "--target", production.name, "--user", deployer,
+        "--comment", "Demo: roll back", "--inline",
+    )  # fmt: skip
     restored = ModelVersion.objects.get(name=result["model"], version=result["version"])
     _report_state(version, say)
     return _report_state(restored, say)
