@@ -90,9 +90,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m deployment.local_service", description=__doc__)
     parser.add_argument("action", choices=["restart", "stop", "status"])
     parser.add_argument("--root", required=True, type=Path, help="the install root")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    parser.epilog = "restart: -- COMMAND [ARGS...] follows the options"
+    # Split at "--" by hand: argparse's REMAINDER would also swallow --root.
+    own, command = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    )
+    args = parser.parse_args(own)
     if args.action == "status":
         pid = running_pid(args.root)
         print(f"running pid={pid}" if pid else "stopped")

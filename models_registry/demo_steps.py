@@ -35,6 +35,9 @@ def _command(name: str, *args: str) -> dict[str, Any]:
 
 def demo_targets() -> tuple[Any, Any]:
     hosts = Path(settings.VAR_DIR) / "demo-hosts"
+    for host in ("staging", "production"):
+        # Provisioned hosts: the install root and its model folder exist before a first deploy.
+        (hosts / host / "src" / "ml").mkdir(parents=True, exist_ok=True)
     staging = local_target_ensure(
         name="demo-staging",
         environment=Environment.STAGING,

@@ -269,6 +269,8 @@ class PaperTradingRun(models.Model):
         max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
     )
     mode = models.CharField(max_length=20, default="replay")
+    config = models.JSONField(default=dict, blank=True)
+    data_content_hash = models.CharField(max_length=64, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

@@ -38,7 +38,7 @@ from engine.live import PaperRunResult, run_paper_replay
 from engine.live.journal import JournalError
 from engine.strategies import get_strategy
 from models_registry.gates import gates_for
-from models_registry.models import AuditEvent, ModelState, ModelVersion, PaperTradingRun, RunStatus
+from models_registry.models import ModelState, ModelVersion, PaperTradingRun, RunStatus
 from models_registry.services import lifecycle
 from models_registry.services.audit import audit_event_record
 from models_registry.services.model_versions import version_dir
@@ -401,15 +401,8 @@ def write_report(folder: Path, comparison: PaperComparison, summary: dict[str, A
 
 
 def paper_options_of(run: PaperTradingRun) -> PaperOptions:
-    """The options requested for ``run``, from its request event (defaults when none)."""
-    event = (
-        AuditEvent.objects.filter(
-            event_type=REQUEST_EVENT, object_type=type(run).__name__, object_id=str(run.pk)
-        )
-        .order_by("id")
-        .first()
-    )
-    return PaperOptions.from_config(event.data if event is not None else None)
+    """The options requested for ``run`` (defaults where none were given)."""
+    return PaperOptions.from_config(run.config)
 
 
 def paper_execute(run: PaperTradingRun) -> PaperTradingRun:
@@ -563,7 +556,9 @@ def paper_run_create_inline(
         )
     actor = requested_by if requested_by and requested_by.is_authenticated else None
     with transaction.atomic():
-        run = PaperTradingRun.objects.create(model_version=model_version, requested_by=actor)
+        run = PaperTradingRun.objects.create(
+            model_version=model_version, requested_by=actor, config=options.to_config()
+        )
         audit_event_record(
             event_type=REQUEST_EVENT,
             actor=actor,

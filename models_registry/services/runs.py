@@ -94,6 +94,7 @@ def paper_run_request(
         run = PaperTradingRun.objects.create(
             model_version=model_version,
             requested_by=requested_by if requested_by and requested_by.is_authenticated else None,
+            config=config or {},
         )
         audit_event_record(
             event_type="paper_run_requested",

@@ -1,0 +1,292 @@
+"""End to end in a real browser: three people take a version to production; an auditor reads it.
+
+Headless Chromium (Debian's) driven by Playwright against the live admin, with a
+real Celery worker running the validation backtest and the deployment to a
+local production target whose service is the real engine. Screenshots of each
+page are saved under test-artifacts/e2e/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from engine.data import import_klines_csv, import_sentiment_csv
+from engine.training import train_model
+from models_registry import roles
+from models_registry.models import (
+    Deployment,
+    DeploymentStatus,
+    Environment,
+    ModelState,
+    ModelVersion,
+    ValidationRun,
+)
+from models_registry.services import lifecycle
+from models_registry.services.local_targets import local_target_ensure
+from models_registry.services.model_versions import model_version_create
+from tests.conftest import PROJECT_ROOT
+from tests.registry_commands.test_train_model import write_csv_slice
+from tests.engine.features.csv_frames import load_sentiment
+from tests.engine.training.tiny_models import tiny_candles, tiny_config
+from tests.registry.conftest import finished_deployment, passing_paper_run
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "e2e"
+PASSWORD = "e2e-pass-Quartz-91"
+GENEROUS_GATES = {
+    "validation": {"min_sharpe": -100.0, "max_drawdown": 1.0, "min_trades": 0, "min_bars": 24},
+    "paper": {"min_bars": 24, "max_drawdown": 1.0, "max_divergence": 1.0},
+}
+STORE_ROWS = 600 + 24 * 60
+
+
+@pytest.fixture(scope="module")
+def store(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("e2e_store")
+    csv = write_csv_slice(
+        shared_data_dir / "BTCUSDT-1h.csv", folder / "btc.csv", "2024-01-01 00:00", STORE_ROWS
+    )
+    import_klines_csv(csv, folder / "store", symbol="BTCUSDT", interval="1h")
+    import_sentiment_csv(shared_data_dir / "fear_greed_index.csv", folder / "store")
+    return folder / "store"
+
+
+@pytest.fixture(scope="module")
+def model_dir(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = tiny_config(allow_short_history=False, min_history_days=1)
+    result = train_model(
+        tiny_candles(shared_data_dir),
+        load_sentiment(shared_data_dir),
+        config,
+        tmp_path_factory.mktemp("e2e_model") / "model",
+    )
+    return result.output_dir
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    # Playwright's sync API keeps an event loop running in this thread; the ORM calls the
+    # test makes between page steps are still plain synchronous code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield launched
+        launched.close()
+
+
+def person(username: str, role: str) -> Any:
+    user = get_user_model().objects.create_user(
+        username, f"{username}@example.test", PASSWORD, is_staff=True
+    )
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+def ensure_role_permissions() -> None:
+    # A transactional test's flush empties the groups the migration made; make them again.
+    from django.contrib.auth.models import Permission
+
+    for role, codenames in roles.ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        group.permissions.set(
+            Permission.objects.filter(
+                content_type__app_label="models_registry", codename__in=codenames
+            )
+        )
+
+
+class Session:
+    """One person's browser context, logged in to the admin."""
+
+    def __init__(self, browser: Any, base_url: str, username: str) -> None:
+        self.context = browser.new_context(
+            base_url=base_url, viewport={"width": 1400, "height": 1000}
+        )
+        self.page = self.context.new_page()
+        self.username = username
+        self.page.goto("/admin/login/")
+        self.page.fill("#id_username", username)
+        self.page.fill("#id_password", PASSWORD)
+        with self.page.expect_navigation():
+            self.page.click("input[type=submit]")
+        self.page.wait_for_selector("#user-tools")
+
+    def shot(self, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+    def run_action(self, version: ModelVersion, action: str) -> None:
+        self.page.goto("/admin/models_registry/modelversion/")
+        self.page.check(f"input.action-select[value='{version.pk}']")
+        self.page.select_option("select[name=action]", action)
+        with self.page.expect_navigation():
+            self.page.click("button[name=index]")
+
+    def submit(self) -> None:
+        with self.page.expect_navigation():
+            self.page.click("input[type=submit].default")
+
+    def messages(self) -> str:
+        return (
+            self.page.inner_text("ul.messagelist")
+            if self.page.query_selector("ul.messagelist")
+            else ""
+        )
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def wait_for(condition: Any, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_three_people_take_a_version_to_production_and_an_auditor_reads_it(
+    live_server: Any,
+    browser: Any,
+    store: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    settings: Any,
+    celery_worker_factory: Any,
+) -> None:
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    media = tmp_path / "media"
+    settings.MEDIA_ROOT, settings.TRADEBOT_DATA_DIR = media, store
+    settings.TRADEBOT_GATES = GENEROUS_GATES
+    worker = celery_worker_factory(
+        queues="backtest,deploy",
+        env={"MEDIA_ROOT": str(media), "TRADEBOT_DATA_DIR": str(store),
+             "TRADEBOT_GATES": json.dumps(GENEROUS_GATES)},
+    )  # fmt: skip
+    ensure_role_permissions()
+    engineer = person("erin", roles.ML_ENGINEER)
+    approver = person("alice", roles.APPROVER)
+    deployer = person("dora", roles.DEPLOYER)
+    auditor = person("otto", roles.AUDITOR)
+    version = model_version_create(source_dir=model_dir, created_by=engineer)
+    # A provisioned host: the install root and its model folder exist before the first deploy.
+    (tmp_path / "host" / "opt" / "src" / "ml").mkdir(parents=True)
+    production = local_target_ensure(
+        name="prod-local",
+        environment=Environment.PRODUCTION,
+        install_root=tmp_path / "host" / "opt",
+        replay_from="2024-02-20",
+        data_dir=store,
+    )
+    try:
+        # 1. The ML engineer validates the version from the admin; the worker backtests it.
+        erin = Session(browser, live_server.url, "erin")
+        erin.run_action(version, "validate_versions")
+        assert "validation run" in erin.messages() and "queued" in erin.messages()
+        wait_for(
+            lambda: ModelVersion.objects.get(pk=version.pk).state == ModelState.VALIDATED,
+            f"the validation run to pass (worker log: {worker.log_path})",
+        )
+        run = ValidationRun.objects.get(model_version=version)
+        erin.page.goto(f"/admin/models_registry/modelversion/{version.pk}/change/")
+        assert "Validation runs" in erin.page.inner_text("#validation-runs")
+        assert "passed" in erin.page.inner_text("#validation-runs")
+        erin.shot("1-engineer-version-validated")
+        erin.close()
+        assert run.passed
+
+        # Paper trading and staging are covered by their own tests; here they are recorded.
+        lifecycle.model_version_mark_paper_tested(
+            model_version=version, paper_run=passing_paper_run(version), actor=engineer
+        )
+        staging = production.__class__.objects.create(
+            name="staging-local", environment=Environment.STAGING, is_local=True
+        )
+        lifecycle.model_version_stage(
+            model_version=version,
+            deployment=finished_deployment(version, staging, engineer),
+            actor=engineer,
+        )
+
+        # 2. The approver approves on a confirmation page, with a comment.
+        alice = Session(browser, live_server.url, "alice")
+        alice.run_action(version, "approve_versions")
+        alice.page.wait_for_selector("textarea[name=comment]")
+        assert version.onnx_sha256 in alice.page.inner_text(".confirm-action")
+        alice.shot("2-approver-confirmation")
+        alice.page.fill("textarea[name=comment]", "Backtest and staging reviewed.")
+        alice.submit()
+        assert "approved" in alice.messages().lower()
+        alice.shot("3-approver-approved")
+        alice.close()
+        assert ModelVersion.objects.get(pk=version.pk).state == ModelState.APPROVED
+
+        # 3. The deployer deploys to the local production target; the worker runs it.
+        dora = Session(browser, live_server.url, "dora")
+        dora.run_action(version, "deploy_versions")
+        dora.page.wait_for_selector("select[name=target]")
+        confirmation = dora.page.inner_text(".confirm-action")
+        assert "prod-local" in confirmation and version.onnx_sha256 in confirmation
+        dora.shot("4-deployer-confirmation")
+        dora.page.select_option("select[name=target]", str(production.pk))
+        dora.submit()
+        assert "deployment #" in dora.messages()
+        wait_for(
+            lambda: Deployment.objects.filter(
+                target=production, status__in=[s for s in DeploymentStatus.values
+                                               if s not in ("queued", "running")]
+            ).exists(),
+            f"the deployment to finish (worker log: {worker.log_path})",
+            timeout=180,
+        )  # fmt: skip
+        deployment = Deployment.objects.get(target=production)
+        assert deployment.status == DeploymentStatus.SUCCEEDED, deployment.error
+        assert ModelVersion.objects.get(pk=version.pk).state == ModelState.IN_PRODUCTION
+        dora.page.goto(f"/admin/models_registry/deployment/{deployment.pk}/change/")
+        assert "health_check" in dora.page.inner_text("body")
+        dora.shot("5-deployer-deployment")
+        dora.close()
+
+        # 4. The auditor finds the deployment in the history and no way to change anything.
+        otto = Session(browser, live_server.url, "otto")
+        otto.page.goto("/admin/models_registry/deployment/")
+        history = otto.page.inner_text("#result_list")
+        assert "prod-local" in history and "alice" in history and "dora" in history
+        otto.shot("6-auditor-deployment-history")
+        otto.page.goto(f"/admin/models_registry/deployment/{deployment.pk}/change/")
+        assert otto.page.query_selector("input[name=_save]") is None
+        assert otto.page.query_selector("a.deletelink") is None
+        otto.page.goto(f"/admin/models_registry/modelversion/{version.pk}/change/")
+        assert otto.page.query_selector("input[name=_save]") is None
+        actions = otto.page.query_selector("select[name=action]")
+        assert actions is None or "approve" not in actions.inner_text()
+        otto.page.goto("/admin/models_registry/auditevent/verify/")
+        assert "Intact" in otto.page.inner_text("#content-main")
+        otto.shot("7-auditor-audit-chain")
+        response = otto.page.goto("/admin/models_registry/modelversion/add/")
+        assert response is not None and response.status == 403
+        otto.close()
+    finally:
+        from deployment.local_service import stop
+
+        stop(tmp_path / "host" / "opt")
