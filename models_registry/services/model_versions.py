@@ -378,5 +378,15 @@ def _dt(value: Any, field: str) -> datetime | None:
 
 
 def _metrics_from(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Training figures flattened for lists and comparisons: ``test_directional_accuracy``..."""
+    flat: dict[str, Any] = {}
     metrics = metadata.get("metrics")
-    return metrics if isinstance(metrics, dict) else {}
+    for split, values in (metrics.items() if isinstance(metrics, dict) else []):
+        if isinstance(values, dict):
+            flat.update({f"{split}_{key}": value for key, value in values.items()})
+        else:
+            flat[split] = values
+    parity = metadata.get("parity")
+    if isinstance(parity, dict) and "max_abs_diff" in parity:
+        flat["onnx_parity_max_abs_diff"] = parity["max_abs_diff"]
+    return flat
