@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 
-from models_registry.models import Environment, ModelVersion
+from models_registry.models import Environment, ModelState, ModelVersion
 from models_registry.services import lifecycle
 from models_registry.services.local_targets import local_target_ensure
 
@@ -53,12 +53,15 @@ def demo_targets() -> tuple[Any, Any]:
     return staging, production
 
 
-def walk_version(*, users: dict[str, Any], say: Say, price_only: bool, seed: str) -> ModelVersion:
+class DemoStepFailed(RuntimeError):
+    """A lifecycle step did not move the version on; the message says what the record shows."""
+
+
+def walk_version(*, users: dict[str, Any], say: Say, seed: str, epochs: str) -> ModelVersion:
     engineer, approver, deployer = users["engineer"], users["approver"], users["deployer"]
-    kind = "price-only" if price_only else "sentiment"
-    say(f"engineer trains a {kind} BTCUSDT model on data up to {TRAIN_END} (TensorFlow -> ONNX)")
-    args = ["BTCUSDT", "--end", TRAIN_END, "--epochs", EPOCHS, "--seed", seed, "--user", "engineer"]
-    trained = _command("train_model", *args, *(["--force-price-only"] if price_only else []))
+    say(f"engineer trains a BTCUSDT sentiment model on data up to {TRAIN_END} (TensorFlow -> ONNX)")
+    args = ["BTCUSDT", "--end", TRAIN_END, "--epochs", epochs, "--seed", seed, "--user", "engineer"]
+    trained = _command("train_model", *args)
     version = ModelVersion.objects.get(pk=trained["model_version_id"])
     say(f"  {version}: sha256 {version.onnx_sha256[:12]}, test directional accuracy "
         f"{version.metrics.get('test_directional_accuracy', '?')}")  # fmt: skip
@@ -66,18 +69,18 @@ def walk_version(*, users: dict[str, Any], say: Say, price_only: bool, seed: str
     say(f"engineer validates {version}: ml_basic backtest on 90 out-of-sample days")
     _command("run_backtest", "ml_basic", "--days", "90", "--model", version.name,
              "--model-version", str(version.version), "--user", engineer.username)  # fmt: skip
-    _report_state(version, say)
+    _expect(version, ModelState.VALIDATED, say)
 
     say(f"engineer paper-trades {version} on the bars after its validation window")
     _command("paper_trade_version", version.name, "--version", str(version.version),
              "--days", "14", "--user", engineer.username)  # fmt: skip
-    _report_state(version, say)
+    _expect(version, ModelState.PAPER_TESTED, say)
 
     staging, production = demo_targets()
     say(f"engineer stages {version} on {staging.name} (engine start-up checks on the host)")
     _command("deploy_model", version.name, "--version", str(version.version),
              "--target", staging.name, "--user", engineer.username, "--inline")  # fmt: skip
-    _report_state(version, say)
+    _expect(version, ModelState.STAGED, say)
 
     say(f"approver approves {version} (four eyes: not the engineer who trained and staged it)")
     lifecycle.model_version_approve(
@@ -88,7 +91,7 @@ def walk_version(*, users: dict[str, Any], say: Say, price_only: bool, seed: str
     say(f"deployer deploys {version} to {production.name}: upload, verify, swap, restart, check")
     _command("deploy_model", version.name, "--version", str(version.version),
              "--target", production.name, "--user", deployer.username, "--inline")  # fmt: skip
-    return _report_state(version, say)
+    return _expect(version, ModelState.IN_PRODUCTION, say)
 
 
 def _report_state(version: ModelVersion, say: Say) -> ModelVersion:
@@ -97,12 +100,25 @@ def _report_state(version: ModelVersion, say: Say) -> ModelVersion:
     return version
 
 
+def _expect(version: ModelVersion, state: str, say: Say) -> ModelVersion:
+    _report_state(version, say)
+    if version.state == state:
+        return version
+    run = (
+        version.validation_runs.first() if state == ModelState.VALIDATED
+        else version.paper_runs.first() if state == ModelState.PAPER_TESTED
+        else version.deployments.order_by("-id").first()
+    )  # fmt: skip
+    detail = getattr(run, "error", "") or getattr(run, "gate_results", "") or "see the admin"
+    raise DemoStepFailed(f"{version} did not become {state}: {detail}")
+
+
 def step_first_version(*, users: dict[str, Any], say: Say, version: Any) -> ModelVersion:
-    return walk_version(users=users, say=say, price_only=True, seed="42")
+    return walk_version(users=users, say=say, seed="42", epochs=EPOCHS)
 
 
 def step_second_version(*, users: dict[str, Any], say: Say, version: Any) -> ModelVersion:
-    second = walk_version(users=users, say=say, price_only=False, seed="7")
+    second = walk_version(users=users, say=say, seed="7", epochs=EPOCHS)
     if version is not None:
         version.refresh_from_db()
         say(f"  {version} is now {version.get_state_display().lower()} (replaced)")

@@ -134,13 +134,20 @@ def deployment_request(
     requested_by: AbstractBaseUser,
     force_reason: str = "",
     schedule_if_closed: bool = False,
+    enqueue: bool = True,
 ) -> Deployment:
-    """Queue a deployment of ``model_version`` to ``target``, or say why not."""
+    """Queue a deployment of ``model_version`` to ``target``, or say why not.
+
+    ``enqueue=False`` records the queued row without sending a task: the caller
+    runs it in its own process (`deploy_model --inline`), so no worker races it.
+    """
     try:
         with transaction.atomic():
             version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
             approval = _check_deploy_allowed(version, target, requested_by)
-            status, scheduled_for = _window_decision(target, force_reason, schedule_if_closed)
+            status, scheduled_for, forced = _window_decision(
+                target, force_reason, schedule_if_closed
+            )
             return _create_deployment(
                 version=version,
                 target=target,
@@ -149,7 +156,8 @@ def deployment_request(
                 approval=approval,
                 status=status,
                 scheduled_for=scheduled_for,
-                forced_reason=force_reason.strip(),
+                forced_reason=forced,
+                enqueue=enqueue,
             )
     except RegistryError as exc:
         _record_refusal("deployment_request_refused", requested_by, model_version, target, exc)
@@ -183,19 +191,21 @@ def _check_deploy_allowed(
 
 def _window_decision(
     target: DeploymentTarget, force_reason: str, schedule_if_closed: bool
-) -> tuple[str, datetime | None]:
+) -> tuple[str, datetime | None, str]:
+    """(status, scheduled_for, forced reason): the reason is kept only if it was needed,
+    so the audit trail never shows a deploy "forced" into an open window."""
     now = timezone.now()
     try:
         open_now = window_allows(now, target.allowed_hours)
     except WindowSpecError as exc:
         raise DeploymentRefused(f"target {target.name}: {exc}") from exc
     if open_now:
-        return DeploymentStatus.QUEUED, None
+        return DeploymentStatus.QUEUED, None, ""
     opens = next_window_start(now, target.allowed_hours)
     if force_reason.strip():
-        return DeploymentStatus.QUEUED, None
+        return DeploymentStatus.QUEUED, None, force_reason.strip()
     if schedule_if_closed:
-        return DeploymentStatus.SCHEDULED, opens
+        return DeploymentStatus.SCHEDULED, opens, ""
     raise DeploymentRefused(
         f"target {target.name} accepts deploys only in its window ({target.allowed_hours} UTC); "
         f"the next opens {opens:%Y-%m-%d %H:%M} UTC. Schedule it, or force it with a reason."
@@ -213,6 +223,7 @@ def _create_deployment(
     scheduled_for: datetime | None,
     forced_reason: str = "",
     previous: ModelVersion | None = None,
+    enqueue: bool = True,
 ) -> Deployment:
     if status == DeploymentStatus.QUEUED:
         busy = active_deployment(target)
@@ -253,18 +264,36 @@ def _create_deployment(
             "sha256": version.onnx_sha256,
             "status": status,
             "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
-            "forced_outside_window": forced_reason or None,
+            "forced_outside_window": forced_reason
+            if forced_reason and kind == Deployment.KIND_DEPLOY
+            else None,
+            "comment": forced_reason if kind == Deployment.KIND_ROLLBACK else None,
         },
     )
-    if status == DeploymentStatus.QUEUED:
+    if status == DeploymentStatus.QUEUED and enqueue:
         transaction.on_commit(lambda: queue_deployment(deployment.pk))
     return deployment
 
 
 def queue_deployment(deployment_id: int) -> None:
+    """Send the task; if the broker refuses it, end the row instead of leaving it queued
+    forever (a queued row with no task would hold the target's one active slot)."""
     from models_registry.tasks.deploy import run_deployment
 
-    result = run_deployment.delay(deployment_id)
+    try:
+        result = run_deployment.delay(deployment_id)
+    except Exception as exc:  # the broker's errors vary by transport
+        logger.exception("could not queue deployment %s", deployment_id)
+        deployment = Deployment.objects.select_related("target", "model_version").get(
+            pk=deployment_id
+        )
+        deployment_finish(
+            deployment,
+            status=DeploymentStatus.FAILED,
+            reason=f"could not queue the deploy task ({type(exc).__name__}: {exc}); "
+            "nothing was sent to the hosts",
+        )
+        return
     Deployment.objects.filter(pk=deployment_id).update(task_id=result.id)
 
 
@@ -275,6 +304,7 @@ def rollback_request(
     comment: str,
     to_version_number: int | None = None,
     model_name: str | None = None,
+    enqueue: bool = True,
 ) -> Deployment:
     """Go back to the version that ran before, or to one that ran on this target earlier."""
     try:
@@ -301,6 +331,7 @@ def rollback_request(
                 scheduled_for=None,
                 forced_reason=comment.strip(),
                 previous=current,
+                enqueue=enqueue,
             )
     except RegistryError as exc:
         _record_refusal("rollback_request_refused", requested_by, None, target, exc)
@@ -362,9 +393,16 @@ def deployment_claim(deployment_id: int, task_id: str = "") -> Deployment | None
     )
     if claimed != 1:
         return None
-    return Deployment.objects.select_related("target", "model_version", "previous_version").get(
+    deployment = Deployment.objects.select_related("target", "model_version").get(
         pk=deployment_id
     )
+    if deployment.kind == Deployment.KIND_DEPLOY:
+        # What runs there now, not what ran when it was requested: a scheduled
+        # deployment may wait hours while others succeed, and the version it
+        # replaces is the one the lifecycle must retire.
+        deployment.previous_version = live_version_on_target(deployment.target)
+        deployment.save(update_fields=["previous_version"])
+    return deployment
 
 
 def deployment_execute(deployment: Deployment) -> Deployment:
@@ -540,9 +578,7 @@ def _reconcile_one(deployment: Deployment) -> Deployment:
             name=deployment.model_version.name,
             deployment_id=f"d{deployment.pk}",
             expected_new_sha=deployment.sha256,
-            previous_sha=deployment.previous_version.onnx_sha256
-            if deployment.previous_version
-            else None,
+            previous_sha=previous_sha_on_hosts(deployment),
             on_step=recorder,
         )
     except Exception as exc:
@@ -561,22 +597,58 @@ def _reconcile_one(deployment: Deployment) -> Deployment:
     )
 
 
+def previous_sha_on_hosts(deployment: Deployment) -> str | None:
+    """What the hosts served before ``deployment``: as its own preflight read them.
+
+    The registry's `previous_version` is only its belief: a host installed by hand
+    before its first registry deployment has a model the registry never shipped,
+    and restoring "nothing" there would delete that model. The preflight records
+    (stored before any swap can happen) say what was really there; without them
+    (the worker died before preflight, so nothing was touched) or if the hosts
+    disagreed, the registry's belief is all there is.
+    """
+    seen = {
+        ((step.get("data") or {}).get("current") or {}).get("onnx_sha256")
+        for step in deployment.steps or []
+        if step.get("name") == "preflight" and step.get("ok")
+    }
+    if len(seen) == 1:
+        return seen.pop()
+    previous = deployment.previous_version
+    return previous.onnx_sha256 if previous is not None else None
+
+
 def target_status(target: DeploymentTarget) -> dict[str, Any]:
-    """Each host's live sha256 against what the registry says runs there."""
+    """Each host's live sha256 against what the registry says runs there.
+
+    A host matches only if both its model files and its running engine are the
+    registry's version (files swapped but never restarted do not count).
+    """
     expected = live_version_on_target(target)
-    name = expected.name if expected else f"{target.name}"
-    reports = runner.read_status(target_spec(target), name=name)
+    expected_sha = expected.onnx_sha256 if expected else None
+    reports = runner.read_status(target_spec(target), name=_model_name_on(target, expected))
     hosts = {}
     for label, report in reports.items():
         hosts[label] = {
             **report.to_dict(),
             "live_sha256": report.live_sha256,
-            "matches_registry": bool(expected) and report.live_sha256 == expected.onnx_sha256,
+            "files_sha256": report.state.onnx_sha256 if report.state else None,
+            "matches_registry": report.state is not None and report.state.serves(expected_sha),
         }
+    busy = active_deployment(target)
     return {
         "target": target.name,
         "registry_version": str(expected) if expected else None,
-        "registry_sha256": expected.onnx_sha256 if expected else None,
+        "registry_sha256": expected_sha,
+        "active_deployment": f"#{busy.pk} ({busy.status})" if busy else None,
         "hosts": hosts,
         "consistent": bool(hosts) and all(h["matches_registry"] for h in hosts.values()),
     }
+
+
+def _model_name_on(target: DeploymentTarget, expected: ModelVersion | None) -> str:
+    """The model file stem to read on the hosts: the live version's, else the last one sent."""
+    if expected is not None:
+        return expected.name
+    last = target.deployments.select_related("model_version").order_by("-created_at").first()
+    return last.model_version.name if last else target.name

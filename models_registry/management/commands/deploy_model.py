@@ -20,6 +20,10 @@ class Command(BaseCommand):
         "upload, verify, swap, restart, health check, automatic rollback on failure."
     )
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        # Our --version is the model version; Django's own --version (its release) gives way.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="model name, e.g. btcusdt_sentiment")
         parser.add_argument("--version", dest="number", type=int, required=True)
@@ -49,6 +53,7 @@ class Command(BaseCommand):
                 requested_by=get_user(options["user"]),
                 force_reason=options["force_reason"],
                 schedule_if_closed=options["schedule"],
+                enqueue=not options["inline"],
             )
         except RegistryError as exc:
             raise CommandError(str(exc)) from exc

@@ -31,11 +31,14 @@ class Command(BaseCommand):
                 f"{report['target']}: registry says {report['registry_version'] or 'nothing'} "
                 f"({(report['registry_sha256'] or '-')[:12]})"
             )
+            if report["active_deployment"]:
+                self.stdout.write(f"  deployment {report['active_deployment']} in progress")
             for label, host in report["hosts"].items():
                 live = (host.get("live_sha256") or "-")[:12]
+                files = (host.get("files_sha256") or "-")[:12]
                 verdict = "ok" if host["matches_registry"] else "MISMATCH"
                 error = f"  error: {host['error']}" if host.get("error") else ""
-                self.stdout.write(f"  {label:<24} live {live}  {verdict}{error}")
+                self.stdout.write(f"  {label:<24} live {live}  files {files}  {verdict}{error}")
         if not report["consistent"]:
             raise CommandError(
                 f"{report['target']}: hosts do not all serve the registry's version."

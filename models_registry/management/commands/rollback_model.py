@@ -37,6 +37,7 @@ class Command(BaseCommand):
                 requested_by=get_user(options["user"]),
                 comment=options["comment"],
                 to_version_number=options["to_version"],
+                enqueue=not options["inline"],
             )
         except RegistryError as exc:
             raise CommandError(str(exc)) from exc

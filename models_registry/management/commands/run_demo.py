@@ -66,9 +66,20 @@ class Command(BaseCommand):
             from models_registry.demo import walk_lifecycle
 
             walk_lifecycle(users=users, say=self.say)
-        if options["no_serve"]:
-            return
-        self.serve(port=self.pick_port(options["port"]))
+        try:
+            if not options["no_serve"]:
+                self.serve(port=self.pick_port(options["port"]))
+        finally:
+            self.stop_demo_hosts()
+
+    def stop_demo_hosts(self) -> None:
+        """The engines the demo's local targets run are the demo's processes too."""
+        from deployment.local_service import stop
+
+        hosts = Path(settings.VAR_DIR) / "demo-hosts"
+        for root in sorted(hosts.glob("*")) if hosts.is_dir() else []:
+            if stop(root):
+                self.stdout.write(f"stopped the engine of local host {root.name}")
 
     def say(self, message: str) -> None:
         self.stdout.write(self.style.SUCCESS("==> ") + message)
