@@ -137,18 +137,33 @@ def bench_backtrader(candles, targets, ours_seconds, ours):
         return
     fee, slip = FEE_BPS * 1e-4, SLIPPAGE_BPS * 1e-4
 
+    rejected: list[str] = []
+
     class Targets(bt.Strategy):
         """Acts at each bar's open (cheat-on-open) on the target decided at the previous close."""
 
         def next_open(self):
-            bar = len(self) - 1
+            # In next_open the strategy's own length still counts the previous bar; the data's
+            # includes the bar opening now (len(self) acted on the target of two closes back).
+            bar = len(self.data) - 1
             wanted = targets[bar - 1] if bar >= 1 else 0.0
             held = self.position.size != 0
             if wanted == 1.0 and not held:
                 price = self.data.open[0] * (1 + slip)
-                self.buy(size=self.broker.getcash() / (price * (1 + fee)))
+                # All-in to the last cent, size * price * (1 + fee) can round a few 1e-12 above
+                # the cash; backtrader then rejects the order at execution (Margin) and, retried
+                # bar after bar, most entries never happen. Leaving 1e-12 keeps every order.
+                all_in = self.broker.getcash() / (price * (1 + fee))
+                self.buy(size=all_in * (1 - 1e-12))
             elif wanted == 0.0 and held:
                 self.close()
+
+        def notify_order(self, order):
+            if order.status in (order.Margin, order.Rejected, order.Canceled):
+                rejected.append(
+                    f"{order.getstatusname()} at {bt.num2date(order.created.dt)}: "
+                    f"size {order.created.size:.8f}, cash {self.broker.getcash():.2f}"
+                )
 
     def run():
         cerebro = bt.Cerebro(cheat_on_open=True, stdstats=False)
@@ -167,6 +182,8 @@ def bench_backtrader(candles, targets, ours_seconds, ours):
 
     seconds, (strategy, final) = best_of(1, run)
     total = strategy.analyzers.trades.get_analysis().get("total", {}).get("total", 0)
+    if rejected:
+        print(f"backtrader rejected {len(rejected)} order(s); first: {rejected[0]}")
     print(
         f"backtrader cheat-on-open: {seconds:.2f} s  trades={total}  final equity={final:.6f}  "
         f"ratio backtrader/ours={seconds / ours_seconds:.0f}x  "
