@@ -233,7 +233,10 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     def get_urls(self) -> list[Any]:
         from django.urls import path
 
+        from models_registry.admin_health import health_urls
+
         extra = [
+            *health_urls(self.admin_site),
             path(
                 "artifact/<str:kind>/<int:pk>/<str:which>/",
                 self.admin_site.admin_view(admin_actions.artifact_view),

@@ -304,6 +304,7 @@ def version_page_context(object_id: str) -> dict[str, Any]:
     )
     return {
         "version_obj": version,
+        "health_url": reverse("admin:models_registry_modelversion_health", args=[version.pk]),
         "validation_runs": list(version.validation_runs.all()[:20]),
         "paper_runs": list(version.paper_runs.all()[:20]),
         "approvals": list(

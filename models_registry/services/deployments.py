@@ -393,9 +393,7 @@ def deployment_claim(deployment_id: int, task_id: str = "") -> Deployment | None
     )
     if claimed != 1:
         return None
-    deployment = Deployment.objects.select_related("target", "model_version").get(
-        pk=deployment_id
-    )
+    deployment = Deployment.objects.select_related("target", "model_version").get(pk=deployment_id)
     if deployment.kind == Deployment.KIND_DEPLOY:
         # What runs there now, not what ran when it was requested: a scheduled
         # deployment may wait hours while others succeed, and the version it

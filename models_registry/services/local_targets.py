@@ -15,6 +15,8 @@ from django.conf import settings
 
 from models_registry.models import DeploymentTarget
 
+MODEL_DIR = "src/ml"
+
 
 def engine_command(*, data_dir: Path, replay_from: str, speed: float) -> list[str]:
     return [
@@ -35,7 +37,10 @@ def local_target_ensure(
     data_dir: Path | None = None,
 ) -> DeploymentTarget:
     """Create (or update) a local target whose service is the engine replaying the store."""
-    install_root.mkdir(parents=True, exist_ok=True)
+    # The folders a first manual install would make: the deploy's preflight refuses a
+    # host without its model folder, and the supervisor writes its pid and log in var/.
+    (install_root / MODEL_DIR).mkdir(parents=True, exist_ok=True)
+    (install_root / "var").mkdir(parents=True, exist_ok=True)
     engine = engine_command(
         data_dir=data_dir or Path(settings.TRADEBOT_DATA_DIR), replay_from=replay_from, speed=speed
     )
@@ -55,6 +60,7 @@ def local_target_ensure(
             "environment": environment,
             "is_local": True,
             "install_root": str(install_root),
+            "model_dir": MODEL_DIR,
             "upload_dir": str(install_root.parent / f"{install_root.name}-upload"),
             "restart_command": f"cd {shlex.quote(str(settings.BASE_DIR))} && {restart}",
             "log_command": "tail -n 200 {install_root}/var/engine.log",

@@ -381,7 +381,7 @@ def _metrics_from(metadata: dict[str, Any]) -> dict[str, Any]:
     """Training figures flattened for lists and comparisons: ``test_directional_accuracy``..."""
     flat: dict[str, Any] = {}
     metrics = metadata.get("metrics")
-    for split, values in (metrics.items() if isinstance(metrics, dict) else []):
+    for split, values in metrics.items() if isinstance(metrics, dict) else []:
         if isinstance(values, dict):
             flat.update({f"{split}_{key}": value for key, value in values.items()})
         else:

@@ -74,10 +74,10 @@ from models_registry.services.validation import (
     ModelSource,
     ValidationOptions,
     ValidationRefused,
-    _publish_report,
     staging_report_dir,
     validation_backtest,
     validation_outcome,
+    validation_report_publish,
 )
 
 logger = logging.getLogger(__name__)
@@ -763,7 +763,7 @@ def _execute(
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    report_dir = _publish_report(computed.report_dir, computed, run)
+    report_dir = validation_report_publish(computed.report_dir, computed, run)
     outcome = validation_outcome(computed, report_dir)
     drift_gates = gates_for(version.name, "drift")
     baseline = baseline_run(version)

@@ -54,8 +54,8 @@ from models_registry.services.validation import (
     DEFAULT_SLIPPAGE_BPS,
     INPUT_ERRORS,
     ModelSource,
-    _read_candles,
-    _read_sentiment,
+    store_candles_read,
+    store_sentiment_read,
 )
 
 DEFAULT_DAYS = 14
@@ -458,7 +458,7 @@ def _period_data(
 ) -> PeriodData:
     data_dir = Path(settings.TRADEBOT_DATA_DIR)
     # Warm-up: just enough bars for the first decision to fall on the period's first close.
-    candles, data_hash, repair = _read_candles(
+    candles, data_hash, repair = store_candles_read(
         data_dir,
         ModelSource.for_version(version),
         period.start,
@@ -466,7 +466,7 @@ def _period_data(
         predictor.required_history - 1,
         options.max_fill,
     )
-    sentiment, sentiment_hash = _read_sentiment(data_dir, predictor)
+    sentiment, sentiment_hash = store_sentiment_read(data_dir, predictor)
     facts = {
         "warmup_bars": int((candles.index < period.start).sum()),
         "data_content_hash": data_hash,

@@ -196,10 +196,10 @@ def validation_backtest(
             data_dir, source.symbol, source.interval, metadata, options
         )
         history_bars = _history_bars(predictor)
-        candles, store_hash, repair = _read_candles(
+        candles, store_hash, repair = store_candles_read(
             data_dir, source, window_start, window_end, history_bars, options.max_fill
         )
-        sentiment, sentiment_hash = _read_sentiment(data_dir, predictor)
+        sentiment, sentiment_hash = store_sentiment_read(data_dir, predictor)
         run = run_backtest(
             options.strategy,
             candles,
@@ -291,7 +291,7 @@ def choose_window(
     return start, stop
 
 
-def _read_candles(
+def store_candles_read(
     data_dir: Path,
     source: ModelSource,
     window_start: pd.Timestamp,
@@ -324,7 +324,7 @@ def _read_candles(
     return candles, read.content_hash, repair
 
 
-def _read_sentiment(
+def store_sentiment_read(
     data_dir: Path, predictor: Predictor | None
 ) -> tuple[pd.Series | None, str | None]:
     if predictor is None or not getattr(predictor, "uses_sentiment", False):
@@ -409,11 +409,13 @@ def report_root() -> Path:
 
 
 def staging_report_dir() -> Path:
-    """A fresh folder for a report before its run is known; published by ``_publish_report``."""
+    """A fresh folder for a report before its run is known; see ``validation_report_publish``."""
     return report_root() / f".incoming-{uuid.uuid4().hex}"
 
 
-def _publish_report(staged: Path | None, computed: ValidationBacktest, run: ValidationRun) -> str:
+def validation_report_publish(
+    staged: Path | None, computed: ValidationBacktest, run: ValidationRun
+) -> str:
     """Move the report into ``validation/<run id>/``; returns it relative to MEDIA_ROOT."""
     if staged is None or not staged.exists():
         return ""
@@ -426,7 +428,7 @@ def _publish_report(staged: Path | None, computed: ValidationBacktest, run: Vali
 
 
 def validation_run_record(*, run: ValidationRun, computed: ValidationBacktest) -> ValidationRun:
-    report_dir = _publish_report(computed.report_dir, computed, run)
+    report_dir = validation_report_publish(computed.report_dir, computed, run)
     return validation_run_complete(run=run, outcome=validation_outcome(computed, report_dir))
 
 

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import current_app
-from celery.result import AsyncResult
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
@@ -32,14 +30,16 @@ from tests.monitoring.conftest import (
     grow_store,
     worker_env,
 )
+from tests.registry.conftest import requires_postgresql
+from tradebot.celery import app
 
 TASK_TIMEOUT = 120
 
 
 def fire(periodic: PeriodicTask, **kwargs: Any) -> list[dict[str, Any]]:
     """Send the task by the name beat stored, then wait for the per-version runs it queued."""
-    fanned = current_app.send_task(periodic.task, kwargs=kwargs).get(timeout=TASK_TIMEOUT)
-    return [AsyncResult(q["task_id"]).get(timeout=TASK_TIMEOUT) for q in fanned["queued"]]
+    fanned = app.send_task(periodic.task, kwargs=kwargs).get(timeout=TASK_TIMEOUT)
+    return [app.AsyncResult(q["task_id"]).get(timeout=TASK_TIMEOUT) for q in fanned["queued"]]
 
 
 def stop(worker: Any) -> None:
@@ -47,6 +47,7 @@ def stop(worker: Any) -> None:
     worker.wait(timeout=30)
 
 
+@requires_postgresql  # the worker needs a database it can share (SQLite tests run in memory)
 @pytest.mark.django_db(transaction=True)
 def test_beat_revalidation_passes_then_degrades_the_model_through_a_worker(
     production_version: ModelVersion,

@@ -1,4 +1,4 @@
-"""Live against backtest: the engine's own journal, collected from a target, compared trade by trade."""
+"""Live against backtest: the engine's journal, collected from a target, compared trade by trade."""
 
 from __future__ import annotations
 

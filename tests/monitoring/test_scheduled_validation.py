@@ -75,9 +75,10 @@ def test_the_same_slot_twice_gives_one_run_and_few_new_bars_give_none(
     later = monitoring.scheduled_validation(model_version=production_version, slot="2024-02-11")
     assert later.run is None
     assert "0 new 1h bars" in later.skipped and "min_new_bars" in later.skipped
-    assert monitoring.scheduled_validation_run(
-        model_version=production_version, slot="2024-02-12"
-    ) is None
+    assert (
+        monitoring.scheduled_validation_run(model_version=production_version, slot="2024-02-12")
+        is None
+    )
     assert len(scheduled_runs(production_version)) == 1
 
 
@@ -144,9 +145,10 @@ def test_failing_run_degrades_suspends_mails_blocks_deploys_and_recovery_keeps_i
     assert passed.window_start == failed.window_end + pd.Timedelta(hours=1)
     version.refresh_from_db()
     assert version.health == HealthStatus.RECOVERED
-    assert AuditEvent.objects.get(event_type="model_version_recovered").data[
-        "approval_restored"
-    ] is False
+    assert (
+        AuditEvent.objects.get(event_type="model_version_recovered").data["approval_restored"]
+        is False
+    )
     assert lifecycle.current_approval(version) is None
     assert len(mail.outbox) == 1  # recovery does not page anyone
 
@@ -198,3 +200,23 @@ def test_weekly_walk_forward_report_is_recorded_without_judging_the_version(
     assert run.drift["walk_forward"]["parts"] == 3
     version = ModelVersion.objects.get(pk=production_version.pk)
     assert version.health == HealthStatus.UNKNOWN and version.last_scheduled_window_end is None
+
+
+@pytest.mark.django_db
+def test_command_runs_the_daily_validation_and_reports_json(
+    production_version: ModelVersion,
+) -> None:
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("run_scheduled_validation", "--slot", "2024-02-10", "--json", stdout=out)
+    first = json.loads(out.getvalue())
+    assert [(r["model_version"], r["created"]) for r in first] == [(production_version.pk, True)]
+    assert first[0]["run"]["status"] == RunStatus.PASSED
+
+    text = StringIO()
+    call_command("run_scheduled_validation", production_version.name, "--slot", "x", stdout=text)
+    assert "no run:" in text.getvalue() and "min_new_bars" in text.getvalue()

@@ -19,7 +19,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("model", nargs="?", help="Model name, e.g. btcusdt_sentiment.")
         parser.add_argument(
-            "--version", type=int, help="Version number (default: the in-production one(s))."
+            "--model-version",
+            type=int,
+            help="Version number (default: the in-production one(s)).",
         )
         parser.add_argument("--slot", help="Slot name (default: today's UTC date, or ISO week).")
         parser.add_argument(
@@ -32,7 +34,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         results = []
-        for version in self._versions(options["model"], options["version"]):
+        for version in self._versions(options["model"], options["model_version"]):
             if options["walk_forward"]:
                 result = monitoring.walk_forward_report(
                     model_version=version, parts=options["walk_forward"], slot=options["slot"]
@@ -55,14 +57,14 @@ class Command(BaseCommand):
             versions = versions.filter(name=name)
         if number is not None:
             if not name:
-                raise CommandError("--version needs a model name")
+                raise CommandError("--model-version needs a model name")
             found = list(versions.filter(version=number))
             if not found:
                 raise CommandError(f"no version {number} of {name}")
             return found
         chosen = list(versions.filter(state=ModelState.IN_PRODUCTION).order_by("name", "version"))
         if name and not chosen:
-            raise CommandError(f"no version of {name} is in production; pass --version")
+            raise CommandError(f"no version of {name} is in production; pass --model-version")
         return chosen
 
 
