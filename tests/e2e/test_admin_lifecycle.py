@@ -34,10 +34,10 @@ from models_registry.services import lifecycle
 from models_registry.services.local_targets import local_target_ensure
 from models_registry.services.model_versions import model_version_create
 from tests.conftest import PROJECT_ROOT
-from tests.registry_commands.test_train_model import write_csv_slice
 from tests.engine.features.csv_frames import load_sentiment
 from tests.engine.training.tiny_models import tiny_candles, tiny_config
 from tests.registry.conftest import finished_deployment, passing_paper_run
+from tests.registry_commands.test_train_model import write_csv_slice
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -185,9 +185,9 @@ def test_three_people_take_a_version_to_production_and_an_auditor_reads_it(
     )  # fmt: skip
     ensure_role_permissions()
     engineer = person("erin", roles.ML_ENGINEER)
-    approver = person("alice", roles.APPROVER)
-    deployer = person("dora", roles.DEPLOYER)
-    auditor = person("otto", roles.AUDITOR)
+    person("alice", roles.APPROVER)
+    person("dora", roles.DEPLOYER)
+    person("otto", roles.AUDITOR)
     version = model_version_create(source_dir=model_dir, created_by=engineer)
     # A provisioned host: the install root and its model folder exist before the first deploy.
     (tmp_path / "host" / "opt" / "src" / "ml").mkdir(parents=True)
