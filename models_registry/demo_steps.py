@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.test.utils import override_settings
 
 from models_registry.models import Environment, ModelState, ModelVersion
 from models_registry.services import lifecycle
@@ -138,6 +139,42 @@ def step_rollback(*, users: dict[str, Any], say: Say, version: ModelVersion) -> 
     return _report_state(restored, say)
 
 
+def step_monitoring(*, users: dict[str, Any], say: Say, version: ModelVersion) -> ModelVersion:
+    from models_registry.demo import DEMO_DATA, HELD_BACK_FROM, import_candles
+
+    say(f"Celery beat's daily re-validation of {version} on the bars since its validation")
+    _scheduled_validation(version, "demo-day-1", say)
+    say(f"new candles arrive (the hourly refresh): the shipped history from {HELD_BACK_FROM}")
+    import_candles(DEMO_DATA / "BTCUSDT-1h.csv.gz")
+    say("an operator tightens the drift rule (Sharpe may not drop at all) and beat fires again")
+    strict = {**settings.TRADEBOT_GATES, "drift": {"max_sharpe_drop": -1000.0}}
+    with override_settings(TRADEBOT_GATES=strict):
+        _scheduled_validation(version, "demo-day-2", say)
+    version.refresh_from_db()
+    say(f"  {version} health: {version.get_health_display().lower()}; state stays "
+        f"{version.get_state_display().lower()}; its approval is suspended")  # fmt: skip
+    _staging, production = demo_targets()
+    deployer = users["deployer"].username
+    try:
+        _command(
+            "deploy_model", version.name, "--version", str(version.version),
+            "--target", production.name, "--user", deployer, "--inline",
+        )  # fmt: skip
+    except CommandError as exc:
+        say(f"  redeploying it is refused: {exc}")
+    else:
+        raise DemoStepFailed(f"{version} was deployed again despite its suspended approval")
+    return version
+
+
+def _scheduled_validation(version: ModelVersion, slot: str, say: Say) -> None:
+    result = _command(
+        "run_scheduled_validation", version.name, "--model-version", str(version.version),
+        "--slot", slot,
+    )  # fmt: skip
+    say(f"  slot {slot}: {json.dumps(result)[:400]}")
+
+
 def step_verify_audit(*, users: dict[str, Any], say: Say, version: ModelVersion) -> ModelVersion:
     report = _command("verify_audit_log")
     say(f"audit chain verified: {json.dumps(report)}")
@@ -148,5 +185,6 @@ STEPS: list[Callable[..., ModelVersion | None]] = [
     step_first_version,
     step_second_version,
     step_rollback,
+    step_monitoring,
     step_verify_audit,
 ]

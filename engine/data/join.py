@@ -70,7 +70,12 @@ def sentiment_at_closes(
 
 def utc_ns(index: pd.Index) -> np.ndarray:
     """A tz-aware DatetimeIndex as int64 nanoseconds since the epoch, whatever its unit."""
-    return pd.DatetimeIndex(index).tz_convert("UTC").as_unit("ns").asi8
+    if not isinstance(index, pd.DatetimeIndex):
+        index = pd.DatetimeIndex(index)
+    if index.tz is None:
+        raise TypeError("expected a tz-aware (UTC) DatetimeIndex, got a tz-naive one")
+    # asi8 of a tz-aware index counts from the epoch in UTC whatever the zone: no conversion.
+    return index.as_unit("ns").asi8
 
 
 def close_times_ns(open_ns: np.ndarray, interval: str | None = None) -> np.ndarray:

@@ -198,8 +198,12 @@ def _rolling(
     if first >= len(values):
         return np.empty(0)
     padded = np.concatenate([np.full(window - 1, np.nan), values])
-    # Row i's window is padded[i : i + window].
-    windows = np.lib.stride_tricks.sliding_window_view(padded, window)[first:]
+    # Row i's window is padded[i : i + window]. as_strided, not sliding_window_view: the
+    # same read-only view without the argument checks that cost more than a live row's math.
+    step = padded.strides[0]
+    windows = np.lib.stride_tricks.as_strided(
+        padded[first:], shape=(len(values) - first, window), strides=(step, step), writeable=False
+    )
     blocks = [
         reduce(windows[start : start + _ROLLING_BLOCK_ROWS])
         for start in range(0, len(windows), _ROLLING_BLOCK_ROWS)

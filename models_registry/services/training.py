@@ -177,15 +177,7 @@ def training_config_build(*, symbol: str, options: TrainingOptions) -> TrainingC
             **overrides,
         )
     except ValueError as exc:
-        raise TrainingRefused(str(exc)) from exc
-    # Two valid convolutions shrink the window by 2 * (kernel - 1); Keras would
-    # otherwise fail deep inside TensorFlow with a shape error.
-    smallest = 2 * config.kernel_size - 1
-    if config.architecture == "conv1d" and config.window < smallest:
-        raise TrainingRefused(
-            f"window must be at least {smallest} bars for the conv1d model "
-            f"(kernel size {config.kernel_size}), got {config.window}"
-        )
+        raise TrainingRefused(str(exc)) from exc  # TrainingConfig names the bad option
     return config
 
 

@@ -28,6 +28,7 @@ DEMO_PASSWORD = "tradebot-demo"  # noqa: S105 -- printed for the demo; local mac
 DEMO_GATES = {
     "validation": {"min_sharpe": -5.0, "max_drawdown": 0.5, "min_trades": 0, "min_bars": 24 * 30},
     "paper": {"min_bars": 24 * 7, "max_drawdown": 0.5, "max_divergence": 0.01},
+    "drift": {"min_new_bars": 48},
 }
 DEMO_USERS = {
     "admin": None,
