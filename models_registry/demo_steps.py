@@ -147,7 +147,8 @@ def step_monitoring(*, users: dict[str, Any], say: Say, version: ModelVersion) -
     say(f"new candles arrive (the hourly refresh): the shipped history from {HELD_BACK_FROM}")
     import_candles(DEMO_DATA / "BTCUSDT-1h.csv.gz")
     say("an operator tightens the drift rule (Sharpe may not drop at all) and beat fires again")
-    strict = {**settings.TRADEBOT_GATES, "drift": {"max_sharpe_drop": -1000.0}}
+    gates = settings.TRADEBOT_GATES
+    strict = {**gates, "drift": {**gates.get("drift", {}), "max_sharpe_drop": -1000.0}}
     with override_settings(TRADEBOT_GATES=strict):
         _scheduled_validation(version, "demo-day-2", say)
     version.refresh_from_db()
