@@ -3,13 +3,6 @@
 Tasks take ids, fetch, call one service and report: no lifecycle logic lives here.
 """
 
-from importlib import import_module
+from models_registry.tasks import backtest, data, deploy, monitoring, paper, training
 
-TASK_MODULES = ("data", "training", "backtest", "paper", "deploy", "monitoring")
-
-for _name in TASK_MODULES:
-    try:
-        import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as exc:  # an area not built yet must not break the others
-        if exc.name != f"{__name__}.{_name}":
-            raise
+__all__ = ["backtest", "data", "deploy", "monitoring", "paper", "training"]
