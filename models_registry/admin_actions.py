@@ -140,28 +140,44 @@ def _version_details(versions: list[ModelVersion]) -> list[dict[str, Any]]:
     ]
 
 
+def _decision_action(
+    modeladmin: Any,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    action: str,
+    title: str,
+    decide: Any,
+    done: str,
+) -> HttpResponse | None:
+    """A decision with a comment: a confirmation page first, then one service call per version."""
+    versions = _each_fresh(queryset)
+    form = CommentForm(request.POST if "apply" in request.POST else None)
+    if "apply" not in request.POST or not form.is_valid():
+        return _confirmation_page(
+            modeladmin, request, queryset, action=action, title=title, form=form,
+            details=_version_details(versions),
+        )  # fmt: skip
+    for version in versions:
+        try:
+            decide(version, request.user, form.cleaned_data["comment"])
+        except RegistryError as exc:
+            _report(request, version, False, str(exc))
+        else:
+            _report(request, version, True, done)
+    return None
+
+
 @admin.action(description="Approve for production (four eyes)", permissions=["approve"])
 def approve_versions(
     modeladmin: Any, request: HttpRequest, queryset: QuerySet
 ) -> HttpResponse | None:
-    versions = _each_fresh(queryset)
-    form = CommentForm(request.POST if "apply" in request.POST else None)
-    if "apply" in request.POST and form.is_valid():
-        for version in versions:
-            try:
-                lifecycle.model_version_approve(
-                    model_version=version,
-                    approved_by=request.user,
-                    comment=form.cleaned_data["comment"],
-                )
-            except RegistryError as exc:
-                _report(request, version, False, str(exc))
-            else:
-                _report(request, version, True, "approved")
-        return None
-    return _confirmation_page(
+    return _decision_action(
         modeladmin, request, queryset, action="approve_versions", title="Approve for production",
-        form=form, details=_version_details(versions),
+        decide=lambda version, user, comment: lifecycle.model_version_approve(
+            model_version=version, approved_by=user, comment=comment
+        ),
+        done="approved",
     )  # fmt: skip
 
 
@@ -169,24 +185,12 @@ def approve_versions(
 def reject_versions(
     modeladmin: Any, request: HttpRequest, queryset: QuerySet
 ) -> HttpResponse | None:
-    versions = _each_fresh(queryset)
-    form = CommentForm(request.POST if "apply" in request.POST else None)
-    if "apply" in request.POST and form.is_valid():
-        for version in versions:
-            try:
-                lifecycle.model_version_reject(
-                    model_version=version,
-                    rejected_by=request.user,
-                    comment=form.cleaned_data["comment"],
-                )
-            except RegistryError as exc:
-                _report(request, version, False, str(exc))
-            else:
-                _report(request, version, True, "rejected")
-        return None
-    return _confirmation_page(
+    return _decision_action(
         modeladmin, request, queryset, action="reject_versions", title="Reject versions",
-        form=form, details=_version_details(versions),
+        decide=lambda version, user, comment: lifecycle.model_version_reject(
+            model_version=version, rejected_by=user, comment=comment
+        ),
+        done="rejected",
     )  # fmt: skip
 
 

@@ -58,25 +58,10 @@ def validation_run_request(
     requested_by: AbstractBaseUser | None,
     config: dict[str, Any] | None = None,
 ) -> ValidationRun:
-    if model_version.state != ModelState.TRAINED:
-        raise lifecycle.TransitionRefused(
-            f"{model_version} is {model_version.get_state_display().lower()}; "
-            "only a trained version is validated."
-        )
-    with transaction.atomic():
-        run = ValidationRun.objects.create(
-            model_version=model_version,
-            requested_by=requested_by if requested_by and requested_by.is_authenticated else None,
-            config=config or {},
-        )
-        audit_event_record(
-            event_type="validation_requested",
-            actor=requested_by,
-            obj=run,
-            data={"version": model_version.pk},
-        )
-        transaction.on_commit(lambda: _queue("validate", run))
-    return run
+    return _run_request(
+        ValidationRun, model_version, requested_by, config,
+        needs=ModelState.TRAINED, what="validated", event_type="validation_requested",
+    )  # fmt: skip
 
 
 def paper_run_request(
@@ -85,36 +70,47 @@ def paper_run_request(
     requested_by: AbstractBaseUser | None,
     config: dict[str, Any] | None = None,
 ) -> PaperTradingRun:
-    if model_version.state != ModelState.VALIDATED:
+    return _run_request(
+        PaperTradingRun, model_version, requested_by, config,
+        needs=ModelState.VALIDATED, what="paper traded", event_type="paper_run_requested",
+    )  # fmt: skip
+
+
+def _run_request(
+    model: Any,
+    version: ModelVersion,
+    requested_by: AbstractBaseUser | None,
+    config: dict[str, Any] | None,
+    *,
+    needs: str,
+    what: str,
+    event_type: str,
+) -> Any:
+    """Create a queued run and hand it to its task once the row is committed."""
+    if version.state != needs:
         raise lifecycle.TransitionRefused(
-            f"{model_version} is {model_version.get_state_display().lower()}; "
-            "only a validated version is paper traded."
+            f"{version} is {version.get_state_display().lower()}; "
+            f"only a {ModelState(needs).label.lower()} version is {what}."
         )
+    actor = requested_by if requested_by and requested_by.is_authenticated else None
     with transaction.atomic():
-        run = PaperTradingRun.objects.create(
-            model_version=model_version,
-            requested_by=requested_by if requested_by and requested_by.is_authenticated else None,
-            config=config or {},
-        )
+        run = model.objects.create(model_version=version, requested_by=actor, config=config or {})
         audit_event_record(
-            event_type="paper_run_requested",
+            event_type=event_type,
             actor=requested_by,
             obj=run,
-            data={"version": model_version.pk, **(config or {})},
+            data={"version": version.pk, **(config or {})},
         )
-        transaction.on_commit(lambda: _queue("paper", run))
+        transaction.on_commit(lambda: _queue(run))
     return run
 
 
-def _queue(kind: str, run: ValidationRun | PaperTradingRun) -> None:
-    if kind == "validate":
-        from models_registry.tasks.backtest import run_validation
-
-        result = run_validation.delay(run.pk)
+def _queue(run: ValidationRun | PaperTradingRun) -> None:
+    if isinstance(run, ValidationRun):
+        from models_registry.tasks.backtest import run_validation as task
     else:
-        from models_registry.tasks.paper import run_paper_trading
-
-        result = run_paper_trading.delay(run.pk)
+        from models_registry.tasks.paper import run_paper_trading as task
+    result = task.delay(run.pk)
     type(run).objects.filter(pk=run.pk).update(task_id=result.id)
 
 
