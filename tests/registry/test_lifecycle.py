@@ -446,7 +446,7 @@ def test_a_suspended_approval_cannot_go_live(
 
 
 @requires_postgresql
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_two_approvers_at_once_one_wins(
     version_factory: Any, approver: Any, second_approver: Any
 ) -> None:
