@@ -115,7 +115,10 @@ def health_view(request: HttpRequest, pk: int) -> HttpResponse:
     rows = run_rows(version)
     latest = version.approvals.order_by("-decided_at", "-id").first()
     suspension = latest.suspensions.order_by("-id").first() if latest else None
+    from django.contrib import admin
+
     context = {
+        **admin.site.each_context(request),
         "title": f"Health of {version}",
         "version": version,
         "rows": list(reversed(rows)),
