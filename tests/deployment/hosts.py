@@ -111,9 +111,14 @@ class SshServer:
         """Kill the per-connection sshd processes: every open session drops at once."""
         if self.pid is None:
             return 0
-        children = psutil.Process(self.pid).children(recursive=True)
+        try:
+            children = psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return 0
         for child in children:
-            child.kill()
+            # A session may end on its own between the listing and the kill.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
         return len(children)
 
     def stop(self) -> None:
