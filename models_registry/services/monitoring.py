@@ -69,13 +69,10 @@ from models_registry.services.audit import audit_event_record
 from models_registry.services.deployments import live_version_on_target, target_spec
 from models_registry.services.model_versions import version_dir
 from models_registry.services.notifications import approvers_emails
-from models_registry.services.runs import run_fail, validation_run_complete
+from models_registry.services.runs import validation_run_complete
 from models_registry.services.validation import (
-    ModelSource,
     ValidationOptions,
-    ValidationRefused,
-    staging_report_dir,
-    validation_backtest,
+    validation_backtest_for_run,
     validation_outcome,
     validation_report_publish,
 )
@@ -747,22 +744,9 @@ def _execute(
     is_report: bool,
     data_dir: Path | None,
 ) -> ValidationRun:
-    staged = staging_report_dir()
-    try:
-        computed = validation_backtest(
-            source=ModelSource.for_version(version),
-            options=options,
-            gates=gates_for(version.name, "validation"),
-            output_dir=staged,
-            data_dir=data_dir,
-        )
-    except ValidationRefused as exc:
-        shutil.rmtree(staged, ignore_errors=True)
-        run_fail(run=run, error=str(exc))
+    computed = validation_backtest_for_run(run, options=options, data_dir=data_dir)
+    if computed is None:
         return ValidationRun.objects.get(pk=run.pk)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
     report_dir = validation_report_publish(computed.report_dir, computed, run)
     outcome = validation_outcome(computed, report_dir)
     drift_gates = gates_for(version.name, "drift")

@@ -434,28 +434,46 @@ def validation_run_record(*, run: ValidationRun, computed: ValidationBacktest) -
 
 def validation_execute(run: ValidationRun, *, progress: Progress | None = None) -> ValidationRun:
     """Backtest a claimed run's version and record the outcome (or the reason it could not run)."""
-    version = run.model_version
-    staged = staging_report_dir()
     try:
         options = ValidationOptions.from_config(
             {**_options_part(run.config), "strategy": run.strategy}
         )
         options.check_recordable()
-        computed = validation_backtest(
+    except ValidationRefused as exc:
+        run_fail(run=run, error=str(exc))
+        return ValidationRun.objects.get(pk=run.pk)
+    computed = validation_backtest_for_run(run, options=options, progress=progress)
+    if computed is None:
+        return ValidationRun.objects.get(pk=run.pk)
+    return validation_run_record(run=run, computed=computed)
+
+
+def validation_backtest_for_run(
+    run: ValidationRun,
+    *,
+    options: ValidationOptions,
+    data_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> ValidationBacktest | None:
+    """The run's backtest in a staging folder; None (and the run failed, saying why) if refused."""
+    version = run.model_version
+    staged = staging_report_dir()
+    try:
+        return validation_backtest(
             source=ModelSource.for_version(version),
             options=options,
             gates=gates_for(version.name, "validation"),
             output_dir=staged,
+            data_dir=data_dir,
             progress=progress,
         )
     except ValidationRefused as exc:
         shutil.rmtree(staged, ignore_errors=True)
         run_fail(run=run, error=str(exc))
-        return ValidationRun.objects.get(pk=run.pk)
+        return None
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    return validation_run_record(run=run, computed=computed)
 
 
 def _options_part(config: Mapping[str, Any] | None) -> dict[str, Any]:
