@@ -373,6 +373,7 @@ class TradingEngine:
             side=side,
             quantity=quantity,
             reason=reason,
+            reference_price=price,  # what the sizing and the risk cap assumed
         )
         try:
             fill = self.broker.market_order(
