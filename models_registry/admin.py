@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -26,6 +26,7 @@ from models_registry.models import (
     AuditEvent,
     Deployment,
     DeploymentHost,
+    DeploymentStatus,
     DeploymentTarget,
     ModelState,
     ModelVersion,
@@ -425,8 +426,8 @@ class DeploymentAdmin(ReadOnlyAdmin):
     """Deployment history: which version ran where, from when, approved and deployed by whom."""
 
     list_display = (
-        "id", "target", "model_version", "kind", "status_display", "previous_version",
-        "requested_by", "approved_by", "started_at", "finished_at", "duration",
+        "id", "target", "model_version", "kind", "status_display", "in_service",
+        "previous_version", "requested_by", "approved_by", "started_at", "duration",
     )  # fmt: skip
     list_filter = ("target", "status", "kind", ("created_at", admin.DateFieldListFilter))
     date_hierarchy = "created_at"
@@ -442,6 +443,28 @@ class DeploymentAdmin(ReadOnlyAdmin):
     @admin.display(description="status", ordering="status")
     def status_display(self, obj: Deployment) -> str:
         return obj.get_status_display()
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # When the next successful deployment to the same target replaced this one: together
+        # with finished_at, the period this version ran there. One subquery, not one per row.
+        replaced_at = (
+            Deployment.objects.filter(
+                target=OuterRef("target"),
+                status=DeploymentStatus.SUCCEEDED,
+                finished_at__gt=OuterRef("finished_at"),
+            )
+            .order_by("finished_at")
+            .values("finished_at")[:1]
+        )
+        return super().get_queryset(request).annotate(live_until=Subquery(replaced_at))
+
+    @admin.display(description="ran on the target")
+    def in_service(self, obj: Deployment) -> str:
+        if obj.status != DeploymentStatus.SUCCEEDED or obj.finished_at is None:
+            return "—"
+        until = getattr(obj, "live_until", None)
+        end = f"{until:%Y-%m-%d %H:%M}" if until else "now"
+        return f"{obj.finished_at:%Y-%m-%d %H:%M} → {end}"
 
     @admin.display(description="approved by")
     def approved_by(self, obj: Deployment) -> str:
@@ -478,12 +501,15 @@ class DeploymentAdmin(ReadOnlyAdmin):
     def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
         rows = (
             deployment_row(d)
-            for d in queryset.select_related(*self.list_select_related).order_by("created_at")
+            for d in self.get_queryset(request)
+            .filter(pk__in=queryset.values("pk"))
+            .select_related(*self.list_select_related)
+            .order_by("created_at")
         )
         header = [
             "id", "target", "model", "version", "kind", "status", "previous_version",
-            "requested_by", "approved_by", "sha256", "started_at", "finished_at", "duration_s",
-            "error",
+            "requested_by", "approved_by", "sha256", "started_at", "finished_at", "replaced_at",
+            "duration_s", "error",
         ]  # fmt: skip
         return csv_response("deployments.csv", header, rows)
 
@@ -492,6 +518,7 @@ class DeploymentAdmin(ReadOnlyAdmin):
 
 
 def deployment_row(d: Deployment) -> list[Any]:
+    ran_until = getattr(d, "live_until", None)
     return [
         d.pk,
         d.target.name,
@@ -505,6 +532,7 @@ def deployment_row(d: Deployment) -> list[Any]:
         d.sha256,
         d.started_at,
         d.finished_at,
+        (ran_until or "") if d.status == DeploymentStatus.SUCCEEDED else "",
         d.duration_seconds,
         d.error,
     ]

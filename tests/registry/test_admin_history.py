@@ -1,0 +1,41 @@
+"""The auditor's deployment history: which version ran on a target from when to when."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from models_registry.models import Deployment, ModelState
+
+
+@pytest.mark.django_db
+def test_history_shows_when_each_version_ran_and_exports_it(auditor: Any, version_factory) -> None:
+    retired = version_factory(ModelState.RETIRED)
+    first, second = Deployment.objects.filter(target__environment="production").order_by("id")
+    assert first.model_version == retired
+    client = Client()
+    client.force_login(auditor)
+
+    page = client.get(reverse("admin:models_registry_deployment_changelist")).text
+
+    assert f"{first.finished_at:%Y-%m-%d %H:%M} → {second.finished_at:%Y-%m-%d %H:%M}" in page
+    assert f"{second.finished_at:%Y-%m-%d %H:%M} → now" in page
+
+    response = client.post(
+        reverse("admin:models_registry_deployment_changelist"),
+        {"action": "export_csv", "_selected_action": [first.pk, second.pk],
+         "csrfmiddlewaretoken": "unused-without-csrf-checks"},
+    )  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [r["version"] for r in rows] == [
+        str(first.model_version.version),
+        str(second.model_version.version),
+    ]
+    assert rows[0]["replaced_at"] == str(second.finished_at)
+    assert rows[1]["replaced_at"] == ""
+    assert rows[0]["approved_by"] and rows[0]["requested_by"]
