@@ -268,6 +268,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             return refused
         extra_context = {
             **(extra_context or {}),
+            "training_jobs": admin_actions.recent_training_jobs(),
             "can_train": request.user.has_perm("models_registry.train_model"),
             "can_register": request.user.has_perm("models_registry.register_modelversion"),
         }

@@ -7,6 +7,7 @@ version. Actions that deploy, approve or roll back go through a confirmation pag
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -398,6 +399,44 @@ def _plot_path(obj: Any) -> Path | None:
         path = (media / obj.report_dir / obj.plot_file).resolve()
     # Names come from our own records, but never serve anything outside the store.
     return path if path.is_relative_to(media) else None
+
+
+TRAINING_TASK = "models_registry.train_model"
+
+
+def recent_training_jobs(limit: int = 5) -> list[dict[str, Any]]:
+    """The latest training tasks and how far each has got (the task reports its epochs)."""
+    from django_celery_results.models import TaskResult
+
+    jobs = []
+    for result in TaskResult.objects.filter(task_name=TRAINING_TASK).order_by("-date_created")[
+        :limit
+    ]:
+        try:
+            info = json.loads(result.result or "null")
+        except json.JSONDecodeError:
+            info = None
+        jobs.append(
+            {
+                "task_id": result.task_id,
+                "status": result.status,
+                "created": result.date_created,
+                "progress": _progress_text(result.status, info),
+            }
+        )
+    return jobs
+
+
+def _progress_text(status: str, info: Any) -> str:
+    if status == "PROGRESS" and isinstance(info, dict) and info.get("total"):
+        loss = info.get("loss")
+        loss_text = f", loss {loss:.3g}" if isinstance(loss, int | float) else ""
+        return f"epoch {info.get('epoch')} of at most {info['total']}{loss_text}"
+    if status == "SUCCESS" and isinstance(info, dict) and info.get("name"):
+        return f"{info['name']} v{info.get('version')} registered"
+    if status == "FAILURE" and isinstance(info, dict):
+        return str(info.get("exc_message") or info.get("exc_type") or "failed")[:200]
+    return ""
 
 
 class TrainForm(forms.Form):

@@ -39,3 +39,28 @@ def test_history_shows_when_each_version_ran_and_exports_it(auditor: Any, versio
     assert rows[0]["replaced_at"] == str(second.finished_at)
     assert rows[1]["replaced_at"] == ""
     assert rows[0]["approved_by"] and rows[0]["requested_by"]
+
+
+@pytest.mark.django_db
+def test_version_list_shows_training_progress(engineer: Any) -> None:
+    import json
+
+    from django_celery_results.models import TaskResult
+
+    TaskResult.objects.create(
+        task_id="a1b2c3d4-running",
+        task_name="models_registry.train_model",
+        status="PROGRESS",
+        result=json.dumps({"epoch": 3, "total": 10, "loss": 0.00042}),
+    )
+    TaskResult.objects.create(
+        task_id="e5f6a7b8-done",
+        task_name="models_registry.train_model",
+        status="SUCCESS",
+        result=json.dumps({"model_version_id": 1, "name": "btcusdt_sentiment", "version": 4}),
+    )
+    client = Client()
+    client.force_login(engineer)
+    page = client.get(reverse("admin:models_registry_modelversion_changelist")).text
+    assert "epoch 3 of at most 10, loss 0.00042" in page
+    assert "btcusdt_sentiment v4 registered" in page
