@@ -19,8 +19,6 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from engine.data import import_klines_csv, import_sentiment_csv
-from engine.training import train_model
 from models_registry import roles
 from models_registry.models import (
     Deployment,
@@ -34,10 +32,8 @@ from models_registry.services import lifecycle
 from models_registry.services.local_targets import local_target_ensure
 from models_registry.services.model_versions import model_version_create
 from tests.conftest import PROJECT_ROOT
-from tests.engine.features.csv_frames import load_sentiment
-from tests.engine.training.tiny_models import tiny_candles, tiny_config
 from tests.registry.conftest import finished_deployment, passing_paper_run
-from tests.registry_commands.test_train_model import write_csv_slice
+from tests.support.tiny_world import build_btc_store, tiny_full_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -54,24 +50,12 @@ STORE_ROWS = 600 + 24 * 60
 @pytest.fixture(scope="module")
 def store(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("e2e_store")
-    csv = write_csv_slice(
-        shared_data_dir / "BTCUSDT-1h.csv", folder / "btc.csv", "2024-01-01 00:00", STORE_ROWS
-    )
-    import_klines_csv(csv, folder / "store", symbol="BTCUSDT", interval="1h")
-    import_sentiment_csv(shared_data_dir / "fear_greed_index.csv", folder / "store")
-    return folder / "store"
+    return build_btc_store(shared_data_dir, folder, start="2024-01-01 00:00", rows=STORE_ROWS)
 
 
 @pytest.fixture(scope="module")
 def model_dir(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = tiny_config(allow_short_history=False, min_history_days=1)
-    result = train_model(
-        tiny_candles(shared_data_dir),
-        load_sentiment(shared_data_dir),
-        config,
-        tmp_path_factory.mktemp("e2e_model") / "model",
-    )
-    return result.output_dir
+    return tiny_full_model(shared_data_dir, tmp_path_factory)
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ import pandas as pd
 import pytest
 from django.utils import timezone
 
-from engine.data import import_klines_csv, import_sentiment_csv
-from engine.training import train_model
+from engine.data import import_klines_csv
 from models_registry import roles
 from models_registry.models import (
     Deployment,
@@ -34,10 +33,8 @@ from models_registry.models import (
 )
 from models_registry.services import lifecycle
 from models_registry.services.model_versions import model_version_create
-from tests.engine.features.csv_frames import load_sentiment
-from tests.engine.training.tiny_models import tiny_candles, tiny_config
 from tests.registry.conftest import make_user
-from tests.registry_commands.test_train_model import write_csv_slice
+from tests.support.tiny_world import build_btc_store, tiny_full_model, write_csv_slice
 
 FIRST_BAR = "2024-01-01 00:00"
 INITIAL_ROWS = 800
@@ -63,25 +60,12 @@ BASELINE_METRICS = {"sharpe": 0.0, "win_rate": 0.0, "max_drawdown": 0.05, "n_tra
 @pytest.fixture(scope="session")
 def base_store(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("monitoring_store")
-    csv = write_csv_slice(
-        shared_data_dir / "BTCUSDT-1h.csv", folder / "btc.csv", FIRST_BAR, INITIAL_ROWS
-    )
-    import_klines_csv(csv, folder / "store", symbol="BTCUSDT", interval="1h")
-    import_sentiment_csv(shared_data_dir / "fear_greed_index.csv", folder / "store")
-    return folder / "store"
+    return build_btc_store(shared_data_dir, folder, start=FIRST_BAR, rows=INITIAL_ROWS)
 
 
 @pytest.fixture(scope="session")
 def model_dir(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny sentiment model on the first 600 hours; full history rules (lowered, not waived)."""
-    config = tiny_config(allow_short_history=False, min_history_days=1)
-    result = train_model(
-        tiny_candles(shared_data_dir),
-        load_sentiment(shared_data_dir),
-        config,
-        tmp_path_factory.mktemp("monitoring_model") / "model",
-    )
-    return result.output_dir
+    return tiny_full_model(shared_data_dir, tmp_path_factory)
 
 
 @pytest.fixture

@@ -18,16 +18,13 @@ from celery.result import AsyncResult
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from engine.data import import_klines_csv, import_sentiment_csv, read_candles
+from engine.data import read_candles
 from engine.features.pipeline import required_history
-from engine.training import train_model
 from models_registry.models import AuditEvent, ModelState, ModelVersion, RunStatus, ValidationRun
 from models_registry.services import runs
 from models_registry.services.model_versions import model_version_create
 from models_registry.tasks.backtest import run_validation
-from tests.engine.features.csv_frames import load_sentiment
-from tests.engine.training.tiny_models import tiny_candles, tiny_config
-from tests.registry_commands.test_train_model import write_csv_slice
+from tests.support.tiny_world import build_btc_store, tiny_full_model
 
 STORE_ROWS = 1000
 GENEROUS_GATES = {
@@ -48,29 +45,12 @@ REGISTRY_METRICS = (
 @pytest.fixture(scope="module")
 def store(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("backtest_store")
-    csv = write_csv_slice(
-        shared_data_dir / "BTCUSDT-1h.csv", folder / "btc.csv", "2024-01-01 00:00", STORE_ROWS
-    )
-    import_klines_csv(csv, folder / "store", symbol="BTCUSDT", interval="1h")
-    import_sentiment_csv(shared_data_dir / "fear_greed_index.csv", folder / "store")
-    return folder / "store"
+    return build_btc_store(shared_data_dir, folder, start="2024-01-01 00:00", rows=STORE_ROWS)
 
 
 @pytest.fixture(scope="module")
 def model_dir(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny sentiment model on the store's first 600 hours, a full (not short-history) model.
-
-    The six-month minimum is lowered in its config rather than waived, so the registry
-    treats it like any production model (a waived one can never pass a gate).
-    """
-    config = tiny_config(allow_short_history=False, min_history_days=1)
-    result = train_model(
-        tiny_candles(shared_data_dir),
-        load_sentiment(shared_data_dir),
-        config,
-        tmp_path_factory.mktemp("backtest_model") / "model",
-    )
-    return result.output_dir
+    return tiny_full_model(shared_data_dir, tmp_path_factory)
 
 
 @pytest.fixture

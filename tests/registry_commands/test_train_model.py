@@ -32,6 +32,7 @@ from models_registry.services.training import (
     training_run,
 )
 from models_registry.tasks.training import _progress_reporter, train_model_task
+from tests.support.tiny_world import write_csv_slice
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +49,6 @@ SENTIMENT_FILES = [
     "btcusdt_sentiment_metadata.json",
 ]
 PRICE_FILES = [name.replace("sentiment", "price") for name in SENTIMENT_FILES]
-
-
-def write_csv_slice(source: Path, target: Path, start: str, rows: int) -> Path:
-    """`rows` candles of a shared CSV from the line whose date starts with `start`."""
-    lines = source.read_text().splitlines()
-    first = next(i for i, line in enumerate(lines) if line.startswith(start))
-    target.write_text("\n".join([lines[0], *lines[first : first + rows]]) + "\n")
-    return target
 
 
 @pytest.fixture(scope="module")

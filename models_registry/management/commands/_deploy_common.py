@@ -6,20 +6,15 @@ import json
 import time
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
+from models_registry.management.commands._users import user_named
 from models_registry.models import Deployment, DeploymentTarget
 from models_registry.services import deployments
 
 
 def get_user(username: str | None) -> Any:
-    if not username:
-        raise CommandError("--user is required: every deployment records who asked for it.")
-    try:
-        return get_user_model().objects.get(username=username, is_active=True)
-    except get_user_model().DoesNotExist as exc:
-        raise CommandError(f"no active user {username!r}.") from exc
+    return user_named(username, required_because="every deployment records who asked for it.")
 
 
 def get_target(name: str) -> DeploymentTarget:

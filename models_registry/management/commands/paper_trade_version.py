@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from models_registry.management.commands._users import user_named
 from models_registry.models import ModelState, ModelVersion, PaperTradingRun, RegistryError
 from models_registry.services.paper import (
     DEFAULT_DAYS,
@@ -58,7 +57,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         version = _version(options["name"], options["model_version"])
-        user = _user_named(options["user"])
+        user = user_named(options["user"])
         try:
             paper_options = PaperOptions(
                 days=options["days"],
@@ -91,15 +90,6 @@ def _version(name: str, number: int) -> ModelVersion:
         hint = f"; its versions: {known}" if known else "; no model of that name is registered"
         raise CommandError(f"no version {number} of model {name!r}{hint}")
     return version
-
-
-def _user_named(username: str | None) -> AbstractBaseUser | None:
-    if username is None:
-        return None
-    user = get_user_model().objects.filter(username=username).first()
-    if user is None:
-        raise CommandError(f"--user: no user named {username!r}")
-    return user
 
 
 def summary_of_run(run: PaperTradingRun) -> dict[str, Any]:

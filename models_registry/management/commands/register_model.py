@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from models_registry.management.commands._users import user_named
 from models_registry.models import RegistryError
 from models_registry.services.audit import audit_event_record
 from models_registry.services.model_versions import model_version_register
@@ -41,7 +41,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user = _user_named(options["user"])
+        user = _registrant_named(options["user"])
         try:
             version, check = model_version_register(source_dir=options["dir"], registered_by=user)
         except RegistryError as exc:
@@ -75,12 +75,8 @@ class Command(BaseCommand):
             )
 
 
-def _user_named(username: str | None) -> AbstractBaseUser | None:
-    if username is None:
-        return None
-    user = get_user_model().objects.filter(username=username, is_active=True).first()
-    if user is None:
-        raise CommandError(f"--user {username!r}: no active user has that name.")
-    if not user.has_perm("models_registry.register_modelversion"):
+def _registrant_named(username: str | None) -> AbstractBaseUser | None:
+    user = user_named(username)
+    if user is not None and not user.has_perm("models_registry.register_modelversion"):
         raise CommandError(f"--user {username!r} may not register models.")
     return user

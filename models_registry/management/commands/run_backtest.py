@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from engine.backtest.report import json_safe
 from engine.strategies import STRATEGIES
 from models_registry.gates import gates_for
+from models_registry.management.commands._users import user_named
 from models_registry.models import ModelVersion, RegistryError, ValidationRun
 from models_registry.services.validation import (
     DEFAULT_DAYS,
@@ -192,7 +191,7 @@ class Command(BaseCommand):
         run_options.check_recordable()
         version = self._version(options)
         _checked_source(ModelSource.for_version(version), options)
-        user = _user_named(options["user"])
+        user = user_named(options["user"])
         with stage_progress(self.stderr, disabled=options["json"]) as progress:
             run = validation_run_inline(
                 model_version=version, requested_by=user, options=run_options, progress=progress
@@ -246,15 +245,6 @@ def _checked_source(source: ModelSource, options: dict[str, Any]) -> ModelSource
         if given is not None and given.upper() != value.upper():
             raise CommandError(f"--{option} {given} does not match the model's {option} {value}")
     return source
-
-
-def _user_named(username: str | None) -> AbstractBaseUser | None:
-    if username is None:
-        return None
-    user = get_user_model().objects.filter(username=username).first()
-    if user is None:
-        raise CommandError(f"--user: no user named {username!r}")
-    return user
 
 
 def default_output_dir(strategy: str) -> Path:

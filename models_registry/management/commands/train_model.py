@@ -13,12 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from engine.training.config import EpochCallback
+from models_registry.management.commands._users import user_named
 from models_registry.models import ModelVersion
 from models_registry.services.training import (
     DEFAULT_MAX_FILL,
@@ -152,7 +151,7 @@ class Command(BaseCommand):
                     symbol=symbol, options=service_options, output_dir=output_dir, on_epoch=on_epoch
                 )
             return training_summary(artifacts, None)
-        user = _user_named(options["user"])
+        user = user_named(options["user"])
         with epoch_progress(disabled=options["json"]) as on_epoch:
             version = training_run(
                 symbol=symbol,
@@ -162,15 +161,6 @@ class Command(BaseCommand):
                 output_dir=output_dir,
             )
         return training_summary(registered_artifacts(version), version)
-
-
-def _user_named(username: str | None) -> AbstractBaseUser | None:
-    if username is None:
-        return None
-    user = get_user_model().objects.filter(username=username).first()
-    if user is None:
-        raise CommandError(f"--user: no user named {username!r}")
-    return user
 
 
 @contextmanager
