@@ -10,9 +10,32 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from models_registry.guards import GATE_CLOSED_SQL
+
+
+def lifecycle_column_guard(name: str, column: str) -> pgtrigger.Trigger:
+    """A PostgreSQL trigger refusing a change of ``column`` outside a transition service.
+
+    ``QuerySet.update``, ``_base_manager.update`` and raw SQL all reach the table; only
+    a service that opened ``models_registry.guards.transition_write`` gets through.
+    """
+    return pgtrigger.Trigger(
+        name=name,
+        operation=pgtrigger.Update,
+        when=pgtrigger.Before,
+        condition=pgtrigger.Condition(
+            f'OLD."{column}" IS DISTINCT FROM NEW."{column}" AND {GATE_CLOSED_SQL}'
+        ),
+        func=(
+            f"RAISE EXCEPTION '% %: {column} % -> % changes only through a transition service', "
+            f'TG_TABLE_NAME, OLD.id, OLD."{column}", NEW."{column}"; RETURN NULL;'
+        ),
+    )
 
 
 class RegistryError(Exception):
@@ -171,6 +194,19 @@ class ModelVersion(StateProtectedModel):
         constraints: ClassVar = [
             models.UniqueConstraint(fields=["name", "version"], name="unique_version_per_name")
         ]
+        triggers: ClassVar = [
+            lifecycle_column_guard("version_state_guard", "state"),
+            pgtrigger.Trigger(
+                name="version_starts_trained",
+                operation=pgtrigger.Insert,
+                when=pgtrigger.Before,
+                condition=pgtrigger.Condition(f"NEW.state <> 'trained' AND {GATE_CLOSED_SQL}"),
+                func=(
+                    "RAISE EXCEPTION 'a new model version starts in state trained, not %', "
+                    "NEW.state; RETURN NULL;"
+                ),
+            ),
+        ]
         permissions: ClassVar = [
             ("train_model", "Can start training"),
             ("validate_modelversion", "Can run validation backtests"),
@@ -200,6 +236,9 @@ class RunStatus(models.TextChoices):
     ERROR = "error", "Error"
 
 
+FINISHED_RUN_STATUSES = (RunStatus.PASSED, RunStatus.FAILED, RunStatus.ERROR)
+
+
 class ValidationRun(models.Model):
     KIND_BACKTEST = "backtest"
     KIND_SCHEDULED = "scheduled"
@@ -220,6 +259,7 @@ class ValidationRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     window_start = models.DateTimeField(null=True, blank=True)
     window_end = models.DateTimeField(null=True, blank=True)
@@ -253,6 +293,7 @@ class ValidationRun(models.Model):
                 name="one_scheduled_run_per_slot",
             )
         ]
+        triggers: ClassVar = [lifecycle_column_guard("validation_status_guard", "status")]
 
     def __str__(self) -> str:
         return f"validation #{self.pk} of {self.model_version} ({self.status})"
@@ -275,6 +316,7 @@ class PaperTradingRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)
@@ -293,6 +335,7 @@ class PaperTradingRun(models.Model):
 
     class Meta:
         ordering: ClassVar = ["-created_at", "-id"]
+        triggers: ClassVar = [lifecycle_column_guard("paper_status_guard", "status")]
 
     def __str__(self) -> str:
         return f"paper run #{self.pk} of {self.model_version} ({self.status})"
@@ -382,7 +425,17 @@ class DeploymentStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed (host untouched)"
     ROLLED_BACK = "rolled_back", "Rolled back"
+    NEEDS_ATTENTION = "needs_attention", "Needs attention (host may not be serving)"
     CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_DEPLOYMENT_STATUSES = (
+    DeploymentStatus.SUCCEEDED,
+    DeploymentStatus.FAILED,
+    DeploymentStatus.ROLLED_BACK,
+    DeploymentStatus.NEEDS_ATTENTION,
+    DeploymentStatus.CANCELLED,
+)
 
 
 ACTIVE_DEPLOYMENT_STATUSES = (DeploymentStatus.QUEUED, DeploymentStatus.RUNNING)
@@ -442,6 +495,7 @@ class Deployment(models.Model):
                 name="one_active_deployment_per_target",
             )
         ]
+        triggers: ClassVar = [lifecycle_column_guard("deployment_status_guard", "status")]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk}: {self.model_version} to {self.target.name} ({self.status})"

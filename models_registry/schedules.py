@@ -45,6 +45,15 @@ SCHEDULES = (
         description="Finish deployments left running by a killed worker, from the hosts' state.",
     ),
     Schedule(
+        name="Reconcile stuck runs and deployments",
+        task="models_registry.reconcile_jobs",
+        minute="*/5",
+        description=(
+            "Every five minutes: end runs and deployments stuck past their lease "
+            "(queued with no task, or running on a dead worker), each with an audit event."
+        ),
+    ),
+    Schedule(
         name="Walk-forward stability report",
         task="models_registry.walk_forward_report",
         minute="0",

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "axes",
+    "pgtrigger",
     "models_registry",
 ]
 
@@ -142,6 +143,10 @@ AXES_RESET_ON_SUCCESS = True
 # --- E-mail (console backend unless configured) ---
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="tradebot@localhost")
+# Every lifecycle audit event can also be POSTed here, signed with HMAC-SHA256 of the
+# body under TRADEBOT_WEBHOOK_SECRET (header X-Tradebot-Signature: sha256=<hex>).
+TRADEBOT_WEBHOOK_URL = env.str("TRADEBOT_WEBHOOK_URL", default="")
+TRADEBOT_WEBHOOK_SECRET = env.str("TRADEBOT_WEBHOOK_SECRET", default="")
 
 # --- Celery ---
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

@@ -24,6 +24,7 @@ from deployment.targets import ArtifactSpec, HostSpec, TargetConfigError, Target
 from deployment.windows import WindowSpecError, next_window_start, window_allows
 from models_registry.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
+    FINISHED_DEPLOYMENT_STATUSES,
     Deployment,
     DeploymentStatus,
     DeploymentTarget,
@@ -32,19 +33,14 @@ from models_registry.models import (
     ModelVersion,
     RegistryError,
 )
-from models_registry.services import lifecycle
+from models_registry.services import jobs, lifecycle
 from models_registry.services.audit import audit_event_record
 from models_registry.services.model_versions import version_dir
 from tradebot.queues import DEPLOY, QUEUE_LIMITS
 
 logger = logging.getLogger(__name__)
 
-FINISHED = (
-    DeploymentStatus.SUCCEEDED,
-    DeploymentStatus.FAILED,
-    DeploymentStatus.ROLLED_BACK,
-    DeploymentStatus.CANCELLED,
-)
+FINISHED = FINISHED_DEPLOYMENT_STATUSES
 
 
 class DeploymentRefused(RegistryError):
@@ -247,6 +243,9 @@ def _create_deployment(
                 requested_by=requested_by,
                 forced_reason=forced_reason,
                 sha256=version.onnx_sha256,
+                # The task id is the row's from the start (see services/jobs.py); an
+                # inline run (enqueue=False) claims it under its own name instead.
+                task_id=jobs.new_task_id() if enqueue else "",
             )
     except IntegrityError as exc:
         busy = active_deployment(target)
@@ -263,6 +262,7 @@ def _create_deployment(
             "version": version.pk,
             "sha256": version.onnx_sha256,
             "status": status,
+            "task_id": deployment.task_id,
             "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
             "forced_outside_window": forced_reason
             if forced_reason and kind == Deployment.KIND_DEPLOY
@@ -280,21 +280,20 @@ def queue_deployment(deployment_id: int) -> None:
     forever (a queued row with no task would hold the target's one active slot)."""
     from models_registry.tasks.deploy import run_deployment
 
+    deployment = Deployment.objects.select_related("target", "model_version").get(pk=deployment_id)
+    if not deployment.task_id:  # a row made before task ids came with the row
+        deployment.task_id = jobs.new_task_id()
+        deployment.save(update_fields=["task_id"])
     try:
-        result = run_deployment.delay(deployment_id)
+        run_deployment.apply_async(args=(deployment_id,), task_id=deployment.task_id)
     except Exception as exc:  # the broker's errors vary by transport
         logger.exception("could not queue deployment %s", deployment_id)
-        deployment = Deployment.objects.select_related("target", "model_version").get(
-            pk=deployment_id
-        )
         deployment_finish(
             deployment,
             status=DeploymentStatus.FAILED,
             reason=f"could not queue the deploy task ({type(exc).__name__}: {exc}); "
             "nothing was sent to the hosts",
         )
-        return
-    Deployment.objects.filter(pk=deployment_id).update(task_id=result.id)
 
 
 def rollback_request(
@@ -388,11 +387,17 @@ def _record_refusal(
 
 def deployment_claim(deployment_id: int, task_id: str = "") -> Deployment | None:
     """Move a queued deployment to running; None if it is not queued (a redelivery)."""
-    claimed = Deployment.objects.filter(pk=deployment_id, status=DeploymentStatus.QUEUED).update(
-        status=DeploymentStatus.RUNNING, started_at=timezone.now(), task_id=task_id
+    claim = deployment_claim_for_task(deployment_id, task_id=task_id)
+    return None if claim.redelivered else claim.job  # type: ignore[return-value]
+
+
+def deployment_claim_for_task(deployment_id: int, *, task_id: str) -> jobs.Claim:
+    """The worker's claim (see ``jobs.job_claim``); a redelivery is reported, not re-run."""
+    claim = jobs.job_claim(
+        model=Deployment, pk=deployment_id, task_id=task_id, event_type="deployment_started"
     )
-    if claimed != 1:
-        return None
+    if claim.job is None or claim.redelivered:
+        return claim
     deployment = Deployment.objects.select_related("target", "model_version").get(pk=deployment_id)
     if deployment.kind == Deployment.KIND_DEPLOY:
         # What runs there now, not what ran when it was requested: a scheduled
@@ -400,7 +405,17 @@ def deployment_claim(deployment_id: int, task_id: str = "") -> Deployment | None
         # replaces is the one the lifecycle must retire.
         deployment.previous_version = live_version_on_target(deployment.target)
         deployment.save(update_fields=["previous_version"])
-    return deployment
+    return jobs.Claim(deployment)
+
+
+def deployment_resume(deployment_id: int) -> Deployment:
+    """The task's own message came back while the row is running: its worker died
+    mid-deploy. A blind re-run could leave a host between two models, so the hosts'
+    real state decides the outcome, as the reconcile beat would."""
+    deployment = Deployment.objects.select_related(
+        "target", "model_version", "previous_version"
+    ).get(pk=deployment_id)
+    return _reconcile_one(deployment)
 
 
 def deployment_execute(deployment: Deployment) -> Deployment:
@@ -463,21 +478,28 @@ def deployment_finish(
     log_tail: str = "",
     needs_attention: bool = False,
 ) -> Deployment:
+    """Record the outcome and, in the same transaction, what it means for the version.
+
+    A deployment flagged ``needs_attention`` (the hosts may not be serving a
+    healthy model) ends as ``needs_attention``, never as a quiet ``rolled_back``.
+    """
     compatibility_report = _compatibility_summary(deployment, status, compatibility or {})
+    if needs_attention and status in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.FAILED):
+        status = DeploymentStatus.NEEDS_ATTENTION
     with transaction.atomic():
         locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
         if locked.status in FINISHED:
             return locked
-        locked.status = status
-        locked.finished_at = timezone.now()
-        locked.error = ("NEEDS ATTENTION: " if needs_attention else "") + (reason or "")
-        locked.compatibility = compatibility_report
-        locked.log_tail = log_tail[-20_000:]
-        locked.save(update_fields=["status", "finished_at", "error", "compatibility", "log_tail"])
-        audit_event_record(
+        locked = jobs.job_transition(
+            job=locked,
+            to=status,
             event_type=f"{locked.kind}_finished",
-            actor=locked.requested_by,
-            obj=locked,
+            fields={
+                "finished_at": timezone.now(),
+                "error": ("NEEDS ATTENTION: " if needs_attention else "") + (reason or ""),
+                "compatibility": compatibility_report,
+                "log_tail": log_tail[-20_000:],
+            },
             data={
                 "status": status,
                 "reason": reason,
@@ -486,7 +508,9 @@ def deployment_finish(
                 "needs_attention": needs_attention,
             },
         )
-    _advance_lifecycle(locked)
+        # Same transaction: a crash can no longer leave a finished deployment beside a
+        # version whose state never moved.
+        _advance_lifecycle(locked)
     return locked
 
 
@@ -538,13 +562,15 @@ def start_due_deployments(now: datetime | None = None) -> list[int]:
             continue
         try:
             with transaction.atomic():
-                moved = Deployment.objects.filter(
-                    pk=deployment.pk, status=DeploymentStatus.SCHEDULED
-                ).update(status=DeploymentStatus.QUEUED)
-                if moved:
-                    transaction.on_commit(lambda pk=deployment.pk: queue_deployment(pk))
-                    started.append(deployment.pk)
-        except IntegrityError:
+                jobs.job_transition(
+                    job=deployment,
+                    to=DeploymentStatus.QUEUED,
+                    event_type="deployment_window_opened",
+                    data={"scheduled_for": deployment.scheduled_for.isoformat()},
+                )
+                transaction.on_commit(lambda pk=deployment.pk: queue_deployment(pk))
+                started.append(deployment.pk)
+        except (IntegrityError, jobs.JobTransitionRefused):
             continue
     return started
 
@@ -559,13 +585,33 @@ def stale_after() -> timedelta:
 
 def reconcile_stale_deployments(*, older_than: timedelta | None = None) -> list[Deployment]:
     """Finish honestly the deployments a killed worker left running, from the hosts' real state."""
-    cutoff = timezone.now() - (older_than if older_than is not None else stale_after())
-    finished = []
+    now = timezone.now()
+    cutoff = now - (older_than if older_than is not None else stale_after())
+    finished = [*_fail_never_started(now - jobs.queued_lease())]
     for deployment in Deployment.objects.filter(
         status=DeploymentStatus.RUNNING, started_at__lte=cutoff
     ).select_related("target", "model_version", "previous_version"):
         finished.append(_reconcile_one(deployment))
     return finished
+
+
+def _fail_never_started(cutoff: datetime) -> list[Deployment]:
+    """Queued deployments no worker took within the lease: nothing reached a host."""
+    ended = []
+    for deployment in Deployment.objects.filter(
+        status=DeploymentStatus.QUEUED, created_at__lte=cutoff
+    ).select_related("target", "model_version"):
+        if deployment.scheduled_for and deployment.scheduled_for > cutoff:
+            continue  # its window opened recently: its lease runs from then
+        ended.append(
+            deployment_finish(
+                deployment,
+                status=DeploymentStatus.FAILED,
+                reason="reconciled: no worker took this deployment within its lease "
+                "(task lost or broker down); nothing was sent to the hosts",
+            )
+        )
+    return ended
 
 
 def _reconcile_one(deployment: Deployment) -> Deployment:

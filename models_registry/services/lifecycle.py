@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from models_registry.gates import gates_for
+from models_registry.guards import transition_write
 from models_registry.models import (
     Approval,
     Deployment,
@@ -108,15 +109,17 @@ def _transition(
         setattr(locked, field, value)
     locked._state_change_allowed = True
     try:
-        locked.save(update_fields=["state", *(extra_fields or {}).keys()])
+        with transition_write(event_type):
+            locked.save(update_fields=["state", *(extra_fields or {}).keys()])
     finally:
         locked._state_change_allowed = False
-    audit_event_record(
+    event = audit_event_record(
         event_type=event_type,
         actor=actor,
         obj=locked,
         data={"old_state": old_state, "new_state": target, **gate_data, **(data or {})},
     )
+    transaction.on_commit(lambda: notifications.webhook_queue(event.pk), robust=True)
     model_version.refresh_from_db()
     return locked
 

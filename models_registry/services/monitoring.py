@@ -68,7 +68,7 @@ from models_registry.services import lifecycle
 from models_registry.services.audit import audit_event_record
 from models_registry.services.deployments import live_version_on_target, target_spec
 from models_registry.services.model_versions import version_dir
-from models_registry.services.notifications import approvers_emails
+from models_registry.services.notifications import approvers_emails, deployers_emails
 from models_registry.services.runs import validation_run_complete
 from models_registry.services.validation import (
     ValidationOptions,
@@ -618,9 +618,10 @@ def model_version_mark_passing(
 def notify_approvers_degraded(version_id: int, run_id: int, reason: str) -> int:
     """E-mail the approvers; a mail fault is logged and never undoes the recorded flag."""
     version = ModelVersion.objects.get(pk=version_id)
-    recipients = approvers_emails()
+    # Approvers decide on the approval; deployers are the ones who can roll back.
+    recipients = sorted({*approvers_emails(), *deployers_emails()})
     if not recipients:
-        logger.warning("%s degraded but no approver has an e-mail address", version)
+        logger.warning("%s degraded but no approver or deployer has an e-mail", version)
         return 0
     message = (
         f"Scheduled validation run #{run_id} of {version} ({version.symbol}) failed:\n"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import urllib.request
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import send_mail
 from django.db.models import Q
 
@@ -79,3 +83,106 @@ def notify_requester_decided(approval_id: int) -> int:
         ),
         [requester.email],
     )
+
+
+# --- deployers -----------------------------------------------------------------------
+
+# A deployment ending like this may have left a host needing a person who can deploy.
+DEPLOYER_NOTICE_STATUSES = ("failed", "rolled_back", "needs_attention")
+
+
+def holders_emails(codename: str) -> list[str]:
+    """Active users holding ``models_registry.<codename>`` (by group or directly)."""
+    users = get_user_model().objects.filter(is_active=True).exclude(email="")
+    holders = users.filter(
+        Q(groups__permissions__codename=codename) | Q(user_permissions__codename=codename)
+    ).distinct()
+    return sorted({u.email for u in holders})
+
+
+def deployers_emails() -> list[str]:
+    return holders_emails("deploy_modelversion")
+
+
+def notify_deployers(deployment_id: int) -> int:
+    """Tell the people who can deploy or roll back that a deployment did not succeed."""
+    from models_registry.models import Deployment
+
+    deployment = Deployment.objects.select_related("target", "model_version").get(pk=deployment_id)
+    recipients = deployers_emails()
+    if not recipients:
+        logger.warning("%s ended %s but no deployer has an e-mail", deployment, deployment.status)
+        return 0
+    urgent = "NEEDS ATTENTION: " if deployment.status == "needs_attention" else ""
+    return _send(
+        f"[tradebot] {urgent}{deployment.kind} #{deployment.pk} of {deployment.model_version} "
+        f"to {deployment.target.name}: {deployment.get_status_display()}",
+        (
+            f"{deployment.kind} #{deployment.pk}: {deployment.model_version} "
+            f"(sha256 {deployment.sha256}) to {deployment.target.name} "
+            f"({deployment.target.environment}) ended {deployment.status}.\n"
+            f"{deployment.error}\n\n"
+            "Check the hosts with `manage.py deployment_status` and the deployment's steps "
+            "in the admin.\n"
+        ),
+        recipients,
+    )
+
+
+# --- webhook ------------------------------------------------------------------------
+
+SIGNATURE_HEADER = "X-Tradebot-Signature"
+
+
+def webhook_body(event_id: int) -> bytes:
+    """The event as canonical JSON: what is signed is exactly what is sent."""
+    from models_registry.models import AuditEvent
+    from models_registry.services.audit import canonical_json
+
+    event = AuditEvent.objects.get(pk=event_id)
+    return canonical_json(
+        {
+            "id": event.pk,
+            "event_time": event.event_time.isoformat(),
+            "event_type": event.event_type,
+            "actor": event.actor_repr,
+            "object_type": event.object_type,
+            "object_id": event.object_id,
+            "object": event.object_repr,
+            "data": event.data,
+            "row_hash": event.row_hash,
+        }
+    ).encode()
+
+
+def webhook_signature(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_queue(event_id: int) -> None:
+    """Queue the event for the webhook if one is configured (called on commit)."""
+    if not getattr(settings, "TRADEBOT_WEBHOOK_URL", ""):
+        return
+    from models_registry.tasks.webhook import send_webhook
+
+    send_webhook.delay(event_id)
+
+
+def webhook_send(event_id: int) -> int:
+    """POST one event, signed with HMAC-SHA256; raises on a non-2xx answer (so it retries)."""
+    url = settings.TRADEBOT_WEBHOOK_URL
+    secret = getattr(settings, "TRADEBOT_WEBHOOK_SECRET", "")
+    if not secret:
+        raise ImproperlyConfigured("TRADEBOT_WEBHOOK_URL is set but TRADEBOT_WEBHOOK_SECRET is not")
+    body = webhook_body(event_id)
+    request = urllib.request.Request(  # noqa: S310 -- the operator's configured URL
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: webhook_signature(body, secret),
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return response.status

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from models_registry.models import (
+    FINISHED_RUN_STATUSES,
     ModelState,
     ModelVersion,
     PaperTradingRun,
@@ -25,7 +26,7 @@ from models_registry.models import (
     RunStatus,
     ValidationRun,
 )
-from models_registry.services import lifecycle
+from models_registry.services import jobs, lifecycle
 from models_registry.services.audit import audit_event_record
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class RunOutcome:
     trades: int = 0
     divergence: dict[str, Any] = field(default_factory=dict)
     drift: dict[str, Any] = field(default_factory=dict)
+    # An exploratory run is recorded but never moves the version (see _advance).
+    exploratory: bool = False
 
 
 def validation_run_request(
@@ -94,59 +97,82 @@ def _run_request(
         )
     actor = requested_by if requested_by and requested_by.is_authenticated else None
     with transaction.atomic():
-        run = model.objects.create(model_version=version, requested_by=actor, config=config or {})
+        # The task id is the row's from the start: a worker can tell its own message
+        # from another's, and reconcile can tell a run that never got a task.
+        run = model.objects.create(
+            model_version=version,
+            requested_by=actor,
+            config=config or {},
+            task_id=jobs.new_task_id(),
+        )
         audit_event_record(
             event_type=event_type,
             actor=requested_by,
             obj=run,
-            data={"version": version.pk, **(config or {})},
+            data={"version": version.pk, "task_id": run.task_id, **(config or {})},
         )
         transaction.on_commit(lambda: _queue(run))
     return run
 
 
 def _queue(run: ValidationRun | PaperTradingRun) -> None:
+    """Send the run's own task; a broker that refuses it ends the run (audited), not 'queued'."""
     if isinstance(run, ValidationRun):
         from models_registry.tasks.backtest import run_validation as task
     else:
         from models_registry.tasks.paper import run_paper_trading as task
-    result = task.delay(run.pk)
-    type(run).objects.filter(pk=run.pk).update(task_id=result.id)
+    try:
+        task.apply_async(args=(run.pk,), task_id=run.task_id)
+    except Exception as exc:  # the broker's errors vary by transport
+        logger.exception("could not queue %s", run)
+        run_fail(run=run, error=f"could not queue its task ({type(exc).__name__}: {exc})")
+
+
+def run_claim(run: ValidationRun | PaperTradingRun, *, task_id: str = "") -> jobs.Claim:
+    """The worker's claim on its run (see ``jobs.job_claim``)."""
+    kind = "validation" if isinstance(run, ValidationRun) else "paper"
+    return jobs.job_claim(
+        model=type(run), pk=run.pk, task_id=task_id, event_type=f"{kind}_run_started"
+    )
 
 
 def run_mark_running(run: ValidationRun | PaperTradingRun, *, task_id: str = "") -> bool:
-    """Claim a queued run for this task. False if another delivery already has it."""
-    claimed = (
-        type(run)
-        .objects.filter(pk=run.pk, status=RunStatus.QUEUED)
-        .update(status=RunStatus.RUNNING, task_id=task_id or run.task_id)
-    )
-    return claimed == 1
+    """Claim a queued run for this task (or resume it on a redelivery of the same task)."""
+    claim = run_claim(run, task_id=task_id)
+    if claim.job is not None:
+        run.status = claim.job.status
+        run.task_id = claim.job.task_id
+    return claim.job is not None
 
 
 def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> ValidationRun:
     """Record a finished validation; a passing one validates the version."""
     with transaction.atomic():
         run = ValidationRun.objects.select_for_update().get(pk=run.pk)
-        if run.status in (RunStatus.PASSED, RunStatus.FAILED, RunStatus.ERROR):
+        if run.status in FINISHED_RUN_STATUSES:
             return run  # recorded already by an earlier delivery of the same task
-        _apply_outcome(run, outcome)
-        run.in_sample = outcome.in_sample
-        run.benchmark_metrics = outcome.benchmark_metrics
-        run.drift = outcome.drift
-        run.save()
-        audit_event_record(
+        status, fields = _outcome_fields(run, outcome)
+        fields.update(
+            in_sample=outcome.in_sample,
+            benchmark_metrics=outcome.benchmark_metrics,
+            drift=outcome.drift,
+            window_start=outcome.window_start,
+            window_end=outcome.window_end,
+        )
+        run = jobs.job_transition(
+            job=run,
+            to=status,
             event_type="validation_run_recorded",
-            actor=run.requested_by,
-            obj=run,
+            fields=fields,
             data={
-                "passed": run.passed,
+                "passed": fields["passed"],
                 "failed_gates": _failed(outcome),
-                "in_sample": run.in_sample,
+                "in_sample": outcome.in_sample,
+                "exploratory": outcome.exploratory,
             },
         )
         # Same transaction: no reader ever sees a passed run on a version still 'trained'.
-        if run.passed and run.kind == ValidationRun.KIND_BACKTEST:
+        if run.passed and run.kind == ValidationRun.KIND_BACKTEST and not outcome.exploratory:
             _advance(
                 run,
                 lambda: lifecycle.model_version_validate(
@@ -161,26 +187,28 @@ def paper_run_complete(*, run: PaperTradingRun, outcome: RunOutcome) -> PaperTra
     """Record a finished paper run; a passing one marks the version paper-tested."""
     with transaction.atomic():
         run = PaperTradingRun.objects.select_for_update().get(pk=run.pk)
-        if run.status in (RunStatus.PASSED, RunStatus.FAILED, RunStatus.ERROR):
+        if run.status in FINISHED_RUN_STATUSES:
             return run
-        _apply_outcome(run, outcome)
-        run.bars = outcome.bars
-        run.trades = outcome.trades
-        run.divergence = outcome.divergence
-        run.period_start = outcome.window_start
-        run.period_end = outcome.window_end
-        run.save()
-        audit_event_record(
+        status, fields = _outcome_fields(run, outcome)
+        fields.update(
+            bars=outcome.bars,
+            trades=outcome.trades,
+            divergence=outcome.divergence,
+            period_start=outcome.window_start,
+            period_end=outcome.window_end,
+        )
+        run = jobs.job_transition(
+            job=run,
+            to=status,
             event_type="paper_run_recorded",
-            actor=run.requested_by,
-            obj=run,
+            fields=fields,
             data={
-                "passed": run.passed,
+                "passed": fields["passed"],
                 "failed_gates": _failed(outcome),
-                "divergence": run.divergence,
+                "divergence": outcome.divergence,
             },
         )
-        if run.passed:
+        if run.passed and not outcome.exploratory:
             _advance(
                 run,
                 lambda: lifecycle.model_version_mark_paper_tested(
@@ -202,35 +230,39 @@ def _advance(run: ValidationRun | PaperTradingRun, transition: Any, from_state: 
         logger.warning("%s passed but %s did not move on: %s", run, version, exc)
 
 
-def run_fail(*, run: ValidationRun | PaperTradingRun, error: str) -> None:
-    """A run that could not produce figures (bad data, a broken model): recorded, state kept."""
+def run_fail(
+    *, run: ValidationRun | PaperTradingRun, error: str, event_type: str = ""
+) -> ValidationRun | PaperTradingRun:
+    """A run that could not produce figures (bad data, a broken model, a lost worker):
+    recorded as an error, the version's state kept."""
+    kind = "validation" if isinstance(run, ValidationRun) else "paper"
     with transaction.atomic():
         locked = type(run).objects.select_for_update().get(pk=run.pk)
-        if locked.status in (RunStatus.PASSED, RunStatus.FAILED, RunStatus.ERROR):
-            return
-        locked.status = RunStatus.ERROR
-        locked.passed = False
-        locked.error = error[:5000]
-        locked.finished_at = timezone.now()
-        locked.save(update_fields=["status", "passed", "error", "finished_at"])
-        audit_event_record(
-            event_type=f"{'validation' if isinstance(run, ValidationRun) else 'paper'}_run_error",
-            actor=locked.requested_by,
-            obj=locked,
+        if locked.status in FINISHED_RUN_STATUSES:
+            return locked
+        return jobs.job_transition(
+            job=locked,
+            to=RunStatus.ERROR,
+            event_type=event_type or f"{kind}_run_error",
+            fields={"passed": False, "error": error[:5000], "finished_at": timezone.now()},
             data={"error": error[:500]},
         )
 
 
-def _apply_outcome(run: ValidationRun | PaperTradingRun, outcome: RunOutcome) -> None:
+def _outcome_fields(
+    run: ValidationRun | PaperTradingRun, outcome: RunOutcome
+) -> tuple[str, dict[str, Any]]:
+    """The status and the recorded figures of a finished run."""
     passed = (
         outcome.passed
         and not outcome.in_sample
         and all(g.get("passed") for g in outcome.gate_results)
     )
+    gate_results = outcome.gate_results
     if run.model_version.allow_short_history:
         passed = False
-        outcome.gate_results = [
-            *outcome.gate_results,
+        gate_results = [
+            *gate_results,
             {
                 "name": "enough_history",
                 "passed": False,
@@ -238,18 +270,18 @@ def _apply_outcome(run: ValidationRun | PaperTradingRun, outcome: RunOutcome) ->
                 "threshold": "6 months",
             },
         ]
-    run.status = RunStatus.PASSED if passed else RunStatus.FAILED
-    run.passed = passed
-    run.metrics = outcome.metrics
-    run.gate_results = outcome.gate_results
-    run.config = {**run.config, **outcome.config}
-    run.data_content_hash = outcome.data_content_hash
-    run.report_dir = outcome.report_dir
-    run.plot_file = outcome.plot_file
-    run.finished_at = timezone.now()
-    if isinstance(run, ValidationRun):
-        run.window_start = outcome.window_start
-        run.window_end = outcome.window_end
+        outcome.gate_results = gate_results
+    fields = {
+        "passed": passed,
+        "metrics": outcome.metrics,
+        "gate_results": gate_results,
+        "config": {**run.config, **outcome.config},
+        "data_content_hash": outcome.data_content_hash,
+        "report_dir": outcome.report_dir,
+        "plot_file": outcome.plot_file,
+        "finished_at": timezone.now(),
+    }
+    return (RunStatus.PASSED if passed else RunStatus.FAILED), fields
 
 
 def _failed(outcome: RunOutcome) -> list[str]:

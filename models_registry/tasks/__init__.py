@@ -3,6 +3,6 @@
 Tasks take ids, fetch, call one service and report: no lifecycle logic lives here.
 """
 
-from models_registry.tasks import backtest, data, deploy, monitoring, paper, training
+from models_registry.tasks import backtest, data, deploy, monitoring, paper, training, webhook
 
-__all__ = ["backtest", "data", "deploy", "monitoring", "paper", "training"]
+__all__ = ["backtest", "data", "deploy", "monitoring", "paper", "training", "webhook"]

@@ -13,7 +13,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from models_registry.models import ValidationRun
-from models_registry.services.runs import run_fail, run_mark_running
+from models_registry.services.runs import run_claim, run_fail
 from models_registry.services.validation import validation_execute
 from tradebot.queues import BACKTEST, queue_options
 
@@ -23,8 +23,12 @@ logger = logging.getLogger(__name__)
 @shared_task(bind=True, name="models_registry.run_validation", **queue_options(BACKTEST))
 def run_validation(self: Task, run_id: int) -> dict[str, Any]:
     run = ValidationRun.objects.select_related("model_version").get(pk=run_id)
-    if not run_mark_running(run, task_id=self.request.id or ""):
-        return {"run": run_id, "skipped": f"not queued (status {run.status})"}
+    claim = run_claim(run, task_id=self.request.id or "")
+    if claim.job is None:
+        return {"run": run_id, "skipped": claim.reason}
+    # A redelivery of this task's own message (its worker died) runs it again: the
+    # computation is deterministic and recording a finished run is idempotent.
+    run = claim.job
     try:
         finished = validation_execute(run)
     except Exception as exc:

@@ -12,7 +12,6 @@ from typing import Any
 
 from celery import shared_task
 
-from models_registry.models import Deployment
 from models_registry.services import deployments
 from tradebot.queues import DEFAULT, DEPLOY, queue_options
 
@@ -21,13 +20,13 @@ from tradebot.queues import DEFAULT, DEPLOY, queue_options
     bind=True, name="models_registry.run_deployment", max_retries=0, **queue_options(DEPLOY)
 )
 def run_deployment(self: Any, deployment_id: int) -> dict[str, Any]:
-    deployment = deployments.deployment_claim(deployment_id, task_id=self.request.id or "")
-    if deployment is None:
-        current = (
-            Deployment.objects.filter(pk=deployment_id).values_list("status", flat=True).first()
-        )
-        return {"deployment": deployment_id, "skipped": f"not queued (status {current})"}
-    finished = deployments.deployment_execute(deployment)
+    claim = deployments.deployment_claim_for_task(deployment_id, task_id=self.request.id or "")
+    if claim.redelivered:
+        resumed = deployments.deployment_resume(deployment_id)
+        return {"deployment": resumed.pk, "status": resumed.status, "resumed": True}
+    if claim.job is None:
+        return {"deployment": deployment_id, "skipped": claim.reason}
+    finished = deployments.deployment_execute(claim.job)  # type: ignore[arg-type]
     return {"deployment": finished.pk, "status": finished.status, "error": finished.error}
 
 
@@ -43,3 +42,16 @@ def reconcile_deployments(older_than_seconds: int | None = None) -> list[dict[st
 @shared_task(name="models_registry.start_scheduled_deployments", **queue_options(DEFAULT))
 def start_scheduled_deployments() -> list[int]:
     return deployments.start_due_deployments()
+
+
+@shared_task(name="models_registry.reconcile_jobs", **queue_options(DEFAULT))
+def reconcile_jobs() -> dict[str, Any]:
+    """Beat: end runs stuck past their lease, and the deployments likewise."""
+    from models_registry.services import jobs
+
+    runs = jobs.runs_reconcile()
+    ended = deployments.reconcile_stale_deployments()
+    return {
+        "runs": [{"run": f"{type(r).__name__}#{r.pk}", "status": r.status} for r in runs],
+        "deployments": [{"deployment": d.pk, "status": d.status} for d in ended],
+    }
