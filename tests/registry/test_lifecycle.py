@@ -7,9 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q
 
+from models_registry.guards import transition_write
 from models_registry.models import (
     Approval,
     ApprovalSuspension,
@@ -256,10 +257,13 @@ def test_approve_needs_all_evidence_still_on_record(
 ) -> None:
     version = version_factory(ModelState.STAGED)
     related = getattr(version, withdraw)
-    if withdraw == "deployments":
-        related.update(status=DeploymentStatus.ROLLED_BACK)
-    else:
-        related.update(status=RunStatus.FAILED, passed=False)
+    # Evidence that no longer holds; the database gate is opened on purpose, as only a
+    # service may (a plain update is refused by the trigger: see test_state_protection).
+    with transaction.atomic(), transition_write("test: evidence withdrawn"):
+        if withdraw == "deployments":
+            related.update(status=DeploymentStatus.ROLLED_BACK)
+        else:
+            related.update(status=RunStatus.FAILED, passed=False)
     with pytest.raises(GateFailed, match=missing):
         approve(version, approver)
     assert state_of(version) == ModelState.STAGED
