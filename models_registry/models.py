@@ -382,6 +382,8 @@ class DeploymentStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed (host untouched)"
     ROLLED_BACK = "rolled_back", "Rolled back"
+    # A rollback that did not end with a healthy engine on the previous version.
+    NEEDS_ATTENTION = "needs_attention", "Needs attention (no healthy engine verified)"
     CANCELLED = "cancelled", "Cancelled"
 
 

@@ -43,6 +43,7 @@ FINISHED = (
     DeploymentStatus.SUCCEEDED,
     DeploymentStatus.FAILED,
     DeploymentStatus.ROLLED_BACK,
+    DeploymentStatus.NEEDS_ATTENTION,
     DeploymentStatus.CANCELLED,
 )
 
