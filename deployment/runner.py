@@ -54,7 +54,7 @@ __all__ = [
     "window_allows",
 ]
 
-OutcomeStatus = Literal["succeeded", "failed", "rolled_back"]
+OutcomeStatus = Literal["succeeded", "failed", "rolled_back", "needs_attention"]
 HostResult = Literal["succeeded", "untouched", "rolled_back", "rollback_failed", "failed"]
 OperationKind = Literal["deploy", "rollback"]
 Connect = Callable[[TargetSpec, HostSpec], HostConnection]
@@ -519,12 +519,36 @@ def switch_host(op: OperationContext, run: HostRun, onnx_sha256: str) -> None:
 
 
 def restart_and_check(op: OperationContext, run: HostRun, onnx_sha256: str, *, prefix: str) -> None:
+    """Restart and wait for a healthy engine serving `onnx_sha256`. Restoring the previous
+    version (prefix "rollback_") gets the target's longer timeout and its retries."""
+    restoring = prefix == "rollback_"
+    attempts = 1 + (op.target.rollback_retries if restoring else 0)
+    timeout = op.target.rollback_timeout if restoring else op.target.command_timeout
+    for attempt in range(1, attempts + 1):
+        suffix = f" (attempt {attempt} of {attempts})" if attempts > 1 else ""
+        try:
+            restart_once(op, run, onnx_sha256, prefix=prefix, timeout=timeout, suffix=suffix)
+            return
+        except StepFailed:
+            if attempt == attempts:
+                raise
+
+
+def restart_once(
+    op: OperationContext,
+    run: HostRun,
+    onnx_sha256: str,
+    *,
+    prefix: str,
+    timeout: float,
+    suffix: str,
+) -> None:
     connection = op.connection(run)
     mark = op.step(
         f"{prefix}restart",
         run,
-        lambda: steps.restart(connection, run.layout, timeout=op.target.command_timeout),
-        describe=f"ran {run.layout.restart_command}",
+        lambda: steps.restart(connection, run.layout, timeout=timeout),
+        describe=f"ran {run.layout.restart_command}{suffix}",
     )
     try:
         report = op.step(
@@ -538,9 +562,11 @@ def restart_and_check(op: OperationContext, run: HostRun, onnx_sha256: str, *, p
                 mark=mark,
                 timeout=op.target.health_timeout,
                 poll_interval=op.target.health_poll_interval,
+                data_grace=op.target.data_grace_seconds,
             ),
             describe=lambda r: (
-                f"engine serves {onnx_sha256[:12]} ({r.seconds:.1f} s after restart)"
+                f"engine serves {onnx_sha256[:12]} with fresh candles "
+                f"({r.seconds:.1f} s after restart){suffix}"
             ),
             log_of=lambda r: r.log_tail,
             data_of=lambda r: {"status": r.status},
@@ -557,6 +583,10 @@ def restore_host(op: OperationContext, run: HostRun) -> bool:
     try:
         connection = op.step("rollback_connect", run, lambda: op.connection(run), describe="ok")
         if previous is None or previous.onnx_sha256 is None:
+            if previous is not None and previous.live_sha256 is not None:
+                # An engine ran before but its files are not the ones this deployment
+                # replaced: removing the new files cannot bring it back.
+                return False
             op.step(
                 "rollback_restore",
                 run,
@@ -627,7 +657,7 @@ def in_parallel(
 
 def execute(op: OperationContext, hosts: Iterable[HostSpec]) -> DeploymentOutcome:
     started = datetime.now(UTC)
-    runs = [HostRun(host=host, layout=op.target.layout_for(host)) for host in hosts]
+    runs = [HostRun(host=host, layout=op.target.layout_for(host, op.name)) for host in hosts]
 
     def guarded(phase: Callable[[HostRun], None]) -> Callable[[HostRun], None]:
         def action(run: HostRun) -> None:
@@ -691,12 +721,14 @@ def finish(op: OperationContext, runs: list[HostRun], started: datetime) -> Depl
             op, runs, started, "rolled_back", reason, onnx_sha256=onnx_sha256, restored=restored
         )
     broken = sorted(label for label, ok in restored.items() if not ok)
+    # Not "rolled_back": those hosts do not run a healthy engine on the previous version.
     return outcome(
         op,
         runs,
         started,
-        "failed",
-        f"{reason}; rollback FAILED on {', '.join(broken)}",
+        "needs_attention",
+        f"{reason}; rollback FAILED on {', '.join(broken)}: no healthy engine on the "
+        "previous version there",
         onnx_sha256=onnx_sha256,
         restored=restored,
         needs_attention=True,
@@ -763,7 +795,7 @@ def controller_failure(
     op: OperationContext, hosts: Iterable[HostSpec], reason: str
 ) -> DeploymentOutcome:
     now = datetime.now(UTC)
-    runs = [HostRun(host=host, layout=op.target.layout_for(host)) for host in hosts]
+    runs = [HostRun(host=host, layout=op.target.layout_for(host, op.name)) for host in hosts]
     return outcome(op, runs, now, "failed", reason, untouched=True)
 
 
@@ -858,7 +890,7 @@ def read_status(
             reports[host.label] = HostStatusReport(host.label, None, str(error))
             return
         try:
-            state = steps.read_host_state(connection, target.layout_for(host), name)
+            state = steps.read_host_state(connection, target.layout_for(host, name), name)
             reports[host.label] = HostStatusReport(host.label, state)
         except (StepFailed, HostConnectionError) as error:
             reports[host.label] = HostStatusReport(host.label, None, str(error))
@@ -899,7 +931,7 @@ def reconcile(
         connect=connect,
         prepare=prepare_from_host(previous_sha),
     )
-    runs = [HostRun(host=host, layout=target.layout_for(host)) for host in target.hosts]
+    runs = [HostRun(host=host, layout=target.layout_for(host, name)) for host in target.hosts]
     states: dict[str, HostState] = {}
 
     def read(run: HostRun) -> None:
@@ -936,7 +968,7 @@ def settle(
     unreachable = [run.label for run in runs if run.label not in states]
     if unreachable:
         return ReconcileOutcome(
-            "failed",
+            "needs_attention",
             f"cannot read {', '.join(unreachable)}: state unknown",
             host_states,
             op.recorder.records,
@@ -989,7 +1021,7 @@ def settle(
         )
     broken = ", ".join(label for label, ok in restored.items() if not ok)
     return ReconcileOutcome(
-        "failed",
+        "needs_attention",
         f"restoring the previous version FAILED on {broken}",
         host_states,
         op.recorder.records,

@@ -16,6 +16,7 @@ import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from deployment.connection import CommandResult, HostConnection, ProgressCallback
@@ -85,6 +86,10 @@ class HostState:
     backup_metadata_sha256: str | None
     status: EngineStatus
     stray_files: tuple[str, ...] = ()
+    # Every model whose metadata sits in the model folder (a host runs exactly one).
+    model_names: tuple[str, ...] = ()
+    # What the kept `_metadata.json.backup` says its model's sha256 is.
+    backup_metadata_onnx_sha256: str | None = None
 
     @property
     def engine_alive(self) -> bool | None:
@@ -96,13 +101,34 @@ class HostState:
         return self.status.model_sha256 if self.engine_alive else None
 
     @property
+    def serving_backup(self) -> bool:
+        """The guide's manual rollback: the `.onnx.backup` copied over the model, so the
+        model matches the kept previous metadata rather than the current one."""
+        return (
+            self.onnx_sha256 is not None
+            and self.metadata_onnx_sha256 != self.onnx_sha256
+            and self.backup_metadata_onnx_sha256 == self.onnx_sha256
+        )
+
+    @property
     def files_consistent(self) -> bool:
-        """One complete model on disk: the metadata and the expected-sha file agree with it."""
+        """One complete model on disk: the metadata and the expected-sha file agree with it
+        (or, after the guide's manual rollback, the kept previous metadata does)."""
         if self.onnx_sha256 is None:
             return False
+        if self.serving_backup:
+            return True
         if self.metadata_onnx_sha256 not in (None, self.onnx_sha256):
             return False
         return self.expected_sha256 in (None, self.onnx_sha256)
+
+    def other_models(self, name: str) -> list[str]:
+        """Models other than `name` this host holds or its engine serves."""
+        others = {found for found in self.model_names if found != name}
+        served = (self.status.document or {}).get("model_name")
+        if isinstance(served, str) and served != name and self.engine_alive is not False:
+            others.add(served)
+        return sorted(others)
 
     def serves(self, onnx_sha256: str | None) -> bool:
         """The files on disk and the running engine are both this version."""
@@ -125,7 +151,10 @@ class HostState:
             "metadata_version": self.metadata_version,
             "expected_sha256": self.expected_sha256,
             "backup_onnx_sha256": self.backup_onnx_sha256,
+            "backup_metadata_onnx_sha256": self.backup_metadata_onnx_sha256,
+            "serving_backup": self.serving_backup,
             "files_consistent": self.files_consistent,
+            "model_names": list(self.model_names),
             "stray_files": list(self.stray_files),
         }
 
@@ -175,8 +204,24 @@ def run_checked(
 ) -> CommandResult:
     result = connection.run(command, timeout=timeout)
     if not result.ok:
-        raise StepFailed(f"{what}: {result.describe()}", result.stderr[-2000:])
+        raise StepFailed(failure_sentence(what, result), command_log(result))
     return result
+
+
+def failure_sentence(what: str, result: CommandResult) -> str:
+    """One readable sentence: what failed and the host's last words (never the script)."""
+    if result.timed_out:
+        return f"{what} timed out on the host"
+    output = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    said = output[-1][:300] if output else "no output"
+    return f"{what} failed on the host (exit {result.exit_code}): {said}"
+
+
+def command_log(result: CommandResult) -> str:
+    """The remote command and what it printed, for the step's log (not its reason)."""
+    return log_tail(
+        f"$ {result.command}\n{result.stdout}\n{result.stderr}".rstrip(), LOG_TAIL_LINES * 2
+    )
 
 
 def sections_script(parts: Mapping[str, str]) -> str:
@@ -312,6 +357,8 @@ def host_state_parts(layout: HostLayout, name: str) -> dict[str, str]:
         "sha256": sha256_script(host_state_paths(layout, name)),
         "metadata": f"cat {q(model_path(layout, names.metadata))}",
         "expected": f"cat {q(model_path(layout, names.expected_sha))}",
+        "backup_metadata": f"cat {q(model_path(layout, names.metadata + BACKUP_SUFFIX))}",
+        "models": f"ls -1 {q(layout.model_dir)} | grep -E '^[^.].*_metadata[.]json$'",
         "stray": f"ls -A {q(layout.model_dir)} | grep -F .incoming-",
         **status_parts(layout),
     }
@@ -332,6 +379,12 @@ def parse_host_state(
     digests = parse_sha256sums(sections.get("sha256", ""), paths)
     metadata_sha_field, version = metadata_fields(sections.get("metadata"))
     expected_words = sections.get("expected", "").split()
+    backup_metadata_sha, _ = metadata_fields(sections.get("backup_metadata"))
+    model_names = tuple(
+        line.strip().removesuffix("_metadata.json")
+        for line in sections.get("models", "").splitlines()
+        if line.strip()
+    )
     return HostState(
         host=label,
         onnx_sha256=digests[onnx],
@@ -343,6 +396,8 @@ def parse_host_state(
         backup_metadata_sha256=digests[backup_metadata],
         status=parse_engine_status(sections),
         stray_files=tuple(sections.get("stray", "").split()),
+        model_names=model_names,
+        backup_metadata_onnx_sha256=backup_metadata_sha,
     )
 
 
@@ -378,13 +433,22 @@ def preflight(
         what="preflight",
         prelude=checks,
     )
+    current = parse_host_state(connection.label, layout, name, sections)
+    others = current.other_models(name)
+    if others:
+        # The engine runs one model. Installing a second name beside the first would make
+        # the folder ambiguous, and neither the backup nor a rollback would cover the old
+        # name: refuse before anything is uploaded.
+        raise StepFailed(
+            f"{connection.label} runs model {', '.join(others)}, not {name}: refusing to "
+            f"deploy {name} onto it (a host runs one model; deploy {name} to a target of "
+            f"its own, or switch the host by hand)"
+        )
     free_bytes = parse_free_bytes(sections.get("df", ""))
     required = max(min_free_bytes, needed_bytes)
     if free_bytes < required:
         raise StepFailed(f"only {free_bytes} bytes free on the host, {required} needed")
-    return PreflightReport(
-        free_bytes=free_bytes, current=parse_host_state(connection.label, layout, name, sections)
-    )
+    return PreflightReport(free_bytes=free_bytes, current=current)
 
 
 def parse_free_bytes(df_output: str) -> int:
@@ -459,11 +523,12 @@ def compatibility_check(
         report["output"] = log_tail(result.stdout + result.stderr)
     if not result.ok:
         failed = failed_checks(report.get("report"))
-        reason = "; ".join(failed) if failed else result.describe()
-        raise StepFailed(
-            f"engine start-up checks failed on the host: {reason}",
-            log_tail(result.stdout + "\n" + result.stderr),
-        )
+        if failed:
+            raise StepFailed(
+                "engine start-up checks failed on the host: " + "; ".join(failed),
+                command_log(result),
+            )
+        raise StepFailed(failure_sentence("engine start-up checks", result), command_log(result))
     return report
 
 
@@ -626,12 +691,9 @@ def restart(connection: HostConnection, layout: HostLayout, *, timeout: float) -
     )
     result = connection.run(layout.restart_command, timeout=timeout)
     if result.timed_out:
-        raise StepFailed(
-            f"restart did not finish within {timeout:g} s: {layout.restart_command}",
-            log_tail(result.stdout + result.stderr),
-        )
+        raise StepFailed(f"restart did not finish within {timeout:g} s", command_log(result))
     if not result.ok:
-        raise StepFailed(f"restart failed: {result.describe()}", log_tail(result.stderr))
+        raise StepFailed(failure_sentence("restart", result), command_log(result))
     return mark
 
 
@@ -655,8 +717,10 @@ def health_check(
     mark: RestartMark,
     timeout: float,
     poll_interval: float,
+    data_grace: float = 120.0,
 ) -> HealthReport:
-    """Wait until a new engine reports `onnx_sha256` and logged its `model loaded` line."""
+    """Wait until a new engine reports `onnx_sha256`, logged its `model loaded` line, and
+    has a fresh candle (within its interval plus `data_grace`)."""
     started = time.monotonic()
     deadline = started + timeout
     loaded = loaded_line_pattern(name, onnx_sha256)
@@ -664,7 +728,7 @@ def health_check(
     while True:
         status = read_engine_status(connection, layout)
         if status.document is not None and status.instance != mark.previous_instance:
-            problem = engine_problem(status, onnx_sha256)
+            problem = engine_problem(status, onnx_sha256) or data_problem(status, data_grace)
             if problem is not None and problem.fatal:
                 raise StepFailed(problem.text, log_tail(fetch_log(connection, layout, mark.since)))
             if problem is None:
@@ -705,6 +769,34 @@ def engine_problem(status: EngineStatus, onnx_sha256: str) -> EngineProblem | No
     if status.model_sha256 is None:
         return EngineProblem(f"engine state {status.state!r}, no model yet", False)
     return None
+
+
+def data_problem(status: EngineStatus, grace: float) -> EngineProblem | None:
+    """'running' is not healthy without market data: the engine's last candle must have
+    arrived within its interval plus `grace`, both times by the engine's own clock."""
+    document = status.document or {}
+    received, heartbeat = document.get("last_data_at"), document.get("heartbeat_at")
+    interval = document.get("interval_seconds")
+    if received is None:
+        return EngineProblem("engine is up but has received no candle (no market data)", False)
+    try:
+        age = (parse_time(heartbeat) - parse_time(received)).total_seconds()
+        limit = float(interval) + grace
+    except (TypeError, ValueError):
+        return EngineProblem(f"engine status has unreadable candle times: {received!r}", False)
+    if age > limit:
+        return EngineProblem(
+            f"engine's last candle arrived {age:.0f} s ago, more than its interval plus "
+            f"grace ({limit:.0f} s): no fresh market data",
+            False,
+        )
+    return None
+
+
+def parse_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"not a time: {value!r}")
+    return datetime.fromisoformat(value)
 
 
 def cleanup(

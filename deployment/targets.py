@@ -53,8 +53,8 @@ class HostSpec:
 @dataclass(frozen=True)
 class TargetSpec:
     """Where and how to deploy. Command templates take `{service}`, `{install_root}`,
-    `{model_dir}`, `{status_file}`, `{name}` and (log command) `{since}`; the check
-    command also takes `{candidate_dir}`, the uploaded files' folder."""
+    `{model_dir}`, `{status_file}`, `{name}` (the model the host runs) and (log command)
+    `{since}`; the check command also takes `{candidate_dir}`, the uploaded files' folder."""
 
     name: str
     hosts: tuple[HostSpec, ...]
@@ -76,7 +76,13 @@ class TargetSpec:
     check_command: str | None = None
     health_timeout: float = 60.0
     health_poll_interval: float = 0.2
+    # An engine is healthy only if its last candle arrived within its interval plus this.
+    data_grace_seconds: float = 120.0
     command_timeout: float = 60.0
+    # Restoring the previous version is the last line of defence: under load its restart
+    # gets longer than a forward restart, and more than one try, before giving up.
+    rollback_timeout: float = 180.0
+    rollback_retries: int = 2
     connect_timeout: float = 10.0
     keep_versions: int = 5
     parallelism: int = 4
@@ -105,9 +111,17 @@ class TargetSpec:
                 problems.append(f"known_hosts_path {self.known_hosts_path} is not a file")
             if self.ssh_key_path is not None and not Path(self.ssh_key_path).is_file():
                 problems.append(f"ssh_key_path {self.ssh_key_path} is not a file")
-        for field_name in ("health_timeout", "command_timeout", "connect_timeout"):
+        for field_name in (
+            "health_timeout",
+            "command_timeout",
+            "connect_timeout",
+            "rollback_timeout",
+            "data_grace_seconds",
+        ):
             if getattr(self, field_name) <= 0:
                 problems.append(f"{field_name} must be positive")
+        if self.rollback_retries < 0:
+            problems.append("rollback_retries must be 0 or more")
         if self.keep_versions < 1:
             problems.append("keep_versions must be at least 1")
         if self.parallelism < 1:
@@ -117,8 +131,9 @@ class TargetSpec:
         if problems:
             raise TargetConfigError(f"target {self.name!r}: " + "; ".join(problems))
 
-    def layout_for(self, host: HostSpec) -> HostLayout:
-        """The absolute paths and ready-to-run commands for one host."""
+    def layout_for(self, host: HostSpec, name: str = "") -> HostLayout:
+        """The absolute paths and ready-to-run commands for one host; `name` is the model
+        the host runs (the `{name}` of the restart command: `--model {name}`)."""
         install_root = host.install_root or self.install_root
         model_dir = posixpath.join(install_root, self.model_dir)
         status_file = self.status_file.format(install_root=install_root)
@@ -127,6 +142,7 @@ class TargetSpec:
             "install_root": install_root,
             "model_dir": model_dir,
             "status_file": status_file,
+            "name": name,
         }
         return HostLayout(
             host=host,
@@ -163,9 +179,8 @@ class HostLayout:
     def check_command(self, candidate_dir: str, name: str) -> str | None:
         if self.check_command_template is None:
             return None
-        return self.check_command_template.format(
-            candidate_dir=candidate_dir, name=name, **self.template_values
-        )
+        values = {**self.template_values, "name": name}
+        return self.check_command_template.format(candidate_dir=candidate_dir, **values)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,8 @@ class ModelFiles:
     onnx_bytes: bytes = b""
     sha256: str = ""
     session: ort.InferenceSession | None = None
+    # The model matched the kept previous metadata (`<metadata>.backup`), not the current.
+    serving_backup: bool = False
 
 
 def files_for_dir(model_dir: Path | str, name: str | None) -> ModelFiles:
@@ -203,7 +205,10 @@ def _check_sha256(files: ModelFiles) -> str:
     actual = hashlib.sha256(files.onnx_bytes).hexdigest()
     recorded = str(files.metadata["onnx_sha256"]).lower()
     if actual != recorded:
-        raise _Failed(f"{files.onnx_path.name} has sha256 {actual}, metadata says {recorded}")
+        if not _use_backup_metadata(files, actual):
+            raise _Failed(f"{files.onnx_path.name} has sha256 {actual}, metadata says {recorded}")
+        files.sha256 = actual
+        return f"{actual} (matches the kept previous metadata {files.metadata_path.name})"
     expected_file = files.onnx_path.with_name(files.onnx_path.name + ".sha256")
     if expected_file.is_file():
         words = expected_file.read_text(encoding="utf-8").split()
@@ -215,6 +220,32 @@ def _check_sha256(files: ModelFiles) -> str:
             )
     files.sha256 = actual
     return actual
+
+
+BACKUP_SUFFIX = ".backup"
+
+
+def _use_backup_metadata(files: ModelFiles, actual: str) -> bool:
+    """The guide's manual rollback copies `<name>.onnx.backup` over the model and leaves the
+    metadata of the newer version beside it. Every deploy keeps the previous metadata as
+    `<metadata>.backup`: if that one is valid and describes exactly these bytes, check and
+    serve the model against it (every later check still runs, on that metadata)."""
+    backup = files.metadata_path.with_name(files.metadata_path.name + BACKUP_SUFFIX)
+    if not backup.is_file():
+        return False
+    candidate = ModelFiles(name=files.name, onnx_path=files.onnx_path, metadata_path=backup)
+    try:
+        _check_metadata_valid(candidate)
+    except _Failed:
+        return False
+    if str(candidate.metadata["onnx_sha256"]).lower() != actual:
+        return False
+    files.metadata, files.metadata_path, files.serving_backup = (
+        candidate.metadata,
+        backup,
+        True,
+    )
+    return True
 
 
 def session_options() -> ort.SessionOptions:

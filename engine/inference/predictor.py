@@ -47,6 +47,8 @@ class OnnxPredictor:
         self.sha256: str = files.sha256
         self.onnx_path: Path = files.onnx_path
         self.metadata_path: Path = files.metadata_path
+        # Serving the kept previous model after the guide's manual rollback.
+        self.serving_backup: bool = files.serving_backup
         self._input_name: str = self.metadata["onnx"]["input_name"]
         self.required_history: int = required_history(self.metadata)
         self._step = interval_timedelta(self.metadata["interval"])

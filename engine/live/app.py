@@ -287,6 +287,8 @@ def _publish_quietly(status: StatusReporter, **fields: Any) -> None:
 
 
 def _run(options: EngineOptions, status: StatusReporter) -> int:
+    from engine.data.intervals import interval_timedelta
+
     started = time.perf_counter()
     stop_event = threading.Event()
     _install_signal_handlers(stop_event)
@@ -306,9 +308,21 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         )
     except StrategyError as exc:
         raise StartError(EXIT_CONFIG, str(exc)) from exc
+    if predictor.serving_backup:
+        log.warning(
+            "SERVING THE BACKUP MODEL: %s matches the kept previous metadata %s, not %s "
+            "(the guide's manual rollback); deploy again to leave this state",
+            predictor.onnx_path,
+            predictor.metadata_path,
+            predictor.onnx_path.with_name(f"{predictor.name}_metadata.json"),
+        )
     log.info("%s", model_loaded_line(predictor))
     status.update(
-        model_name=predictor.name, model_version=predictor.version, model_sha256=predictor.sha256
+        model_name=predictor.name,
+        model_version=predictor.version,
+        model_sha256=predictor.sha256,
+        serving_backup=predictor.serving_backup,
+        interval_seconds=interval_timedelta(interval).total_seconds(),
     )
 
     if options.live:
@@ -330,8 +344,6 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
             log.warning("kill switch reset by --reset-kill-switch")
     except (JournalError, OSError) as exc:
         raise StartError(EXIT_JOURNAL, f"journal: {exc}") from exc
-
-    from engine.data.intervals import interval_timedelta
 
     history = int(predictor.required_history) + 1
     engine = TradingEngine(

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import pandas as pd
@@ -124,6 +125,7 @@ class TradingEngine:
         self.status = status
         self.symbol = symbol
         self.interval = interval
+        self.last_data_at: str | None = None
         self.sentiment = sentiment
         self.buffer = CandleBuffer(history_size)
         self.stop_event = stop_event or threading.Event()
@@ -183,6 +185,8 @@ class TradingEngine:
 
     def on_candle(self, candle: Candle, *, tradable: bool = True) -> StepResult:
         self._step_started = time.perf_counter()
+        # Any candle from the feed, even one already processed, proves market data flows.
+        self.last_data_at = datetime.now(UTC).isoformat()
         result = StepResult(candle=candle.key)
         problem = candle.problem()
         if problem is not None:
@@ -220,6 +224,7 @@ class TradingEngine:
         self.status.publish(
             state="halted" if self.kill_switch else "running",
             last_candle=self.last_candle.isoformat() if self.last_candle is not None else None,
+            last_data_at=self.last_data_at,
             position=self.quantity,
             equity=self.last_equity,
             kill_switch=self.kill_switch,

@@ -29,6 +29,12 @@ STATUS_FIELDS = (
     "model_version",
     "model_sha256",
     "last_candle",
+    # Wall-clock time the engine last received a candle, and its candle interval: the
+    # health check's proof that it has market data ('running' alone is not).
+    "last_data_at",
+    "interval_seconds",
+    # True when the engine serves the kept previous model (the guide's manual rollback).
+    "serving_backup",
     "position",
     "equity",
     "heartbeat_at",
@@ -72,6 +78,9 @@ class StatusReporter:
             "model_version": None,
             "model_sha256": None,
             "last_candle": None,
+            "last_data_at": None,
+            "interval_seconds": None,
+            "serving_backup": False,
             "position": 0.0,
             "equity": None,
             "heartbeat_at": None,

@@ -673,11 +673,21 @@ def target_status(target: DeploymentTarget) -> dict[str, Any]:
     reports = runner.read_status(target_spec(target), name=_model_name_on(target, expected))
     hosts = {}
     for label, report in reports.items():
+        state = report.state
+        serving = (
+            ModelVersion.objects.filter(onnx_sha256=state.live_sha256).first()
+            if state is not None and state.live_sha256 and state.serves(state.live_sha256)
+            else None
+        )
         hosts[label] = {
             **report.to_dict(),
             "live_sha256": report.live_sha256,
-            "files_sha256": report.state.onnx_sha256 if report.state else None,
-            "matches_registry": report.state is not None and report.state.serves(expected_sha),
+            "files_sha256": state.onnx_sha256 if state else None,
+            "matches_registry": state is not None and state.serves(expected_sha),
+            # The version the host really serves (after the guide's manual rollback, the
+            # kept previous one), so a report names it rather than calling it a mismatch.
+            "serving_version": str(serving) if serving else None,
+            "serving_backup": bool(state and state.serving_backup and serving),
         }
     busy = active_deployment(target)
     return {

@@ -21,7 +21,7 @@ MODEL_DIR = "src/ml"
 def engine_command(*, data_dir: Path, replay_from: str, speed: float) -> list[str]:
     return [
         sys.executable, "-m", "engine.live", "ml_basic", "--paper-trading",
-        "--model-dir", "{model_dir}", "--status-file", "{status_file}",
+        "--model-dir", "{model_dir}", "--model", "{name}", "--status-file", "{status_file}",
         "--journal-dir", "{install_root}/var/journal",
         "--replay", "--data-dir", str(data_dir), "--from", replay_from, "--speed", str(speed),
     ]  # fmt: skip

@@ -148,6 +148,12 @@ if [ -f "$ROOT/fail-restart-once" ]; then
   rm -f "$ROOT/fail-restart-once"; echo "restart refused (test)" >&2; exit 1
 fi
 if [ -f "$ROOT/fail-restart" ]; then echo "restart refused (test)" >&2; exit 1; fi
+if [ -f "$ROOT/fail-restarts" ]; then
+  n=$(cat "$ROOT/fail-restarts")
+  if [ "$n" -gt 0 ]; then
+    echo $((n - 1)) > "$ROOT/fail-restarts"; echo "restart refused (test, $n left)" >&2; exit 1
+  fi
+fi
 if [ -f "$ROOT/var/engine.pid" ]; then
   pid=$(cat "$ROOT/var/engine.pid")
   kill "$pid" 2>/dev/null

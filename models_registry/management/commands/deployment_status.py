@@ -37,9 +37,19 @@ class Command(BaseCommand):
                 live = (host.get("live_sha256") or "-")[:12]
                 files = (host.get("files_sha256") or "-")[:12]
                 verdict = "ok" if host["matches_registry"] else "MISMATCH"
+                if not host["matches_registry"] and host.get("serving_backup"):
+                    verdict = (
+                        f"serving backup {host['serving_version']} (the guide's manual "
+                        "rollback; deploy or rollback_model to record it)"
+                    )
                 error = f"  error: {host['error']}" if host.get("error") else ""
                 self.stdout.write(f"  {label:<24} live {live}  files {files}  {verdict}{error}")
-        if not report["consistent"]:
+        mismatched = [
+            label
+            for label, host in report["hosts"].items()
+            if not host["matches_registry"] and not host.get("serving_backup")
+        ]
+        if mismatched:
             raise CommandError(
                 f"{report['target']}: hosts do not all serve the registry's version."
             )
