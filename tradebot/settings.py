@@ -13,6 +13,7 @@ from pathlib import Path
 import environ
 
 from tradebot.config import (
+    broker_transport,
     broker_transport_options,
     database_from_env,
     require_production_safety,
@@ -148,6 +149,8 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(
     CELERY_BROKER_URL, folder=VAR_DIR / "celery-broker"
 )
+# filesystem:// runs on tradebot.broker's transport (atomic writes, reads that never crash).
+CELERY_BROKER_TRANSPORT = broker_transport(CELERY_BROKER_URL)
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_CACHE_BACKEND = "django-cache"
