@@ -70,7 +70,8 @@ def main() -> int:
 
     every_minute, _ = CrontabSchedule.objects.get_or_create(minute="*", hour="*", timezone="UTC")
     PeriodicTask.objects.update_or_create(
-        name="soak probe", defaults={"task": PROBE_TASK, "crontab": every_minute, "args": '["beat"]'}
+        name="soak probe",
+        defaults={"task": PROBE_TASK, "crontab": every_minute, "args": '["beat"]'},
     )
 
     port = free_port()

@@ -51,11 +51,13 @@ class AtomicFilesystemChannel(filesystem.Channel):
 
     @property
     def tmp_folder(self) -> Path:
-        return Path(self.transport_options.get("tmp_folder", Path(self.data_folder_out).parent / "tmp"))
+        default = Path(self.data_folder_out).parent / "tmp"
+        return Path(self.transport_options.get("tmp_folder", default))
 
     @property
     def bad_folder(self) -> Path:
-        return Path(self.transport_options.get("bad_folder", Path(self.data_folder_in).parent / "bad"))
+        default = Path(self.data_folder_in).parent / "bad"
+        return Path(self.transport_options.get("bad_folder", default))
 
     @property
     def claim_folder(self) -> Path:
@@ -67,23 +69,24 @@ class AtomicFilesystemChannel(filesystem.Channel):
 
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         # Same name scheme as kombu (sortable by time, then the queue after the first dot).
-        name = f"{int(round(time.monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         self.tmp_folder.mkdir(parents=True, exist_ok=True)
         staged = self.tmp_folder / name
         try:
-            write_atomically(staged, Path(self.data_folder_out) / name, str_to_bytes(dumps(payload)))
+            data = str_to_bytes(dumps(payload))
+            write_atomically(staged, Path(self.data_folder_out) / name, data)
         except OSError as exc:
             raise ChannelError(f"Cannot add message {name!r} to the broker folder: {exc}") from exc
 
     def _get(self, queue: str) -> Any:
         wanted = f"{queue}.msg"
         folder = Path(self.data_folder_in)
-        for name in sorted(os.listdir(folder)):
+        for name in sorted(entry.name for entry in folder.iterdir()):
             if name.partition(".")[2] != wanted:
                 continue
             claimed = self.claim_folder / name
             try:
-                os.replace(folder / name, claimed)
+                (folder / name).replace(claimed)
             except OSError:
                 continue  # another consumer claimed it first
             payload = self._read_claimed(claimed)
@@ -109,7 +112,7 @@ class AtomicFilesystemChannel(filesystem.Channel):
             return payload
         self.bad_folder.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(path, self.bad_folder / path.name)
+            path.replace(self.bad_folder / path.name)
         except OSError as exc:
             log.error("broker: cannot move unreadable message %s aside: %s", path.name, exc)
             return None
@@ -153,7 +156,8 @@ class AtomicFilesystemChannel(filesystem.Channel):
         with os.fdopen(fd, "rb+", buffering=0) as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             raw = handle.read()
-            queues = [filesystem.exchange_queue_t(*q) for q in loads(bytes_to_str(raw))] if raw.strip() else []
+            table = loads(bytes_to_str(raw)) if raw.strip() else []
+            queues = [filesystem.exchange_queue_t(*q) for q in table]
             if entry in queues:
                 return
             queues.insert(0, entry)
@@ -173,7 +177,7 @@ def write_atomically(staged: Path, final: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(staged, final)
+    staged.replace(final)
 
 
 def folder_options(folder: Path) -> dict[str, Any]:

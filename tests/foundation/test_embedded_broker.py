@@ -94,9 +94,7 @@ def test_an_unreadable_message_is_set_aside_and_the_next_one_delivered(
     assert "stayed unreadable" in caplog.text
 
 
-def test_the_broker_writes_nothing_into_the_working_directory(
-    tmp_path: Path, monkeypatch
-) -> None:
+def test_the_broker_writes_nothing_into_the_working_directory(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     # Its own queue name: kombu remembers bindings per process, not per folder.
     queue = Queue("cwd", Exchange("cwd", type="direct"), routing_key="cwd")
