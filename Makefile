@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean-demo
 
-$(STAMP): requirements/base.txt requirements/engine.txt requirements/training.txt requirements/dev.txt
+$(STAMP): requirements/base.txt requirements/engine.txt requirements/training.txt requirements/production.txt requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/dev.txt

@@ -61,19 +61,23 @@ def sqlite_database(path: Path) -> dict[str, Any]:
 def broker_transport_options(broker_url: str, *, folder: Path) -> dict[str, Any]:
     url = _checked_url("CELERY_BROKER_URL", broker_url, SUPPORTED_BROKER_SCHEMES)
     if url.scheme == "filesystem":
-        for sub in ("queue", "processed"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        return {
-            "data_folder_in": str(folder / "queue"),
-            "data_folder_out": str(folder / "queue"),
-            "processed_folder": str(folder / "processed"),
-            "store_processed": False,
-        }
+        from tradebot.broker import folder_options
+
+        return folder_options(folder)
     if url.scheme in {"redis", "rediss"}:
         from tradebot.queues import broker_visibility_timeout
 
         return {"visibility_timeout": broker_visibility_timeout()}
     return {}
+
+
+def broker_transport(broker_url: str) -> str | None:
+    """The transport class for a broker URL: the atomic filesystem one for ``filesystem://``."""
+    if urlsplit(broker_url).scheme == "filesystem":
+        from tradebot.broker import TRANSPORT_PATH
+
+        return TRANSPORT_PATH
+    return None
 
 
 def require_production_safety(

@@ -13,6 +13,7 @@ from pathlib import Path
 import environ
 
 from tradebot.config import (
+    broker_transport,
     broker_transport_options,
     database_from_env,
     require_production_safety,
@@ -56,6 +57,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from gunicorn itself with DEBUG=False (right after SecurityMiddleware,
+    # as WhiteNoise requires): hashed names, gzip/brotli, far-future cache headers.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -105,7 +109,19 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# Where `collectstatic` writes and WhiteNoise serves from (e.g. /var/lib/tradebot/static).
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # In production the hashed, compressed copies made by collectstatic; a missing
+    # file is an error at collectstatic time, not a broken page later. In development
+    # the plain storage, so runserver works without collectstatic.
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if IS_PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "artifacts")))
 # Market data store used by the engine (Parquet files); see engine/data.
@@ -153,6 +169,8 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(
     CELERY_BROKER_URL, folder=VAR_DIR / "celery-broker"
 )
+# filesystem:// runs on tradebot.broker's transport (atomic writes, reads that never crash).
+CELERY_BROKER_TRANSPORT = broker_transport(CELERY_BROKER_URL)
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_CACHE_BACKEND = "django-cache"
