@@ -69,8 +69,11 @@ def test_a_worker_killed_between_result_and_version_move_converges(
     url = database_url_for_subprocesses().replace("postgres://", "postgresql://", 1)
     with psycopg.connect(url, autocommit=True) as watcher, psycopg.connect(url) as holder:
         # Hold the version's row: the worker records the passed run, then waits to move it.
+        # NO KEY UPDATE still lets runs reference the version (their FK check), while it
+        # blocks the lifecycle's SELECT ... FOR UPDATE.
         holder.execute(
-            "SELECT id FROM models_registry_modelversion WHERE id = %s FOR UPDATE", [version.pk]
+            "SELECT id FROM models_registry_modelversion WHERE id = %s FOR NO KEY UPDATE",
+            [version.pk],
         )
         run = runs.validation_run_request(model_version=version, requested_by=None)
         wait_for(
