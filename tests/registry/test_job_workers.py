@@ -10,6 +10,9 @@ Reconcile then ends the run (audited); a redelivery of the same task does nothin
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +25,7 @@ from models_registry.models import AuditEvent, ModelState, ModelVersion, RunStat
 from models_registry.services import jobs, runs
 from models_registry.services.audit import verify_audit_chain
 from models_registry.tasks.backtest import run_validation
-from tests.conftest import database_url_for_subprocesses
+from tests.conftest import PROJECT_ROOT, database_url_for_subprocesses
 from tests.registry.conftest import requires_postgresql
 from tests.registry_commands.test_run_backtest import (  # noqa: F401 -- fixtures
     GENEROUS_GATES,
@@ -111,3 +114,37 @@ def test_a_worker_killed_between_result_and_version_move_converges(
     nothing_stuck = ValidationRun.objects.filter(status__in=["queued", "running"])
     assert not nothing_stuck.exists()
     assert verify_audit_chain().ok
+
+
+def test_a_run_requested_while_the_broker_is_down_is_not_left_queued(
+    version_factory: Any, tmp_path: Path
+) -> None:
+    """A real process whose broker (a Redis port nobody listens on) refuses the task."""
+    target = version_factory()
+    script = (
+        "from models_registry.models import ModelVersion\n"
+        "from models_registry.services import runs\n"
+        f"runs.validation_run_request(model_version=ModelVersion.objects.get(pk={target.pk}),"
+        " requested_by=None)\n"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_subprocesses(),
+        "CELERY_BROKER_URL": "redis://127.0.0.1:9/0",  # discard port: refused at once
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = ValidationRun.objects.get(model_version=target)
+    assert run.status == RunStatus.ERROR, (run.status, done.stderr[-2000:])
+    assert "could not queue its task" in run.error
+    assert AuditEvent.objects.filter(
+        event_type="validation_run_error", object_id=str(run.pk)
+    ).exists()
+    assert ModelVersion.objects.get(pk=target.pk).state == ModelState.TRAINED
