@@ -421,6 +421,19 @@ class DeploymentTargetAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    # Targets are audited configuration: every save goes through services/targets.py.
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        from models_registry.services import targets
+
+        targets.target_save(target=obj, actor=request.user)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        from models_registry.services import targets
+
+        for host in formset.save(commit=False):
+            targets.host_save(host=host, actor=request.user)
+        formset.save_m2m()
+
 
 @admin.register(Deployment)
 class DeploymentAdmin(ReadOnlyAdmin):

@@ -615,3 +615,50 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise DeletionRefused("Audit events are append-only: no delete.")
+
+
+class TargetChange(models.Model):
+    """A proposed change to a production target or its hosts: applied only once a second
+    person with the deployer permission confirms it (the same four-eyes rule as approvals)."""
+
+    STATUS_PENDING = "pending"
+    STATUS_APPLIED = "applied"
+
+    target = models.ForeignKey(DeploymentTarget, on_delete=models.PROTECT, related_name="changes")
+    host = models.ForeignKey(
+        DeploymentHost, null=True, blank=True, on_delete=models.PROTECT, related_name="changes"
+    )
+    kind = models.CharField(
+        max_length=20, choices=[("target", "Target settings"), ("host", "Host")]
+    )
+    values = models.JSONField(help_text="Field -> new value.")
+    status = models.CharField(
+        max_length=20,
+        choices=[(STATUS_PENDING, "Pending confirmation"), (STATUS_APPLIED, "Applied")],
+        default=STATUS_PENDING,
+    )
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    proposed_at = models.DateTimeField(auto_now_add=True)
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NoDeleteQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["-proposed_at", "-id"]
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(confirmed_by__isnull=True) | ~Q(confirmed_by=models.F("proposed_by")),
+                name="target_change_confirmed_by_a_second_person",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"change #{self.pk} of {self.target.name} ({self.status})"
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise DeletionRefused("Target changes are never deleted.")

@@ -309,7 +309,7 @@ def test_busy_target_and_suspended_approval_are_refused(
 
     for claim in (False, True):  # refused while queued, then while running
         if claim:
-            assert deployments.deployment_claim(running.pk, task_id="t1") is not None
+            assert deployments.deployment_claim(running.pk, task_id=running.task_id) is not None
         with pytest.raises(
             deployments.DeploymentRefused, match=rf"busy with deployment #{running.pk}"
         ):
@@ -380,8 +380,10 @@ def test_deployment_window_refuses_forces_and_schedules(
     with django_capture_on_commit_callbacks() as queued_tasks:
         started = deployments.start_due_deployments(now=opens + timedelta(minutes=1))
     assert started == [scheduled.pk]
-    assert len(queued_tasks) == 1
+    # one deploy task queued (the others on commit are the audit event's webhook)
+    assert sum("start_due_deployments" in cb.__qualname__ for cb in queued_tasks) == 1
     assert fresh(scheduled).status == DeploymentStatus.QUEUED
+    assert audit_data(scheduled, "deployment_window_opened")["new_status"] == "queued"
 
     # run it as the worker does (the task the callback would have sent)
     assert run_deployment(scheduled.pk)["status"] == "succeeded", describe(fresh(scheduled))

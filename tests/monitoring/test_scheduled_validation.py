@@ -127,7 +127,8 @@ def test_failing_run_degrades_suspends_mails_blocks_deploys_and_recovery_keeps_i
     assert event.data["validation_run"] == failed.pk
     assert event.data["suspended_approval"] == approval.pk
     assert len(mail.outbox) == 1
-    assert mail.outbox[0].to == [people.approver.email]
+    # approvers decide on the approval, deployers are the ones who can roll back
+    assert sorted(mail.outbox[0].to) == sorted([people.approver.email, people.deployer.email])
     assert "degraded" in mail.outbox[0].subject and f"#{failed.pk}" in mail.outbox[0].body
     with pytest.raises(lifecycle.GateFailed, match="suspended"):
         deployments.deployment_request(

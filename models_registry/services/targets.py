@@ -1,0 +1,216 @@
+"""Deployment targets and hosts are audited configuration.
+
+Every create or edit goes through ``target_save`` / ``host_save``: the row is locked,
+the old and new values are written into one audit event, in one transaction. A
+host (address, port and install root, as the target resolves them) belongs to one
+target only, so a "staging" target can never point at a production host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Model
+from django.utils import timezone
+
+from models_registry.models import (
+    DeploymentHost,
+    DeploymentTarget,
+    Environment,
+    RegistryError,
+    TargetChange,
+)
+from models_registry.services.audit import audit_event_record
+
+_NOT_AUDITED = {"id", "created_at"}
+DEPLOY_PERMISSION = "models_registry.deploy_modelversion"
+# What decides which machines a production deploy touches and what runs there as root.
+GUARDED_TARGET_FIELDS = frozenset(
+    {
+        "environment", "is_local", "ssh_user", "ssh_port", "ssh_key_path", "known_hosts",
+        "install_root", "model_dir", "upload_dir", "service_name", "restart_command",
+        "log_command", "status_file", "check_command",
+    }
+)  # fmt: skip
+GUARDED_HOST_FIELDS = frozenset(
+    {"target_id", "hostname", "port", "install_root", "upload_dir", "enabled"}
+)
+
+
+class TargetChangeRefused(RegistryError):
+    """The change would make a host serve two targets; the message names both."""
+
+
+def config_values(obj: Model) -> dict[str, Any]:
+    return {
+        f.attname: getattr(obj, f.attname)
+        for f in obj._meta.concrete_fields
+        if f.attname not in _NOT_AUDITED
+    }
+
+
+def target_save(*, target: DeploymentTarget, actor: AbstractBaseUser | None) -> DeploymentTarget:
+    """Create or edit a target; one audit event with the old and new values."""
+    with transaction.atomic():
+        old = _locked_values(target)
+        if old is not None and old["environment"] == Environment.PRODUCTION:
+            _refuse_unconfirmed(target, old, GUARDED_TARGET_FIELDS)
+        target.save()
+        for host in target.hosts.select_for_update():
+            _refuse_shared_host(host)
+        _record(target, actor, old, "deployment_target")
+    return target
+
+
+def host_save(*, host: DeploymentHost, actor: AbstractBaseUser | None) -> DeploymentHost:
+    """Create or edit a host of a target, refusing one another target already uses."""
+    with transaction.atomic():
+        old = _locked_values(host)
+        was_production = old is not None and (
+            DeploymentTarget.objects.get(pk=old["target_id"]).environment == Environment.PRODUCTION
+        )
+        if was_production or host.target.environment == Environment.PRODUCTION:
+            _refuse_unconfirmed(host, old, GUARDED_HOST_FIELDS)
+        _refuse_shared_host(host)
+        host.save()
+        _record(host, actor, old, "deployment_host", target=host.target.name)
+    return host
+
+
+def host_identity(host: DeploymentHost) -> tuple[str, int, str]:
+    """Address, port and install root as a deploy to this host would resolve them."""
+    target = host.target
+    return (
+        host.hostname.strip().lower(),
+        host.port or target.ssh_port,
+        (host.install_root or target.install_root).rstrip("/"),
+    )
+
+
+def _refuse_shared_host(host: DeploymentHost) -> None:
+    mine = host_identity(host)
+    others = DeploymentHost.objects.exclude(target_id=host.target_id).select_related("target")
+    for other in others.filter(hostname__iexact=host.hostname.strip()):
+        if host_identity(other) == mine:
+            raise TargetChangeRefused(
+                f"host {mine[0]}:{mine[1]} {mine[2]} already belongs to target "
+                f"{other.target.name} ({other.target.environment}); a host serves one target."
+            )
+
+
+def _locked_values(obj: Model) -> dict[str, Any] | None:
+    if obj.pk is None:
+        return None
+    locked = type(obj).objects.select_for_update().filter(pk=obj.pk).first()
+    return config_values(locked) if locked is not None else None
+
+
+def _record(
+    obj: Model, actor: AbstractBaseUser | None, old: dict[str, Any] | None, kind: str, **extra: Any
+) -> None:
+    new = config_values(obj)
+    changed = sorted(k for k in new if old is None or old.get(k) != new[k])
+    audit_event_record(
+        event_type=f"{kind}_{'created' if old is None else 'changed'}",
+        actor=actor,
+        obj=obj,
+        data={"old": old, "new": new, "changed": changed, **extra},
+    )
+
+
+def _refuse_unconfirmed(obj: Model, old: dict[str, Any] | None, guarded: frozenset[str]) -> None:
+    new = config_values(obj)
+    touched = sorted(k for k in guarded if old is None or old.get(k) != new.get(k))
+    if touched:
+        raise TargetChangeRefused(
+            f"{obj}: {', '.join(touched)} of a production target change only when a second "
+            "deployer confirms it: propose the change (target_change_propose)."
+        )
+
+
+# --- four eyes on production targets -----------------------------------------------------
+
+
+def target_change_propose(
+    *,
+    target: DeploymentTarget,
+    proposed_by: AbstractBaseUser,
+    values: dict[str, Any],
+    host: DeploymentHost | None = None,
+    new_host: bool = False,
+) -> TargetChange:
+    """Record a pending change of a production target's settings or of one of its hosts."""
+    _require_deployer(proposed_by, "propose a production target change")
+    kind = "host" if host is not None or new_host else "target"
+    allowed = GUARDED_HOST_FIELDS if kind == "host" else GUARDED_TARGET_FIELDS
+    unknown = sorted(set(values) - allowed - _UNGUARDED_OK[kind])
+    if unknown or not values:
+        raise TargetChangeRefused(f"cannot propose {kind} fields {unknown or 'none'}.")
+    with transaction.atomic():
+        change = TargetChange.objects.create(
+            target=target, host=host, kind=kind, values=values, proposed_by=proposed_by
+        )
+        audit_event_record(
+            event_type="deployment_target_change_proposed",
+            actor=proposed_by,
+            obj=change,
+            data={"target": target.name, "host": host.pk if host else None, "values": values},
+        )
+    return change
+
+
+_UNGUARDED_OK = {"target": frozenset({"allowed_hours", "parallelism"}), "host": frozenset()}
+
+
+def target_change_confirm(*, change: TargetChange, confirmed_by: AbstractBaseUser) -> TargetChange:
+    """A second deployer confirms: the change is applied with one audit event (old and new)."""
+    _require_deployer(confirmed_by, "confirm a production target change")
+    with transaction.atomic():
+        locked = TargetChange.objects.select_for_update().get(pk=change.pk)
+        if locked.status != TargetChange.STATUS_PENDING:
+            raise TargetChangeRefused(f"{locked} is {locked.status}; it cannot be applied again.")
+        if locked.proposed_by_id == confirmed_by.pk:
+            raise TargetChangeRefused(
+                f"{confirmed_by.get_username()} proposed {locked}; a second person confirms it."
+            )
+        subject = _change_subject(locked)
+        old = config_values(subject) if subject.pk else None
+        for name, value in locked.values.items():
+            setattr(subject, name, value)
+        if isinstance(subject, DeploymentHost):
+            _refuse_shared_host(subject)
+        subject.save()
+        locked.status = TargetChange.STATUS_APPLIED
+        locked.confirmed_by = confirmed_by
+        locked.confirmed_at = timezone.now()
+        locked.save(update_fields=["status", "confirmed_by", "confirmed_at"])
+        new = config_values(subject)
+        audit_event_record(
+            event_type="deployment_target_change_applied",
+            actor=confirmed_by,
+            obj=locked,
+            data={
+                "target": locked.target.name,
+                "subject": f"{type(subject).__name__} {subject.pk}",
+                "proposed_by": locked.proposed_by.get_username(),
+                "old": old,
+                "new": new,
+                "changed": sorted(k for k in new if old is None or old.get(k) != new[k]),
+            },
+        )
+    return locked
+
+
+def _change_subject(change: TargetChange) -> Model:
+    if change.kind == "target":
+        return DeploymentTarget.objects.select_for_update().get(pk=change.target_id)
+    if change.host_id is not None:
+        return DeploymentHost.objects.select_for_update().get(pk=change.host_id)
+    return DeploymentHost(target=change.target)
+
+
+def _require_deployer(user: AbstractBaseUser, what: str) -> None:
+    if not user.has_perm(DEPLOY_PERMISSION):
+        raise TargetChangeRefused(f"{user.get_username()} may not {what}: needs the deployer role.")
