@@ -150,18 +150,20 @@ def anchor_text() -> str | None:
     return anchor_line(anchor, audit_hmac_key()) if anchor else None
 
 
-_pending = threading.local()
+_last_anchored = threading.local()
 
 
 def _anchor_on_commit() -> None:
-    """Anchor once per committing transaction that wrote events, however many it wrote."""
-    if getattr(_pending, "registered", False):
-        return
-    _pending.registered = True
+    """After the transaction commits, anchor its head once, however many events it wrote
+    (each event registers a callback; the ones after the first find the head anchored).
+    A rolled-back transaction runs none of them."""
 
     def anchor() -> None:
-        _pending.registered = False
-        anchor_append()
+        head = chain_head()
+        if head is None or getattr(_last_anchored, "head", None) == head:
+            return
+        anchor_append(head)
+        _last_anchored.head = head
 
     transaction.on_commit(anchor)
 
