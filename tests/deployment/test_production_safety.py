@@ -125,10 +125,13 @@ def test_guide_manual_rollback_serves_the_backup(host_factory, make_target, mode
     v1, v2 = models.make(1), models.make(2)
     host = host_factory(v1)
     target = make_target([host])
-    outcome = deploy(target, v2, "dep-forward")
+    head = '{"last_id":7,"row_hash":"' + "ab" * 32 + '"}'
+    outcome = deploy(target, v2, "dep-forward", audit_anchor=head)
     assert outcome.status == "succeeded", describe(outcome)
     names = model_filenames(MODEL_NAME)
     assert (host.model_dir / (names.metadata + ".backup")).is_file()
+    # the registry's audit chain head, kept on the host at each deploy
+    assert (host.root / "audit-anchor.json").read_text() == head + "\n"
 
     # the guide: cp src/ml/btcusdt_sentiment.onnx.backup src/ml/btcusdt_sentiment.onnx
     subprocess.run(
