@@ -234,7 +234,19 @@ def compute_row_hash(
     key = audit_hmac_key() if key is _CONFIGURED else key
     if key is None:
         return hashlib.sha256(payload).hexdigest()
-    return hmac.new(key, payload, "sha256").hexdigest()
+    mac = _keyed_hmac(key).copy()  # the keyed pads are hashed once, not per row
+    mac.update(payload)
+    return mac.hexdigest()
+
+
+_HMAC_BASES: dict[bytes, hmac.HMAC] = {}
+
+
+def _keyed_hmac(key: bytes) -> hmac.HMAC:
+    base = _HMAC_BASES.get(key)
+    if base is None:
+        base = _HMAC_BASES[key] = hmac.new(key, digestmod="sha256")
+    return base
 
 
 def audit_event_record(
