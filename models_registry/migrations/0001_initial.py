@@ -6,6 +6,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -14,650 +15,235 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="DeploymentTarget",
+            name='DeploymentTarget',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("name", models.CharField(max_length=100, unique=True)),
-                (
-                    "environment",
-                    models.CharField(
-                        choices=[("staging", "Staging"), ("production", "Production")],
-                        max_length=20,
-                    ),
-                ),
-                (
-                    "is_local",
-                    models.BooleanField(
-                        default=False,
-                        help_text="Same steps on this machine through a local context, no SSH.",
-                    ),
-                ),
-                ("ssh_user", models.CharField(default="deploy", max_length=100)),
-                ("ssh_port", models.PositiveIntegerField(default=22)),
-                ("ssh_key_path", models.CharField(blank=True, max_length=500)),
-                (
-                    "known_hosts",
-                    models.TextField(
-                        blank=True,
-                        help_text="Pinned host keys (known_hosts format). Unknown keys are refused.",
-                    ),
-                ),
-                ("install_root", models.CharField(default="/opt/ai-trading-bot", max_length=300)),
-                ("model_dir", models.CharField(default="src/ml", max_length=200)),
-                (
-                    "upload_dir",
-                    models.CharField(default="/tmp/ai-trading-bot-staging", max_length=300),
-                ),
-                ("service_name", models.CharField(default="ai-trading-bot", max_length=100)),
-                (
-                    "restart_command",
-                    models.CharField(default="sudo systemctl restart {service}", max_length=500),
-                ),
-                (
-                    "log_command",
-                    models.CharField(
-                        default="sudo journalctl -u {service} --since '{since}' --no-pager",
-                        max_length=500,
-                    ),
-                ),
-                (
-                    "status_file",
-                    models.CharField(
-                        blank=True, help_text="Default: {root}/var/status.json", max_length=300
-                    ),
-                ),
-                ("check_command", models.CharField(blank=True, max_length=500)),
-                ("health_timeout_seconds", models.PositiveIntegerField(default=60)),
-                ("command_timeout_seconds", models.PositiveIntegerField(default=60)),
-                ("keep_versions", models.PositiveIntegerField(default=3)),
-                ("parallelism", models.PositiveIntegerField(default=4)),
-                (
-                    "allowed_hours",
-                    models.CharField(
-                        blank=True,
-                        help_text="Deployment windows in UTC, e.g. 'mon-fri 02:00-05:00; sat,sun 00:00-24:00'. Empty: any time.",
-                        max_length=200,
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=100, unique=True)),
+                ('environment', models.CharField(choices=[('staging', 'Staging'), ('production', 'Production')], max_length=20)),
+                ('is_local', models.BooleanField(default=False, help_text='Same steps on this machine through a local context, no SSH.')),
+                ('ssh_user', models.CharField(default='deploy', max_length=100)),
+                ('ssh_port', models.PositiveIntegerField(default=22)),
+                ('ssh_key_path', models.CharField(blank=True, max_length=500)),
+                ('known_hosts', models.TextField(blank=True, help_text='Pinned host keys (known_hosts format). Unknown keys are refused.')),
+                ('install_root', models.CharField(default='/opt/ai-trading-bot', max_length=300)),
+                ('model_dir', models.CharField(default='src/ml', max_length=200)),
+                ('upload_dir', models.CharField(default='/tmp/ai-trading-bot-staging', max_length=300)),
+                ('service_name', models.CharField(default='ai-trading-bot', max_length=100)),
+                ('restart_command', models.CharField(default='sudo systemctl restart {service}', max_length=500)),
+                ('log_command', models.CharField(default="sudo journalctl -u {service} --since '{since}' --no-pager", max_length=500)),
+                ('status_file', models.CharField(blank=True, help_text='Default: {root}/var/status.json', max_length=300)),
+                ('check_command', models.CharField(blank=True, max_length=500)),
+                ('health_timeout_seconds', models.PositiveIntegerField(default=60)),
+                ('command_timeout_seconds', models.PositiveIntegerField(default=60)),
+                ('keep_versions', models.PositiveIntegerField(default=3)),
+                ('parallelism', models.PositiveIntegerField(default=4)),
+                ('allowed_hours', models.CharField(blank=True, help_text="Deployment windows in UTC, e.g. 'mon-fri 02:00-05:00; sat,sun 00:00-24:00'. Empty: any time.", max_length=200)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                "ordering": ["environment", "name"],
+                'ordering': ['environment', 'name'],
             },
         ),
         migrations.CreateModel(
-            name="Approval",
+            name='Approval',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "decision",
-                    models.CharField(
-                        choices=[("approved", "Approved"), ("rejected", "Rejected")], max_length=20
-                    ),
-                ),
-                ("decided_at", models.DateTimeField(auto_now_add=True)),
-                ("comment", models.TextField()),
-                (
-                    "sha256",
-                    models.CharField(
-                        help_text="The ONNX sha256 this decision covers.", max_length=64
-                    ),
-                ),
-                (
-                    "decided_by",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "requested_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('decision', models.CharField(choices=[('approved', 'Approved'), ('rejected', 'Rejected')], max_length=20)),
+                ('decided_at', models.DateTimeField(auto_now_add=True)),
+                ('comment', models.TextField()),
+                ('sha256', models.CharField(help_text='The ONNX sha256 this decision covers.', max_length=64)),
+                ('decided_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-decided_at", "-id"],
+                'ordering': ['-decided_at', '-id'],
             },
         ),
         migrations.CreateModel(
-            name="ModelVersion",
+            name='ModelVersion',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("name", models.CharField(help_text="e.g. btcusdt_sentiment", max_length=100)),
-                ("version", models.PositiveIntegerField()),
-                ("symbol", models.CharField(max_length=20)),
-                ("interval", models.CharField(default="1h", max_length=8)),
-                ("kind", models.CharField(help_text="sentiment or price", max_length=20)),
-                (
-                    "state",
-                    models.CharField(
-                        choices=[
-                            ("trained", "Trained"),
-                            ("validated", "Validated"),
-                            ("paper_tested", "Paper tested"),
-                            ("staged", "Staged"),
-                            ("approved", "Approved"),
-                            ("in_production", "In production"),
-                            ("retired", "Retired"),
-                            ("rejected", "Rejected"),
-                        ],
-                        db_index=True,
-                        default="trained",
-                        max_length=20,
-                    ),
-                ),
-                (
-                    "source",
-                    models.CharField(
-                        choices=[
-                            ("trained", "Trained here"),
-                            ("registered", "Registered from elsewhere"),
-                        ],
-                        default="trained",
-                        max_length=20,
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
-                (
-                    "artifact_dir",
-                    models.CharField(help_text="Relative to the artifact store.", max_length=500),
-                ),
-                ("onnx_file", models.CharField(max_length=200)),
-                ("onnx_sha256", models.CharField(db_index=True, max_length=64)),
-                ("metadata_file", models.CharField(max_length=200)),
-                ("metadata_sha256", models.CharField(max_length=64)),
-                ("plot_file", models.CharField(blank=True, max_length=200)),
-                ("plot_sha256", models.CharField(blank=True, max_length=64)),
-                ("metadata", models.JSONField(default=dict)),
-                ("metrics", models.JSONField(blank=True, default=dict)),
-                ("data_start", models.DateTimeField(blank=True, null=True)),
-                ("data_end", models.DateTimeField(blank=True, null=True)),
-                ("data_content_hash", models.CharField(blank=True, max_length=64)),
-                ("out_of_sample_from", models.DateTimeField(blank=True, null=True)),
-                (
-                    "allow_short_history",
-                    models.BooleanField(
-                        default=False,
-                        help_text="Trained on less history than the guide asks: never passes a gate.",
-                    ),
-                ),
-                (
-                    "origin_key",
-                    models.CharField(
-                        blank=True,
-                        help_text="Idempotency key (training task id) so a redelivered task makes one version.",
-                        max_length=200,
-                        null=True,
-                        unique=True,
-                    ),
-                ),
-                ("approval_requested_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "health",
-                    models.CharField(
-                        choices=[
-                            ("unknown", "Not yet re-validated"),
-                            ("healthy", "Healthy"),
-                            ("degraded", "Degraded"),
-                            ("recovered", "Recovered"),
-                        ],
-                        default="unknown",
-                        max_length=20,
-                    ),
-                ),
-                ("health_changed_at", models.DateTimeField(blank=True, null=True)),
-                ("last_scheduled_window_end", models.DateTimeField(blank=True, null=True)),
-                (
-                    "approval_requested_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        help_text="Who trained or registered this version.",
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(help_text='e.g. btcusdt_sentiment', max_length=100)),
+                ('version', models.PositiveIntegerField()),
+                ('symbol', models.CharField(max_length=20)),
+                ('interval', models.CharField(default='1h', max_length=8)),
+                ('kind', models.CharField(help_text='sentiment or price', max_length=20)),
+                ('state', models.CharField(choices=[('trained', 'Trained'), ('validated', 'Validated'), ('paper_tested', 'Paper tested'), ('staged', 'Staged'), ('approved', 'Approved'), ('in_production', 'In production'), ('retired', 'Retired'), ('rejected', 'Rejected')], db_index=True, default='trained', max_length=20)),
+                ('source', models.CharField(choices=[('trained', 'Trained here'), ('registered', 'Registered from elsewhere')], default='trained', max_length=20)),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ('artifact_dir', models.CharField(help_text='Relative to the artifact store.', max_length=500)),
+                ('onnx_file', models.CharField(max_length=200)),
+                ('onnx_sha256', models.CharField(db_index=True, max_length=64)),
+                ('metadata_file', models.CharField(max_length=200)),
+                ('metadata_sha256', models.CharField(max_length=64)),
+                ('plot_file', models.CharField(blank=True, max_length=200)),
+                ('plot_sha256', models.CharField(blank=True, max_length=64)),
+                ('metadata', models.JSONField(default=dict)),
+                ('metrics', models.JSONField(blank=True, default=dict)),
+                ('data_start', models.DateTimeField(blank=True, null=True)),
+                ('data_end', models.DateTimeField(blank=True, null=True)),
+                ('data_content_hash', models.CharField(blank=True, max_length=64)),
+                ('out_of_sample_from', models.DateTimeField(blank=True, null=True)),
+                ('allow_short_history', models.BooleanField(default=False, help_text='Trained on less history than the guide asks: never passes a gate.')),
+                ('origin_key', models.CharField(blank=True, help_text='Idempotency key (training task id) so a redelivered task makes one version.', max_length=200, null=True, unique=True)),
+                ('approval_requested_at', models.DateTimeField(blank=True, null=True)),
+                ('health', models.CharField(choices=[('unknown', 'Not yet re-validated'), ('healthy', 'Healthy'), ('degraded', 'Degraded'), ('recovered', 'Recovered')], default='unknown', max_length=20)),
+                ('health_changed_at', models.DateTimeField(blank=True, null=True)),
+                ('last_scheduled_window_end', models.DateTimeField(blank=True, null=True)),
+                ('approval_requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('created_by', models.ForeignKey(blank=True, help_text='Who trained or registered this version.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-created_at", "-id"],
-                "permissions": [
-                    ("train_model", "Can start training"),
-                    ("validate_modelversion", "Can run validation backtests"),
-                    ("papertrade_modelversion", "Can run paper trading"),
-                    ("stage_modelversion", "Can deploy to staging"),
-                    ("approve_modelversion", "Can approve a version for production"),
-                    ("reject_modelversion", "Can reject a version"),
-                    ("deploy_modelversion", "Can deploy to production"),
-                    ("rollback_modelversion", "Can roll back production"),
-                    ("register_modelversion", "Can register a model trained elsewhere"),
-                    ("export_audit", "Can export audit records"),
-                ],
+                'ordering': ['-created_at', '-id'],
+                'permissions': [('train_model', 'Can start training'), ('validate_modelversion', 'Can run validation backtests'), ('papertrade_modelversion', 'Can run paper trading'), ('stage_modelversion', 'Can deploy to staging'), ('approve_modelversion', 'Can approve a version for production'), ('reject_modelversion', 'Can reject a version'), ('deploy_modelversion', 'Can deploy to production'), ('rollback_modelversion', 'Can roll back production'), ('register_modelversion', 'Can register a model trained elsewhere'), ('export_audit', 'Can export audit records')],
             },
         ),
         migrations.CreateModel(
-            name="Deployment",
+            name='Deployment',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "kind",
-                    models.CharField(
-                        choices=[("deploy", "Deploy"), ("rollback", "Rollback")],
-                        default="deploy",
-                        max_length=20,
-                    ),
-                ),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("scheduled", "Scheduled for the next window"),
-                            ("queued", "Queued"),
-                            ("running", "Running"),
-                            ("succeeded", "Succeeded"),
-                            ("failed", "Failed (host untouched)"),
-                            ("rolled_back", "Rolled back"),
-                            ("cancelled", "Cancelled"),
-                        ],
-                        db_index=True,
-                        default="queued",
-                        max_length=20,
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
-                ("scheduled_for", models.DateTimeField(blank=True, null=True)),
-                ("started_at", models.DateTimeField(blank=True, null=True)),
-                ("finished_at", models.DateTimeField(blank=True, null=True)),
-                ("forced_reason", models.TextField(blank=True)),
-                ("sha256", models.CharField(blank=True, max_length=64)),
-                ("steps", models.JSONField(blank=True, default=list)),
-                ("log_tail", models.TextField(blank=True)),
-                ("compatibility", models.JSONField(blank=True, default=dict)),
-                ("error", models.TextField(blank=True)),
-                ("task_id", models.CharField(blank=True, max_length=255)),
-                (
-                    "approval",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="deployments",
-                        to="models_registry.approval",
-                    ),
-                ),
-                (
-                    "requested_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "target",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="deployments",
-                        to="models_registry.deploymenttarget",
-                    ),
-                ),
-                (
-                    "model_version",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="deployments",
-                        to="models_registry.modelversion",
-                    ),
-                ),
-                (
-                    "previous_version",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to="models_registry.modelversion",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('kind', models.CharField(choices=[('deploy', 'Deploy'), ('rollback', 'Rollback')], default='deploy', max_length=20)),
+                ('status', models.CharField(choices=[('scheduled', 'Scheduled for the next window'), ('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed (host untouched)'), ('rolled_back', 'Rolled back'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=20)),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ('scheduled_for', models.DateTimeField(blank=True, null=True)),
+                ('started_at', models.DateTimeField(blank=True, null=True)),
+                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ('forced_reason', models.TextField(blank=True)),
+                ('sha256', models.CharField(blank=True, max_length=64)),
+                ('steps', models.JSONField(blank=True, default=list)),
+                ('log_tail', models.TextField(blank=True)),
+                ('compatibility', models.JSONField(blank=True, default=dict)),
+                ('error', models.TextField(blank=True)),
+                ('task_id', models.CharField(blank=True, max_length=255)),
+                ('approval', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='deployments', to='models_registry.approval')),
+                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('target', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deployments', to='models_registry.deploymenttarget')),
+                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deployments', to='models_registry.modelversion')),
+                ('previous_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='models_registry.modelversion')),
             ],
             options={
-                "ordering": ["-created_at", "-id"],
+                'ordering': ['-created_at', '-id'],
             },
         ),
         migrations.AddField(
-            model_name="approval",
-            name="model_version",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="approvals",
-                to="models_registry.modelversion",
-            ),
+            model_name='approval',
+            name='model_version',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='approvals', to='models_registry.modelversion'),
         ),
         migrations.CreateModel(
-            name="PaperTradingRun",
+            name='PaperTradingRun',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("queued", "Queued"),
-                            ("running", "Running"),
-                            ("passed", "Passed"),
-                            ("failed", "Failed gates"),
-                            ("error", "Error"),
-                        ],
-                        db_index=True,
-                        default="queued",
-                        max_length=20,
-                    ),
-                ),
-                ("mode", models.CharField(default="replay", max_length=20)),
-                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
-                ("finished_at", models.DateTimeField(blank=True, null=True)),
-                ("period_start", models.DateTimeField(blank=True, null=True)),
-                ("period_end", models.DateTimeField(blank=True, null=True)),
-                ("bars", models.PositiveIntegerField(default=0)),
-                ("trades", models.PositiveIntegerField(default=0)),
-                ("metrics", models.JSONField(blank=True, default=dict)),
-                ("divergence", models.JSONField(blank=True, default=dict)),
-                ("gate_results", models.JSONField(blank=True, default=list)),
-                ("passed", models.BooleanField(null=True)),
-                ("report_dir", models.CharField(blank=True, max_length=500)),
-                ("plot_file", models.CharField(blank=True, max_length=200)),
-                ("task_id", models.CharField(blank=True, db_index=True, max_length=255)),
-                ("error", models.TextField(blank=True)),
-                (
-                    "model_version",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="paper_runs",
-                        to="models_registry.modelversion",
-                    ),
-                ),
-                (
-                    "requested_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('passed', 'Passed'), ('failed', 'Failed gates'), ('error', 'Error')], db_index=True, default='queued', max_length=20)),
+                ('mode', models.CharField(default='replay', max_length=20)),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ('period_start', models.DateTimeField(blank=True, null=True)),
+                ('period_end', models.DateTimeField(blank=True, null=True)),
+                ('bars', models.PositiveIntegerField(default=0)),
+                ('trades', models.PositiveIntegerField(default=0)),
+                ('metrics', models.JSONField(blank=True, default=dict)),
+                ('divergence', models.JSONField(blank=True, default=dict)),
+                ('gate_results', models.JSONField(blank=True, default=list)),
+                ('passed', models.BooleanField(null=True)),
+                ('report_dir', models.CharField(blank=True, max_length=500)),
+                ('plot_file', models.CharField(blank=True, max_length=200)),
+                ('task_id', models.CharField(blank=True, db_index=True, max_length=255)),
+                ('error', models.TextField(blank=True)),
+                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='paper_runs', to='models_registry.modelversion')),
+                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-created_at", "-id"],
+                'ordering': ['-created_at', '-id'],
             },
         ),
         migrations.CreateModel(
-            name="ValidationRun",
+            name='ValidationRun',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "kind",
-                    models.CharField(
-                        choices=[
-                            ("backtest", "Out-of-sample backtest"),
-                            ("scheduled", "Scheduled re-validation"),
-                        ],
-                        default="backtest",
-                        max_length=20,
-                    ),
-                ),
-                ("strategy", models.CharField(default="ml_basic", max_length=50)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("queued", "Queued"),
-                            ("running", "Running"),
-                            ("passed", "Passed"),
-                            ("failed", "Failed gates"),
-                            ("error", "Error"),
-                        ],
-                        db_index=True,
-                        default="queued",
-                        max_length=20,
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
-                ("finished_at", models.DateTimeField(blank=True, null=True)),
-                ("window_start", models.DateTimeField(blank=True, null=True)),
-                ("window_end", models.DateTimeField(blank=True, null=True)),
-                ("data_content_hash", models.CharField(blank=True, max_length=64)),
-                ("in_sample", models.BooleanField(default=False)),
-                ("config", models.JSONField(blank=True, default=dict)),
-                ("metrics", models.JSONField(blank=True, default=dict)),
-                ("benchmark_metrics", models.JSONField(blank=True, default=dict)),
-                ("gate_results", models.JSONField(blank=True, default=list)),
-                ("drift", models.JSONField(blank=True, default=dict)),
-                ("passed", models.BooleanField(null=True)),
-                ("report_dir", models.CharField(blank=True, max_length=500)),
-                ("plot_file", models.CharField(blank=True, max_length=200)),
-                ("task_id", models.CharField(blank=True, db_index=True, max_length=255)),
-                (
-                    "scheduled_slot",
-                    models.CharField(
-                        blank=True,
-                        help_text="The beat slot (e.g. 2026-11-26) this scheduled run covers.",
-                        max_length=40,
-                        null=True,
-                    ),
-                ),
-                ("error", models.TextField(blank=True)),
-                (
-                    "model_version",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="validation_runs",
-                        to="models_registry.modelversion",
-                    ),
-                ),
-                (
-                    "requested_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('kind', models.CharField(choices=[('backtest', 'Out-of-sample backtest'), ('scheduled', 'Scheduled re-validation')], default='backtest', max_length=20)),
+                ('strategy', models.CharField(default='ml_basic', max_length=50)),
+                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('passed', 'Passed'), ('failed', 'Failed gates'), ('error', 'Error')], db_index=True, default='queued', max_length=20)),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ('window_start', models.DateTimeField(blank=True, null=True)),
+                ('window_end', models.DateTimeField(blank=True, null=True)),
+                ('data_content_hash', models.CharField(blank=True, max_length=64)),
+                ('in_sample', models.BooleanField(default=False)),
+                ('config', models.JSONField(blank=True, default=dict)),
+                ('metrics', models.JSONField(blank=True, default=dict)),
+                ('benchmark_metrics', models.JSONField(blank=True, default=dict)),
+                ('gate_results', models.JSONField(blank=True, default=list)),
+                ('drift', models.JSONField(blank=True, default=dict)),
+                ('passed', models.BooleanField(null=True)),
+                ('report_dir', models.CharField(blank=True, max_length=500)),
+                ('plot_file', models.CharField(blank=True, max_length=200)),
+                ('task_id', models.CharField(blank=True, db_index=True, max_length=255)),
+                ('scheduled_slot', models.CharField(blank=True, help_text='The beat slot (e.g. 2026-11-26) this scheduled run covers.', max_length=40, null=True)),
+                ('error', models.TextField(blank=True)),
+                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='validation_runs', to='models_registry.modelversion')),
+                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-created_at", "-id"],
+                'ordering': ['-created_at', '-id'],
             },
         ),
         migrations.CreateModel(
-            name="ApprovalSuspension",
+            name='ApprovalSuspension',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("reason", models.TextField()),
-                (
-                    "approval",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="suspensions",
-                        to="models_registry.approval",
-                    ),
-                ),
-                (
-                    "validation_run",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to="models_registry.validationrun",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('reason', models.TextField()),
+                ('approval', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='suspensions', to='models_registry.approval')),
+                ('validation_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='models_registry.validationrun')),
             ],
         ),
         migrations.CreateModel(
-            name="AuditEvent",
+            name='AuditEvent',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("event_time", models.DateTimeField(db_index=True)),
-                ("actor_repr", models.CharField(blank=True, max_length=150)),
-                ("event_type", models.CharField(db_index=True, max_length=60)),
-                ("object_type", models.CharField(blank=True, max_length=60)),
-                ("object_id", models.CharField(blank=True, db_index=True, max_length=60)),
-                ("object_repr", models.CharField(blank=True, max_length=200)),
-                ("data", models.JSONField(blank=True, default=dict)),
-                ("prev_hash", models.CharField(max_length=64, unique=True)),
-                ("row_hash", models.CharField(max_length=64, unique=True)),
-                (
-                    "actor",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('event_time', models.DateTimeField(db_index=True)),
+                ('actor_repr', models.CharField(blank=True, max_length=150)),
+                ('event_type', models.CharField(db_index=True, max_length=60)),
+                ('object_type', models.CharField(blank=True, max_length=60)),
+                ('object_id', models.CharField(blank=True, db_index=True, max_length=60)),
+                ('object_repr', models.CharField(blank=True, max_length=200)),
+                ('data', models.JSONField(blank=True, default=dict)),
+                ('prev_hash', models.CharField(max_length=64, unique=True)),
+                ('row_hash', models.CharField(max_length=64, unique=True)),
+                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-id"],
-                "indexes": [
-                    models.Index(
-                        fields=["object_type", "object_id"], name="models_regi_object__205d9e_idx"
-                    )
-                ],
+                'ordering': ['-id'],
+                'indexes': [models.Index(fields=['object_type', 'object_id'], name='models_regi_object__205d9e_idx')],
             },
         ),
         migrations.CreateModel(
-            name="DeploymentHost",
+            name='DeploymentHost',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("hostname", models.CharField(max_length=255)),
-                (
-                    "port",
-                    models.PositiveIntegerField(
-                        blank=True, help_text="Default: the target's", null=True
-                    ),
-                ),
-                ("enabled", models.BooleanField(default=True)),
-                (
-                    "install_root",
-                    models.CharField(
-                        blank=True,
-                        help_text="Overrides the target's install root on this host.",
-                        max_length=300,
-                    ),
-                ),
-                (
-                    "upload_dir",
-                    models.CharField(
-                        blank=True,
-                        help_text="Overrides the target's upload folder on this host.",
-                        max_length=300,
-                    ),
-                ),
-                (
-                    "target",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="hosts",
-                        to="models_registry.deploymenttarget",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('hostname', models.CharField(max_length=255)),
+                ('port', models.PositiveIntegerField(blank=True, help_text="Default: the target's", null=True)),
+                ('enabled', models.BooleanField(default=True)),
+                ('install_root', models.CharField(blank=True, help_text="Overrides the target's install root on this host.", max_length=300)),
+                ('upload_dir', models.CharField(blank=True, help_text="Overrides the target's upload folder on this host.", max_length=300)),
+                ('target', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='hosts', to='models_registry.deploymenttarget')),
             ],
             options={
-                "ordering": ["id"],
-                "constraints": [
-                    models.UniqueConstraint(
-                        fields=("target", "hostname", "port"), name="unique_host"
-                    )
-                ],
+                'ordering': ['id'],
+                'constraints': [models.UniqueConstraint(fields=('target', 'hostname', 'port'), name='unique_host')],
             },
         ),
         migrations.AddConstraint(
-            model_name="modelversion",
-            constraint=models.UniqueConstraint(
-                fields=("name", "version"), name="unique_version_per_name"
-            ),
+            model_name='modelversion',
+            constraint=models.UniqueConstraint(fields=('name', 'version'), name='unique_version_per_name'),
         ),
         migrations.AddConstraint(
-            model_name="deployment",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("status__in", ["queued", "running"])),
-                fields=("target",),
-                name="one_active_deployment_per_target",
-            ),
+            model_name='deployment',
+            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['queued', 'running'])), fields=('target',), name='one_active_deployment_per_target'),
         ),
         migrations.AddConstraint(
-            model_name="validationrun",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("scheduled_slot__isnull", False)),
-                fields=("model_version", "scheduled_slot"),
-                name="one_scheduled_run_per_slot",
-            ),
+            model_name='validationrun',
+            constraint=models.UniqueConstraint(condition=models.Q(('scheduled_slot__isnull', False)), fields=('model_version', 'scheduled_slot'), name='one_scheduled_run_per_slot'),
         ),
     ]

@@ -4,19 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("models_registry", "0003_audit_append_only_trigger"),
+        ('models_registry', '0003_audit_append_only_trigger'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="papertradingrun",
-            name="config",
+            model_name='papertradingrun',
+            name='config',
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name="papertradingrun",
-            name="data_content_hash",
+            model_name='papertradingrun',
+            name='data_content_hash',
             field=models.CharField(blank=True, max_length=64),
         ),
     ]
