@@ -321,6 +321,8 @@ class OperationContext:
     connect: Connect
     prepare: Callable[[OperationContext, HostRun], Sources]
     needed_bytes: int = 0
+    # The registry's audit chain head, written to every host at cleanup.
+    audit_anchor: str | None = None
 
     def step(self, step: str, run: HostRun, action: Callable[[], T], **kwargs: Any) -> T:
         return self.recorder.run(step, run.label, action, **kwargs)
@@ -637,6 +639,7 @@ def clean_host(op: OperationContext, run: HostRun, *, keep_new: str | None) -> N
             keep_versions=op.target.keep_versions,
             protect={sha for sha in (keep_new, run.previous_sha256) if sha},
             timeout=op.target.command_timeout,
+            audit_anchor=op.audit_anchor,
         )
 
     # Leftovers in the upload folder do not change what the host serves: recorded, not fatal.
@@ -810,8 +813,10 @@ def deploy(
     *,
     connect: Connect = open_connection,
     operation: OperationKind = "deploy",
+    audit_anchor: str | None = None,
 ) -> DeploymentOutcome:
-    """Install `artifact` on every host of `target`, or leave the target as it was."""
+    """Install `artifact` on every host of `target`, or leave the target as it was.
+    `audit_anchor` (the registry's audit chain head) is written to every host."""
     steps.check_deployment_id(deployment_id)
     recorder = Recorder(on_step)
     op = OperationContext(
@@ -823,6 +828,7 @@ def deploy(
         connect=connect,
         prepare=prepare_upload(artifact),
         needed_bytes=3 * (artifact.onnx_path.stat().st_size if artifact.onnx_path.exists() else 0),
+        audit_anchor=audit_anchor,
     )
     try:
         recorder.run(
@@ -857,12 +863,19 @@ def rollback(
     to_artifact: ArtifactSpec | None = None,
     to_sha256: str | None = None,
     connect: Connect = open_connection,
+    audit_anchor: str | None = None,
 ) -> DeploymentOutcome:
     """Go back to the previous version (the hosts' `.backup`), to a version kept on the
     hosts (`to_sha256`), or to registry files (`to_artifact`), with the deploy's checks."""
     if to_artifact is not None:
         return deploy(
-            target, to_artifact, deployment_id, on_step, connect=connect, operation="rollback"
+            target,
+            to_artifact,
+            deployment_id,
+            on_step,
+            connect=connect,
+            operation="rollback",
+            audit_anchor=audit_anchor,
         )
     steps.check_deployment_id(deployment_id)
     op = OperationContext(
@@ -873,6 +886,7 @@ def rollback(
         recorder=Recorder(on_step),
         connect=connect,
         prepare=prepare_from_host(to_sha256),
+        audit_anchor=audit_anchor,
     )
     return execute(op, target.hosts)
 

@@ -809,10 +809,14 @@ def cleanup(
     keep_versions: int,
     protect: set[str],
     timeout: float,
+    audit_anchor: str | None = None,
 ) -> str:
     """Remove the upload folder and temporary files; after a success keep the new
-    version (`keep_new` = (name, sha256)) and prune old ones. One round trip."""
+    version (`keep_new` = (name, sha256)) and prune old ones; write the registry's audit
+    chain head (`audit_anchor`) to the host. One round trip."""
     commands = ["true"]
+    if audit_anchor is not None:
+        commands.append(write_anchor_script(layout, audit_anchor))
     if staged is not None and staged.incoming:
         commands.append(discard_script(staged))
     if candidate is not None:
@@ -824,7 +828,25 @@ def cleanup(
         commands.append(store_version_script(layout, name, sha))
         commands.append(prune_versions_script(layout, keep=keep_versions, protect=protect))
     run_checked(connection, " && ".join(commands), timeout=timeout, what="cleanup")
-    return "upload folder removed" + (f"; version {keep_new[1][:12]} kept" if keep_new else "")
+    return (
+        "upload folder removed"
+        + (f"; version {keep_new[1][:12]} kept" if keep_new else "")
+        + (f"; audit chain head written to {anchor_path(layout)}" if audit_anchor else "")
+    )
+
+
+ANCHOR_FILENAME = "audit-anchor.json"
+
+
+def anchor_path(layout: HostLayout) -> str:
+    return posixpath.join(layout.install_root, ANCHOR_FILENAME)
+
+
+def write_anchor_script(layout: HostLayout, anchor: str) -> str:
+    """A copy of the registry's audit chain head on the host, outside the registry's
+    database (verify_audit_log --anchor checks it): written whole, then renamed."""
+    path = anchor_path(layout)
+    return f"printf '%s\\n' {q(anchor)} > {q(path + '.tmp')} && mv -f {q(path + '.tmp')} {q(path)}"
 
 
 def remove_stray_incoming(connection: HostConnection, layout: HostLayout) -> None:

@@ -3,18 +3,35 @@
 Each row's hash covers a canonical JSON form of its content plus the previous
 row's hash. Appending takes a lock so the chain stays linear; ``prev_hash`` is
 unique as a second line of defence.
+
+A chain alone cannot show that its newest rows were deleted, or that someone
+with the database rewrote it and recomputed every hash. So:
+
+- where a key is configured (``AUDIT_HMAC_KEY_FILE``: a file outside the
+  database, or ``AUDIT_HMAC_KEY``), each hash is an HMAC-SHA256 under it, which a
+  database intruder cannot recompute;
+- the chain head (last id and hash) is anchored outside the table: appended, after
+  every committing transaction that wrote events and at every verification, to an
+  append-only file (``AUDIT_ANCHOR_FILE``, opened O_APPEND and fsynced), and
+  written to every host at each deploy. ``verify_audit_chain`` checks the table
+  against those anchors and names what is missing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.models import Model
@@ -23,6 +40,7 @@ from django.utils import timezone
 from models_registry.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
+_CONFIGURED = object()  # compute_row_hash(key=_CONFIGURED): use the configured key
 # Any constant works; it only has to be the same for every writer.
 _AUDIT_ADVISORY_LOCK_KEY = 727_274_001
 
@@ -33,6 +51,121 @@ class ChainReport:
     ok: bool
     first_broken_id: int | None = None
     reason: str = ""
+    keyed: bool = False
+    anchors_checked: int = 0
+    last_id: int | None = None
+    last_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The chain head at one moment, as recorded outside the table."""
+
+    last_id: int
+    row_hash: str
+    source: str = ""
+
+
+# --------------------------------------------------------------------------- key, anchors
+
+
+def _setting(name: str) -> str | None:
+    value = getattr(settings, name, None) or os.environ.get(name)
+    return str(value) if value else None
+
+
+def audit_hmac_key() -> bytes | None:
+    """The chain key, from a file outside the database (preferred) or the environment."""
+    path = _setting("AUDIT_HMAC_KEY_FILE")
+    if path:
+        key = Path(path).read_bytes().strip()
+        if not key:
+            raise ValueError(f"AUDIT_HMAC_KEY_FILE {path} is empty")
+        return key
+    key_text = _setting("AUDIT_HMAC_KEY")
+    return key_text.encode() if key_text else None
+
+
+def audit_anchor_file() -> Path | None:
+    path = _setting("AUDIT_ANCHOR_FILE")
+    return Path(path) if path else None
+
+
+def anchor_line(anchor: Anchor, key: bytes | None) -> str:
+    """One JSON line; with a key, MAC'd so a forged anchor is refused too."""
+    body = {"last_id": anchor.last_id, "row_hash": anchor.row_hash}
+    document = {**body, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    if key is not None:
+        document["mac"] = hmac.new(key, canonical_json(body).encode(), "sha256").hexdigest()
+    return canonical_json(document)
+
+
+def parse_anchor_lines(
+    lines: Iterable[str], *, source: str, key: bytes | None
+) -> tuple[list[Anchor], list[str]]:
+    """The anchors in `lines`, and a problem for each line that is not a valid anchor."""
+    anchors, problems = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            document = json.loads(line)
+            body = {"last_id": int(document["last_id"]), "row_hash": str(document["row_hash"])}
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"{source} line {number} is not an anchor")
+            continue
+        if key is not None:
+            mac = hmac.new(key, canonical_json(body).encode(), "sha256").hexdigest()
+            if not hmac.compare_digest(mac, str(document.get("mac", ""))):
+                problems.append(f"{source} line {number}: anchor MAC is wrong (forged anchor?)")
+                continue
+        anchors.append(Anchor(body["last_id"], body["row_hash"], f"{source} line {number}"))
+    return anchors, problems
+
+
+def chain_head() -> Anchor | None:
+    row = AuditEvent.objects.order_by("-id").values_list("id", "row_hash").first()
+    return Anchor(row[0], row[1]) if row else None
+
+
+def anchor_append(anchor: Anchor | None = None) -> Anchor | None:
+    """Append the chain head to the anchor file (O_APPEND, fsync). No file set: no-op."""
+    path = audit_anchor_file()
+    anchor = anchor or chain_head()
+    if path is None or anchor is None:
+        return anchor
+    line = anchor_line(anchor, audit_hmac_key()) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return anchor
+
+
+def anchor_text() -> str | None:
+    """The current head as one anchor line, for the hosts' copy at each deploy."""
+    anchor = chain_head()
+    return anchor_line(anchor, audit_hmac_key()) if anchor else None
+
+
+_last_anchored = threading.local()
+
+
+def _anchor_on_commit() -> None:
+    """After the transaction commits, anchor its head once, however many events it wrote
+    (each event registers a callback; the ones after the first find the head anchored).
+    A rolled-back transaction runs none of them."""
+
+    def anchor() -> None:
+        head = chain_head()
+        if head is None or getattr(_last_anchored, "head", None) == head:
+            return
+        anchor_append(head)
+        _last_anchored.head = head
+
+    transaction.on_commit(anchor)
 
 
 # One encoder for every call: json.dumps with options builds a new encoder each
@@ -82,7 +215,10 @@ def compute_row_hash(
     object_id: str,
     object_repr: str,
     data: dict[str, Any],
+    key: bytes | object | None = None,
 ) -> str:
+    """sha256 of the row's canonical content, or its HMAC-SHA256 under `key` (pass
+    `key=_CONFIGURED` for the configured key)."""
     content = {
         "prev_hash": prev_hash,
         "event_time": event_time.astimezone(UTC).isoformat(timespec="microseconds"),
@@ -94,7 +230,23 @@ def compute_row_hash(
         "object_repr": object_repr,
         "data": data,
     }
-    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+    payload = canonical_json(content).encode()
+    key = audit_hmac_key() if key is _CONFIGURED else key
+    if key is None:
+        return hashlib.sha256(payload).hexdigest()
+    mac = _keyed_hmac(key).copy()  # the keyed pads are hashed once, not per row
+    mac.update(payload)
+    return mac.hexdigest()
+
+
+_HMAC_BASES: dict[bytes, hmac.HMAC] = {}
+
+
+def _keyed_hmac(key: bytes) -> hmac.HMAC:
+    base = _HMAC_BASES.get(key)
+    if base is None:
+        base = _HMAC_BASES[key] = hmac.new(key, digestmod="sha256")
+    return base
 
 
 def audit_event_record(
@@ -121,8 +273,10 @@ def audit_event_record(
             "object_repr": str(obj)[:200] if obj is not None else "",
             "data": _normalise_data(data),
         }
-        row_hash = compute_row_hash(prev_hash=prev_hash, **fields)
-        return AuditEvent.objects.create(prev_hash=prev_hash, row_hash=row_hash, **fields)
+        row_hash = compute_row_hash(prev_hash=prev_hash, key=audit_hmac_key(), **fields)
+        event = AuditEvent.objects.create(prev_hash=prev_hash, row_hash=row_hash, **fields)
+        _anchor_on_commit()
+        return event
 
 
 def _lock_chain_tail() -> None:
@@ -132,15 +286,55 @@ def _lock_chain_tail() -> None:
     # SQLite: transactions start IMMEDIATE (see tradebot.config), so writers are serial.
 
 
-def verify_audit_chain(*, chunk_size: int = 50_000) -> ChainReport:
-    """Walk the whole chain in id order; name the first row whose hash or link is wrong."""
+def verify_audit_chain(
+    *, chunk_size: int = 50_000, extra_anchors: Iterable[tuple[str, str]] = ()
+) -> ChainReport:
+    """Walk the whole chain in id order; name the first row whose hash or link is wrong,
+    then compare its head with every anchor (the anchor file, and `extra_anchors`:
+    (source, text) pairs such as a host's copy). A verified chain is anchored again."""
+    key = audit_hmac_key()
+    anchors, problems = _load_anchors(key, extra_anchors)
+    if problems:
+        return ChainReport(0, False, None, problems[0], keyed=key is not None)
+    wanted = {anchor.last_id: anchor for anchor in anchors}
+    report = _walk(chunk_size, key, wanted)
+    if not report.ok:
+        return report
+    failure = _compare_with_anchors(report, anchors)
+    if failure is not None:
+        return failure
+    if report.last_id is not None:
+        anchor_append(Anchor(report.last_id, report.last_hash or ""))
+    return report
+
+
+def _load_anchors(
+    key: bytes | None, extra: Iterable[tuple[str, str]]
+) -> tuple[list[Anchor], list[str]]:
+    anchors, problems = [], []
+    path = audit_anchor_file()
+    sources = list(extra)
+    if path is not None and path.exists():
+        sources.insert(0, (str(path), path.read_text(encoding="utf-8")))
+    for source, text in sources:
+        found, wrong = parse_anchor_lines(text.splitlines(), source=source, key=key)
+        anchors += found
+        problems += wrong
+    return anchors, problems
+
+
+def _walk(chunk_size: int, key: bytes | None, wanted: dict[int, Anchor]) -> ChainReport:
     expected_prev = GENESIS_HASH
     checked = 0
+    last_id: int | None = None
+    keyed = key is not None
     for row in _iter_rows(chunk_size):
         (pk, prev_hash, row_hash, event_time, actor_id, actor_repr, event_type,
          object_type, object_id, object_repr, data) = row  # fmt: skip
         if prev_hash != expected_prev:
-            return ChainReport(checked, False, pk, "its prev_hash does not match the row before it")
+            return ChainReport(
+                checked, False, pk, "its prev_hash does not match the row before it", keyed
+            )
         recomputed = compute_row_hash(
             prev_hash=prev_hash,
             event_time=event_time,
@@ -151,12 +345,62 @@ def verify_audit_chain(*, chunk_size: int = 50_000) -> ChainReport:
             object_id=object_id,
             object_repr=object_repr,
             data=data,
+            key=key,
         )
         if recomputed != row_hash:
-            return ChainReport(checked, False, pk, "its content does not match its hash")
+            reason = "its content does not match its hash" + (
+                " (HMAC under the configured key)" if keyed else ""
+            )
+            return ChainReport(checked, False, pk, reason, keyed)
+        anchor = wanted.get(pk)
+        if anchor is not None and anchor.row_hash != row_hash:
+            return ChainReport(
+                checked,
+                False,
+                pk,
+                f"its hash differs from the anchor in {anchor.source}: the chain was "
+                "rewritten from here",
+                keyed,
+            )
         expected_prev = row_hash
+        last_id = pk
         checked += 1
-    return ChainReport(checked, True)
+    return ChainReport(
+        checked,
+        True,
+        keyed=keyed,
+        last_id=last_id,
+        last_hash=None if last_id is None else expected_prev,
+    )
+
+
+def _compare_with_anchors(report: ChainReport, anchors: list[Anchor]) -> ChainReport | None:
+    """Every anchored head must still be in the table: otherwise rows were removed."""
+    if not anchors:
+        return None
+    highest = max(anchors, key=lambda anchor: anchor.last_id)
+    last = report.last_id or 0
+    if highest.last_id > last:
+        missing = (
+            f"every event (#1 to #{highest.last_id})"
+            if report.last_id is None
+            else f"events #{last + 1} to #{highest.last_id}"
+        )
+        return ChainReport(
+            report.checked,
+            False,
+            last + 1,
+            f"{missing} missing: {highest.source} anchors the chain at #{highest.last_id} "
+            f"({highest.row_hash[:12]}), the table ends at #{last or 'nothing'}",
+            report.keyed,
+            len(anchors),
+            report.last_id,
+            report.last_hash,
+        )
+    return ChainReport(
+        report.checked, True, keyed=report.keyed, anchors_checked=len(anchors),
+        last_id=report.last_id, last_hash=report.last_hash,
+    )  # fmt: skip
 
 
 def _iter_rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:

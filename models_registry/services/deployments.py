@@ -11,6 +11,7 @@ the outcome, then moves the version on through the lifecycle service.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,7 +35,7 @@ from models_registry.models import (
     RegistryError,
 )
 from models_registry.services import jobs, lifecycle
-from models_registry.services.audit import audit_event_record
+from models_registry.services.audit import anchor_text, audit_event_record
 from models_registry.services.model_versions import version_dir
 from tradebot.queues import DEPLOY, QUEUE_LIMITS
 
@@ -418,9 +419,12 @@ def deployment_resume(deployment_id: int) -> Deployment:
     return _reconcile_one(deployment)
 
 
-def deployment_execute(deployment: Deployment) -> Deployment:
-    """Run the steps on the hosts and record everything; never raises for a failed deploy."""
-    recorder = _StepRecorder(deployment)
+def deployment_execute(
+    deployment: Deployment, *, on_step: Callable[[dict[str, Any]], None] | None = None
+) -> Deployment:
+    """Run the steps on the hosts and record everything; never raises for a failed deploy.
+    `on_step` sees each recorded step as it finishes (a command printing progress)."""
+    recorder = _StepRecorder(deployment, on_step)
     try:
         spec = target_spec(deployment.target)
         if deployment.kind == Deployment.KIND_ROLLBACK:
@@ -430,10 +434,15 @@ def deployment_execute(deployment: Deployment) -> Deployment:
                 deployment_id=f"d{deployment.pk}",
                 on_step=recorder,
                 to_artifact=artifact_spec(deployment.model_version),
+                audit_anchor=anchor_text(),
             )
         else:
             outcome = runner.deploy(
-                spec, artifact_spec(deployment.model_version), f"d{deployment.pk}", recorder
+                spec,
+                artifact_spec(deployment.model_version),
+                f"d{deployment.pk}",
+                recorder,
+                audit_anchor=anchor_text(),
             )
     except Exception as exc:  # a bug or a config error must still end the row honestly
         logger.exception("deployment %s crashed before the runner returned", deployment.pk)
@@ -453,8 +462,11 @@ def deployment_execute(deployment: Deployment) -> Deployment:
 class _StepRecorder:
     """Append each step to the deployment row and the audit trail as it finishes."""
 
-    def __init__(self, deployment: Deployment) -> None:
+    def __init__(
+        self, deployment: Deployment, on_step: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.deployment = deployment
+        self.on_step = on_step
         self.steps: list[dict[str, Any]] = list(deployment.steps or [])
 
     def __call__(self, record: runner.StepRecord) -> None:
@@ -467,6 +479,8 @@ class _StepRecorder:
             obj=self.deployment,
             data={k: entry[k] for k in ("name", "host", "ok", "seconds", "detail")},
         )
+        if self.on_step is not None:
+            self.on_step(entry)
 
 
 def deployment_finish(

@@ -125,10 +125,13 @@ def test_guide_manual_rollback_serves_the_backup(host_factory, make_target, mode
     v1, v2 = models.make(1), models.make(2)
     host = host_factory(v1)
     target = make_target([host])
-    outcome = deploy(target, v2, "dep-forward")
+    head = '{"last_id":7,"row_hash":"' + "ab" * 32 + '"}'
+    outcome = deploy(target, v2, "dep-forward", audit_anchor=head)
     assert outcome.status == "succeeded", describe(outcome)
     names = model_filenames(MODEL_NAME)
     assert (host.model_dir / (names.metadata + ".backup")).is_file()
+    # the registry's audit chain head, kept on the host at each deploy
+    assert (host.root / "audit-anchor.json").read_text() == head + "\n"
 
     # the guide: cp src/ml/btcusdt_sentiment.onnx.backup src/ml/btcusdt_sentiment.onnx
     subprocess.run(
@@ -170,3 +173,21 @@ def test_backup_metadata_of_other_bytes_is_still_refused(host_factory, make_targ
     assert host.status().get("state") == "failed", host.status()
     assert host.status().get("pid") == host.engine_pid()
     assert "sha256" in host.status().get("detail", "")
+
+
+def test_a_preflight_failure_is_one_sentence_with_the_command_in_the_log(
+    host_factory, make_target, models
+):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1)
+    shutil.rmtree(host.model_dir)
+
+    outcome = deploy(make_target([host]), v2, "dep-no-dir")
+
+    preflight = next(r for r in outcome.steps if r.step == "preflight")
+    assert not preflight.ok
+    assert preflight.detail == (
+        f"preflight failed on the host (exit 1): model directory {host.model_dir} missing"
+    )
+    assert outcome.reason == f"host1: {preflight.detail}"
+    assert preflight.log_excerpt.startswith("$ ") and "@@section" in preflight.log_excerpt

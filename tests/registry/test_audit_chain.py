@@ -19,7 +19,7 @@ from models_registry.services.audit import (
     compute_row_hash,
     verify_audit_chain,
 )
-from tests.registry.conftest import on_postgresql, requires_postgresql
+from tests.registry.conftest import on_postgresql
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,19 @@ def append_only_trigger_disabled() -> Iterator[None]:
                 cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     else:
-        yield
+        # SQLite: the intruder drops the triggers (0005_i14b) and puts them back after.
+        from importlib import import_module
+
+        triggers = import_module("models_registry.migrations.0005_i14b_sqlite_audit_triggers")
+        with connection.cursor() as cursor:
+            for statement in triggers.DROP:
+                cursor.execute(statement)
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                for statement in triggers.CREATE:
+                    cursor.execute(statement)
 
 
 def raw_sql(sql: str, params: list[object]) -> None:
@@ -150,7 +162,6 @@ def test_verify_audit_log_on_a_clean_chain_says_ok() -> None:
     assert report == {**report, "ok": True, "checked": 3, "first_broken_id": None}
 
 
-@requires_postgresql
 @pytest.mark.parametrize(
     "sql",
     [
@@ -159,7 +170,8 @@ def test_verify_audit_log_on_a_clean_chain_says_ok() -> None:
     ],
     ids=["update", "delete"],
 )
-def test_the_postgresql_trigger_refuses_update_and_delete(sql: str) -> None:
+def test_the_database_trigger_refuses_update_and_delete(sql: str) -> None:
+    """PostgreSQL (0003) and SQLite (0005_i14b) alike."""
     event = record_events(1)[0]
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         raw_sql(sql, [event.pk])
@@ -180,3 +192,142 @@ def test_the_orm_refuses_to_change_or_delete_events() -> None:
     with pytest.raises(DeletionRefused):
         event.delete()
     assert AuditEvent.objects.get(pk=event.pk).event_type == "test_event"
+
+
+# --------------------------------------------------------------------------- anchors, key
+
+
+@pytest.fixture
+def anchored(settings, tmp_path):
+    """An anchor file outside the database, as AUDIT_ANCHOR_FILE configures it."""
+    path = tmp_path / "audit-anchors.jsonl"
+    settings.AUDIT_ANCHOR_FILE = str(path)
+    return path
+
+
+@pytest.fixture
+def keyed(settings, tmp_path):
+    key_file = tmp_path / "audit.key"
+    key_file.write_text("a-key-that-lives-outside-the-database\n")
+    settings.AUDIT_HMAC_KEY_FILE = str(key_file)
+    return key_file
+
+
+def committed_events(capture, count: int) -> list[AuditEvent]:
+    """Events written in their own transactions, with the commit hooks run."""
+    events = []
+    for n in range(count):
+        with capture(execute=True):
+            events.append(audit_event_record(event_type="test_event", data={"n": n}))
+    return events
+
+
+def delete_rows(where: str, params: list[object]) -> None:
+    with append_only_trigger_disabled():
+        raw_sql(f"DELETE FROM {TABLE} WHERE {where}", params)
+
+
+def test_each_commit_appends_the_chain_head_to_the_anchor_file(
+    anchored, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        record_events(3)  # one transaction, one anchor
+    events = committed_events(django_capture_on_commit_callbacks, 2)
+
+    lines = [json.loads(line) for line in anchored.read_text().splitlines()]
+    assert [line["last_id"] for line in lines] == [events[0].pk - 1, events[0].pk, events[1].pk]
+    assert lines[-1]["row_hash"] == events[1].row_hash
+    report = verify_audit_chain()
+    assert report.ok and report.anchors_checked == 3
+    # verification anchors the head too
+    assert json.loads(anchored.read_text().splitlines()[-1])["last_id"] == events[1].pk
+
+
+def test_deleting_the_newest_rows_fails_verification_and_names_them(
+    anchored, django_capture_on_commit_callbacks
+) -> None:
+    events = committed_events(django_capture_on_commit_callbacks, 5)
+    delete_rows("id >= %s", [events[3].pk])
+
+    report = verify_audit_chain()
+
+    assert not report.ok
+    assert f"events #{events[3].pk} to #{events[4].pk} missing" in report.reason
+    out = io.StringIO()
+    with pytest.raises(CommandError) as refused:
+        call_command("verify_audit_log", stdout=out)
+    assert refused.value.returncode == 1
+    assert "missing" in out.getvalue()
+
+
+def test_deleting_every_row_fails_verification(
+    anchored, django_capture_on_commit_callbacks
+) -> None:
+    events = committed_events(django_capture_on_commit_callbacks, 3)
+    delete_rows("id > %s", [0])
+
+    report = verify_audit_chain()
+
+    assert not report.ok
+    assert f"every event (#1 to #{events[-1].pk}) missing" in report.reason
+
+
+def rewrite_chain_from(event_id: int, key: bytes | None = None) -> None:
+    """What an intruder with the database does: change a row, recompute every hash after."""
+    rows = list(AuditEvent.objects.order_by("id"))
+    prev = GENESIS_HASH
+    with append_only_trigger_disabled():
+        for row in rows:
+            data = {**row.data, "n": 999} if row.pk == event_id else row.data
+            new_hash = compute_row_hash(
+                prev_hash=prev, event_time=row.event_time, actor_id=row.actor_id,
+                actor_repr=row.actor_repr, event_type=row.event_type,
+                object_type=row.object_type, object_id=row.object_id,
+                object_repr=row.object_repr, data=data, key=key,
+            )  # fmt: skip
+            raw_sql(
+                f"UPDATE {TABLE} SET data = %s, prev_hash = %s, row_hash = %s WHERE id = %s",
+                [json.dumps(data), prev, new_hash, row.pk],
+            )
+            prev = new_hash
+
+
+def test_a_full_rewrite_with_recomputed_hashes_fails_against_the_anchor(
+    anchored, django_capture_on_commit_callbacks
+) -> None:
+    events = committed_events(django_capture_on_commit_callbacks, 4)
+    rewrite_chain_from(events[1].pk)
+    # without the anchors the rewritten chain would look fine
+    assert AuditEvent.objects.order_by("id").first().prev_hash == GENESIS_HASH
+
+    report = verify_audit_chain()
+
+    assert not report.ok
+    assert report.first_broken_id == events[1].pk
+    assert "differs from the anchor" in report.reason
+
+
+def test_a_full_rewrite_fails_when_the_chain_is_keyed(keyed, settings, tmp_path) -> None:
+    events = record_events(4)  # no anchor file: the key alone must catch it
+    assert verify_audit_chain().ok and verify_audit_chain().keyed
+    rewrite_chain_from(events[1].pk)  # recomputed without the key, which is not in the DB
+
+    report = verify_audit_chain()
+
+    assert not report.ok
+    assert report.first_broken_id == events[0].pk
+    assert "HMAC" in report.reason
+
+
+def test_an_anchor_copied_from_a_host_is_checked(tmp_path) -> None:
+    from models_registry.services.audit import anchor_text
+
+    events = record_events(3)
+    host_copy = tmp_path / "audit-anchor.json"
+    host_copy.write_text(anchor_text() + "\n")
+    delete_rows("id = %s", [events[-1].pk])
+
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("verify_audit_log", "--anchor", str(host_copy), stdout=out)
+    assert f"events #{events[-1].pk} to #{events[-1].pk} missing" in out.getvalue()

@@ -8,6 +8,7 @@ from models_registry.management.commands._deploy_common import (
     get_target,
     get_user,
     print_result,
+    progress_printer,
     run_or_wait,
 )
 from models_registry.models import RegistryError
@@ -46,5 +47,11 @@ class Command(BaseCommand):
             inline=options["inline"],
             wait=not options["no_wait"],
             timeout=options["timeout"],
+            progress=progress_printer(self, options["json"]),
         )
-        print_result(self, deployment, options["json"])
+        print_result(
+            self,
+            deployment,
+            options["json"],
+            steps_printed=not options["json"] and not options["no_wait"],
+        )

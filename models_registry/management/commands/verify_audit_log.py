@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -23,6 +24,14 @@ class Command(BaseCommand):
             "--json", action="store_true", help="print a machine-readable JSON report only"
         )
         parser.add_argument(
+            "--anchor",
+            action="append",
+            default=[],
+            metavar="FILE",
+            help="also check a chain-head anchor copied from a host (var/audit-anchor.json); "
+            "repeatable. The AUDIT_ANCHOR_FILE setting's file is always checked.",
+        )
+        parser.add_argument(
             "--chunk-size",
             type=int,
             default=50_000,
@@ -33,16 +42,21 @@ class Command(BaseCommand):
         if options["chunk_size"] < 1:
             raise CommandError("--chunk-size must be at least 1.")
         started = time.monotonic()
-        report = verify_audit_chain(chunk_size=options["chunk_size"])
+        extra = []
+        for name in options["anchor"]:
+            try:
+                extra.append((name, Path(name).read_text(encoding="utf-8")))
+            except OSError as exc:
+                raise CommandError(f"cannot read anchor {name}: {exc.strerror}") from exc
+        report = verify_audit_chain(chunk_size=options["chunk_size"], extra_anchors=extra)
         seconds = time.monotonic() - started
         if options["json"]:
             self.stdout.write(json.dumps(_as_dict(report, seconds)))
         else:
             self.stdout.write(_as_text(report, seconds))
         if not report.ok:
-            raise CommandError(
-                f"audit chain broken at event #{report.first_broken_id}", returncode=1
-            )
+            where = f" at event #{report.first_broken_id}" if report.first_broken_id else ""
+            raise CommandError(f"audit chain broken{where}: {report.reason}", returncode=1)
 
 
 def _as_dict(report: ChainReport, seconds: float) -> dict[str, Any]:
@@ -51,14 +65,22 @@ def _as_dict(report: ChainReport, seconds: float) -> dict[str, Any]:
         "checked": report.checked,
         "first_broken_id": report.first_broken_id,
         "reason": report.reason,
+        "keyed": report.keyed,
+        "anchors_checked": report.anchors_checked,
+        "last_id": report.last_id,
         "seconds": round(seconds, 3),
     }
 
 
 def _as_text(report: ChainReport, seconds: float) -> str:
+    keyed = "HMAC-keyed" if report.keyed else "unkeyed (set AUDIT_HMAC_KEY_FILE)"
     if report.ok:
-        return f"audit chain OK: {report.checked} events verified in {seconds:.1f} s."
+        return (
+            f"audit chain OK: {report.checked} events verified in {seconds:.1f} s "
+            f"({keyed}; head matches {report.anchors_checked} anchor(s))."
+        )
+    where = f" at event #{report.first_broken_id}" if report.first_broken_id else ""
     return (
-        f"audit chain BROKEN at event #{report.first_broken_id}: {report.reason}. "
-        f"{report.checked} events before it verified."
+        f"audit chain BROKEN{where}: {report.reason}. "
+        f"{report.checked} events before it verified ({keyed})."
     )
