@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
 from django.core.management.base import (
     BaseCommand,
     CommandError,
     CommandParser,
     DjangoHelpFormatter,
 )
+from django.db import DatabaseError
 
 from engine.live import cli as engine_cli
 from engine.strategies import STRATEGIES
