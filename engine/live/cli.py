@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 
@@ -41,8 +41,15 @@ def _unknown_strategy(name: str) -> str:
     return f"unknown strategy {name!r}"
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """A usage error is one line naming the problem, not the whole option list."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="python -m engine.live",
         description="Run a model against candles: paper trading (default) or live with --live.",
     )

@@ -61,6 +61,7 @@ def test_an_unknown_strategy_is_refused_even_with_check_only() -> None:
         completed.stderr
     )
     assert "model dir" not in completed.stdout
+    assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
 
 
 @pytest.mark.parametrize(
@@ -81,6 +82,7 @@ def test_the_engine_refuses_a_non_iso_replay_date() -> None:
     completed = manage("run_live_trading", "buy_and_hold", "--replay", "--from", "12/03/2025")
     assert completed.returncode == 2
     assert "'12/03/2025' is not an ISO 8601 date" in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
 
 
 @pytest.mark.parametrize(
