@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
-from kombu import Queue
+from engine.quiet import silence_tensorflow
 
-from tradebot import queues
+# First, before a task module can import TensorFlow (workers, beat, and every Django
+# process, since tradebot/__init__.py imports this app).
+silence_tensorflow()
+
+from celery import Celery  # noqa: E402
+from kombu import Queue  # noqa: E402
+
+from tradebot import queues  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradebot.settings")
 

@@ -188,7 +188,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # "AXES: BEGIN version ..." on every command's stderr is start-up noise.
+        "axes.apps": {"level": "WARNING"},
+    },
 }
 
 # --- Lifecycle gates (see models_registry/gates.py for the defaults) ---

@@ -12,27 +12,44 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 
+from engine.dates import DateError, check_window, parse_utc
 from engine.live import app
 from engine.live.config import default_journal_dir, default_model_dir, default_status_file
 from engine.live.journal import JournalError, read_journal
+from engine.strategies import STRATEGIES, strategy_spec
 
 log = logging.getLogger("engine.live")
 
 
 def _utc_time(text: str) -> pd.Timestamp:
+    """ISO 8601 only (engine.dates): ``12/03/2025`` is an error, not a guess."""
     try:
-        stamp = pd.Timestamp(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a date/time: {text!r}") from exc
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return pd.Timestamp(parse_utc(text))
+    except DateError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("date ")) from exc
+
+
+def _unknown_strategy(name: str) -> str:
+    try:
+        strategy_spec(name)
+    except ValueError as exc:  # UnknownStrategyError names the known ones
+        return str(exc)
+    return f"unknown strategy {name!r}"
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """A usage error is one line naming the problem, not the whole option list."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="python -m engine.live",
         description="Run a model against candles: paper trading (default) or live with --live.",
     )
@@ -194,7 +211,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.configure_logging(logging.DEBUG if verbose else logging.INFO)
     if argv and argv[0] == "reset-kill-switch":
         return reset_kill_switch_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.strategy not in STRATEGIES:  # refused in every mode, --check-only included
+        parser.error(_unknown_strategy(args.strategy))
+    try:
+        check_window(args.replay_from, args.replay_to, start_option="--from", end_option="--to")
+    except DateError as exc:
+        parser.error(str(exc))
     options = options_from_args(args)
     if args.check_only:
         report = check_report(options)

@@ -117,3 +117,12 @@ def test_settings_use_the_atomic_transport_for_filesystem_urls() -> None:
             conn.transport, AtomicFilesystemTransport
         )
     assert broker_transport("redis://localhost:6379/0") is None
+
+
+def test_every_broker_folder_is_under_the_configured_folder(tmp_path: Path) -> None:
+    from tradebot.config import broker_transport_options
+
+    options = broker_transport_options("filesystem://", folder=tmp_path / "var" / "broker")
+    folders = [Path(v) for k, v in options.items() if k.endswith("_folder") or "folder_" in k]
+    assert {"control_folder", "tmp_folder", "data_folder_in"} <= set(options)
+    assert all(f.is_relative_to(tmp_path / "var" / "broker") and f.is_dir() for f in folders)

@@ -196,9 +196,22 @@ def test_run_live_trading_passes_on_the_engine_exit_code(tmp_path: Path) -> None
         [sys.executable, "manage.py", "run_live_trading", "ml_basic", "--check-only"],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    # No model in the default folder: the start-up checks fail and say where they looked.
+    # No model in production to default to (here no registry at all): one line naming
+    # --model-dir, nothing run.
     assert completed.returncode == 1
-    assert f"model dir: {tmp_path / 'var' / 'live' / 'model'}" in completed.stdout
+    assert "give --model-dir DIR" in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
+
+    model_dir = tmp_path / "empty-model-dir"
+    model_dir.mkdir()
+    completed = subprocess.run(
+        [sys.executable, "manage.py", "run_live_trading", "ml_basic", "--check-only",
+         "--model-dir", str(model_dir)],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    # The start-up checks fail and say where they looked; the exit code is the engine's.
+    assert completed.returncode == 1
+    assert f"model dir: {model_dir}" in completed.stdout
     assert "checks FAILED" in completed.stdout
 
 

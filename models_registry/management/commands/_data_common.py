@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from engine.data import DataError, ValidationPolicy, ValidationReport
+from engine.dates import DateError, check_window
+from engine.progress import progress_reporter
 
 T = TypeVar("T")
 
@@ -72,6 +73,16 @@ def policy_from(options: dict[str, Any]) -> ValidationPolicy:
         raise CommandError(str(exc)) from exc
 
 
+def check_dates(options: dict[str, Any], start: str, end: str) -> None:
+    """A window whose start is not before its end is refused, naming both options."""
+    try:
+        check_window(
+            options.get(start), options.get(end), start_option=f"--{start}", end_option=f"--{end}"
+        )
+    except DateError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 def run_engine(call: Callable[[], T]) -> T:
     """Run an engine call; its refusals become CommandError with the engine's message."""
     try:
@@ -98,15 +109,9 @@ def report_lines(report: ValidationReport) -> str:
 
 @contextmanager
 def progress_bar(options: dict[str, Any], description: str) -> Iterator[Callable[[int, int], None]]:
-    """A tqdm bar on stderr fed by the engine's progress(done, total) callback."""
-    bar = tqdm(desc=description, unit="candle", disable=bool(options.get("json")), leave=False)
+    """The engine's progress(done, total) callback as a bar on a terminal, else plain lines.
 
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
+    On stderr, so ``--json`` output on stdout stays machine-readable either way.
+    """
+    with progress_reporter(description, unit="candle", enabled=not options.get("json")) as update:
         yield update
-    finally:
-        bar.close()

@@ -14,9 +14,11 @@ from engine.data import (
     validate_candles,
     validate_sentiment,
 )
+from engine.dates import iso_date_argument
 from models_registry.management.commands._data_common import (
     add_data_dir_argument,
     add_json_argument,
+    check_dates,
     data_dir_from,
     emit,
     report_lines,
@@ -33,12 +35,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("symbol", help="e.g. BTCUSDT")
         parser.add_argument("--interval", required=True, help="e.g. 1h")
-        parser.add_argument("--start", default=None, help="UTC start (inclusive)")
-        parser.add_argument("--end", default=None, help="UTC end (exclusive)")
+        parser.add_argument("--start", type=iso_date_argument, help="UTC start (inclusive)")
+        parser.add_argument("--end", type=iso_date_argument, help="UTC end (exclusive)")
         add_data_dir_argument(parser)
         add_json_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_dates(options, "start", "end")
         data_dir = data_dir_from(options)
         symbol, interval = options["symbol"].upper(), options["interval"]
         candles = run_engine(

@@ -7,10 +7,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from engine.data import fetch_klines
+from engine.dates import iso_date_argument
 from models_registry.management.commands._data_common import (
     add_data_dir_argument,
     add_json_argument,
     add_policy_arguments,
+    check_dates,
     data_dir_from,
     emit,
     policy_from,
@@ -29,14 +31,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("symbol", help="e.g. BTCUSDT")
         parser.add_argument("--interval", required=True, help="e.g. 1h")
-        parser.add_argument("--since", default=None, help="UTC start, e.g. 2024-01-01")
-        parser.add_argument("--until", default=None, help="UTC end (exclusive); default: now")
+        parser.add_argument(
+            "--since", type=iso_date_argument, default=None, help="UTC start, ISO 8601: 2024-01-01"
+        )
+        parser.add_argument(
+            "--until", type=iso_date_argument, default=None, help="UTC end, exclusive; default now"
+        )
         parser.add_argument("--api-url", default=None, help="Binance REST root URL")
         add_data_dir_argument(parser)
         add_policy_arguments(parser)
         add_json_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_dates(options, "since", "until")
         data_dir = data_dir_from(options)
         symbol = options["symbol"].upper()
         with progress_bar(options, f"{symbol} {options['interval']}") as progress:

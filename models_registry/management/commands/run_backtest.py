@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from engine.backtest.report import json_safe
+from engine.dates import iso_date_argument
 from engine.strategies import STRATEGIES
 from models_registry.gates import gates_for
 from models_registry.management.commands._users import user_named
@@ -74,9 +75,9 @@ class Command(BaseCommand):
             help=f"window length from the model's first unseen bar (default {DEFAULT_DAYS})",
         )
         window.add_argument(
-            "--start", default=None, help="UTC window start (overrides the default)"
+            "--start", type=iso_date_argument, help="UTC window start (overrides the default)"
         )
-        window.add_argument("--end", default=None, help="UTC window end, exclusive")
+        window.add_argument("--end", type=iso_date_argument, help="UTC window end, exclusive")
         window.add_argument("--symbol", default=None, help="default: the model's, else BTCUSDT")
         window.add_argument("--interval", default=None, help="default: the model's, else 1h")
         window.add_argument("--data-dir", type=Path, default=None, help="default: the data store")

@@ -5,7 +5,8 @@ with the same options. Only the defaults differ: where the engine would look und
 install root (/opt/ai-trading-bot), this command uses folders of this Django installation:
 
   --data-dir     settings.TRADEBOT_DATA_DIR (the candle and sentiment store)
-  --model-dir    <VAR_DIR>/live/model
+  --model-dir    the artifact folder of the version in production (from the registry;
+                 with several in production, --model NAME picks one), named in the output
   --journal-dir  <VAR_DIR>/live/journal
   --status-file  <VAR_DIR>/live/status.json
 
@@ -23,9 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser, DjangoHelpFormatter
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    CommandParser,
+    DjangoHelpFormatter,
+)
+from django.db import DatabaseError
 
 from engine.live import cli as engine_cli
+from engine.strategies import STRATEGIES
 
 
 class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -33,14 +41,47 @@ class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
 
 
 def default_paths() -> dict[str, Path]:
-    """Engine option -> its default on this Django installation."""
+    """Engine option -> its default on this Django installation (the model folder aside)."""
     live = Path(settings.VAR_DIR) / "live"
     return {
         "--data-dir": Path(settings.TRADEBOT_DATA_DIR),
-        "--model-dir": live / "model",
         "--journal-dir": live / "journal",
         "--status-file": live / "status.json",
     }
+
+
+def production_model_dir(model_name: str | None) -> tuple[Path, str]:
+    """The artifact folder of the version in production, and a line naming it.
+
+    CommandError (one line, naming --model-dir) when there is none, or several and no
+    --model to choose between them.
+    """
+    from models_registry.models import ModelState, ModelVersion
+    from models_registry.services.model_versions import version_dir
+
+    versions = ModelVersion.objects.filter(state=ModelState.IN_PRODUCTION).order_by("name")
+    if model_name:
+        versions = versions.filter(name=model_name)
+    try:
+        found = list(versions)
+    except DatabaseError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(
+            f"cannot read the registry for the model in production ({first_line}): "
+            "give --model-dir DIR, or run migrate."
+        ) from exc
+    if not found:
+        which = f"{model_name} has" if model_name else "no model has"
+        raise CommandError(
+            f"{which} a version in production in the registry: give --model-dir DIR "
+            f"(a folder with <model>.onnx and <model>_metadata.json)."
+        )
+    if len(found) > 1:
+        names = ", ".join(f"{v.name} v{v.version}" for v in found)
+        raise CommandError(f"several versions are in production ({names}): add --model NAME.")
+    version = found[0]
+    folder = version_dir(version)
+    return folder, f"model: {version.name} v{version.version} (in production), from {folder}"
 
 
 def engine_argv(argv: list[str]) -> list[str]:
@@ -57,6 +98,18 @@ def engine_argv(argv: list[str]) -> list[str]:
     return [*argv, *(str(part) for option in missing for part in (option, defaults[option]))]
 
 
+def needs_model_dir(argv: list[str]) -> tuple[bool, str | None]:
+    """Whether the engine will need a model folder none was given for, and --model's value."""
+    if not argv or argv[0] == "reset-kill-switch":
+        return False, None
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--model-dir")
+    parser.add_argument("--model", dest="model_name")
+    given, _ = parser.parse_known_args(argv[1:])
+    spec = STRATEGIES.get(argv[0])
+    return bool(spec and spec.needs_model and given.model_dir is None), given.model_name
+
+
 def _dest(option: str) -> str:
     return option.lstrip("-").replace("-", "_")
 
@@ -67,7 +120,8 @@ class Command(BaseCommand):
         "paper trading by default, --replay for a replayed paper session, --live for real "
         "orders. Every option after the strategy is the engine's (listed below)."
     )
-    # The engine reads no database; skip Django's system checks for a faster start.
+    # The engine reads no database (this command reads the registry once, for the default
+    # model folder); skip Django's system checks for a faster start.
     requires_system_checks: list[str] = []
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
@@ -89,6 +143,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         argv = engine_argv([options["strategy"], *options["engine_args"]])
+        wanted, model_name = needs_model_dir(argv)
+        if wanted:
+            folder, line = production_model_dir(model_name)
+            self.stdout.write(line)
+            self.stdout.flush()
+            argv = [*argv, "--model-dir", str(folder)]
         code = engine_cli.main(argv)
         sys.stdout.flush()
         if code:

@@ -16,6 +16,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from engine.dates import iso_date_argument
 from engine.training.config import EpochCallback
 from models_registry.management.commands._users import user_named
 from models_registry.models import ModelVersion
@@ -63,8 +64,8 @@ class Command(BaseCommand):
     def _add_data_arguments(self, parser: ArgumentParser) -> None:
         group = parser.add_argument_group("data")
         group.add_argument("--interval", default="1h", help="candle interval (default: 1h)")
-        group.add_argument("--start", default=None, help="UTC start of the history (inclusive)")
-        group.add_argument("--end", default=None, help="UTC end of the history (exclusive)")
+        group.add_argument("--start", type=iso_date_argument, help="UTC start (inclusive)")
+        group.add_argument("--end", type=iso_date_argument, help="UTC end (exclusive)")
         group.add_argument(
             "--data-dir",
             default=None,

@@ -1,0 +1,83 @@
+"""Progress of long work: a tqdm bar on a terminal, plain lines when not on one.
+
+Engine code reports through a ``progress(done, total)`` callback and knows nothing of the
+screen; a command wraps its work in :func:`progress_reporter` to turn those calls into a
+bar (interactive) or into a line every few seconds (logs, CI, journald), where a bar's
+carriage returns would be noise.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from tqdm import tqdm
+
+ProgressCallback = Callable[[int, int], None]
+PLAIN_LINE_SECONDS = 5.0
+
+
+@contextmanager
+def progress_reporter(
+    description: str,
+    *,
+    unit: str = "it",
+    stream: TextIO | None = None,
+    enabled: bool = True,
+    min_interval: float = PLAIN_LINE_SECONDS,
+) -> Iterator[ProgressCallback]:
+    """Yield a ``progress(done, total)`` callback drawing a bar or writing plain lines."""
+    out = stream if stream is not None else sys.stderr
+    if not enabled:
+        yield lambda done, total: None
+    elif _is_terminal(out):
+        with _bar(description, unit, out) as update:
+            yield update
+    else:
+        yield from _plain_lines(description, unit, out, min_interval)
+
+
+@contextmanager
+def _bar(description: str, unit: str, out: TextIO) -> Iterator[ProgressCallback]:
+    bar = tqdm(desc=description, unit=unit, file=out, leave=False, dynamic_ncols=True)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def _plain_lines(
+    description: str, unit: str, out: TextIO, min_interval: float
+) -> Iterator[ProgressCallback]:
+    state = {"last_line": float("-inf"), "done": 0, "total": 0, "written": (-1, -1)}
+
+    def write() -> None:
+        done, total = state["done"], state["total"]
+        percent = f" ({100 * done / total:.0f}%)" if total else ""
+        out.write(f"{description}: {done}/{total} {unit}{percent}\n")
+        out.flush()
+        state["written"] = (done, total)
+        state["last_line"] = time.monotonic()
+
+    def update(done: int, total: int) -> None:
+        state["done"], state["total"] = done, total
+        if time.monotonic() - state["last_line"] >= min_interval:
+            write()
+
+    yield update
+    if state["total"] and state["written"] != (state["done"], state["total"]):
+        write()  # the final count, always
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
