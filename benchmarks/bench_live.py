@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import _figures  # noqa: E402
+
 
 def train_models(folder: Path) -> tuple[Path, Path, pd.DataFrame, pd.Series]:
     """A default-size ONNX model (engine.training) and the same network saved as .keras."""
@@ -202,6 +204,7 @@ def decision_latency(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=500, help="bars timed for the latency")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON rows here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-live-") as scratch:
         folder = Path(scratch)
@@ -236,6 +239,30 @@ def main() -> None:
           f"  p99 {latency['step_p99_ms']:.2f} ms")  # fmt: skip
     print(f"  of which features + ONNX (predict_latest):  p50 {latency['model_p50_ms']:.2f} ms"
           f"  p99 {latency['model_p99_ms']:.2f} ms")  # fmt: skip
+    record_figures(engine_ready, engine_rss / mib, keras_ready, keras_rss / mib, latency)
+    _figures.write(args.json)
+
+
+def record_figures(
+    ready: float, rss_mib: float, keras_ready: float, keras_rss_mib: float, latency: dict
+) -> None:
+    keras = "Keras model via TensorFlow"
+    _figures.record(
+        "engine start-up to ready (s)", ready, "s",
+        peer=keras_ready, peer_label=keras, target=("tradebot", "<=", 0.5),
+    )  # fmt: skip
+    _figures.record(
+        "engine start-up peak RSS (MiB)", rss_mib, "MiB",
+        peer=keras_rss_mib, peer_label=keras, target=("tradebot", "<=", 150.0),
+    )  # fmt: skip
+    _figures.record(
+        f"candle-to-decision p99, {latency['bars']} bars (ms)", latency["decision_p99_ms"], "ms",
+        target=("tradebot", "<=", 1.0),
+    )  # fmt: skip
+    _figures.record(
+        "features + ONNX (predict_latest) p99 (ms)", latency["model_p99_ms"], "ms",
+        target=("tradebot", "<=", 0.3),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
