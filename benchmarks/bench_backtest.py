@@ -2,7 +2,7 @@
 backtrader on the same target series and the same semantics; optionally run_backtest ml_basic.
 
 Run with the benchmark venv (vectorbt and backtrader live only there):
-    /work/bench-venv/bin/python benchmarks/bench_backtest.py
+    make bench   # or: var/bench-venv/bin/python benchmarks/bench_backtest.py
 and, for run_backtest with a trained model (the project venv is enough):
     .venv/bin/python benchmarks/bench_backtest.py --model-dir DIR [--data-dir ../shared/data]
 """
