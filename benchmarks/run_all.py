@@ -27,9 +27,9 @@ ARTIFACT = PROJECT / "test-artifacts" / "bench.json"
 
 def benchmarks(bench_python: str, project_python: str) -> list[tuple[str, list[str]]]:
     return [
-        ("backtest", [bench_python, "benchmarks/bench_backtest.py"]),
         ("live", [project_python, "benchmarks/bench_live.py"]),
         ("deploy", [project_python, "benchmarks/bench_deploy.py", "--runs", "3"]),
+        ("backtest", [bench_python, "benchmarks/bench_backtest.py"]),
     ]
 
 
