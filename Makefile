@@ -20,6 +20,19 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m tests.stack -- $(PY) -m pytest
 
+## Every benchmark, one table beside its peers (test-artifacts/bench.json). About 15 minutes.
+BENCH_VENV := var/bench-venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): requirements/engine.txt requirements/bench.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements/bench.txt
+	touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)
+	$(PY) benchmarks/run_all.py --bench-python $(BENCH_VENV)/bin/python --project-python $(PY)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -2,7 +2,7 @@
 backtrader on the same target series and the same semantics; optionally run_backtest ml_basic.
 
 Run with the benchmark venv (vectorbt and backtrader live only there):
-    /work/bench-venv/bin/python benchmarks/bench_backtest.py
+    make bench   # or: var/bench-venv/bin/python benchmarks/bench_backtest.py
 and, for run_backtest with a trained model (the project venv is enough):
     .venv/bin/python benchmarks/bench_backtest.py --model-dir DIR [--data-dir ../shared/data]
 """
@@ -20,6 +20,7 @@ import pandas as pd
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from benchmarks import _figures  # noqa: E402
 from engine.backtest import SimulationConfig, run_backtest, simulate  # noqa: E402
 
 BARS = 525_600
@@ -97,8 +98,8 @@ def bench_vectorbt(candles, targets, ours_seconds, ours):
     try:
         import vectorbt as vbt
     except ImportError:
-        print("vectorbt: not installed in this interpreter (use /work/bench-venv)")
-        return
+        print("vectorbt: not installed in this interpreter (use `make bench`)")
+        return None
     in_force = np.r_[0.0, targets[:-1]]  # the target acting from each bar's open
     previous = np.r_[0.0, in_force[:-1]]
     entries = pd.Series((in_force == 1) & (previous == 0), index=candles.index)
@@ -127,14 +128,15 @@ def bench_vectorbt(candles, targets, ours_seconds, ours):
         f"agree: trades={trades == len(ours.trades)} "
         f"equity rel diff={abs(final / ours.final_equity - 1):.2e}"
     )
+    return seconds
 
 
 def bench_backtrader(candles, targets, ours_seconds, ours):
     try:
         import backtrader as bt
     except ImportError:
-        print("backtrader: not installed in this interpreter (use /work/bench-venv)")
-        return
+        print("backtrader: not installed in this interpreter (use `make bench`)")
+        return None
     fee, slip = FEE_BPS * 1e-4, SLIPPAGE_BPS * 1e-4
 
     rejected: list[str] = []
@@ -190,6 +192,7 @@ def bench_backtrader(candles, targets, ours_seconds, ours):
         f"agree: trades={total == len(ours.trades)} "
         f"equity rel diff={abs(final / ours.final_equity - 1):.2e}"
     )
+    return seconds
 
 
 def fill_missing_hours(candles: pd.DataFrame) -> pd.DataFrame:
@@ -234,6 +237,7 @@ def main() -> None:
     )
     parser.add_argument("--data-dir", type=Path, default=PROJECT.parent / "shared" / "data")
     parser.add_argument("--skip-others", action="store_true", help="skip vectorbt and backtrader")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON rows here")
     args = parser.parse_args()
 
     candles = minute_bars()
@@ -243,15 +247,34 @@ def main() -> None:
         f"fee {FEE_BPS} bps, slippage {SLIPPAGE_BPS} bps"
     )
     seconds, ours = bench_simulator(candles, targets)
-    if not args.skip_others:
-        bench_vectorbt(candles, targets, seconds, ours)
-        bench_backtrader(candles, targets, seconds, ours)
+    figure = f"simulator, {len(candles):,} 1-min bars (s)"
+    if args.skip_others:
+        _figures.record(figure, seconds, "s")
+    else:
+        vectorbt = bench_vectorbt(candles, targets, seconds, ours)
+        backtrader = bench_backtrader(candles, targets, seconds, ours)
+        _figures.record(
+            figure + " vs vectorbt warm",
+            seconds,
+            "s",
+            peer=vectorbt,
+            peer_label="vectorbt 1.0 from_signals, warm",
+            target=("ratio", ">=", 20.0),
+        )
+        _figures.record(
+            figure + " vs backtrader",
+            seconds,
+            "s",
+            peer=backtrader,
+            peer_label="backtrader 1.9 cheat-on-open",
+        )
     if args.model_dir:
         bench_run_backtest(args.model_dir, args.data_dir)
     else:
         print(
             "run_backtest ml_basic over three years: pending (pass --model-dir of a trained model)"
         )
+    _figures.write(args.json)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from benchmarks import _figures  # noqa: E402
 from deployment.runner import DeploymentOutcome, deploy, rollback  # noqa: E402
 from deployment.targets import ArtifactSpec, TargetSpec  # noqa: E402
 from tests.deployment.hosts import (  # noqa: E402
@@ -128,6 +129,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--stand-in", action="store_true", help="use the contract stand-in")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON rows here")
     args = parser.parse_args()
     if args.stand_in:
         os.environ[ENGINE_CHOICE_VARIABLE] = "stand-in"
@@ -184,6 +186,17 @@ def main() -> int:
     print("single-host deploy, median per step:")
     for step, values in step_times.items():
         print(f"  {step:<14} {statistics.median(values):.3f} s")
+    _figures.record(
+        "deploy, 1 host vs 4 in parallel, median (s)", single_median, "s",
+        peer=parallel_median, peer_label="the same deploy to 4 hosts", target=("ratio", "<=", 1.5),
+    )  # fmt: skip
+    _figures.record(
+        "deploy, 1 host, median (s)", single_median, "s", target=("tradebot", "<=", 6.0)
+    )  # fmt: skip
+    _figures.record(
+        "rollback, 1 host, median (s)", rollback_median, "s", target=("tradebot", "<=", 6.0)
+    )  # fmt: skip
+    _figures.write(args.json)
     return 0
 
 

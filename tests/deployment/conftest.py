@@ -60,7 +60,7 @@ def ssh_server_factory(
 def engine(
     shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[EngineSetup, Path | None]:
-    """The real engine with a tiny trained model when usable, else the stand-in."""
+    """The real engine with a tiny trained model; the stand-in only when asked for by name."""
     return engine_setup(shared_data_dir, tmp_path_factory)
 
 

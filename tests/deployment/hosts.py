@@ -27,6 +27,7 @@ import psutil
 
 from deployment.targets import ArtifactSpec, HostSpec, model_filenames
 from tests.deployment.support import EngineSetup
+from tests.support.budgets import budget
 
 SSHD = Path("/usr/sbin/sshd")
 
@@ -139,11 +140,13 @@ class SshServer:
 
 # --------------------------------------------------------------------------- hosts
 
+# A hanging restart hangs for ever as far as any test is concerned: only a timeout ends it.
+HANG_SECONDS = 86_400
 
 RESTART_SCRIPT = """#!/bin/sh
 # Stand-in for `systemctl restart`: stop the engine from its pid file, start it detached.
 ROOT={root}
-if [ -f "$ROOT/hang-once" ]; then rm -f "$ROOT/hang-once"; sleep 60; fi
+if [ -f "$ROOT/hang-once" ]; then rm -f "$ROOT/hang-once"; exec sleep {hang_seconds}; fi
 if [ -f "$ROOT/fail-restart-once" ]; then
   rm -f "$ROOT/fail-restart-once"; echo "restart refused (test)" >&2; exit 1
 fi
@@ -289,6 +292,7 @@ def make_fake_host(
             root=host.root,
             command=" ".join(shlex.quote(part) for part in command),
             environment=engine.environment(),
+            hang_seconds=HANG_SECONDS,
         )
     )
     return host
@@ -308,10 +312,10 @@ def target_settings(hosts: list[FakeHost], user_key: Path | None) -> dict[str, A
         else "".join(host.server.known_hosts_line() for host in hosts if host.server),
         "restart_command": "/bin/sh {install_root}/bin/restart.sh",
         "log_command": "tail -n 200 {install_root}/var/engine.log",
-        "health_timeout": 30,
+        "health_timeout": budget(30),
         "health_poll_interval": 0.05,
-        "command_timeout": 5,
-        "connect_timeout": 5,
+        "command_timeout": budget(5),
+        "connect_timeout": budget(5),
         "keep_versions": 3,
         "min_free_bytes": 1024,
     }

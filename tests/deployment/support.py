@@ -1,9 +1,9 @@
 """The engine the test hosts run as their service, and the models deployed to them.
 
 The real engine (`python -m engine.live`) with a tiny model trained by
-engine.training is used whenever it can run here. The stand-in
-(`fake_engine.py`, same contract) is used only if it cannot, or when
-TRADEBOT_DEPLOY_TEST_ENGINE=stand-in asks for it (quick iterations).
+engine.training is what the test hosts run. The stand-in (`fake_engine.py`, same contract)
+is used only when TRADEBOT_DEPLOY_TEST_ENGINE=stand-in asks for it by name (quick
+iterations); a real engine that fails to start fails the tests instead.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from deployment.targets import ArtifactSpec, model_filenames
+from tests.support.budgets import budget
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
@@ -30,22 +31,35 @@ MODEL_NAME = "btcusdt_sentiment"
 ENGINE_CHOICE_VARIABLE = "TRADEBOT_DEPLOY_TEST_ENGINE"
 
 
+def stand_in_requested() -> bool:
+    """Whether the run asked for the stand-in engine by name (quick iterations only)."""
+    return os.environ.get(ENGINE_CHOICE_VARIABLE) == "stand-in"
+
+
 @functools.cache
 def real_engine_usable() -> bool:
-    """Whether `python -m engine.live --help` runs (the engine may be missing or broken)."""
-    if os.environ.get(ENGINE_CHOICE_VARIABLE) == "stand-in":
+    """Whether to run the real engine: unless the stand-in is asked for, it must start.
+
+    A real engine that cannot start fails the tests: they never quietly test less.
+    """
+    if stand_in_requested():
         return False
     try:
         result = subprocess.run(
             [sys.executable, "-m", "engine.live", "--help"],
             cwd=PROJECT_ROOT,
             capture_output=True,
-            timeout=60,
+            timeout=budget(60),
             check=False,
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0 and b"--check-only" in result.stdout
+    except (OSError, subprocess.TimeoutExpired) as error:
+        pytest.fail(f"the real engine did not start (`python -m engine.live --help`): {error}")
+    if result.returncode != 0 or b"--check-only" not in result.stdout:
+        pytest.fail(
+            "the real engine did not start (`python -m engine.live --help` exited "
+            f"{result.returncode}): {result.stderr.decode(errors='replace')[-2000:]}"
+        )
+    return True
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ from deployment import steps
 from deployment.connection import HostKeyRejected, SshConnection, open_connection
 from deployment.runner import StepRecord, deploy, read_status, reconcile, rollback
 from deployment.targets import HostSpec, TargetSpec, model_filenames
+from tests.deployment.hosts import HANG_SECONDS
 from tests.deployment.support import MODEL_NAME
+from tests.support.budgets import budget
 
 
 def step_names(records: list[StepRecord], host: str | None = None) -> list[str]:
@@ -68,9 +70,9 @@ def test_remote_command_timeout_kills_the_command_on_the_host(ssh_server_factory
         connection.close()
 
     assert result.timed_out and not result.ok
-    assert elapsed < 5
+    assert elapsed < 30, "the command was cut off, not waited out"
     sleeper = int(pid_file.read_text())
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + budget(3)
     while Path(f"/proc/{sleeper}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{sleeper}").exists(), "the timed-out command still runs on the host"
@@ -203,16 +205,17 @@ def test_model_refused_by_engine_is_rolled_back(host_factory, make_target, model
 def test_hanging_restart_times_out_then_rolls_back(host_factory, make_target, models):
     v1, v2 = models.make(1), models.make(2)
     host = host_factory(v1)
-    target = make_target([host], command_timeout=2)
+    target = make_target([host])  # the fake restart hangs for ever; the budget is the real one's
     (host.root / "hang-once").touch()
 
     outcome = deploy(target, v2, "dep-hang")
 
     assert outcome.status == "rolled_back", describe(outcome)
     restart = next(r for r in outcome.steps if r.step == "restart")
+    timeout = target.command_timeout
     assert not restart.ok
-    assert "did not finish within 2 s" in restart.detail
-    assert restart.seconds < 6
+    assert f"did not finish within {timeout:g} s" in restart.detail
+    assert timeout <= restart.seconds < HANG_SECONDS, "killed at the timeout, not waited out"
     host.assert_serves(v1)
 
 

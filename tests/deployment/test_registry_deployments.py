@@ -475,7 +475,7 @@ def test_local_target_takes_a_deploy_and_a_rollback(
 ):
     setup, _ = engine
     if not setup.real:
-        pytest.skip("the local target runs the real engine, which is not usable here")
+        pytest.skip("the stand-in engine was asked for by name; the local target runs the real one")
     root = tmp_path / "local-host" / "opt"
     target = local_target_ensure(
         name="local-production",

@@ -12,6 +12,7 @@ import pytest
 from deployment import steps
 from deployment.connection import LocalConnection
 from deployment.targets import ArtifactSpec, HostSpec, TargetConfigError, TargetSpec
+from tests.support.budgets import budget
 
 
 def test_defaults_follow_the_deployment_guide(tmp_path):
@@ -140,9 +141,9 @@ def test_local_connection_timeout_kills_the_whole_process_group(tmp_path):
     result = LocalConnection().run(f"sleep 30 & echo $! > {pid_file}; wait", timeout=0.5)
 
     assert result.timed_out
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 30, "the command was cut off, not waited out"
     child = int(pid_file.read_text())
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + budget(3)
     while time.monotonic() < deadline:
         try:
             state = Path(f"/proc/{child}/stat").read_text().split()[2]

@@ -31,6 +31,7 @@ from tests.monitoring.conftest import (
     worker_env,
 )
 from tests.registry.conftest import requires_postgresql
+from tests.support.budgets import budget
 from tradebot.celery import app
 
 TASK_TIMEOUT = 120
@@ -94,7 +95,7 @@ def test_beat_revalidation_passes_then_degrades_the_model_through_a_worker(
             model_version=version, target=production_target, requested_by=people.deployer
         )
     # The console mail backend writes the message to the worker's log, after the commit.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + budget(10)
     while "degraded: approval suspended" not in worker.log_path.read_text():
         assert time.monotonic() < deadline, worker.log_path.read_text()[-3000:]
         time.sleep(0.2)

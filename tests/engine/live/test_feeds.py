@@ -13,6 +13,7 @@ import pytest
 from engine.live.feeds import BinanceKlineFeed, FeedItem, make_binance_client
 from tests.fakes.binance_server import DEFAULT_NOW_MS, FakeBinanceServer
 from tests.fakes.http_fake import FakeResponse, Fault, html_error
+from tests.support.budgets import budget
 
 HOUR_MS = 3_600_000
 
@@ -110,7 +111,7 @@ def test_replay_speed_paces_bars_with_heartbeats_and_stops_at_once(monkeypatch) 
     elapsed = time.monotonic() - started
     assert [i.candle for i in items if i.candle is not None] == bars
     assert sum(1 for i in items if i.candle is None) >= 6, "heartbeats while waiting"
-    assert 0.25 <= elapsed < 2.0, "three bars at 0.1 s each"
+    assert 0.25 <= elapsed < budget(2.0), "three bars at 0.1 s each"
     stop.set()
     assert [i.candle for i in ReplayFeed(bars, interval=pd.Timedelta(minutes=1), speed=1.0,
                                          stop_event=stop)] == []  # fmt: skip
