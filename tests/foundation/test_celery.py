@@ -9,7 +9,9 @@ import pytest
 from celery import Celery
 from django_celery_results.models import TaskResult
 
+from tests.conftest import PROJECT_ROOT
 from tradebot.celery import app, ping
+from tradebot.config import broker_transport, broker_transport_options
 from tradebot.queues import (
     QUEUE_LIMITS,
     broker_visibility_timeout,
@@ -50,14 +52,14 @@ def test_task_round_trip_through_filesystem_broker(
     client = Celery(
         "tradebot-fs-client", broker="filesystem://", backend="django-db", set_as_current=False
     )
-    client.conf.broker_transport_options = {
-        "data_folder_in": str(folder / "queue"),
-        "data_folder_out": str(folder / "queue"),
-        "processed_folder": str(folder / "processed"),
-    }
+    # The same transport and folders as settings give the worker (kombu's default control
+    # folder is a relative "control/": the source tree).
+    client.conf.broker_transport = broker_transport("filesystem://")
+    client.conf.broker_transport_options = broker_transport_options("filesystem://", folder=folder)
     result = client.send_task("tradebot.ping", args=["through files"], queue="default")
     assert result.get(timeout=30) == "through files"
     assert TaskResult.objects.get(task_id=result.id).status == "SUCCESS"
+    assert not (PROJECT_ROOT / "control").exists()
 
 
 def test_only_json_is_accepted() -> None:
