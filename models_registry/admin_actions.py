@@ -22,6 +22,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from models_registry import admin_cockpit
 from models_registry.models import (
     AuditEvent,
     DeploymentTarget,
@@ -36,6 +37,11 @@ from models_registry.services import deployments, lifecycle, runs
 
 
 def _report(request: HttpRequest, version: ModelVersion, ok: bool, text: str) -> None:
+    """One message per version, its name in its own case: "btcusdt_sentiment v3: approved".
+
+    Refusals from services may begin with a capitalised name; the message keeps the
+    service's words.
+    """
     level = messages.SUCCESS if ok else messages.ERROR
     messages.add_message(request, level, f"{version}: {text}")
 
@@ -107,7 +113,10 @@ class RollbackForm(forms.Form):
     )
     to_version = forms.IntegerField(
         required=False,
-        help_text="Version number to restore; empty: the version that ran before the current one.",
+        help_text=(
+            "Version number to restore. Leave empty to restore the version named in "
+            "'What a rollback restores' above (the one that ran before the current one)."
+        ),
     )
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "cols": 80}))
 
@@ -121,8 +130,11 @@ def _confirmation_page(
     title: str,
     form: forms.Form,
     details: list[dict[str, Any]],
+    rollbacks: list[dict[str, Any]] | None = None,
 ) -> TemplateResponse:
     context = {
+        "rollbacks": rollbacks or [],
+        "cancel_url": request.META.get("HTTP_REFERER") or ".",
         **modeladmin.admin_site.each_context(request),
         "title": title,
         "opts": modeladmin.model._meta,
@@ -135,10 +147,11 @@ def _confirmation_page(
     return TemplateResponse(request, "admin/models_registry/confirm_action.html", context)
 
 
-def _version_details(versions: list[ModelVersion]) -> list[dict[str, Any]]:
-    return [
-        {"version": v, "state": v.get_state_display(), "sha256": v.onnx_sha256} for v in versions
-    ]
+def _version_details(
+    versions: list[ModelVersion], environment: str = Environment.PRODUCTION
+) -> list[dict[str, Any]]:
+    """Everything a person needs to decide, per version (runs, gates, warnings, comparison)."""
+    return [admin_cockpit.decision_evidence(v, environment) for v in versions[:20]]
 
 
 def _decision_action(
@@ -224,19 +237,7 @@ def _deploy_action(
                 _report(request, version, True, f"deployment #{deployment.pk} to {target.name}: "
                         f"{deployment.get_status_display().lower()}")  # fmt: skip
         return None
-    targets = list(
-        DeploymentTarget.objects.filter(environment=environment).prefetch_related("hosts")
-    )
-    details = _version_details(versions)
-    for detail in details:
-        detail["targets"] = [
-            {
-                "name": t.name,
-                "hosts": [str(h) for h in t.hosts.all()] or ["local"],
-                "window": t.allowed_hours,
-            }
-            for t in targets
-        ]
+    details = _version_details(versions, environment)
     return _confirmation_page(
         modeladmin, request, queryset, action=action, title=title, form=form, details=details
     )
@@ -288,17 +289,26 @@ def rollback_production(
                 f"rollback #{deployment.pk} of {target.name} to {deployment.model_version} queued",
             )
         return None
+    model_name = versions[0].name if versions else None
+    previews = [
+        admin_cockpit.rollback_preview(target, model_name)
+        for target in DeploymentTarget.objects.filter(environment=Environment.PRODUCTION)
+    ]
     return _confirmation_page(
         modeladmin, request, queryset, action="rollback_production", title="Roll back production",
-        form=form, details=_version_details(versions),
+        form=form, details=[], rollbacks=previews,
     )  # fmt: skip
 
 
 # --- pages ---------------------------------------------------------------------
 
 
-def version_page_context(object_id: str) -> dict[str, Any]:
-    version = ModelVersion.objects.filter(pk=object_id).first()
+def version_page_context(object_id: str, user: Any = None) -> dict[str, Any]:
+    version = (
+        ModelVersion.objects.filter(pk=object_id)
+        .select_related("created_by", "approval_requested_by")
+        .first()
+    )
     if version is None:
         return {}
     production = (
@@ -309,6 +319,8 @@ def version_page_context(object_id: str) -> dict[str, Any]:
     )
     return {
         "version_obj": version,
+        "cockpit": admin_cockpit.banner(user, version) if user is not None else None,
+        "search": (version.metadata or {}).get("search"),
         "health_url": reverse("admin:models_registry_modelversion_health", args=[version.pk]),
         "validation_runs": list(version.validation_runs.all()[:20]),
         "paper_runs": list(version.paper_runs.all()[:20]),
@@ -364,6 +376,35 @@ def _comparison_rows(
 def _latest_validation_metrics(version: ModelVersion) -> dict[str, Any]:
     run = lifecycle.passing_validation_run(version) or version.validation_runs.first()
     return run.metrics if run else {}
+
+
+def version_action_view(
+    modeladmin: Any, request: HttpRequest, pk: int, action: str
+) -> HttpResponse:
+    """A version page's button: the same action as the list's, on this one version.
+
+    GET shows the action's confirmation page; the confirmation POSTs back here. Actions
+    without a confirmation page (validate, paper-trade) run on POST only.
+    """
+    rule = admin_cockpit.RULES_BY_NAME.get(action)
+    if rule is None:
+        raise Http404(f"no action {action!r}")
+    version = get_object_or_404(ModelVersion, pk=pk)
+    page = reverse("admin:models_registry_modelversion_change", args=[version.pk])
+    if not admin_cockpit.user_may(request.user, rule):
+        messages.error(request, f"You may not {rule.label.lower()}: your role lacks it.")
+        return HttpResponseRedirect(page)
+    queryset = ModelVersion.objects.filter(pk=version.pk)
+    if action in QUEUE_ACTIONS and request.method != "POST":
+        return _confirmation_page(
+            modeladmin, request, queryset, action=action, title=f"{rule.label}: {version}",
+            form=forms.Form(), details=_version_details([version]),
+        )  # fmt: skip
+    if action in QUEUE_ACTIONS:
+        QUEUE_ACTIONS[action](modeladmin, request, queryset)
+        return HttpResponseRedirect(page)
+    response = CONFIRM_ACTIONS[action](modeladmin, request, queryset)
+    return response if response is not None else HttpResponseRedirect(page)
 
 
 ARTIFACT_SOURCES = {
@@ -501,3 +542,16 @@ def register_view(request: HttpRequest) -> HttpResponse:
     context = {**admin.site.each_context(request), "title": "Register a model trained elsewhere",
                "form": form, "opts": ModelVersion._meta, "multipart": True}  # fmt: skip
     return TemplateResponse(request, "admin/models_registry/simple_form.html", context)
+
+
+QUEUE_ACTIONS: dict[str, Any] = {
+    "validate_versions": validate_versions,
+    "paper_trade_versions": paper_trade_versions,
+}
+CONFIRM_ACTIONS: dict[str, Any] = {
+    "stage_versions": stage_versions,
+    "approve_versions": approve_versions,
+    "reject_versions": reject_versions,
+    "deploy_versions": deploy_versions,
+    "rollback_production": rollback_production,
+}
