@@ -296,7 +296,7 @@ def rollback_production(
     ]
     return _confirmation_page(
         modeladmin, request, queryset, action="rollback_production", title="Roll back production",
-        form=form, details=[], rollbacks=previews,
+        form=form, details=_version_details(versions), rollbacks=previews,
     )  # fmt: skip
 
 
