@@ -186,3 +186,16 @@ def export_report_text(report: ExportReport) -> str:
         else "the file"
     )
     return f"export differs at {where}: {report.reason}. {report.checked} rows before it match."
+
+
+def check_export_command(command: Any, filename: str) -> None:
+    """verify_audit_log --export FILE: one line, exit 1 naming the first row that differs."""
+    from django.core.management.base import CommandError
+
+    path = Path(filename)
+    if not path.is_file():
+        raise CommandError(f"--export: no such file {filename}")
+    report = verify_export(path)
+    command.stdout.write(export_report_text(report))
+    if not report.ok:
+        raise CommandError(export_report_text(report), returncode=1)

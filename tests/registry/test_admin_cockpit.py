@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -175,3 +177,26 @@ def test_export_needs_the_auditor_role(engineer) -> None:
     client, _ = csrf_client(engineer)
     response = client.get(reverse("admin:models_registry_auditevent_export", args=["csv"]))
     assert response.status_code == 403
+
+
+@pytest.mark.django_db
+def test_verify_audit_log_export_names_the_first_row_that_differs(
+    auditor, version_factory, tmp_path: Path
+) -> None:
+    from django.core.management import CommandError, call_command
+
+    version_factory(ModelState.VALIDATED)
+    client, _ = csrf_client(auditor)
+    url = reverse("admin:models_registry_auditevent_export", args=["csv"])
+    body = b"".join(client.get(url).streaming_content).decode()
+    path = tmp_path / "audit.csv"
+    path.write_text(body)
+    call_command("verify_audit_log", "--export", str(path))
+    rows = list(csv.DictReader(io.StringIO(body)))
+    rows[1]["object_repr"] = "someone else v9"  # the second row, line 3 of the file
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(CommandError, match=rf"line 3 \(event #{rows[1]['id']}\)"):
+        call_command("verify_audit_log", "--export", str(path))
