@@ -481,34 +481,99 @@ def _progress_text(status: str, info: Any) -> str:
 
 
 class TrainForm(forms.Form):
+    """The train_model command's options a person needs, checked by the same service."""
+
     symbol = forms.RegexField(regex=r"^[A-Z0-9]{5,20}$", initial="BTCUSDT")
-    force_price_only = forms.BooleanField(required=False)
+    kind = forms.ChoiceField(
+        choices=[("sentiment", "sentiment (price and sentiment)"), ("price", "price only")],
+        initial="sentiment",
+    )
+    start = forms.CharField(required=False, help_text="UTC start, e.g. 2023-01-01 (inclusive)")
+    end = forms.CharField(
+        required=False, help_text="UTC end of the training window, e.g. 2024-01-01 (exclusive)"
+    )
+    gap_policy = forms.ChoiceField(
+        choices=[("refuse", "refuse to train on missing candles"),
+                 ("ffill", "forward-fill short gaps (recorded in the metadata)")],
+        initial="refuse",
+    )  # fmt: skip
+    max_fill = forms.IntegerField(min_value=1, initial=3, help_text="longest gap to fill, bars")
     epochs = forms.IntegerField(min_value=1, max_value=500, initial=20)
+    search_trials = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=500,
+        help_text="hyper-parameter search budget (trials); empty: no search",
+    )
+
+    def training_options(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        options: dict[str, Any] = {
+            "force_price_only": data["kind"] == "price",
+            "epochs": data["epochs"],
+            "start": data["start"] or None,
+            "end": data["end"] or None,
+            "gap_policy": data["gap_policy"],
+            "max_fill": data["max_fill"],
+        }
+        if data.get("search_trials"):
+            options["n_trials"] = data["search_trials"]
+        return options
+
+
+def form_errors_sentence(form: forms.Form) -> str:
+    """A form's errors as one sentence a person reads: "end: enter a date; epochs: ..."."""
+    parts = []
+    for field, errors in form.errors.items():
+        label = form.fields[field].label or field if field in form.fields else ""
+        text = " ".join(str(e) for e in errors)
+        parts.append(f"{label}: {text}" if label else text)
+    return "; ".join(parts) + "."
 
 
 def train_view(request: HttpRequest) -> HttpResponse:
     if not request.user.has_perm("models_registry.train_model"):
         raise PermissionDenied
     form = TrainForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        from models_registry.services.training import refuse_training_in_production
+    if request.method == "POST" and not form.is_valid():
+        messages.error(request, f"training not queued: {form_errors_sentence(form)}")
+    elif request.method == "POST":
+        from models_registry.models import RegistryError as Refused
+        from models_registry.services.training import (
+            refuse_training_in_production,
+            training_options_parse,
+        )
         from models_registry.tasks.training import train_model_task
 
+        options = form.training_options()
         try:
             refuse_training_in_production()
-        except Exception as exc:  # the service says why; show it rather than a 500
-            messages.error(request, str(exc))
+            options = _accepted_options(options)
+            training_options_parse(options)
+        except (Refused, ValueError, TypeError) as exc:
+            messages.error(request, f"training not queued: {exc}")
         else:
-            options = {"force_price_only": form.cleaned_data["force_price_only"],
-                       "epochs": form.cleaned_data["epochs"]}  # fmt: skip
-            result = train_model_task.delay(form.cleaned_data["symbol"], options, request.user.pk)
-            messages.success(
-                request, f"training of {form.cleaned_data['symbol']} queued (task {result.id[:8]})"
-            )
-        return HttpResponseRedirect(reverse("admin:models_registry_modelversion_changelist"))
+            symbol = form.cleaned_data["symbol"]
+            result = train_model_task.delay(symbol, options, request.user.pk)
+            messages.success(request, f"training of {symbol} queued (task {result.id[:8]})")
+            return HttpResponseRedirect(reverse("admin:models_registry_modelversion_changelist"))
     context = {**admin.site.each_context(request), "title": "Train a model", "form": form,
                "opts": ModelVersion._meta}  # fmt: skip
     return TemplateResponse(request, "admin/models_registry/simple_form.html", context)
+
+
+def _accepted_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Drop the search budget when the training service does not take one (yet)."""
+    from dataclasses import fields
+
+    from models_registry.services.training import TrainingOptions
+
+    known = {f.name for f in fields(TrainingOptions)}
+    if "n_trials" in options and "n_trials" not in known:
+        raise ValueError(
+            "this training service has no hyper-parameter search; leave the search budget empty"
+        )
+    return options
 
 
 class RegisterForm(forms.Form):

@@ -200,3 +200,42 @@ def test_verify_audit_log_export_names_the_first_row_that_differs(
         writer.writerows(rows)
     with pytest.raises(CommandError, match=rf"line 3 \(event #{rows[1]['id']}\)"):
         call_command("verify_audit_log", "--export", str(path))
+
+
+# --- the Train form -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_train_form_passes_window_end_gap_policy_kind_and_epochs(engineer, monkeypatch) -> None:
+    from models_registry.tasks import training
+
+    queued: list[tuple] = []
+
+    class Result:
+        id = "0123456789abcdef"
+
+    monkeypatch.setattr(training.train_model_task, "delay", lambda *a: queued.append(a) or Result())
+    client, token = csrf_client(engineer)
+    form = {"symbol": "BTCUSDT", "kind": "price", "end": "2024-06-01", "gap_policy": "ffill",
+            "max_fill": 2, "epochs": 2, "csrfmiddlewaretoken": token}  # fmt: skip
+    response = client.post(reverse("admin:models_registry_train"), form, follow=True)
+    assert "training of BTCUSDT queued" in response.text
+    ((symbol, options, user_id),) = queued
+    assert symbol == "BTCUSDT" and user_id == engineer.pk
+    assert options == {"force_price_only": True, "epochs": 2, "start": None,
+                       "end": "2024-06-01", "gap_policy": "ffill", "max_fill": 2}  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_train_form_error_is_one_readable_sentence(engineer, monkeypatch) -> None:
+    from models_registry.tasks import training
+
+    monkeypatch.setattr(training.train_model_task, "delay", lambda *a: pytest.fail("queued"))
+    client, token = csrf_client(engineer)
+    form = {"symbol": "BTCUSDT", "kind": "sentiment", "start": "2024-06-01",
+            "end": "2024-01-01", "gap_policy": "refuse", "max_fill": 3, "epochs": 2,
+            "csrfmiddlewaretoken": token}  # fmt: skip
+    text = client.post(reverse("admin:models_registry_train"), form, follow=True).text
+    message = re.search(r'<li class="error">([^<]*)</li>', text).group(1)
+    assert message.startswith("training not queued: start (2024-06-01")
+    assert "[" not in message and "ErrorList" not in message
