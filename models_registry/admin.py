@@ -282,6 +282,14 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        """Django's HISTORY button: the version's audit trail (the admin's own log is empty,
+        since nothing is changed through admin forms)."""
+        url = reverse("admin:models_registry_auditevent_changelist")
+        return HttpResponseRedirect(f"{url}?object_type=ModelVersion&object_id={int(object_id)}")
+
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         """On the list page, offer only actions that apply to a state in the current filter.
 

@@ -239,3 +239,14 @@ def test_train_form_error_is_one_readable_sentence(engineer, monkeypatch) -> Non
     message = re.search(r'<li class="error">([^<]*)</li>', text).group(1)
     assert message.startswith("training not queued: start (2024-06-01")
     assert "[" not in message and "ErrorList" not in message
+
+
+@pytest.mark.django_db
+def test_history_button_shows_the_audit_trail(auditor, version_factory) -> None:
+    version = version_factory(ModelState.VALIDATED)
+    client, _ = csrf_client(auditor)
+    page = client.get(reverse("admin:models_registry_modelversion_history", args=[version.pk]),
+                      follow=True).text  # fmt: skip
+    assert "model_version_validated" in page
+    listed = re.findall(r'<td class="field-object_repr">([^<]*)</td>', page)
+    assert listed and set(listed) == {str(version)}
