@@ -237,6 +237,79 @@ def bench_admin_list_pages(repeats: int = 5) -> None:
         print(f"  {url:<50} {median_ms:7.1f} ms  {len(captured):3d} queries  {verdict}")
 
 
+def cockpit_urls() -> list[tuple[str, str]]:
+    """The workflow pages of issue 15, on versions the bulk data put in each state."""
+    from django.urls import reverse
+
+    from models_registry.models import ModelState, ModelVersion
+
+    def newest(state: str) -> int:
+        return (
+            ModelVersion.objects.filter(state=state).order_by("-id").values_list("id", flat=True)[0]
+        )
+
+    staged, live, approved = (
+        newest(ModelState.STAGED), newest(ModelState.IN_PRODUCTION), newest(ModelState.APPROVED)
+    )  # fmt: skip
+
+    def action(pk: int, name: str) -> str:
+        return reverse("admin:models_registry_version_action", args=[pk, name])
+
+    def page(pk: int) -> str:
+        return reverse("admin:models_registry_modelversion_change", args=[pk])
+
+    versions = reverse("admin:models_registry_modelversion_changelist")
+    return [
+        ("version page (staged)", page(staged)),
+        ("version page (in production)", page(live)),
+        ("health page", reverse("admin:models_registry_modelversion_health", args=[live])),
+        ("approve page", action(staged, "approve_versions")),
+        ("reject page", action(staged, "reject_versions")),
+        ("deploy page", action(approved, "deploy_versions")),
+        ("rollback page", action(live, "rollback_production")),
+        ("version list, filtered", versions + "?state__exact=staged"),
+    ]  # fmt: skip
+
+
+def bench_pages(title: str, urls: list[tuple[str, str]], repeats: int = 5) -> None:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    admin_user = get_user_model().objects.filter(is_superuser=True).first()
+    client = Client()
+    client.force_login(admin_user)
+    print(f"{title} (median of {repeats} renders; target < 300 ms):")
+    for label, url in urls:
+        client.get(url)
+        timings = []
+        for _ in range(repeats):
+            with CaptureQueriesContext(connection) as captured:
+                start = time.perf_counter()
+                response = client.get(url)
+                timings.append(time.perf_counter() - start)
+            assert response.status_code == 200, (url, response.status_code)
+        median_ms = sorted(timings)[len(timings) // 2] * 1000
+        verdict = "OK" if median_ms < 300 else "OVER TARGET"
+        print(f"  {label:<32} {median_ms:7.1f} ms  {len(captured):3d} queries  {verdict}")
+
+
+def bench_audit_export() -> None:
+    """Streaming every audit event as JSON Lines (an auditor's full export)."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(get_user_model().objects.filter(is_superuser=True).first())
+    start = time.perf_counter()
+    response = client.get(reverse("admin:models_registry_auditevent_export", args=["jsonl"]))
+    rows = sum(chunk.count(b"\n") for chunk in response.streaming_content)
+    seconds = time.perf_counter() - start
+    print(f"  export all audit events as JSON Lines: {rows} rows in {seconds:.1f} s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events to verify at the end")
@@ -251,6 +324,8 @@ def main() -> int:
         print(f"verify {BASE_EVENTS} events:")
         verify_audit_log_seconds()
         bench_admin_list_pages()
+        bench_pages("cockpit and decision pages", cockpit_urls())
+        bench_audit_export()
         extra = max(args.events - BASE_EVENTS, 0)
         if extra:
             timed(f"hash and bulk-create {extra} more audit events", append_audit_events, extra)

@@ -13,13 +13,21 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from models_registry import admin_actions
+from models_registry import admin_actions, exports
+from models_registry.formatting import key_value_table as _kv_table
 from models_registry.models import (
     Approval,
     ApprovalSuspension,
@@ -244,6 +252,15 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 name="models_registry_artifact",
             ),
             path(
+                "<int:pk>/action/<str:action>/",
+                self.admin_site.admin_view(
+                    lambda request, pk, action: admin_actions.version_action_view(
+                        self, request, pk, action
+                    )
+                ),
+                name="models_registry_version_action",
+            ),
+            path(
                 "train/",
                 self.admin_site.admin_view(admin_actions.train_view),
                 name="models_registry_train",
@@ -259,8 +276,44 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), **admin_actions.version_page_context(object_id)}
+        extra_context = {
+            **(extra_context or {}),
+            **admin_actions.version_page_context(object_id, request.user),
+        }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        """Django's HISTORY button: the version's audit trail (the admin's own log is empty,
+        since nothing is changed through admin forms)."""
+        url = reverse("admin:models_registry_auditevent_changelist")
+        return HttpResponseRedirect(f"{url}?object_type=ModelVersion&object_id={int(object_id)}")
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        """On the list page, offer only actions that apply to a state in the current filter.
+
+        A POST keeps every held action: the services re-check each version anyway, and a
+        state can change between showing the list and submitting it.
+        """
+        actions = super().get_actions(request)
+        if request.method != "GET":
+            return actions
+        from models_registry.admin_cockpit import RULES_BY_NAME, actions_for_states
+
+        states = self._states_in_view(request)
+        applicable = actions_for_states(request.user, states)
+        return {
+            name: action
+            for name, action in actions.items()
+            if name not in RULES_BY_NAME or name in applicable
+        }
+
+    def _states_in_view(self, request: HttpRequest) -> set[str]:
+        chosen = request.GET.get("state__exact")
+        if chosen:
+            return {chosen}
+        return set(ModelVersion.objects.values_list("state", flat=True).distinct())
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         refused = self.refuse_unheld_action(request)
@@ -276,24 +329,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
 
 def key_value_table(data: dict[str, Any] | None) -> str:
-    if not data:
-        return "—"
-    rows = format_html_join(
-        "",
-        "<tr><th>{}</th><td>{}</td></tr>",
-        (
-            (key, format_metric(value))
-            for key, value in sorted(data.items())
-            if not isinstance(value, dict | list)
-        ),
-    )
-    return format_html('<table class="metrics">{}</table>', rows)
-
-
-def format_metric(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+    return _kv_table(data)
 
 
 @admin.register(ValidationRun)
@@ -435,8 +471,20 @@ class DeploymentTargetAdmin(admin.ModelAdmin):
         formset.save_m2m()
 
 
+class ExportAllMixin:
+    """The list's links to export every row matching its filter (auditors only)."""
+
+    export_name = ""
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        extra = dict(extra_context or {})
+        if self.has_export_permission(request):  # type: ignore[attr-defined]
+            extra["export_url_name"] = f"admin:models_registry_{self.export_name}_export"
+        return super().changelist_view(request, extra)  # type: ignore[misc]
+
+
 @admin.register(Deployment)
-class DeploymentAdmin(ReadOnlyAdmin):
+class DeploymentAdmin(ExportAllMixin, ReadOnlyAdmin):
     """Deployment history: which version ran where, from when, approved and deployed by whom."""
 
     list_display = (
@@ -451,6 +499,8 @@ class DeploymentAdmin(ReadOnlyAdmin):
     search_fields = ("model_version__name", "sha256")
     show_full_result_count = False
     actions = ("export_csv",)
+    export_name = "deployment"
+    change_list_template = "admin/models_registry/export_change_list.html"
     readonly_fields = ("steps_table", "log_tail_pre")
     exclude = ("steps", "log_tail")
 
@@ -530,6 +580,38 @@ class DeploymentAdmin(ReadOnlyAdmin):
     def has_export_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("models_registry.export_audit")
 
+    def get_urls(self) -> list[Any]:
+        return [export_url(self, "deployment"), *super().get_urls()]
+
+    def export_view(self, request: HttpRequest, fmt: str) -> HttpResponse:
+        queryset = filtered_queryset(self, request).select_related(*self.list_select_related)
+        return exports.stream_rows(
+            "deployments", exports.DEPLOYMENT_COLUMNS, exports.deployment_rows(queryset), fmt
+        )
+
+
+def export_url(modeladmin: admin.ModelAdmin, model: str) -> Any:
+    from django.urls import path
+
+    def view(request: HttpRequest, fmt: str) -> HttpResponse:
+        if not modeladmin.has_export_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied("Exporting needs the auditor role (export_audit).")
+        if fmt not in exports.FORMATS:
+            raise Http404("export as csv or jsonl")
+        return modeladmin.export_view(request, fmt)  # type: ignore[attr-defined]
+
+    return path(
+        "export/<str:fmt>/",
+        modeladmin.admin_site.admin_view(view),
+        name=f"models_registry_{model}_export",
+    )
+
+
+def filtered_queryset(modeladmin: admin.ModelAdmin, request: HttpRequest) -> QuerySet:
+    """Every row the list shows under the current filters and search, not one page of it."""
+    changelist = modeladmin.get_changelist_instance(request)
+    return changelist.get_queryset(request)
+
 
 def deployment_row(d: Deployment) -> list[Any]:
     ran_until = getattr(d, "live_until", None)
@@ -583,7 +665,8 @@ class ApprovalSuspensionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
+class AuditEventAdmin(ExportAllMixin, ReadOnlyAdmin):
+    export_name = "auditevent"
     list_display = (
         "id",
         "event_time",
@@ -608,7 +691,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
     def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
         rows = (
             [e.pk, e.event_time.isoformat(), e.event_type, e.actor_repr, e.object_type, e.object_id,
-             e.object_repr, e.data, e.prev_hash, e.row_hash]
+             e.object_repr, exports.canonical_json(e.data), e.prev_hash, e.row_hash]
             for e in queryset.order_by("id").iterator(chunk_size=2000)
         )  # fmt: skip
         header = ["id", "event_time", "event_type", "actor", "object_type", "object_id", "object",
@@ -618,10 +701,15 @@ class AuditEventAdmin(ReadOnlyAdmin):
     def has_export_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("models_registry.export_audit")
 
+    def export_view(self, request: HttpRequest, fmt: str) -> HttpResponse:
+        rows = exports.audit_rows(filtered_queryset(self, request))
+        return exports.stream_rows("audit_events", exports.AUDIT_COLUMNS, rows, fmt)
+
     def get_urls(self) -> list[Any]:
         from django.urls import path
 
         return [
+            export_url(self, "auditevent"),
             path(
                 "verify/",
                 self.admin_site.admin_view(self.verify_view),

@@ -22,6 +22,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from models_registry import admin_cockpit
 from models_registry.models import (
     AuditEvent,
     DeploymentTarget,
@@ -36,6 +37,11 @@ from models_registry.services import deployments, lifecycle, runs
 
 
 def _report(request: HttpRequest, version: ModelVersion, ok: bool, text: str) -> None:
+    """One message per version, its name in its own case: "btcusdt_sentiment v3: approved".
+
+    Refusals from services may begin with a capitalised name; the message keeps the
+    service's words.
+    """
     level = messages.SUCCESS if ok else messages.ERROR
     messages.add_message(request, level, f"{version}: {text}")
 
@@ -107,7 +113,10 @@ class RollbackForm(forms.Form):
     )
     to_version = forms.IntegerField(
         required=False,
-        help_text="Version number to restore; empty: the version that ran before the current one.",
+        help_text=(
+            "Version number to restore. Leave empty to restore the version named in "
+            "'What a rollback restores' above (the one that ran before the current one)."
+        ),
     )
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "cols": 80}))
 
@@ -121,8 +130,11 @@ def _confirmation_page(
     title: str,
     form: forms.Form,
     details: list[dict[str, Any]],
+    rollbacks: list[dict[str, Any]] | None = None,
 ) -> TemplateResponse:
     context = {
+        "rollbacks": rollbacks or [],
+        "cancel_url": request.META.get("HTTP_REFERER") or ".",
         **modeladmin.admin_site.each_context(request),
         "title": title,
         "opts": modeladmin.model._meta,
@@ -135,10 +147,11 @@ def _confirmation_page(
     return TemplateResponse(request, "admin/models_registry/confirm_action.html", context)
 
 
-def _version_details(versions: list[ModelVersion]) -> list[dict[str, Any]]:
-    return [
-        {"version": v, "state": v.get_state_display(), "sha256": v.onnx_sha256} for v in versions
-    ]
+def _version_details(
+    versions: list[ModelVersion], environment: str = Environment.PRODUCTION
+) -> list[dict[str, Any]]:
+    """Everything a person needs to decide, per version (runs, gates, warnings, comparison)."""
+    return [admin_cockpit.decision_evidence(v, environment) for v in versions[:20]]
 
 
 def _decision_action(
@@ -224,19 +237,7 @@ def _deploy_action(
                 _report(request, version, True, f"deployment #{deployment.pk} to {target.name}: "
                         f"{deployment.get_status_display().lower()}")  # fmt: skip
         return None
-    targets = list(
-        DeploymentTarget.objects.filter(environment=environment).prefetch_related("hosts")
-    )
-    details = _version_details(versions)
-    for detail in details:
-        detail["targets"] = [
-            {
-                "name": t.name,
-                "hosts": [str(h) for h in t.hosts.all()] or ["local"],
-                "window": t.allowed_hours,
-            }
-            for t in targets
-        ]
+    details = _version_details(versions, environment)
     return _confirmation_page(
         modeladmin, request, queryset, action=action, title=title, form=form, details=details
     )
@@ -288,17 +289,26 @@ def rollback_production(
                 f"rollback #{deployment.pk} of {target.name} to {deployment.model_version} queued",
             )
         return None
+    model_name = versions[0].name if versions else None
+    previews = [
+        admin_cockpit.rollback_preview(target, model_name)
+        for target in DeploymentTarget.objects.filter(environment=Environment.PRODUCTION)
+    ]
     return _confirmation_page(
         modeladmin, request, queryset, action="rollback_production", title="Roll back production",
-        form=form, details=_version_details(versions),
+        form=form, details=_version_details(versions), rollbacks=previews,
     )  # fmt: skip
 
 
 # --- pages ---------------------------------------------------------------------
 
 
-def version_page_context(object_id: str) -> dict[str, Any]:
-    version = ModelVersion.objects.filter(pk=object_id).first()
+def version_page_context(object_id: str, user: Any = None) -> dict[str, Any]:
+    version = (
+        ModelVersion.objects.filter(pk=object_id)
+        .select_related("created_by", "approval_requested_by")
+        .first()
+    )
     if version is None:
         return {}
     production = (
@@ -309,6 +319,8 @@ def version_page_context(object_id: str) -> dict[str, Any]:
     )
     return {
         "version_obj": version,
+        "cockpit": admin_cockpit.banner(user, version) if user is not None else None,
+        "search": (version.metadata or {}).get("search"),
         "health_url": reverse("admin:models_registry_modelversion_health", args=[version.pk]),
         "validation_runs": list(version.validation_runs.all()[:20]),
         "paper_runs": list(version.paper_runs.all()[:20]),
@@ -364,6 +376,35 @@ def _comparison_rows(
 def _latest_validation_metrics(version: ModelVersion) -> dict[str, Any]:
     run = lifecycle.passing_validation_run(version) or version.validation_runs.first()
     return run.metrics if run else {}
+
+
+def version_action_view(
+    modeladmin: Any, request: HttpRequest, pk: int, action: str
+) -> HttpResponse:
+    """A version page's button: the same action as the list's, on this one version.
+
+    GET shows the action's confirmation page; the confirmation POSTs back here. Actions
+    without a confirmation page (validate, paper-trade) run on POST only.
+    """
+    rule = admin_cockpit.RULES_BY_NAME.get(action)
+    if rule is None:
+        raise Http404(f"no action {action!r}")
+    version = get_object_or_404(ModelVersion, pk=pk)
+    page = reverse("admin:models_registry_modelversion_change", args=[version.pk])
+    if not admin_cockpit.user_may(request.user, rule):
+        messages.error(request, f"You may not {rule.label.lower()}: your role lacks it.")
+        return HttpResponseRedirect(page)
+    queryset = ModelVersion.objects.filter(pk=version.pk)
+    if action in QUEUE_ACTIONS and request.method != "POST":
+        return _confirmation_page(
+            modeladmin, request, queryset, action=action, title=f"{rule.label}: {version}",
+            form=forms.Form(), details=_version_details([version]),
+        )  # fmt: skip
+    if action in QUEUE_ACTIONS:
+        QUEUE_ACTIONS[action](modeladmin, request, queryset)
+        return HttpResponseRedirect(page)
+    response = CONFIRM_ACTIONS[action](modeladmin, request, queryset)
+    return response if response is not None else HttpResponseRedirect(page)
 
 
 ARTIFACT_SOURCES = {
@@ -440,34 +481,99 @@ def _progress_text(status: str, info: Any) -> str:
 
 
 class TrainForm(forms.Form):
+    """The train_model command's options a person needs, checked by the same service."""
+
     symbol = forms.RegexField(regex=r"^[A-Z0-9]{5,20}$", initial="BTCUSDT")
-    force_price_only = forms.BooleanField(required=False)
+    kind = forms.ChoiceField(
+        choices=[("sentiment", "sentiment (price and sentiment)"), ("price", "price only")],
+        initial="sentiment",
+    )
+    start = forms.CharField(required=False, help_text="UTC start, e.g. 2023-01-01 (inclusive)")
+    end = forms.CharField(
+        required=False, help_text="UTC end of the training window, e.g. 2024-01-01 (exclusive)"
+    )
+    gap_policy = forms.ChoiceField(
+        choices=[("refuse", "refuse to train on missing candles"),
+                 ("ffill", "forward-fill short gaps (recorded in the metadata)")],
+        initial="refuse",
+    )  # fmt: skip
+    max_fill = forms.IntegerField(min_value=1, initial=3, help_text="longest gap to fill, bars")
     epochs = forms.IntegerField(min_value=1, max_value=500, initial=20)
+    search_trials = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=500,
+        help_text="hyper-parameter search budget (trials); empty: no search",
+    )
+
+    def training_options(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        options: dict[str, Any] = {
+            "force_price_only": data["kind"] == "price",
+            "epochs": data["epochs"],
+            "start": data["start"] or None,
+            "end": data["end"] or None,
+            "gap_policy": data["gap_policy"],
+            "max_fill": data["max_fill"],
+        }
+        if data.get("search_trials"):
+            options["n_trials"] = data["search_trials"]
+        return options
+
+
+def form_errors_sentence(form: forms.Form) -> str:
+    """A form's errors as one sentence a person reads: "end: enter a date; epochs: ..."."""
+    parts = []
+    for field, errors in form.errors.items():
+        label = form.fields[field].label or field if field in form.fields else ""
+        text = " ".join(str(e) for e in errors)
+        parts.append(f"{label}: {text}" if label else text)
+    return "; ".join(parts) + "."
 
 
 def train_view(request: HttpRequest) -> HttpResponse:
     if not request.user.has_perm("models_registry.train_model"):
         raise PermissionDenied
     form = TrainForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        from models_registry.services.training import refuse_training_in_production
+    if request.method == "POST" and not form.is_valid():
+        messages.error(request, f"training not queued: {form_errors_sentence(form)}")
+    elif request.method == "POST":
+        from models_registry.models import RegistryError as Refused
+        from models_registry.services.training import (
+            refuse_training_in_production,
+            training_options_parse,
+        )
         from models_registry.tasks.training import train_model_task
 
+        options = form.training_options()
         try:
             refuse_training_in_production()
-        except Exception as exc:  # the service says why; show it rather than a 500
-            messages.error(request, str(exc))
+            options = _accepted_options(options)
+            training_options_parse(options)
+        except (Refused, ValueError, TypeError) as exc:
+            messages.error(request, f"training not queued: {exc}")
         else:
-            options = {"force_price_only": form.cleaned_data["force_price_only"],
-                       "epochs": form.cleaned_data["epochs"]}  # fmt: skip
-            result = train_model_task.delay(form.cleaned_data["symbol"], options, request.user.pk)
-            messages.success(
-                request, f"training of {form.cleaned_data['symbol']} queued (task {result.id[:8]})"
-            )
-        return HttpResponseRedirect(reverse("admin:models_registry_modelversion_changelist"))
+            symbol = form.cleaned_data["symbol"]
+            result = train_model_task.delay(symbol, options, request.user.pk)
+            messages.success(request, f"training of {symbol} queued (task {result.id[:8]})")
+            return HttpResponseRedirect(reverse("admin:models_registry_modelversion_changelist"))
     context = {**admin.site.each_context(request), "title": "Train a model", "form": form,
                "opts": ModelVersion._meta}  # fmt: skip
     return TemplateResponse(request, "admin/models_registry/simple_form.html", context)
+
+
+def _accepted_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Drop the search budget when the training service does not take one (yet)."""
+    from dataclasses import fields
+
+    from models_registry.services.training import TrainingOptions
+
+    known = {f.name for f in fields(TrainingOptions)}
+    if "n_trials" in options and "n_trials" not in known:
+        raise ValueError(
+            "this training service has no hyper-parameter search; leave the search budget empty"
+        )
+    return options
 
 
 class RegisterForm(forms.Form):
@@ -501,3 +607,16 @@ def register_view(request: HttpRequest) -> HttpResponse:
     context = {**admin.site.each_context(request), "title": "Register a model trained elsewhere",
                "form": form, "opts": ModelVersion._meta, "multipart": True}  # fmt: skip
     return TemplateResponse(request, "admin/models_registry/simple_form.html", context)
+
+
+QUEUE_ACTIONS: dict[str, Any] = {
+    "validate_versions": validate_versions,
+    "paper_trade_versions": paper_trade_versions,
+}
+CONFIRM_ACTIONS: dict[str, Any] = {
+    "stage_versions": stage_versions,
+    "approve_versions": approve_versions,
+    "reject_versions": reject_versions,
+    "deploy_versions": deploy_versions,
+    "rollback_production": rollback_production,
+}

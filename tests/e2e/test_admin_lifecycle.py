@@ -125,6 +125,21 @@ class Session:
         with self.page.expect_navigation():
             self.page.click("button[name=index]")
 
+    def open_version(self, version: ModelVersion) -> str:
+        """The version page; returns the cockpit banner's text."""
+        self.page.goto(f"/admin/models_registry/modelversion/{version.pk}/change/")
+        return self.page.inner_text("#cockpit")
+
+    def buttons(self) -> set[str]:
+        return {
+            a.get_attribute("data-action") or ""
+            for a in self.page.query_selector_all("#cockpit a[data-action]")
+        }
+
+    def press(self, action: str) -> None:
+        with self.page.expect_navigation():
+            self.page.click(f"#cockpit a[data-action='{action}']")
+
     def submit(self) -> None:
         with self.page.expect_navigation():
             self.page.click("input[type=submit].default")
@@ -183,18 +198,25 @@ def test_three_people_take_a_version_to_production_and_an_auditor_reads_it(
         data_dir=store,
     )
     try:
-        # 1. The ML engineer validates the version from the admin; the worker backtests it.
+        # 1. The ML engineer validates the version through its page's button.
         erin = Session(browser, live_server.url, "erin")
-        erin.run_action(version, "validate_versions")
+        banner = erin.open_version(version)
+        assert "Trained" in banner and "validates it on out-of-sample data" in banner
+        assert erin.buttons() == {"validate_versions"}
+        erin.press("validate_versions")
+        erin.shot("1-engineer-validate-page")
+        erin.submit()
         assert "validation run" in erin.messages() and "queued" in erin.messages()
         wait_for(
             lambda: ModelVersion.objects.get(pk=version.pk).state == ModelState.VALIDATED,
             f"the validation run to pass (worker log: {worker.log_path})",
         )
         run = ValidationRun.objects.get(model_version=version)
-        erin.page.goto(f"/admin/models_registry/modelversion/{version.pk}/change/")
+        erin.open_version(version)
         assert "Validation runs" in erin.page.inner_text("#validation-runs")
         assert "passed" in erin.page.inner_text("#validation-runs")
+        assert " %" in erin.page.inner_text("#validation-runs")  # returns read as percentages
+        assert "approve_versions" not in erin.buttons()
         erin.shot("1-engineer-version-validated")
         erin.close()
         assert run.passed
@@ -212,26 +234,40 @@ def test_three_people_take_a_version_to_production_and_an_auditor_reads_it(
             actor=engineer,
         )
 
-        # 2. The approver approves on a confirmation page, with a comment.
+        # 2. The approver reads the evidence on the approve page and approves.
         alice = Session(browser, live_server.url, "alice")
-        alice.run_action(version, "approve_versions")
+        banner = alice.open_version(version)
+        assert "waits for approval by someone other than erin" in banner
+        assert alice.buttons() == {"approve_versions", "reject_versions"}
+        alice.press("reject_versions")
         alice.page.wait_for_selector("textarea[name=comment]")
-        assert version.onnx_sha256 in alice.page.inner_text(".confirm-action")
-        alice.shot("2-approver-confirmation")
+        alice.shot("2-approver-reject-page")
+        alice.open_version(version)
+        alice.press("approve_versions")
+        alice.page.wait_for_selector("textarea[name=comment]")
+        evidence = alice.page.inner_text(".confirm-action")
+        assert version.onnx_sha256 in evidence
+        assert f"validation run #{run.pk}" in evidence and "paper run #" in evidence
+        assert "Gates" in evidence and "Targets and hosts" in evidence
+        assert "prod-local" in evidence and "Against what runs on production now" in evidence
+        alice.shot("2-approver-approve-page")
         alice.page.fill("textarea[name=comment]", "Backtest and staging reviewed.")
         alice.submit()
-        assert "approved" in alice.messages().lower()
+        assert f"{version}: approved" in alice.messages()
+        assert alice.buttons() == {"reject_versions"}  # approved: only a rejection is left
         alice.shot("3-approver-approved")
         alice.close()
         assert ModelVersion.objects.get(pk=version.pk).state == ModelState.APPROVED
 
-        # 3. The deployer deploys to the local production target; the worker runs it.
+        # 3. The deployer deploys from the version page; the worker runs it.
         dora = Session(browser, live_server.url, "dora")
-        dora.run_action(version, "deploy_versions")
+        assert "deploys it to a production target" in dora.open_version(version)
+        assert dora.buttons() == {"deploy_versions"}
+        dora.press("deploy_versions")
         dora.page.wait_for_selector("select[name=target]")
         confirmation = dora.page.inner_text(".confirm-action")
         assert "prod-local" in confirmation and version.onnx_sha256 in confirmation
-        dora.shot("4-deployer-confirmation")
+        dora.shot("4-deployer-deploy-page")
         dora.page.select_option("select[name=target]", str(production.pk))
         dora.submit()
         assert "deployment #" in dora.messages()
@@ -246,6 +282,15 @@ def test_three_people_take_a_version_to_production_and_an_auditor_reads_it(
         deployment = Deployment.objects.get(target=production)
         assert deployment.status == DeploymentStatus.SUCCEEDED, deployment.error
         assert ModelVersion.objects.get(pk=version.pk).state == ModelState.IN_PRODUCTION
+        assert "prod-local" in dora.open_version(version)
+        assert dora.buttons() == {"deploy_versions", "rollback_production"}
+        dora.press("rollback_production")
+        preview = dora.page.inner_text(".rollback-preview")
+        # The first version on the target: the page says there is nothing to restore, and why.
+        assert (
+            "prod-local" in preview and f"no version ran on prod-local before {version}" in preview
+        )
+        dora.shot("5-deployer-rollback-page")
         dora.page.goto(f"/admin/models_registry/deployment/{deployment.pk}/change/")
         assert "health_check" in dora.page.inner_text("body")
         dora.shot("5-deployer-deployment")
@@ -260,10 +305,12 @@ def test_three_people_take_a_version_to_production_and_an_auditor_reads_it(
         otto.page.goto(f"/admin/models_registry/deployment/{deployment.pk}/change/")
         assert otto.page.query_selector("input[name=_save]") is None
         assert otto.page.query_selector("a.deletelink") is None
-        otto.page.goto(f"/admin/models_registry/modelversion/{version.pk}/change/")
+        banner = otto.open_version(version)
         assert otto.page.query_selector("input[name=_save]") is None
-        actions = otto.page.query_selector("select[name=action]")
-        assert actions is None or "approve" not in actions.inner_text()
+        # Where the approve button would be: the cockpit shows the auditor no action at all.
+        assert otto.page.query_selector("#cockpit") is not None
+        assert otto.buttons() == set()
+        assert "No action of yours applies" in banner
         otto.page.goto("/admin/models_registry/auditevent/verify/")
         assert "Intact" in otto.page.inner_text("#content-main")
         otto.shot("7-auditor-audit-chain")

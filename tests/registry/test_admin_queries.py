@@ -53,3 +53,41 @@ def test_list_page_query_count_does_not_grow_with_rows(
     add_rows(version_factory, deployer, 6)
     many = queries_for(client, url)
     assert many == few, f"{page}: {few} queries with few rows, {many} with more"
+
+
+def add_history(version: Any, deployer: Any, count: int) -> None:
+    for _ in range(count):
+        passing_validation_run(version)
+        audit_event_record(event_type="note", actor=deployer, obj=version, data={"n": 1})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("which", ["version_page", "approve_page", "rollback_page"])
+def test_cockpit_pages_query_count_does_not_grow_with_history(
+    which: str, approver: Any, deployer: Any, superuser: Any, version_factory: Any
+) -> None:
+    from models_registry.models import ModelVersion
+
+    version = version_factory(ModelState.STAGED)
+    if which == "rollback_page":
+        version_factory(ModelState.RETIRED)
+        version = ModelVersion.objects.get(state=ModelState.IN_PRODUCTION)
+    url = {
+        "version_page": reverse("admin:models_registry_modelversion_change", args=[version.pk]),
+        "approve_page": reverse(
+            "admin:models_registry_version_action", args=[version.pk, "approve_versions"]
+        ),
+        "rollback_page": reverse(
+            "admin:models_registry_version_action", args=[version.pk, "rollback_production"]
+        ),
+    }[which]
+    client = Client()
+    client.force_login(superuser)
+    add_rows(version_factory, deployer, 1)
+    add_history(version, deployer, 1)
+    client.get(url)
+    few = queries_for(client, url)
+    add_rows(version_factory, deployer, 4)
+    add_history(version, deployer, 5)
+    many = queries_for(client, url)
+    assert many == few, f"{which}: {few} queries with a short history, {many} with a longer one"

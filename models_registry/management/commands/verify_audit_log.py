@@ -38,7 +38,18 @@ class Command(BaseCommand):
             help="rows fetched per query (default 50000)",
         )
 
+        parser.add_argument(
+            "--export",
+            metavar="FILE",
+            help="re-check an admin export (CSV or JSON Lines) against the chain instead",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("export"):
+            from models_registry.exports import check_export_command
+
+            check_export_command(self, options["export"])
+            return
         if options["chunk_size"] < 1:
             raise CommandError("--chunk-size must be at least 1.")
         started = time.monotonic()

@@ -1,0 +1,382 @@
+"""What the version page and the decision pages say: state in words, the actions a user
+may take now, and the evidence behind each decision.
+
+Read-only: every function here queries; none writes. The services stay the only
+place that decide; these functions only predict what the services will say, so a
+button is shown only where its service could accept it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.urls import reverse
+
+from models_registry import formatting
+from models_registry.gates import gates_for
+from models_registry.models import (
+    Approval,
+    Deployment,
+    DeploymentStatus,
+    DeploymentTarget,
+    Environment,
+    ModelState,
+    ModelVersion,
+    PaperTradingRun,
+    RunStatus,
+    ValidationRun,
+)
+from models_registry.services import lifecycle
+
+PRE_PRODUCTION = tuple(lifecycle.PRE_PRODUCTION_STATES)
+
+
+@dataclass(frozen=True)
+class ActionRule:
+    name: str
+    label: str
+    permission: str
+    states: tuple[str, ...]
+
+
+# The source states each service accepts (models_registry.services.lifecycle/deployments).
+ACTION_RULES: tuple[ActionRule, ...] = (
+    ActionRule("validate_versions", "Validate", "validate_modelversion", (ModelState.TRAINED,)),
+    ActionRule(
+        "paper_trade_versions", "Paper-trade", "papertrade_modelversion", (ModelState.VALIDATED,)
+    ),
+    ActionRule(
+        "stage_versions", "Deploy to staging", "stage_modelversion", (ModelState.PAPER_TESTED,)
+    ),
+    ActionRule("approve_versions", "Approve", "approve_modelversion", (ModelState.STAGED,)),
+    ActionRule("reject_versions", "Reject", "reject_modelversion", PRE_PRODUCTION),
+    ActionRule(
+        "deploy_versions",
+        "Deploy to production",
+        "deploy_modelversion",
+        (ModelState.APPROVED, ModelState.IN_PRODUCTION),
+    ),
+    ActionRule(
+        "rollback_production",
+        "Roll back production",
+        "rollback_modelversion",
+        (ModelState.IN_PRODUCTION,),
+    ),
+)
+RULES_BY_NAME = {rule.name: rule for rule in ACTION_RULES}
+
+
+def user_may(user: AbstractBaseUser, rule: ActionRule) -> bool:
+    return user.has_perm(f"models_registry.{rule.permission}")
+
+
+def actions_for_version(user: AbstractBaseUser, version: ModelVersion) -> list[dict[str, str]]:
+    """The buttons for this user on this version in its state, each to its confirmation page."""
+    return [
+        {
+            "name": rule.name,
+            "label": rule.label,
+            "url": reverse("admin:models_registry_version_action", args=[version.pk, rule.name]),
+        }
+        for rule in ACTION_RULES
+        if version.state in rule.states and user_may(user, rule)
+    ]
+
+
+def actions_for_states(user: AbstractBaseUser, states: set[str]) -> set[str]:
+    """Bulk dropdown: the actions this user holds that apply to at least one state present."""
+    return {
+        rule.name
+        for rule in ACTION_RULES
+        if user_may(user, rule) and (not states or states & set(rule.states))
+    }
+
+
+# --- banner --------------------------------------------------------------------
+
+
+def live_targets(version: ModelVersion) -> list[DeploymentTarget]:
+    """Targets whose latest successful deployment is this version."""
+    targets = []
+    for deployment in (
+        Deployment.objects.filter(model_version=version, status=DeploymentStatus.SUCCEEDED)
+        .select_related("target")
+        .order_by("target_id", "-finished_at")
+        .distinct("target_id")
+    ):
+        latest = (
+            Deployment.objects.filter(
+                target=deployment.target_id, status=DeploymentStatus.SUCCEEDED
+            )
+            .order_by("-finished_at")
+            .values_list("model_version_id", flat=True)
+            .first()
+        )
+        if latest == version.pk:
+            targets.append(deployment.target)
+    return targets
+
+
+def next_step(version: ModelVersion) -> str:
+    """The next step, or the blocker, in words."""
+    state = version.state
+    if state == ModelState.TRAINED:
+        failed = _latest_failed(version.validation_runs.filter(kind=ValidationRun.KIND_BACKTEST))
+        if failed:
+            return (
+                f"blocked: validation run #{failed.pk} failed {failed_gates(failed)}; "
+                "retrain or re-validate"
+            )
+        return "next: an engineer validates it on out-of-sample data"
+    if state == ModelState.VALIDATED:
+        failed = _latest_failed(version.paper_runs.all())
+        if failed:
+            return f"blocked: paper run #{failed.pk} failed {failed_gates(failed)}"
+        return "next: an engineer paper-trades it on bars it never saw"
+    if state == ModelState.PAPER_TESTED:
+        return "next: an engineer deploys it to staging for the compatibility check"
+    if state == ModelState.STAGED:
+        creator = version.created_by.get_username() if version.created_by else "its creator"
+        others = [creator]
+        if version.approval_requested_by and version.approval_requested_by != version.created_by:
+            others.append(version.approval_requested_by.get_username())
+        return f"waits for approval by someone other than {' and '.join(others)}"
+    if state in (ModelState.APPROVED, ModelState.IN_PRODUCTION):
+        latest = (
+            version.approvals.order_by("-decided_at", "-id")
+            .prefetch_related("suspensions__validation_run")
+            .first()
+        )
+        suspension = latest.suspensions.all()[0] if latest and latest.suspensions.all() else None
+        if suspension is not None:
+            run = suspension.validation_run
+            why = (
+                f"re-validation #{run.pk} failed {failed_gates(run)}" if run else suspension.reason
+            )
+            return f"suspended: {why}; it needs a new approval before any deployment"
+        if state == ModelState.APPROVED:
+            return "next: a deployer deploys it to a production target"
+        return "running in production; scheduled re-validations watch its health"
+    if state == ModelState.REJECTED:
+        latest = version.approvals.filter(decision=Approval.DECISION_REJECTED).first()
+        return f"rejected{f': {latest.comment}' if latest else ''}; final"
+    return "retired; final"
+
+
+def _latest_failed(runs: Any) -> Any:
+    latest = runs.order_by("-created_at").first()
+    if latest and latest.status in (RunStatus.FAILED, RunStatus.ERROR):
+        return latest
+    return None
+
+
+def failed_gates(run: Any) -> str:
+    names = [g.get("name", "?") for g in (run.gate_results or []) if not g.get("passed")]
+    return ", ".join(names) or run.status
+
+
+def banner(user: AbstractBaseUser, version: ModelVersion) -> dict[str, Any]:
+    targets = live_targets(version)
+    return {
+        "state": version.get_state_display(),
+        "state_code": version.state,
+        "health": version.get_health_display(),
+        "health_code": version.health,
+        "targets": [t.name for t in targets],
+        "next_step": next_step(version),
+        "actions": actions_for_version(user, version),
+    }
+
+
+# --- evidence for decision pages ------------------------------------------------
+
+RUN_METRICS = ("total_return", "sharpe", "psr", "dsr", "trials", "max_drawdown", "win_rate")
+
+
+def run_evidence(run: ValidationRun | PaperTradingRun | None, what: str) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    metrics = run.metrics or {}
+    is_validation = isinstance(run, ValidationRun)
+    start = run.window_start if is_validation else run.period_start
+    end = run.window_end if is_validation else run.period_end
+    trades = metrics.get("trades") if is_validation else run.trades
+    exploratory = bool(getattr(run, "exploratory", False))
+    warnings = []
+    if not trades:
+        warnings.append(f"{what} #{run.pk} made 0 trades: its figures say nothing about skill")
+    if exploratory:
+        reasons = "; ".join(getattr(run, "exploratory_reasons", []) or []) or "no reason given"
+        warnings.append(f"{what} #{run.pk} is exploratory ({reasons}): not evidence for approval")
+    if is_validation and run.in_sample:
+        warnings.append(f"{what} #{run.pk} overlaps the training data (in-sample)")
+    conditions = metrics.get("market_conditions") or metrics.get("regimes")
+    if isinstance(conditions, dict):
+        missing = [name for name, bars in conditions.items() if not bars]
+        if missing:
+            warnings.append(f"{what} #{run.pk} saw no {', '.join(missing)} market")
+    return {
+        "what": what,
+        "run": run,
+        "pk": run.pk,
+        "status": run.get_status_display(),
+        "window": formatting.window(start, end),
+        "start": start,
+        "end": end,
+        "trades": trades if trades is not None else formatting.DASH,
+        "metrics": [
+            {"key": key, "text": formatting.metric(key, metrics.get(key))} for key in RUN_METRICS
+        ],
+        "benchmarks": run.benchmark_metrics if is_validation else {},
+        "gates": [
+            {
+                "name": g.get("name"),
+                "passed": bool(g.get("passed")),
+                "value": formatting.metric(_gate_key(g.get("name")), g.get("value")),
+                "threshold": formatting.metric(_gate_key(g.get("name")), g.get("threshold")),
+            }
+            for g in (run.gate_results or [])
+        ],
+        "warnings": warnings,
+    }
+
+
+def _gate_key(name: Any) -> str:
+    name = str(name or "")
+    return "max_drawdown" if "drawdown" in name or "divergence" in name else name
+
+
+def comparison_on_same_window(
+    version: ModelVersion, validation: ValidationRun | None
+) -> dict[str, Any]:
+    """This version against what runs on production now, on the very same window, or say why not."""
+    live = _production_versions(version)
+    if not live:
+        return {"rows": [], "note": f"No {version.symbol} version runs on a production target now."}
+    other, target = live[0]
+    if validation is None:
+        return {"rows": [], "note": f"{version} has no validation run to compare with {other}."}
+    theirs = (
+        ValidationRun.objects.filter(
+            model_version=other,
+            window_start=validation.window_start,
+            window_end=validation.window_end,
+            status__in=(RunStatus.PASSED, RunStatus.FAILED),
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if theirs is None:
+        return {
+            "rows": [],
+            "other": other,
+            "target": target,
+            "note": (
+                f"{other} (on {target.name}) has no run on this window "
+                f"({formatting.window(validation.window_start, validation.window_end)}); "
+                "a comparison on different windows would not be like for like. "
+                f"Validate {other} on this window first."
+            ),
+        }
+    keys = ("total_return", "sharpe", "psr", "dsr", "max_drawdown", "trades", "win_rate")
+    return {
+        "other": other,
+        "target": target,
+        "window": formatting.window(validation.window_start, validation.window_end),
+        "rows": [
+            {
+                "metric": key,
+                "this": formatting.metric(key, validation.metrics.get(key)),
+                "other": formatting.metric(key, theirs.metrics.get(key)),
+            }
+            for key in keys
+            if key in validation.metrics or key in theirs.metrics
+        ],
+        "note": "",
+    }
+
+
+def _production_versions(version: ModelVersion) -> list[tuple[ModelVersion, DeploymentTarget]]:
+    found = []
+    for target in DeploymentTarget.objects.filter(environment=Environment.PRODUCTION):
+        latest = (
+            Deployment.objects.filter(target=target, status=DeploymentStatus.SUCCEEDED)
+            .select_related("model_version")
+            .order_by("-finished_at")
+            .first()
+        )
+        if (
+            latest
+            and latest.model_version.symbol == version.symbol
+            and latest.model_version_id != version.pk
+        ):
+            found.append((latest.model_version, target))
+    return found
+
+
+def decision_evidence(version: ModelVersion, environment: str) -> dict[str, Any]:
+    validation = lifecycle.passing_validation_run(version) or (
+        version.validation_runs.filter(kind=ValidationRun.KIND_BACKTEST)
+        .order_by("-created_at")
+        .first()
+    )
+    paper = (
+        lifecycle.passing_paper_run(version) or version.paper_runs.order_by("-created_at").first()
+    )
+    runs = [
+        e
+        for e in (
+            run_evidence(validation, "validation run"),
+            run_evidence(paper, "paper run"),
+        )
+        if e
+    ]
+    warnings = [w for e in runs for w in e["warnings"]]
+    if validation is None:
+        warnings.append("no out-of-sample validation run")
+    if paper is None:
+        warnings.append("no paper trading run")
+    targets = DeploymentTarget.objects.filter(environment=environment).prefetch_related("hosts")
+    return {
+        "version": version,
+        "state": version.get_state_display(),
+        "sha256": version.onnx_sha256,
+        "created_by": version.created_by.get_username() if version.created_by else "—",
+        "created_at": formatting.utc(version.created_at),
+        "lineage": formatting.window(version.data_start, version.data_end),
+        "out_of_sample_from": formatting.utc(version.out_of_sample_from),
+        "next_step": next_step(version),
+        "runs": runs,
+        "warnings": warnings,
+        "comparison": comparison_on_same_window(version, validation),
+        "search": (version.metadata or {}).get("search"),
+        "strategy": (version.metadata or {}).get("strategy"),
+        "targets": [
+            {
+                "name": t.name,
+                "hosts": [str(h) for h in t.hosts.all()] or ["local"],
+                "window": t.allowed_hours,
+            }
+            for t in targets
+        ],
+        "gate_thresholds": gates_for(version.name, "validation"),
+    }
+
+
+def rollback_preview(target: DeploymentTarget, model_name: str | None) -> dict[str, Any]:
+    """Which version a rollback of this target restores now, or why it cannot."""
+    from models_registry.models import RegistryError
+    from models_registry.services.deployments import _rollback_destination, live_version_on_target
+
+    current = live_version_on_target(target)
+    if current is None:
+        reason = f"nothing has been deployed to {target.name}: nothing to roll back."
+        return {"target": target, "current": None, "restores": None, "reason": reason}
+    try:
+        restores = _rollback_destination(target, current, model_name or current.name, None)
+        lifecycle.require_deployable_approval(restores)
+    except RegistryError as exc:
+        return {"target": target, "current": current, "restores": None, "reason": str(exc)}
+    return {"target": target, "current": current, "restores": restores, "reason": ""}
