@@ -60,3 +60,32 @@ def check_out_of_sample(
             f"that can never pass a gate"
         )
     return IN_SAMPLE
+
+
+def last_touched_bar(metadata: Mapping[str, Any]) -> pd.Timestamp | None:
+    """The latest bar training or model selection read: max of every split's last target bar.
+
+    The test split counts too: a model whose test score was looked at was chosen on it.
+    """
+    splits = metadata.get("splits") or {}
+    stamps = [
+        _utc(split["last_target_bar"], f"splits.{name}.last_target_bar")
+        for name, split in splits.items()
+        if isinstance(split, Mapping) and split.get("last_target_bar")
+    ]
+    return max(stamps) if stamps else None
+
+
+def policy_window_start(metadata: Mapping[str, Any], step: pd.Timedelta) -> pd.Timestamp | None:
+    """First bar of the policy window: one bar after everything the model's making touched.
+
+    The later of `out_of_sample_start` and the last split target bar plus one bar, on the bar grid.
+    """
+    candidates = []
+    declared = out_of_sample_start(metadata)
+    if declared is not None:
+        candidates.append(declared.ceil(step))
+    touched = last_touched_bar(metadata)
+    if touched is not None:
+        candidates.append(touched + step)
+    return max(candidates) if candidates else None

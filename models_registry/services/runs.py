@@ -44,6 +44,8 @@ class RunOutcome:
     benchmark_metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     in_sample: bool = False
+    exploratory: bool = False
+    exploratory_reasons: list[str] = field(default_factory=list)
     report_dir: str = ""
     plot_file: str = ""
     bars: int = 0
@@ -132,6 +134,8 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
             return run  # recorded already by an earlier delivery of the same task
         _apply_outcome(run, outcome)
         run.in_sample = outcome.in_sample
+        run.exploratory = outcome.exploratory
+        run.exploratory_reasons = outcome.exploratory_reasons
         run.benchmark_metrics = outcome.benchmark_metrics
         run.drift = outcome.drift
         run.save()
@@ -143,10 +147,12 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
                 "passed": run.passed,
                 "failed_gates": _failed(outcome),
                 "in_sample": run.in_sample,
+                "exploratory_reasons": run.exploratory_reasons,
             },
         )
         # Same transaction: no reader ever sees a passed run on a version still 'trained'.
-        if run.passed and run.kind == ValidationRun.KIND_BACKTEST:
+        # An exploratory run (lower costs, another window) is recorded but never moves it.
+        if run.passed and run.kind == ValidationRun.KIND_BACKTEST and not run.exploratory:
             _advance(
                 run,
                 lambda: lifecycle.model_version_validate(
