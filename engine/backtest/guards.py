@@ -89,3 +89,44 @@ def policy_window_start(metadata: Mapping[str, Any], step: pd.Timedelta) -> pd.T
     if touched is not None:
         candidates.append(touched + step)
     return max(candidates) if candidates else None
+
+
+# Splits the model was fit on or chosen with (early stopping): a declared first unseen bar
+# must come after all their bars. The test split is not used for fitting; the policy window
+# (`policy_window_start`) starts after it anyway.
+FIT_AND_SELECTION_SPLITS = ("train", "validation")
+
+
+def window_contradictions(metadata: Mapping[str, Any]) -> list[str]:
+    """Each way the metadata's declared windows disagree with its own splits, naming both dates.
+
+    Empty when consistent (or when the metadata declares no splits to check against).
+    """
+    problems: list[str] = []
+    splits = metadata.get("splits") or {}
+    declared = out_of_sample_start(metadata)
+    data_end = (metadata.get("data") or {}).get("end")
+    last_data_bar = _utc(data_end, "data.end") if data_end else None
+    for name, split in splits.items():
+        if not isinstance(split, Mapping) or not split.get("last_target_bar"):
+            continue
+        last = _utc(split["last_target_bar"], f"splits.{name}.last_target_bar")
+        if split.get("first_input_bar"):
+            first = _utc(split["first_input_bar"], f"splits.{name}.first_input_bar")
+            if first > last:
+                problems.append(
+                    f"splits.{name}.first_input_bar {first.isoformat()} is after "
+                    f"splits.{name}.last_target_bar {last.isoformat()}"
+                )
+        if name in FIT_AND_SELECTION_SPLITS and declared is not None and declared <= last:
+            problems.append(
+                f"out_of_sample_from {declared.isoformat()} is not after "
+                f"splits.{name}.last_target_bar {last.isoformat()}: the model was "
+                f"{'fit' if name == 'train' else 'chosen'} on those bars"
+            )
+        if last_data_bar is not None and last > last_data_bar:
+            problems.append(
+                f"splits.{name}.last_target_bar {last.isoformat()} is after data.end "
+                f"{last_data_bar.isoformat()}"
+            )
+    return problems
