@@ -175,7 +175,8 @@ def test_recorded_run_has_window_hash_metrics_gates_and_plot(
     assert run.metrics["trades"] == run.metrics["n_trades"]
     assert "total_return" in run.benchmark_metrics
     assert run.config["fee_bps"] is None  # not asked: the policy's cost applies
-    assert run.config["engine"]["fee_bps"] == 10.0 and run.config["gap_policy"]["fill_at_most_bars"] == 3
+    assert run.config["engine"]["fee_bps"] == 10.0
+    assert run.config["gap_policy"]["fill_at_most_bars"] == 3
     gates = {g["name"]: g for g in run.gate_results}
     assert set(gates) >= {"min_sharpe", "max_drawdown", "min_trades", "min_bars", "out_of_sample"}
     assert all(set(g) >= {"name", "passed", "value", "threshold"} for g in gates.values())
