@@ -42,3 +42,27 @@ def gates_for(model_name: str, stage: str) -> dict[str, Any]:
     configured = getattr(settings, "TRADEBOT_GATES", {}) or {}
     overrides = (getattr(settings, "TRADEBOT_GATE_OVERRIDES", {}) or {}).get(model_name, {})
     return {**DEFAULT_GATES[stage], **configured.get(stage, {}), **overrides.get(stage, {})}
+
+
+# Costs and window of a gated validation: policy, never the validating person's choice.
+# ``TRADEBOT_VALIDATION_POLICY`` replaces defaults for every model;
+# ``TRADEBOT_VALIDATION_POLICY_OVERRIDES`` maps a model name to single replacements, e.g.
+# ``{"btcusdt_sentiment": {"fee_bps": 7.5}}``. ``end`` (ISO date, optional) caps the window.
+DEFAULT_VALIDATION_POLICY: dict[str, Any] = {
+    "fee_bps": 10.0,
+    "slippage_bps": 5.0,
+    "days": 90,  # the guide's 90 out-of-sample days
+    "end": None,
+}
+
+
+def validation_policy_for(model_name: str) -> dict[str, Any]:
+    configured = getattr(settings, "TRADEBOT_VALIDATION_POLICY", {}) or {}
+    overrides = (getattr(settings, "TRADEBOT_VALIDATION_POLICY_OVERRIDES", {}) or {}).get(
+        model_name, {}
+    )
+    policy = {**DEFAULT_VALIDATION_POLICY, **configured, **overrides}
+    unknown = sorted(set(policy) - set(DEFAULT_VALIDATION_POLICY))
+    if unknown:
+        raise KeyError(f"unknown validation policy key(s) {unknown} for {model_name!r}")
+    return policy

@@ -265,6 +265,9 @@ class ValidationRun(models.Model):
     window_end = models.DateTimeField(null=True, blank=True)
     data_content_hash = models.CharField(max_length=64, blank=True)
     in_sample = models.BooleanField(default=False)
+    # Lower costs or a window other than the policy's: shown, counted, never moves a version.
+    exploratory = models.BooleanField(default=False)
+    exploratory_reasons = models.JSONField(default=list, blank=True)
     config = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     benchmark_metrics = models.JSONField(default=dict, blank=True)

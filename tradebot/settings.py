@@ -198,3 +198,6 @@ LOGGING = {
 # --- Lifecycle gates (see models_registry/gates.py for the defaults) ---
 TRADEBOT_GATES = env.json("TRADEBOT_GATES", default={})
 TRADEBOT_GATE_OVERRIDES = env.json("TRADEBOT_GATE_OVERRIDES", default={})
+# Fee, slippage and window length of gated validation (models_registry/gates.py).
+TRADEBOT_VALIDATION_POLICY = env.json("TRADEBOT_VALIDATION_POLICY", default={})
+TRADEBOT_VALIDATION_POLICY_OVERRIDES = env.json("TRADEBOT_VALIDATION_POLICY_OVERRIDES", default={})

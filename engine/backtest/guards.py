@@ -60,3 +60,73 @@ def check_out_of_sample(
             f"that can never pass a gate"
         )
     return IN_SAMPLE
+
+
+def last_touched_bar(metadata: Mapping[str, Any]) -> pd.Timestamp | None:
+    """The latest bar training or model selection read: max of every split's last target bar.
+
+    The test split counts too: a model whose test score was looked at was chosen on it.
+    """
+    splits = metadata.get("splits") or {}
+    stamps = [
+        _utc(split["last_target_bar"], f"splits.{name}.last_target_bar")
+        for name, split in splits.items()
+        if isinstance(split, Mapping) and split.get("last_target_bar")
+    ]
+    return max(stamps) if stamps else None
+
+
+def policy_window_start(metadata: Mapping[str, Any], step: pd.Timedelta) -> pd.Timestamp | None:
+    """First bar of the policy window: one bar after everything the model's making touched.
+
+    The later of `out_of_sample_start` and the last split target bar plus one bar, on the bar grid.
+    """
+    candidates = []
+    declared = out_of_sample_start(metadata)
+    if declared is not None:
+        candidates.append(declared.ceil(step))
+    touched = last_touched_bar(metadata)
+    if touched is not None:
+        candidates.append(touched + step)
+    return max(candidates) if candidates else None
+
+
+# Splits the model was fit on or chosen with (early stopping): a declared first unseen bar
+# must come after all their bars. The test split is not used for fitting; the policy window
+# (`policy_window_start`) starts after it anyway.
+FIT_AND_SELECTION_SPLITS = ("train", "validation")
+
+
+def window_contradictions(metadata: Mapping[str, Any]) -> list[str]:
+    """Each way the metadata's declared windows disagree with its own splits, naming both dates.
+
+    Empty when consistent (or when the metadata declares no splits to check against).
+    """
+    problems: list[str] = []
+    splits = metadata.get("splits") or {}
+    declared = out_of_sample_start(metadata)
+    data_end = (metadata.get("data") or {}).get("end")
+    last_data_bar = _utc(data_end, "data.end") if data_end else None
+    for name, split in splits.items():
+        if not isinstance(split, Mapping) or not split.get("last_target_bar"):
+            continue
+        last = _utc(split["last_target_bar"], f"splits.{name}.last_target_bar")
+        if split.get("first_input_bar"):
+            first = _utc(split["first_input_bar"], f"splits.{name}.first_input_bar")
+            if first > last:
+                problems.append(
+                    f"splits.{name}.first_input_bar {first.isoformat()} is after "
+                    f"splits.{name}.last_target_bar {last.isoformat()}"
+                )
+        if name in FIT_AND_SELECTION_SPLITS and declared is not None and declared <= last:
+            problems.append(
+                f"out_of_sample_from {declared.isoformat()} is not after "
+                f"splits.{name}.last_target_bar {last.isoformat()}: the model was "
+                f"{'fit' if name == 'train' else 'chosen'} on those bars"
+            )
+        if last_data_bar is not None and last > last_data_bar:
+            problems.append(
+                f"splits.{name}.last_target_bar {last.isoformat()} is after data.end "
+                f"{last_data_bar.isoformat()}"
+            )
+    return problems

@@ -216,10 +216,24 @@ def model_version_register(
             f"{artifacts.onnx_path.name} changed while it was being checked; try again."
         )
     _refuse_io_mismatch(artifacts.metadata, check, artifacts.metadata_path.name)
+    _refuse_contradicting_windows(artifacts.metadata, artifacts.metadata_path.name)
     version = model_version_create(
         source_dir=source_dir, created_by=registered_by, source="registered"
     )
     return version, check
+
+
+def _refuse_contradicting_windows(metadata: dict[str, Any], source: str) -> None:
+    """A declared first unseen bar inside the bars it was fit or chosen on is refused (#12)."""
+    from engine.backtest.errors import BacktestError
+    from engine.backtest.guards import window_contradictions
+
+    try:
+        problems = window_contradictions(metadata)
+    except BacktestError as exc:
+        raise RegistrationRefused(f"{source}: {exc}") from exc
+    if problems:
+        raise RegistrationRefused(f"{source}: the declared windows contradict: {problems[0]}")
 
 
 def _refuse_oversized(source_dir: Path) -> None:

@@ -45,14 +45,14 @@ class RunOutcome:
     benchmark_metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     in_sample: bool = False
+    exploratory: bool = False
+    exploratory_reasons: list[str] = field(default_factory=list)
     report_dir: str = ""
     plot_file: str = ""
     bars: int = 0
     trades: int = 0
     divergence: dict[str, Any] = field(default_factory=dict)
     drift: dict[str, Any] = field(default_factory=dict)
-    # An exploratory run is recorded but never moves the version (see _advance).
-    exploratory: bool = False
 
 
 def validation_run_request(
@@ -156,6 +156,8 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
             in_sample=outcome.in_sample,
             benchmark_metrics=outcome.benchmark_metrics,
             drift=outcome.drift,
+            exploratory=outcome.exploratory,
+            exploratory_reasons=outcome.exploratory_reasons,
             window_start=outcome.window_start,
             window_end=outcome.window_end,
         )
@@ -169,9 +171,11 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
                 "failed_gates": _failed(outcome),
                 "in_sample": outcome.in_sample,
                 "exploratory": outcome.exploratory,
+                "exploratory_reasons": outcome.exploratory_reasons,
             },
         )
         # Same transaction: no reader ever sees a passed run on a version still 'trained'.
+        # An exploratory run (lower costs, another window) is recorded but never moves it.
         if run.passed and run.kind == ValidationRun.KIND_BACKTEST and not outcome.exploratory:
             _advance(
                 run,

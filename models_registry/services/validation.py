@@ -23,7 +23,8 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
-from engine.backtest import BacktestError, BacktestRun, out_of_sample_start, run_backtest
+from engine.backtest import BacktestError, BacktestRun, run_backtest
+from engine.backtest.guards import policy_window_start
 from engine.backtest.report import json_safe
 from engine.data import (
     DataError,
@@ -37,7 +38,7 @@ from engine.data import (
 )
 from engine.features.pipeline import FeatureError
 from engine.strategies import STRATEGIES, Predictor
-from models_registry.gates import gates_for
+from models_registry.gates import gates_for, validation_policy_for
 from models_registry.models import ModelState, ModelVersion, RunStatus, ValidationRun
 from models_registry.services import lifecycle
 from models_registry.services.audit import audit_event_record
@@ -49,7 +50,7 @@ from models_registry.services.runs import (
     validation_run_complete,
 )
 
-DEFAULT_DAYS = 90
+DEFAULT_DAYS = 90  # the policy default; see models_registry.gates.DEFAULT_VALIDATION_POLICY
 # The store has one known missing hour; a few missing bars are filled forward (and recorded),
 # a longer hole is refused by the model's no-gap check rather than papered over.
 DEFAULT_MAX_FILL = 3
@@ -75,11 +76,13 @@ class ValidationOptions:
     """What a validation run was asked to do; stored in ``ValidationRun.config``."""
 
     strategy: str = "ml_basic"
-    days: float = DEFAULT_DAYS
+    # None means "the policy's" (models_registry.gates.validation_policy_for); any other
+    # value makes a run exploratory unless it equals the policy (or costs more).
+    days: float | None = None
     start: str | None = None
     end: str | None = None
-    fee_bps: float = DEFAULT_FEE_BPS
-    slippage_bps: float = DEFAULT_SLIPPAGE_BPS
+    fee_bps: float | None = None
+    slippage_bps: float | None = None
     walk_forward: int = 1
     allow_in_sample: bool = False
     max_fill: int = DEFAULT_MAX_FILL
@@ -106,11 +109,13 @@ class ValidationOptions:
             )
         for name in ("days", "fee_bps", "slippage_bps"):
             value = getattr(self, name)
+            if value is None:
+                continue
             if not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValidationRefused(f"{name} must be a finite number, got {value!r}")
-        if self.days <= 0:
+        if self.days is not None and self.days <= 0:
             raise ValidationRefused(f"days must be more than 0, got {self.days}")
-        if self.fee_bps < 0 or self.slippage_bps < 0:
+        if (self.fee_bps or 0) < 0 or (self.slippage_bps or 0) < 0:
             raise ValidationRefused(
                 f"fees and slippage cannot be negative: fee_bps={self.fee_bps}, "
                 f"slippage_bps={self.slippage_bps}"
@@ -137,6 +142,33 @@ class ValidationOptions:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class PolicyRun:
+    """The costs and window a run used, and why it is exploratory (empty: a policy run)."""
+
+    fee_bps: float
+    slippage_bps: float
+    window_start: pd.Timestamp
+    window_stop: pd.Timestamp
+    policy: dict[str, Any]
+    policy_window: tuple[pd.Timestamp, pd.Timestamp] | None
+    exploratory_reasons: list[str]
+
+    @property
+    def exploratory(self) -> bool:
+        return bool(self.exploratory_reasons)
+
+
+def cost_reasons(options: ValidationOptions, policy: Mapping[str, Any]) -> list[str]:
+    """A cost below the policy's makes a run exploratory; a higher one is only stricter."""
+    reasons = []
+    for name in ("fee_bps", "slippage_bps"):
+        given, required = getattr(options, name), float(policy[name])
+        if given is not None and given < required:
+            reasons.append(f"{name} {given:g} is below the policy's {required:g}")
+    return reasons
+
+
 @dataclass
 class ModelSource:
     """Where a backtest's model comes from: a folder of artifacts (a registry version's or not)."""
@@ -150,6 +182,11 @@ class ModelSource:
     def for_version(cls, version: ModelVersion) -> ModelSource:
         return cls(version_dir(version), dict(version.metadata), version.symbol, version.interval)
 
+    @property
+    def model_name(self) -> str:
+        """The name whose gates and policy apply (a plain baseline: the symbol's default)."""
+        return str((self.metadata or {}).get("name") or f"{self.symbol.lower()}_sentiment")
+
 
 @dataclass
 class ValidationBacktest:
@@ -161,6 +198,11 @@ class ValidationBacktest:
     config: dict[str, Any]
     report_dir: Path | None
     files: dict[str, Path] = field(default_factory=dict)
+    exploratory_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def exploratory(self) -> bool:
+        return bool(self.exploratory_reasons)
 
     @property
     def in_sample(self) -> bool:
@@ -182,6 +224,7 @@ def validation_backtest(
     output_dir: Path | None,
     data_dir: Path | None = None,
     progress: Progress | None = None,
+    judge_window: bool = True,
 ) -> ValidationBacktest:
     """Backtest ``source`` on stored data as ``options`` say; raises ValidationRefused.
 
@@ -192,8 +235,12 @@ def validation_backtest(
     try:
         predictor = _load_predictor(source, options)
         metadata = getattr(predictor, "metadata", None) or source.metadata
+        policy = validation_policy_for(source.model_name)
         window_start, window_end = choose_window(
-            data_dir, source.symbol, source.interval, metadata, options
+            data_dir, source.symbol, source.interval, metadata, options, policy
+        )
+        chosen = policy_run(
+            data_dir, source, metadata, options, policy, (window_start, window_end), judge_window
         )
         history_bars = _history_bars(predictor)
         candles, store_hash, repair = store_candles_read(
@@ -207,8 +254,8 @@ def validation_backtest(
             predictor=predictor,
             metadata=metadata,
             start=window_start,
-            fee_bps=options.fee_bps,
-            slippage_bps=options.slippage_bps,
+            fee_bps=chosen.fee_bps,
+            slippage_bps=chosen.slippage_bps,
             walk_forward=options.walk_forward,
             allow_in_sample=options.allow_in_sample,
             gates=gates,
@@ -228,8 +275,61 @@ def validation_backtest(
         "sentiment_content_hash": sentiment_hash,
         "gates": dict(gates),
         "engine": run.config,
+        "policy": chosen.policy,
+        "policy_window": (
+            [chosen.policy_window[0].isoformat(), chosen.policy_window[1].isoformat()]
+            if chosen.policy_window
+            else None
+        ),
+        "exploratory_reasons": chosen.exploratory_reasons,
     }
-    return ValidationBacktest(run, options, store_hash, json_safe(config), output_dir, run.files)
+    return ValidationBacktest(
+        run,
+        options,
+        store_hash,
+        json_safe(config),
+        output_dir,
+        run.files,
+        exploratory_reasons=chosen.exploratory_reasons,
+    )
+
+
+def policy_run(
+    data_dir: Path,
+    source: ModelSource,
+    metadata: Mapping[str, Any] | None,
+    options: ValidationOptions,
+    policy: Mapping[str, Any],
+    window: tuple[pd.Timestamp, pd.Timestamp],
+    judge_window: bool,
+) -> PolicyRun:
+    """Resolve the run's costs and compare it with the policy; differences are reasons."""
+    reasons = cost_reasons(options, policy)
+    policy_window = None
+    if judge_window:
+        policy_only = ValidationOptions(strategy=options.strategy)
+        try:
+            policy_window = choose_window(
+                data_dir, source.symbol, source.interval, metadata, policy_only, policy
+            )
+        except ValidationRefused as exc:
+            reasons.append(f"the policy window cannot be backtested ({exc})")
+        if policy_window is not None and window != policy_window:
+            reasons.append(
+                f"window {window[0].isoformat()} to {window[1].isoformat()} is not the policy "
+                f"window {policy_window[0].isoformat()} to {policy_window[1].isoformat()}"
+            )
+    return PolicyRun(
+        fee_bps=float(policy["fee_bps"] if options.fee_bps is None else options.fee_bps),
+        slippage_bps=float(
+            policy["slippage_bps"] if options.slippage_bps is None else options.slippage_bps
+        ),
+        window_start=window[0],
+        window_stop=window[1],
+        policy=dict(policy),
+        policy_window=policy_window,
+        exploratory_reasons=reasons,
+    )
 
 
 def _load_predictor(source: ModelSource, options: ValidationOptions) -> Predictor | None:
@@ -254,11 +354,14 @@ def choose_window(
     interval: str,
     metadata: Mapping[str, Any] | None,
     options: ValidationOptions,
+    policy: Mapping[str, Any],
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """[start, end) of the window: explicit bounds, else ``days`` from the first unseen bar.
+    """[start, end) of the window: explicit bounds, else ``days`` from the policy start.
 
-    Clipped to the stored data. A model without a known out-of-sample start (or no model)
-    gets the last ``days`` days.
+    The policy start is one bar after the last bar training or selection touched
+    (``engine.backtest.guards.policy_window_start``); ``days`` and the cap ``end`` default
+    to the policy's. Clipped to the stored data. A model without a known out-of-sample
+    start (or no model) gets the last ``days`` days.
     """
     stored = stored_candle_range(data_dir, symbol, interval)
     if stored is None:
@@ -267,8 +370,10 @@ def choose_window(
         )
     step = interval_timedelta(interval)
     data_start, data_stop = stored[0], stored[1] + step
-    span = pd.Timedelta(days=options.days)
-    first_unseen = out_of_sample_start(metadata) if metadata else None
+    span = pd.Timedelta(days=float(policy["days"] if options.days is None else options.days))
+    first_unseen = policy_window_start(metadata, step) if metadata else None
+    if policy.get("end"):
+        data_stop = min(data_stop, _utc(policy["end"], "policy end"))
     if options.start is not None:
         start = _utc(options.start, "start")
         stop = _utc(options.end, "end") if options.end is not None else start + span
@@ -276,7 +381,7 @@ def choose_window(
         stop = _utc(options.end, "end")
         start = stop - span
     elif first_unseen is not None:
-        start = first_unseen.ceil(step)
+        start = first_unseen
         stop = start + span
     else:
         stop = data_stop
@@ -399,6 +504,8 @@ def validation_outcome(computed: ValidationBacktest, report_dir: str) -> RunOutc
         benchmark_metrics=benchmark_metrics(run),
         config=computed.config,
         in_sample=computed.in_sample,
+        exploratory=computed.exploratory,
+        exploratory_reasons=list(computed.exploratory_reasons),
         report_dir=report_dir,
         plot_file=plot.name if plot else "",
     )
@@ -466,6 +573,8 @@ def validation_backtest_for_run(
             output_dir=staged,
             data_dir=data_dir,
             progress=progress,
+            # A scheduled re-validation judges later bars by design; its costs stay policy.
+            judge_window=run.kind == ValidationRun.KIND_BACKTEST,
         )
     except ValidationRefused as exc:
         shutil.rmtree(staged, ignore_errors=True)

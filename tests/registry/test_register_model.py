@@ -146,3 +146,54 @@ def test_a_checker_that_prints_no_report_is_a_refusal(tmp_path: Path) -> None:
     assert report["ok"] is False
     assert "exited with code 3" in report["error"]
     assert "oops" in report["error"]
+
+
+# --- declared windows must agree with the file's own splits (issue 12) --------------------------
+
+SPLITS = {
+    "train": {
+        "first_input_bar": "2021-01-01T00:00:00+00:00",
+        "last_target_bar": "2023-06-01T00:00:00+00:00",
+    },
+    "validation": {
+        "first_input_bar": "2023-05-20T00:00:00+00:00",
+        "last_target_bar": "2023-12-31T23:00:00+00:00",
+    },
+    "test": {
+        "first_input_bar": "2023-12-20T00:00:00+00:00",
+        "last_target_bar": "2024-06-01T00:00:00+00:00",
+    },
+}
+
+
+def test_out_of_sample_from_inside_the_training_split_is_refused_naming_both_dates(
+    artifact_dir: Any, media_root: Path
+) -> None:
+    # Observation 4 of issue 12: a model was judged "out of sample" on bars it was trained on.
+    folder = artifact_dir(splits=SPLITS, out_of_sample_from="2023-03-01T00:00:00+00:00")
+    message, _ = refused(str(folder))
+    assert "out_of_sample_from 2023-03-01T00:00:00+00:00 is not after" in message
+    assert "splits.train.last_target_bar 2023-06-01T00:00:00+00:00" in message
+    assert_nothing_registered(media_root)
+
+
+def test_out_of_sample_from_inside_the_selection_split_is_refused(
+    artifact_dir: Any, media_root: Path
+) -> None:
+    folder = artifact_dir(splits=SPLITS, out_of_sample_from="2023-12-31T23:00:00+00:00")
+    message, _ = refused(str(folder))
+    assert "splits.validation.last_target_bar 2023-12-31T23:00:00+00:00" in message
+    assert "chosen on those bars" in message
+    assert_nothing_registered(media_root)
+
+
+def test_a_split_reaching_past_the_data_is_refused(artifact_dir: Any, media_root: Path) -> None:
+    splits = {**SPLITS, "test": {**SPLITS["test"], "last_target_bar": "2024-07-01T00:00:00Z"}}
+    message, _ = refused(str(artifact_dir(splits=splits)))
+    assert "splits.test.last_target_bar 2024-07-01T00:00:00+00:00 is after data.end" in message
+    assert_nothing_registered(media_root)
+
+
+def test_consistent_windows_register(artifact_dir: Any, media_root: Path) -> None:
+    register(str(artifact_dir(splits=SPLITS)))  # out_of_sample_from 2024-01-01: after both
+    assert ModelVersion.objects.count() == 1

@@ -58,6 +58,8 @@ def media(tmp_path: Path, settings: Any, store: Path) -> Path:
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.TRADEBOT_DATA_DIR = store
     settings.VAR_DIR = tmp_path / "var"
+    # The tiny store holds 400 unseen bars: a 10-day policy window fits in it.
+    settings.TRADEBOT_VALIDATION_POLICY = {"days": 10}
     return settings.MEDIA_ROOT
 
 
@@ -78,6 +80,13 @@ def backtest_json(*args: str) -> dict[str, Any]:
 
 def out_of_sample_from(version: ModelVersion) -> pd.Timestamp:
     return pd.Timestamp(version.metadata["out_of_sample_from"]).tz_convert("UTC")
+
+
+def policy_start(metadata: dict[str, Any]) -> pd.Timestamp:
+    """One bar after the last bar any split (test split included) touched."""
+    last = max(pd.Timestamp(s["last_target_bar"]) for s in metadata["splits"].values())
+    declared = pd.Timestamp(metadata["out_of_sample_from"]).ceil("1h")
+    return max(last + pd.Timedelta(hours=1), declared).tz_convert("UTC")
 
 
 def assert_nothing_recorded(media: Path) -> None:
@@ -101,8 +110,7 @@ def test_no_db_writes_chart_trades_and_metrics_and_records_nothing(
     )  # fmt: skip
 
     metadata = json.loads(next(model_dir.glob("*_metadata.json")).read_text())
-    first_unseen = pd.Timestamp(metadata["out_of_sample_from"])
-    assert pd.Timestamp(summary["window_start"]) == first_unseen.ceil("1h")
+    assert pd.Timestamp(summary["window_start"]) == policy_start(metadata)
     assert summary["n_bars"] == 240
     assert summary["sample_status"] == "out_of_sample"
     assert len(summary["walk_forward"]) == 2
@@ -154,7 +162,7 @@ def test_recorded_run_has_window_hash_metrics_gates_and_plot(
     run = ValidationRun.objects.get()
     assert summary["run_id"] == run.pk
     assert run.model_version == version and run.strategy == "ml_basic"
-    start = out_of_sample_from(version).ceil("1h")
+    start = policy_start(version.metadata)
     assert run.window_start == start
     assert run.window_end == start + pd.Timedelta(hours=239)
     history = 2 * required_history(version.metadata)
@@ -166,7 +174,9 @@ def test_recorded_run_has_window_hash_metrics_gates_and_plot(
     assert set(run.metrics) >= set(REGISTRY_METRICS)
     assert run.metrics["trades"] == run.metrics["n_trades"]
     assert "total_return" in run.benchmark_metrics
-    assert run.config["fee_bps"] == 10.0 and run.config["gap_policy"]["fill_at_most_bars"] == 3
+    assert run.config["fee_bps"] is None  # not asked: the policy's cost applies
+    assert run.config["engine"]["fee_bps"] == 10.0
+    assert run.config["gap_policy"]["fill_at_most_bars"] == 3
     gates = {g["name"]: g for g in run.gate_results}
     assert set(gates) >= {"min_sharpe", "max_drawdown", "min_trades", "min_bars", "out_of_sample"}
     assert all(set(g) >= {"name", "passed", "value", "threshold"} for g in gates.values())
@@ -323,6 +333,7 @@ def test_worker_runs_a_requested_validation(
             "MEDIA_ROOT": str(media),
             "TRADEBOT_DATA_DIR": str(store),
             "TRADEBOT_GATES": json.dumps(GENEROUS_GATES),
+            "TRADEBOT_VALIDATION_POLICY": json.dumps({"days": 10}),
         },
     )
     run = runs.validation_run_request(model_version=version, requested_by=None, config={"days": 10})
@@ -338,3 +349,85 @@ def test_worker_runs_a_requested_validation(
     assert run.task_id
     assert (media / run.report_dir / run.plot_file).is_file()
     assert version.state == ModelState.VALIDATED
+
+
+# --- costs and windows are policy (issue 12) ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_policy_window_starts_after_every_bar_training_and_selection_touched(
+    version: ModelVersion,
+) -> None:
+    backtest("ml_basic", "--model", version.name)
+
+    run = ValidationRun.objects.get()
+    touched = [pd.Timestamp(s["last_target_bar"]) for s in version.metadata["splits"].values()]
+    assert run.window_start > max(touched)  # the test split's bars are not judged again
+    assert run.window_start == policy_start(version.metadata)
+    assert run.window_end == run.window_start + pd.Timedelta(hours=239)  # policy: 10 days
+    assert run.exploratory is False and run.exploratory_reasons == []
+
+
+@pytest.mark.django_db
+def test_zero_costs_on_a_hand_picked_window_is_exploratory_and_never_validates(
+    version: ModelVersion, settings: Any
+) -> None:
+    # Observation 1 of issue 12: a second run with a chosen window and zero costs validated
+    # a model that failed at the default costs. It may still run, but it moves nothing.
+    settings.TRADEBOT_GATES = GENEROUS_GATES
+    picked = policy_start(version.metadata) + pd.Timedelta(days=2)
+    text = backtest(
+        "ml_basic", "--start", picked.isoformat(), "--days", "5", "--fee-bps", "0",
+        "--slippage-bps", "0", "--model", version.name,
+    )  # fmt: skip
+
+    run = ValidationRun.objects.get()
+    version.refresh_from_db()
+    assert run.passed is True  # the gates' verdict stays honest ...
+    assert run.exploratory is True  # ... and the run is marked for what it is
+    assert version.state == ModelState.TRAINED
+    assert not AuditEvent.objects.filter(event_type="model_version_validated").exists()
+    reasons = " | ".join(run.exploratory_reasons)
+    assert "fee_bps 0 is below the policy's 10" in reasons
+    assert "slippage_bps 0 is below the policy's 5" in reasons
+    assert "is not the policy window" in reasons
+    assert [line for line in text.splitlines() if "EXPLORATORY" in line] == [
+        "  EXPLORATORY run (it can never validate a version): " + "; ".join(run.exploratory_reasons)
+    ]
+    assert "the version stays trained" in text
+    assert run.config["engine"]["fee_bps"] == 0.0
+
+
+@pytest.mark.django_db
+def test_higher_costs_are_not_exploratory_and_costs_come_from_the_model_policy(
+    version: ModelVersion, settings: Any
+) -> None:
+    settings.TRADEBOT_VALIDATION_POLICY_OVERRIDES = {version.name: {"fee_bps": 25}}
+    backtest("ml_basic", "--model", version.name)
+    backtest("ml_basic", "--model", version.name, "--fee-bps", "10")
+    backtest("ml_basic", "--model", version.name, "--fee-bps", "30")
+
+    policy_run, cheaper, dearer = ValidationRun.objects.order_by("pk")
+    assert policy_run.config["engine"]["fee_bps"] == 25.0 and not policy_run.exploratory
+    assert cheaper.exploratory and cheaper.exploratory_reasons == [
+        "fee_bps 10 is below the policy's 25"
+    ]
+    assert dearer.config["engine"]["fee_bps"] == 30.0 and not dearer.exploratory
+
+
+@pytest.mark.django_db
+def test_a_queued_run_asking_for_zero_costs_is_exploratory_and_moves_nothing(
+    version: ModelVersion, settings: Any
+) -> None:
+    settings.TRADEBOT_GATES = GENEROUS_GATES
+    run = runs.validation_run_request(
+        model_version=version, requested_by=None, config={"fee_bps": 0}
+    )
+    run_validation.apply(args=[run.pk]).get()
+
+    run.refresh_from_db()
+    version.refresh_from_db()
+    assert run.passed is True and run.exploratory is True
+    assert version.state == ModelState.TRAINED
+    recorded = AuditEvent.objects.get(event_type="validation_run_recorded")
+    assert recorded.data["exploratory_reasons"] == ["fee_bps 0 is below the policy's 10"]

@@ -71,11 +71,16 @@ class Command(BaseCommand):
         window.add_argument(
             "--days",
             type=float,
-            default=DEFAULT_DAYS,
-            help=f"window length from the model's first unseen bar (default {DEFAULT_DAYS})",
+            default=None,
+            help=(
+                f"window length from the model's first unseen bar (default: the policy's, "
+                f"{DEFAULT_DAYS}); another length makes the run exploratory"
+            ),
         )
         window.add_argument(
-            "--start", type=iso_date_argument, help="UTC window start (overrides the default)"
+            "--start",
+            type=iso_date_argument,
+            help="UTC window start; a window other than the policy's makes the run exploratory",
         )
         window.add_argument("--end", type=iso_date_argument, help="UTC window end, exclusive")
         window.add_argument("--symbol", default=None, help="default: the model's, else BTCUSDT")
@@ -101,8 +106,18 @@ class Command(BaseCommand):
             "--model-path", type=Path, default=None, help="a folder of artifacts (--no-db only)"
         )
         costs = parser.add_argument_group("costs and reporting")
-        costs.add_argument("--fee-bps", type=float, default=DEFAULT_FEE_BPS)
-        costs.add_argument("--slippage-bps", type=float, default=DEFAULT_SLIPPAGE_BPS)
+        costs.add_argument(
+            "--fee-bps",
+            type=float,
+            default=None,
+            help=f"default: the policy's ({DEFAULT_FEE_BPS:g}); lower makes the run exploratory",
+        )
+        costs.add_argument(
+            "--slippage-bps",
+            type=float,
+            default=None,
+            help=f"default: the policy's ({DEFAULT_SLIPPAGE_BPS:g}); lower: exploratory",
+        )
         costs.add_argument(
             "--walk-forward", type=int, default=1, help="also report K consecutive parts"
         )
@@ -288,6 +303,8 @@ def summary_of(computed: ValidationBacktest, run: ValidationRun | None) -> dict[
             "config": computed.config,
             "files": {k: str(v) for k, v in computed.files.items()},
             "recorded": run is not None,
+            "exploratory": computed.exploratory,
+            "exploratory_reasons": computed.exploratory_reasons,
         }
     )
 
@@ -303,6 +320,8 @@ def summary_of_run(run: ValidationRun) -> dict[str, Any]:
             "status": run.status,
             "passed": run.passed,
             "in_sample": run.in_sample,
+            "exploratory": run.exploratory,
+            "exploratory_reasons": run.exploratory_reasons,
             "strategy": run.strategy,
             "model_version_id": version.pk,
             "model": f"{version.name} v{version.version}",
@@ -328,6 +347,11 @@ def text_report(summary: dict[str, Any]) -> str:
     metrics = summary["metrics"]
     hold = metrics.get("buy_and_hold") or {}
     lines = [_headline(summary)]
+    if summary.get("exploratory"):
+        lines.append(
+            "  EXPLORATORY run (it can never validate a version): "
+            + "; ".join(summary["exploratory_reasons"])
+        )
     lines.append(f"  window: {summary['window_start']} to {summary['window_end']}")
     lines.append(f"  data content hash: {summary.get('data_content_hash')}")
     lines.append(f"  {'metric':<28}{'strategy':>14}{'buy and hold':>16}")
@@ -356,7 +380,9 @@ def _headline(summary: dict[str, Any]) -> str:
         )
     moved = (
         "the version moved to validated"
-        if summary["version_state"] == "validated" and summary["passed"]
+        if summary["version_state"] == "validated"
+        and summary["passed"]
+        and not summary.get("exploratory")
         else f"the version stays {summary['version_state']}"
     )
     if summary["status"] == "error":

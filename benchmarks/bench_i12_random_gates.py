@@ -1,0 +1,81 @@
+"""How often random long/flat strategies pass validation gates on real BTCUSDT candles (#12).
+
+    .venv/bin/python benchmarks/bench_i12_random_gates.py [--seeds 10] [--step-days 30]
+
+Each 90-day window (stepped by --step-days over ../shared/data/BTCUSDT-1h.csv) is simulated
+with policy costs (10 bps fee, 5 bps slippage) for --seeds random long/flat target series
+(regimes of geometric length, mean 24 bars, about half the time long). It prints the share
+that passes (a) today's default gates (min_sharpe 0, max_drawdown 0.35, min_trades 3,
+min_bars 720) and (b) those plus the proposed ones: total return > 0, beats buy-and-hold
+and always-flat, DSR >= 0.95 for ONE trial (the most lenient count; more trials deflate
+further).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from engine.backtest.deflated import sharpe_significance  # noqa: E402
+from engine.backtest.gates import DEFAULT_GATES, evaluate_gates, gates_passed  # noqa: E402
+from engine.backtest.simulator import SimulationConfig, simulate  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTCUSDT-1h.csv"
+WINDOW_BARS = 90 * 24
+
+
+def random_targets(n: int, rng: np.random.Generator) -> np.ndarray:
+    out, state, i = np.zeros(n), int(rng.integers(0, 2)), 0
+    while i < n:
+        length = int(rng.geometric(1 / 24))
+        out[i : i + length] = state
+        i, state = i + length, 1 - state
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--step-days", type=int, default=30)
+    args = parser.parse_args()
+    candles = pd.read_csv(DATA, parse_dates=["date"], index_col="date")
+    candles.index = candles.index.tz_localize("UTC")
+    config = SimulationConfig(fee_bps=10.0, slippage_bps=5.0)
+    old = new = total = 0
+    for start in range(0, len(candles) - WINDOW_BARS, args.step_days * 24):
+        window = candles.iloc[start : start + WINDOW_BARS]
+        for seed in range(args.seeds):
+            rng = np.random.default_rng(seed * 100_003 + start)
+            targets = pd.Series(random_targets(len(window), rng), index=window.index)
+            result = simulate(window, targets, config)
+            metrics = result.metrics
+            passed_old = gates_passed(evaluate_gates(metrics, DEFAULT_GATES))
+            equity = result.equity.to_numpy()
+            returns = np.diff(np.concatenate(([config.initial_equity], equity))) / np.concatenate(
+                ([config.initial_equity], equity[:-1])
+            )
+            dsr = sharpe_significance(returns, benchmark_sharpe=0.0, trials=1).dsr
+            passed_new = (
+                passed_old
+                and metrics["total_return"] > 0
+                and metrics["total_return"] > metrics["buy_and_hold"]["total_return"]
+                and dsr is not None
+                and dsr >= 0.95
+            )
+            old += passed_old
+            new += passed_new
+            total += 1
+    print(f"random long/flat runs: {total} ({args.seeds} seeds per 90-day window)")
+    print(f"pass today's default gates: {old / total:.1%} ({old})")
+    print(f"pass + return>0, beats hold and flat, DSR(1 trial)>=0.95: {new / total:.1%} ({new})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Probabilistic and Deflated Sharpe Ratios.
+
+After David H. Bailey and Marcos López de Prado, "The Deflated Sharpe Ratio: Correcting for
+Selection Bias, Backtest Overfitting and Non-Normality", Journal of Portfolio Management 40(5),
+2014, pp. 94-107 (https://ssrn.com/abstract=2460551).
+
+All Sharpe ratios here are per bar (not annualised), as in the paper's equations, because the
+standard error of the estimate depends on the number of observations T it was measured on.
+
+- PSR (eq. 2 of the paper): the probability that the true Sharpe ratio exceeds a benchmark
+  SR*, given the estimate, the sample length, and the returns' skewness and kurtosis:
+  PSR(SR*) = Phi( (SR - SR*) * sqrt(T - 1) / sqrt(1 - g3 * SR + (g4 - 1) / 4 * SR^2) ).
+- DSR (eq. 2 with SR* = SR0): the PSR against the Sharpe ratio that the best of N
+  independent trials of a strategy with no skill is expected to reach (the expected-maximum
+  formula, with the Euler-Mascheroni constant gamma):
+  SR0 = sqrt(V[SR_n]) * ((1 - gamma) * Phi^-1(1 - 1/N) + gamma * Phi^-1(1 - 1/(N e))).
+
+A value that cannot be computed (too few returns, zero variance) is reported as None with
+the reason: a gate reading it fails, it never passes by default.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+EULER_MASCHERONI = 0.5772156649015329
+MIN_RETURNS = 30  # below this the skew and kurtosis estimates (and so the PSR) mean little
+
+ZERO_STD = 1e-12
+_NORMAL = NormalDist()
+
+
+@dataclass(frozen=True)
+class ReturnMoments:
+    n: int
+    sharpe: float  # per bar
+    skew: float
+    kurtosis: float  # non-excess: 3 for a normal distribution
+
+
+def return_moments(returns: np.ndarray) -> ReturnMoments | str:
+    """Per-bar Sharpe, skew and kurtosis of `returns`, or the reason they cannot be computed."""
+    values = np.asarray(returns, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < MIN_RETURNS:
+        return f"too few returns: {len(values)}, needs at least {MIN_RETURNS}"
+    std = float(values.std(ddof=1))
+    if not std > ZERO_STD:  # float noise of a constant series is not a variance
+        return "zero variance of returns: the Sharpe ratio is undefined"
+    centred = values - values.mean()
+    m2 = float(np.mean(centred**2))
+    skew = float(np.mean(centred**3) / m2**1.5)
+    kurtosis = float(np.mean(centred**4) / m2**2)
+    return ReturnMoments(len(values), float(values.mean()) / std, skew, kurtosis)
+
+
+def probabilistic_sharpe(
+    sharpe: float, benchmark: float, n: int, skew: float, kurtosis: float
+) -> float | None:
+    """PSR(SR*) of Bailey & López de Prado (2014), eq. 2; None when the variance term is <= 0."""
+    if n < 2:
+        return None
+    variance = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
+    if not variance > 0:
+        return None
+    return _NORMAL.cdf((sharpe - benchmark) * math.sqrt(n - 1) / math.sqrt(variance))
+
+
+def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
+    """E[max SR] over `n_trials` skill-less trials whose Sharpe ratios have this variance.
+
+    Bailey & López de Prado (2014), the expected-maximum formula (after eq. 2); 0 for one trial.
+    """
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    if n_trials == 1:
+        return 0.0
+    gamma = EULER_MASCHERONI
+    return math.sqrt(sharpe_variance) * (
+        (1 - gamma) * _NORMAL.inv_cdf(1 - 1 / n_trials)
+        + gamma * _NORMAL.inv_cdf(1 - 1 / (n_trials * math.e))
+    )
+
+
+def sharpe_variance_under_null(n: int, skew: float, kurtosis: float, sharpe: float) -> float:
+    """Variance of a per-bar Sharpe estimate over n returns (the PSR's denominator, squared).
+
+    Used as V[SR_n] when the trials' own Sharpe ratios are not known: it is the spread that
+    sampling noise alone gives each trial's estimate.
+    """
+    return (1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2) / (n - 1)
+
+
+@dataclass(frozen=True)
+class SharpeSignificance:
+    sharpe: float | None  # per bar
+    psr: float | None  # against the benchmark's per-bar Sharpe
+    dsr: float | None
+    trials: int
+    expected_max_sharpe: float | None
+    reason: str  # why a value is None; "" when all computed
+
+    def to_dict(self) -> dict[str, float | int | str | None]:
+        return {
+            "sharpe_per_bar": self.sharpe,
+            "psr": self.psr,
+            "dsr": self.dsr,
+            "trials": self.trials,
+            "expected_max_sharpe_per_bar": self.expected_max_sharpe,
+            "significance_reason": self.reason,
+        }
+
+
+def sharpe_significance(
+    returns: np.ndarray,
+    *,
+    benchmark_sharpe: float,
+    trials: int,
+    trial_sharpes: list[float] | None = None,
+) -> SharpeSignificance:
+    """PSR against `benchmark_sharpe` (per bar) and DSR for `trials` attempts.
+
+    V[SR_n] is the variance of the trials' per-bar Sharpe ratios when at least two are given,
+    else the sampling variance of this estimate (the least the noise of N trials spreads).
+    """
+    trials = max(1, int(trials))
+    moments = return_moments(returns)
+    if isinstance(moments, str):
+        return SharpeSignificance(None, None, None, trials, None, moments)
+    args = (moments.n, moments.skew, moments.kurtosis)
+    psr = probabilistic_sharpe(moments.sharpe, benchmark_sharpe, *args)
+    if trial_sharpes is not None and len(trial_sharpes) >= 2:
+        variance = float(np.var(np.asarray(trial_sharpes, dtype=np.float64), ddof=1))
+    else:
+        variance = sharpe_variance_under_null(*args, moments.sharpe)
+    sr0 = expected_max_sharpe(trials, variance)
+    dsr = probabilistic_sharpe(moments.sharpe, sr0, *args)
+    reason = "" if psr is not None and dsr is not None else "non-normality term is not positive"
+    return SharpeSignificance(moments.sharpe, psr, dsr, trials, sr0, reason)
