@@ -48,10 +48,10 @@ def append_only_trigger_disabled() -> Iterator[None]:
                 cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     else:
-        # SQLite: the intruder drops the triggers (0005_i14b) and puts them back after.
+        # SQLite: the intruder drops the triggers (0006_i14b) and puts them back after.
         from importlib import import_module
 
-        triggers = import_module("models_registry.migrations.0005_i14b_sqlite_audit_triggers")
+        triggers = import_module("models_registry.migrations.0006_i14b_sqlite_audit_triggers")
         with connection.cursor() as cursor:
             for statement in triggers.DROP:
                 cursor.execute(statement)
@@ -171,7 +171,7 @@ def test_verify_audit_log_on_a_clean_chain_says_ok() -> None:
     ids=["update", "delete"],
 )
 def test_the_database_trigger_refuses_update_and_delete(sql: str) -> None:
-    """PostgreSQL (0003) and SQLite (0005_i14b) alike."""
+    """PostgreSQL (0003) and SQLite (0006_i14b) alike."""
     event = record_events(1)[0]
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         raw_sql(sql, [event.pk])

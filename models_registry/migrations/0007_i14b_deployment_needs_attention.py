@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("models_registry", "0005_i14b_sqlite_audit_triggers"),
+        ("models_registry", "0006_i14b_sqlite_audit_triggers"),
     ]
 
     operations = [

@@ -2,7 +2,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models_registry", "0004_paper_run_config")]
+    dependencies = [("models_registry", "0006_i14b_sqlite_audit_triggers")]
 
     operations = [
         migrations.AddField(

@@ -26,6 +26,6 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models_registry", "0004_paper_run_config")]
+    dependencies = [("models_registry", "0005_i14_job_transitions")]
 
     operations = [migrations.RunPython(forwards, backwards)]
