@@ -14,8 +14,9 @@ long, a missing prediction exits (the strategy never guesses).
 
 The rule is sequential: the target at bar t depends on the target at t-1. The live engine
 asks for the newest bar only (older predictions NaN), so the strategy remembers the state it
-decided per bar and resumes from it; bars with a real prediction are always recomputed, so a
-backtest (every prediction known) never reads that memory.
+decided per bar and resumes from it in such a frame only; a backtest (every prediction known)
+never reads that memory. After an engine restart the memory is empty: the first decision is
+made as from flat (see the README).
 
 Parameters live in the version's metadata (``metadata["strategy"]``); see
 `params_from_metadata`. Old metadata without the key gets the defaults.
@@ -131,8 +132,11 @@ class MlBasic:
         out = np.zeros(len(values))
         position, held = 0.0, 0
         memory: dict[pd.Timestamp, tuple[float, int]] = {}
+        # Only a newest-bar-only frame (the live engine's) resumes remembered state; any other
+        # frame is decided from its predictions alone, so memory can never hide a leak.
+        resume = len(values) > 1 and np.isnan(values[:-1]).all()
         for i, (bar, prediction) in enumerate(zip(candles.index, values, strict=True)):
-            if math.isnan(prediction) and bar in self._memory:
+            if resume and i < len(values) - 1 and bar in self._memory:
                 position, held = self._memory[bar]
             else:
                 position, held = self.step(prediction, position, held)
