@@ -66,6 +66,11 @@ class TrainingOptions:
     window: int | None = None
     units: int | None = None
     seed: int | None = None
+    horizon: int | None = None
+    objective: str | None = None
+    entry: float | None = None
+    exit: float | None = None
+    min_hold: int | None = None
     force_price_only: bool = False
     allow_short_history: bool = False
     gap_policy: str = "refuse"
@@ -165,7 +170,17 @@ def _timestamp(name: str, value: str | None) -> pd.Timestamp | None:
 def training_config_build(*, symbol: str, options: TrainingOptions) -> TrainingConfig:
     overrides = {
         name: getattr(options, name)
-        for name in ("epochs", "window", "units", "seed")
+        for name in (
+            "epochs",
+            "window",
+            "units",
+            "seed",
+            "horizon",
+            "objective",
+            "entry",
+            "exit",
+            "min_hold",
+        )
         if getattr(options, name) is not None
     }
     try:

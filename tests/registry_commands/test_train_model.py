@@ -118,7 +118,8 @@ def test_help_lists_every_option() -> None:
     for option in [
         "--force-price-only", "--interval", "--start", "--end", "--epochs", "--window",
         "--units", "--seed", "--allow-short-history", "--gap-policy", "--output-dir",
-        "--no-db", "--json", "--data-dir", "--user",
+        "--no-db", "--json", "--data-dir", "--user", "--horizon", "--objective", "--entry",
+        "--exit", "--min-hold",
     ]:  # fmt: skip
         assert option in text
 
@@ -209,6 +210,11 @@ def test_ffill_repairs_the_real_gap_and_records_the_repair(
         (["BTCUSDT", *TINY_ARGS, "--start", "soon"], "start: 'soon' is not a date"),
         (["BTCUSDT", *TINY_ARGS, "--user", "nobody"], "no user named 'nobody'"),
         (["btc-usdt", *TINY_ARGS], "symbol must be letters and digits"),
+        (["BTCUSDT", *TINY_ARGS, "--horizon", "25"], "horizon must be 1 to 24 bars, got 25"),
+        (["BTCUSDT", *TINY_ARGS, "--entry", "nan"], "entry must be a finite number, got nan"),
+        (["BTCUSDT", *TINY_ARGS, "--exit", "inf"], "exit must be a finite number, got inf"),
+        (["BTCUSDT", *TINY_ARGS, "--min-hold", "-1"], "min_hold must be >= 0 bars"),
+        (["BTCUSDT", *TINY_ARGS, "--objective", "rank"], "invalid choice: 'rank'"),
     ],
 )
 def test_refusals_leave_no_version_and_no_files(

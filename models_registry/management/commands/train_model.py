@@ -39,6 +39,11 @@ SERVICE_OPTIONS = (
     "window",
     "units",
     "seed",
+    "horizon",
+    "objective",
+    "entry",
+    "exit",
+    "min_hold",
     "force_price_only",
     "allow_short_history",
     "gap_policy",
@@ -102,6 +107,31 @@ class Command(BaseCommand):
         group.add_argument("--window", type=int, default=None, help="bars the model looks at")
         group.add_argument("--units", type=int, default=None, help="width of the network")
         group.add_argument("--seed", type=int, default=None, help="random seed")
+        group.add_argument(
+            "--horizon", type=int, default=None, help="bars ahead the target looks, 1 to 24"
+        )
+        group.add_argument(
+            "--objective",
+            choices=("regression", "classification"),
+            default=None,
+            help="regress the horizon log return, or classify its sign (calibrated probability)",
+        )
+        group.add_argument(
+            "--entry",
+            type=float,
+            default=None,
+            help="ml_basic entry, in the model's units: margin over one round trip for a "
+            "regression, a probability for a classifier",
+        )
+        group.add_argument(
+            "--exit",
+            type=float,
+            default=None,
+            help="ml_basic exit level (model's units): stay long while the prediction is above",
+        )
+        group.add_argument(
+            "--min-hold", type=int, default=None, help="ml_basic minimum bars held per trade"
+        )
 
     def _add_output_arguments(self, parser: ArgumentParser) -> None:
         group = parser.add_argument_group("output")
