@@ -44,6 +44,7 @@ SERVICE_OPTIONS = (
     "entry",
     "exit",
     "min_hold",
+    "search",
     "force_price_only",
     "allow_short_history",
     "gap_policy",
@@ -132,6 +133,13 @@ class Command(BaseCommand):
         group.add_argument(
             "--min-hold", type=int, default=None, help="ml_basic minimum bars held per trade"
         )
+        group.add_argument(
+            "--search",
+            type=int,
+            default=None,
+            metavar="N",
+            help="run N Optuna trials on the training and selection splits; keep the best",
+        )
 
     def _add_output_arguments(self, parser: ArgumentParser) -> None:
         group = parser.add_argument_group("output")
@@ -178,7 +186,11 @@ class Command(BaseCommand):
                 )
             with epoch_progress(disabled=options["json"]) as on_epoch:
                 artifacts = training_artifacts_build(
-                    symbol=symbol, options=service_options, output_dir=output_dir, on_epoch=on_epoch
+                    symbol=symbol,
+                    options=service_options,
+                    output_dir=output_dir,
+                    on_epoch=on_epoch,
+                    on_trial=trial_progress(disabled=options["json"], stderr=self.stderr),
                 )
             return training_summary(artifacts, None)
         user = user_named(options["user"])
@@ -189,6 +201,7 @@ class Command(BaseCommand):
                 requested_by=user,
                 on_epoch=on_epoch,
                 output_dir=output_dir,
+                on_trial=trial_progress(disabled=options["json"], stderr=self.stderr),
             )
         return training_summary(registered_artifacts(version), version)
 
@@ -205,6 +218,8 @@ def epoch_progress(*, disabled: bool) -> Iterator[EpochCallback]:
         if not bars:
             bars.append(tqdm(desc="training", unit="epoch", total=total, disable=disabled))
         bar = bars[0]
+        if epoch <= bar.n:  # a search's next trial starts its epochs again
+            bar.reset(total=total)
         bar.update(epoch - bar.n)
         bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("loss", "val_loss")})
 
@@ -213,6 +228,19 @@ def epoch_progress(*, disabled: bool) -> Iterator[EpochCallback]:
     finally:
         for bar in bars:
             bar.close()
+
+
+def trial_progress(*, disabled: bool, stderr: Any) -> Any:
+    """One line per finished trial (the epoch bar shows the running one)."""
+
+    def on_trial(number: int, total: int, record: dict[str, Any]) -> None:
+        if disabled:
+            return
+        value = record.get("value")
+        shown = "failed: " + record.get("error", "") if value is None else f"{value:.6g}"
+        stderr.write(f"trial {number + 1}/{total} {record['state']}: {shown}")
+
+    return on_trial
 
 
 def training_summary(artifacts: TrainingArtifacts, version: ModelVersion | None) -> dict[str, Any]:
