@@ -68,10 +68,10 @@ def get_strategy(
         # Backtest, paper and live all build through here, so all read the same recorded
         # parameters; an explicit parameter (an operator's experiment) overrides one.
         metadata = getattr(predictor, "metadata", None)
-        params = {
-            **params_from_metadata(metadata if isinstance(metadata, dict) else None),
-            **params,
-        }
+        recorded = params_from_metadata(metadata if isinstance(metadata, dict) else None)
+        if "threshold" in params:  # the older single-level rule replaces both recorded levels
+            recorded = {k: v for k, v in recorded.items() if k not in ("entry", "exit")}
+        params = {**recorded, **params}
     try:
         return spec.factory(predictor, fee_bps, slippage_bps, **params)
     except TypeError as error:

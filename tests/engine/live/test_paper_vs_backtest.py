@@ -26,14 +26,16 @@ def test_paper_replay_matches_the_backtester(model_dir: Path, replay_window, sen
     # A threshold at the median prediction makes the tiny model switch often: many trades.
     median = float(predictor.predict(replay_window, sentiment).median())
     threshold = median - round_trip_cost(10.0, 5.0)
-    strategy = get_strategy("ml_basic", predictor=predictor, threshold=threshold)
+    # The old every-bar rule (threshold, no exit level), compared on the raw output's scale.
+    params = {"threshold": threshold, "units": "expected_return"}
+    strategy = get_strategy("ml_basic", predictor=predictor, **params)
     backtest = simulate(
         replay_window, strategy.targets(replay_window, sentiment), SimulationConfig()
     )
 
     paper = run_paper_replay(
         model_dir, replay_window, sentiment,
-        strategy="ml_basic", strategy_params={"threshold": threshold}, journal_dir=tmp_path / "j",
+        strategy="ml_basic", strategy_params=params, journal_dir=tmp_path / "j",
     )  # fmt: skip
 
     assert len(backtest.trades) >= 3, "the comparison needs trades to compare"

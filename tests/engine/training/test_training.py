@@ -239,50 +239,40 @@ def test_bad_options_are_refused_naming_the_option():
 def test_metadata_names_target_horizon_objective_and_the_strategy(tiny_model: TinyModel):
     metadata = tiny_model.result.metadata
     assert (metadata["target"], metadata["horizon"], metadata["objective"]) == (
-        "log_return_sign",
-        4,
-        "classification",
+        "log_return",
+        1,
+        "regression",
     )
-    assert metadata["calibration"]["method"] == "platt"
-    assert metadata["calibration"]["fitted_on"] == "validation"
-    assert metadata["strategy"] == {
-        "name": "ml_basic",
-        "units": "probability",
-        "params": {"entry": 0.52, "exit": 0.48, "min_hold": 0},
-    }
-    assert metadata["purge_bars"] >= metadata["horizon"]
-
-
-def test_the_classifier_exports_calibrated_probabilities_traded_in_probability_units(
-    tiny_model: TinyModel,
-):
-    metadata = tiny_model.result.metadata
-    assert metadata["onnx"]["output_shape"] == [None, 1]
-    predictor = OnnxPredictor.from_dir(tiny_model.model_dir)  # every start-up check holds
-    probabilities = predictor.predict(tiny_model.candles, tiny_model.sentiment).dropna()
-    assert ((probabilities > 0) & (probabilities < 1)).all()
-    # Calibrated on the selection split: not much worse there than a constant 0.5 (Brier 0.25).
-    assert metadata["metrics"]["validation"]["brier"] <= 0.3
-    strategy = get_strategy("ml_basic", predictor=predictor)
-    assert strategy.params.units == "probability" and strategy.entry_level == 0.52
-
-
-def test_a_regression_exports_the_horizon_log_return_traded_in_return_units(
-    shared_data_dir: Path, tmp_path: Path
-):
-    candles, sentiment = tiny_candles(shared_data_dir), load_sentiment(shared_data_dir)
-    config = tiny_config(objective="regression", horizon=3, force_price_only=True, min_hold=2)
-    result = train_model(candles, sentiment, config, tmp_path / "model")
-    metadata = result.metadata
-    assert (metadata["target"], metadata["horizon"]) == ("log_return", 3)
     assert metadata["calibration"] is None
     assert metadata["strategy"] == {
         "name": "ml_basic",
         "units": "expected_return",
-        "params": {"entry": 0.0, "exit": 0.0, "min_hold": 2},
+        "params": {"entry": 0.0, "exit": 0.0, "min_hold": 0},
     }
-    strategy = get_strategy("ml_basic", predictor=OnnxPredictor.from_dir(result.output_dir))
-    assert strategy.params.units == "expected_return" and strategy.params.min_hold == 2
+    assert metadata["purge_bars"] >= metadata["horizon"]
+
+
+def test_a_classifier_exports_calibrated_probabilities_traded_in_probability_units(
+    shared_data_dir: Path, tmp_path: Path
+):
+    candles, sentiment = tiny_candles(shared_data_dir), load_sentiment(shared_data_dir)
+    config = tiny_config(objective="classification", horizon=3, force_price_only=True)
+    result = train_model(candles, sentiment, config, tmp_path / "model")
+    metadata = result.metadata
+    assert (metadata["target"], metadata["horizon"]) == ("log_return_sign", 3)
+    assert metadata["calibration"]["method"] == "platt"
+    assert metadata["calibration"]["fitted_on"] == "validation"
+    assert metadata["strategy"]["units"] == "probability"
+    assert metadata["strategy"]["params"] == {"entry": 0.52, "exit": 0.48, "min_hold": 0}
+    assert metadata["onnx"]["output_shape"] == [None, 1]
+    predictor = OnnxPredictor.from_dir(result.output_dir)  # every start-up check holds
+    probabilities = predictor.predict(candles, None).dropna()
+    assert ((probabilities > 0) & (probabilities < 1)).all()
+    # Calibrated on the selection split: no worse there than a constant 0.5 (Brier 0.25) by much.
+    validation = metadata["metrics"]["validation"]
+    assert validation["brier"] <= 0.3
+    strategy = get_strategy("ml_basic", predictor=predictor)
+    assert strategy.params.units == "probability" and strategy.entry_level == 0.52
 
 
 def test_a_conv1d_window_shorter_than_its_two_kernels_is_refused_before_keras_sees_it():
