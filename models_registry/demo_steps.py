@@ -68,13 +68,17 @@ def walk_version(*, users: dict[str, Any], say: Say, seed: str, epochs: str) -> 
         f"{version.metrics.get('test_directional_accuracy', '?')}")  # fmt: skip
 
     say(f"engineer validates {version}: ml_basic backtest on 90 out-of-sample days")
-    _command("run_backtest", "ml_basic", "--days", "90", "--model", version.name,
-             "--model-version", str(version.version), "--user", engineer.username)  # fmt: skip
+    validation = _command(
+        "run_backtest", "ml_basic", "--days", "90", "--model", version.name,
+        "--model-version", str(version.version), "--user", engineer.username,
+    )  # fmt: skip
+    say_against_default_gates(validation, say)
     _expect(version, ModelState.VALIDATED, say)
 
     say(f"engineer paper-trades {version} on the bars after its validation window")
-    _command("paper_trade_version", version.name, "--version", str(version.version),
-             "--days", "14", "--user", engineer.username)  # fmt: skip
+    paper = _command("paper_trade_version", version.name, "--version", str(version.version),
+                     "--days", "14", "--user", engineer.username)  # fmt: skip
+    say(f"  paper run: {_trades(paper)} trade(s)")
     _expect(version, ModelState.PAPER_TESTED, say)
 
     staging, production = demo_targets()
@@ -93,6 +97,45 @@ def walk_version(*, users: dict[str, Any], say: Say, seed: str, epochs: str) -> 
     _command("deploy_model", version.name, "--version", str(version.version),
              "--target", production.name, "--user", deployer.username, "--inline")  # fmt: skip
     return _expect(version, ModelState.IN_PRODUCTION, say)
+
+
+def _trades(summary: dict[str, Any]) -> Any:
+    metrics = summary.get("metrics") or {}
+    return metrics.get("n_trades", summary.get("n_trades", "?"))
+
+
+def default_gate_failures(metrics: dict[str, Any]) -> list[str]:
+    """The default validation gates (models_registry.gates.DEFAULT_GATES) this result fails.
+
+    Evaluated through the backtest's own gate evaluation over whatever keys the defaults
+    hold, so it follows the gates as they change.
+    """
+    from engine.backtest.gates import evaluate_gates
+    from models_registry.gates import DEFAULT_GATES
+
+    results = evaluate_gates(metrics, DEFAULT_GATES["validation"])
+    return [f"{r.name} ({r.detail})" for r in results if not r.passed and r.name != "out_of_sample"]
+
+
+def say_against_default_gates(summary: dict[str, Any], say: Say) -> None:
+    """The demo's result beside the defaults it loosened: never hide what they would say."""
+    metrics = summary.get("metrics") or {}
+    demo_failed = summary.get("failed_gates") or []
+    say(
+        f"  validation: {_trades(summary)} trade(s), total return "
+        f"{metrics.get('total_return', float('nan')):+.2%} after costs (buy-and-hold "
+        f"{(metrics.get('buy_and_hold') or {}).get('total_return', float('nan')):+.2%}); "
+        f"demo gates: {'failed ' + ', '.join(demo_failed) if demo_failed else 'passed'}"
+    )
+    try:
+        refused = default_gate_failures(metrics)
+    except (KeyError, TypeError, ValueError) as exc:  # gates changed shape: say, do not hide
+        say(f"  default gates: could not be evaluated here ({exc})")
+        return
+    if refused:
+        say(f"  default gates would REFUSE this version: {'; '.join(refused)}")
+    else:
+        say("  default gates: passed")
 
 
 def _report_state(version: ModelVersion, say: Say) -> ModelVersion:

@@ -29,6 +29,8 @@ class LatestPredictor:
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        # The strategy reads its recorded parameters from the version's metadata, as in a backtest.
+        self.metadata = getattr(model, "metadata", None)
         self.required_history = int(getattr(model, "required_history", 1))
         self.last: float = math.nan
         self.error: str | None = None

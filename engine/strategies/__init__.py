@@ -9,7 +9,7 @@ from engine.strategies.base import (
 )
 from engine.strategies.buy_and_hold import BuyAndHold
 from engine.strategies.lookahead import check_no_lookahead
-from engine.strategies.ml_basic import MlBasic, round_trip_cost
+from engine.strategies.ml_basic import MlBasic, MlBasicParams, params_from_metadata, round_trip_cost
 from engine.strategies.registry import STRATEGIES, get_strategy, strategy_spec
 
 __all__ = [
@@ -17,12 +17,14 @@ __all__ = [
     "BuyAndHold",
     "LookaheadError",
     "MlBasic",
+    "MlBasicParams",
     "Predictor",
     "Strategy",
     "StrategyError",
     "UnknownStrategyError",
     "check_no_lookahead",
     "get_strategy",
+    "params_from_metadata",
     "round_trip_cost",
     "strategy_spec",
 ]

@@ -1,21 +1,85 @@
-"""ml_basic: long when the model's predicted next-bar return beats its round-trip cost.
+"""ml_basic: a cost-aware long/flat rule with hysteresis over a model's predictions.
 
-Target at bar t = 1.0 when ``prediction[t] - round_trip_cost > threshold``, else 0.0.
-The round-trip cost is two fills' fee and slippage, as a fraction (about a log return at these
-sizes). No prediction (warm-up, NaN) means flat: the strategy never guesses.
+The model predicts over its horizon, in its own units (``units``):
+
+- ``expected_return``: a log return over the horizon. Enter (from flat) when
+  ``prediction - round_trip_cost > entry``; the edge must pay a whole round trip.
+- ``probability``: the calibrated probability that the horizon return is positive. Enter when
+  ``prediction > entry`` (a probability threshold).
+
+Once long, stay long while ``prediction > exit`` (hysteresis): staying costs nothing, so the
+round trip is paid once per trade, not on every bar. ``min_hold`` bars after an entry the
+position is kept whatever the prediction. No prediction (warm-up, NaN) never enters; while
+long, a missing prediction exits (the strategy never guesses).
+
+The rule is sequential: the target at bar t depends on the target at t-1. The live engine
+asks for the newest bar only (older predictions NaN), so the strategy remembers the state it
+decided per bar and resumes from it in such a frame only; a backtest (every prediction known)
+never reads that memory. After an engine restart the memory is empty: the first decision is
+made as from flat (see the README).
+
+Parameters live in the version's metadata (``metadata["strategy"]``); see
+`params_from_metadata`. Old metadata without the key gets the defaults.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from engine.strategies.base import Predictor, StrategyError
 
+UNITS = ("expected_return", "probability")
+
 
 def round_trip_cost(fee_bps: float, slippage_bps: float) -> float:
     """Expected cost of entering and leaving once, as a fraction of the position."""
     return 2.0 * (fee_bps + slippage_bps) * 1e-4  # bps as in engine.backtest.costs
+
+
+@dataclass(frozen=True)
+class MlBasicParams:
+    units: str = "expected_return"
+    entry: float = 0.0
+    exit: float = 0.0
+    min_hold: int = 0
+
+    def __post_init__(self) -> None:
+        if self.units not in UNITS:
+            raise StrategyError(f"ml_basic units must be one of {UNITS}, got {self.units!r}")
+        for name in ("entry", "exit"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise StrategyError(f"ml_basic {name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise StrategyError(f"ml_basic {name} must be a finite number, got {value}")
+        if isinstance(self.min_hold, bool) or not isinstance(self.min_hold, int):
+            raise StrategyError(f"ml_basic min_hold must be an integer, got {self.min_hold!r}")
+        if self.min_hold < 0:
+            raise StrategyError(f"ml_basic min_hold must be >= 0 bars, got {self.min_hold}")
+        if self.units == "probability" and not (0 <= self.exit <= self.entry <= 1):
+            raise StrategyError(
+                f"ml_basic probability thresholds need 0 <= exit <= entry <= 1, "
+                f"got entry {self.entry}, exit {self.exit}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def params_from_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """ml_basic's parameters recorded in a version's metadata; {} (defaults) when absent."""
+    section = (metadata or {}).get("strategy")
+    if not isinstance(section, dict) or section.get("name", "ml_basic") != "ml_basic":
+        return {}
+    params = dict(section.get("params") or {})
+    if "units" in section:
+        params.setdefault("units", section["units"])
+    return params
 
 
 class MlBasic:
@@ -27,23 +91,68 @@ class MlBasic:
         *,
         fee_bps: float = 10.0,
         slippage_bps: float = 5.0,
-        threshold: float = 0.0,
+        threshold: float | None = None,
+        units: str = "expected_return",
+        entry: float | None = None,
+        exit: float | None = None,
+        min_hold: int = 0,
     ) -> None:
         if predictor is None or not callable(getattr(predictor, "predict", None)):
             raise StrategyError("ml_basic needs a model: pass a predictor with a predict() method")
-        if not np.isfinite(threshold):
+        # `threshold` is the older name of the entry margin; without an explicit exit it also
+        # exits there (no hysteresis), which is what versions trained before hysteresis did.
+        if threshold is not None and not math.isfinite(threshold):
             raise StrategyError(f"ml_basic threshold must be a finite number, got {threshold}")
-        self.predictor = predictor
+        if entry is None:
+            entry = 0.0 if threshold is None else float(threshold)
         self.cost = round_trip_cost(fee_bps, slippage_bps)
-        self.threshold = float(threshold)
+        if exit is None:
+            exit = entry + self.cost if threshold is not None else 0.0
+            if units == "probability":
+                exit = min(entry, 0.5)
+        self.params = MlBasicParams(units=units, entry=entry, exit=exit, min_hold=min_hold)
+        self.predictor = predictor
+        self.threshold = self.params.entry
         self.last_predictions: pd.Series | None = None
+        self._memory: dict[pd.Timestamp, tuple[float, int]] = {}
+
+    @property
+    def entry_level(self) -> float:
+        """The prediction a flat position must exceed to enter, in the model's units."""
+        if self.params.units == "expected_return":
+            return self.params.entry + self.cost
+        return self.params.entry
 
     def targets(self, candles: pd.DataFrame, sentiment: pd.Series | None = None) -> pd.Series:
         predictions = self.predictor.predict(candles, sentiment)
         if not isinstance(predictions, pd.Series) or not predictions.index.equals(candles.index):
             raise StrategyError("predictor.predict must return a Series indexed like the candles")
         self.last_predictions = predictions
-        net = predictions.to_numpy(dtype=np.float64) - self.cost
-        with np.errstate(invalid="ignore"):
-            long = net > self.threshold  # NaN compares False: flat during warm-up
-        return pd.Series(long.astype(np.float64), index=candles.index, name="target")
+        values = predictions.to_numpy(dtype=np.float64)
+        out = np.zeros(len(values))
+        position, held = 0.0, 0
+        memory: dict[pd.Timestamp, tuple[float, int]] = {}
+        # Only a newest-bar-only frame (the live engine's) resumes remembered state; any other
+        # frame is decided from its predictions alone, so memory can never hide a leak.
+        resume = len(values) > 1 and np.isnan(values[:-1]).all()
+        for i, (bar, prediction) in enumerate(zip(candles.index, values, strict=True)):
+            if resume and i < len(values) - 1 and bar in self._memory:
+                position, held = self._memory[bar]
+            else:
+                position, held = self.step(prediction, position, held)
+            out[i] = position
+            memory[bar] = (position, held)
+        self._memory = memory  # only bars of the latest frame: bounded by the live buffer
+        return pd.Series(out, index=candles.index, name="target")
+
+    def step(self, prediction: float, position: float, held: int) -> tuple[float, int]:
+        """(target, bars held) at a bar from the previous bar's (position, bars held)."""
+        if position > 0:
+            if held < self.params.min_hold:
+                return 1.0, held + 1
+            if not math.isnan(prediction) and prediction > self.params.exit:
+                return 1.0, held + 1
+            return 0.0, 0
+        if not math.isnan(prediction) and prediction > self.entry_level:
+            return 1.0, 1
+        return 0.0, 0

@@ -8,7 +8,7 @@ from typing import Any
 
 from engine.strategies.base import Predictor, Strategy, StrategyError, UnknownStrategyError
 from engine.strategies.buy_and_hold import BuyAndHold
-from engine.strategies.ml_basic import MlBasic
+from engine.strategies.ml_basic import MlBasic, params_from_metadata
 
 
 @dataclass(frozen=True)
@@ -16,15 +16,19 @@ class StrategySpec:
     factory: Callable[..., Strategy]
     needs_model: bool
     description: str
+    # The version's metadata["strategy"] holds this strategy's parameters.
+    reads_metadata: bool = False
 
 
 STRATEGIES: dict[str, StrategySpec] = {
     "ml_basic": StrategySpec(
-        lambda predictor, fee_bps, slippage_bps, threshold=0.0: MlBasic(
-            predictor, fee_bps=fee_bps, slippage_bps=slippage_bps, threshold=threshold
+        lambda predictor, fee_bps, slippage_bps, **params: MlBasic(
+            predictor, fee_bps=fee_bps, slippage_bps=slippage_bps, **params
         ),
         needs_model=True,
-        description="long when the model's predicted return beats round-trip costs, else flat",
+        description="enters when the model's edge beats a round trip, holds while it stays "
+        "above an exit level (hysteresis), else flat",
+        reads_metadata=True,
     ),
     "buy_and_hold": StrategySpec(
         lambda predictor, fee_bps, slippage_bps: BuyAndHold(),
@@ -52,10 +56,22 @@ def get_strategy(
     slippage_bps: float = 5.0,
     **params: Any,
 ) -> Strategy:
-    """Build the strategy registered as `name`; model strategies need a `predictor`."""
+    """Build the strategy registered as `name`; model strategies need a `predictor`.
+
+    For ml_basic the parameters come from ``predictor.metadata["strategy"]`` (defaults when
+    the version predates it), overridden by any given in `params`.
+    """
     spec = strategy_spec(name)
     if spec.needs_model and predictor is None:
         raise StrategyError(f"strategy {name!r} needs a model (predictor or model directory)")
+    if spec.reads_metadata:
+        # Backtest, paper and live all build through here, so all read the same recorded
+        # parameters; an explicit parameter (an operator's experiment) overrides one.
+        metadata = getattr(predictor, "metadata", None)
+        recorded = params_from_metadata(metadata if isinstance(metadata, dict) else None)
+        if "threshold" in params:  # the older single-level rule replaces both recorded levels
+            recorded = {k: v for k, v in recorded.items() if k not in ("entry", "exit")}
+        params = {**recorded, **params}
     try:
         return spec.factory(predictor, fee_bps, slippage_bps, **params)
     except TypeError as error:

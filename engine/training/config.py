@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -14,6 +15,15 @@ from engine.features import FeatureParams
 # The guide: "Always train on sufficient historical data (6+ months)".
 MIN_HISTORY_DAYS = 183
 ARCHITECTURES = ("conv1d", "lstm")
+OBJECTIVES = ("regression", "classification")
+MAX_HORIZON = 24
+# ml_basic's entry/exit defaults per objective, in the model's units: a margin over one round
+# trip and an exit level for a predicted log return; probabilities for a classifier.
+DEFAULT_STRATEGY_LEVELS = {
+    "regression": {"entry": 0.0, "exit": 0.0},
+    # From benchmarks/bench_walkforward.py: at 0.55 the small classifier rarely entered.
+    "classification": {"entry": 0.52, "exit": 0.48},
+}
 
 # on_epoch(epoch, total, logs): epoch counts from 1; logs holds loss and val_loss.
 EpochCallback = Callable[[int, int, dict[str, float]], None]
@@ -32,7 +42,17 @@ class TrainingConfig:
     symbol: str = "BTCUSDT"
     interval: str = "1h"
     window: int = 48
-    horizon: int = 1
+    # Bars ahead the target looks (1..24); 4 is the issue's starting point for measuring.
+    horizon: int = 4
+    # regression: the horizon log return (MSE); classification: its sign, probabilities
+    # calibrated (Platt scaling on the model-selection split) inside the ONNX graph.
+    # Default by the walk-forward benchmark: the regression's predictions never beat a round
+    # trip (0 trades in every window); the calibrated classifier trades.
+    objective: str = "classification"
+    # ml_basic's parameters recorded in metadata["strategy"]; None: DEFAULT_STRATEGY_LEVELS.
+    entry: float | None = None
+    exit: float | None = None
+    min_hold: int = 0
     epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 1e-3
@@ -65,6 +85,11 @@ class TrainingConfig:
             "window", "horizon", "epochs", "batch_size", "units", "kernel_size", "golden_size"
         )
         self._check_positive("patience", "min_history_days", "condition_window_days")
+        if self.horizon > MAX_HORIZON:
+            raise ValueError(f"horizon must be 1 to {MAX_HORIZON} bars, got {self.horizon}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        self._check_strategy_levels()
         if not self.symbol or not self.symbol.isalnum():
             raise ValueError(f"symbol must be letters and digits like BTCUSDT, got {self.symbol!r}")
         interval_timedelta(self.interval)  # raises naming the supported intervals
@@ -87,6 +112,34 @@ class TrainingConfig:
             )
         if not 0 < self.parity_tolerance <= 1e-4:
             raise ValueError(f"parity_tolerance must be in (0, 1e-4], got {self.parity_tolerance}")
+
+    def _check_strategy_levels(self) -> None:
+        for name in ("entry", "exit"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        if isinstance(self.min_hold, bool) or not isinstance(self.min_hold, int):
+            raise ValueError(f"min_hold must be a whole number of bars, got {self.min_hold!r}")
+        if self.min_hold < 0:
+            raise ValueError(f"min_hold must be >= 0 bars, got {self.min_hold}")
+
+    @property
+    def strategy_units(self) -> str:
+        return "probability" if self.objective == "classification" else "expected_return"
+
+    def strategy_metadata(self) -> dict[str, Any]:
+        """metadata["strategy"]: what backtest, paper and live trade this version with."""
+        levels = DEFAULT_STRATEGY_LEVELS[self.objective]
+        params = {
+            "entry": float(levels["entry"] if self.entry is None else self.entry),
+            "exit": float(levels["exit"] if self.exit is None else self.exit),
+            "min_hold": self.min_hold,
+        }
+        return {"name": "ml_basic", "units": self.strategy_units, "params": params}
 
     def _check_window_fits_the_kernels(self) -> None:
         # Two unpadded convolutions shrink the window by 2 * (kernel - 1) bars; a shorter

@@ -44,13 +44,40 @@ def build_model(
     x = keras.layers.Dropout(config.dropout)(x)
     x = keras.layers.Dense(config.units // 2 or 1, activation="relu")(x)
     x = keras.layers.Dense(1)(x)
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+    if config.objective == "classification":
+        # Logits while fitting; `calibrated` adds the Platt sigmoid that is exported.
+        model = keras.Model(inputs, x, name="up_logit")
+        model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(from_logits=True))
+        return model
     outputs = keras.layers.Rescaling(target_std, offset=target_mean, name="prediction")(x)
     model = keras.Model(inputs, outputs, name="next_return")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss="mse",
-    )
+    model.compile(optimizer=optimizer, loss="mse")
     return model
+
+
+def platt_fit(logits: np.ndarray, labels: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """(a, b) of P(up) = sigmoid(a * logit + b), by Newton steps on the log loss (Platt 1999)."""
+    z, y = logits.astype("float64"), labels.astype("float64")
+    a, b = 1.0, 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(a * z + b)))
+        w = np.maximum(p * (1 - p), 1e-12)
+        gradient = np.array([np.sum((p - y) * z), np.sum(p - y)])
+        hessian = np.array([[np.sum(w * z * z), np.sum(w * z)], [np.sum(w * z), np.sum(w)]])
+        hessian += np.eye(2) * 1e-9
+        step = np.linalg.solve(hessian, gradient)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(a), float(b)
+
+
+def calibrated(model: keras.Model, a: float, b: float) -> keras.Model:
+    """The classifier with its calibration inside the graph: outputs a probability."""
+    scaled = keras.layers.Rescaling(a, offset=b)(model.output)
+    outputs = keras.layers.Activation("sigmoid", name="prediction")(scaled)
+    return keras.Model(model.input, outputs, name="up_probability")
 
 
 class _EpochReporter(keras.callbacks.Callback):

@@ -75,3 +75,30 @@ def _market_conditions(ax: plt.Axes, conditions: dict[str, Any]) -> None:
     )
     for i, name in enumerate(names):
         ax.text(i, shares[name] + 0.02, f"{shares[name]:.0%}", ha="center")
+
+
+def write_trials_plot(path: Path, trials: list[dict[str, Any]], best: int, metric: str) -> None:
+    """The search: each trial's selection metric in order, failed trials marked, best ringed."""
+    figure, axis = plt.subplots(figsize=(9, 4.5))
+    done = [t for t in trials if t["state"] == "complete"]
+    failed = [t for t in trials if t["state"] != "complete"]
+    axis.plot([t["number"] for t in done], [t["value"] for t in done], "o-", label="complete")
+    if done:
+        low = min(t["value"] for t in done)
+        for t in failed:
+            axis.axvline(t["number"], color="tab:red", alpha=0.4)
+        chosen = [t for t in done if t["number"] == best]
+        axis.scatter(
+            [t["number"] for t in chosen], [t["value"] for t in chosen], s=160,
+            facecolors="none", edgecolors="tab:green", label=f"best (trial {best})",
+        )  # fmt: skip
+        axis.axhline(low, color="tab:green", alpha=0.3)
+    if failed:
+        axis.plot([], [], color="tab:red", alpha=0.4, label="failed")
+    axis.set_xlabel("trial")
+    axis.set_ylabel(metric)
+    axis.set_title(f"{len(trials)} search trials ({len(failed)} failed)")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)

@@ -108,19 +108,30 @@ def train_model(
     networks.seed_everything(config.seed)
     n_features = len(params.feature_names)
     train_targets = dataset.targets["train"]
+    classify = config.objective == "classification"
+    labels = {s: fit_labels(dataset.targets[s], config.objective) for s in SPLIT_NAMES}
     keras_model = networks.build_model(
         config, n_features, float(train_targets.mean()), float(train_targets.std() or 1.0)
     )
     history = networks.fit_model(
         keras_model,
         config,
-        (dataset.windows["train"], train_targets),
-        (dataset.windows["validation"], dataset.targets["validation"]),
+        (dataset.windows["train"], labels["train"]),
+        (dataset.windows["validation"], labels["validation"]),
         on_epoch,
     )
     _check_converged(history)
+    calibration = None
+    if classify:
+        # Calibrated on the model-selection split (never the test split), inside the graph.
+        logits = networks.predict(keras_model, dataset.windows["validation"])
+        a, b = networks.platt_fit(logits, labels["validation"])
+        keras_model = networks.calibrated(keras_model, a, b)
+        calibration = {"method": "platt", "a": a, "b": b, "fitted_on": "validation"}
     predictions = {s: networks.predict(keras_model, dataset.windows[s]) for s in SPLIT_NAMES}
-    metrics = {s: split_metrics(dataset.targets[s], predictions[s]) for s in SPLIT_NAMES}
+    metrics = {
+        s: split_metrics(dataset.targets[s], predictions[s], config.objective) for s in SPLIT_NAMES
+    }
 
     with StagingDir(output_dir) as staging:
         onnx_path = staging.path / names.onnx
@@ -153,10 +164,11 @@ def train_model(
             "feature_params": params.to_dict(),
             "window": config.window,
             "horizon": config.horizon,
-            "target": TARGET,
-            "target_description": (
-                f"log(close[t+{config.horizon}] / close[t]), predicted at the close of bar t"
-            ),
+            "objective": config.objective,
+            "target": TARGET if not classify else f"{TARGET}_sign",
+            "target_description": target_description(config),
+            "calibration": calibration,
+            "strategy": config.strategy_metadata(),
             "normalization": dataset.normalization,
             "onnx": export.io_shapes(config.window, n_features),
             "onnx_sha256": file_sha256(onnx_path),
@@ -296,8 +308,38 @@ def _check_converged(history: dict[str, list[float]]) -> None:
         )
 
 
-def split_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+def fit_labels(log_returns: np.ndarray, objective: str) -> np.ndarray:
+    """What the network is fitted to: the horizon log return, or 1.0 when it is positive."""
+    if objective == "classification":
+        return (log_returns > 0).astype("float32")
+    return log_returns
+
+
+def target_description(config: TrainingConfig) -> str:
+    move = f"log(close[t+{config.horizon}] / close[t])"
+    if config.objective == "classification":
+        return f"calibrated probability that {move} > 0, predicted at the close of bar t"
+    return f"{move}, predicted at the close of bar t"
+
+
+def split_metrics(
+    actual: np.ndarray, predicted: np.ndarray, objective: str = "regression"
+) -> dict[str, float | None]:
+    """Loss in the objective's terms (MSE, or log loss), and direction against "always up"."""
     actual64, predicted64 = actual.astype("float64"), predicted.astype("float64")
+    if objective == "classification":
+        up = (actual64 > 0).astype("float64")
+        p = np.clip(predicted64, 1e-7, 1 - 1e-7)
+        log_loss = float(-np.mean(up * np.log(p) + (1 - up) * np.log(1 - p)))
+        direction = _direction_metrics(actual64, predicted64 - 0.5)
+        return {"loss": log_loss, "brier": float(np.mean((p - up) ** 2)), **direction}
+    return {
+        "loss": float(np.mean((predicted64 - actual64) ** 2)),
+        **_direction_metrics(actual64, predicted64),
+    }
+
+
+def _direction_metrics(actual64: np.ndarray, predicted64: np.ndarray) -> dict[str, float | None]:
     moved = actual64 != 0
     accuracy = (
         float(np.mean(np.sign(predicted64[moved]) == np.sign(actual64[moved])))
@@ -305,11 +347,10 @@ def split_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float 
         else None
     )
     return {
-        "loss": float(np.mean((predicted64 - actual64) ** 2)),
         "directional_accuracy": accuracy,
         # What "always up" would score: the bar a model has to clear.
         "up_share": float(np.mean(actual64[moved] > 0)) if moved.any() else None,
-        "samples": len(actual),
+        "samples": len(actual64),
     }
 
 

@@ -39,6 +39,7 @@ from engine.training import TrainingConfig, TrainingError, TrainingResult, train
 from engine.training.config import EpochCallback
 from engine.training.metadata import write_json_atomic
 from engine.training.publish import StagingDir
+from engine.training.search import TrialCallback
 from models_registry.models import ModelVersion, RegistryError
 from models_registry.services.model_versions import ArtifactError, model_version_create, version_dir
 
@@ -66,6 +67,13 @@ class TrainingOptions:
     window: int | None = None
     units: int | None = None
     seed: int | None = None
+    horizon: int | None = None
+    objective: str | None = None
+    entry: float | None = None
+    exit: float | None = None
+    min_hold: int | None = None
+    # Optuna trials (train_model --search N); None trains once with the defaults.
+    search: int | None = None
     force_price_only: bool = False
     allow_short_history: bool = False
     gap_policy: str = "refuse"
@@ -147,6 +155,14 @@ def _check_option_values(options: TrainingOptions) -> None:
         raise TrainingRefused(
             f"max_fill must be a positive number of bars, not {options.max_fill!r}"
         )
+    if options.search is not None and (
+        isinstance(options.search, bool)
+        or not isinstance(options.search, int)
+        or options.search < 1
+    ):
+        raise TrainingRefused(
+            f"--search must be a positive number of trials, not {options.search!r}"
+        )
     start, end = _timestamp("start", options.start), _timestamp("end", options.end)
     if start is not None and end is not None and start >= end:
         raise TrainingRefused(f"start ({start}) must be before end ({end})")
@@ -165,7 +181,17 @@ def _timestamp(name: str, value: str | None) -> pd.Timestamp | None:
 def training_config_build(*, symbol: str, options: TrainingOptions) -> TrainingConfig:
     overrides = {
         name: getattr(options, name)
-        for name in ("epochs", "window", "units", "seed")
+        for name in (
+            "epochs",
+            "window",
+            "units",
+            "seed",
+            "horizon",
+            "objective",
+            "entry",
+            "exit",
+            "min_hold",
+        )
         if getattr(options, name) is not None
     }
     try:
@@ -244,11 +270,12 @@ def training_artifacts_build(
     options: dict[str, Any],
     output_dir: Path,
     on_epoch: EpochCallback | None = None,
+    on_trial: TrialCallback | None = None,
 ) -> TrainingArtifacts:
     """Train and publish the three artifacts into ``output_dir``, without the registry."""
     refuse_training_in_production()
     with _work_folder() as work:
-        model_dir = _train_into(work, symbol, options, on_epoch)
+        model_dir = _train_into(work, symbol, options, on_epoch, on_trial)
         return _publish_copy(model_dir, Path(output_dir))
 
 
@@ -260,6 +287,7 @@ def training_run(
     origin_key: str | None = None,
     on_epoch: EpochCallback | None = None,
     output_dir: Path | None = None,
+    on_trial: TrialCallback | None = None,
 ) -> ModelVersion:
     """Train and register a ``trained`` version; with ``output_dir``, also leave a copy there.
 
@@ -273,7 +301,7 @@ def training_run(
             logger.info("training %s already produced %s; not training again", origin_key, existing)
             return existing
     with _work_folder() as work:
-        model_dir = _train_into(work, symbol, options, on_epoch)
+        model_dir = _train_into(work, symbol, options, on_epoch, on_trial)
         try:
             version = model_version_create(
                 source_dir=model_dir, created_by=requested_by, origin_key=origin_key
@@ -306,21 +334,34 @@ def _work_folder() -> Iterator[Path]:
 
 
 def _train_into(
-    work: Path, symbol: str, raw_options: dict[str, Any], on_epoch: EpochCallback | None
+    work: Path,
+    symbol: str,
+    raw_options: dict[str, Any],
+    on_epoch: EpochCallback | None,
+    on_trial: TrialCallback | None = None,
 ) -> Path:
     options = training_options_parse(raw_options)
     config = training_config_build(symbol=symbol, options=options)
     data = training_data_load(symbol=symbol, options=options)
     model_dir = work / "model"
+    content_hash = None if data.repair else data.store_content_hash
     try:
-        result = train_model(
-            data.candles,
-            data.sentiment,
-            config,
-            model_dir,
-            on_epoch,
-            data_content_hash=None if data.repair else data.store_content_hash,
-        )
+        if options.search is not None:
+            from engine.training.search import search_and_train
+
+            result = search_and_train(
+                data.candles, data.sentiment, config, model_dir, options.search,
+                on_epoch=on_epoch, on_trial=on_trial, data_content_hash=content_hash,
+            )  # fmt: skip
+        else:
+            result = train_model(
+                data.candles,
+                data.sentiment,
+                config,
+                model_dir,
+                on_epoch,
+                data_content_hash=content_hash,
+            )
     except TrainingError as exc:
         raise TrainingRefused(str(exc)) from exc
     if data.repair:
@@ -355,6 +396,9 @@ def _publish_copy(model_dir: Path, output_dir: Path) -> TrainingArtifacts:
     metadata = _read_metadata(model_dir)
     names = artifact_names(metadata["symbol"], metadata["kind"])
     order = [names.plot, names.onnx, names.metadata]
+    search_plot = (metadata.get("search") or {}).get("plot")
+    if search_plot and (model_dir / search_plot).is_file():
+        order.insert(0, search_plot)
     with StagingDir(output_dir) as staging:
         for name in order:
             shutil.copyfile(model_dir / name, staging.path / name)

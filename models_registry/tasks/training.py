@@ -39,7 +39,7 @@ def train_model_task(
         options=options,
         requested_by=_user(user_id),
         origin_key=self.request.id,
-        on_epoch=_progress_reporter(self),
+        **_progress_reporters(self, options),
     )
     logger.info("training task %s: %s", self.request.id, version)
     return {"model_version_id": version.pk, "name": version.name, "version": version.version}
@@ -55,15 +55,33 @@ def _user(user_id: int | None) -> AbstractBaseUser | None:
 
 
 def _progress_reporter(task: Task) -> EpochCallback:
+    return _progress_reporters(task, {})["on_epoch"]
+
+
+def _progress_reporters(task: Task, options: dict[str, Any]) -> dict[str, Any]:
+    """PROGRESS meta per epoch; with a search, also which trial of how many is running."""
+    n_trials = options.get("search")
+    trial = {"number": 0}
+
     def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
+        meta: dict[str, Any] = {
+            "epoch": epoch,
+            "total": total,
+            "loss": logs.get("loss"),
+            "val_loss": logs.get("val_loss"),
+        }
+        if n_trials:
+            meta.update(trial=trial["number"] + 1, n_trials=n_trials)
+        task.update_state(state=PROGRESS, meta=meta)
+
+    def on_trial(number: int, total: int, record: dict[str, Any]) -> None:
+        trial["number"] = number + 1  # the next trial starts
         task.update_state(
             state=PROGRESS,
             meta={
-                "epoch": epoch,
-                "total": total,
-                "loss": logs.get("loss"),
-                "val_loss": logs.get("val_loss"),
+                "epoch": None, "total": None, "loss": None, "val_loss": None,
+                "trial": number + 1, "n_trials": total, "trial_state": record["state"],
             },
-        )
+        )  # fmt: skip
 
-    return on_epoch
+    return {"on_epoch": on_epoch, "on_trial": on_trial} if n_trials else {"on_epoch": on_epoch}

@@ -118,7 +118,8 @@ def test_help_lists_every_option() -> None:
     for option in [
         "--force-price-only", "--interval", "--start", "--end", "--epochs", "--window",
         "--units", "--seed", "--allow-short-history", "--gap-policy", "--output-dir",
-        "--no-db", "--json", "--data-dir", "--user",
+        "--no-db", "--json", "--data-dir", "--user", "--horizon", "--objective", "--entry",
+        "--exit", "--min-hold", "--search",
     ]:  # fmt: skip
         assert option in text
 
@@ -209,6 +210,12 @@ def test_ffill_repairs_the_real_gap_and_records_the_repair(
         (["BTCUSDT", *TINY_ARGS, "--start", "soon"], "start: 'soon' is not a date"),
         (["BTCUSDT", *TINY_ARGS, "--user", "nobody"], "no user named 'nobody'"),
         (["btc-usdt", *TINY_ARGS], "symbol must be letters and digits"),
+        (["BTCUSDT", *TINY_ARGS, "--horizon", "25"], "horizon must be 1 to 24 bars, got 25"),
+        (["BTCUSDT", *TINY_ARGS, "--entry", "nan"], "entry must be a finite number, got nan"),
+        (["BTCUSDT", *TINY_ARGS, "--exit", "inf"], "exit must be a finite number, got inf"),
+        (["BTCUSDT", *TINY_ARGS, "--min-hold", "-1"], "min_hold must be >= 0 bars"),
+        (["BTCUSDT", *TINY_ARGS, "--objective", "rank"], "invalid choice: 'rank'"),
+        (["BTCUSDT", *TINY_ARGS, "--search", "0"], "--search must be a positive number"),
     ],
 )
 def test_refusals_leave_no_version_and_no_files(
@@ -293,6 +300,50 @@ def test_progress_is_reported_as_a_progress_state() -> None:
     task = RecordingTask()
     _progress_reporter(task)(2, 5, {"loss": 0.25, "val_loss": 0.5})  # type: ignore[arg-type]
     assert task.states == [("PROGRESS", {"epoch": 2, "total": 5, "loss": 0.25, "val_loss": 0.5})]
+
+
+def test_search_progress_keeps_the_epoch_keys_and_adds_the_trial() -> None:
+    from models_registry.tasks.training import _progress_reporters
+
+    class RecordingTask:
+        def __init__(self) -> None:
+            self.states: list[tuple[str, dict[str, Any]]] = []
+
+        def update_state(self, *, state: str, meta: dict[str, Any]) -> None:
+            self.states.append((state, meta))
+
+    task = RecordingTask()
+    reporters = _progress_reporters(task, {"search": 3})  # type: ignore[arg-type]
+    reporters["on_epoch"](1, 2, {"loss": 0.3, "val_loss": 0.4})
+    reporters["on_trial"](0, 3, {"state": "complete"})
+    reporters["on_epoch"](1, 2, {"loss": 0.2, "val_loss": 0.3})
+    first, finished, second = (meta for _state, meta in task.states)
+    assert first == {
+        "epoch": 1,
+        "total": 2,
+        "loss": 0.3,
+        "val_loss": 0.4,
+        "trial": 1,
+        "n_trials": 3,
+    }
+    assert finished["trial_state"] == "complete" and finished["n_trials"] == 3
+    assert (second["trial"], second["n_trials"], second["epoch"]) == (2, 3, 1)
+
+
+@pytest.mark.django_db
+def test_a_search_registers_the_best_trial_with_every_trial_recorded(
+    media: Path, private_tmp: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    summary = json.loads(train("BTCUSDT", *TINY_ARGS, "--search", "2", "--json",
+                               "--output-dir", str(out)))  # fmt: skip
+    version = ModelVersion.objects.get(pk=summary["model_version_id"])
+    search = version.metadata["search"]
+    assert search["n_trials"] == 2 and len(search["trials"]) == 2
+    assert search["best_trial"] in (0, 1)
+    assert all(t["state"] == "complete" for t in search["trials"])
+    assert search["plot"] == f"{version.name}_trials.png"
+    assert work_folders(private_tmp) == []
 
 
 def wait_for_log(path: Path, text: str, count: int, timeout: float) -> None:

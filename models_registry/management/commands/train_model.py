@@ -40,6 +40,12 @@ SERVICE_OPTIONS = (
     "window",
     "units",
     "seed",
+    "horizon",
+    "objective",
+    "entry",
+    "exit",
+    "min_hold",
+    "search",
     "force_price_only",
     "allow_short_history",
     "gap_policy",
@@ -103,6 +109,38 @@ class Command(BaseCommand):
         group.add_argument("--window", type=int, default=None, help="bars the model looks at")
         group.add_argument("--units", type=int, default=None, help="width of the network")
         group.add_argument("--seed", type=int, default=None, help="random seed")
+        group.add_argument(
+            "--horizon", type=int, default=None, help="bars ahead the target looks, 1 to 24"
+        )
+        group.add_argument(
+            "--objective",
+            choices=("regression", "classification"),
+            default=None,
+            help="regress the horizon log return, or classify its sign (calibrated probability)",
+        )
+        group.add_argument(
+            "--entry",
+            type=float,
+            default=None,
+            help="ml_basic entry, in the model's units: margin over one round trip for a "
+            "regression, a probability for a classifier",
+        )
+        group.add_argument(
+            "--exit",
+            type=float,
+            default=None,
+            help="ml_basic exit level (model's units): stay long while the prediction is above",
+        )
+        group.add_argument(
+            "--min-hold", type=int, default=None, help="ml_basic minimum bars held per trade"
+        )
+        group.add_argument(
+            "--search",
+            type=int,
+            default=None,
+            metavar="N",
+            help="run N Optuna trials on the training and selection splits; keep the best",
+        )
 
     def _add_output_arguments(self, parser: ArgumentParser) -> None:
         group = parser.add_argument_group("output")
@@ -149,7 +187,11 @@ class Command(BaseCommand):
                 )
             with epoch_progress(disabled=options["json"]) as on_epoch:
                 artifacts = training_artifacts_build(
-                    symbol=symbol, options=service_options, output_dir=output_dir, on_epoch=on_epoch
+                    symbol=symbol,
+                    options=service_options,
+                    output_dir=output_dir,
+                    on_epoch=on_epoch,
+                    on_trial=trial_progress(disabled=options["json"], stderr=self.stderr),
                 )
             return training_summary(artifacts, None)
         user = user_named(options["user"])
@@ -160,6 +202,7 @@ class Command(BaseCommand):
                 requested_by=user,
                 on_epoch=on_epoch,
                 output_dir=output_dir,
+                on_trial=trial_progress(disabled=options["json"], stderr=self.stderr),
             )
         return training_summary(registered_artifacts(version), version)
 
@@ -176,6 +219,8 @@ def epoch_progress(*, disabled: bool) -> Iterator[EpochCallback]:
         if not bars:
             bars.append(tqdm(desc="training", unit="epoch", total=total, disable=disabled))
         bar = bars[0]
+        if epoch <= bar.n:  # a search's next trial starts its epochs again
+            bar.reset(total=total)
         bar.update(epoch - bar.n)
         bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("loss", "val_loss")})
 
@@ -184,6 +229,19 @@ def epoch_progress(*, disabled: bool) -> Iterator[EpochCallback]:
     finally:
         for bar in bars:
             bar.close()
+
+
+def trial_progress(*, disabled: bool, stderr: Any) -> Any:
+    """One line per finished trial (the epoch bar shows the running one)."""
+
+    def on_trial(number: int, total: int, record: dict[str, Any]) -> None:
+        if disabled:
+            return
+        value = record.get("value")
+        shown = "failed: " + record.get("error", "") if value is None else f"{value:.6g}"
+        stderr.write(f"trial {number + 1}/{total} {record['state']}: {shown}")
+
+    return on_trial
 
 
 def training_summary(artifacts: TrainingArtifacts, version: ModelVersion | None) -> dict[str, Any]:

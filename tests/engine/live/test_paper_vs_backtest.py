@@ -26,14 +26,16 @@ def test_paper_replay_matches_the_backtester(model_dir: Path, replay_window, sen
     # A threshold at the median prediction makes the tiny model switch often: many trades.
     median = float(predictor.predict(replay_window, sentiment).median())
     threshold = median - round_trip_cost(10.0, 5.0)
-    strategy = get_strategy("ml_basic", predictor=predictor, threshold=threshold)
+    # The old every-bar rule (threshold, no exit level), compared on the raw output's scale.
+    params = {"threshold": threshold, "units": "expected_return"}
+    strategy = get_strategy("ml_basic", predictor=predictor, **params)
     backtest = simulate(
         replay_window, strategy.targets(replay_window, sentiment), SimulationConfig()
     )
 
     paper = run_paper_replay(
         model_dir, replay_window, sentiment,
-        strategy="ml_basic", strategy_params={"threshold": threshold}, journal_dir=tmp_path / "j",
+        strategy="ml_basic", strategy_params=params, journal_dir=tmp_path / "j",
     )  # fmt: skip
 
     assert len(backtest.trades) >= 3, "the comparison needs trades to compare"
@@ -74,3 +76,38 @@ def test_paper_replay_refuses_bad_input(model_dir: Path, replay_window, sentimen
     run_paper_replay(model_dir, replay_window.iloc[:3], sentiment, journal_dir=tmp_path)
     with pytest.raises(ValueError, match="already holds a run"):
         run_paper_replay(model_dir, replay_window.iloc[:3], sentiment, journal_dir=tmp_path)
+
+
+def test_hysteresis_parameters_from_the_metadata_trade_identically(
+    model_dir: Path, replay_window, sentiment, tmp_path
+):
+    """Entry, exit and minimum hold recorded in the version: both sides read them from there."""
+    metadata_path = model_dir / "btcusdt_sentiment_metadata.json"
+    predictions = OnnxPredictor.from_dir(model_dir).predict(replay_window, sentiment).dropna()
+    # Enter above the 60th percentile net of a round trip, exit below the 40th, hold 3 bars.
+    entry = float(predictions.quantile(0.6)) - round_trip_cost(10.0, 5.0)
+    exit_level = float(predictions.quantile(0.4))
+    metadata = json.loads(metadata_path.read_text())
+    metadata["strategy"] = {
+        "name": "ml_basic",
+        "units": "expected_return",
+        "params": {"entry": entry, "exit": exit_level, "min_hold": 3},
+    }
+    metadata_path.write_text(json.dumps(metadata))
+    predictor = OnnxPredictor.from_dir(model_dir)
+    strategy = get_strategy("ml_basic", predictor=predictor)
+    assert strategy.params.min_hold == 3 and strategy.params.exit == exit_level
+    targets = strategy.targets(replay_window, sentiment)
+    backtest = simulate(replay_window, targets, SimulationConfig())
+
+    paper = run_paper_replay(
+        model_dir, replay_window, sentiment, strategy="ml_basic", journal_dir=tmp_path / "j"
+    )
+
+    assert len(backtest.trades) >= 3, "the comparison needs trades to compare"
+    # Hysteresis really held a position through bars a flat strategy would not enter on.
+    held = (targets == 1.0) & (strategy.last_predictions <= strategy.entry_level)
+    assert held.any()
+    assert list(paper.trades["entry_time"]) == list(backtest.trades["entry_time"])
+    assert list(paper.trades["exit_time"]) == list(backtest.trades["exit_time"])
+    np.testing.assert_allclose(paper.equity, backtest.equity, rtol=1e-9)

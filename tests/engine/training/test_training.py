@@ -11,6 +11,7 @@ import pytest
 
 from engine.features import FeatureParams, compute_features, model_inputs
 from engine.inference import REQUIRED_METADATA_KEYS, OnnxPredictor
+from engine.strategies import get_strategy
 from engine.training import (
     InsufficientHistoryError,
     TrainingConfig,
@@ -20,6 +21,7 @@ from engine.training import (
 )
 from engine.training.dataset import market_conditions
 from engine.training.train import choose_sentiment, golden_sample_rows
+from tests.engine.features.csv_frames import load_sentiment
 from tests.engine.training.tiny_models import TinyModel, tiny_candles, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -216,12 +218,61 @@ def test_candles_with_a_gap_are_refused(shared_data_dir: Path, tmp_path: Path):
 def test_bad_options_are_refused_naming_the_option():
     with pytest.raises(ValueError, match="window"):
         TrainingConfig(window=0)
-    with pytest.raises(ValueError, match="purge_bars must be at least window \\+ horizon = 49"):
+    with pytest.raises(ValueError, match="purge_bars must be at least window \\+ horizon = 52"):
         TrainingConfig(purge_bars=10)
     with pytest.raises(ValueError, match="architecture"):
         TrainingConfig(architecture="transformer")
     with pytest.raises(ValueError, match="interval"):
         TrainingConfig(interval="hourly")
+    with pytest.raises(ValueError, match="horizon must be 1 to 24 bars, got 25"):
+        TrainingConfig(horizon=25)
+    with pytest.raises(ValueError, match="objective must be one of"):
+        TrainingConfig(objective="ranking")
+    with pytest.raises(ValueError, match="entry must be a finite number"):
+        TrainingConfig(entry=float("nan"))
+    with pytest.raises(ValueError, match="exit must be a finite number"):
+        TrainingConfig(exit=float("inf"))
+    with pytest.raises(ValueError, match="min_hold must be >= 0"):
+        TrainingConfig(min_hold=-2)
+
+
+def test_metadata_names_target_horizon_objective_and_the_strategy(tiny_model: TinyModel):
+    metadata = tiny_model.result.metadata
+    assert (metadata["target"], metadata["horizon"], metadata["objective"]) == (
+        "log_return",
+        1,
+        "regression",
+    )
+    assert metadata["calibration"] is None
+    assert metadata["strategy"] == {
+        "name": "ml_basic",
+        "units": "expected_return",
+        "params": {"entry": 0.0, "exit": 0.0, "min_hold": 0},
+    }
+    assert metadata["purge_bars"] >= metadata["horizon"]
+
+
+def test_a_classifier_exports_calibrated_probabilities_traded_in_probability_units(
+    shared_data_dir: Path, tmp_path: Path
+):
+    candles, sentiment = tiny_candles(shared_data_dir), load_sentiment(shared_data_dir)
+    config = tiny_config(objective="classification", horizon=3, force_price_only=True)
+    result = train_model(candles, sentiment, config, tmp_path / "model")
+    metadata = result.metadata
+    assert (metadata["target"], metadata["horizon"]) == ("log_return_sign", 3)
+    assert metadata["calibration"]["method"] == "platt"
+    assert metadata["calibration"]["fitted_on"] == "validation"
+    assert metadata["strategy"]["units"] == "probability"
+    assert metadata["strategy"]["params"] == {"entry": 0.52, "exit": 0.48, "min_hold": 0}
+    assert metadata["onnx"]["output_shape"] == [None, 1]
+    predictor = OnnxPredictor.from_dir(result.output_dir)  # every start-up check holds
+    probabilities = predictor.predict(candles, None).dropna()
+    assert ((probabilities > 0) & (probabilities < 1)).all()
+    # Calibrated on the selection split: no worse there than a constant 0.5 (Brier 0.25) by much.
+    validation = metadata["metrics"]["validation"]
+    assert validation["brier"] <= 0.3
+    strategy = get_strategy("ml_basic", predictor=predictor)
+    assert strategy.params.units == "probability" and strategy.entry_level == 0.52
 
 
 def test_a_conv1d_window_shorter_than_its_two_kernels_is_refused_before_keras_sees_it():

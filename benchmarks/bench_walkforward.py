@@ -1,0 +1,167 @@
+"""Walk-forward evidence for ml_basic's defaults: horizon, objective and thresholds.
+
+On the shipped BTCUSDT 1h history: the last WINDOWS consecutive evaluation windows of
+EVAL_DAYS days. For each window a model is trained on the TRAIN_DAYS before it, ending a
+purge gap (window + horizon bars) before the window opens, so no training input or target
+touches the bars it is judged on. Each candidate (horizon, objective, entry/exit, min hold)
+then trades the window through the real simulator at the product's default costs
+(10 bps fee + 5 bps slippage per fill), never lowered. Per window it prints trades, total
+return after costs, buy-and-hold over the same bars, and the hit rate (share of winning
+trades); then the sums per candidate.
+
+Small on purpose (2 shared cores, about 10 minutes): price-only models, few epochs. Say so
+when quoting it: the figures are for these small models, not a full default run.
+
+    .venv/bin/python benchmarks/bench_walkforward.py [--data-dir ../shared/data] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
+WINDOWS = 6
+EVAL_DAYS = 30
+TRAIN_DAYS = 365
+HOUR = pd.Timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: str
+    horizon: int
+    objective: str
+    entry: float
+    exit: float
+    min_hold: int = 0
+
+    @property
+    def model_key(self) -> tuple[int, str]:
+        return self.horizon, self.objective
+
+
+CANDIDATES = (
+    Candidate("reg h1 e0/x0", 1, "regression", 0.0, 0.0),
+    Candidate("reg h4 e0/x0", 4, "regression", 0.0, 0.0),
+    Candidate("reg h4 e0/x0 hold4", 4, "regression", 0.0, 0.0, 4),
+    Candidate("cls h4 .55/.50", 4, "classification", 0.55, 0.50),
+    Candidate("cls h4 .52/.48", 4, "classification", 0.52, 0.48),
+    Candidate("cls h12 .55/.50", 12, "classification", 0.55, 0.50),
+)
+
+
+def load_candles(data_dir: Path) -> pd.DataFrame:
+    raw = pd.read_csv(data_dir / "BTCUSDT-1h.csv")
+    index = pd.DatetimeIndex(pd.to_datetime(raw["date"], utc=True), name="open_time")
+    columns = ["open", "high", "low", "close", "volume"]
+    frame = pd.DataFrame(raw[columns].to_numpy(dtype="float64"), index=index, columns=columns)
+    frame = frame[~frame.index.duplicated()].sort_index()
+    full = pd.date_range(frame.index[0], frame.index[-1], freq="1h", name="open_time")
+    missing = len(full) - len(frame)
+    if missing:
+        # Same repair the product offers (--gap-policy ffill): flat bars at the last close.
+        frame = frame.reindex(full)
+        close = frame["close"].ffill()
+        for column in ("open", "high", "low"):
+            frame[column] = frame[column].fillna(close)
+        frame["close"], frame["volume"] = close, frame["volume"].fillna(0.0)
+        print(f"note: forward-filled {missing} missing hourly bars", flush=True)
+    return frame
+
+
+def train_window(candles, key, epochs, window_start, workdir):
+    from engine.inference import OnnxPredictor
+    from engine.training import TrainingConfig, train_model
+
+    horizon, objective = key
+    config = TrainingConfig(
+        horizon=horizon, objective=objective, epochs=epochs, force_price_only=True
+    )
+    train_end = window_start - (config.purge + 1) * HOUR
+    train = candles.loc[train_end - pd.Timedelta(days=TRAIN_DAYS) : train_end]
+    result = train_model(
+        train, None, config, workdir / f"{horizon}_{objective}_{window_start:%Y%m%d}"
+    )
+    return OnnxPredictor.from_dir(result.output_dir)
+
+
+def evaluate(candles, predictor, candidate, start, end):
+    from engine.backtest.simulator import SimulationConfig, simulate
+    from engine.strategies import get_strategy
+
+    strategy = get_strategy(
+        "ml_basic",
+        predictor=predictor,
+        entry=candidate.entry,
+        exit=candidate.exit,
+        min_hold=candidate.min_hold,
+    )
+    history = candles.loc[start - 30 * pd.Timedelta(days=1) : end]
+    targets = strategy.targets(history).loc[start:end]
+    result = simulate(candles.loc[start:end], targets, SimulationConfig())
+    metrics = result.metrics
+    return {
+        "trades": metrics["n_trades"],
+        "return": metrics["total_return"],
+        "hold": metrics["buy_and_hold"]["total_return"],
+        "hit": metrics["win_rate"] if metrics["n_trades"] else math.nan,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    started = time.monotonic()
+    candles = load_candles(args.data_dir)
+    last = candles.index[-1]
+    starts = [last + HOUR - (WINDOWS - i) * pd.Timedelta(days=EVAL_DAYS) for i in range(WINDOWS)]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="walkforward-") as tmp:
+        for number, start in enumerate(starts, 1):
+            end = start + pd.Timedelta(days=EVAL_DAYS) - HOUR
+            models = {}
+            for candidate in CANDIDATES:
+                if candidate.model_key not in models:
+                    models[candidate.model_key] = train_window(
+                        candles, candidate.model_key, args.epochs, start, Path(tmp)
+                    )
+                figures = evaluate(candles, models[candidate.model_key], candidate, start, end)
+                rows.append(
+                    {"window": number, "start": start, "candidate": candidate.label, **figures}
+                )
+                print(
+                    f"window {number} {start:%Y-%m-%d}..{end:%Y-%m-%d}  {candidate.label:<20} "
+                    f"trades {figures['trades']:>3}  return {figures['return']:+7.2%}  "
+                    f"buy&hold {figures['hold']:+7.2%}  hit {figures['hit']:.2f}",
+                    flush=True,
+                )
+    table = pd.DataFrame(rows)
+    print(
+        f"\nsummary over {WINDOWS} windows of {EVAL_DAYS} days (epochs {args.epochs}, price-only):"
+    )
+    for label, part in table.groupby("candidate", sort=False):
+        compounded = (1 + part["return"]).prod() - 1
+        hold = (1 + part["hold"]).prod() - 1
+        beats = int((part["return"] > part["hold"]).sum())
+        print(
+            f"  {label:<20} trades {int(part['trades'].sum()):>4}  return {compounded:+7.2%}  "
+            f"buy&hold {hold:+7.2%}  windows beating buy&hold {beats}/{WINDOWS}  "
+            f"mean hit {part['hit'].mean():.2f}"
+        )
+    print(f"took {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
