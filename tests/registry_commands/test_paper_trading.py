@@ -21,7 +21,14 @@ from celery.result import AsyncResult
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from models_registry.models import AuditEvent, ModelState, ModelVersion, PaperTradingRun, RunStatus
+from models_registry.models import (
+    AuditEvent,
+    ModelState,
+    ModelVersion,
+    PaperTradingRun,
+    RunStatus,
+    ValidationRun,
+)
 from models_registry.services import runs
 from models_registry.services.paper import PaperOptions, paper_execute, paper_run_create_inline
 from tests.conftest import PROJECT_ROOT
@@ -74,7 +81,10 @@ def test_passing_run_matches_the_backtest_and_moves_the_version_once(
     moved = AuditEvent.objects.filter(event_type="model_version_paper_tested")
     assert moved.count() == 1 and moved.get().object_id == str(version.pk)
     # The period: after the validation window, clipped to the end of the store.
-    start = first_unseen_bar(version) + pd.Timedelta(days=VALIDATION_DAYS)
+    validation = ValidationRun.objects.get(model_version=version, passed=True)
+    assert validation.window_start is not None and validation.window_end is not None
+    assert pd.Timestamp(validation.window_start) >= first_unseen_bar(version)
+    start = pd.Timestamp(validation.window_end).tz_convert("UTC") + pd.Timedelta(hours=1)
     assert run.period_start == start
     assert run.period_end == store_end()
     assert run.bars == int((store_end() - start) / pd.Timedelta(hours=1)) + 1
@@ -126,7 +136,8 @@ def test_strict_gates_keep_the_version_validated_and_name_the_gate(
 def test_too_few_bars_after_validation_is_an_error_and_keeps_the_state(
     version: ModelVersion, media: Path, settings: Any
 ) -> None:
-    # A validation window that runs to the end of the store leaves nothing to paper trade.
+    # A policy validation window that runs to the end of the store leaves nothing to paper trade.
+    settings.TRADEBOT_VALIDATION_POLICY = {"days": 30}
     validated(version, settings, days=30)
 
     run = paper_trade(version)

@@ -423,7 +423,8 @@ def test_a_queued_run_asking_for_zero_costs_is_exploratory_and_moves_nothing(
     run = runs.validation_run_request(
         model_version=version, requested_by=None, config={"fee_bps": 0}
     )
-    run_validation.apply(args=[run.pk]).get()
+    # The worker receives the message under the task id made with the row.
+    run_validation.apply(args=[run.pk], task_id=run.task_id).get()
 
     run.refresh_from_db()
     version.refresh_from_db()

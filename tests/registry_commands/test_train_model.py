@@ -207,7 +207,7 @@ def test_ffill_repairs_the_real_gap_and_records_the_repair(
         (["BTCUSDT", *TINY_ARGS, "--interval", "7m"], "interval"),
         (["BTCUSDT", *TINY_ARGS, "--window", "4"], "window must be at least 9"),
         (["BTCUSDT", *TINY_ARGS, "--start", "2024-02-01", "--end", "2024-01-01"], "before end"),
-        (["BTCUSDT", *TINY_ARGS, "--start", "soon"], "start: 'soon' is not a date"),
+        (["BTCUSDT", *TINY_ARGS, "--start", "soon"], "--start: 'soon' is not an ISO 8601 date"),
         (["BTCUSDT", *TINY_ARGS, "--user", "nobody"], "no user named 'nobody'"),
         (["btc-usdt", *TINY_ARGS], "symbol must be letters and digits"),
         (["BTCUSDT", *TINY_ARGS, "--horizon", "25"], "horizon must be 1 to 24 bars, got 25"),
