@@ -266,6 +266,8 @@ def run_backtest(
             slippage_bps=slippage_bps,
             **dict(strategy_params or {}),
         )
+        if hasattr(chosen, "decide_from"):
+            chosen.decide_from = window_start  # flat at the window's start, like a new engine
         history = candles.loc[:window_end]
         say(f"computing {strategy} targets on {len(history)} bars")
         all_targets = chosen.targets(history, sentiment)

@@ -115,6 +115,10 @@ class MlBasic:
         self.threshold = self.params.entry
         self.last_predictions: pd.Series | None = None
         self._memory: dict[pd.Timestamp, tuple[float, int]] = {}
+        # A backtest starts flat at its window, as a freshly started engine does: holding is
+        # path-dependent, so state carried in from the warm-up history would decide the first
+        # trades of the window from bars outside it.
+        self.decide_from: pd.Timestamp | None = None
 
     @property
     def entry_level(self) -> float:
@@ -136,7 +140,9 @@ class MlBasic:
         # frame is decided from its predictions alone, so memory can never hide a leak.
         resume = len(values) > 1 and np.isnan(values[:-1]).all()
         for i, (bar, prediction) in enumerate(zip(candles.index, values, strict=True)):
-            if resume and i < len(values) - 1 and bar in self._memory:
+            if self.decide_from is not None and bar < self.decide_from:
+                position, held = 0.0, 0
+            elif resume and i < len(values) - 1 and bar in self._memory:
                 position, held = self._memory[bar]
             else:
                 position, held = self.step(prediction, position, held)

@@ -72,7 +72,8 @@ def test_the_engines_journal_matches_the_backtest_and_a_planted_trade_is_found(
 ) -> None:
     records = engine_records(production_version, store, tmp_path)
     fills = [r for r in records if r["type"] == "fill"]
-    assert len(fills) >= 2, "the tiny model must trade in the replay for this test to mean much"
+    # ml_basic holds through its exit band, so one entry may be the whole replay (an open trade).
+    assert len(fills) >= 1, "the tiny model must trade in the replay for this test to mean much"
     candles = read_candles(store, "BTCUSDT", "1h").frame
     sentiment = read_sentiment(store).frame
 
