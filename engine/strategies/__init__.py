@@ -8,7 +8,7 @@ from engine.strategies.base import (
     UnknownStrategyError,
 )
 from engine.strategies.buy_and_hold import BuyAndHold
-from engine.strategies.lookahead import check_no_lookahead
+from engine.strategies.lookahead import LookaheadFinding, check_no_lookahead, find_lookahead
 from engine.strategies.ml_basic import MlBasic, round_trip_cost
 from engine.strategies.registry import STRATEGIES, get_strategy, strategy_spec
 
@@ -16,12 +16,14 @@ __all__ = [
     "STRATEGIES",
     "BuyAndHold",
     "LookaheadError",
+    "LookaheadFinding",
     "MlBasic",
     "Predictor",
     "Strategy",
     "StrategyError",
     "UnknownStrategyError",
     "check_no_lookahead",
+    "find_lookahead",
     "get_strategy",
     "round_trip_cost",
     "strategy_spec",
