@@ -33,6 +33,7 @@ DEFAULT_CUTS = 20
 RTOL = 1e-9
 ATOL = 1e-12
 PRICE_NOISE = 0.05  # log-scale noise on the perturbed bars' prices: far above float noise
+VARIANTS = ("truncated", "perturbed")  # how the data after a cut is changed, in this order
 SEED = 20141201  # fixed: the check is reproducible run to run
 
 
@@ -144,13 +145,18 @@ def find_lookahead(
     first_bar: int = 0,
     n_cuts: int = DEFAULT_CUTS,
     positions: Sequence[int] | None = None,
+    variants: Sequence[str] = VARIANTS,
 ) -> LookaheadFinding:
     """Perturb the bars after each cut and compare predictions and targets up to it.
 
     Cuts are spread from `first_bar` (the window's first bar in `candles`, which may start
     with warm-up history) to the end, unless `positions` names them. Returns the first cut
-    (in time) at which something moved.
+    (in time) at which something moved. `variants` narrows the tries (benchmarks and tests
+    measure each alone); gated runs use both.
     """
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or not variants:
+        raise ValueError(f"look-ahead variants must be some of {VARIANTS}, got {list(variants)}")
     full = _outputs(strategy, candles, sentiment)
     if "predictions" in full:
         # Cut only where the model predicts: a prefix shorter than its look-back may be refused.
@@ -164,11 +170,16 @@ def find_lookahead(
     step = candles.index[1] - candles.index[0] if len(candles) > 1 else pd.Timedelta(0)
     for cut in cuts:
         prefix = candles.iloc[: cut + 1]
-        variants = {
-            "truncated": (prefix, sentiment_known_by(sentiment, prefix.index[-1] + step)),
-            "perturbed": perturb_after(candles, sentiment, cut, rng),
-        }
-        for how, (frame, frame_sentiment) in variants.items():
+        # Drawn for every cut, used or not: a cut's perturbation does not depend on `variants`.
+        perturbed = perturb_after(candles, sentiment, cut, rng)
+        for how in variants:
+            if how == "truncated":
+                frame, frame_sentiment = (
+                    prefix,
+                    sentiment_known_by(sentiment, prefix.index[-1] + step),
+                )
+            else:
+                frame, frame_sentiment = perturbed
             got = _outputs(strategy, frame, frame_sentiment)
             for series, expected in full.items():
                 bar = _first_difference(expected[: cut + 1], got[series][: cut + 1])

@@ -87,6 +87,22 @@ def test_each_planted_leak_is_caught_in_every_window(real_windows, kind):
     assert caught == [label for label, _, _ in windows], f"{kind}: missed in some windows"
 
 
+@pytest.mark.parametrize("how", ["truncated", "perturbed"])
+@pytest.mark.parametrize("kind", sorted(LEAKS))
+def test_each_way_of_changing_the_future_alone_catches_each_leak(real_windows, kind, how):
+    """Either try alone catches every planted leak in every window: neither is decorative."""
+    windows, sentiment = real_windows
+    for label, frame, start in windows:
+        finding = find_lookahead(
+            MlBasic(LEAKS[kind]()),
+            frame,
+            sentiment,
+            first_bar=frame.index.get_loc(start),
+            variants=(how,),
+        )
+        assert finding.leak and finding.how == how and finding.series == "predictions", label
+
+
 @pytest.mark.parametrize("kind", sorted(HONEST))
 def test_honest_predictors_are_not_flagged_in_any_window(real_windows, kind):
     windows, sentiment = real_windows
