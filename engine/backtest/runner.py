@@ -24,9 +24,10 @@ from engine.backtest.simulator import BacktestResult, SimulationConfig, simulate
 from engine.features import FeatureError
 from engine.strategies import (
     LookaheadError,
+    LookaheadFinding,
     Predictor,
     StrategyError,
-    check_no_lookahead,
+    find_lookahead,
     get_strategy,
     strategy_spec,
 )
@@ -65,6 +66,8 @@ class BacktestRun:
     model: dict[str, Any]
     data_content_hash: str | None
     warmup_bars_in_window: int
+    lookahead: dict[str, Any] | None = None  # LookaheadFinding.to_dict(); None: not checked
+    exploratory_reasons: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -96,6 +99,8 @@ class BacktestRun:
                 "model": self.model,
                 "data_content_hash": self.data_content_hash,
                 "warmup_bars_in_window": self.warmup_bars_in_window,
+                "lookahead": self.lookahead,
+                "exploratory_reasons": self.exploratory_reasons,
                 "metrics": self.metrics,
                 "walk_forward": [p.to_dict() for p in self.parts],
                 "gates": [g.to_dict() for g in self.gate_results],
@@ -272,10 +277,13 @@ def run_backtest(
         say(f"computing {strategy} targets on {len(history)} bars")
         all_targets = chosen.targets(history, sentiment)
         predictions = getattr(chosen, "last_predictions", None)  # before the check reruns it
+        warmup = _warmup_bars(predictions, window_start, window_end)  # refuses an empty window
+        finding = None
         if check_lookahead:
-            say("checking the strategy never reads a later bar")
-            cut = (history.index.get_loc(window_start) + len(history)) / 2 / len(history)
-            check_no_lookahead(chosen, history, sentiment, cuts=(cut,), full_targets=all_targets)
+            say("checking the model's predictions never read a later bar")
+            finding = find_lookahead(
+                chosen, history, sentiment, first_bar=history.index.get_loc(window_start)
+            )
     except LookaheadError as error:
         raise BacktestError(str(error)) from error
     except StrategyError as error:
@@ -284,7 +292,6 @@ def run_backtest(
         # Bad data for the model (an unrepaired gap, missing sentiment): the caller's input.
         raise BacktestError(f"strategy {strategy!r}: model features: {error}") from error
 
-    warmup = _warmup_bars(predictions, window_start, window_end)
     targets = all_targets.loc[window_start:window_end]
     window = candles.loc[window_start:window_end]
     say(f"simulating {len(window)} bars")
@@ -301,7 +308,10 @@ def run_backtest(
                     simulate(piece, targets.iloc[a:b], config),
                 )
             )
-    gate_results = evaluate_gates(result.metrics, gates, sample_status=sample_status)
+    gate_results = [
+        *evaluate_gates(result.metrics, gates, sample_status=sample_status),
+        lookahead_gate(finding),
+    ]
     run = BacktestRun(
         strategy=strategy,
         window_start=window_start,
@@ -318,12 +328,47 @@ def run_backtest(
         model=_model_summary(metadata),
         data_content_hash=data_content_hash,
         warmup_bars_in_window=warmup,
+        lookahead=finding.to_dict() if finding else None,
+        exploratory_reasons=[] if finding else [LOOKAHEAD_SKIPPED],
     )
     if output_dir is not None:
         stem = f"{strategy}_{window_start:%Y%m%d}_{window_end:%Y%m%d}"
         title = f"{strategy} {window_start:%Y-%m-%d} to {window_end:%Y-%m-%d} ({sample_status})"
         run.files = write_report(result, Path(output_dir), stem, run.to_dict(), title)
     return run
+
+
+LOOKAHEAD_SKIPPED = "the look-ahead check was skipped"
+
+
+def lookahead_gate(finding: LookaheadFinding | None) -> GateResult:
+    """The `lookahead` gate: passes only when the check ran and found no leak."""
+    if finding is None:
+        return GateResult(
+            "lookahead",
+            "lookahead",
+            None,
+            "skipped",
+            False,
+            f"{LOOKAHEAD_SKIPPED}: the run cannot pass",
+        )
+    if finding.cuts == 0:
+        return GateResult(
+            "lookahead",
+            "lookahead",
+            None,
+            "unchecked",
+            False,
+            "no cut could be checked (no prediction in the window): the run cannot pass",
+        )
+    return GateResult(
+        "lookahead",
+        "lookahead",
+        None,
+        "leak" if finding.leak else "none",
+        not finding.leak,
+        finding.detail,
+    )
 
 
 def _warmup_bars(

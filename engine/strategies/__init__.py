@@ -8,7 +8,7 @@ from engine.strategies.base import (
     UnknownStrategyError,
 )
 from engine.strategies.buy_and_hold import BuyAndHold
-from engine.strategies.lookahead import check_no_lookahead
+from engine.strategies.lookahead import LookaheadFinding, check_no_lookahead, find_lookahead
 from engine.strategies.ml_basic import MlBasic, MlBasicParams, params_from_metadata, round_trip_cost
 from engine.strategies.registry import STRATEGIES, get_strategy, strategy_spec
 
@@ -16,6 +16,7 @@ __all__ = [
     "STRATEGIES",
     "BuyAndHold",
     "LookaheadError",
+    "LookaheadFinding",
     "MlBasic",
     "MlBasicParams",
     "Predictor",
@@ -23,6 +24,7 @@ __all__ = [
     "StrategyError",
     "UnknownStrategyError",
     "check_no_lookahead",
+    "find_lookahead",
     "get_strategy",
     "params_from_metadata",
     "round_trip_cost",

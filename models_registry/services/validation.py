@@ -267,6 +267,8 @@ def validation_backtest(
         raise
     except INPUT_ERRORS as exc:
         raise ValidationRefused(str(exc)) from exc
+    # The service never skips the look-ahead check; a run that did is never a policy run.
+    reasons = [*chosen.exploratory_reasons, *run.exploratory_reasons]
     config = {
         **options.to_config(),
         "symbol": source.symbol,
@@ -281,7 +283,8 @@ def validation_backtest(
             if chosen.policy_window
             else None
         ),
-        "exploratory_reasons": chosen.exploratory_reasons,
+        "exploratory_reasons": reasons,
+        "lookahead": run.lookahead,
     }
     return ValidationBacktest(
         run,
@@ -290,7 +293,7 @@ def validation_backtest(
         json_safe(config),
         output_dir,
         run.files,
-        exploratory_reasons=chosen.exploratory_reasons,
+        exploratory_reasons=reasons,
     )
 
 

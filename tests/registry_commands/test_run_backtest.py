@@ -68,14 +68,20 @@ def version(media: Path, model_dir: Path, db: None) -> ModelVersion:
     return model_version_create(source_dir=model_dir, created_by=None)
 
 
-def backtest(*args: str) -> str:
+def backtest(*args: str, gates_fail: bool = False) -> str:
+    """The command's report; `gates_fail`: it must exit 2 (a gate failed) after printing it."""
     out = StringIO()
-    call_command("run_backtest", *args, stdout=out, stderr=StringIO())
+    if not gates_fail:
+        call_command("run_backtest", *args, stdout=out, stderr=StringIO())
+        return out.getvalue()
+    with pytest.raises(CommandError, match="failed its gates") as failed:
+        call_command("run_backtest", *args, stdout=out, stderr=StringIO())
+    assert failed.value.returncode == 2
     return out.getvalue()
 
 
-def backtest_json(*args: str) -> dict[str, Any]:
-    return json.loads(backtest(*args, "--json"))
+def backtest_json(*args: str, gates_fail: bool = False) -> dict[str, Any]:
+    return json.loads(backtest(*args, "--json", gates_fail=gates_fail))
 
 
 def out_of_sample_from(version: ModelVersion) -> pd.Timestamp:
@@ -157,7 +163,7 @@ def test_buy_and_hold_reports_without_a_model_but_never_validates(
 def test_recorded_run_has_window_hash_metrics_gates_and_plot(
     version: ModelVersion, media: Path, store: Path
 ) -> None:
-    summary = backtest_json("ml_basic", "--days", "10", "--model", version.name)
+    summary = backtest_json("ml_basic", "--days", "10", "--model", version.name, gates_fail=True)
 
     run = ValidationRun.objects.get()
     assert summary["run_id"] == run.pk
@@ -215,7 +221,7 @@ def test_failing_run_keeps_the_state_and_names_the_gate(
     version: ModelVersion, settings: Any
 ) -> None:
     settings.TRADEBOT_GATES = STRICT_GATES
-    summary = backtest_json("ml_basic", "--days", "10", "--model-version", "1")
+    summary = backtest_json("ml_basic", "--days", "10", "--model-version", "1", gates_fail=True)
 
     version.refresh_from_db()
     run = ValidationRun.objects.get()
@@ -238,7 +244,7 @@ def test_in_sample_window_is_refused_unless_allowed_and_then_never_passes(
 
     backtest(
         "ml_basic", "--start", "2024-01-15", "--days", "10", "--model", version.name,
-        "--allow-in-sample",
+        "--allow-in-sample", gates_fail=True,
     )  # fmt: skip
     run = ValidationRun.objects.get()
     version.refresh_from_db()
@@ -358,7 +364,7 @@ def test_worker_runs_a_requested_validation(
 def test_policy_window_starts_after_every_bar_training_and_selection_touched(
     version: ModelVersion,
 ) -> None:
-    backtest("ml_basic", "--model", version.name)
+    backtest("ml_basic", "--model", version.name, gates_fail=True)
 
     run = ValidationRun.objects.get()
     touched = [pd.Timestamp(s["last_target_bar"]) for s in version.metadata["splits"].values()]
@@ -403,9 +409,9 @@ def test_higher_costs_are_not_exploratory_and_costs_come_from_the_model_policy(
     version: ModelVersion, settings: Any
 ) -> None:
     settings.TRADEBOT_VALIDATION_POLICY_OVERRIDES = {version.name: {"fee_bps": 25}}
-    backtest("ml_basic", "--model", version.name)
-    backtest("ml_basic", "--model", version.name, "--fee-bps", "10")
-    backtest("ml_basic", "--model", version.name, "--fee-bps", "30")
+    for fee in (None, "10", "30"):  # at the default gates 240 bars are too few: all fail
+        extra = () if fee is None else ("--fee-bps", fee)
+        backtest("ml_basic", "--model", version.name, *extra, gates_fail=True)
 
     policy_run, cheaper, dearer = ValidationRun.objects.order_by("pk")
     assert policy_run.config["engine"]["fee_bps"] == 25.0 and not policy_run.exploratory
@@ -432,3 +438,109 @@ def test_a_queued_run_asking_for_zero_costs_is_exploratory_and_moves_nothing(
     assert version.state == ModelState.TRAINED
     recorded = AuditEvent.objects.get(event_type="validation_run_recorded")
     assert recorded.data["exploratory_reasons"] == ["fee_bps 0 is below the policy's 10"]
+
+
+# --- which model, and the exit status (issue 12) -----------------------------------------------
+
+
+def retrained_copy(model_dir: Path, folder: Path) -> Path:
+    """The same model as a different ONNX file (a doc string differs), as a retraining gives."""
+    import hashlib
+
+    import onnx
+
+    copy = folder / "retrained"
+    shutil.copytree(model_dir, copy)
+    onnx_path = next(copy.glob("*.onnx"))
+    graph = onnx.load(onnx_path)
+    graph.doc_string = "retrained copy"
+    onnx.save(graph, onnx_path)
+    metadata_path = next(copy.glob("*_metadata.json"))
+    metadata = json.loads(metadata_path.read_text())
+    metadata["onnx_sha256"] = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    metadata_path.write_text(json.dumps(metadata))
+    return copy
+
+
+def put_in_production(version: ModelVersion) -> None:
+    """Only the state matters to the command here; the full walk (validation, paper run,
+    staging, approval, deployment) is tested with the lifecycle services."""
+    version._state_change_allowed = True
+    version.state = ModelState.IN_PRODUCTION
+    version.save(update_fields=["state"])
+    version._state_change_allowed = False
+
+
+@pytest.mark.django_db
+def test_without_model_it_judges_the_version_in_production_not_the_newest(
+    version: ModelVersion, model_dir: Path, settings: Any, tmp_path: Path
+) -> None:
+    settings.TRADEBOT_GATES = GENEROUS_GATES
+    put_in_production(version)
+    newer = model_version_create(source_dir=retrained_copy(model_dir, tmp_path), created_by=None)
+    assert newer.version > version.version and newer.state == ModelState.TRAINED
+
+    text = backtest("ml_basic", "--no-db")
+    assert f"  model: {version.name} v{version.version} (in_production)" in text.splitlines()
+    summary = backtest_json("ml_basic", "--no-db")
+    assert summary["model_used"] == f"{version.name} v{version.version} (in_production)"
+
+    # --model without --model-version still means that name's newest version, named as such.
+    summary = backtest_json("ml_basic", "--no-db", "--model", version.name)
+    assert summary["model_used"] == f"{newer.name} v{newer.version} (trained)"
+
+
+@pytest.mark.django_db
+def test_without_model_and_nothing_in_production_it_is_refused_naming_model(
+    version: ModelVersion, media: Path
+) -> None:
+    for args in (["--no-db"], []):
+        with pytest.raises(CommandError, match=r"^no model version is in production.*--model"):
+            backtest("ml_basic", *args)
+    assert_nothing_recorded(media)
+
+
+@pytest.mark.django_db
+def test_report_names_the_model_of_a_folder_and_of_a_recorded_run(
+    version: ModelVersion, model_dir: Path, settings: Any
+) -> None:
+    summary = backtest_json("ml_basic", "--no-db", "--model-path", str(model_dir))
+    metadata = json.loads(next(model_dir.glob("*_metadata.json")).read_text())
+    assert summary["model_used"].startswith(f"{metadata['name']} v{metadata['version']} from")
+    assert "(not a registry version)" in summary["model_used"]
+    assert backtest_json("buy_and_hold", "--no-db")["model_used"] == (
+        "none (buy_and_hold uses no model)"
+    )
+
+    settings.TRADEBOT_GATES = GENEROUS_GATES
+    text = backtest("ml_basic", "--model", version.name, "--model-version", str(version.version))
+    assert f"  model: {version.name} v{version.version} (validated)" in text.splitlines()
+
+
+@pytest.mark.django_db
+def test_exit_status_says_whether_the_gates_passed(version: ModelVersion, settings: Any) -> None:
+    settings.TRADEBOT_GATES = STRICT_GATES
+    # --no-db is a report: exit 0 whatever the gates say, unless asked to fail.
+    text = backtest("ml_basic", "--no-db", "--model", version.name)
+    assert "gates FAILED" in text
+    text = backtest(
+        "ml_basic", "--no-db", "--model", version.name, "--fail-on-gates", gates_fail=True
+    )
+    assert "gate min_sharpe" in text  # the report is printed before the exit
+
+    # A recorded run that fails exits 2 and names the model and the failing gates.
+    with pytest.raises(CommandError) as failed:
+        backtest("ml_basic", "--model", version.name)
+    assert failed.value.returncode == 2
+    assert str(failed.value) == (
+        f"validation of {version.name} v{version.version} (trained) failed its gates: "
+        "min_sharpe, min_bars"
+    )
+    assert ValidationRun.objects.get().passed is False
+
+    # A recorded run that passes exits 0; so does --fail-on-gates with passing gates.
+    settings.TRADEBOT_GATES = GENEROUS_GATES
+    backtest("ml_basic", "--no-db", "--model", version.name, "--fail-on-gates")
+    backtest("ml_basic", "--model", version.name)
+    version.refresh_from_db()
+    assert version.state == ModelState.VALIDATED

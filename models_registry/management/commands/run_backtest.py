@@ -4,6 +4,11 @@ With ``--no-db`` it only prints the report and writes the chart, trades and metr
 files. Without it, it records a ValidationRun for a registry version, executed right
 here (not queued), and a passing run moves the version to ``validated``. A refused
 input (no data, a broken model, an unknown strategy, a negative fee) records nothing.
+
+Without ``--model``/``--model-version`` the model is the version in production (never the
+newest). The report always names the model and version used. Exit status: 1 for a refused
+input, 2 when a recorded run fails its gates (or could not run), and with ``--no-db`` 2 only
+if ``--fail-on-gates`` is given; 0 otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from engine.dates import iso_date_argument
 from engine.strategies import STRATEGIES
 from models_registry.gates import gates_for
 from models_registry.management.commands._users import user_named
-from models_registry.models import ModelVersion, RegistryError, ValidationRun
+from models_registry.models import ModelState, ModelVersion, RegistryError, ValidationRun
 from models_registry.services.validation import (
     DEFAULT_DAYS,
     DEFAULT_FEE_BPS,
@@ -97,10 +102,20 @@ class Command(BaseCommand):
             action="store_true",
             help="allow a window the model saw in training: marked in_sample, never passes",
         )
-        model = parser.add_argument_group("model (one of)")
-        model.add_argument("--model", default=None, help="registry name, e.g. btcusdt_sentiment")
+        model = parser.add_argument_group(
+            "model (default: the version in production; the report always names the one used)"
+        )
         model.add_argument(
-            "--model-version", type=int, default=None, help="version number of --model"
+            "--model",
+            default=None,
+            help="registry name, e.g. btcusdt_sentiment (its newest version unless "
+            "--model-version); without it, the version in production",
+        )
+        model.add_argument(
+            "--model-version",
+            type=int,
+            default=None,
+            help="version number of --model (default name: <symbol>_sentiment)",
         )
         model.add_argument(
             "--model-path", type=Path, default=None, help="a folder of artifacts (--no-db only)"
@@ -127,8 +142,14 @@ class Command(BaseCommand):
             "--output-dir", type=Path, default=None, help="--no-db: where the files go"
         )
         costs.add_argument("--user", default=None, help="username recorded as who ran it")
+        costs.add_argument(
+            "--fail-on-gates",
+            action="store_true",
+            help="with --no-db, also exit 2 when a gate fails (a recorded run always does)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.model_used = "?"
         try:
             run_options = ValidationOptions(
                 strategy=options["strategy"],
@@ -152,6 +173,10 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(summary, indent=2, sort_keys=True, default=str))
         else:
             self.stdout.write(text_report(summary))
+        # A script (or CI) must not mistake a failed validation for a passed one: the report
+        # is printed first, then the exit status says it. --no-db is a report, so only on ask.
+        if not summary["passed"] and (summary["recorded"] or options["fail_on_gates"]):
+            raise CommandError(gates_failed_line(summary), returncode=GATES_FAILED_EXIT)
 
     # --- --no-db ---------------------------------------------------------------------------
 
@@ -167,7 +192,7 @@ class Command(BaseCommand):
                 data_dir=options["data_dir"],
                 progress=progress,
             )
-        return summary_of(computed, run=None)
+        return {**summary_of(computed, run=None), "model_used": self.model_used}
 
     def _source_for_report(
         self, run_options: ValidationOptions, options: dict[str, Any]
@@ -176,16 +201,21 @@ class Command(BaseCommand):
         if path is not None:
             if options["model"] or options["model_version"]:
                 raise CommandError("--model-path cannot be combined with --model/--model-version")
-            return _source_from_folder(path, options)
+            source = _source_from_folder(path, options)
+            self.model_used = folder_model_name(path, source)
+            return source
         needs_model = STRATEGIES[run_options.strategy].needs_model
         if not needs_model and not (options["model"] or options["model_version"]):
+            self.model_used = f"none ({run_options.strategy} uses no model)"
             return ModelSource(
                 None,
                 None,
                 (options["symbol"] or "BTCUSDT").upper(),
                 options["interval"] or settings.TRADEBOT_INTERVAL,
             )
-        return _checked_source(ModelSource.for_version(self._version(options)), options)
+        version = self._version(options)
+        self.model_used = registry_model_name(version)
+        return _checked_source(ModelSource.for_version(version), options)
 
     # --- recorded run ----------------------------------------------------------------------
 
@@ -215,6 +245,8 @@ class Command(BaseCommand):
         return summary_of_run(run)
 
     def _version(self, options: dict[str, Any]) -> ModelVersion:
+        if options["model"] is None and options["model_version"] is None:
+            return version_in_production(options["symbol"])
         symbol = (options["symbol"] or "BTCUSDT").upper()
         name = options["model"] or f"{symbol.lower()}_sentiment"
         versions = ModelVersion.objects.filter(name=name)
@@ -230,6 +262,52 @@ class Command(BaseCommand):
                 "--model-path DIR with --no-db"
             )
         return version
+
+
+GATES_FAILED_EXIT = 2  # a refused input exits 1 (CommandError's default)
+
+
+def version_in_production(symbol: str | None) -> ModelVersion:
+    """The version trading now (of `symbol`, if given): the one a plain re-run should judge.
+
+    Never the newest: a fresh, unreviewed training would silently replace what is live.
+    """
+    live = ModelVersion.objects.filter(state=ModelState.IN_PRODUCTION).order_by("name")
+    if symbol:
+        live = live.filter(symbol__iexact=symbol)
+    found = list(live[:2])
+    where = f" for {symbol.upper()}" if symbol else ""
+    if not found:
+        raise CommandError(
+            f"no model version is in production{where}: pass --model NAME "
+            "(and --model-version N) to choose one"
+        )
+    if len(found) > 1:
+        raise CommandError(
+            f"more than one model is in production{where} ({found[0]}, {found[1]}): pass "
+            "--model NAME to choose one"
+        )
+    return found[0]
+
+
+def registry_model_name(version: ModelVersion) -> str:
+    return f"{version.name} v{version.version} ({version.state})"
+
+
+def folder_model_name(path: Path, source: ModelSource) -> str:
+    metadata = source.metadata or {}
+    return (
+        f"{metadata.get('name', '?')} v{metadata.get('version', '?')} from folder {path} "
+        "(not a registry version)"
+    )
+
+
+def gates_failed_line(summary: dict[str, Any]) -> str:
+    failed = ", ".join(g["name"] for g in summary["gates"] if not g.get("passed")) or "none"
+    model = summary.get("model_used") or "no model"
+    if summary.get("recorded") and summary.get("status") == "error":
+        return f"validation run {summary['run_id']} of {model} could not run"
+    return f"validation of {model} failed its gates: {failed}"
 
 
 def _gates(source: ModelSource) -> dict[str, Any]:
@@ -325,6 +403,7 @@ def summary_of_run(run: ValidationRun) -> dict[str, Any]:
             "strategy": run.strategy,
             "model_version_id": version.pk,
             "model": f"{version.name} v{version.version}",
+            "model_used": registry_model_name(version),
             "version_state": version.state,
             "window_start": run.window_start.isoformat() if run.window_start else None,
             "window_end": run.window_end.isoformat() if run.window_end else None,
@@ -346,7 +425,7 @@ def summary_of_run(run: ValidationRun) -> dict[str, Any]:
 def text_report(summary: dict[str, Any]) -> str:
     metrics = summary["metrics"]
     hold = metrics.get("buy_and_hold") or {}
-    lines = [_headline(summary)]
+    lines = [_headline(summary), f"  model: {summary.get('model_used')}"]
     if summary.get("exploratory"):
         lines.append(
             "  EXPLORATORY run (it can never validate a version): "

@@ -127,11 +127,14 @@ def test_bad_input_gives_a_clear_error_and_writes_nothing(tmp_path, kwargs, mess
     assert not (tmp_path / "out").exists()
 
 
-def test_leaky_predictor_is_refused_by_the_run():
+def test_leaky_predictor_fails_the_lookahead_gate_naming_the_cut_and_bar():
     from tests.engine.strategies.fakes import PeekingPredictor
 
-    with pytest.raises(BacktestError, match="reads the future"):
-        run_backtest("ml_basic", CANDLES, predictor=PeekingPredictor(), days=20)
+    run = run_backtest("ml_basic", CANDLES, predictor=PeekingPredictor(), days=20)
+    assert "lookahead" in run.failed_gates and not run.passed
+    gate = next(g for g in run.gate_results if g.name == "lookahead")
+    assert gate.value == "leak" and run.lookahead["cut"] in gate.detail
+    assert run.to_dict()["lookahead"]["bar"] == run.lookahead["bar"]
 
 
 class GapCheckingPredictor(MomentumPredictor):

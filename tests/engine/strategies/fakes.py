@@ -36,3 +36,52 @@ class FullSampleZScorePredictor:
     def predict(self, candles: pd.DataFrame, sentiment: pd.Series | None = None) -> pd.Series:
         close = candles["close"]
         return ((close - close.mean()) / close.std() * 1e-3).rename("prediction")
+
+
+class CentredRollingPredictor:
+    """Leaky: a rolling mean of returns centred on the bar, so half of it lies in the future."""
+
+    metadata = None
+
+    def __init__(self, window: int = 25) -> None:
+        self.window = window
+
+    def predict(self, candles: pd.DataFrame, sentiment: pd.Series | None = None) -> pd.Series:
+        returns = np.log(candles["close"]).diff()
+        return returns.rolling(self.window, center=True).mean().rename("prediction")
+
+
+class FullSampleReturnZScorePredictor:
+    """Leaky: the last return z-scored with the mean and std of every return in the frame."""
+
+    metadata = None
+
+    def predict(self, candles: pd.DataFrame, sentiment: pd.Series | None = None) -> pd.Series:
+        returns = np.log(candles["close"]).diff()
+        return ((returns - returns.mean()) / returns.std() * 1e-3).rename("prediction")
+
+
+class LaterDaySentimentPredictor:
+    """Leaky: trades on the next day's Fear & Greed value, published a day after that."""
+
+    metadata = None
+
+    def predict(self, candles: pd.DataFrame, sentiment: pd.Series | None = None) -> pd.Series:
+        assert sentiment is not None, "this fake reads sentiment"
+        later = sentiment.reindex(candles.index.floor("D") + pd.Timedelta(days=1))
+        return pd.Series((later.to_numpy() - 50.0) * 1e-4, index=candles.index, name="prediction")
+
+
+class PublishedSentimentMomentumPredictor:
+    """Causal: the last return plus the latest published sentiment (the engine's own join)."""
+
+    metadata = None
+
+    def predict(self, candles: pd.DataFrame, sentiment: pd.Series | None = None) -> pd.Series:
+        from engine.data.join import close_times_ns, sentiment_at_closes, utc_ns
+
+        returns = np.log(candles["close"]).diff()
+        # A causal z-score: only the past 48 bars' statistics.
+        z = (returns - returns.rolling(48).mean()) / returns.rolling(48).std()
+        known = sentiment_at_closes(close_times_ns(utc_ns(candles.index), "1h"), sentiment)
+        return (z * 1e-3 + (known - 50.0) * 1e-5).rename("prediction")
