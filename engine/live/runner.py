@@ -38,6 +38,8 @@ log = logging.getLogger("engine.live")
 # Below this notional a rebalance is rounding noise, not a trade.
 MIN_TRADE_NOTIONAL = 1e-6
 BPS = 1e-4
+# While a restart replays bars it already processed, status is still written this often.
+CATCH_UP_STATUS_SECONDS = 1.0
 
 
 def order_quantity(
@@ -126,6 +128,7 @@ class TradingEngine:
         self.symbol = symbol
         self.interval = interval
         self.last_data_at: str | None = None
+        self._catch_up_published_at = float("-inf")
         self.sentiment = sentiment
         self.buffer = CandleBuffer(history_size)
         self.stop_event = stop_event or threading.Event()
@@ -195,6 +198,9 @@ class TradingEngine:
             return result
         if self.last_candle is not None and candle.open_time <= self.last_candle:
             self._prime(candle)
+            # A restart replays bars it already processed; the health check must still see
+            # data arriving meanwhile, or a healthy engine catching up looks dead.
+            self._publish_status_at_most_every(CATCH_UP_STATUS_SECONDS)
             result.skipped = "already processed"
             return result
         self._warn_on_gap(candle)
@@ -219,6 +225,12 @@ class TradingEngine:
         self._save_state(equity=self.cash + self.quantity * candle.close)
         self.publish_status()
         return result
+
+    def _publish_status_at_most_every(self, seconds: float) -> None:
+        now = time.monotonic()
+        if now - self._catch_up_published_at >= seconds:
+            self._catch_up_published_at = now
+            self.publish_status()
 
     def publish_status(self) -> None:
         self.status.publish(

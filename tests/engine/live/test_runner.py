@@ -65,3 +65,21 @@ def test_sizing_spends_exactly_the_cash_like_the_backtester() -> None:
         )
         == -2.0
     )
+
+
+def test_a_restart_catching_up_on_processed_bars_still_reports_data(tmp_path: Path) -> None:
+    """The deploy health check reads `last_data_at`: replaying bars the journal already holds
+    is data arriving, so the status file must say so before the first new bar."""
+    bars = candles_from_frame(minute_candles(6))
+    first = paper_engine(tmp_path, interval=pd.Timedelta(minutes=1))
+    for bar in bars:
+        first.on_candle(bar)
+    first.journal.close()
+
+    restarted = paper_engine(tmp_path, interval=pd.Timedelta(minutes=1))
+    restarted.publish_status()
+    assert json.loads((tmp_path / "status.json").read_text())["last_data_at"] is None
+    assert restarted.on_candle(bars[0]).skipped == "already processed"
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["last_data_at"] is not None
+    assert status["last_candle"] == bars[-1].open_time.isoformat()
