@@ -63,11 +63,12 @@ class Command(BaseCommand):
             settings.TRADEBOT_GATES = DEMO_GATES
             os.environ["TRADEBOT_GATES"] = json.dumps(DEMO_GATES)  # for the worker and beat
             self.say(f"demo gates (looser than the defaults): {json.dumps(DEMO_GATES)}")
-        if not options["skip_lifecycle"]:
-            from models_registry.demo import walk_lifecycle
-
-            walk_lifecycle(users=users, say=self.say)
         try:
+            # Inside the try: a step that fails must not leave the local hosts' engines running.
+            if not options["skip_lifecycle"]:
+                from models_registry.demo import walk_lifecycle
+
+                walk_lifecycle(users=users, say=self.say)
             if not options["no_serve"]:
                 self.serve(port=self.pick_port(options["port"]))
         finally:
