@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import pgtrigger
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from models_registry.guards import GATE_CLOSED_SQL
 
@@ -169,6 +169,21 @@ class ModelVersion(StateProtectedModel):
     data_end = models.DateTimeField(null=True, blank=True)
     data_content_hash = models.CharField(max_length=64, blank=True)
     out_of_sample_from = models.DateTimeField(null=True, blank=True)
+    # The windows the version states about itself, from its metadata's splits (#12):
+    # models_registry/windows.py says how each is derived.
+    fit_start = models.DateTimeField(null=True, blank=True, help_text="First bar the fit read.")
+    fit_end = models.DateTimeField(null=True, blank=True, help_text="Last bar the fit read.")
+    selection_start = models.DateTimeField(
+        null=True, blank=True, help_text="First bar of the split that chose it (early stopping)."
+    )
+    selection_end = models.DateTimeField(
+        null=True, blank=True, help_text="Last bar of the split that chose it."
+    )
+    first_unseen_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="First bar after all data training and selection touched, test split included.",
+    )
     allow_short_history = models.BooleanField(
         default=False, help_text="Trained on less history than the guide asks: never passes a gate."
     )
@@ -192,7 +207,26 @@ class ModelVersion(StateProtectedModel):
     class Meta:
         ordering: ClassVar = ["-created_at", "-id"]
         constraints: ClassVar = [
-            models.UniqueConstraint(fields=["name", "version"], name="unique_version_per_name")
+            models.UniqueConstraint(fields=["name", "version"], name="unique_version_per_name"),
+            # One first out-of-sample bar, however it is named: no version contradicts itself.
+            models.CheckConstraint(
+                condition=Q(out_of_sample_from__isnull=True)
+                | Q(first_unseen_at__isnull=True)
+                | Q(out_of_sample_from=F("first_unseen_at")),
+                name="out_of_sample_from_is_first_unseen_at",
+            ),
+            models.CheckConstraint(
+                condition=Q(fit_end__isnull=True)
+                | Q(first_unseen_at__isnull=True)
+                | Q(fit_end__lt=F("first_unseen_at")),
+                name="fit_ends_before_first_unseen_at",
+            ),
+            models.CheckConstraint(
+                condition=Q(selection_end__isnull=True)
+                | Q(first_unseen_at__isnull=True)
+                | Q(selection_end__lt=F("first_unseen_at")),
+                name="selection_ends_before_first_unseen_at",
+            ),
         ]
         triggers: ClassVar = [
             lifecycle_column_guard("version_state_guard", "state"),

@@ -28,6 +28,7 @@ from django.utils.dateparse import parse_datetime
 from models_registry.models import ModelVersion, RegistryError
 from models_registry.onnx_check import check_onnx_in_subprocess
 from models_registry.services.audit import audit_event_record
+from models_registry.windows import WindowError, declared_contradiction, version_windows
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]{1,20}_(sentiment|price)$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -155,11 +156,13 @@ def model_version_create(
     created_by: AbstractBaseUser | None,
     source: str = "trained",
     origin_key: str | None = None,
+    conditions_override: dict[str, str] | None = None,
 ) -> ModelVersion:
     """Store the artifacts in ``source_dir`` and create a ``trained`` version for them.
 
     Idempotent on ``origin_key``: a training task delivered twice gets the
-    version the first delivery created.
+    version the first delivery created. ``conditions_override`` (``reason`` and the
+    ``failure`` it overrides) is recorded as one audit event in the same transaction.
     """
     if origin_key:
         existing = ModelVersion.objects.filter(origin_key=origin_key).first()
@@ -168,7 +171,7 @@ def model_version_create(
     artifacts = read_artifact_set(source_dir)
     for attempt in range(3):
         try:
-            return _create_once(artifacts, created_by, source, origin_key)
+            return _create_once(artifacts, created_by, source, origin_key, conditions_override)
         except IntegrityError:
             if origin_key and ModelVersion.objects.filter(origin_key=origin_key).exists():
                 return ModelVersion.objects.get(origin_key=origin_key)
@@ -198,16 +201,24 @@ def onnx_check_timeout() -> float:
 
 
 def model_version_register(
-    *, source_dir: Path, registered_by: AbstractBaseUser | None
+    *,
+    source_dir: Path,
+    registered_by: AbstractBaseUser | None,
+    out_of_sample_from: datetime | None = None,
+    allow_missing_conditions: str | None = None,
 ) -> tuple[ModelVersion, dict[str, Any]]:
     """Register a model trained elsewhere: the admin upload form and ``register_model`` call this.
 
     The ONNX file is untrusted: its size is checked before it is read, then
     ``onnx.checker`` and an ONNX Runtime load run in a separate, time-limited
-    process. Returns the new version and the checker's report (inputs, outputs).
+    process. A declared ``out_of_sample_from`` must be the metadata's first unseen bar;
+    training data missing a market condition is refused unless ``allow_missing_conditions``
+    gives the reason. Returns the new version and the checker's report (inputs, outputs).
     """
     _refuse_oversized(source_dir)
     artifacts = read_artifact_set(source_dir)
+    _refuse_declared_window(artifacts, out_of_sample_from)
+    override = market_conditions_gate(artifacts.metadata, allow_missing_conditions)
     check = check_onnx_in_subprocess(artifacts.onnx_path, onnx_check_timeout())
     if not check.get("ok"):
         raise RegistrationRefused(f"{artifacts.onnx_path.name}: {check.get('error')}")
@@ -218,9 +229,50 @@ def model_version_register(
     _refuse_io_mismatch(artifacts.metadata, check, artifacts.metadata_path.name)
     _refuse_contradicting_windows(artifacts.metadata, artifacts.metadata_path.name)
     version = model_version_create(
-        source_dir=source_dir, created_by=registered_by, source="registered"
+        source_dir=source_dir,
+        created_by=registered_by,
+        source="registered",
+        conditions_override=override,
     )
     return version, check
+
+
+def _refuse_declared_window(artifacts: ArtifactSet, declared: datetime | None) -> None:
+    if declared is None:
+        return
+    if declared.tzinfo is None:
+        declared = declared.replace(tzinfo=UTC)
+    problem = declared_contradiction(
+        declared, metadata_windows(artifacts.metadata, artifacts.interval)
+    )
+    if problem:
+        raise RegistrationRefused(f"{artifacts.metadata_path.name}: {problem}")
+
+
+def market_conditions_gate(metadata: dict[str, Any], reason: str | None) -> dict[str, str] | None:
+    """The training gate on market conditions; returns the override to record, if one is used.
+
+    Raises ArtifactError naming what is missing when there is no written reason.
+    """
+    from models_registry.market_conditions import (
+        MarketConditionsError,
+        check_override_reason,
+        missing_conditions,
+    )
+
+    try:
+        reason = check_override_reason(reason)
+        failure = missing_conditions(metadata)
+    except MarketConditionsError as exc:
+        raise ArtifactError(str(exc)) from exc
+    if failure is None:
+        return None
+    if reason is None:
+        raise ArtifactError(
+            f"{failure}; train on a longer or other window, or override with "
+            '--allow-missing-conditions "REASON"'
+        )
+    return {"reason": reason, "failure": failure}
 
 
 def _refuse_contradicting_windows(metadata: dict[str, Any], source: str) -> None:
@@ -264,7 +316,11 @@ def _refuse_io_mismatch(metadata: dict[str, Any], check: dict[str, Any], source:
 
 
 def _create_once(
-    artifacts: ArtifactSet, created_by: AbstractBaseUser | None, source: str, origin_key: str | None
+    artifacts: ArtifactSet,
+    created_by: AbstractBaseUser | None,
+    source: str,
+    origin_key: str | None,
+    conditions_override: dict[str, str] | None = None,
 ) -> ModelVersion:
     sha = artifacts.metadata["onnx_sha256"]
     final_dir = artifact_store_root() / sha
@@ -275,7 +331,7 @@ def _create_once(
         duplicate = ModelVersion.objects.filter(onnx_sha256=sha).first()
         if duplicate is not None:
             raise ArtifactError(f"this ONNX file is already registered as {duplicate}.")
-        data_fields = _data_fields(artifacts.metadata)
+        data_fields = _data_fields(artifacts.metadata, artifacts.interval)
         number = (
             ModelVersion.objects.filter(name=artifacts.name).aggregate(n=Max("version"))["n"] or 0
         ) + 1
@@ -310,6 +366,13 @@ def _create_once(
                 obj=version,
                 data={"new_state": version.state, "onnx_sha256": sha, "source": source},
             )
+            if conditions_override is not None:
+                audit_event_record(
+                    event_type="market_conditions_override",
+                    actor=created_by,
+                    obj=version,
+                    data=dict(conditions_override),
+                )
             _publish(staged_dir, final_dir)
         except BaseException:
             shutil.rmtree(staged_dir, ignore_errors=True)
@@ -317,15 +380,30 @@ def _create_once(
     return version
 
 
-def _data_fields(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The lineage columns, checked before anything is written."""
+def _data_fields(metadata: dict[str, Any], interval: str) -> dict[str, Any]:
+    """The lineage and window columns, checked before anything is written.
+
+    ``out_of_sample_from`` is the first unseen bar when the splits prove one (the test split
+    counts as seen), else the metadata's declaration: the two columns never disagree.
+    """
+    declared = _dt(metadata.get("out_of_sample_from"), "out_of_sample_from")
+    windows = metadata_windows(metadata, interval)
     return {
         "data_start": _dt(_dig(metadata, "data", "start"), "data.start"),
         "data_end": _dt(_dig(metadata, "data", "end"), "data.end"),
         "data_content_hash": str(_dig(metadata, "data", "content_hash") or "")[:64],
-        "out_of_sample_from": _dt(metadata.get("out_of_sample_from"), "out_of_sample_from"),
+        "out_of_sample_from": windows["first_unseen_at"] or declared,
         "allow_short_history": bool(metadata.get("allow_short_history", False)),
+        **windows,
     }
+
+
+def metadata_windows(metadata: dict[str, Any], interval: str) -> dict[str, datetime | None]:
+    """The version's fit, selection and first-unseen columns; unreadable dates are refused."""
+    try:
+        return version_windows(metadata, interval)
+    except WindowError as exc:
+        raise ArtifactError(f"metadata windows: {exc}") from exc
 
 
 def _advisory_lock(name: str) -> None:

@@ -40,8 +40,18 @@ from engine.training.config import EpochCallback
 from engine.training.metadata import write_json_atomic
 from engine.training.publish import StagingDir
 from engine.training.search import TrialCallback
+from models_registry.market_conditions import (
+    MarketConditionsError,
+    check_override_reason,
+    market_conditions_policy,
+)
 from models_registry.models import ModelVersion, RegistryError
-from models_registry.services.model_versions import ArtifactError, model_version_create, version_dir
+from models_registry.services.model_versions import (
+    ArtifactError,
+    market_conditions_gate,
+    model_version_create,
+    version_dir,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +86,8 @@ class TrainingOptions:
     search: int | None = None
     force_price_only: bool = False
     allow_short_history: bool = False
+    # A written reason to register a version whose training data lacks a market condition.
+    allow_missing_conditions: str | None = None
     gap_policy: str = "refuse"
     max_fill: int = DEFAULT_MAX_FILL
     data_dir: str | None = None
@@ -143,6 +155,10 @@ def _check_option_values(options: TrainingOptions) -> None:
         interval_timedelta(options.interval)
     except ValueError as exc:
         raise TrainingRefused(f"interval: {exc}") from exc
+    try:
+        check_override_reason(options.allow_missing_conditions)
+    except MarketConditionsError as exc:
+        raise TrainingRefused(str(exc)) from exc
     if options.gap_policy not in GAP_POLICIES:
         raise TrainingRefused(
             f"gap_policy must be one of {', '.join(GAP_POLICIES)}, not {options.gap_policy!r}"
@@ -179,6 +195,10 @@ def _timestamp(name: str, value: str | None) -> pd.Timestamp | None:
 
 
 def training_config_build(*, symbol: str, options: TrainingOptions) -> TrainingConfig:
+    try:
+        conditions = market_conditions_policy()
+    except MarketConditionsError as exc:
+        raise TrainingRefused(str(exc)) from exc
     overrides = {
         name: getattr(options, name)
         for name in (
@@ -200,6 +220,9 @@ def training_config_build(*, symbol: str, options: TrainingOptions) -> TrainingC
             interval=options.interval,
             force_price_only=options.force_price_only,
             allow_short_history=options.allow_short_history,
+            # Measured with the registry's policy, so the gate judges what was measured.
+            condition_window_days=int(conditions["window_days"]),
+            condition_threshold=float(conditions["threshold"]),
             **overrides,
         )
     except ValueError as exc:
@@ -303,8 +326,15 @@ def training_run(
     with _work_folder() as work:
         model_dir = _train_into(work, symbol, options, on_epoch, on_trial)
         try:
+            # The training gate: refused here, the work folder goes and nothing is stored.
+            override = market_conditions_gate(
+                _read_metadata(model_dir), options.get("allow_missing_conditions")
+            )
             version = model_version_create(
-                source_dir=model_dir, created_by=requested_by, origin_key=origin_key
+                source_dir=model_dir,
+                created_by=requested_by,
+                origin_key=origin_key,
+                conditions_override=override,
             )
         except ArtifactError as exc:
             raise TrainingRefused(f"the trained artifacts could not be registered: {exc}") from exc

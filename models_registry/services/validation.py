@@ -177,10 +177,19 @@ class ModelSource:
     metadata: dict[str, Any] | None
     symbol: str
     interval: str
+    # A registry version's stated first unseen bar: the policy window starts there.
+    first_unseen_at: pd.Timestamp | None = None
 
     @classmethod
     def for_version(cls, version: ModelVersion) -> ModelSource:
-        return cls(version_dir(version), dict(version.metadata), version.symbol, version.interval)
+        first_unseen = pd.Timestamp(version.first_unseen_at) if version.first_unseen_at else None
+        return cls(
+            version_dir(version),
+            dict(version.metadata),
+            version.symbol,
+            version.interval,
+            first_unseen,
+        )
 
     @property
     def model_name(self) -> str:
@@ -237,7 +246,13 @@ def validation_backtest(
         metadata = getattr(predictor, "metadata", None) or source.metadata
         policy = validation_policy_for(source.model_name)
         window_start, window_end = choose_window(
-            data_dir, source.symbol, source.interval, metadata, options, policy
+            data_dir,
+            source.symbol,
+            source.interval,
+            metadata,
+            options,
+            policy,
+            first_unseen=source.first_unseen_at,
         )
         chosen = policy_run(
             data_dir, source, metadata, options, policy, (window_start, window_end), judge_window
@@ -313,7 +328,13 @@ def policy_run(
         policy_only = ValidationOptions(strategy=options.strategy)
         try:
             policy_window = choose_window(
-                data_dir, source.symbol, source.interval, metadata, policy_only, policy
+                data_dir,
+                source.symbol,
+                source.interval,
+                metadata,
+                policy_only,
+                policy,
+                first_unseen=source.first_unseen_at,
             )
         except ValidationRefused as exc:
             reasons.append(f"the policy window cannot be backtested ({exc})")
@@ -358,10 +379,13 @@ def choose_window(
     metadata: Mapping[str, Any] | None,
     options: ValidationOptions,
     policy: Mapping[str, Any],
+    *,
+    first_unseen: pd.Timestamp | None = None,
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
     """[start, end) of the window: explicit bounds, else ``days`` from the policy start.
 
-    The policy start is one bar after the last bar training or selection touched
+    The policy start is the version's ``first_unseen_at`` (``first_unseen``), else one bar
+    after the last bar training or selection touched, computed from the metadata
     (``engine.backtest.guards.policy_window_start``); ``days`` and the cap ``end`` default
     to the policy's. Clipped to the stored data. A model without a known out-of-sample
     start (or no model) gets the last ``days`` days.
@@ -374,7 +398,8 @@ def choose_window(
     step = interval_timedelta(interval)
     data_start, data_stop = stored[0], stored[1] + step
     span = pd.Timedelta(days=float(policy["days"] if options.days is None else options.days))
-    first_unseen = policy_window_start(metadata, step) if metadata else None
+    if first_unseen is None and metadata:
+        first_unseen = policy_window_start(metadata, step)
     if policy.get("end"):
         data_stop = min(data_stop, _utc(policy["end"], "policy end"))
     if options.start is not None:

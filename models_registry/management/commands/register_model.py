@@ -10,12 +10,15 @@ is stored.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from engine.dates import iso_date_argument
 from models_registry.management.commands._users import user_named
 from models_registry.models import RegistryError
 from models_registry.services.audit import audit_event_record
@@ -37,13 +40,32 @@ class Command(BaseCommand):
             help="username of the person registering (recorded; barred from approving it)",
         )
         parser.add_argument(
+            "--out-of-sample-from",
+            type=iso_date_argument,
+            default=None,
+            help="UTC date/time the model is declared unseen from; refused unless it is the "
+            "metadata's own first unseen bar (after its train, validation and test splits)",
+        )
+        parser.add_argument(
+            "--allow-missing-conditions",
+            default=None,
+            metavar="REASON",
+            help="register even if the training data lacks a market condition "
+            "(TRADEBOT_MARKET_CONDITIONS); the written reason is an audit event",
+        )
+        parser.add_argument(
             "--json", action="store_true", help="print a machine-readable JSON result only"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = _registrant_named(options["user"])
         try:
-            version, check = model_version_register(source_dir=options["dir"], registered_by=user)
+            version, check = model_version_register(
+                source_dir=options["dir"],
+                registered_by=user,
+                out_of_sample_from=_aware(options["out_of_sample_from"]),
+                allow_missing_conditions=options["allow_missing_conditions"],
+            )
         except RegistryError as exc:
             if user is not None:
                 audit_event_record(
@@ -80,3 +102,12 @@ def _registrant_named(username: str | None) -> AbstractBaseUser | None:
     if user is not None and not user.has_perm("models_registry.register_modelversion"):
         raise CommandError(f"--user {username!r} may not register models.")
     return user
+
+
+def _aware(value: Any) -> datetime | None:
+    """The parsed date as an aware UTC datetime (a date alone is its midnight)."""
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()

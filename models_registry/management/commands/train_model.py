@@ -48,6 +48,7 @@ SERVICE_OPTIONS = (
     "search",
     "force_price_only",
     "allow_short_history",
+    "allow_missing_conditions",
     "gap_policy",
     "max_fill",
     "data_dir",
@@ -133,6 +134,13 @@ class Command(BaseCommand):
         )
         group.add_argument(
             "--min-hold", type=int, default=None, help="ml_basic minimum bars held per trade"
+        )
+        group.add_argument(
+            "--allow-missing-conditions",
+            default=None,
+            metavar="REASON",
+            help="register even if the training data lacks an up, down or sideways window "
+            "(TRADEBOT_MARKET_CONDITIONS); the written reason is an audit event",
         )
         group.add_argument(
             "--search",
