@@ -104,6 +104,8 @@ def write_artifact_dir(
         },
         "out_of_sample_from": OUT_OF_SAMPLE_FROM.isoformat(),
         "allow_short_history": False,
+        # One up, one down and one sideways 30-day window: passes the training gate.
+        "market_conditions": {"window_days": 30, "threshold": 0.05, "moves": [0.1, -0.1, 0.0]},
         "metrics": {"val_loss": 0.01},
         **metadata_overrides,
     }
