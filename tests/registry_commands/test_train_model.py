@@ -21,7 +21,7 @@ from django.core.management import call_command, load_command_class
 from django.core.management.base import CommandError
 
 from engine.data import import_klines_csv, import_sentiment_csv
-from models_registry.models import ModelState, ModelVersion
+from models_registry.models import AuditEvent, ModelState, ModelVersion
 from models_registry.services.model_versions import sha256_of, version_dir
 from models_registry.services.training import (
     TEMP_PREFIX,
@@ -36,12 +36,18 @@ from tests.support.tiny_world import write_csv_slice
 
 pytestmark = pytest.mark.slow
 
-TINY_ARGS = ["--window", "12", "--units", "8", "--epochs", "1", "--allow-short-history"]
+# 800 hours cannot hold an up, a down and a sideways 30-day window: the tiny runs say so.
+TINY_REASON = "tiny test data: 800 hours hold no whole 30-day window"
+TINY_ARGS = [
+    "--window", "12", "--units", "8", "--epochs", "1", "--allow-short-history",
+    "--allow-missing-conditions", TINY_REASON,
+]  # fmt: skip
 TINY_OPTIONS: dict[str, Any] = {
     "window": 12,
     "units": 8,
     "epochs": 1,
     "allow_short_history": True,
+    "allow_missing_conditions": TINY_REASON,
 }
 SENTIMENT_FILES = [
     "BTCUSDT_sentiment_training.png",
@@ -174,6 +180,46 @@ def test_a_run_registers_a_trained_version_with_the_stored_files(
     text = train("BTCUSDT", *TINY_ARGS, "--force-price-only", "--seed", "7")
     assert "registered btcusdt_price version 2" in text
     assert ModelVersion.objects.filter(name="btcusdt_price").count() == 2
+
+
+@pytest.mark.django_db
+def test_missing_market_conditions_fail_the_training_gate_leaving_nothing(
+    media: Path, private_tmp: Path
+) -> None:
+    # Observation 6 of issue 12: this only warned, and such a model was approved.
+    options = {k: v for k, v in TINY_OPTIONS.items() if k != "allow_missing_conditions"}
+    with pytest.raises(TrainingRefused) as refusal:
+        training_run(symbol="BTCUSDT", options=options, requested_by=None)
+    message = str(refusal.value)
+    assert "\n" not in message
+    assert "no up/down/sideways 30-day window" in message
+    assert "--allow-missing-conditions" in message
+    assert_nothing_left(media, private_tmp)
+    assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_blank_override_reason_is_refused_before_training(media: Path, private_tmp: Path) -> None:
+    with pytest.raises(TrainingRefused, match="needs a written reason"):
+        training_run(
+            symbol="BTCUSDT",
+            options={**TINY_OPTIONS, "allow_missing_conditions": " "},
+            requested_by=None,
+        )
+    assert_nothing_left(media, private_tmp)
+
+
+@pytest.mark.django_db
+def test_the_override_is_one_audit_event_on_the_version(media: Path, private_tmp: Path) -> None:
+    version = training_run(symbol="BTCUSDT", options=TINY_OPTIONS, requested_by=None)
+    events = AuditEvent.objects.filter(event_type="market_conditions_override")
+    assert events.count() == 1
+    event = events.get()
+    assert event.object_id == str(version.pk)
+    assert event.data["reason"] == TINY_REASON
+    assert "no up/down/sideways 30-day window" in event.data["failure"]
+    assert version.first_unseen_at == version.out_of_sample_from
+    assert version.fit_end < version.selection_end < version.first_unseen_at
 
 
 @pytest.mark.django_db
