@@ -402,7 +402,13 @@ def compare_live_with_backtest(
     or exit price, and the share of trades whose count or entry/exit bar differ.
     """
     records = version_records(version, journal_trades)
-    decisions = [i for i, r in enumerate(records) if r.get("type") == "decision"]
+    # A decision without a prediction is the engine warming up: it cannot trade there, while
+    # the backtest (given the history) could, so the comparison starts at its first prediction.
+    decisions = [
+        i
+        for i, r in enumerate(records)
+        if r.get("type") == "decision" and r.get("prediction") is not None
+    ]
     states = [r for r in records if r.get("type") == "state" and r.get("last_candle")]
     if not decisions or not states:
         return {"compared": False, "reason": f"no decisions of {version} in the journal"}
