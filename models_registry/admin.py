@@ -161,6 +161,11 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                     "data_start",
                     "data_end",
                     "data_content_hash",
+                    "fit_start",
+                    "fit_end",
+                    "selection_start",
+                    "selection_end",
+                    "first_unseen_at",
                     "out_of_sample_from",
                     "allow_short_history",
                 )
