@@ -511,6 +511,12 @@ class DeploymentAdmin(ExportAllMixin, ReadOnlyAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_display(self, obj: Deployment) -> str:
+        # A host that may not be serving is the one row an operator must not overlook.
+        if obj.status == DeploymentStatus.NEEDS_ATTENTION:
+            return format_html(
+                '<strong class="needs-attention" style="color:#ba2121">{}</strong>',
+                obj.get_status_display(),
+            )
         return obj.get_status_display()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:

@@ -444,15 +444,32 @@ class DeploymentHost(models.Model):
     upload_dir = models.CharField(
         max_length=300, blank=True, help_text="Overrides the target's upload folder on this host."
     )
+    # "address:effective port:effective install root", normalised: the database itself
+    # then holds that a host belongs to one target only, whatever code path saves it.
+    identity = models.CharField(max_length=600, editable=False)
 
     class Meta:
         ordering: ClassVar = ["id"]
         constraints: ClassVar = [
-            models.UniqueConstraint(fields=["target", "hostname", "port"], name="unique_host")
+            models.UniqueConstraint(fields=["target", "hostname", "port"], name="unique_host"),
+            models.UniqueConstraint(fields=["identity"], name="host_belongs_to_one_target"),
         ]
 
     def __str__(self) -> str:
         return f"{self.hostname}:{self.port or self.target.ssh_port}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.identity = host_identity_key(self)
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "identity"}
+        super().save(*args, **kwargs)
+
+
+def host_identity_key(host: DeploymentHost) -> str:
+    """Address, port and install root as a deploy to this host would resolve them."""
+    target = host.target
+    root = (host.install_root or target.install_root).rstrip("/") or "/"
+    return f"{host.hostname.strip().lower()}:{host.port or target.ssh_port}:{root}"
 
 
 class DeploymentStatus(models.TextChoices):

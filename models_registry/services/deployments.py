@@ -706,12 +706,27 @@ def target_status(target: DeploymentTarget) -> dict[str, Any]:
     busy = active_deployment(target)
     return {
         "target": target.name,
+        "needs_attention": unresolved_needs_attention(target),
         "registry_version": str(expected) if expected else None,
         "registry_sha256": expected_sha,
         "active_deployment": f"#{busy.pk} ({busy.status})" if busy else None,
         "hosts": hosts,
         "consistent": bool(hosts) and all(h["matches_registry"] for h in hosts.values()),
     }
+
+
+def unresolved_needs_attention(target: DeploymentTarget) -> list[int]:
+    """Ids of needs-attention deployments on the target that no later success has repaired."""
+    last_success = (
+        target.deployments.filter(status=DeploymentStatus.SUCCEEDED)
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    flagged = target.deployments.filter(status=DeploymentStatus.NEEDS_ATTENTION)
+    if last_success is not None:
+        flagged = flagged.filter(finished_at__gt=last_success)
+    return list(flagged.order_by("pk").values_list("pk", flat=True))
 
 
 def _model_name_on(target: DeploymentTarget, expected: ModelVersion | None) -> str:

@@ -21,6 +21,7 @@ from models_registry.models import (
     Environment,
     RegistryError,
     TargetChange,
+    host_identity_key,
 )
 from models_registry.services.audit import audit_event_record
 
@@ -58,8 +59,11 @@ def target_save(*, target: DeploymentTarget, actor: AbstractBaseUser | None) -> 
         if old is not None and old["environment"] == Environment.PRODUCTION:
             _refuse_unconfirmed(target, old, GUARDED_TARGET_FIELDS)
         target.save()
+        # A new default port or install root moves every host that inherits it: re-check
+        # each, and refresh the identity column the database's unique constraint holds.
         for host in target.hosts.select_for_update():
             _refuse_shared_host(host)
+            host.save(update_fields=["identity"])
         _record(target, actor, old, "deployment_target")
     return target
 
@@ -79,25 +83,20 @@ def host_save(*, host: DeploymentHost, actor: AbstractBaseUser | None) -> Deploy
     return host
 
 
-def host_identity(host: DeploymentHost) -> tuple[str, int, str]:
+def host_identity(host: DeploymentHost) -> str:
     """Address, port and install root as a deploy to this host would resolve them."""
-    target = host.target
-    return (
-        host.hostname.strip().lower(),
-        host.port or target.ssh_port,
-        (host.install_root or target.install_root).rstrip("/"),
-    )
+    return host_identity_key(host)
 
 
 def _refuse_shared_host(host: DeploymentHost) -> None:
     mine = host_identity(host)
-    others = DeploymentHost.objects.exclude(target_id=host.target_id).select_related("target")
-    for other in others.filter(hostname__iexact=host.hostname.strip()):
-        if host_identity(other) == mine:
-            raise TargetChangeRefused(
-                f"host {mine[0]}:{mine[1]} {mine[2]} already belongs to target "
-                f"{other.target.name} ({other.target.environment}); a host serves one target."
-            )
+    others = DeploymentHost.objects.exclude(pk=host.pk).select_related("target")
+    other = others.filter(identity=mine).first()
+    if other is not None:
+        raise TargetChangeRefused(
+            f"host {mine} already belongs to target {other.target.name} "
+            f"({other.target.environment}); a host serves one target."
+        )
 
 
 def _locked_values(obj: Model) -> dict[str, Any] | None:

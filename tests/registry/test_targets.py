@@ -116,3 +116,36 @@ def test_a_staging_target_cannot_point_at_a_production_host(deployer: Any) -> No
     targets.host_save(host=other, actor=deployer)
     event = last_event(other)
     assert event.event_type == "deployment_host_created" and event.data["target"] == "staging"
+
+
+def test_the_database_holds_one_target_per_host_past_the_service(deployer: Any) -> None:
+    from django.db import IntegrityError, transaction
+
+    prod = DeploymentTarget.objects.create(name="prod", environment=Environment.PRODUCTION)
+    staging = DeploymentTarget.objects.create(name="staging", environment=Environment.STAGING)
+    DeploymentHost.objects.create(target=prod, hostname="10.0.0.5")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        # the same place spelled differently, written straight through the ORM
+        DeploymentHost.objects.create(
+            target=staging, hostname="10.0.0.5", port=22, install_root="/opt/ai-trading-bot//"
+        )
+    assert not staging.hosts.exists()
+
+
+def test_a_new_default_install_root_is_rechecked_for_the_targets_hosts(deployer: Any) -> None:
+    prod = DeploymentTarget.objects.create(name="prod", environment=Environment.PRODUCTION)
+    DeploymentHost.objects.create(target=prod, hostname="10.0.0.5")
+    staging = targets.target_save(
+        target=DeploymentTarget(
+            name="staging", environment=Environment.STAGING, install_root="/srv/staging-bot"
+        ),
+        actor=deployer,
+    )
+    targets.host_save(host=DeploymentHost(target=staging, hostname="10.0.0.5"), actor=deployer)
+    before = AuditEvent.objects.count()
+    staging.install_root = "/opt/ai-trading-bot"  # now the production host's install root
+    with pytest.raises(targets.TargetChangeRefused, match="already belongs to target prod"):
+        targets.target_save(target=staging, actor=deployer)
+    staging.refresh_from_db()
+    assert staging.install_root == "/srv/staging-bot" and AuditEvent.objects.count() == before
+    assert staging.hosts.get().identity == "10.0.0.5:22:/srv/staging-bot"

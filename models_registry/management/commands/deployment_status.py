@@ -44,6 +44,16 @@ class Command(BaseCommand):
                     )
                 error = f"  error: {host['error']}" if host.get("error") else ""
                 self.stdout.write(f"  {label:<24} live {live}  files {files}  {verdict}{error}")
+            for pk in report["needs_attention"]:
+                self.stdout.write(
+                    self.style.ERROR(f"  deployment #{pk} NEEDS ATTENTION: host may not be serving")
+                )
+        if report["needs_attention"]:
+            ids = ", ".join(f"#{pk}" for pk in report["needs_attention"])
+            raise CommandError(
+                f"{report['target']}: deployment {ids} NEEDS ATTENTION (a rollback did not "
+                "end with a healthy engine on the previous version)."
+            )
         mismatched = [
             label
             for label, host in report["hosts"].items()
