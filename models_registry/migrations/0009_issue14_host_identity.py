@@ -18,7 +18,7 @@ def fill_identity(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("models_registry", "0007_i12_exploratory"),
+        ("models_registry", "0008_issue12b_version_windows"),
     ]
 
     operations = [
