@@ -23,6 +23,8 @@ from typing import Any
 
 from django.conf import settings
 
+from engine.training.dataset import market_condition_label
+
 CONDITIONS = ("up", "down", "sideways")
 DEFAULT_MARKET_CONDITIONS: dict[str, Any] = {
     "window_days": 30,
@@ -72,7 +74,7 @@ def missing_conditions(metadata: Mapping[str, Any]) -> str | None:
             f"the policy needs {days}-day windows"
         )
     threshold = float(policy["threshold"])
-    seen = {_label(float(move), threshold) for move in measured["moves"]}
+    seen = {market_condition_label(float(move), threshold) for move in measured["moves"]}
     missing = [name for name in policy["required"] if name not in seen]
     if not missing:
         return None
@@ -93,8 +95,3 @@ def check_override_reason(reason: str | None) -> str | None:
             '--allow-missing-conditions "research run on the 2021 bull market"'
         )
     return reason.strip()
-
-
-def _label(move: float, threshold: float) -> str:
-    # The same rule as engine.training.dataset.market_conditions.
-    return "up" if move > threshold else "down" if move < -threshold else "sideways"

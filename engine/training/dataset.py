@@ -133,6 +133,11 @@ def split_boundaries(
     return out
 
 
+def market_condition_label(move: float, threshold: float) -> str:
+    """A window's move beyond +threshold is up, beyond -threshold down, else sideways."""
+    return "up" if move > threshold else "down" if move < -threshold else "sideways"
+
+
 def market_conditions(close: pd.Series, window_days: int, threshold: float) -> dict[str, Any]:
     """Share of up, down and sideways moves over consecutive whole windows of `window_days`."""
     span = pd.Timedelta(days=window_days)
@@ -145,7 +150,7 @@ def market_conditions(close: pd.Series, window_days: int, threshold: float) -> d
         if len(part) >= 2:
             moves.append(float(part.iloc[-1] / part.iloc[0] - 1.0))
         start += span
-    labels = ["up" if m > threshold else "down" if m < -threshold else "sideways" for m in moves]
+    labels = [market_condition_label(m, threshold) for m in moves]
     count = len(labels)
     shares = {k: (labels.count(k) / count if count else 0.0) for k in ("up", "down", "sideways")}
     missing = [k for k, share in shares.items() if share == 0.0]

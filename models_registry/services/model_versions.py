@@ -25,6 +25,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils.dateparse import parse_datetime
 
+from models_registry.market_conditions import (
+    MarketConditionsError,
+    check_override_reason,
+    missing_conditions,
+)
 from models_registry.models import ModelVersion, RegistryError
 from models_registry.onnx_check import check_onnx_in_subprocess
 from models_registry.services.audit import audit_event_record
@@ -254,12 +259,6 @@ def market_conditions_gate(metadata: dict[str, Any], reason: str | None) -> dict
 
     Raises ArtifactError naming what is missing when there is no written reason.
     """
-    from models_registry.market_conditions import (
-        MarketConditionsError,
-        check_override_reason,
-        missing_conditions,
-    )
-
     try:
         reason = check_override_reason(reason)
         failure = missing_conditions(metadata)

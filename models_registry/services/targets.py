@@ -83,13 +83,8 @@ def host_save(*, host: DeploymentHost, actor: AbstractBaseUser | None) -> Deploy
     return host
 
 
-def host_identity(host: DeploymentHost) -> str:
-    """Address, port and install root as a deploy to this host would resolve them."""
-    return host_identity_key(host)
-
-
 def _refuse_shared_host(host: DeploymentHost) -> None:
-    mine = host_identity(host)
+    mine = host_identity_key(host)
     others = DeploymentHost.objects.exclude(pk=host.pk).select_related("target")
     other = others.filter(identity=mine).first()
     if other is not None:

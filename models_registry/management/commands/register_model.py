@@ -14,11 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from engine.dates import iso_date_argument
+from engine.dates import iso_date_argument, parse_utc
 from models_registry.management.commands._users import user_named
 from models_registry.models import RegistryError
 from models_registry.services.audit import audit_event_record
@@ -63,7 +62,7 @@ class Command(BaseCommand):
             version, check = model_version_register(
                 source_dir=options["dir"],
                 registered_by=user,
-                out_of_sample_from=_aware(options["out_of_sample_from"]),
+                out_of_sample_from=_utc_or_none(options["out_of_sample_from"]),
                 allow_missing_conditions=options["allow_missing_conditions"],
             )
         except RegistryError as exc:
@@ -104,10 +103,6 @@ def _registrant_named(username: str | None) -> AbstractBaseUser | None:
     return user
 
 
-def _aware(value: Any) -> datetime | None:
-    """The parsed date as an aware UTC datetime (a date alone is its midnight)."""
-    if value is None:
-        return None
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.to_pydatetime()
+def _utc_or_none(text: str | None) -> datetime | None:
+    # iso_date_argument already checked and canonicalised the text.
+    return parse_utc(text) if text else None
