@@ -169,7 +169,7 @@ class HostStatusReport:
         return self.state.live_sha256 if self.state else None
 
     def to_dict(self) -> dict[str, Any]:
-        document = self.state.to_dict() if self.state else {"host": self.host}
+        document: dict[str, Any] = self.state.to_dict() if self.state else {"host": self.host}
         document["error"] = self.error
         return document
 

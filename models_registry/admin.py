@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from models_registry import admin_actions, exports
+from models_registry.admin_cockpit import staff_user
 from models_registry.formatting import key_value_table as _kv_table
 from models_registry.models import (
     Approval,
@@ -42,7 +43,7 @@ from models_registry.models import (
     ValidationRun,
 )
 
-STATE_COLOURS = {
+STATE_COLOURS: dict[str, str] = {
     ModelState.TRAINED: "#6c757d",
     ModelState.VALIDATED: "#0d6efd",
     ModelState.PAPER_TESTED: "#6610f2",
@@ -232,7 +233,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
         audit_event_record(
             event_type="admin_action_refused",
-            actor=request.user,
+            actor=staff_user(request),
             data={
                 "action": requested,
                 "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)[:50],
@@ -307,7 +308,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         from models_registry.admin_cockpit import RULES_BY_NAME, actions_for_states
 
         states = self._states_in_view(request)
-        applicable = actions_for_states(request.user, states)
+        applicable = actions_for_states(staff_user(request), states)
         return {
             name: action
             for name, action in actions.items()
@@ -466,13 +467,13 @@ class DeploymentTargetAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         from models_registry.services import targets
 
-        targets.target_save(target=obj, actor=request.user)
+        targets.target_save(target=obj, actor=staff_user(request))
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         from models_registry.services import targets
 
         for host in formset.save(commit=False):
-            targets.host_save(host=host, actor=request.user)
+            targets.host_save(host=host, actor=staff_user(request))
         formset.save_m2m()
 
 
@@ -594,7 +595,7 @@ class DeploymentAdmin(ExportAllMixin, ReadOnlyAdmin):
     def get_urls(self) -> list[Any]:
         return [export_url(self, "deployment"), *super().get_urls()]
 
-    def export_view(self, request: HttpRequest, fmt: str) -> HttpResponse:
+    def export_view(self, request: HttpRequest, fmt: str) -> StreamingHttpResponse:
         queryset = filtered_queryset(self, request).select_related(*self.list_select_related)
         return exports.stream_rows(
             "deployments", exports.DEPLOYMENT_COLUMNS, exports.deployment_rows(queryset), fmt
@@ -712,7 +713,7 @@ class AuditEventAdmin(ExportAllMixin, ReadOnlyAdmin):
     def has_export_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("models_registry.export_audit")
 
-    def export_view(self, request: HttpRequest, fmt: str) -> HttpResponse:
+    def export_view(self, request: HttpRequest, fmt: str) -> StreamingHttpResponse:
         rows = exports.audit_rows(filtered_queryset(self, request))
         return exports.stream_rows("audit_events", exports.AUDIT_COLUMNS, rows, fmt)
 

@@ -8,7 +8,8 @@ State lives here and changes only through the services in
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Collection
+from typing import Any, ClassVar, Self
 
 import pgtrigger
 from django.conf import settings
@@ -98,6 +99,9 @@ class StateProtectedModel(models.Model):
     """A model whose ``state`` changes only inside ``allow_state_change()`` of a service."""
 
     objects = ProtectedStateQuerySet.as_manager()
+    # Each concrete model declares its own ``state`` field with its own choices.
+    state: str
+    _loaded_state: str | None  # the state as read from the database, None before
     _state_change_allowed = False
     _initial_state = "trained"
 
@@ -120,8 +124,10 @@ class StateProtectedModel(models.Model):
         self._loaded_state = self.state
 
     @classmethod
-    def from_db(cls, db: Any, field_names: Any, values: Any) -> Any:
-        instance = super().from_db(db, field_names, values)
+    def from_db(
+        cls, db: str | None, field_names: Collection[str], values: Collection[Any], **kwargs: Any
+    ) -> Self:
+        instance = super().from_db(db, field_names, values, **kwargs)
         instance._loaded_state = instance.__dict__.get("state")
         return instance
 

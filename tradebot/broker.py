@@ -67,18 +67,18 @@ class AtomicFilesystemChannel(filesystem.Channel):
 
     # --- messages ---------------------------------------------------------------
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         # Same name scheme as kombu (sortable by time, then the queue after the first dot).
         name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         self.tmp_folder.mkdir(parents=True, exist_ok=True)
         staged = self.tmp_folder / name
         try:
-            data = str_to_bytes(dumps(payload))
+            data = str_to_bytes(dumps(message))
             write_atomically(staged, Path(self.data_folder_out) / name, data)
         except OSError as exc:
             raise ChannelError(f"Cannot add message {name!r} to the broker folder: {exc}") from exc
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
         wanted = f"{queue}.msg"
         folder = Path(self.data_folder_in)
         for name in sorted(entry.name for entry in folder.iterdir()):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -30,6 +30,9 @@ from models_registry.services import jobs, lifecycle
 from models_registry.services.audit import audit_event_record
 
 logger = logging.getLogger(__name__)
+
+# A run function hands back the kind of run it was given.
+RunT = TypeVar("RunT", bound=ValidationRun | PaperTradingRun)
 
 
 @dataclass
@@ -58,7 +61,7 @@ class RunOutcome:
 def validation_run_request(
     *,
     model_version: ModelVersion,
-    requested_by: AbstractBaseUser | None,
+    requested_by: User | None,
     config: dict[str, Any] | None = None,
 ) -> ValidationRun:
     return _run_request(
@@ -70,7 +73,7 @@ def validation_run_request(
 def paper_run_request(
     *,
     model_version: ModelVersion,
-    requested_by: AbstractBaseUser | None,
+    requested_by: User | None,
     config: dict[str, Any] | None = None,
 ) -> PaperTradingRun:
     return _run_request(
@@ -82,7 +85,7 @@ def paper_run_request(
 def _run_request(
     model: Any,
     version: ModelVersion,
-    requested_by: AbstractBaseUser | None,
+    requested_by: User | None,
     config: dict[str, Any] | None,
     *,
     needs: str,
@@ -128,7 +131,7 @@ def _queue(run: ValidationRun | PaperTradingRun) -> None:
         run_fail(run=run, error=f"could not queue its task ({type(exc).__name__}: {exc})")
 
 
-def run_claim(run: ValidationRun | PaperTradingRun, *, task_id: str = "") -> jobs.Claim:
+def run_claim(run: RunT, *, task_id: str = "") -> jobs.Claim[RunT]:
     """The worker's claim on its run (see ``jobs.job_claim``)."""
     kind = "validation" if isinstance(run, ValidationRun) else "paper"
     return jobs.job_claim(

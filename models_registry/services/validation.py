@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from engine.backtest import BacktestError, BacktestRun, run_backtest
@@ -623,7 +623,7 @@ def _options_part(config: Mapping[str, Any] | None) -> dict[str, Any]:
 def validation_run_create_inline(
     *,
     model_version: ModelVersion,
-    requested_by: AbstractBaseUser | None,
+    requested_by: User | None,
     options: ValidationOptions,
 ) -> ValidationRun:
     """A run executed right here (the ``run_backtest`` command), claimed and not queued."""
@@ -655,7 +655,7 @@ def validation_run_create_inline(
 def validation_run_inline(
     *,
     model_version: ModelVersion,
-    requested_by: AbstractBaseUser | None,
+    requested_by: User | None,
     options: ValidationOptions,
     progress: Progress | None = None,
 ) -> ValidationRun:

@@ -26,7 +26,7 @@ def run_deployment(self: Any, deployment_id: int) -> dict[str, Any]:
         return {"deployment": resumed.pk, "status": resumed.status, "resumed": True}
     if claim.job is None:
         return {"deployment": deployment_id, "skipped": claim.reason}
-    finished = deployments.deployment_execute(claim.job)  # type: ignore[arg-type]
+    finished = deployments.deployment_execute(claim.job)
     return {"deployment": finished.pk, "status": finished.status, "error": finished.error}
 
 
