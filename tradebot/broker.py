@@ -67,13 +67,13 @@ class AtomicFilesystemChannel(filesystem.Channel):
 
     # --- messages ---------------------------------------------------------------
 
-    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         # Same name scheme as kombu (sortable by time, then the queue after the first dot).
         name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         self.tmp_folder.mkdir(parents=True, exist_ok=True)
         staged = self.tmp_folder / name
         try:
-            data = str_to_bytes(dumps(message))
+            data = str_to_bytes(dumps(payload))
             write_atomically(staged, Path(self.data_folder_out) / name, data)
         except OSError as exc:
             raise ChannelError(f"Cannot add message {name!r} to the broker folder: {exc}") from exc
