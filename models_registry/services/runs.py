@@ -28,6 +28,7 @@ from models_registry.models import (
 )
 from models_registry.services import jobs, lifecycle
 from models_registry.services.audit import audit_event_record
+from models_registry.services.trials import trial_record_for_run
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
                 "exploratory_reasons": outcome.exploratory_reasons,
             },
         )
+        trial_record_for_run(run)  # every finished attempt counts for later DSRs (#12)
         # Same transaction: no reader ever sees a passed run on a version still 'trained'.
         # An exploratory run (lower costs, another window) is recorded but never moves it.
         if run.passed and run.kind == ValidationRun.KIND_BACKTEST and not outcome.exploratory:
