@@ -11,8 +11,8 @@ from tests.registry_commands.test_run_backtest import (  # noqa: F401 -- fixture
     media,
     model_dir,
     store,
-    version,
 )
+from tests.registry_commands.test_run_backtest import version as version
 
 
 @pytest.mark.django_db
@@ -50,8 +50,10 @@ def test_trials_are_append_only_in_the_orm_and_the_database(version: ModelVersio
     with pytest.raises(DeletionRefused):
         ModelTrial.objects.all().delete()
     for statement in ("UPDATE {t} SET sharpe_per_bar = 9", "DELETE FROM {t}"):
-        with pytest.raises(Exception, match="append-only|Cannot update or delete"):
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(statement.format(t=ModelTrial._meta.db_table))
+        with (
+            pytest.raises(Exception, match=r"append-only|Cannot update or delete"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(statement.format(t=ModelTrial._meta.db_table))
     assert ModelTrial.objects.filter(model_version=version).count() == 1
-
