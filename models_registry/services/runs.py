@@ -17,6 +17,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from deployment import crash_points
 from models_registry.models import (
     FINISHED_RUN_STATUSES,
     ModelState,
@@ -148,6 +149,7 @@ def run_mark_running(run: ValidationRun | PaperTradingRun, *, task_id: str = "")
 
 def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> ValidationRun:
     """Record a finished validation; a passing one validates the version."""
+    crash_points.reached("validation_computed")  # test-only: kill -9 here when armed
     with transaction.atomic():
         run = ValidationRun.objects.select_for_update().get(pk=run.pk)
         if run.status in FINISHED_RUN_STATUSES:
@@ -176,6 +178,7 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
             },
         )
         trial_record_for_run(run)  # every finished attempt counts for later DSRs (#12)
+        crash_points.reached("validation_recorded")  # the transaction dies with the worker
         # Same transaction: no reader ever sees a passed run on a version still 'trained'.
         # An exploratory run (lower costs, another window) is recorded but never moves it.
         if run.passed and run.kind == ValidationRun.KIND_BACKTEST and not outcome.exploratory:
