@@ -463,6 +463,34 @@ class DeploymentTargetAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        view = self.admin_site.admin_view(self.check_hosts_view)
+        return [
+            path(
+                "<int:pk>/check-hosts/", view, name="models_registry_deploymenttarget_check_hosts"
+            ),
+            *super().get_urls(),
+        ]
+
+    def check_hosts_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The fleet home's "Check hosts": queue a host read; its result is a host_check event."""
+        from django.contrib import messages
+
+        from models_registry.tasks.hosts import check_target_hosts
+
+        if request.method != "POST":
+            raise Http404("Check hosts is a button (POST).")
+        if not request.user.has_perm("models_registry.deploy_modelversion"):
+            raise PermissionDenied("Checking hosts needs the deployer role (deploy_modelversion).")
+        target = DeploymentTarget.objects.filter(pk=pk).first()
+        if target is None:
+            raise Http404(f"no deployment target #{pk}")
+        check_target_hosts.delay(target.pk, request.user.pk)
+        messages.info(request, f"host check of {target.name} queued: reload in a moment.")
+        return HttpResponseRedirect(reverse("admin:index"))
+
     # Targets are audited configuration: every save goes through services/targets.py.
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         from models_registry.services import targets

@@ -21,7 +21,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from deployment import runner
+from deployment import crash_points, runner
 from deployment.targets import ArtifactSpec, HostSpec, TargetConfigError, TargetSpec
 from deployment.windows import WindowSpecError, next_window_start, window_allows
 from models_registry.models import (
@@ -521,6 +521,8 @@ def deployment_finish(
                 "needs_attention": needs_attention,
             },
         )
+        # test-only (kill -9 when armed): the transaction dies with the worker
+        crash_points.reached("deploy_finish_recorded")
         # Same transaction: a crash can no longer leave a finished deployment beside a
         # version whose state never moved.
         _advance_lifecycle(locked)

@@ -33,6 +33,7 @@ from models_registry.market_conditions import (
 from models_registry.models import ModelVersion, RegistryError
 from models_registry.onnx_check import check_onnx_in_subprocess
 from models_registry.services.audit import audit_event_record
+from models_registry.services.trials import trials_record_for_version
 from models_registry.windows import WindowError, declared_contradiction, version_windows
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]{1,20}_(sentiment|price)$")
@@ -366,6 +367,7 @@ def _create_once(
                 obj=version,
                 data={"new_state": version.state, "onnx_sha256": sha, "source": source},
             )
+            trials_record_for_version(version)  # counted for its validations' DSR (#12)
             if conditions_override is not None:
                 audit_event_record(
                     event_type="market_conditions_override",

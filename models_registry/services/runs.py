@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from deployment import crash_points
 from models_registry.models import (
     FINISHED_RUN_STATUSES,
     ModelState,
@@ -28,6 +29,7 @@ from models_registry.models import (
 )
 from models_registry.services import jobs, lifecycle
 from models_registry.services.audit import audit_event_record
+from models_registry.services.trials import trial_record_for_run
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +152,7 @@ def run_mark_running(run: ValidationRun | PaperTradingRun, *, task_id: str = "")
 
 def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> ValidationRun:
     """Record a finished validation; a passing one validates the version."""
+    crash_points.reached("validation_computed")  # test-only: kill -9 here when armed
     with transaction.atomic():
         run = ValidationRun.objects.select_for_update().get(pk=run.pk)
         if run.status in FINISHED_RUN_STATUSES:
@@ -177,6 +180,8 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
                 "exploratory_reasons": outcome.exploratory_reasons,
             },
         )
+        trial_record_for_run(run)  # every finished attempt counts for later DSRs (#12)
+        crash_points.reached("validation_recorded")  # the transaction dies with the worker
         # Same transaction: no reader ever sees a passed run on a version still 'trained'.
         # An exploratory run (lower costs, another window) is recorded but never moves it.
         if run.passed and run.kind == ValidationRun.KIND_BACKTEST and not outcome.exploratory:
