@@ -10,7 +10,6 @@ the outcome, then moves the version on through the lifecycle service.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -568,6 +567,12 @@ def _advance_lifecycle(deployment: Deployment) -> None:
 
 def start_due_deployments(now: datetime | None = None) -> list[int]:
     """Queue scheduled deployments whose window has opened (beat runs this every minute)."""
+
+    # A named closure, not functools.partial: on_commit callbacks are told apart by their
+    # __qualname__ in tests and logs, and each must capture its own deployment's pk.
+    def _queue_after_commit(pk: int) -> Callable[[], None]:
+        return lambda: queue_deployment(pk)
+
     now = now or timezone.now()
     started = []
     for deployment in Deployment.objects.filter(
@@ -584,7 +589,7 @@ def start_due_deployments(now: datetime | None = None) -> list[int]:
                     event_type="deployment_window_opened",
                     data={"scheduled_for": deployment.scheduled_for.isoformat()},
                 )
-                transaction.on_commit(functools.partial(queue_deployment, deployment.pk))
+                transaction.on_commit(_queue_after_commit(deployment.pk))
                 started.append(deployment.pk)
         except (IntegrityError, jobs.JobTransitionRefused):
             continue
