@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from deployment import steps
+from deployment import crash_points, steps
 from deployment.connection import HostConnection, HostConnectionError, open_connection
 from deployment.steps import HostState, StagedFiles, StepFailed
 from deployment.targets import (
@@ -169,7 +169,7 @@ class HostStatusReport:
         return self.state.live_sha256 if self.state else None
 
     def to_dict(self) -> dict[str, Any]:
-        document = self.state.to_dict() if self.state else {"host": self.host}
+        document: dict[str, Any] = self.state.to_dict() if self.state else {"host": self.host}
         document["error"] = self.error
         return document
 
@@ -192,6 +192,8 @@ class Recorder:
         self._lock = threading.Lock()
         self._pending: queue.SimpleQueue[StepRecord] = queue.SimpleQueue()
         self.records: list[StepRecord] = []
+        self._delivered = 0
+        self._delivered_changed = threading.Condition()
 
     def run(
         self,
@@ -220,6 +222,8 @@ class Recorder:
         log_excerpt = log_of(value) if log_of else ""
         data = data_of(value) if data_of else {}
         self._record(step, host, started, True, detail, log_excerpt, data)
+        # Test-only (a no-op unless armed): kill -9 here, once the step is on record.
+        crash_points.reached(f"step:{step}", before=self.wait_until_delivered)
         return value
 
     def _record(
@@ -255,12 +259,22 @@ class Recorder:
                 record = self._pending.get_nowait()
             except queue.Empty:
                 return
-            if self._on_step is None:
-                continue
             try:
-                self._on_step(record)
+                if self._on_step is not None:
+                    self._on_step(record)
             except Exception:
                 log.exception("on_step callback failed for %s on %s", record.step, record.host)
+            with self._delivered_changed:
+                self._delivered += 1
+                self._delivered_changed.notify_all()
+
+    def wait_until_delivered(self, timeout: float = 30) -> None:
+        """Block until every record made so far reached the callback (the owner thread
+        delivers them while it waits for the host threads)."""
+        with self._lock:
+            wanted = len(self.records)
+        with self._delivered_changed:
+            self._delivered_changed.wait_for(lambda: self._delivered >= wanted, timeout)
 
     def wait_for(self, futures: list[Future[None]]) -> None:
         """Wait for the host threads, delivering their records as they come."""

@@ -776,13 +776,12 @@ def data_problem(status: EngineStatus, grace: float) -> EngineProblem | None:
     arrived within its interval plus `grace`, both times by the engine's own clock."""
     document = status.document or {}
     received, heartbeat = document.get("last_data_at"), document.get("heartbeat_at")
-    interval = document.get("interval_seconds")
     if received is None:
         return EngineProblem("engine is up but has received no candle (no market data)", False)
     try:
         age = (parse_time(heartbeat) - parse_time(received)).total_seconds()
-        limit = float(interval) + grace
-    except (TypeError, ValueError):
+        limit = float(document["interval_seconds"]) + grace
+    except (KeyError, TypeError, ValueError):
         return EngineProblem(f"engine status has unreadable candle times: {received!r}", False)
     if age > limit:
         return EngineProblem(

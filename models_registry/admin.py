@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from models_registry import admin_actions, exports
+from models_registry.admin_cockpit import staff_user
 from models_registry.formatting import key_value_table as _kv_table
 from models_registry.models import (
     Approval,
@@ -42,7 +43,7 @@ from models_registry.models import (
     ValidationRun,
 )
 
-STATE_COLOURS = {
+STATE_COLOURS: dict[str, str] = {
     ModelState.TRAINED: "#6c757d",
     ModelState.VALIDATED: "#0d6efd",
     ModelState.PAPER_TESTED: "#6610f2",
@@ -232,7 +233,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
         audit_event_record(
             event_type="admin_action_refused",
-            actor=request.user,
+            actor=staff_user(request),
             data={
                 "action": requested,
                 "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)[:50],
@@ -307,7 +308,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         from models_registry.admin_cockpit import RULES_BY_NAME, actions_for_states
 
         states = self._states_in_view(request)
-        applicable = actions_for_states(request.user, states)
+        applicable = actions_for_states(staff_user(request), states)
         return {
             name: action
             for name, action in actions.items()
@@ -462,17 +463,45 @@ class DeploymentTargetAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        view = self.admin_site.admin_view(self.check_hosts_view)
+        return [
+            path(
+                "<int:pk>/check-hosts/", view, name="models_registry_deploymenttarget_check_hosts"
+            ),
+            *super().get_urls(),
+        ]
+
+    def check_hosts_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The fleet home's "Check hosts": queue a host read; its result is a host_check event."""
+        from django.contrib import messages
+
+        from models_registry.tasks.hosts import check_target_hosts
+
+        if request.method != "POST":
+            raise Http404("Check hosts is a button (POST).")
+        if not request.user.has_perm("models_registry.deploy_modelversion"):
+            raise PermissionDenied("Checking hosts needs the deployer role (deploy_modelversion).")
+        target = DeploymentTarget.objects.filter(pk=pk).first()
+        if target is None:
+            raise Http404(f"no deployment target #{pk}")
+        check_target_hosts.delay(target.pk, request.user.pk)
+        messages.info(request, f"host check of {target.name} queued: reload in a moment.")
+        return HttpResponseRedirect(reverse("admin:index"))
+
     # Targets are audited configuration: every save goes through services/targets.py.
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         from models_registry.services import targets
 
-        targets.target_save(target=obj, actor=request.user)
+        targets.target_save(target=obj, actor=staff_user(request))
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         from models_registry.services import targets
 
         for host in formset.save(commit=False):
-            targets.host_save(host=host, actor=request.user)
+            targets.host_save(host=host, actor=staff_user(request))
         formset.save_m2m()
 
 
@@ -594,7 +623,7 @@ class DeploymentAdmin(ExportAllMixin, ReadOnlyAdmin):
     def get_urls(self) -> list[Any]:
         return [export_url(self, "deployment"), *super().get_urls()]
 
-    def export_view(self, request: HttpRequest, fmt: str) -> HttpResponse:
+    def export_view(self, request: HttpRequest, fmt: str) -> StreamingHttpResponse:
         queryset = filtered_queryset(self, request).select_related(*self.list_select_related)
         return exports.stream_rows(
             "deployments", exports.DEPLOYMENT_COLUMNS, exports.deployment_rows(queryset), fmt
@@ -712,7 +741,7 @@ class AuditEventAdmin(ExportAllMixin, ReadOnlyAdmin):
     def has_export_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("models_registry.export_audit")
 
-    def export_view(self, request: HttpRequest, fmt: str) -> HttpResponse:
+    def export_view(self, request: HttpRequest, fmt: str) -> StreamingHttpResponse:
         rows = exports.audit_rows(filtered_queryset(self, request))
         return exports.stream_rows("audit_events", exports.AUDIT_COLUMNS, rows, fmt)
 

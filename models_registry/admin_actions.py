@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -61,7 +61,9 @@ def _each_fresh(queryset: QuerySet) -> list[ModelVersion]:
 def validate_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
     for version in _each_fresh(queryset):
         try:
-            run = runs.validation_run_request(model_version=version, requested_by=request.user)
+            run = runs.validation_run_request(
+                model_version=version, requested_by=admin_cockpit.staff_user(request)
+            )
         except RegistryError as exc:
             _report(request, version, False, str(exc))
         else:
@@ -72,7 +74,9 @@ def validate_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet)
 def paper_trade_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
     for version in _each_fresh(queryset):
         try:
-            run = runs.paper_run_request(model_version=version, requested_by=request.user)
+            run = runs.paper_run_request(
+                model_version=version, requested_by=admin_cockpit.staff_user(request)
+            )
         except RegistryError as exc:
             _report(request, version, False, str(exc))
         else:
@@ -103,9 +107,11 @@ class TargetForm(forms.Form):
 
     def __init__(self, *args: Any, environment: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["target"].queryset = DeploymentTarget.objects.filter(
-            environment=environment
-        ).prefetch_related("hosts")
+        # fields holds base Field; "target" is the ModelChoiceField declared above.
+        target = cast(forms.ModelChoiceField, self.fields["target"])
+        target.queryset = DeploymentTarget.objects.filter(environment=environment).prefetch_related(
+            "hosts"
+        )
 
 
 class RollbackForm(forms.Form):
@@ -228,7 +234,7 @@ def _deploy_action(
                 deployment = deployments.deployment_request(
                     model_version=version,
                     target=target,
-                    requested_by=request.user,
+                    requested_by=admin_cockpit.staff_user(request),
                     force_reason=form.cleaned_data["force_reason"],
                     schedule_if_closed=form.cleaned_data["schedule"],
                 )
@@ -278,7 +284,7 @@ def rollback_production(
             deployment = deployments.rollback_request(
                 target=target,
                 to_version_number=form.cleaned_data["to_version"],
-                requested_by=request.user,
+                requested_by=admin_cockpit.staff_user(request),
                 comment=form.cleaned_data["comment"],
                 model_name=versions[0].name if versions else None,
             )
@@ -393,7 +399,7 @@ def version_action_view(
         raise Http404(f"no action {action!r}")
     version = get_object_or_404(ModelVersion, pk=pk)
     page = reverse("admin:models_registry_modelversion_change", args=[version.pk])
-    if not admin_cockpit.user_may(request.user, rule):
+    if not admin_cockpit.user_may(admin_cockpit.staff_user(request), rule):
         messages.error(request, f"You may not {rule.label.lower()}: your role lacks it.")
         return HttpResponseRedirect(page)
     queryset = ModelVersion.objects.filter(pk=version.pk)
@@ -614,7 +620,7 @@ def register_view(request: HttpRequest) -> HttpResponse:
                 onnx_upload=form.cleaned_data["onnx_file"],
                 metadata_upload=form.cleaned_data["metadata_file"],
                 plot_upload=form.cleaned_data.get("plot_file"),
-                registered_by=request.user,
+                registered_by=admin_cockpit.staff_user(request),
             )
         except RegistryError as exc:
             messages.error(request, f"registration refused: {exc}")

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
 from django.urls import reverse
 
 from models_registry import formatting
@@ -68,11 +70,19 @@ ACTION_RULES: tuple[ActionRule, ...] = (
 RULES_BY_NAME = {rule.name: rule for rule in ACTION_RULES}
 
 
-def user_may(user: AbstractBaseUser, rule: ActionRule) -> bool:
+def staff_user(request: HttpRequest) -> User:
+    """The signed-in user behind an admin request: the admin is login-only, so an
+    anonymous request reaching a service is refused rather than recorded as nobody."""
+    if not isinstance(request.user, User):
+        raise PermissionDenied("sign in to act in the admin")
+    return request.user
+
+
+def user_may(user: User, rule: ActionRule) -> bool:
     return user.has_perm(f"models_registry.{rule.permission}")
 
 
-def actions_for_version(user: AbstractBaseUser, version: ModelVersion) -> list[dict[str, str]]:
+def actions_for_version(user: User, version: ModelVersion) -> list[dict[str, str]]:
     """The buttons for this user on this version in its state, each to its confirmation page."""
     return [
         {
@@ -85,7 +95,7 @@ def actions_for_version(user: AbstractBaseUser, version: ModelVersion) -> list[d
     ]
 
 
-def actions_for_states(user: AbstractBaseUser, states: set[str]) -> set[str]:
+def actions_for_states(user: User, states: set[str]) -> set[str]:
     """Bulk dropdown: the actions this user holds that apply to at least one state present."""
     return {
         rule.name
@@ -177,7 +187,7 @@ def failed_gates(run: Any) -> str:
     return ", ".join(names) or run.status
 
 
-def banner(user: AbstractBaseUser, version: ModelVersion) -> dict[str, Any]:
+def banner(user: User, version: ModelVersion) -> dict[str, Any]:
     targets = live_targets(version)
     return {
         "state": version.get_state_display(),
@@ -199,10 +209,13 @@ def run_evidence(run: ValidationRun | PaperTradingRun | None, what: str) -> dict
     if run is None:
         return None
     metrics = run.metrics or {}
-    is_validation = isinstance(run, ValidationRun)
-    start = run.window_start if is_validation else run.period_start
-    end = run.window_end if is_validation else run.period_end
-    trades = metrics.get("trades") if is_validation else run.trades
+    # A validation run counts trades in its metrics and has a window; a paper run has a period.
+    if isinstance(run, ValidationRun):
+        start, end, trades = run.window_start, run.window_end, metrics.get("trades")
+        in_sample, benchmarks = run.in_sample, run.benchmark_metrics
+    else:
+        start, end, trades = run.period_start, run.period_end, run.trades
+        in_sample, benchmarks = False, {}
     exploratory = bool(getattr(run, "exploratory", False))
     warnings = []
     if not trades:
@@ -210,7 +223,7 @@ def run_evidence(run: ValidationRun | PaperTradingRun | None, what: str) -> dict
     if exploratory:
         reasons = "; ".join(getattr(run, "exploratory_reasons", []) or []) or "no reason given"
         warnings.append(f"{what} #{run.pk} is exploratory ({reasons}): not evidence for approval")
-    if is_validation and run.in_sample:
+    if in_sample:
         warnings.append(f"{what} #{run.pk} overlaps the training data (in-sample)")
     conditions = metrics.get("market_conditions") or metrics.get("regimes")
     if isinstance(conditions, dict):
@@ -229,7 +242,7 @@ def run_evidence(run: ValidationRun | PaperTradingRun | None, what: str) -> dict
         "metrics": [
             {"key": key, "text": formatting.metric(key, metrics.get(key))} for key in RUN_METRICS
         ],
-        "benchmarks": run.benchmark_metrics if is_validation else {},
+        "benchmarks": benchmarks,
         "gates": [
             {
                 "name": g.get("name"),

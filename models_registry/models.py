@@ -8,7 +8,8 @@ State lives here and changes only through the services in
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Collection
+from typing import Any, ClassVar, Self
 
 import pgtrigger
 from django.conf import settings
@@ -98,6 +99,9 @@ class StateProtectedModel(models.Model):
     """A model whose ``state`` changes only inside ``allow_state_change()`` of a service."""
 
     objects = ProtectedStateQuerySet.as_manager()
+    # Each concrete model declares its own ``state`` field with its own choices.
+    state: str
+    _loaded_state: str | None  # the state as read from the database, None before
     _state_change_allowed = False
     _initial_state = "trained"
 
@@ -120,8 +124,10 @@ class StateProtectedModel(models.Model):
         self._loaded_state = self.state
 
     @classmethod
-    def from_db(cls, db: Any, field_names: Any, values: Any) -> Any:
-        instance = super().from_db(db, field_names, values)
+    def from_db(
+        cls, db: str | None, field_names: Collection[str], values: Collection[Any], **kwargs: Any
+    ) -> Self:
+        instance = super().from_db(db, field_names, values, **kwargs)
         instance._loaded_state = instance.__dict__.get("state")
         return instance
 
@@ -716,3 +722,77 @@ class TargetChange(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise DeletionRefused("Target changes are never deleted.")
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise RegistryError(f"{self.model.__name__} records are append-only: no update.")
+
+    def delete(self) -> Any:
+        raise DeletionRefused(f"{self.model.__name__} records are append-only: no delete.")
+
+
+class ModelTrial(models.Model):
+    """One attempt at a model name on a span of data: the count the deflated Sharpe ratio needs.
+
+    A validation run (exploratory or not) and each training or search trial is one row,
+    written in the same transaction as what it records. Append-only, like the audit trail:
+    a trial nobody can forget is the point (Bailey & López de Prado 2014: the number of
+    trials is what turns a lucky maximum into an honest probability).
+    """
+
+    KIND_VALIDATION = "validation"
+    KIND_EXPLORATORY = "exploratory_validation"
+    KIND_SCHEDULED = "scheduled_validation"
+    KIND_TRAINING = "training"
+    KIND_SEARCH = "search"
+    KIND_CHOICES: ClassVar = [
+        (KIND_VALIDATION, "Policy validation run"),
+        (KIND_EXPLORATORY, "Exploratory validation run"),
+        (KIND_SCHEDULED, "Scheduled re-validation"),
+        (KIND_TRAINING, "Training"),
+        (KIND_SEARCH, "Search trial"),
+    ]
+
+    model_name = models.CharField(max_length=100, db_index=True)
+    kind = models.CharField(max_length=30, choices=KIND_CHOICES)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="trials"
+    )
+    validation_run = models.OneToOneField(
+        ValidationRun, null=True, blank=True, on_delete=models.PROTECT, related_name="trial"
+    )
+    window_start = models.DateTimeField(help_text="First bar the attempt read or was judged on.")
+    window_end = models.DateTimeField(help_text="Last bar the attempt read or was judged on.")
+    sharpe_per_bar = models.FloatField(
+        null=True, blank=True, help_text="Per-bar Sharpe ratio, where the attempt measured one."
+    )
+    detail = models.JSONField(default=dict, blank=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["-id"]
+        indexes: ClassVar = [models.Index(fields=["model_name", "window_start", "window_end"])]
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(window_end__gte=F("window_start")), name="trial_window_is_ordered"
+            )
+        ]
+        triggers: ClassVar = [
+            pgtrigger.Protect(
+                name="model_trial_append_only", operation=pgtrigger.Update | pgtrigger.Delete
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"trial #{self.pk} of {self.model_name} ({self.kind})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise RegistryError("Model trials are append-only: no update.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise DeletionRefused("Model trials are append-only: no delete.")

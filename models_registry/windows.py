@@ -31,7 +31,8 @@ class WindowError(ValueError):
 
 def version_windows(metadata: Mapping[str, Any], interval: str) -> dict[str, datetime | None]:
     """The five window columns of a version; None where the metadata has no splits."""
-    splits = metadata.get("splits") if isinstance(metadata.get("splits"), Mapping) else {}
+    raw_splits = metadata.get("splits")
+    splits: Mapping[str, Any] = raw_splits if isinstance(raw_splits, Mapping) else {}
     try:
         step = interval_timedelta(interval)
         first_unseen = policy_window_start(metadata, step)

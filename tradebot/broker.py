@@ -78,7 +78,7 @@ class AtomicFilesystemChannel(filesystem.Channel):
         except OSError as exc:
             raise ChannelError(f"Cannot add message {name!r} to the broker folder: {exc}") from exc
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
         wanted = f"{queue}.msg"
         folder = Path(self.data_folder_in)
         for name in sorted(entry.name for entry in folder.iterdir()):

@@ -22,6 +22,7 @@ the reason: a gate reading it fails, it never passes by default.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -120,12 +121,13 @@ def sharpe_significance(
     *,
     benchmark_sharpe: float,
     trials: int,
-    trial_sharpes: list[float] | None = None,
+    trial_sharpes: Sequence[float | None] | None = None,
 ) -> SharpeSignificance:
     """PSR against `benchmark_sharpe` (per bar) and DSR for `trials` attempts.
 
-    V[SR_n] is the variance of the trials' per-bar Sharpe ratios when at least two are given,
-    else the sampling variance of this estimate (the least the noise of N trials spreads).
+    V[SR_n] is the larger of the variance of the trials' per-bar Sharpe ratios (when at least
+    two are known) and the sampling variance of this estimate: a handful of similar trials
+    must not shrink the expected maximum below what sampling noise alone gives N trials.
     """
     trials = max(1, int(trials))
     moments = return_moments(returns)
@@ -133,10 +135,10 @@ def sharpe_significance(
         return SharpeSignificance(None, None, None, trials, None, moments)
     args = (moments.n, moments.skew, moments.kurtosis)
     psr = probabilistic_sharpe(moments.sharpe, benchmark_sharpe, *args)
-    if trial_sharpes is not None and len(trial_sharpes) >= 2:
-        variance = float(np.var(np.asarray(trial_sharpes, dtype=np.float64), ddof=1))
-    else:
-        variance = sharpe_variance_under_null(*args, moments.sharpe)
+    variance = sharpe_variance_under_null(*args, moments.sharpe)
+    known = [s for s in (trial_sharpes or []) if s is not None and math.isfinite(s)]
+    if len(known) >= 2:
+        variance = max(variance, float(np.var(np.asarray(known, dtype=np.float64), ddof=1)))
     sr0 = expected_max_sharpe(trials, variance)
     dsr = probabilistic_sharpe(moments.sharpe, sr0, *args)
     reason = "" if psr is not None and dsr is not None else "non-normality term is not positive"

@@ -7,7 +7,7 @@ content hash) from the store, call `run_backtest`, and record `BacktestRun.to_di
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -16,6 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.backtest.baselines import (
+    DEFAULT_SEEDS,
+    always_flat,
+    mean_holding_bars,
+    random_long_flat_baseline,
+)
+from engine.backtest.deflated import return_moments, sharpe_significance
 from engine.backtest.errors import BacktestError
 from engine.backtest.gates import GateResult, evaluate_gates, gates_passed
 from engine.backtest.guards import NOT_APPLICABLE, check_out_of_sample
@@ -221,6 +228,9 @@ def run_backtest(
     allow_in_sample: bool = False,
     gates: Mapping[str, float] | None = None,
     check_lookahead: bool = True,
+    trials: int = 1,
+    trial_sharpes: Sequence[float | None] | None = None,
+    baseline_seeds: int = DEFAULT_SEEDS,
     data_content_hash: str | None = None,
     output_dir: Path | str | None = None,
     progress: Progress | None = None,
@@ -294,8 +304,17 @@ def run_backtest(
 
     targets = all_targets.loc[window_start:window_end]
     window = candles.loc[window_start:window_end]
-    say(f"simulating {len(window)} bars")
-    result = simulate(window, targets, config)
+    say(f"simulating {len(window)} bars, then {baseline_seeds} random long/flat paths")
+    result, judged = simulate_and_judge(
+        window,
+        targets,
+        config,
+        gates=gates,
+        sample_status=sample_status,
+        trials=trials,
+        trial_sharpes=trial_sharpes,
+        seeds=baseline_seeds,
+    )
     part_results = []
     if walk_forward > 1:
         for number, (a, b) in enumerate(parts, start=1):
@@ -308,10 +327,7 @@ def run_backtest(
                     simulate(piece, targets.iloc[a:b], config),
                 )
             )
-    gate_results = [
-        *evaluate_gates(result.metrics, gates, sample_status=sample_status),
-        lookahead_gate(finding),
-    ]
+    gate_results = [*judged, lookahead_gate(finding)]
     run = BacktestRun(
         strategy=strategy,
         window_start=window_start,
@@ -336,6 +352,79 @@ def run_backtest(
         title = f"{strategy} {window_start:%Y-%m-%d} to {window_end:%Y-%m-%d} ({sample_status})"
         run.files = write_report(result, Path(output_dir), stem, run.to_dict(), title)
     return run
+
+
+def per_bar_returns(equity: pd.Series, initial_equity: float) -> np.ndarray:
+    """Simple returns of the equity marked at each close, the first from the initial equity."""
+    values = equity.to_numpy(dtype=np.float64)
+    previous = np.concatenate(([initial_equity], values[:-1]))
+    return values / previous - 1.0
+
+
+def simulate_and_judge(
+    window: pd.DataFrame,
+    targets: pd.Series,
+    config: SimulationConfig,
+    *,
+    gates: Mapping[str, float] | None = None,
+    sample_status: str = NOT_APPLICABLE,
+    trials: int = 1,
+    trial_sharpes: Sequence[float | None] | None = None,
+    seeds: int = DEFAULT_SEEDS,
+) -> tuple[BacktestResult, list[GateResult]]:
+    """Simulate `targets` on `window`, add significance and baselines, and apply the gates.
+
+    The one judgement every backtest gets; `run_backtest` adds the look-ahead gate on top.
+    """
+    result = simulate(window, targets, config)
+    add_judgement_metrics(result, window, trials=trials, trial_sharpes=trial_sharpes, seeds=seeds)
+    return result, evaluate_gates(result.metrics, gates, sample_status=sample_status)
+
+
+def add_judgement_metrics(
+    result: BacktestResult,
+    window: pd.DataFrame,
+    *,
+    trials: int,
+    trial_sharpes: Sequence[float | None] | None,
+    seeds: int,
+) -> None:
+    """Put PSR, DSR and the baselines into `result.metrics`, where the gates read them.
+
+    PSR is against buy-and-hold's per-bar Sharpe ratio over the same bars; DSR against the
+    Sharpe ratio the best of `trials` skill-less attempts would reach (engine.backtest.deflated).
+    """
+    metrics = result.metrics
+    initial = result.config.initial_equity
+    hold = metrics.get("buy_and_hold") or {}
+    benchmark = 0.0
+    if result.buy_and_hold_equity is not None:
+        moments = return_moments(per_bar_returns(result.buy_and_hold_equity, initial))
+        benchmark = 0.0 if isinstance(moments, str) else moments.sharpe
+    significance = sharpe_significance(
+        per_bar_returns(result.equity, initial),
+        benchmark_sharpe=benchmark,
+        trials=trials,
+        trial_sharpes=list(trial_sharpes) if trial_sharpes is not None else None,
+    )
+    metrics.update(significance.to_dict())
+    metrics["benchmark_sharpe_per_bar"] = benchmark
+    random = random_long_flat_baseline(
+        window,
+        exposure=float(metrics["exposure"]),
+        mean_holding_bars=mean_holding_bars(result.trades),
+        model_total_return=float(metrics["total_return"]),
+        fee_bps=result.config.fee_bps,
+        slippage_bps=result.config.slippage_bps,
+        seeds=seeds,
+    )
+    metrics["baselines"] = {
+        "buy_and_hold": {
+            key: hold.get(key) for key in ("total_return", "sharpe", "max_drawdown", "n_trades")
+        },
+        "always_flat": always_flat(),
+        "random_long_flat": random.to_dict(),
+    }
 
 
 LOOKAHEAD_SKIPPED = "the look-ahead check was skipped"

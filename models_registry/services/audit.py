@@ -19,6 +19,7 @@ with the database rewrote it and recomputed every hash. So:
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import json
@@ -29,10 +30,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, TypedDict
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
@@ -40,9 +41,30 @@ from django.utils import timezone
 from models_registry.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
-_CONFIGURED = object()  # compute_row_hash(key=_CONFIGURED): use the configured key
+
+
+class _Configured(enum.Enum):
+    """compute_row_hash(key=_CONFIGURED): use the configured key (None means unkeyed)."""
+
+    KEY = "configured"
+
+
+_CONFIGURED: Final = _Configured.KEY
 # Any constant works; it only has to be the same for every writer.
 _AUDIT_ADVISORY_LOCK_KEY = 727_274_001
+
+
+class RowContent(TypedDict):
+    """The hashed columns of an audit row, besides prev_hash."""
+
+    event_time: datetime
+    actor_id: int | None
+    actor_repr: str
+    event_type: str
+    object_type: str
+    object_id: str
+    object_repr: str
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -110,16 +132,17 @@ def parse_anchor_lines(
             continue
         try:
             document = json.loads(line)
-            body = {"last_id": int(document["last_id"]), "row_hash": str(document["row_hash"])}
+            last_id, row_hash = int(document["last_id"]), str(document["row_hash"])
         except (ValueError, KeyError, TypeError):
             problems.append(f"{source} line {number} is not an anchor")
             continue
         if key is not None:
+            body = {"last_id": last_id, "row_hash": row_hash}
             mac = hmac.new(key, canonical_json(body).encode(), "sha256").hexdigest()
             if not hmac.compare_digest(mac, str(document.get("mac", ""))):
                 problems.append(f"{source} line {number}: anchor MAC is wrong (forged anchor?)")
                 continue
-        anchors.append(Anchor(body["last_id"], body["row_hash"], f"{source} line {number}"))
+        anchors.append(Anchor(last_id, row_hash, f"{source} line {number}"))
     return anchors, problems
 
 
@@ -215,7 +238,7 @@ def compute_row_hash(
     object_id: str,
     object_repr: str,
     data: dict[str, Any],
-    key: bytes | object | None = None,
+    key: bytes | Literal[_Configured.KEY] | None = None,
 ) -> str:
     """sha256 of the row's canonical content, or its HMAC-SHA256 under `key` (pass
     `key=_CONFIGURED` for the configured key)."""
@@ -252,7 +275,7 @@ def _keyed_hmac(key: bytes) -> hmac.HMAC:
 def audit_event_record(
     *,
     event_type: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     obj: Model | None = None,
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
@@ -263,7 +286,7 @@ def audit_event_record(
         last = AuditEvent.objects.order_by("-id").values_list("row_hash", flat=True).first()
         prev_hash = last or GENESIS_HASH
         event_time = timezone.now()
-        fields = {
+        fields: RowContent = {
             "event_time": event_time,
             "actor_id": actor_obj.pk if actor_obj else None,
             "actor_repr": actor_obj.get_username() if actor_obj else "system",

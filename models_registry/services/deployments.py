@@ -10,17 +10,18 @@ the outcome, then moves the version on through the lifecycle service.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from deployment import runner
+from deployment import crash_points, runner
 from deployment.targets import ArtifactSpec, HostSpec, TargetConfigError, TargetSpec
 from deployment.windows import WindowSpecError, next_window_start, window_allows
 from models_registry.models import (
@@ -128,7 +129,7 @@ def deployment_request(
     *,
     model_version: ModelVersion,
     target: DeploymentTarget,
-    requested_by: AbstractBaseUser,
+    requested_by: User,
     force_reason: str = "",
     schedule_if_closed: bool = False,
     enqueue: bool = True,
@@ -161,9 +162,7 @@ def deployment_request(
         raise
 
 
-def _check_deploy_allowed(
-    version: ModelVersion, target: DeploymentTarget, user: AbstractBaseUser
-) -> Any:
+def _check_deploy_allowed(version: ModelVersion, target: DeploymentTarget, user: User) -> Any:
     if target.environment == Environment.STAGING:
         if not user.has_perm("models_registry.stage_modelversion"):
             raise DeploymentRefused(f"{user.get_username()} may not deploy to staging.")
@@ -213,7 +212,7 @@ def _create_deployment(
     *,
     version: ModelVersion,
     target: DeploymentTarget,
-    requested_by: AbstractBaseUser,
+    requested_by: User,
     kind: str,
     approval: Any,
     status: str,
@@ -300,7 +299,7 @@ def queue_deployment(deployment_id: int) -> None:
 def rollback_request(
     *,
     target: DeploymentTarget,
-    requested_by: AbstractBaseUser,
+    requested_by: User,
     comment: str,
     to_version_number: int | None = None,
     model_name: str | None = None,
@@ -368,7 +367,7 @@ def _rollback_destination(
 
 def _record_refusal(
     event_type: str,
-    user: AbstractBaseUser | None,
+    user: User | None,
     version: ModelVersion | None,
     target: DeploymentTarget,
     exc: Exception,
@@ -389,10 +388,10 @@ def _record_refusal(
 def deployment_claim(deployment_id: int, task_id: str = "") -> Deployment | None:
     """Move a queued deployment to running; None if it is not queued (a redelivery)."""
     claim = deployment_claim_for_task(deployment_id, task_id=task_id)
-    return None if claim.redelivered else claim.job  # type: ignore[return-value]
+    return None if claim.redelivered else claim.job
 
 
-def deployment_claim_for_task(deployment_id: int, *, task_id: str) -> jobs.Claim:
+def deployment_claim_for_task(deployment_id: int, *, task_id: str) -> jobs.Claim[Deployment]:
     """The worker's claim (see ``jobs.job_claim``); a redelivery is reported, not re-run."""
     claim = jobs.job_claim(
         model=Deployment, pk=deployment_id, task_id=task_id, event_type="deployment_started"
@@ -522,6 +521,8 @@ def deployment_finish(
                 "needs_attention": needs_attention,
             },
         )
+        # test-only (kill -9 when armed): the transaction dies with the worker
+        crash_points.reached("deploy_finish_recorded")
         # Same transaction: a crash can no longer leave a finished deployment beside a
         # version whose state never moved.
         _advance_lifecycle(locked)
@@ -572,7 +573,8 @@ def start_due_deployments(now: datetime | None = None) -> list[int]:
     for deployment in Deployment.objects.filter(
         status=DeploymentStatus.SCHEDULED, scheduled_for__lte=now
     ).select_related("target"):
-        if active_deployment(deployment.target) is not None:
+        # The filter reads scheduled_for <= now, so it is set; the check tells the type checker.
+        if active_deployment(deployment.target) is not None or deployment.scheduled_for is None:
             continue
         try:
             with transaction.atomic():
@@ -582,7 +584,7 @@ def start_due_deployments(now: datetime | None = None) -> list[int]:
                     event_type="deployment_window_opened",
                     data={"scheduled_for": deployment.scheduled_for.isoformat()},
                 )
-                transaction.on_commit(lambda pk=deployment.pk: queue_deployment(pk))
+                transaction.on_commit(functools.partial(queue_deployment, deployment.pk))
                 started.append(deployment.pk)
         except (IntegrityError, jobs.JobTransitionRefused):
             continue

@@ -16,11 +16,12 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from models_registry.guards import transition_write
@@ -38,6 +39,8 @@ from tradebot.queues import BACKTEST, QUEUE_LIMITS
 logger = logging.getLogger(__name__)
 
 Job = ValidationRun | PaperTradingRun | Deployment
+# A job function hands back the kind of row it was given.
+JobT = TypeVar("JobT", bound=Job)
 
 _RUN_MOVES: dict[str, frozenset[str]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.ERROR}),
@@ -82,17 +85,17 @@ def is_finished(job: Job) -> bool:
 
 def job_transition(
     *,
-    job: Job,
+    job: JobT,
     to: str,
     event_type: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     data: dict[str, Any] | None = None,
     fields: dict[str, Any] | None = None,
-) -> Job:
+) -> JobT:
     """Move ``job`` to ``to`` with one audit event; returns the locked, updated row."""
     model = type(job)
     with transaction.atomic():
-        locked = model.objects.select_for_update().get(pk=job.pk)
+        locked = _locked(model, job.pk)
         source = locked.status
         if to not in ALLOWED[model].get(source, frozenset()):
             raise JobTransitionRefused(
@@ -114,6 +117,11 @@ def job_transition(
     return locked
 
 
+def _locked(model: type[JobT], pk: int) -> JobT:
+    # The manager of type[JobT] returns JobT; mypy only sees the bound's union of managers.
+    return cast(JobT, model.objects.select_for_update().get(pk=pk))
+
+
 def _after_commit(job: Job, event_id: int) -> None:
     from models_registry.services import notifications
 
@@ -123,15 +131,15 @@ def _after_commit(job: Job, event_id: int) -> None:
 
 
 @dataclass(frozen=True)
-class Claim:
+class Claim(Generic[JobT]):
     """What a delivered task may do with its row."""
 
-    job: Job | None
+    job: JobT | None
     redelivered: bool = False
     reason: str = ""
 
 
-def job_claim(*, model: type, pk: int, task_id: str, event_type: str) -> Claim:
+def job_claim(*, model: type[JobT], pk: int, task_id: str, event_type: str) -> Claim[JobT]:
     """Claim a queued row for the task it was created with.
 
     Same task id on a running row: this task's own message, redelivered after its
@@ -139,7 +147,7 @@ def job_claim(*, model: type, pk: int, task_id: str, event_type: str) -> Claim:
     refused, whatever the status. An inline caller passes the id it stored (or none).
     """
     with transaction.atomic():
-        locked = model.objects.select_for_update().get(pk=pk)
+        locked = _locked(model, pk)
         owner = locked.task_id
         if owner and task_id and owner != task_id:
             return Claim(None, reason=f"belongs to task {owner}, not {task_id}")
@@ -192,9 +200,9 @@ def runs_reconcile(
         running_cutoff = now - lease
         stuck_queued = model.objects.filter(status=RunStatus.QUEUED, created_at__lte=queued_cutoff)
         stuck_running = model.objects.filter(
-            status=RunStatus.RUNNING, started_at__lte=running_cutoff
-        ) | model.objects.filter(
-            status=RunStatus.RUNNING, started_at__isnull=True, created_at__lte=running_cutoff
+            Q(started_at__lte=running_cutoff)
+            | Q(started_at__isnull=True, created_at__lte=running_cutoff),
+            status=RunStatus.RUNNING,
         )
         for run in stuck_queued:
             ended.append(

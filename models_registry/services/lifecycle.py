@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -88,7 +88,7 @@ def _transition(
     model_version: ModelVersion,
     sources: Iterable[str],
     target: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     event_type: str,
     gate: Callable[[ModelVersion], dict[str, Any]] | None = None,
     extra_fields: dict[str, Any] | None = None,
@@ -252,7 +252,7 @@ def _staging_gate(offered: Deployment) -> Callable[[ModelVersion], dict[str, Any
     return gate
 
 
-def _approval_gate(approver: AbstractBaseUser) -> Callable[[ModelVersion], dict[str, Any]]:
+def _approval_gate(approver: User) -> Callable[[ModelVersion], dict[str, Any]]:
     def gate(version: ModelVersion) -> dict[str, Any]:
         _refuse_short_history(version)
         if not approver.has_perm("models_registry.approve_modelversion"):
@@ -291,7 +291,7 @@ def _approval_gate(approver: AbstractBaseUser) -> Callable[[ModelVersion], dict[
 
 @audited_refusal("model_version_validate", "actor")
 def model_version_validate(
-    *, model_version: ModelVersion, validation_run: ValidationRun, actor: AbstractBaseUser | None
+    *, model_version: ModelVersion, validation_run: ValidationRun, actor: User | None
 ) -> ModelVersion:
     with transaction.atomic():
         return _transition(
@@ -306,7 +306,7 @@ def model_version_validate(
 
 @audited_refusal("model_version_mark_paper_tested", "actor")
 def model_version_mark_paper_tested(
-    *, model_version: ModelVersion, paper_run: PaperTradingRun, actor: AbstractBaseUser | None
+    *, model_version: ModelVersion, paper_run: PaperTradingRun, actor: User | None
 ) -> ModelVersion:
     with transaction.atomic():
         return _transition(
@@ -321,7 +321,7 @@ def model_version_mark_paper_tested(
 
 @audited_refusal("model_version_stage", "actor")
 def model_version_stage(
-    *, model_version: ModelVersion, deployment: Deployment, actor: AbstractBaseUser | None
+    *, model_version: ModelVersion, deployment: Deployment, actor: User | None
 ) -> ModelVersion:
     """Staging passed: the version now awaits approval, requested by ``actor``."""
     requester = deployment.requested_by or actor
@@ -346,7 +346,7 @@ def model_version_stage(
 
 @audited_refusal("model_version_approve", "approved_by")
 def model_version_approve(
-    *, model_version: ModelVersion, approved_by: AbstractBaseUser, comment: str
+    *, model_version: ModelVersion, approved_by: User, comment: str
 ) -> Approval:
     if not comment or not comment.strip():
         raise GateFailed("An approval needs a comment saying what was checked.")
@@ -376,7 +376,7 @@ def model_version_approve(
 
 @audited_refusal("model_version_reject", "rejected_by")
 def model_version_reject(
-    *, model_version: ModelVersion, rejected_by: AbstractBaseUser, comment: str
+    *, model_version: ModelVersion, rejected_by: User, comment: str
 ) -> Approval:
     if not comment or not comment.strip():
         raise GateFailed("A rejection needs a reason.")
@@ -427,7 +427,7 @@ def require_deployable_approval(version: ModelVersion) -> Approval:
 
 @audited_refusal("model_version_mark_in_production", "actor")
 def model_version_mark_in_production(
-    *, model_version: ModelVersion, deployment: Deployment, actor: AbstractBaseUser | None
+    *, model_version: ModelVersion, deployment: Deployment, actor: User | None
 ) -> ModelVersion:
     """A production deployment succeeded: this version is live, the one it replaced retires."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils.dateparse import parse_datetime
@@ -33,6 +33,7 @@ from models_registry.market_conditions import (
 from models_registry.models import ModelVersion, RegistryError
 from models_registry.onnx_check import check_onnx_in_subprocess
 from models_registry.services.audit import audit_event_record
+from models_registry.services.trials import trials_record_for_version
 from models_registry.windows import WindowError, declared_contradiction, version_windows
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]{1,20}_(sentiment|price)$")
@@ -158,7 +159,7 @@ def _refuse_symlink(path: Path) -> None:
 def model_version_create(
     *,
     source_dir: Path,
-    created_by: AbstractBaseUser | None,
+    created_by: User | None,
     source: str = "trained",
     origin_key: str | None = None,
     conditions_override: dict[str, str] | None = None,
@@ -208,7 +209,7 @@ def onnx_check_timeout() -> float:
 def model_version_register(
     *,
     source_dir: Path,
-    registered_by: AbstractBaseUser | None,
+    registered_by: User | None,
     out_of_sample_from: datetime | None = None,
     allow_missing_conditions: str | None = None,
 ) -> tuple[ModelVersion, dict[str, Any]]:
@@ -304,7 +305,8 @@ def _refuse_oversized(source_dir: Path) -> None:
 
 def _refuse_io_mismatch(metadata: dict[str, Any], check: dict[str, Any], source: str) -> None:
     """The metadata's declared input/output names must be the ones the file really has."""
-    declared = metadata.get("onnx") if isinstance(metadata.get("onnx"), dict) else {}
+    raw_declared = metadata.get("onnx")
+    declared: dict[str, Any] = raw_declared if isinstance(raw_declared, dict) else {}
     for key, side in (("input_name", "inputs"), ("output_name", "outputs")):
         expected = declared.get(key)
         actual = [arg["name"] for arg in check.get(side, [])]
@@ -316,7 +318,7 @@ def _refuse_io_mismatch(metadata: dict[str, Any], check: dict[str, Any], source:
 
 def _create_once(
     artifacts: ArtifactSet,
-    created_by: AbstractBaseUser | None,
+    created_by: User | None,
     source: str,
     origin_key: str | None,
     conditions_override: dict[str, str] | None = None,
@@ -371,6 +373,7 @@ def _create_once(
                     **_repair_of(metadata),
                 },
             )
+            trials_record_for_version(version)  # counted for its validations' DSR (#12)
             if conditions_override is not None:
                 audit_event_record(
                     event_type="market_conditions_override",

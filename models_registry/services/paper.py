@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from engine.backtest import SimulationConfig, compute_metrics, simulate
@@ -544,7 +544,7 @@ def _media_relative(path: Path | None) -> str:
 def paper_run_create_inline(
     *,
     model_version: ModelVersion,
-    requested_by: AbstractBaseUser | None,
+    requested_by: User | None,
     options: PaperOptions,
 ) -> PaperTradingRun:
     """A run executed right here (``paper_trade_version``), claimed and not queued."""

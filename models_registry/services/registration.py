@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from models_registry.models import ModelVersion
 from models_registry.services.model_versions import (
@@ -36,7 +36,7 @@ def model_version_register_upload(
     onnx_upload: Any,
     metadata_upload: Any,
     plot_upload: Any | None,
-    registered_by: AbstractBaseUser,
+    registered_by: User,
 ) -> ModelVersion:
     if onnx_upload.size > max_upload_bytes():
         raise ArtifactError(

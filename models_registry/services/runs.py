@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from deployment import crash_points
 from models_registry.models import (
     FINISHED_RUN_STATUSES,
     ModelState,
@@ -28,8 +29,12 @@ from models_registry.models import (
 )
 from models_registry.services import jobs, lifecycle
 from models_registry.services.audit import audit_event_record
+from models_registry.services.trials import trial_record_for_run
 
 logger = logging.getLogger(__name__)
+
+# A run function hands back the kind of run it was given.
+RunT = TypeVar("RunT", bound=ValidationRun | PaperTradingRun)
 
 
 @dataclass
@@ -58,7 +63,7 @@ class RunOutcome:
 def validation_run_request(
     *,
     model_version: ModelVersion,
-    requested_by: AbstractBaseUser | None,
+    requested_by: User | None,
     config: dict[str, Any] | None = None,
 ) -> ValidationRun:
     return _run_request(
@@ -70,7 +75,7 @@ def validation_run_request(
 def paper_run_request(
     *,
     model_version: ModelVersion,
-    requested_by: AbstractBaseUser | None,
+    requested_by: User | None,
     config: dict[str, Any] | None = None,
 ) -> PaperTradingRun:
     return _run_request(
@@ -82,7 +87,7 @@ def paper_run_request(
 def _run_request(
     model: Any,
     version: ModelVersion,
-    requested_by: AbstractBaseUser | None,
+    requested_by: User | None,
     config: dict[str, Any] | None,
     *,
     needs: str,
@@ -128,7 +133,7 @@ def _queue(run: ValidationRun | PaperTradingRun) -> None:
         run_fail(run=run, error=f"could not queue its task ({type(exc).__name__}: {exc})")
 
 
-def run_claim(run: ValidationRun | PaperTradingRun, *, task_id: str = "") -> jobs.Claim:
+def run_claim(run: RunT, *, task_id: str = "") -> jobs.Claim[RunT]:
     """The worker's claim on its run (see ``jobs.job_claim``)."""
     kind = "validation" if isinstance(run, ValidationRun) else "paper"
     return jobs.job_claim(
@@ -147,6 +152,7 @@ def run_mark_running(run: ValidationRun | PaperTradingRun, *, task_id: str = "")
 
 def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> ValidationRun:
     """Record a finished validation; a passing one validates the version."""
+    crash_points.reached("validation_computed")  # test-only: kill -9 here when armed
     with transaction.atomic():
         run = ValidationRun.objects.select_for_update().get(pk=run.pk)
         if run.status in FINISHED_RUN_STATUSES:
@@ -174,6 +180,8 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
                 "exploratory_reasons": outcome.exploratory_reasons,
             },
         )
+        trial_record_for_run(run)  # every finished attempt counts for later DSRs (#12)
+        crash_points.reached("validation_recorded")  # the transaction dies with the worker
         # Same transaction: no reader ever sees a passed run on a version still 'trained'.
         # An exploratory run (lower costs, another window) is recorded but never moves it.
         if run.passed and run.kind == ValidationRun.KIND_BACKTEST and not outcome.exploratory:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
@@ -52,7 +52,7 @@ def config_values(obj: Model) -> dict[str, Any]:
     }
 
 
-def target_save(*, target: DeploymentTarget, actor: AbstractBaseUser | None) -> DeploymentTarget:
+def target_save(*, target: DeploymentTarget, actor: User | None) -> DeploymentTarget:
     """Create or edit a target; one audit event with the old and new values."""
     with transaction.atomic():
         old = _locked_values(target)
@@ -68,7 +68,7 @@ def target_save(*, target: DeploymentTarget, actor: AbstractBaseUser | None) -> 
     return target
 
 
-def host_save(*, host: DeploymentHost, actor: AbstractBaseUser | None) -> DeploymentHost:
+def host_save(*, host: DeploymentHost, actor: User | None) -> DeploymentHost:
     """Create or edit a host of a target, refusing one another target already uses."""
     with transaction.atomic():
         old = _locked_values(host)
@@ -97,12 +97,12 @@ def _refuse_shared_host(host: DeploymentHost) -> None:
 def _locked_values(obj: Model) -> dict[str, Any] | None:
     if obj.pk is None:
         return None
-    locked = type(obj).objects.select_for_update().filter(pk=obj.pk).first()
+    locked = type(obj)._default_manager.select_for_update().filter(pk=obj.pk).first()
     return config_values(locked) if locked is not None else None
 
 
 def _record(
-    obj: Model, actor: AbstractBaseUser | None, old: dict[str, Any] | None, kind: str, **extra: Any
+    obj: Model, actor: User | None, old: dict[str, Any] | None, kind: str, **extra: Any
 ) -> None:
     new = config_values(obj)
     changed = sorted(k for k in new if old is None or old.get(k) != new[k])
@@ -130,7 +130,7 @@ def _refuse_unconfirmed(obj: Model, old: dict[str, Any] | None, guarded: frozens
 def target_change_propose(
     *,
     target: DeploymentTarget,
-    proposed_by: AbstractBaseUser,
+    proposed_by: User,
     values: dict[str, Any],
     host: DeploymentHost | None = None,
     new_host: bool = False,
@@ -158,7 +158,7 @@ def target_change_propose(
 _UNGUARDED_OK = {"target": frozenset({"allowed_hours", "parallelism"}), "host": frozenset()}
 
 
-def target_change_confirm(*, change: TargetChange, confirmed_by: AbstractBaseUser) -> TargetChange:
+def target_change_confirm(*, change: TargetChange, confirmed_by: User) -> TargetChange:
     """A second deployer confirms: the change is applied with one audit event (old and new)."""
     _require_deployer(confirmed_by, "confirm a production target change")
     with transaction.atomic():
@@ -205,6 +205,6 @@ def _change_subject(change: TargetChange) -> Model:
     return DeploymentHost(target=change.target)
 
 
-def _require_deployer(user: AbstractBaseUser, what: str) -> None:
+def _require_deployer(user: User, what: str) -> None:
     if not user.has_perm(DEPLOY_PERMISSION):
         raise TargetChangeRefused(f"{user.get_username()} may not {what}: needs the deployer role.")

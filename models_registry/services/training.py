@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from engine.data import (
     DataError,
@@ -306,7 +306,7 @@ def training_run(
     *,
     symbol: str,
     options: dict[str, Any],
-    requested_by: AbstractBaseUser | None,
+    requested_by: User | None,
     origin_key: str | None = None,
     on_epoch: EpochCallback | None = None,
     output_dir: Path | None = None,

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from engine.backtest import BacktestError, BacktestRun, run_backtest
@@ -49,6 +49,7 @@ from models_registry.services.runs import (
     run_mark_running,
     validation_run_complete,
 )
+from models_registry.services.trials import TrialCount, trials_for_window
 
 DEFAULT_DAYS = 90  # the policy default; see models_registry.gates.DEFAULT_VALIDATION_POLICY
 # The store has one known missing hour; a few missing bars are filled forward (and recorded),
@@ -179,6 +180,8 @@ class ModelSource:
     interval: str
     # A registry version's stated first unseen bar: the policy window starts there.
     first_unseen_at: pd.Timestamp | None = None
+    # The registry version itself: its recorded trials are counted for the DSR.
+    version: ModelVersion | None = None
 
     @classmethod
     def for_version(cls, version: ModelVersion) -> ModelSource:
@@ -189,6 +192,7 @@ class ModelSource:
             version.symbol,
             version.interval,
             first_unseen,
+            version,
         )
 
     @property
@@ -257,6 +261,7 @@ def validation_backtest(
         chosen = policy_run(
             data_dir, source, metadata, options, policy, (window_start, window_end), judge_window
         )
+        counted = trials_counted(source, window_start, window_end)
         history_bars = _history_bars(predictor)
         candles, store_hash, repair = store_candles_read(
             data_dir, source, window_start, window_end, history_bars, options.max_fill
@@ -274,6 +279,8 @@ def validation_backtest(
             walk_forward=options.walk_forward,
             allow_in_sample=options.allow_in_sample,
             gates=gates,
+            trials=counted.trials,
+            trial_sharpes=counted.sharpes,
             data_content_hash=store_hash,
             output_dir=output_dir,
             progress=progress,
@@ -300,6 +307,7 @@ def validation_backtest(
         ),
         "exploratory_reasons": reasons,
         "lookahead": run.lookahead,
+        "trials": counted.to_dict(),
     }
     return ValidationBacktest(
         run,
@@ -309,6 +317,21 @@ def validation_backtest(
         output_dir,
         run.files,
         exploratory_reasons=reasons,
+    )
+
+
+def trials_counted(source: ModelSource, start: pd.Timestamp, stop: pd.Timestamp) -> TrialCount:
+    """The attempts this run answers for; a model outside the registry has only itself.
+
+    Such a run (``run_backtest --no-db --model-path``) is a report that moves nothing.
+    """
+    if source.version is None:
+        return TrialCount(1, [], {})
+    return trials_for_window(
+        model_name=source.version.name,
+        version=source.version,
+        start=start.to_pydatetime(),
+        stop=stop.to_pydatetime(),
     )
 
 
@@ -623,7 +646,7 @@ def _options_part(config: Mapping[str, Any] | None) -> dict[str, Any]:
 def validation_run_create_inline(
     *,
     model_version: ModelVersion,
-    requested_by: AbstractBaseUser | None,
+    requested_by: User | None,
     options: ValidationOptions,
 ) -> ValidationRun:
     """A run executed right here (the ``run_backtest`` command), claimed and not queued."""
@@ -655,7 +678,7 @@ def validation_run_create_inline(
 def validation_run_inline(
     *,
     model_version: ModelVersion,
-    requested_by: AbstractBaseUser | None,
+    requested_by: User | None,
     options: ValidationOptions,
     progress: Progress | None = None,
 ) -> ValidationRun:

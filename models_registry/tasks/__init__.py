@@ -3,6 +3,15 @@
 Tasks take ids, fetch, call one service and report: no lifecycle logic lives here.
 """
 
-from models_registry.tasks import backtest, data, deploy, monitoring, paper, training, webhook
+from models_registry.tasks import (
+    backtest,
+    data,
+    deploy,
+    hosts,
+    monitoring,
+    paper,
+    training,
+    webhook,
+)
 
-__all__ = ["backtest", "data", "deploy", "monitoring", "paper", "training", "webhook"]
+__all__ = ["backtest", "data", "deploy", "hosts", "monitoring", "paper", "training", "webhook"]

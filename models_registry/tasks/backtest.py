@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from deployment import crash_points
 from models_registry.models import ValidationRun
 from models_registry.services.runs import run_claim, run_fail
 from models_registry.services.validation import validation_execute
@@ -29,6 +30,7 @@ def run_validation(self: Task, run_id: int) -> dict[str, Any]:
     # A redelivery of this task's own message (its worker died) runs it again: the
     # computation is deterministic and recording a finished run is idempotent.
     run = claim.job
+    crash_points.reached("validation_claimed")  # test-only: kill -9 here when armed
     try:
         finished = validation_execute(run)
     except Exception as exc:
@@ -36,6 +38,7 @@ def run_validation(self: Task, run_id: int) -> dict[str, Any]:
         logger.exception("validation run %s crashed", run_id)
         run_fail(run=run, error=f"unexpected error: {type(exc).__name__}: {exc}")
         raise
+    crash_points.reached("validation_committed")
     return {
         "run": finished.pk,
         "status": finished.status,

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import shared_task
 
+from deployment import crash_points
 from models_registry.services import deployments
 from tradebot.queues import DEFAULT, DEPLOY, queue_options
 
@@ -26,7 +27,9 @@ def run_deployment(self: Any, deployment_id: int) -> dict[str, Any]:
         return {"deployment": resumed.pk, "status": resumed.status, "resumed": True}
     if claim.job is None:
         return {"deployment": deployment_id, "skipped": claim.reason}
-    finished = deployments.deployment_execute(claim.job)  # type: ignore[arg-type]
+    crash_points.reached("deploy_claimed")  # test-only: kill -9 here when armed
+    finished = deployments.deployment_execute(claim.job)
+    crash_points.reached("deploy_committed")
     return {"deployment": finished.pk, "status": finished.status, "error": finished.error}
 
 

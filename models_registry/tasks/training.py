@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Task, shared_task
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from engine.training.config import EpochCallback
 from models_registry.services.training import (
@@ -45,7 +45,7 @@ def train_model_task(
     return {"model_version_id": version.pk, "name": version.name, "version": version.version}
 
 
-def _user(user_id: int | None) -> AbstractBaseUser | None:
+def _user(user_id: int | None) -> User | None:
     if user_id is None:
         return None
     user = get_user_model().objects.filter(pk=user_id).first()

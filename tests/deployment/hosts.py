@@ -257,7 +257,8 @@ class FakeHost:
         assert self.engine_alive(), f"engine pid {status.get('pid')} is not running"
 
     def stop_engine(self) -> None:
-        for pid in {*self.started_pids, *([self.engine_pid()] if self.engine_pid() else [])}:
+        engine_pid = self.engine_pid()
+        for pid in {*self.started_pids, *([engine_pid] if engine_pid else [])}:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

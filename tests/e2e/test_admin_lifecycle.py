@@ -33,6 +33,7 @@ from models_registry.services.local_targets import local_target_ensure
 from models_registry.services.model_versions import model_version_create
 from tests.conftest import PROJECT_ROOT
 from tests.registry.conftest import finished_deployment, passing_paper_run
+from tests.support.gates import loose_validation
 from tests.support.tiny_world import build_btc_store, tiny_full_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -41,7 +42,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "e2e"
 PASSWORD = "e2e-pass-Quartz-91"
 GENEROUS_GATES = {
-    "validation": {"min_sharpe": -100.0, "max_drawdown": 1.0, "min_trades": 0, "min_bars": 24},
+    "validation": loose_validation(min_sharpe=-100.0, max_drawdown=1.0, min_trades=0, min_bars=24),
     "paper": {"min_bars": 24, "max_drawdown": 1.0, "max_divergence": 1.0},
 }
 STORE_ROWS = 600 + 24 * 60

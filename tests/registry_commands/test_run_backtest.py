@@ -26,11 +26,12 @@ from models_registry.models import AuditEvent, ModelState, ModelVersion, RunStat
 from models_registry.services import runs
 from models_registry.services.model_versions import model_version_create
 from models_registry.tasks.backtest import run_validation
+from tests.support.gates import loose_validation
 from tests.support.tiny_world import build_btc_store, tiny_full_model
 
 STORE_ROWS = 1000
 GENEROUS_GATES = {
-    "validation": {"min_sharpe": -100, "max_drawdown": 1.0, "min_trades": 0, "min_bars": 10}
+    "validation": loose_validation(min_sharpe=-100, max_drawdown=1.0, min_trades=0, min_bars=10)
 }
 STRICT_GATES = {"validation": {"min_sharpe": 100}}
 REGISTRY_METRICS = (
@@ -139,7 +140,9 @@ def test_no_db_text_report_shows_gates_and_baseline(version: ModelVersion) -> No
 
     assert "not recorded: --no-db" in text
     assert "buy and hold" in text
-    assert "gate min_sharpe" in text and "gate out_of_sample" in text
+    assert "gate min_dsr" in text and "gate out_of_sample" in text
+    assert "gate beats_buy_and_hold_by" in text and "gate beats_always_flat_by" in text
+    assert "DSR" in text and "counted trial(s)" in text and "random long/flat (200 seeds" in text
     assert ValidationRun.objects.count() == 0
     version.refresh_from_db()
     assert version.state == ModelState.TRAINED
@@ -186,7 +189,18 @@ def test_recorded_run_has_window_hash_metrics_gates_and_plot(
     assert run.config["engine"]["fee_bps"] == 10.0
     assert run.config["gap_policy"]["fill_at_most_bars"] == 3
     gates = {g["name"]: g for g in run.gate_results}
-    assert set(gates) >= {"min_sharpe", "max_drawdown", "min_trades", "min_bars", "out_of_sample"}
+    assert set(gates) >= {
+        "min_dsr",
+        "total_return_above",
+        "beats_buy_and_hold_by",
+        "beats_always_flat_by",
+        "max_drawdown",
+        "min_trades",
+        "min_bars",
+        "out_of_sample",
+    }
+    assert "min_sharpe" not in gates  # superseded by the deflated Sharpe ratio
+    assert run.metrics["trials"] >= 2  # the version's training trial and this run
     assert all(set(g) >= {"name", "passed", "value", "threshold"} for g in gates.values())
     # 240 bars is below the default 720-bar minimum: the run fails that gate, honestly.
     assert gates["min_bars"]["passed"] is False and gates["min_bars"]["value"] == 240

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.management.base import CommandError
 
 
-def user_named(
-    username: str | None, *, required_because: str | None = None
-) -> AbstractBaseUser | None:
+def user_named(username: str | None, *, required_because: str | None = None) -> User | None:
     """The active user called ``username``; None when not given, unless ``required_because``."""
     if not username:
         if required_because:

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from models_registry.management.commands._deploy_common import get_target
 from models_registry.models import RegistryError
-from models_registry.services import deployments
+from models_registry.services.host_checks import target_host_check
 
 
 class Command(BaseCommand):
@@ -21,7 +21,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            report = deployments.target_status(get_target(options["target"]))
+            # Recorded as a host_check audit event: the fleet home shows the last one.
+            report, _ = target_host_check(
+                target=get_target(options["target"]), actor=None, source="deployment_status"
+            )
         except RegistryError as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:

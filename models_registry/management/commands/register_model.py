@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from engine.dates import iso_date_argument, parse_utc
@@ -96,7 +96,7 @@ class Command(BaseCommand):
             )
 
 
-def _registrant_named(username: str | None) -> AbstractBaseUser | None:
+def _registrant_named(username: str | None) -> User | None:
     user = user_named(username)
     if user is not None and not user.has_perm("models_registry.register_modelversion"):
         raise CommandError(f"--user {username!r} may not register models.")

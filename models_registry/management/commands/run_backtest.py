@@ -436,6 +436,7 @@ def text_report(summary: dict[str, Any]) -> str:
     lines.append(f"  {'metric':<28}{'strategy':>14}{'buy and hold':>16}")
     for name in REPORT_METRICS:
         lines.append(f"  {name:<28}{_fmt(metrics.get(name)):>14}{_fmt(hold.get(name)):>16}")
+    lines.extend(judgement_lines(metrics))
     for part in summary.get("walk_forward") or []:
         part_metrics = part["metrics"]
         lines.append(
@@ -448,6 +449,27 @@ def text_report(summary: dict[str, Any]) -> str:
         lines.append(f"  gate {gate['name']:<20}{verdict:<6}{gate.get('detail', '')}")
     lines.extend(f"  {kind}: {path}" for kind, path in summary["files"].items())
     return "\n".join(lines)
+
+
+def judgement_lines(metrics: dict[str, Any]) -> list[str]:
+    """Trials, PSR and DSR beside the Sharpe ratio, and the baselines the run is judged by."""
+    lines = [
+        f"  significance: sharpe {_fmt(metrics.get('sharpe'))}, PSR vs buy-and-hold "
+        f"{_fmt(metrics.get('psr'))}, DSR {_fmt(metrics.get('dsr'))} over "
+        f"{metrics.get('trials', '?')} counted trial(s)"
+        + (f" ({metrics['significance_reason']})" if metrics.get("significance_reason") else "")
+    ]
+    random = (metrics.get("baselines") or {}).get("random_long_flat")
+    if random:
+        spread = random["total_return_percentiles"]
+        lines.append(
+            f"  random long/flat ({random['seeds']} seeds, exposure "
+            f"{_fmt(random['exposure'])}, mean hold {_fmt(random['mean_holding_bars'])} bars): "
+            f"total return p5 {_fmt(spread['p5'])}, p50 {_fmt(spread['p50'])}, "
+            f"p95 {_fmt(spread['p95'])}; the model beats {_fmt(random['model_percentile'])}% "
+            "of them; always-flat 0"
+        )
+    return lines
 
 
 def _headline(summary: dict[str, Any]) -> str:
