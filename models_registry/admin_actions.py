@@ -34,6 +34,7 @@ from models_registry.models import (
     ValidationRun,
 )
 from models_registry.services import deployments, lifecycle, runs
+from models_registry.services.model_versions import search_plot_name
 
 
 def _report(request: HttpRequest, version: ModelVersion, ok: bool, text: str) -> None:
@@ -327,6 +328,7 @@ def version_page_context(object_id: str, user: Any = None) -> dict[str, Any]:
         "version_obj": version,
         "cockpit": admin_cockpit.banner(user, version) if user is not None else None,
         "search": (version.metadata or {}).get("search"),
+        "search_plot_url": _search_plot_url(version),
         "health_url": reverse("admin:models_registry_modelversion_health", args=[version.pk]),
         "validation_runs": list(version.validation_runs.all()[:20]),
         "paper_runs": list(version.paper_runs.all()[:20]),
@@ -413,6 +415,13 @@ def version_action_view(
     return response if response is not None else HttpResponseRedirect(page)
 
 
+def _search_plot_url(version: ModelVersion) -> str | None:
+    path = _trials_plot_path(version)
+    if path is None or not path.is_file():
+        return None
+    return reverse("admin:models_registry_artifact", args=["modelversion", version.pk, "trials"])
+
+
 ARTIFACT_SOURCES = {
     "modelversion": ModelVersion,
     "validationrun": ValidationRun,
@@ -421,17 +430,34 @@ ARTIFACT_SOURCES = {
 
 
 def artifact_view(request: HttpRequest, kind: str, pk: int, which: str) -> FileResponse:
-    """Serve a plot from the artifact store to a user allowed to view its record."""
+    """Serve a plot from the artifact store to a user allowed to view its record.
+
+    ``which``: "plot" (training plot or equity curve), or "trials" (a searched version's
+    hyper-parameter search plot).
+    """
     model = ARTIFACT_SOURCES.get(kind)
-    if model is None or which != "plot":
+    if (
+        model is None
+        or which not in ("plot", "trials")
+        or (which == "trials" and model is not ModelVersion)
+    ):
         raise Http404("no such artifact")
     if not request.user.has_perm(f"models_registry.view_{kind}"):
         raise PermissionDenied
     obj = get_object_or_404(model, pk=pk)
-    path = _plot_path(obj)
+    path = _plot_path(obj) if which == "plot" else _trials_plot_path(obj)
     if path is None or not path.is_file():
         raise Http404("this record has no plot")
     return FileResponse(path.open("rb"), content_type="image/png")
+
+
+def _trials_plot_path(version: ModelVersion) -> Path | None:
+    name = search_plot_name(version.metadata)
+    if name is None:
+        return None
+    media = Path(settings.MEDIA_ROOT).resolve()
+    path = (media / version.artifact_dir / name).resolve()
+    return path if path.is_relative_to(media) else None
 
 
 def _plot_path(obj: Any) -> Path | None:
@@ -475,6 +501,13 @@ def recent_training_jobs(limit: int = 5) -> list[dict[str, Any]]:
 
 
 def _progress_text(status: str, info: Any) -> str:
+    if status == "PROGRESS" and isinstance(info, dict) and info.get("n_trials"):
+        trial = f"trial {info.get('trial')} of {info['n_trials']}"
+        if info.get("trial_state"):
+            return f"{trial} {info['trial_state']}"
+        loss = info.get("loss")
+        loss_text = f", loss {loss:.3g}" if isinstance(loss, int | float) else ""
+        return f"{trial}: epoch {info.get('epoch')} of at most {info.get('total')}{loss_text}"
     if status == "PROGRESS" and isinstance(info, dict) and info.get("total"):
         loss = info.get("loss")
         loss_text = f", loss {loss:.3g}" if isinstance(loss, int | float) else ""
@@ -523,7 +556,8 @@ class TrainForm(forms.Form):
             "max_fill": data["max_fill"],
         }
         if data.get("search_trials"):
-            options["n_trials"] = data["search_trials"]
+            # The service's name for the budget (TrainingOptions.search, train_model --search).
+            options["search"] = data["search_trials"]
         return options
 
 
@@ -554,7 +588,6 @@ def train_view(request: HttpRequest) -> HttpResponse:
         options = form.training_options()
         try:
             refuse_training_in_production()
-            options = _accepted_options(options)
             training_options_parse(options)
         except (Refused, ValueError, TypeError) as exc:
             messages.error(request, f"training not queued: {exc}")
@@ -566,20 +599,6 @@ def train_view(request: HttpRequest) -> HttpResponse:
     context = {**admin.site.each_context(request), "title": "Train a model", "form": form,
                "opts": ModelVersion._meta}  # fmt: skip
     return TemplateResponse(request, "admin/models_registry/simple_form.html", context)
-
-
-def _accepted_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Drop the search budget when the training service does not take one (yet)."""
-    from dataclasses import fields
-
-    from models_registry.services.training import TrainingOptions
-
-    known = {f.name for f in fields(TrainingOptions)}
-    if "n_trials" in options and "n_trials" not in known:
-        raise ValueError(
-            "this training service has no hyper-parameter search; leave the search budget empty"
-        )
-    return options
 
 
 class RegisterForm(forms.Form):

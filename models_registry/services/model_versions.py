@@ -365,7 +365,13 @@ def _create_once(
                 event_type=f"model_version_{'registered' if source == 'registered' else 'trained'}",
                 actor=created_by,
                 obj=version,
-                data={"new_state": version.state, "onnx_sha256": sha, "source": source},
+                data={
+                    "new_state": version.state,
+                    "onnx_sha256": sha,
+                    "source": source,
+                    # Filled candles are on record, not only in the metadata file.
+                    **_repair_of(metadata),
+                },
             )
             trials_record_for_version(version)  # counted for its validations' DSR (#12)
             if conditions_override is not None:
@@ -427,10 +433,29 @@ def _stage_files(artifacts: ArtifactSet, metadata: dict[str, Any]) -> Path:
     )
     if artifacts.plot_path:
         shutil.copyfile(artifacts.plot_path, staged / artifacts.plot_path.name)
+    trials_plot = search_plot_name(metadata)
+    if trials_plot and (artifacts.onnx_path.parent / trials_plot).is_file():
+        # A searched version's trials plot travels with it (optional, like the training plot).
+        shutil.copyfile(artifacts.onnx_path.parent / trials_plot, staged / trials_plot)
     if sha256_of(staged / artifacts.onnx_path.name) != metadata["onnx_sha256"]:
         shutil.rmtree(staged, ignore_errors=True)
         raise ArtifactError("the ONNX file changed while it was being copied into the store.")
     return staged
+
+
+def _repair_of(metadata: dict[str, Any]) -> dict[str, Any]:
+    data = metadata.get("data")
+    repair = data.get("repair") if isinstance(data, dict) else None
+    return {"data_repair": repair} if repair else {}
+
+
+def search_plot_name(metadata: dict[str, Any] | None) -> str | None:
+    """The trials plot a searched version's metadata names: a bare *.png name, else None."""
+    search = (metadata or {}).get("search")
+    name = search.get("plot") if isinstance(search, dict) else None
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".png"):
+        return None  # never a path: the name comes from an uploaded file's metadata
+    return name
 
 
 def _publish(staged: Path, final_dir: Path) -> None:

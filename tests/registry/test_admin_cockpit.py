@@ -250,3 +250,73 @@ def test_history_button_shows_the_audit_trail(auditor, version_factory) -> None:
     assert "model_version_validated" in page
     listed = re.findall(r'<td class="field-object_repr">([^<]*)</td>', page)
     assert listed and set(listed) == {str(version)}
+
+
+@pytest.mark.django_db
+def test_train_form_sends_the_search_budget_under_the_name_the_service_takes(
+    engineer, monkeypatch
+) -> None:
+    from models_registry.services.training import training_options_parse
+    from models_registry.tasks import training
+
+    queued: list[tuple] = []
+
+    class Result:
+        id = "0123456789abcdef"
+
+    monkeypatch.setattr(training.train_model_task, "delay", lambda *a: queued.append(a) or Result())
+    client, token = csrf_client(engineer)
+    form = {"symbol": "BTCUSDT", "kind": "sentiment", "gap_policy": "ffill", "max_fill": 3,
+            "epochs": 2, "search_trials": 4, "csrfmiddlewaretoken": token}  # fmt: skip
+    response = client.post(reverse("admin:models_registry_train"), form, follow=True)
+    assert "training of BTCUSDT queued" in response.text
+    ((_symbol, options, _user_id),) = queued
+    assert options["search"] == 4 and "n_trials" not in options
+    assert training_options_parse(options).search == 4  # the service reads the same key
+
+
+def searched_version(tmp_path: Path, engineer, plot_name: str) -> ModelVersion:
+    from models_registry.services.model_versions import model_version_create
+    from tests.registry.conftest import write_artifact_dir
+
+    trials = [
+        {"number": 0, "params": {"units": 16, "dropout": 0.1}, "value": 0.6931, "state": "complete",
+         "error": ""},
+        {"number": 1, "params": {"units": 64}, "value": None, "state": "failed",
+         "error": "selection loss is not finite (nan)"},
+    ]  # fmt: skip
+    search = {"n_trials": 2, "selection_metric": "validation_loss", "direction": "minimize",
+              "best_trial": 0, "trials": trials, "plot": plot_name}  # fmt: skip
+    folder = write_artifact_dir(tmp_path / "searched", search=search)
+    (folder / "btcusdt_price_trials.png").write_bytes(b"\x89PNG\r\n\x1a\ntrials")
+    return model_version_create(source_dir=folder, created_by=engineer)
+
+
+@pytest.mark.django_db
+def test_a_searched_version_page_shows_its_trials_and_serves_their_plot(
+    tmp_path: Path, engineer
+) -> None:
+    version = searched_version(tmp_path, engineer, "btcusdt_price_trials.png")
+    client, _ = csrf_client(engineer)
+    page = client.get(reverse(CHANGE, args=[version.pk])).text
+    table = page.split('id="search-trials"', 1)[1].split("</div>", 1)[0]
+    assert "2 trials, validation_loss (minimize), best #0" in page
+    assert "selection loss is not finite (nan)" in table and "failed" in table
+    assert "dropout" in table and "units" in table
+    url = reverse("admin:models_registry_artifact", args=["modelversion", version.pk, "trials"])
+    assert f'src="{url}"' in page
+    served = client.get(url)
+    assert served.status_code == 200 and served["Content-Type"] == "image/png"
+    assert b"".join(served.streaming_content).endswith(b"trials")
+
+
+@pytest.mark.django_db
+def test_a_trials_plot_name_that_is_a_path_is_never_served(tmp_path: Path, engineer) -> None:
+    version = searched_version(tmp_path, engineer, "../../etc/passwd.png")
+    client, _ = csrf_client(engineer)
+    page = client.get(reverse(CHANGE, args=[version.pk])).text
+    url = reverse("admin:models_registry_artifact", args=["modelversion", version.pk, "trials"])
+    assert url not in page
+    assert client.get(url).status_code == 404
+    run_url = reverse("admin:models_registry_artifact", args=["validationrun", 1, "trials"])
+    assert client.get(run_url).status_code == 404

@@ -97,8 +97,30 @@ def test_import_reads_the_store_folder_from_settings(shared_data_dir: Path, stor
             "1h",
         )
     assert "26279 stored" in text
-    assert "gaps: 1 (1 missing rows), first at 2023-03-24T13:00:00Z" in text
+    assert "gaps in the input: 1 (1 missing rows), first at 2023-03-24T13:00:00Z" in text
     assert (store / "candles" / "BTCUSDT" / "1h.parquet").exists()
+
+
+def test_on_gaps_fill_alone_fills_the_missing_hour_and_says_none_is_left(
+    shared_data_dir: Path, store: Path
+) -> None:
+    args = ("import_klines", str(shared_data_dir / "BTCUSDT-1h.csv"), "--symbol", "BTCUSDT",
+            "--interval", "1h", "--data-dir", str(store), "--on-gaps", "fill")  # fmt: skip
+    text = run(*args)
+    assert "26280 stored" in text
+    assert "filled 1 missing rows; 0 left unfilled" in text
+    report = run("data_report", "BTCUSDT", "--interval", "1h", "--data-dir", str(store))
+    assert "26280 rows, no problems" in report
+
+
+def test_on_gaps_fill_with_max_fill_zero_is_refused_naming_the_option(
+    shared_data_dir: Path, store: Path
+) -> None:
+    with pytest.raises(CommandError, match="--max-fill must be at least 1 with --on-gaps fill"):
+        run("import_klines", str(shared_data_dir / "BTCUSDT-1h.csv"), "--symbol", "BTCUSDT",
+            "--interval", "1h", "--data-dir", str(store), "--on-gaps", "fill",
+            "--max-fill", "0")  # fmt: skip
+    assert not store.exists()
 
 
 def test_bad_csv_becomes_a_command_error_naming_file_and_line(tmp_path: Path, store: Path) -> None:

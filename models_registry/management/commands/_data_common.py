@@ -20,6 +20,8 @@ from engine.dates import DateError, check_window
 from engine.progress import progress_reporter
 
 T = TypeVar("T")
+# --on-gaps fill without --max-fill: short outages only (the shipped history misses one hour).
+DEFAULT_FILL_ROWS = 3
 
 
 def add_data_dir_argument(parser: ArgumentParser) -> None:
@@ -55,8 +57,9 @@ def add_policy_arguments(parser: ArgumentParser) -> None:
     group.add_argument(
         "--max-fill",
         type=int,
-        default=0,
-        help="with --on-gaps fill: longest gap (in rows) to fill; longer ones stay reported",
+        default=None,
+        help=f"with --on-gaps fill: longest gap (in rows) to fill, at least 1 (default "
+        f"{DEFAULT_FILL_ROWS}); longer ones stay reported",
     )
 
 
@@ -65,9 +68,16 @@ def data_dir_from(options: dict[str, Any]) -> Path:
 
 
 def policy_from(options: dict[str, Any]) -> ValidationPolicy:
+    max_fill = options.get("max_fill")
+    if options["on_gaps"] == "fill":
+        # A fill of 0 rows would fill nothing and still say "fill": refused, never silent.
+        if max_fill is None:
+            max_fill = DEFAULT_FILL_ROWS
+        elif max_fill < 1:
+            raise CommandError(f"--max-fill must be at least 1 with --on-gaps fill, got {max_fill}")
     try:
         return ValidationPolicy(
-            bad_rows=options["on_bad_rows"], gaps=options["on_gaps"], max_fill=options["max_fill"]
+            bad_rows=options["on_bad_rows"], gaps=options["on_gaps"], max_fill=max_fill or 0
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
@@ -102,8 +112,11 @@ def report_lines(report: ValidationReport) -> str:
     lines = [f"  validation: {report.summary()}"]
     gaps = report.issues.get("gaps")
     if gaps and gaps.count:
-        lines.append(f"  gaps: {gaps.count} ({gaps.missing_rows} missing rows), first at "
-                     + ", ".join(gaps.first))  # fmt: skip
+        lines.append(f"  gaps in the input: {gaps.count} ({gaps.missing_rows} missing rows), "
+                     "first at " + ", ".join(gaps.first))  # fmt: skip
+        if report.filled_rows:
+            left = gaps.missing_rows - report.filled_rows
+            lines.append(f"  filled {report.filled_rows} missing rows; {left} left unfilled")
     return "\n".join(lines)
 
 
