@@ -24,6 +24,7 @@ import pandas as pd
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from engine.backtest.baselines import random_regime_targets  # noqa: E402
 from engine.backtest.gates import DEFAULT_GATES, evaluate_gates, gates_passed  # noqa: E402
 from engine.backtest.runner import simulate_and_judge  # noqa: E402
 from engine.backtest.simulator import SimulationConfig  # noqa: E402
@@ -32,15 +33,6 @@ OLD_DEFAULT_GATES = {"min_sharpe": 0.0, "max_drawdown": 0.35, "min_trades": 3, "
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "BTCUSDT-1h.csv"
 WINDOW_BARS = 90 * 24
-
-
-def random_targets(n: int, rng: np.random.Generator) -> np.ndarray:
-    out, state, i = np.zeros(n), int(rng.integers(0, 2)), 0
-    while i < n:
-        length = int(rng.geometric(1 / 24))
-        out[i : i + length] = state
-        i, state = i + length, 1 - state
-    return out
 
 
 def main() -> None:
@@ -56,7 +48,7 @@ def main() -> None:
         window = candles.iloc[start : start + WINDOW_BARS]
         for seed in range(args.seeds):
             rng = np.random.default_rng(seed * 100_003 + start)
-            targets = pd.Series(random_targets(len(window), rng), index=window.index)
+            targets = pd.Series(random_regime_targets(len(window), rng), index=window.index)
             result, judged = simulate_and_judge(window, targets, config, gates=DEFAULT_GATES)
             passed_old = gates_passed(evaluate_gates(result.metrics, OLD_DEFAULT_GATES))
             passed_new = gates_passed(judged)

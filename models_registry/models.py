@@ -629,15 +629,35 @@ class ApprovalSuspension(models.Model):
         return f"suspension of {self.approval}"
 
 
-class AuditQuerySet(models.QuerySet):
+class AppendOnlyQuerySet(models.QuerySet):
+    """Refuses bulk update and delete; the model's ``append_only_label`` names it."""
+
     def update(self, **kwargs: Any) -> int:
-        raise RegistryError("Audit events are append-only: no update.")
+        raise RegistryError(f"{self.model.append_only_label} are append-only: no update.")
 
     def delete(self) -> Any:
-        raise DeletionRefused("Audit events are append-only: no delete.")
+        raise DeletionRefused(f"{self.model.append_only_label} are append-only: no delete.")
 
 
-class AuditEvent(models.Model):
+class AppendOnlyModel(models.Model):
+    """A row written once and kept: no save of an existing row, no delete (ORM side; the
+    database refuses UPDATE and DELETE too, by trigger, see migrations 0003, 0006, 0010)."""
+
+    append_only_label: ClassVar[str] = "Records"
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise RegistryError(f"{self.append_only_label} are append-only: no update.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise DeletionRefused(f"{self.append_only_label} are append-only: no delete.")
+
+
+class AuditEvent(AppendOnlyModel):
     """An append-only, hash-chained record of something that happened.
 
     ``row_hash`` covers a canonical JSON form of the row's content and the
@@ -659,7 +679,8 @@ class AuditEvent(models.Model):
     prev_hash = models.CharField(max_length=64, unique=True)
     row_hash = models.CharField(max_length=64, unique=True)
 
-    objects = AuditQuerySet.as_manager()
+    append_only_label = "Audit events"
+    objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
         ordering: ClassVar = ["-id"]
@@ -667,14 +688,6 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.event_type} {self.object_repr}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None:
-            raise RegistryError("Audit events are append-only: no update.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        raise DeletionRefused("Audit events are append-only: no delete.")
 
 
 class TargetChange(models.Model):
@@ -724,15 +737,7 @@ class TargetChange(models.Model):
         raise DeletionRefused("Target changes are never deleted.")
 
 
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs: Any) -> int:
-        raise RegistryError(f"{self.model.__name__} records are append-only: no update.")
-
-    def delete(self) -> Any:
-        raise DeletionRefused(f"{self.model.__name__} records are append-only: no delete.")
-
-
-class ModelTrial(models.Model):
+class ModelTrial(AppendOnlyModel):
     """One attempt at a model name on a span of data: the count the deflated Sharpe ratio needs.
 
     A validation run (exploratory or not) and each training or search trial is one row,
@@ -770,6 +775,7 @@ class ModelTrial(models.Model):
     detail = models.JSONField(default=dict, blank=True)
     recorded_at = models.DateTimeField(auto_now_add=True)
 
+    append_only_label = "Model trials"
     objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
@@ -788,11 +794,3 @@ class ModelTrial(models.Model):
 
     def __str__(self) -> str:
         return f"trial #{self.pk} of {self.model_name} ({self.kind})"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None:
-            raise RegistryError("Model trials are append-only: no update.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        raise DeletionRefused("Model trials are append-only: no delete.")

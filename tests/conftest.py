@@ -26,6 +26,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
 from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 ALL_QUEUES = "default,training,backtest,deploy"
@@ -91,3 +92,18 @@ def celery_worker_factory(tmp_path: Path) -> Iterator[Callable[..., subprocess.P
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture
+def keyed_and_anchored(settings: Any, tmp_path: Path) -> dict[str, str]:
+    """An audit key and anchor file for the test process and its workers alike.
+
+    Set before any event is written, so the whole chain is keyed and anchored.
+    """
+    audit = {
+        "AUDIT_HMAC_KEY": "kill-test-key-outside-the-database",
+        "AUDIT_ANCHOR_FILE": str(tmp_path / "audit-anchors.jsonl"),
+    }
+    for name, value in audit.items():
+        setattr(settings, name, value)
+    return audit

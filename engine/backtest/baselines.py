@@ -131,6 +131,20 @@ def random_long_flat_baseline(
     )
 
 
+def random_regime_targets(n: int, rng: np.random.Generator, mean_bars: float = 24) -> np.ndarray:
+    """A skill-less long/flat target series: alternating regimes of geometric length.
+
+    What the gates' false-pass rate is measured on (the real-candle test and
+    benchmarks/bench_i12_random_gates.py), starting long or flat at random.
+    """
+    targets, state, bar = np.zeros(n), int(rng.integers(0, 2)), 0
+    while bar < n:
+        length = int(rng.geometric(1 / mean_bars))
+        targets[bar : bar + length] = state
+        bar, state = bar + length, 1 - state
+    return targets
+
+
 def mean_holding_bars(trades: pd.DataFrame) -> float:
     """Average bars a trade was held (0 with no trades): the random baseline's rhythm."""
     if not len(trades):

@@ -50,6 +50,12 @@ def drawdown_series(equity: pd.Series, initial_equity: float) -> pd.Series:
     return pd.Series(values, index=equity.index, name="drawdown")
 
 
+def per_bar_returns(equity: pd.Series, initial_equity: float) -> np.ndarray:
+    """Simple returns of the equity marked at each close, the first from the initial equity."""
+    values = equity.to_numpy(dtype=np.float64)
+    return values / np.concatenate(([initial_equity], values[:-1])) - 1.0
+
+
 def compute_metrics(
     equity: pd.Series,
     trades: pd.DataFrame,
@@ -59,9 +65,7 @@ def compute_metrics(
     """The metric set every report shows (see module doc for conventions)."""
     values = equity.to_numpy(dtype=np.float64)
     per_year = bars_per_year(equity.index)
-    returns = np.diff(np.concatenate(([initial_equity], values))) / np.concatenate(
-        ([initial_equity], values[:-1])
-    )
+    returns = per_bar_returns(equity, initial_equity)
     final = float(values[-1])
     total_return = final / initial_equity - 1.0
     years = len(values) / per_year if np.isfinite(per_year) else float("nan")

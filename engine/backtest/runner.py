@@ -26,6 +26,7 @@ from engine.backtest.deflated import return_moments, sharpe_significance
 from engine.backtest.errors import BacktestError
 from engine.backtest.gates import GateResult, evaluate_gates, gates_passed
 from engine.backtest.guards import NOT_APPLICABLE, check_out_of_sample
+from engine.backtest.metrics import per_bar_returns
 from engine.backtest.report import json_safe, write_report
 from engine.backtest.simulator import BacktestResult, SimulationConfig, simulate, validate_candles
 from engine.features import FeatureError
@@ -352,13 +353,6 @@ def run_backtest(
         title = f"{strategy} {window_start:%Y-%m-%d} to {window_end:%Y-%m-%d} ({sample_status})"
         run.files = write_report(result, Path(output_dir), stem, run.to_dict(), title)
     return run
-
-
-def per_bar_returns(equity: pd.Series, initial_equity: float) -> np.ndarray:
-    """Simple returns of the equity marked at each close, the first from the initial equity."""
-    values = equity.to_numpy(dtype=np.float64)
-    previous = np.concatenate(([initial_equity], values[:-1]))
-    return values / previous - 1.0
 
 
 def simulate_and_judge(

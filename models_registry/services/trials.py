@@ -98,27 +98,23 @@ def trials_record_for_version(version: ModelVersion) -> list[ModelTrial]:
     start, end, known = version_data_window(version)
     search = (version.metadata or {}).get("search") or {}
     records = [t for t in (search.get("trials") or []) if isinstance(t, dict)]
-    base = {"window_known": known}
+    common = {
+        "model_name": version.name,
+        "model_version": version,
+        "window_start": start,
+        "window_end": end,
+    }
     if not records:
-        return [
-            ModelTrial.objects.create(
-                model_name=version.name,
-                kind=ModelTrial.KIND_TRAINING,
-                model_version=version,
-                window_start=start,
-                window_end=end,
-                detail=base,
-            )
-        ]
+        trial = ModelTrial.objects.create(
+            **common, kind=ModelTrial.KIND_TRAINING, detail={"window_known": known}
+        )
+        return [trial]
     return [
         ModelTrial.objects.create(
-            model_name=version.name,
+            **common,
             kind=ModelTrial.KIND_SEARCH,
-            model_version=version,
-            window_start=start,
-            window_end=end,
             detail={
-                **base,
+                "window_known": known,
                 "number": record.get("number"),
                 "state": record.get("state"),
                 "params": record.get("params") or {},

@@ -43,7 +43,11 @@ from tests.deployment.test_registry_deployments import (  # noqa: F401 - pytest 
 )
 from tests.registry.conftest import finished_deployment, requires_postgresql
 
-pytestmark = [requires_postgresql, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    requires_postgresql,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("keyed_and_anchored"),
+]
 
 OLD, NEW = "old", "new"
 
@@ -57,18 +61,6 @@ BOUNDARIES = {
     # restarted on the new files, never checked: once it serves them, that is a success
     "step:restart": (DeploymentStatus.RUNNING, DeploymentStatus.SUCCEEDED, NEW),
 }
-
-
-@pytest.fixture(autouse=True)
-def keyed_and_anchored(settings: Any, tmp_path: Path) -> dict[str, str]:
-    """Key and anchor file for the test process and the worker alike (before any event)."""
-    audit = {
-        "AUDIT_HMAC_KEY": "kill-test-key-outside-the-database",
-        "AUDIT_ANCHOR_FILE": str(tmp_path / "audit-anchors.jsonl"),
-    }
-    for name, value in audit.items():
-        setattr(settings, name, value)
-    return audit
 
 
 def in_production_on(host: Any, version: ModelVersion, target: Any, deployer: Any) -> None:

@@ -33,21 +33,13 @@ from tests.registry_commands.test_run_backtest import (  # noqa: F401 -- fixture
     version,
 )
 
-pytestmark = [requires_postgresql, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    requires_postgresql,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("keyed_and_anchored"),
+]
 
 UNFINISHED = [RunStatus.QUEUED, RunStatus.RUNNING]
-
-
-@pytest.fixture(autouse=True)
-def keyed_and_anchored(settings: Any, tmp_path: Path) -> dict[str, str]:
-    """Key and anchor file for the test process and the worker alike (before any event)."""
-    audit = {
-        "AUDIT_HMAC_KEY": "kill-test-key-outside-the-database",
-        "AUDIT_ANCHOR_FILE": str(tmp_path / "audit-anchors.jsonl"),
-    }
-    for name, value in audit.items():
-        setattr(settings, name, value)
-    return audit
 
 
 def killed_worker(

@@ -8,7 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.backtest.baselines import long_flat_total_returns, random_positions
+from engine.backtest.baselines import (
+    long_flat_total_returns,
+    random_positions,
+    random_regime_targets,
+)
 from engine.backtest.gates import DEFAULT_GATES, evaluate_gates, gates_passed
 from engine.backtest.runner import simulate_and_judge
 from engine.backtest.simulator import SimulationConfig, simulate
@@ -17,15 +21,6 @@ from tests.engine.features.csv_frames import load_candles
 
 POLICY_COSTS = SimulationConfig(fee_bps=10.0, slippage_bps=5.0)
 WINDOW_BARS = 90 * 24
-
-
-def _random_long_flat(n: int, rng: np.random.Generator) -> np.ndarray:
-    targets, state, bar = np.zeros(n), int(rng.integers(0, 2)), 0
-    while bar < n:
-        length = int(rng.geometric(1 / 24))
-        targets[bar : bar + length] = state
-        bar, state = bar + length, 1 - state
-    return targets
 
 
 def test_random_long_flat_passes_the_default_gates_in_at_most_5_percent_of_windows(
@@ -37,7 +32,7 @@ def test_random_long_flat_passes_the_default_gates_in_at_most_5_percent_of_windo
         window = candles.iloc[start : start + WINDOW_BARS]
         for seed in range(4):
             rng = np.random.default_rng(seed * 100_003 + start)
-            targets = pd.Series(_random_long_flat(len(window), rng), index=window.index)
+            targets = pd.Series(random_regime_targets(len(window), rng), index=window.index)
             _, judged = simulate_and_judge(window, targets, POLICY_COSTS, gates=DEFAULT_GATES)
             passed += gates_passed(judged)
             total += 1
@@ -74,7 +69,7 @@ def test_a_flat_model_fails_min_dsr_and_says_why() -> None:
 
 def test_more_trials_lower_the_dsr_of_the_same_returns() -> None:
     candles = random_candles(2000, seed=5)
-    targets = pd.Series(_random_long_flat(2000, np.random.default_rng(1)), index=candles.index)
+    targets = pd.Series(random_regime_targets(2000, np.random.default_rng(1)), index=candles.index)
     one, _ = simulate_and_judge(candles, targets, POLICY_COSTS, trials=1)
     many, _ = simulate_and_judge(candles, targets, POLICY_COSTS, trials=50)
     assert many.metrics["trials"] == 50
