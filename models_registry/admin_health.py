@@ -2,15 +2,14 @@
 
 Wired into the ModelVersion admin with ``health_urls(self.admin_site)`` placed before the
 default URLs in ``ModelVersionAdmin.get_urls``; it answers
-``admin:models_registry_modelversion_health`` (``<pk>/health/``). The chart is a PNG drawn
-with matplotlib's Agg backend and inlined, so the page is one request and one permission
-check (``view_modelversion``).
+``admin:models_registry_modelversion_health`` (``<pk>/health/``). The charts are inline SVG
+drawn from the runs (``svg_charts``): the page is one request and one permission check
+(``view_modelversion``), and no plotting library runs per request (matplotlib took
+1.8 to 5.4 s here).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -20,15 +19,17 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django_celery_results.models import TaskResult
 
+from models_registry import formatting, svg_charts
 from models_registry.models import ModelVersion, ValidationRun
 from models_registry.services import lifecycle
 from models_registry.services.monitoring import WALK_FORWARD_SLOT_PREFIX
 
+# (row key, title, how the axis labels read): fractions of equity read as percentages.
 CHART_SERIES = (
-    ("sharpe", "Sharpe"),
-    ("max_drawdown", "Max drawdown"),
-    ("total_return", "Return"),
-    ("live_divergence", "Live divergence"),
+    ("sharpe", "Sharpe", formatting.number),
+    ("max_drawdown", "Max drawdown", formatting.percent),
+    ("total_return", "Return", formatting.percent),
+    ("live_divergence", "Live divergence", formatting.percent),
 )
 
 
@@ -84,28 +85,18 @@ def run_rows(version: ModelVersion) -> list[dict[str, Any]]:
     return rows
 
 
-def health_chart_png(rows: list[dict[str, Any]]) -> bytes:
-    """One panel per series, x = each run's window end; daily runs only (reports overlap)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
+def health_charts(rows: list[dict[str, Any]]) -> list[str]:
+    """One SVG chart per series, x = each run's window end; daily runs only (reports overlap)."""
     daily = [r for r in rows if not r["report"] and r["run"].window_end]
-    figure = Figure(figsize=(9, 7), dpi=80)
-    axes = figure.subplots(len(CHART_SERIES), 1, sharex=True)
-    for axis, (key, label) in zip(axes, CHART_SERIES, strict=True):
-        points = [(r["run"].window_end, r[key]) for r in daily if r[key] is not None]
-        if points:
-            times, values = zip(*points, strict=True)
-            axis.plot(times, values, marker="o")
-        axis.set_ylabel(label, fontsize=8)
-        axis.grid(alpha=0.3)
-    axes[-1].set_xlabel("window end (UTC)")
-    figure.autofmt_xdate()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return [
+        svg_charts.line_chart(
+            [(r["run"].window_end, r[key]) for r in daily],
+            title=label,
+            y_format=y_format,
+            x_title="window end (UTC)",
+        )
+        for key, label, y_format in CHART_SERIES
+    ]
 
 
 def health_view(request: HttpRequest, pk: int) -> HttpResponse:
@@ -122,7 +113,7 @@ def health_view(request: HttpRequest, pk: int) -> HttpResponse:
         "title": f"Health of {version}",
         "version": version,
         "rows": list(reversed(rows)),
-        "chart": base64.b64encode(health_chart_png(rows)).decode(),
+        "charts": health_charts(rows),
         "approval_in_force": lifecycle.current_approval(version),
         "suspension": suspension,
         "version_url": reverse("admin:models_registry_modelversion_change", args=[version.pk]),

@@ -35,7 +35,10 @@ def test_health_page_charts_runs_links_them_and_shows_the_suspension(
 
     assert page.status_code == 200
     html = page.content.decode()
-    assert "data:image/png;base64,iVBORw0KGgo" in html  # a PNG chart inlined
+    # Charts are inline SVG drawn from the run (no image, no matplotlib per request).
+    assert "data:image/png" not in html
+    assert html.count('<figure class="svg-chart" data-points="1">') >= 2  # Sharpe, return, ...
+    assert "<polyline" in html
     assert "Degraded" in html and "Approval suspended" in html
     assert reverse("admin:models_registry_validationrun_change", args=[run.pk]) in html
     assert reverse("admin:django_celery_results_taskresult_change", args=[task.pk]) in html
@@ -49,3 +52,26 @@ def test_health_page_needs_view_permission(production_version: ModelVersion) -> 
     client.force_login(nobody)
     url = reverse("admin:models_registry_modelversion_health", args=[production_version.pk])
     assert client.get(url).status_code == 403
+
+
+@pytest.mark.django_db
+def test_health_page_without_runs_says_no_data_yet_instead_of_empty_charts(
+    production_version: ModelVersion,
+) -> None:
+    client = Client()
+    client.force_login(make_user("otto_auditor", roles.AUDITOR))
+    url = reverse("admin:models_registry_modelversion_health", args=[production_version.pk])
+
+    html = client.get(url).content.decode()
+
+    assert "Sharpe: no data yet" in html and "Return: no data yet" in html
+    assert "<polyline" not in html
+
+
+def test_the_health_page_path_imports_no_matplotlib() -> None:
+    import inspect
+
+    from models_registry import admin_health, svg_charts
+
+    for module in (admin_health, svg_charts):
+        assert "matplotlib" not in inspect.getsource(module).split('"""', 2)[2]
