@@ -118,8 +118,14 @@ def create_versions(count: int) -> list[int]:
             )
         )
     # Fixture data only: a plain QuerySet skips the registry's guard against creating
-    # versions beyond 'trained', which the product's own managers refuse.
-    QuerySet(ModelVersion).bulk_create(rows, batch_size=BATCH)
+    # versions beyond 'trained', which the product's own managers refuse, and the
+    # transition gate lets the rows past the database's own trigger for the same rule.
+    from django.db import transaction
+
+    from models_registry.guards import transition_write
+
+    with transaction.atomic(), transition_write("benchmark fixture"):
+        QuerySet(ModelVersion).bulk_create(rows, batch_size=BATCH)
     return list(ModelVersion.objects.order_by("id").values_list("id", flat=True))
 
 
