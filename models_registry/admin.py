@@ -26,7 +26,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from models_registry import admin_actions, exports
+from models_registry import admin_actions, exports, formatting
 from models_registry.admin_cockpit import staff_user
 from models_registry.formatting import key_value_table as _kv_table
 from models_registry.models import (
@@ -319,7 +319,14 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         chosen = request.GET.get("state__exact")
         if chosen:
             return {chosen}
-        return set(ModelVersion.objects.values_list("state", flat=True).distinct())
+        # get_actions runs several times per page: ask the database once per request.
+        cached = getattr(request, "_registry_states", None)
+        if cached is None:
+            # order_by(): the default ordering would make DISTINCT run over (state,
+            # created_at, id), i.e. return every row (10,000 at scale) instead of 8 states.
+            cached = set(ModelVersion.objects.order_by().values_list("state", flat=True).distinct())
+            request._registry_states = cached  # type: ignore[attr-defined]
+        return cached
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         refused = self.refuse_unheld_action(request)
@@ -338,6 +345,21 @@ def key_value_table(data: dict[str, Any] | None) -> str:
     return _kv_table(data)
 
 
+def json_table(field: str, description: str) -> Any:
+    """A read-only field showing a JSON column as tables: no raw JSON on a page a person reads.
+
+    Declare ``x_table = json_table("x", "x")``, list it in readonly_fields and put the
+    column itself in ``exclude`` (Django would print it as JSON text).
+    """
+
+    @admin.display(description=description)
+    def show(self: Any, obj: Any) -> str:
+        return _kv_table(getattr(obj, field))
+
+    show.__name__ = f"{field}_table"
+    return show
+
+
 @admin.register(ValidationRun)
 class ValidationRunAdmin(ReadOnlyAdmin):
     list_display = (
@@ -354,7 +376,17 @@ class ValidationRunAdmin(ReadOnlyAdmin):
     list_select_related = ("model_version",)
     search_fields = ("model_version__name", "task_id")
     show_full_result_count = False
-    readonly_fields = ("report_plot", "metrics_table", "gates_table", "task_link")
+    readonly_fields = (
+        "report_plot", "metrics_table", "gates_table", "task_link", "config_table",
+        "benchmark_table", "drift_table", "exploratory_reasons_table",
+    )  # fmt: skip
+    exclude = (
+        "config", "metrics", "benchmark_metrics", "gate_results", "drift", "exploratory_reasons",
+    )  # fmt: skip
+    config_table = json_table("config", "configuration")
+    benchmark_table = json_table("benchmark_metrics", "baselines")
+    drift_table = json_table("drift", "drift")
+    exploratory_reasons_table = json_table("exploratory_reasons", "exploratory because")
 
     @admin.display(description="equity curve")
     def report_plot(self, obj: ValidationRun) -> str:
@@ -388,8 +420,8 @@ def gates_html(gate_results: list[dict[str, Any]]) -> str:
             (
                 g.get("name"),
                 "pass" if g.get("passed") else "FAIL",
-                g.get("value"),
-                g.get("threshold"),
+                formatting.gate_value(g.get("name"), g.get("value")),
+                formatting.gate_value(g.get("name"), g.get("threshold")),
             )
             for g in gate_results
         ),
@@ -417,7 +449,9 @@ class PaperTradingRunAdmin(ReadOnlyAdmin):
     list_filter = ("status", "passed", "mode")
     list_select_related = ("model_version",)
     show_full_result_count = False
-    readonly_fields = ("report_plot", "metrics_table", "gates_table")
+    readonly_fields = ("report_plot", "metrics_table", "gates_table", "config_table")
+    exclude = ("config", "metrics", "divergence", "gate_results")
+    config_table = json_table("config", "configuration")
 
     @admin.display(description="equity curve")
     def report_plot(self, obj: PaperTradingRun) -> str:
@@ -535,8 +569,9 @@ class DeploymentAdmin(ExportAllMixin, ReadOnlyAdmin):
     actions = ("export_csv",)
     export_name = "deployment"
     change_list_template = "admin/models_registry/export_change_list.html"
-    readonly_fields = ("steps_table", "log_tail_pre")
-    exclude = ("steps", "log_tail")
+    readonly_fields = ("steps_table", "log_tail_pre", "compatibility_table")
+    exclude = ("steps", "log_tail", "compatibility")
+    compatibility_table = json_table("compatibility", "compatibility checks")
 
     @admin.display(description="status", ordering="status")
     def status_display(self, obj: Deployment) -> str:
@@ -567,8 +602,7 @@ class DeploymentAdmin(ExportAllMixin, ReadOnlyAdmin):
         if obj.status != DeploymentStatus.SUCCEEDED or obj.finished_at is None:
             return "—"
         until = getattr(obj, "live_until", None)
-        end = f"{until:%Y-%m-%d %H:%M}" if until else "now"
-        return f"{obj.finished_at:%Y-%m-%d %H:%M} → {end}"
+        return f"{formatting.utc(obj.finished_at)} → {formatting.utc(until) if until else 'now'}"
 
     @admin.display(description="approved by")
     def approved_by(self, obj: Deployment) -> str:
@@ -722,6 +756,10 @@ class AuditEventAdmin(ExportAllMixin, ReadOnlyAdmin):
     show_full_result_count = False
     actions = ("export_csv",)
     change_list_template = "admin/models_registry/auditevent/change_list.html"
+    # The hashed JSON is in the exports (canonical); the page shows it as a table.
+    exclude = ("data",)
+    readonly_fields = ("data_table",)
+    data_table = json_table("data", "data")
 
     @admin.display(description="hash")
     def short_hash(self, obj: AuditEvent) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 
@@ -107,26 +108,23 @@ def actions_for_states(user: User, states: set[str]) -> set[str]:
 # --- banner --------------------------------------------------------------------
 
 
+def _served_targets() -> Any:
+    """Targets annotated with the version their latest successful deployment put there.
+
+    One query with a correlated subquery: portable to SQLite (no DISTINCT ON) and
+    constant in the number of deployments. The order matches the fleet home's.
+    """
+    served = (
+        Deployment.objects.filter(target=OuterRef("pk"), status=DeploymentStatus.SUCCEEDED)
+        .order_by("-finished_at", "-id")
+        .values("model_version_id")[:1]
+    )
+    return DeploymentTarget.objects.annotate(served_id=Subquery(served))
+
+
 def live_targets(version: ModelVersion) -> list[DeploymentTarget]:
     """Targets whose latest successful deployment is this version."""
-    targets = []
-    for deployment in (
-        Deployment.objects.filter(model_version=version, status=DeploymentStatus.SUCCEEDED)
-        .select_related("target")
-        .order_by("target_id", "-finished_at")
-        .distinct("target_id")
-    ):
-        latest = (
-            Deployment.objects.filter(
-                target=deployment.target_id, status=DeploymentStatus.SUCCEEDED
-            )
-            .order_by("-finished_at")
-            .values_list("model_version_id", flat=True)
-            .first()
-        )
-        if latest == version.pk:
-            targets.append(deployment.target)
-    return targets
+    return list(_served_targets().filter(served_id=version.pk).order_by("name"))
 
 
 def next_step(version: ModelVersion) -> str:
@@ -312,21 +310,17 @@ def comparison_on_same_window(
 
 
 def _production_versions(version: ModelVersion) -> list[tuple[ModelVersion, DeploymentTarget]]:
-    found = []
-    for target in DeploymentTarget.objects.filter(environment=Environment.PRODUCTION):
-        latest = (
-            Deployment.objects.filter(target=target, status=DeploymentStatus.SUCCEEDED)
-            .select_related("model_version")
-            .order_by("-finished_at")
-            .first()
-        )
-        if (
-            latest
-            and latest.model_version.symbol == version.symbol
-            and latest.model_version_id != version.pk
-        ):
-            found.append((latest.model_version, target))
-    return found
+    """Other versions of this symbol that production targets serve now: two queries."""
+    targets = list(
+        _served_targets()
+        .filter(environment=Environment.PRODUCTION, served_id__isnull=False)
+        .exclude(served_id=version.pk)
+        .order_by("name")
+    )
+    served = ModelVersion.objects.filter(symbol=version.symbol).in_bulk(
+        [t.served_id for t in targets]
+    )
+    return [(served[t.served_id], t) for t in targets if t.served_id in served]
 
 
 def decision_evidence(version: ModelVersion, environment: str) -> dict[str, Any]:

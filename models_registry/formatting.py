@@ -75,6 +75,13 @@ def metric(key: str, value: Any) -> str:
     return percent(value) if key in PERCENT_KEYS else number(value)
 
 
+def gate_value(name: Any, value: Any) -> str:
+    """A gate's value or threshold: drawdown and divergence gates are fractions of equity."""
+    text = str(name or "")
+    key = "max_drawdown" if "drawdown" in text or "divergence" in text else text
+    return metric(key, value)
+
+
 def utc(value: Any) -> str:
     """ISO 8601 in UTC, zone included: 2024-03-01T12:00:00+00:00 reads as '2024-03-01 12:00 UTC'."""
     if value is None or value == "":

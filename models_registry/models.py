@@ -547,6 +547,13 @@ class Deployment(models.Model):
 
     class Meta:
         ordering: ClassVar = ["-created_at", "-id"]
+        indexes: ClassVar = [
+            # "What does this target serve now": the latest successful deployment per target
+            # (fleet home, version page, decision pages, the deployment list's "ran until").
+            models.Index(
+                fields=["target", "status", "finished_at", "id"], name="deployment_served_idx"
+            )
+        ]
         constraints: ClassVar = [
             # One deployment at a time per target, held by the database itself.
             models.UniqueConstraint(

@@ -107,6 +107,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Admin pages show times as ISO 8601 in UTC with the zone (tradebot/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["tradebot.formats"]
 
 STATIC_URL = "static/"
 # Where `collectstatic` writes and WhiteNoise serves from (e.g. /var/lib/tradebot/static).
