@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from html import escape
 from typing import Any
 
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 
 from models_registry import formatting
 
@@ -77,13 +78,13 @@ def line_chart(
     sx, sy = _scale(min(xs), max(xs), plot_w), _scale(min(ys), max(ys), plot_h)
     coords = [(LEFT + sx(x), TOP + plot_h - sy(y)) for x, y in zip(xs, ys, strict=True)]
     polyline = " ".join(f"{px:.1f},{py:.1f}" for px, py in coords)
-    dots = format_html_join(
-        "",
-        '<circle cx="{}" cy="{}" r="2.5"><title>{}: {}</title></circle>',
-        (
-            (f"{px:.1f}", f"{py:.1f}", _x_label(x), y_format(y))
+    # Plain f-strings with html.escape: format_html per point is most of the cost at 365 points.
+    dots = mark_safe(  # noqa: S308 -- every interpolated text is escaped here
+        "".join(
+            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5"><title>'
+            f"{escape(_x_label(x))}: {escape(y_format(y))}</title></circle>"
             for (px, py), (x, y) in zip(coords, drawable, strict=True)
-        ),
+        )
     )
     return format_html(
         '<figure class="svg-chart" data-points="{n}"><figcaption>{title}</figcaption>'
