@@ -8,8 +8,6 @@ Nothing here writes a state; registry records cannot be deleted by anyone.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin
@@ -71,25 +69,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
-
-
-def csv_response(
-    filename: str, header: list[str], rows: Iterable[list[Any]]
-) -> StreamingHttpResponse:
-    class Echo:
-        def write(self, value: str) -> str:
-            return value
-
-    writer = csv.writer(Echo())
-
-    def stream() -> Iterable[str]:
-        yield writer.writerow(header)
-        for row in rows:
-            yield writer.writerow(row)
-
-    response = StreamingHttpResponse(stream(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
 
 
 def state_badge(state: str, label: str) -> str:
@@ -541,15 +520,42 @@ class DeploymentTargetAdmin(admin.ModelAdmin):
 
 
 class ExportAllMixin:
-    """The list's links to export every row matching its filter (auditors only)."""
+    """Export every row matching the list's filter and search (auditors only), streamed.
+
+    Two ways in, one result: the links above the list, and the actions in its dropdown.
+    The actions ignore which rows are ticked (Django asks for at least one tick before
+    it runs an action): an auditor exporting a filtered list means all of it, not the
+    page shown or the rows ticked on it.
+    """
 
     export_name = ""
+    actions: Any = ("export_csv", "export_jsonl")
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("models_registry.export_audit")
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         extra = dict(extra_context or {})
-        if self.has_export_permission(request):  # type: ignore[attr-defined]
+        if self.has_export_permission(request):
             extra["export_url_name"] = f"admin:models_registry_{self.export_name}_export"
         return super().changelist_view(request, extra)  # type: ignore[misc]
+
+    def export_view(self, request: HttpRequest, fmt: str) -> StreamingHttpResponse:
+        raise NotImplementedError
+
+    @admin.action(
+        description="Export every row matching the filter as CSV (ticks ignored)",
+        permissions=["export"],
+    )
+    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
+        return self.export_view(request, "csv")
+
+    @admin.action(
+        description="Export every row matching the filter as JSON Lines (ticks ignored)",
+        permissions=["export"],
+    )
+    def export_jsonl(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
+        return self.export_view(request, "jsonl")
 
 
 @admin.register(Deployment)
@@ -569,7 +575,6 @@ class DeploymentAdmin(ExportAllMixin, ReadOnlyAdmin):
     )  # fmt: skip
     search_fields = ("model_version__name", "sha256")
     show_full_result_count = False
-    actions = ("export_csv",)
     export_name = "deployment"
     change_list_template = "admin/models_registry/export_change_list.html"
     readonly_fields = ("steps_table", "log_tail_pre", "compatibility_table")
@@ -638,25 +643,6 @@ class DeploymentAdmin(ExportAllMixin, ReadOnlyAdmin):
     def log_tail_pre(self, obj: Deployment) -> str:
         return format_html("<pre>{}</pre>", obj.log_tail or "—")
 
-    @admin.action(description="Export selected deployments as CSV", permissions=["export"])
-    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
-        rows = (
-            deployment_row(d)
-            for d in self.get_queryset(request)
-            .filter(pk__in=queryset.values("pk"))
-            .select_related(*self.list_select_related)
-            .order_by("created_at")
-        )
-        header = [
-            "id", "target", "model", "version", "kind", "status", "previous_version",
-            "requested_by", "approved_by", "sha256", "started_at", "finished_at", "replaced_at",
-            "duration_s", "error",
-        ]  # fmt: skip
-        return csv_response("deployments.csv", header, rows)
-
-    def has_export_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("models_registry.export_audit")
-
     def get_urls(self) -> list[Any]:
         return [export_url(self, "deployment"), *super().get_urls()]
 
@@ -688,27 +674,6 @@ def filtered_queryset(modeladmin: admin.ModelAdmin, request: HttpRequest) -> Que
     """Every row the list shows under the current filters and search, not one page of it."""
     changelist = modeladmin.get_changelist_instance(request)
     return changelist.get_queryset(request)
-
-
-def deployment_row(d: Deployment) -> list[Any]:
-    ran_until = getattr(d, "live_until", None)
-    return [
-        d.pk,
-        d.target.name,
-        d.model_version.name,
-        d.model_version.version,
-        d.kind,
-        d.status,
-        d.previous_version.version if d.previous_version else "",
-        d.requested_by.get_username() if d.requested_by else "",
-        d.approval.decided_by.get_username() if d.approval else "",
-        d.sha256,
-        d.started_at,
-        d.finished_at,
-        (ran_until or "") if d.status == DeploymentStatus.SUCCEEDED else "",
-        d.duration_seconds,
-        d.error,
-    ]
 
 
 @admin.register(Approval)
@@ -759,7 +724,6 @@ class AuditEventAdmin(ExportAllMixin, ReadOnlyAdmin):
     list_per_page = 50
     search_fields = ("event_type", "actor_repr", "object_repr", "object_id")
     show_full_result_count = False
-    actions = ("export_csv",)
     change_list_template = "admin/models_registry/auditevent/change_list.html"
     # The hashed JSON is in the exports (canonical); the page shows it as a table.
     exclude = ("data",)
@@ -769,20 +733,6 @@ class AuditEventAdmin(ExportAllMixin, ReadOnlyAdmin):
     @admin.display(description="hash")
     def short_hash(self, obj: AuditEvent) -> str:
         return obj.row_hash[:12]
-
-    @admin.action(description="Export selected audit events as CSV", permissions=["export"])
-    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
-        rows = (
-            [e.pk, e.event_time.isoformat(), e.event_type, e.actor_repr, e.object_type, e.object_id,
-             e.object_repr, exports.canonical_json(e.data), e.prev_hash, e.row_hash]
-            for e in queryset.order_by("id").iterator(chunk_size=2000)
-        )  # fmt: skip
-        header = ["id", "event_time", "event_type", "actor", "object_type", "object_id", "object",
-                  "data", "prev_hash", "row_hash"]  # fmt: skip
-        return csv_response("audit_events.csv", header, rows)
-
-    def has_export_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("models_registry.export_audit")
 
     def export_view(self, request: HttpRequest, fmt: str) -> StreamingHttpResponse:
         rows = exports.audit_rows(filtered_queryset(self, request))

@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from models_registry import formatting
 from models_registry.models import Deployment, ModelState
 
 
@@ -23,12 +24,16 @@ def test_history_shows_when_each_version_ran_and_exports_it(auditor: Any, versio
 
     page = client.get(reverse("admin:models_registry_deployment_changelist")).text
 
-    assert f"{first.finished_at:%Y-%m-%d %H:%M} → {second.finished_at:%Y-%m-%d %H:%M}" in page
-    assert f"{second.finished_at:%Y-%m-%d %H:%M} → now" in page
+    # ISO in UTC, zone included (the column used to print a zone-less minute).
+    ran = f"{formatting.utc(first.finished_at)} → {formatting.utc(second.finished_at)}"
+    assert ran in page and "UTC → " in ran
+    assert f"{formatting.utc(second.finished_at)} → now" in page
 
+    # The export action takes every row the filter matches (this target's), not the ticks.
     response = client.post(
-        reverse("admin:models_registry_deployment_changelist"),
-        {"action": "export_csv", "_selected_action": [first.pk, second.pk],
+        reverse("admin:models_registry_deployment_changelist")
+        + f"?target__id__exact={first.target_id}",
+        {"action": "export_csv", "_selected_action": [first.pk],
          "csrfmiddlewaretoken": "unused-without-csrf-checks"},
     )  # fmt: skip
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
@@ -36,7 +41,7 @@ def test_history_shows_when_each_version_ran_and_exports_it(auditor: Any, versio
         str(first.model_version.version),
         str(second.model_version.version),
     ]
-    assert rows[0]["replaced_at"] == str(second.finished_at)
+    assert rows[0]["replaced_at"] == second.finished_at.isoformat(timespec="microseconds")
     assert rows[1]["replaced_at"] == ""
     assert rows[0]["approved_by"] and rows[0]["requested_by"]
 
