@@ -153,3 +153,19 @@ def test_the_health_page_charts_every_added_run(
     html = client.get(page_url(rows, "health page")).text
     assert f'data-points="{MANY}"' in html
     assert ModelVersion.objects.get(pk=rows.live.pk).validation_runs.count() > MANY
+
+
+def test_live_targets_are_those_whose_latest_success_is_this_version_on_any_database(
+    deployer: Any, version_factory: Any
+) -> None:
+    """One portable query (no DISTINCT ON): also runs on SQLite, the embedded default."""
+    from models_registry.admin_cockpit import live_targets
+
+    old = version_factory(ModelState.IN_PRODUCTION)
+    new = version_factory(ModelState.APPROVED)
+    other = DeploymentTarget.objects.create(name="production-b", environment=Environment.PRODUCTION)
+    finished_deployment(old, other, deployer)
+    assert [t.name for t in live_targets(old)] == ["production-b", "production-local"]
+    finished_deployment(new, version_factory.production_target, deployer)
+    assert [t.name for t in live_targets(old)] == ["production-b"]
+    assert [t.name for t in live_targets(new)] == ["production-local", "staging-local"]
