@@ -140,6 +140,39 @@ def entry_text(level: float) -> str:
     return f"{level:.4f}"
 
 
+# A candidate trades as a strategy when it makes the min_trades gate's count in most windows;
+# one long trade per window is buy-and-hold with extra costs, not a strategy.
+MIN_TRADES = 3
+
+
+def summarise(label: str, part: pd.DataFrame) -> dict:
+    return {
+        "label": label,
+        "trades": int(part["trades"].sum()),
+        "return": float((1 + part["return"]).prod() - 1),
+        "hold": float((1 + part["hold"]).prod() - 1),
+        "beats": int((part["return"] > part["hold"]).sum()),
+        "trading": int((part["trades"] >= MIN_TRADES).sum()),
+        "hit": float(part["hit"].mean()),
+    }
+
+
+def print_choice(summaries: list[dict]) -> None:
+    """The rule the defaults follow: best compounded return after costs among real traders."""
+    eligible = [s for s in summaries if s["trading"] > WINDOWS / 2]
+    print(
+        f"\nrule: among candidates with {MIN_TRADES}+ trades in more than half the windows, "
+        "the highest compounded return after costs"
+    )
+    if not eligible:
+        print("  no candidate trades as a strategy: no default can be chosen by this rule")
+        return
+    best = max(eligible, key=lambda s: s["return"])
+    print(f"  chosen: {best['label']} ({best['return']:+.2%} vs buy&hold {best['hold']:+.2%})")
+    if all(s["return"] <= s["hold"] for s in summaries):
+        print("  no candidate beat buy-and-hold after costs over these windows")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -174,15 +207,15 @@ def main() -> None:
     print(
         f"\nsummary over {WINDOWS} windows of {EVAL_DAYS} days (epochs {args.epochs}, price-only):"
     )
-    for label, part in table.groupby("candidate", sort=False):
-        compounded = (1 + part["return"]).prod() - 1
-        hold = (1 + part["hold"]).prod() - 1
-        beats = int((part["return"] > part["hold"]).sum())
+    summaries = [summarise(label, part) for label, part in table.groupby("candidate", sort=False)]
+    for line in summaries:
         print(
-            f"  {label:<22} trades {int(part['trades'].sum()):>4}  return {compounded:+7.2%}  "
-            f"buy&hold {hold:+7.2%}  windows beating buy&hold {beats}/{WINDOWS}  "
-            f"mean hit {part['hit'].mean():.2f}"
+            f"  {line['label']:<24} trades {line['trades']:>4}  return {line['return']:+7.2%}  "
+            f"buy&hold {line['hold']:+7.2%}  windows beating buy&hold {line['beats']}/{WINDOWS}  "
+            f"windows with {MIN_TRADES}+ trades {line['trading']}/{WINDOWS}  "
+            f"mean hit {line['hit']:.2f}"
         )
+    print_choice(summaries)
     print(f"took {time.monotonic() - started:.0f} s")
 
 
