@@ -258,6 +258,7 @@ def validation_backtest(
             policy,
             first_unseen=source.first_unseen_at,
         )
+        check_window_covers_the_horizon(metadata, window_start, window_end, source.interval)
         chosen = policy_run(
             data_dir, source, metadata, options, policy, (window_start, window_end), judge_window
         )
@@ -445,6 +446,25 @@ def choose_window(
             f"{stored[1].isoformat()})"
         )
     return start, stop
+
+
+def check_window_covers_the_horizon(
+    metadata: Mapping[str, Any] | None,
+    start: pd.Timestamp,
+    stop: pd.Timestamp,
+    interval: str,
+) -> None:
+    """A window no longer than the model's horizon cannot see one prediction come true."""
+    horizon = (metadata or {}).get("horizon")
+    if not isinstance(horizon, int) or isinstance(horizon, bool):
+        return
+    bars = int((stop - start) / interval_timedelta(interval))
+    if bars <= horizon:
+        raise ValidationRefused(
+            f"the window {start.isoformat()} to {stop.isoformat()} holds {bars} {interval} bar(s), "
+            f"not longer than the model's horizon of {horizon} bars: lengthen --days "
+            "(or --start/--end)"
+        )
 
 
 def store_candles_read(

@@ -280,8 +280,18 @@ def test_in_sample_window_is_refused_unless_allowed_and_then_never_passes(
         (["--start", "2024-01-01", "--days", "0.2", "--allow-in-sample"], "too little data"),
         (["--fee-bps", "-1"], "cannot be negative"),
         (["--walk-forward", "0"], "walk_forward"),
+        (
+            ["--start", "2024-01-01", "--days", "0.0417", "--allow-in-sample"],
+            "holds 1 1h bar.*not longer than the model's horizon of 1 bars: lengthen --days",
+        ),
     ],
-    ids=["empty-window", "window-shorter-than-model", "negative-fee", "bad-walk-forward"],
+    ids=[
+        "empty-window",
+        "window-shorter-than-model",
+        "negative-fee",
+        "bad-walk-forward",
+        "window-within-the-horizon",
+    ],
 )
 def test_bad_input_is_refused_and_records_nothing(
     version: ModelVersion, media: Path, args: list[str], message: str
