@@ -158,35 +158,37 @@ class TrainingConfig:
         ``selection``: the model's predictions on the model-selection split, which a
         classifier's default levels are quantiles of (never the test split or later bars).
         """
+        section: dict[str, Any] = {"name": "ml_basic", "units": self.strategy_units}
         if self.objective == "regression":
             entry = REGRESSION_LEVELS["entry"] if self.entry is None else self.entry
             exit_ = REGRESSION_LEVELS["exit"] if self.exit is None else self.exit
-            params = {"entry": float(entry), "exit": float(exit_), "min_hold": self.min_hold}
-            return {"name": "ml_basic", "units": self.strategy_units, "params": params}
-        section: dict[str, Any] = {"name": "ml_basic", "units": self.strategy_units}
-        entry, exit_ = self.entry, self.exit
-        if entry is None or exit_ is None:
-            quantiles = _selection_quantiles(selection)
-            section["levels_from"] = {
-                "split": "validation",
-                "entry_quantile": self.entry_quantile,
-                "exit_quantile": self.exit_quantile,
-                "quantiles": quantiles,
-            }
-            finite = np.asarray(selection, dtype="float64")
-            finite = finite[np.isfinite(finite)]
-            if entry is None:
-                entry = float(np.quantile(finite, self.entry_quantile))
-            if exit_ is None:
-                exit_ = float(np.quantile(finite, self.exit_quantile))
+        else:
+            entry, exit_ = self._classifier_levels(selection, section)
         # A chosen entry below the quantile exit would be refused by ml_basic: exit never above.
-        params = {
+        section["params"] = {
             "entry": float(entry),
             "exit": float(min(exit_, entry)),
             "min_hold": self.min_hold,
         }
-        section["params"] = params
         return section
+
+    def _classifier_levels(
+        self, selection: np.ndarray | None, section: dict[str, Any]
+    ) -> tuple[float, float]:
+        """Explicit levels, else quantiles of the selection split (recorded in ``section``)."""
+        if self.entry is not None and self.exit is not None:
+            return self.entry, self.exit
+        quantiles = _selection_quantiles(selection)
+        section["levels_from"] = {
+            "split": "validation",
+            "entry_quantile": self.entry_quantile,
+            "exit_quantile": self.exit_quantile,
+            "quantiles": quantiles,
+        }
+        finite = _finite(selection)
+        entry = self.entry if self.entry is not None else np.quantile(finite, self.entry_quantile)
+        exit_ = self.exit if self.exit is not None else np.quantile(finite, self.exit_quantile)
+        return float(entry), float(exit_)
 
     def _check_window_fits_the_kernels(self) -> None:
         # Two unpadded convolutions shrink the window by 2 * (kernel - 1) bars; a shorter
@@ -219,9 +221,13 @@ class TrainingConfig:
         return data
 
 
-def _selection_quantiles(selection: np.ndarray | None) -> dict[str, float]:
+def _finite(selection: np.ndarray | None) -> np.ndarray:
     values = np.asarray([] if selection is None else selection, dtype="float64")
-    values = values[np.isfinite(values)]
+    return values[np.isfinite(values)]
+
+
+def _selection_quantiles(selection: np.ndarray | None) -> dict[str, float]:
+    values = _finite(selection)
     if not len(values):
         raise ValueError("a classifier's default entry/exit need its selection-split predictions")
     return {f"{q:.2f}": float(np.quantile(values, q)) for q in RECORDED_QUANTILES}
