@@ -149,16 +149,19 @@ def kill_deploy(
     serving v1 in a real worker armed to SIGKILL itself at `point`; wait for the kill."""
 
     def run(point: str, *, break_golden: bool = False) -> Killed:
+        # Booted first: its imports take seconds, the host and the versions are made meanwhile.
+        worker = celery_worker_factory(
+            queues="deploy",
+            env={"MEDIA_ROOT": str(media_root), crash_points.ENV_VAR: point, **keyed_and_anchored},
+            ready=False,
+        )
         deployer = people["deployer"]
         v1 = versions.make()
         host = host_factory(registry_files(v1))
         production = ssh_target("production-kill", Environment.PRODUCTION, [host], ssh_user_key)
         in_production_on(host, v1, production, deployer)
         v2 = versions.make(break_golden=break_golden)
-        worker = celery_worker_factory(
-            queues="deploy",
-            env={"MEDIA_ROOT": str(media_root), crash_points.ENV_VAR: point, **keyed_and_anchored},
-        )
+        worker.wait_ready()
         requested = deployments.deployment_request(
             model_version=v2, target=production, requested_by=deployer
         )
