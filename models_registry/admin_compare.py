@@ -135,6 +135,7 @@ class Column:
     colour: str
     run: ValidationRun | None
     curve: dict[str, Any] | None
+    failed: ValidationRun | None = None  # a comparison run on the window that could not run
 
     @property
     def pending(self) -> bool:
@@ -153,7 +154,8 @@ def comparison_context(
         run = comparison.run_on_window(version, window)
         finished = run is not None and run.status in comparison.FINISHED
         curve = stored_curve(run) if finished else None
-        columns.append(Column(version, COLOURS[index % len(COLOURS)], run, curve))
+        failed = comparison.failed_attempt(version, window) if run is None else None
+        columns.append(Column(version, COLOURS[index % len(COLOURS)], run, curve, failed))
     return {
         "versions": versions,
         "window": window,
@@ -163,6 +165,7 @@ def comparison_context(
         "metric_rows": metric_rows(columns),
         "chart": equity_chart(columns, window) if window.exists else "",
         "missing": [c.version for c in columns if window.exists and c.run is None],
+        "no_curve": [c for c in columns if c.finished and c.curve is None],
         "pending": [c for c in columns if c.pending],
         "parameter_rows": side_by_side([parameters(v) for v in versions]),
         "lineage_rows": side_by_side([lineage(v, window) for v in versions]),
@@ -184,7 +187,11 @@ def window_sentence(versions: Sequence[ModelVersion], window: comparison.CommonW
 
 def _column_head(column: Column) -> dict[str, Any]:
     run = column.run
-    if run is None:
+    if run is None and column.failed is not None:
+        run = column.failed
+        reason = (run.error or "no reason recorded").strip().splitlines()[0][:200]
+        status = f"run #{run.pk} could not run: {reason}"
+    elif run is None:
         status = "no run on this window yet"
     elif column.pending:
         status = f"run #{run.pk} {run.get_status_display().lower()}: pending"

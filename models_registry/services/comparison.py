@@ -175,6 +175,23 @@ def run_on_window(version: ModelVersion, window: CommonWindow) -> ValidationRun 
     )
 
 
+def failed_attempt(version: ModelVersion, window: CommonWindow) -> ValidationRun | None:
+    """The latest comparison run on the window that could not run (its error says why)."""
+    if not window.exists:
+        return None
+    return (
+        ValidationRun.objects.filter(
+            model_version=version,
+            status=RunStatus.ERROR,
+            config__comparison=True,
+            config__start=window.start.isoformat(),  # type: ignore[union-attr]
+            config__end=window.stop.isoformat(),  # type: ignore[union-attr]
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
 def _like_for_like(run: ValidationRun, policy: dict[str, Any]) -> bool:
     """Policy costs (or higher), one walk-forward part: the same test every version gets."""
     engine = (run.config or {}).get("engine") or {}

@@ -223,3 +223,23 @@ def test_versions_of_two_markets_are_refused_naming_them(
         "cannot compare: compare versions of one market: the selection mixes BTCUSDT 1h, ETHUSDT 1h"
         in response.text
     )
+
+
+@pytest.mark.django_db
+def test_a_comparison_run_that_could_not_run_shows_its_error_and_can_be_retried(
+    two_versions: list[ModelVersion], engineer: Any
+) -> None:
+    from models_registry.services import runs
+
+    window = comparison.common_window(two_versions)
+    config = {"start": window.start.isoformat(), "end": window.stop.isoformat(), "comparison": True}
+    run = runs.comparison_run_request(
+        model_version=two_versions[0], requested_by=engineer, config=config
+    )
+    runs.run_fail(run=run, error="no BTCUSDT 1h candles stored between the bounds\nmore detail")
+
+    page = client_for(engineer).get(compare_url(two_versions)).text
+
+    assert f"run #{run.pk} could not run: no BTCUSDT 1h candles stored between the bounds" in page
+    assert "more detail" not in page
+    assert "Run 2 comparison backtests" in page, "the failed one may be queued again"
