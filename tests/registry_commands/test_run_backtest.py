@@ -208,7 +208,11 @@ def test_recorded_run_has_window_hash_metrics_gates_and_plot(
     assert run.report_dir == f"validation/{run.pk}"
     plot = media / run.report_dir / run.plot_file
     assert plot.read_bytes()[:4] == b"\x89PNG"
-    assert sorted(p.suffix for p in plot.parent.iterdir()) == [".csv", ".json", ".png"]
+    assert sorted(p.suffix for p in plot.parent.iterdir()) == [".csv", ".json", ".json", ".png"]
+    # The curves, kept once per run for pages that overlay them (Compare).
+    curve = json.loads((plot.parent / "equity_curve.json").read_text())
+    assert len(curve["index"]) == len(curve["strategy"]) == len(curve["buy_and_hold"]) == 240
+    assert pd.Timestamp(curve["index"][0]) == run.window_start
     assert AuditEvent.objects.filter(event_type="validation_requested").count() == 1
 
 
