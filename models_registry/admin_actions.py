@@ -534,7 +534,9 @@ class TrainForm(forms.Form):
     )
     start = forms.CharField(required=False, help_text="UTC start, e.g. 2023-01-01 (inclusive)")
     end = forms.CharField(
-        required=False, help_text="UTC end of the training window, e.g. 2024-01-01 (exclusive)"
+        required=False,
+        help_text="UTC end of the training window, e.g. 2024-01-01 (exclusive). Empty: the "
+        "newest days stay unseen for the policy validation and a paper run (90 + 14 by default)",
     )
     gap_policy = forms.ChoiceField(
         choices=[("refuse", "refuse to train on missing candles"),
