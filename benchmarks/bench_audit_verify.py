@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_registry import bench_database, setup_django
+from benchmarks.bench_registry import HashedAuditFields, bench_database, setup_django
 
 
 def append_events(count: int, key: bytes | None) -> None:
@@ -28,7 +28,7 @@ def append_events(count: int, key: bytes | None) -> None:
     prev, when, batch = GENESIS_HASH, datetime(2024, 1, 1, tzinfo=UTC), []
     for n in range(count):
         when += timedelta(seconds=1)
-        fields = {
+        fields: HashedAuditFields = {
             "event_time": when, "actor_id": None, "actor_repr": "system",
             "event_type": "model_version_validated", "object_type": "ModelVersion",
             "object_id": str(n % 1000), "object_repr": f"btcusdt_price v{n % 1000}",

@@ -21,7 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.data import import_klines_csv, read_candles
-from engine.data.store import merge_candles
+from engine.data.store import ReadResult, merge_candles
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MINUTES_PER_YEAR = 525_600
@@ -89,7 +89,7 @@ def main() -> None:
         merge_candles(minutes_store, "BTCUSDT", "1m", one_year_of_minutes())
         file_size = (minutes_store / "candles" / "BTCUSDT" / "1m.parquet").stat().st_size
 
-        def read_year() -> object:
+        def read_year() -> ReadResult:
             return read_candles(minutes_store, "BTCUSDT", "1m")
 
         read_seconds = best_time(read_year)

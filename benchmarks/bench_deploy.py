@@ -17,6 +17,7 @@ since systemd is absent.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -51,15 +52,15 @@ SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 
 
 class TempFolders:
-    """The one method of pytest's TempPathFactory that the helpers use."""
+    """The one method of pytest's TempPathFactory that the helpers use (TempFolderFactory)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.count = 0
 
-    def mktemp(self, name: str) -> Path:
+    def mktemp(self, basename: str) -> Path:
         self.count += 1
-        path = self.root / f"{name}{self.count}"
+        path = self.root / f"{basename}{self.count}"
         path.mkdir()
         return path
 
@@ -102,13 +103,13 @@ def bench_single(target: TargetSpec, versions: list[ArtifactSpec], runs: int):
     step_times: dict[str, list[float]] = defaultdict(list)
     for run in range(runs):
         artifact = versions[(run % (len(versions) - 1)) + 1]
-        seconds, outcome = timed(lambda a=artifact, r=run: deploy(target, a, f"bench-{r}"))
+        seconds, outcome = timed(functools.partial(deploy, target, artifact, f"bench-{run}"))
         require_success(outcome)
         deploy_times.append(seconds)
         for record in outcome.steps:
             step_times[record.step].append(record.seconds)
         seconds, outcome = timed(
-            lambda r=run: rollback(target, name=MODEL_NAME, deployment_id=f"bench-rb-{r}")
+            functools.partial(rollback, target, name=MODEL_NAME, deployment_id=f"bench-rb-{run}")
         )
         require_success(outcome)
         rollback_times.append(seconds)
@@ -119,7 +120,7 @@ def bench_parallel(target: TargetSpec, versions: list[ArtifactSpec], runs: int) 
     times = []
     for run in range(runs):
         artifact = versions[(run % (len(versions) - 1)) + 1]
-        seconds, outcome = timed(lambda a=artifact, r=run: deploy(target, a, f"par-{r}"))
+        seconds, outcome = timed(functools.partial(deploy, target, artifact, f"par-{run}"))
         require_success(outcome)
         times.append(seconds)
     return times

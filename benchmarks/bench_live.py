@@ -166,16 +166,22 @@ def decision_latency(
     warmup, measured = items[: predictor.required_history], items[predictor.required_history :]
     for candle in warmup:
         engine.on_candle(candle)
-    step, decision, model_only = [], [], []
+    step: list[float] = []
+    decision: list[float] = []
+    model_only: list[float] = []
     # Bars that first execute the previous decision at their open also write (and fsync) the
     # fill and a state record before deciding: I/O, reported apart from the computation.
-    after_fill, without_fill = [], []
+    after_fill: list[float] = []
+    without_fill: list[float] = []
     for candle in measured:
         started = time.perf_counter()
         result = engine.on_candle(candle)
         step.append(time.perf_counter() - started)
-        decision.append(engine.last_decision_seconds)
-        (after_fill if result.fills else without_fill).append(engine.last_decision_seconds)
+        decided = engine.last_decision_seconds
+        if decided is None:
+            raise SystemExit("the engine made no decision after its warm-up: nothing to time")
+        decision.append(decided)
+        (after_fill if result.fills else without_fill).append(decided)
         frame = engine.buffer.frame()
         started = time.perf_counter()
         predictor.predict_latest(frame, sentiment)

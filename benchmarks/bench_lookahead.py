@@ -51,6 +51,8 @@ def detection_rates(data_dir: Path) -> None:
             run = run_backtest(
                 "ml_basic", frame, sentiment=sentiment, predictor=make(), start=start, gates={}
             )
+            if run.lookahead is None:
+                raise SystemExit(f"{kind}: run_backtest skipped the look-ahead check")
             if run.lookahead["leak"]:
                 flagged += 1
                 hows.add(run.lookahead["how"])

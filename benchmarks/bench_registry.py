@@ -23,7 +23,11 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -33,6 +37,19 @@ VERSIONS = 10_000
 DEPLOYMENTS = 20_000
 BASE_EVENTS = 100_000
 BATCH = 5_000
+
+
+class HashedAuditFields(TypedDict):
+    """The audit event columns ``compute_row_hash`` covers (besides the previous hash)."""
+
+    event_time: datetime
+    actor_id: int | None
+    actor_repr: str
+    event_type: str
+    object_type: str
+    object_id: str
+    object_repr: str
+    data: dict[str, Any]
 
 
 @contextlib.contextmanager
@@ -125,7 +142,7 @@ def create_versions(count: int) -> list[int]:
     from models_registry.guards import transition_write
 
     with transaction.atomic(), transition_write("benchmark fixture"):
-        QuerySet(ModelVersion).bulk_create(rows, batch_size=BATCH)
+        QuerySet[ModelVersion](ModelVersion).bulk_create(rows, batch_size=BATCH)
     return list(ModelVersion.objects.order_by("id").values_list("id", flat=True))
 
 
@@ -171,7 +188,7 @@ def append_audit_events(count: int) -> None:
     batch: list[AuditEvent] = []
     for n in range(count):
         when = when + timedelta(seconds=1)
-        fields = {
+        fields: HashedAuditFields = {
             "event_time": when,
             "actor_id": None,
             "actor_repr": "system",
@@ -278,14 +295,12 @@ def cockpit_urls() -> list[tuple[str, str]]:
 
 
 def bench_pages(title: str, urls: list[tuple[str, str]], repeats: int = 5) -> None:
-    from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    admin_user = get_user_model().objects.filter(is_superuser=True).first()
     client = Client()
-    client.force_login(admin_user)
+    client.force_login(_superuser())
     print(f"{title} (median of {repeats} renders; target < 300 ms):")
     for label, url in urls:
         client.get(url)
@@ -301,16 +316,27 @@ def bench_pages(title: str, urls: list[tuple[str, str]], repeats: int = 5) -> No
         print(f"  {label:<32} {median_ms:7.1f} ms  {len(captured):3d} queries  {verdict}")
 
 
+def _superuser() -> User:
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(is_superuser=True).first()
+    if user is None:
+        raise SystemExit("no superuser in the benchmark database: create the fixture data first")
+    return user
+
+
 def bench_audit_export() -> None:
     """Streaming every audit event as JSON Lines (an auditor's full export)."""
-    from django.contrib.auth import get_user_model
+    from django.http import StreamingHttpResponse
     from django.test import Client
     from django.urls import reverse
 
     client = Client()
-    client.force_login(get_user_model().objects.filter(is_superuser=True).first())
+    client.force_login(_superuser())
     start = time.perf_counter()
     response = client.get(reverse("admin:models_registry_auditevent_export", args=["jsonl"]))
+    if not isinstance(response, StreamingHttpResponse):
+        raise SystemExit(f"the audit export did not stream: {type(response).__name__}")
     rows = sum(chunk.count(b"\n") for chunk in response.streaming_content)
     seconds = time.perf_counter() - start
     print(f"  export all audit events as JSON Lines: {rows} rows in {seconds:.1f} s")

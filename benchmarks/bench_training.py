@@ -9,6 +9,7 @@ is that run's alone, then prints the figures side by side. Heavy: run it alone.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
@@ -41,10 +43,9 @@ def run_one(kind: str, data_dir: Path, epochs: int | None) -> dict[str, object]:
         raw, "1h", ValidationPolicy(gaps="fill", max_fill=3), source="BTCUSDT-1h.csv"
     )
     sentiment = read_sentiment_csv(data_dir / "fear_greed_index.csv")
-    options = {"force_price_only": kind == "price"}
+    config = TrainingConfig(force_price_only=kind == "price")
     if epochs is not None:
-        options["epochs"] = epochs
-    config = TrainingConfig(**options)
+        config = dataclasses.replace(config, epochs=epochs)  # re-validated by __post_init__
     epoch_times: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
         result = train_model(
@@ -95,7 +96,8 @@ def main() -> None:
     print_table(figures)
 
 
-def print_table(figures: list[dict[str, object]]) -> None:
+def print_table(figures: list[dict[str, Any]]) -> None:
+    # The figures come back as JSON from one process per kind: values of any JSON type.
     rows = [
         ("wall time (s)", "wall_seconds"),
         ("train_model duration (s)", "train_seconds"),

@@ -38,25 +38,43 @@ HOUR = pd.Timedelta(hours=1)
 
 @dataclass(frozen=True)
 class Candidate:
+    """Fixed entry/exit levels, or (``quantiles``) levels read from the window's own model:
+    quantiles of its calibrated probabilities on its model-selection split, as the training
+    defaults do (``metadata["strategy"]["levels_from"]["quantiles"]``)."""
+
     label: str
     horizon: int
     objective: str
     entry: float
     exit: float
     min_hold: int = 0
+    quantiles: bool = False
 
     @property
     def model_key(self) -> tuple[int, str]:
         return self.horizon, self.objective
 
+    def levels(self, metadata: dict) -> tuple[float, float]:
+        if not self.quantiles:
+            return self.entry, self.exit
+        recorded = metadata["strategy"]["levels_from"]["quantiles"]
+        entry, exit_ = recorded[f"{self.entry:.2f}"], recorded[f"{self.exit:.2f}"]
+        return entry, min(exit_, entry)
+
 
 CANDIDATES = (
-    Candidate("reg h1 e0/x0", 1, "regression", 0.0, 0.0),
     Candidate("reg h4 e0/x0", 4, "regression", 0.0, 0.0),
-    Candidate("reg h4 e0/x0 hold4", 4, "regression", 0.0, 0.0, 4),
-    Candidate("cls h4 .55/.50", 4, "classification", 0.55, 0.50),
     Candidate("cls h4 .52/.48", 4, "classification", 0.52, 0.48),
-    Candidate("cls h12 .55/.50", 12, "classification", 0.55, 0.50),
+    Candidate("cls h4 q.60/q.40", 4, "classification", 0.60, 0.40, quantiles=True),
+    Candidate("cls h4 q.70/q.50", 4, "classification", 0.70, 0.50, quantiles=True),
+    Candidate("cls h4 q.80/q.50", 4, "classification", 0.80, 0.50, quantiles=True),
+    Candidate("cls h4 q.90/q.60", 4, "classification", 0.90, 0.60, quantiles=True),
+    Candidate("cls h4 q.70/q.50 hold4", 4, "classification", 0.70, 0.50, 4, quantiles=True),
+    Candidate("cls h12 q.70/q.50", 12, "classification", 0.70, 0.50, quantiles=True),
+    Candidate("cls h12 q.80/q.50", 12, "classification", 0.80, 0.50, quantiles=True),
+    Candidate("cls h12 q.80/q.60 hold12", 12, "classification", 0.80, 0.60, 12, quantiles=True),
+    Candidate("cls h24 q.70/q.50", 24, "classification", 0.70, 0.50, quantiles=True),
+    Candidate("cls h24 q.80/q.60", 24, "classification", 0.80, 0.60, quantiles=True),
 )
 
 
@@ -92,19 +110,17 @@ def train_window(candles, key, epochs, window_start, workdir):
     result = train_model(
         train, None, config, workdir / f"{horizon}_{objective}_{window_start:%Y%m%d}"
     )
-    return OnnxPredictor.from_dir(result.output_dir)
+    return OnnxPredictor.from_dir(result.output_dir), result.metadata
 
 
-def evaluate(candles, predictor, candidate, start, end):
+def evaluate(candles, model, candidate, start, end):
     from engine.backtest.simulator import SimulationConfig, simulate
     from engine.strategies import get_strategy
 
+    predictor, metadata = model
+    entry, exit_ = candidate.levels(metadata)
     strategy = get_strategy(
-        "ml_basic",
-        predictor=predictor,
-        entry=candidate.entry,
-        exit=candidate.exit,
-        min_hold=candidate.min_hold,
+        "ml_basic", predictor=predictor, entry=entry, exit=exit_, min_hold=candidate.min_hold
     )
     history = candles.loc[start - 30 * pd.Timedelta(days=1) : end]
     targets = strategy.targets(history).loc[start:end]
@@ -115,7 +131,46 @@ def evaluate(candles, predictor, candidate, start, end):
         "return": metrics["total_return"],
         "hold": metrics["buy_and_hold"]["total_return"],
         "hit": metrics["win_rate"] if metrics["n_trades"] else math.nan,
+        "entry": entry,
+        "exit": exit_,
     }
+
+
+def entry_text(level: float) -> str:
+    return f"{level:.4f}"
+
+
+# A candidate trades as a strategy when it makes the min_trades gate's count in most windows;
+# one long trade per window is buy-and-hold with extra costs, not a strategy.
+MIN_TRADES = 3
+
+
+def summarise(label: str, part: pd.DataFrame) -> dict:
+    return {
+        "label": label,
+        "trades": int(part["trades"].sum()),
+        "return": float((1 + part["return"]).prod() - 1),
+        "hold": float((1 + part["hold"]).prod() - 1),
+        "beats": int((part["return"] > part["hold"]).sum()),
+        "trading": int((part["trades"] >= MIN_TRADES).sum()),
+        "hit": float(part["hit"].mean()),
+    }
+
+
+def print_choice(summaries: list[dict]) -> None:
+    """The rule the defaults follow: best compounded return after costs among real traders."""
+    eligible = [s for s in summaries if s["trading"] > WINDOWS / 2]
+    print(
+        f"\nrule: among candidates with {MIN_TRADES}+ trades in more than half the windows, "
+        "the highest compounded return after costs"
+    )
+    if not eligible:
+        print("  no candidate trades as a strategy: no default can be chosen by this rule")
+        return
+    best = max(eligible, key=lambda s: s["return"])
+    print(f"  chosen: {best['label']} ({best['return']:+.2%} vs buy&hold {best['hold']:+.2%})")
+    if all(s["return"] <= s["hold"] for s in summaries):
+        print("  no candidate beat buy-and-hold after costs over these windows")
 
 
 def main() -> None:
@@ -142,24 +197,25 @@ def main() -> None:
                     {"window": number, "start": start, "candidate": candidate.label, **figures}
                 )
                 print(
-                    f"window {number} {start:%Y-%m-%d}..{end:%Y-%m-%d}  {candidate.label:<20} "
+                    f"window {number} {start:%Y-%m-%d}..{end:%Y-%m-%d}  {candidate.label:<22} "
                     f"trades {figures['trades']:>3}  return {figures['return']:+7.2%}  "
-                    f"buy&hold {figures['hold']:+7.2%}  hit {figures['hit']:.2f}",
+                    f"buy&hold {figures['hold']:+7.2%}  hit {figures['hit']:.2f}  "
+                    f"entry {entry_text(figures['entry'])} exit {entry_text(figures['exit'])}",
                     flush=True,
                 )
     table = pd.DataFrame(rows)
     print(
         f"\nsummary over {WINDOWS} windows of {EVAL_DAYS} days (epochs {args.epochs}, price-only):"
     )
-    for label, part in table.groupby("candidate", sort=False):
-        compounded = (1 + part["return"]).prod() - 1
-        hold = (1 + part["hold"]).prod() - 1
-        beats = int((part["return"] > part["hold"]).sum())
+    summaries = [summarise(label, part) for label, part in table.groupby("candidate", sort=False)]
+    for line in summaries:
         print(
-            f"  {label:<20} trades {int(part['trades'].sum()):>4}  return {compounded:+7.2%}  "
-            f"buy&hold {hold:+7.2%}  windows beating buy&hold {beats}/{WINDOWS}  "
-            f"mean hit {part['hit'].mean():.2f}"
+            f"  {line['label']:<24} trades {line['trades']:>4}  return {line['return']:+7.2%}  "
+            f"buy&hold {line['hold']:+7.2%}  windows beating buy&hold {line['beats']}/{WINDOWS}  "
+            f"windows with {MIN_TRADES}+ trades {line['trading']}/{WINDOWS}  "
+            f"mean hit {line['hit']:.2f}"
         )
+    print_choice(summaries)
     print(f"took {time.monotonic() - started:.0f} s")
 
 

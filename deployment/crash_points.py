@@ -15,6 +15,11 @@ Point names (each is "just after" what it names):
              recorded by the controller, e.g. ``step:swap``), ``deploy_finish_recorded``
              (inside the finishing transaction, before the version moves),
              ``deploy_committed`` (committed, before the task returns and is acked)
+  rollback:  the automatic rollback's steps are runner steps too, so ``step:rollback_connect``
+             (the failed check on record, nothing restored), ``step:rollback_stage``,
+             ``step:rollback_swap``, ``step:rollback_restart``, ``step:rollback_health_check``,
+             then ``step:cleanup`` and the two deploy points above. A failed step never
+             reaches its point (the kill would not be "just after" a step done)
   validation: ``validation_claimed``, ``validation_computed`` (backtest done, report
              published, nothing recorded), ``validation_recorded`` (inside the
              recording transaction, before the version moves), ``validation_committed``

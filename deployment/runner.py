@@ -21,7 +21,7 @@ import logging
 import posixpath
 import queue
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -643,9 +643,9 @@ def restore_host(op: OperationContext, run: HostRun) -> bool:
 def clean_host(op: OperationContext, run: HostRun, *, keep_new: str | None) -> None:
     """Remove the upload folder and leftovers; after a success keep the new version."""
 
-    def clean() -> str:
+    def clean(connection: HostConnection) -> str:
         return steps.cleanup(
-            op.connection(run),
+            connection,
             run.layout,
             candidate=run.candidate,
             staged=run.staged,
@@ -658,7 +658,34 @@ def clean_host(op: OperationContext, run: HostRun, *, keep_new: str | None) -> N
 
     # Leftovers in the upload folder do not change what the host serves: recorded, not fatal.
     with contextlib.suppress(StepFailed):
-        op.step("cleanup", run, clean, describe=lambda text: text)
+        op.step(
+            "cleanup",
+            run,
+            lambda: on_fresh_connection_if_failed(op, run, clean),
+            describe=lambda text: text,
+        )
+
+
+def on_fresh_connection_if_failed(
+    op: OperationContext, run: HostRun, action: Callable[[HostConnection], str]
+) -> str:
+    """Run `action` on the host's connection; if it fails there, once more on a new one.
+
+    A connection cut a moment ago can still look alive (paramiko sees the EOF only
+    when its transport thread next reads), so `op.connection` hands it back and the
+    command dies on it. Cleanup is idempotent, so one retry on a fresh connection is
+    safe, and it is what tells a cut connection from a host that really refuses.
+    Returns what the action said, noting the retry.
+    """
+    try:
+        return action(op.connection(run))
+    except (StepFailed, HostConnectionError) as error:
+        first = error.detail if isinstance(error, StepFailed) else str(error)
+        if run.connection is not None:
+            close_quietly(run.connection)
+            run.connection = None
+        said = action(op.connection(run))
+        return f"{said} (on a fresh connection: the first attempt failed: {first})"
 
 
 # --------------------------------------------------------------------------- the operation
@@ -939,14 +966,22 @@ def reconcile(
     previous_sha: str | None,
     on_step: StepCallback | None = None,
     connect: Connect = open_connection,
+    swapped_on: Collection[str] = (),
+    audit_anchor: str | None = None,
 ) -> ReconcileOutcome:
     """Finish honestly a deployment whose worker died, from what the hosts really hold.
 
-    - every host serves the new version: `succeeded` (leftovers removed);
-    - every host still serves the previous version untouched: `failed` (it never took effect);
-    - anything else (files swapped but not restarted, a split target, a half swap):
-      the previous version is restored, restarted and checked on those hosts:
-      `rolled_back`, or `failed` with `needs_attention` if that restore failed.
+    `swapped_on` names the hosts where the deployment is on record as having begun its
+    swap: the new version took effect there, whatever the host shows now.
+
+    - every host serves the new version: `succeeded` (the new version kept, leftovers
+      removed);
+    - every host serves the previous version: `failed` if no host ever swapped (it
+      never took effect), `rolled_back` if one did (the killed worker's rollback had
+      already brought the previous version back);
+    - anything else (files swapped but not restarted, a split target, a half swap, a
+      rollback cut short): the previous version is restored, restarted and checked on
+      those hosts: `rolled_back`, or `needs_attention` if that restore failed.
     """
     steps.check_deployment_id(deployment_id)
     recorder = Recorder(on_step)
@@ -958,6 +993,7 @@ def reconcile(
         recorder=recorder,
         connect=connect,
         prepare=prepare_from_host(previous_sha),
+        audit_anchor=audit_anchor,
     )
     runs = [HostRun(host=host, layout=target.layout_for(host, name)) for host in target.hosts]
     states: dict[str, HostState] = {}
@@ -978,7 +1014,7 @@ def reconcile(
 
     try:
         in_parallel(op, runs, read)
-        return settle(op, runs, states, expected_new_sha, previous_sha)
+        return settle(op, runs, states, expected_new_sha, previous_sha, swapped_on)
     finally:
         for run in runs:
             if run.connection is not None:
@@ -991,6 +1027,7 @@ def settle(
     states: Mapping[str, HostState],
     new_sha: str,
     previous_sha: str | None,
+    swapped_on: Collection[str] = (),
 ) -> ReconcileOutcome:
     host_states = {label: state.to_dict() for label, state in states.items()}
     unreachable = [run.label for run in runs if run.label not in states]
@@ -1005,11 +1042,25 @@ def settle(
     for run in runs:
         run.candidate = steps.candidate_dir_for(run.layout, op.deployment_id)
     if all(states[run.label].serves(new_sha) for run in runs):
-        in_parallel(op, runs, lambda run: clean_reconciled(op, run))
+        in_parallel(
+            op, runs, lambda run: clean_reconciled(op, run, keep_new=new_sha, kept=previous_sha)
+        )
         return ReconcileOutcome(
             "succeeded", "every host serves the new version", host_states, op.recorder.records
         )
     to_restore = [run for run in runs if not states[run.label].serves(previous_sha)]
+    swapped = [run.label for run in runs if run.label in swapped_on]
+    if not to_restore and swapped:
+        # The new version took effect and was undone before the worker died: calling
+        # that "failed, never went live" would hide a production change from the record.
+        in_parallel(op, runs, lambda run: clean_reconciled(op, run))
+        return ReconcileOutcome(
+            "rolled_back",
+            f"the new version was swapped in on {', '.join(swapped)} and the previous one "
+            "is live again on every host",
+            host_states,
+            op.recorder.records,
+        )
     if not to_restore:
         in_parallel(op, runs, lambda run: clean_reconciled(op, run))
         return ReconcileOutcome(
@@ -1057,20 +1108,31 @@ def settle(
     )
 
 
-def clean_reconciled(op: OperationContext, run: HostRun) -> None:
-    def clean() -> str:
-        connection = op.connection(run)
+def clean_reconciled(
+    op: OperationContext, run: HostRun, *, keep_new: str | None = None, kept: str | None = None
+) -> None:
+    """What a killed worker left: the upload folder and temporary files. After a success
+    the new version is kept (and old ones pruned, never `kept`, the previous one) exactly
+    as a finished deploy keeps it."""
+
+    def clean(connection: HostConnection) -> str:
         steps.remove_stray_incoming(connection, run.layout)
         return steps.cleanup(
             connection,
             run.layout,
             candidate=run.candidate,
             staged=None,
-            keep_new=None,
+            keep_new=(op.name, keep_new) if keep_new else None,
             keep_versions=op.target.keep_versions,
-            protect=set(),
+            protect={sha for sha in (keep_new, kept, run.previous_sha256) if sha},
             timeout=op.target.command_timeout,
+            audit_anchor=op.audit_anchor,
         )
 
     with contextlib.suppress(StepFailed):
-        op.step("cleanup", run, clean, describe=lambda text: text)
+        op.step(
+            "cleanup",
+            run,
+            lambda: on_fresh_connection_if_failed(op, run, clean),
+            describe=lambda text: text,
+        )

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TextIO
 
 from tqdm import tqdm
@@ -55,26 +56,36 @@ def _bar(description: str, unit: str, out: TextIO) -> Iterator[ProgressCallback]
         bar.close()
 
 
+@dataclass
+class _PlainState:
+    """What the plain-line reporter has seen and last written (typed, not a mixed dict)."""
+
+    last_line: float = float("-inf")
+    done: int = 0
+    total: int = 0
+    written: tuple[int, int] = (-1, -1)
+
+
 def _plain_lines(
     description: str, unit: str, out: TextIO, min_interval: float
 ) -> Iterator[ProgressCallback]:
-    state = {"last_line": float("-inf"), "done": 0, "total": 0, "written": (-1, -1)}
+    state = _PlainState()
 
     def write() -> None:
-        done, total = state["done"], state["total"]
+        done, total = state.done, state.total
         percent = f" ({100 * done / total:.0f}%)" if total else ""
         out.write(f"{description}: {done}/{total} {unit}{percent}\n")
         out.flush()
-        state["written"] = (done, total)
-        state["last_line"] = time.monotonic()
+        state.written = (done, total)
+        state.last_line = time.monotonic()
 
     def update(done: int, total: int) -> None:
-        state["done"], state["total"] = done, total
-        if time.monotonic() - state["last_line"] >= min_interval:
+        state.done, state.total = done, total
+        if time.monotonic() - state.last_line >= min_interval:
             write()
 
     yield update
-    if state["total"] and state["written"] != (state["done"], state["total"]):
+    if state.total and state.written != (state.done, state.total):
         write()  # the final count, always
 
 

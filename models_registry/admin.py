@@ -24,7 +24,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from models_registry import admin_actions, exports, formatting
+from models_registry import admin_actions, admin_compare, admin_tasks, exports, formatting
 from models_registry.admin_cockpit import staff_user
 from models_registry.formatting import key_value_table as _kv_table
 from models_registry.models import (
@@ -117,6 +117,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         admin_actions.reject_versions,
         admin_actions.deploy_versions,
         admin_actions.rollback_production,
+        admin_compare.compare_versions,
     )
     fieldsets = (
         (None, {"fields": ("name", "version", "symbol", "interval", "kind", "state", "health")}),
@@ -245,6 +246,11 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                     )
                 ),
                 name="models_registry_version_action",
+            ),
+            path(
+                "compare/",
+                self.admin_site.admin_view(admin_compare.compare_view),
+                name="models_registry_compare",
             ),
             path(
                 "train/",
@@ -764,3 +770,7 @@ class AuditEventAdmin(ExportAllMixin, ReadOnlyAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/models_registry/auditevent/verify.html", context)
+
+
+# Task results: each person's own jobs, read-only (models_registry/admin_tasks.py).
+admin_tasks.register(admin.site)

@@ -445,7 +445,12 @@ def artifact_view(request: HttpRequest, kind: str, pk: int, which: str) -> FileR
     if not request.user.has_perm(f"models_registry.view_{kind}"):
         raise PermissionDenied
     obj = get_object_or_404(model, pk=pk)
-    path = _plot_path(obj) if which == "plot" else _trials_plot_path(obj)
+    if which == "plot":
+        path = _plot_path(obj)
+    elif isinstance(obj, ModelVersion):  # "trials" was refused above for any other kind
+        path = _trials_plot_path(obj)
+    else:
+        raise Http404("no such artifact")
     if path is None or not path.is_file():
         raise Http404("this record has no plot")
     return FileResponse(path.open("rb"), content_type="image/png")
@@ -529,7 +534,9 @@ class TrainForm(forms.Form):
     )
     start = forms.CharField(required=False, help_text="UTC start, e.g. 2023-01-01 (inclusive)")
     end = forms.CharField(
-        required=False, help_text="UTC end of the training window, e.g. 2024-01-01 (exclusive)"
+        required=False,
+        help_text="UTC end of the training window, e.g. 2024-01-01 (exclusive). Empty: the "
+        "newest days stay unseen for the policy validation and a paper run (90 + 14 by default)",
     )
     gap_policy = forms.ChoiceField(
         choices=[("refuse", "refuse to train on missing candles"),

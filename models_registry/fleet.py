@@ -7,7 +7,7 @@ of queries whatever the number of targets, deployments or events.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db.models import CharField, OuterRef, Subquery
 from django.db.models.functions import Cast
@@ -23,8 +23,19 @@ from models_registry.models import (
 )
 from models_registry.services.host_checks import HOST_CHECK_EVENT
 
+if TYPE_CHECKING:  # django-stubs-ext is a dev requirement: types only, not at run time
+    from django_stubs_ext import WithAnnotations
 
-def _annotated_targets() -> list[DeploymentTarget]:
+
+class _FleetAnnotations(TypedDict):
+    """The ids each target row carries from its subqueries (None: no such row yet)."""
+
+    served_id: int | None
+    last_deployment_id: int | None
+    check_id: int | None
+
+
+def _annotated_targets() -> list[WithAnnotations[DeploymentTarget, _FleetAnnotations]]:
     deployments = Deployment.objects.filter(target=OuterRef("pk"))
     served = (
         deployments.filter(status=DeploymentStatus.SUCCEEDED)

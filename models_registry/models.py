@@ -9,7 +9,7 @@ State lives here and changes only through the services in
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import pgtrigger
 from django.conf import settings
@@ -636,7 +636,10 @@ class ApprovalSuspension(models.Model):
         return f"suspension of {self.approval}"
 
 
-class AppendOnlyQuerySet(models.QuerySet):
+_AppendOnly = TypeVar("_AppendOnly", bound="AppendOnlyModel")
+
+
+class AppendOnlyQuerySet(models.QuerySet[_AppendOnly]):
     """Refuses bulk update and delete; the model's ``append_only_label`` names it."""
 
     def update(self, **kwargs: Any) -> int:

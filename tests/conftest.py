@@ -56,11 +56,19 @@ def _wait_for_worker_ready(process: subprocess.Popen, log_path: Path, timeout: f
 
 @pytest.fixture
 def celery_worker_factory(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start real `celery worker` processes against the test database; stop them after."""
+    """Start real `celery worker` processes against the test database; stop them after.
+
+    ``ready=False`` returns at once: the caller prepares its data while the worker boots
+    (seconds of imports) and calls ``process.wait_ready()`` before it sends a task.
+    """
     started: list[subprocess.Popen] = []
 
     def start(
-        *, queues: str = ALL_QUEUES, env: dict[str, str] | None = None, name: str = "w1"
+        *,
+        queues: str = ALL_QUEUES,
+        env: dict[str, str] | None = None,
+        name: str = "w1",
+        ready: bool = True,
     ) -> subprocess.Popen:
         log_path = tmp_path / f"celery-{name}.log"
         child_env = {
@@ -79,8 +87,12 @@ def celery_worker_factory(tmp_path: Path) -> Iterator[Callable[..., subprocess.P
                 command, cwd=PROJECT_ROOT, env=child_env, stdout=log, stderr=subprocess.STDOUT
             )
         started.append(process)
-        _wait_for_worker_ready(process, log_path, timeout=60)
         process.log_path = log_path  # type: ignore[attr-defined]
+        process.wait_ready = lambda: _wait_for_worker_ready(  # type: ignore[attr-defined]
+            process, log_path, timeout=60
+        )
+        if ready:
+            process.wait_ready()  # type: ignore[attr-defined]
         return process
 
     yield start

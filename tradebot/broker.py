@@ -67,7 +67,9 @@ class AtomicFilesystemChannel(filesystem.Channel):
 
     # --- messages ---------------------------------------------------------------
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # kombu's filesystem.Channel (our parent, whose name we keep) calls AbstractChannel's
+    # `message` `payload`: no signature matches both, and kombu passes it positionally.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         # Same name scheme as kombu (sortable by time, then the queue after the first dot).
         name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         self.tmp_folder.mkdir(parents=True, exist_ok=True)

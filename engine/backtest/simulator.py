@@ -437,10 +437,11 @@ def _simulate_event_loop(
         reason = EXIT_STOP if stopped else EXIT_TAKE_PROFIT
         records.append(trade.record(bar, fill, reason, 0.0, bar - trade.entry_bar))
         trade = None
-        seg_start.append(bar), seg_cash.append(cash), seg_qty.append(0.0)
+        seg_start.append(bar)
+        seg_cash.append(cash)
+        seg_qty.append(0.0)
 
-    for bar in np.flatnonzero(changes):
-        bar = int(bar)
+    for bar in map(int, np.flatnonzero(changes)):  # plain ints: bar numbers index and count
         close_by_exit(bar)
         weight = float(in_force[bar])
         if qty == 0.0 and weight == 0.0:
@@ -474,7 +475,9 @@ def _simulate_event_loop(
             cash -= change * price + fee_paid
         qty = new_qty
         checked_from = bar
-        seg_start.append(bar), seg_cash.append(cash), seg_qty.append(qty)
+        seg_start.append(bar)
+        seg_cash.append(cash)
+        seg_qty.append(qty)
     close_by_exit(n)
     if trade is not None:
         records.append(trade.record(n - 1, bars.close[-1], EXIT_OPEN, qty, n - trade.entry_bar))

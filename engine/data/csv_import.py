@@ -22,8 +22,8 @@ from __future__ import annotations
 import gzip
 import re
 from dataclasses import dataclass
+from io import BufferedIOBase
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -118,7 +118,8 @@ def read_sentiment_csv(path: Path | str) -> pd.Series:
 # --- layout ------------------------------------------------------------------------------
 
 
-def _open_text_bytes(path: Path) -> IO[bytes]:
+def _open_text_bytes(path: Path) -> BufferedIOBase:
+    # Both a GzipFile and a plain binary file are buffered binary streams.
     with open(path, "rb") as probe:
         magic = probe.read(2)
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
@@ -208,8 +209,8 @@ def _parser_error(path: Path, exc: pd.errors.ParserError, layout: _Layout) -> Cs
         expected, line, saw = (int(g) for g in match.groups())
         return CsvFormatError(path, f"expected {expected} fields, found {saw}", line=line)
     match = re.search(r"line (\d+)", str(exc))
-    line = int(match.group(1)) if match else None
-    return CsvFormatError(path, f"malformed CSV ({exc})", line=line)
+    where = int(match.group(1)) if match else None
+    return CsvFormatError(path, f"malformed CSV ({exc})", line=where)
 
 
 def _first_undecodable_line(path: Path) -> int | None:

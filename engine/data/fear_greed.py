@@ -58,7 +58,8 @@ def download_fear_greed(
     what = f"Fear & Greed API {url}"
 
     def call() -> dict[str, Any]:
-        response = http.get(url, params={"limit": limit, "format": "json"}, timeout=timeout)
+        params: dict[str, str | int] = {"limit": limit, "format": "json"}
+        response = http.get(url, params=params, timeout=timeout)
         if response.status_code == 429:
             raise _HttpStatus(response)
         if response.status_code >= 500:

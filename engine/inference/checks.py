@@ -88,6 +88,18 @@ class ModelFiles:
     # The model matched the kept previous metadata (`<metadata>.backup`), not the current.
     serving_backup: bool = False
 
+    def model_paths(self) -> tuple[Path, Path]:
+        """The ONNX and metadata files; known only once a model is named (files_present)."""
+        if self.name is None or self.onnx_path is None or self.metadata_path is None:
+            raise _Failed("no model is named: files_present must pass first")
+        return self.onnx_path, self.metadata_path
+
+    def loaded_session(self) -> ort.InferenceSession:
+        """The ONNX Runtime session; there only once onnx_loads passed."""
+        if self.session is None:
+            raise _Failed("the ONNX model is not loaded: onnx_loads must pass first")
+        return self.session
+
 
 def files_for_dir(model_dir: Path | str, name: str | None) -> ModelFiles:
     """Which files a folder holds for `name` (or its only model); unresolved names stay None."""
@@ -152,14 +164,15 @@ def _check_files_present(files: ModelFiles) -> str:
         if not names:
             raise _Failed(f"no *{METADATA_SUFFIX} in {folder}")
         raise _Failed(f"{folder} holds several models ({', '.join(names)}): name one")
-    missing = [str(p) for p in (files.onnx_path, files.metadata_path) if not p.is_file()]
+    onnx_path, metadata_path = files.model_paths()
+    missing = [str(p) for p in (onnx_path, metadata_path) if not p.is_file()]
     if missing:
         raise _Failed(f"missing file(s): {', '.join(missing)}")
-    return f"{files.onnx_path.name}, {files.metadata_path.name}"
+    return f"{onnx_path.name}, {metadata_path.name}"
 
 
 def _check_metadata_valid(files: ModelFiles) -> str:
-    path = files.metadata_path
+    path = files.model_paths()[1]
     try:
         metadata = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
@@ -201,21 +214,22 @@ def file_sha256(path: Path) -> str:
 
 def _check_sha256(files: ModelFiles) -> str:
     # Read once: the bytes that are hashed are the bytes that get loaded.
-    files.onnx_bytes = files.onnx_path.read_bytes()
+    onnx_path = files.model_paths()[0]
+    files.onnx_bytes = onnx_path.read_bytes()
     actual = hashlib.sha256(files.onnx_bytes).hexdigest()
     recorded = str(files.metadata["onnx_sha256"]).lower()
     if actual != recorded:
         if not _use_backup_metadata(files, actual):
-            raise _Failed(f"{files.onnx_path.name} has sha256 {actual}, metadata says {recorded}")
+            raise _Failed(f"{onnx_path.name} has sha256 {actual}, metadata says {recorded}")
         files.sha256 = actual
-        return f"{actual} (matches the kept previous metadata {files.metadata_path.name})"
-    expected_file = files.onnx_path.with_name(files.onnx_path.name + ".sha256")
+        return f"{actual} (matches the kept previous metadata {files.model_paths()[1].name})"
+    expected_file = onnx_path.with_name(onnx_path.name + ".sha256")
     if expected_file.is_file():
         words = expected_file.read_text(encoding="utf-8").split()
         expected = words[0].lower() if words else ""
         if actual != expected:
             raise _Failed(
-                f"{files.onnx_path.name} has sha256 {actual}, {expected_file.name} "
+                f"{onnx_path.name} has sha256 {actual}, {expected_file.name} "
                 f"expects {expected or '(empty file)'}"
             )
     files.sha256 = actual
@@ -230,10 +244,11 @@ def _use_backup_metadata(files: ModelFiles, actual: str) -> bool:
     metadata of the newer version beside it. Every deploy keeps the previous metadata as
     `<metadata>.backup`: if that one is valid and describes exactly these bytes, check and
     serve the model against it (every later check still runs, on that metadata)."""
-    backup = files.metadata_path.with_name(files.metadata_path.name + BACKUP_SUFFIX)
+    onnx_path, metadata_path = files.model_paths()
+    backup = metadata_path.with_name(metadata_path.name + BACKUP_SUFFIX)
     if not backup.is_file():
         return False
-    candidate = ModelFiles(name=files.name, onnx_path=files.onnx_path, metadata_path=backup)
+    candidate = ModelFiles(name=files.name, onnx_path=onnx_path, metadata_path=backup)
     try:
         _check_metadata_valid(candidate)
     except _Failed:
@@ -263,7 +278,7 @@ def _check_onnx_loads(files: ModelFiles) -> str:
             files.onnx_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"]
         )
     except Exception as error:  # ORT raises several unrelated types for a bad file
-        raise _Failed(f"ONNX Runtime cannot load {files.onnx_path.name}: {error}") from None
+        raise _Failed(f"ONNX Runtime cannot load {files.model_paths()[0].name}: {error}") from None
     return f"onnxruntime {ort.__version__}"
 
 
@@ -280,7 +295,7 @@ def _shape_matches(actual: list[Any], expected: list[Any]) -> bool:
 
 
 def _check_io_signature(files: ModelFiles) -> str:
-    session, onnx_meta = files.session, files.metadata["onnx"]
+    session, onnx_meta = files.loaded_session(), files.metadata["onnx"]
     window = int(files.metadata["window"])
     n_features = len(files.metadata["feature_names"])
     expected_input = [None, window, n_features]
@@ -315,7 +330,7 @@ def _check_golden_parity(files: ModelFiles) -> str:
         tolerance = float(golden["tolerance"])
     except (TypeError, ValueError) as error:
         raise _Failed(f"golden sample is malformed: {error}") from None
-    session = files.session
+    session = files.loaded_session()
     try:
         actual = session.run(None, {session.get_inputs()[0].name: inputs})[0]
     except Exception as error:  # a wrong golden shape surfaces as an ORT error

@@ -40,7 +40,7 @@ class OnnxPredictor:
     """A model that passed every start-up check, ready to predict from candles."""
 
     def __init__(self, files: ModelFiles) -> None:
-        if files.session is None:
+        if files.session is None or files.onnx_path is None or files.metadata_path is None:
             raise ValueError("OnnxPredictor needs files that passed the start-up checks")
         self._session: ort.InferenceSession = files.session
         self.metadata: dict[str, Any] = files.metadata

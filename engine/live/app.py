@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from engine.live.brokers import LiveBroker, LiveStartError, PaperBroker
+from engine.live.brokers import Broker, LiveBroker, LiveStartError, PaperBroker
 from engine.live.candles import candles_from_frame
 from engine.live.config import ConfigError, RiskLimits, load_risk_limits
 from engine.live.feeds import (
@@ -325,6 +325,7 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         interval_seconds=interval_timedelta(interval).total_seconds(),
     )
 
+    broker: Broker  # paper or live: the engine only needs the protocol
     if options.live:
         broker, client = _live_broker(options, symbol)
     else:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from engine.data import interval_timedelta
@@ -17,13 +18,17 @@ MIN_HISTORY_DAYS = 183
 ARCHITECTURES = ("conv1d", "lstm")
 OBJECTIVES = ("regression", "classification")
 MAX_HORIZON = 24
-# ml_basic's entry/exit defaults per objective, in the model's units: a margin over one round
-# trip and an exit level for a predicted log return; probabilities for a classifier.
-DEFAULT_STRATEGY_LEVELS = {
-    "regression": {"entry": 0.0, "exit": 0.0},
-    # From benchmarks/bench_walkforward.py: at 0.55 the small classifier rarely entered.
-    "classification": {"entry": 0.52, "exit": 0.48},
-}
+# ml_basic's regression defaults, in the model's units: a margin over one round trip and an
+# exit level for a predicted log return.
+REGRESSION_LEVELS = {"entry": 0.0, "exit": 0.0}
+# A classifier's default levels are quantiles of its own calibrated probabilities on the
+# model-selection split: those probabilities sit within a point or two of the base rate
+# (about 0.51), so a fixed level such as 0.52/0.48 either never enters or, once in, never
+# leaves. Quantiles chosen by benchmarks/bench_walkforward.py (see the README).
+DEFAULT_ENTRY_QUANTILE = 0.7
+DEFAULT_EXIT_QUANTILE = 0.5
+# Recorded so a benchmark (or a person) can read other quantile levels of the same model.
+RECORDED_QUANTILES = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 # on_epoch(epoch, total, logs): epoch counts from 1; logs holds loss and val_loss.
 EpochCallback = Callable[[int, int, dict[str, float]], None]
@@ -42,17 +47,22 @@ class TrainingConfig:
     symbol: str = "BTCUSDT"
     interval: str = "1h"
     window: int = 48
-    # Bars ahead the target looks (1..24); 4 is the issue's starting point for measuring.
-    horizon: int = 4
+    # Bars ahead the target looks (1..24). 24 by benchmarks/bench_walkforward.py: of the
+    # candidates that trade as a strategy (3+ trades in most windows), the classifier on the
+    # 24-bar sign with quantile levels 0.70/0.50 compounded best after costs (see the README;
+    # none beat buy-and-hold).
+    horizon: int = 24
     # regression: the horizon log return (MSE); classification: its sign, probabilities
     # calibrated (Platt scaling on the model-selection split) inside the ONNX graph.
-    # Default by the walk-forward benchmark: the regression's predictions never beat a round
-    # trip (0 trades in every window); the calibrated classifier trades.
+    # The regression's predictions never beat a round trip (0 trades in every window).
     objective: str = "classification"
-    # ml_basic's parameters recorded in metadata["strategy"]; None: DEFAULT_STRATEGY_LEVELS.
+    # ml_basic's parameters recorded in metadata["strategy"]; None: REGRESSION_LEVELS, or for
+    # a classifier the quantiles below of its selection-split probabilities.
     entry: float | None = None
     exit: float | None = None
     min_hold: int = 0
+    entry_quantile: float = DEFAULT_ENTRY_QUANTILE
+    exit_quantile: float = DEFAULT_EXIT_QUANTILE
     epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 1e-3
@@ -126,20 +136,59 @@ class TrainingConfig:
             raise ValueError(f"min_hold must be a whole number of bars, got {self.min_hold!r}")
         if self.min_hold < 0:
             raise ValueError(f"min_hold must be >= 0 bars, got {self.min_hold}")
+        for name in ("entry_quantile", "exit_quantile"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and 0 < value < 1):
+                raise ValueError(f"{name} must be a finite number in (0, 1), got {value}")
+        if self.exit_quantile > self.entry_quantile:
+            raise ValueError(
+                f"exit_quantile {self.exit_quantile} must not exceed entry_quantile "
+                f"{self.entry_quantile}"
+            )
 
     @property
     def strategy_units(self) -> str:
         return "probability" if self.objective == "classification" else "expected_return"
 
-    def strategy_metadata(self) -> dict[str, Any]:
-        """metadata["strategy"]: what backtest, paper and live trade this version with."""
-        levels = DEFAULT_STRATEGY_LEVELS[self.objective]
-        params = {
-            "entry": float(levels["entry"] if self.entry is None else self.entry),
-            "exit": float(levels["exit"] if self.exit is None else self.exit),
+    def strategy_metadata(self, selection: np.ndarray | None = None) -> dict[str, Any]:
+        """metadata["strategy"]: what backtest, paper and live trade this version with.
+
+        ``selection``: the model's predictions on the model-selection split, which a
+        classifier's default levels are quantiles of (never the test split or later bars).
+        """
+        section: dict[str, Any] = {"name": "ml_basic", "units": self.strategy_units}
+        if self.objective == "regression":
+            entry = REGRESSION_LEVELS["entry"] if self.entry is None else self.entry
+            exit_ = REGRESSION_LEVELS["exit"] if self.exit is None else self.exit
+        else:
+            entry, exit_ = self._classifier_levels(selection, section)
+        # A chosen entry below the quantile exit would be refused by ml_basic: exit never above.
+        section["params"] = {
+            "entry": float(entry),
+            "exit": float(min(exit_, entry)),
             "min_hold": self.min_hold,
         }
-        return {"name": "ml_basic", "units": self.strategy_units, "params": params}
+        return section
+
+    def _classifier_levels(
+        self, selection: np.ndarray | None, section: dict[str, Any]
+    ) -> tuple[float, float]:
+        """Explicit levels, else quantiles of the selection split (recorded in ``section``)."""
+        if self.entry is not None and self.exit is not None:
+            return self.entry, self.exit
+        quantiles = _selection_quantiles(selection)
+        section["levels_from"] = {
+            "split": "validation",
+            "entry_quantile": self.entry_quantile,
+            "exit_quantile": self.exit_quantile,
+            "quantiles": quantiles,
+        }
+        finite = _finite(selection)
+        entry = self.entry if self.entry is not None else np.quantile(finite, self.entry_quantile)
+        exit_ = self.exit if self.exit is not None else np.quantile(finite, self.exit_quantile)
+        return float(entry), float(exit_)
 
     def _check_window_fits_the_kernels(self) -> None:
         # Two unpadded convolutions shrink the window by 2 * (kernel - 1) bars; a shorter
@@ -170,3 +219,15 @@ class TrainingConfig:
         data = asdict(self)
         data["feature_params"] = self.feature_params.to_dict()
         return data
+
+
+def _finite(selection: np.ndarray | None) -> np.ndarray:
+    values = np.asarray([] if selection is None else selection, dtype="float64")
+    return values[np.isfinite(values)]
+
+
+def _selection_quantiles(selection: np.ndarray | None) -> dict[str, float]:
+    values = _finite(selection)
+    if not len(values):
+        raise ValueError("a classifier's default entry/exit need its selection-split predictions")
+    return {f"{q:.2f}": float(np.quantile(values, q)) for q in RECORDED_QUANTILES}

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd
 
@@ -32,7 +32,7 @@ from engine.training.train import TrainingResult, train_model
 
 log = logging.getLogger(__name__)
 SELECTION_METRIC = "validation_loss"
-DIRECTION = "minimize"
+DIRECTION: Final = "minimize"  # Final: optuna takes only its literal names
 # on_trial(number, n_trials, trial_record): after each trial, numbered from 0.
 TrialCallback = Callable[[int, int, dict[str, Any]], None]
 
@@ -84,9 +84,7 @@ def search_and_train(
                     on_epoch,
                     data_content_hash=data_content_hash,
                 )
-                value = float(result.metrics["validation"]["loss"])
-                if not math.isfinite(value):
-                    raise TrainingError(f"selection loss is not finite ({value})")
+                value = _selection_loss(result)
             except Exception as exc:  # one bad trial must not end the search
                 log.warning("trial %s failed: %s", trial.number, exc)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -101,10 +99,18 @@ def search_and_train(
         if not results:
             errors = "; ".join(f"trial {r['number']}: {r['error']}" for r in records)
             raise TrainingError(f"every one of the {n_trials} search trials failed: {errors}")
-        best = min(results, key=lambda n: results[n].metrics["validation"]["loss"])
+        best = min(results, key=lambda n: _selection_loss(results[n]))
         return _publish_best(results[best], records, best, n_trials, Path(output_dir))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _selection_loss(result: TrainingResult) -> float:
+    """The validation loss the search minimises; a trial without a finite one failed."""
+    loss = result.metrics["validation"]["loss"]
+    if loss is None or not math.isfinite(loss):
+        raise TrainingError(f"selection loss is not finite ({loss})")
+    return float(loss)
 
 
 def _publish_best(

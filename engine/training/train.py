@@ -168,7 +168,7 @@ def train_model(
             "target": TARGET if not classify else f"{TARGET}_sign",
             "target_description": target_description(config),
             "calibration": calibration,
-            "strategy": config.strategy_metadata(),
+            "strategy": config.strategy_metadata(predictions["validation"]),
             "normalization": dataset.normalization,
             "onnx": export.io_shapes(config.window, n_features),
             "onnx_sha256": file_sha256(onnx_path),

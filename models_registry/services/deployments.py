@@ -645,6 +645,8 @@ def _reconcile_one(deployment: Deployment) -> Deployment:
             expected_new_sha=deployment.sha256,
             previous_sha=previous_sha_on_hosts(deployment),
             on_step=recorder,
+            swapped_on=swapped_hosts(deployment),
+            audit_anchor=anchor_text(),
         )
     except Exception as exc:
         logger.exception("reconciling deployment %s failed", deployment.pk)
@@ -660,6 +662,16 @@ def _reconcile_one(deployment: Deployment) -> Deployment:
         reason=f"reconciled after the worker was lost: {outcome.detail}",
         needs_attention=outcome.needs_attention,
     )
+
+
+def swapped_hosts(deployment: Deployment) -> set[str]:
+    """Hosts where the deployment's record shows a swap begun (done or failed): the new
+    version took effect there, so an outcome of "never went live" would be false."""
+    return {
+        str(step.get("host"))
+        for step in deployment.steps or []
+        if step.get("name") == "swap" and step.get("host")
+    }
 
 
 def previous_sha_on_hosts(deployment: Deployment) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from models_registry.models import AuditEvent, DeploymentTarget
 from models_registry.services import deployments
@@ -42,7 +42,7 @@ def host_check_summary(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def target_host_check(
-    *, target: DeploymentTarget, actor: AbstractBaseUser | None, source: str
+    *, target: DeploymentTarget, actor: User | None, source: str
 ) -> tuple[dict[str, Any], AuditEvent]:
     """Read every host (outside any transaction: SSH is slow) and record what was seen."""
     report = deployments.target_status(target)

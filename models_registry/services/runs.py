@@ -84,18 +84,42 @@ def paper_run_request(
     )  # fmt: skip
 
 
+def comparison_run_request(
+    *,
+    model_version: ModelVersion,
+    requested_by: User | None,
+    config: dict[str, Any],
+) -> ValidationRun:
+    """A validation run for the admin's Compare, of a version in any state.
+
+    ``config`` must ask for a comparison (``"comparison": True``): the run is then
+    exploratory whatever its window, so it is counted as a trial and never moves the
+    version. Callers (``services.comparison``) hold the version's row lock and check for a
+    run they can reuse first.
+    """
+    if config.get("comparison") is not True:
+        raise ValueError("a comparison run must say so in its config ('comparison': True)")
+    return _run_request(
+        ValidationRun, model_version, requested_by, config,
+        needs=None, what="compared", event_type="validation_requested",
+    )  # fmt: skip
+
+
 def _run_request(
     model: Any,
     version: ModelVersion,
     requested_by: User | None,
     config: dict[str, Any] | None,
     *,
-    needs: str,
+    needs: str | None,
     what: str,
     event_type: str,
 ) -> Any:
-    """Create a queued run and hand it to its task once the row is committed."""
-    if version.state != needs:
+    """Create a queued run and hand it to its task once the row is committed.
+
+    ``needs``: the state the version must be in (None: any, for exploratory comparisons).
+    """
+    if needs is not None and version.state != needs:
         raise lifecycle.TransitionRefused(
             f"{version} is {version.get_state_display().lower()}; "
             f"only a {ModelState(needs).label.lower()} version is {what}."

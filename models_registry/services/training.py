@@ -32,6 +32,7 @@ from engine.data import (
     interval_timedelta,
     read_candles,
     read_sentiment,
+    stored_candle_range,
 )
 from engine.data.errors import StoreEmptyError
 from engine.inference import artifact_names
@@ -40,6 +41,7 @@ from engine.training.config import EpochCallback
 from engine.training.metadata import write_json_atomic
 from engine.training.publish import StagingDir
 from engine.training.search import TrialCallback
+from models_registry.gates import validation_policy_for
 from models_registry.market_conditions import (
     MarketConditionsError,
     check_override_reason,
@@ -52,6 +54,7 @@ from models_registry.services.model_versions import (
     model_version_create,
     version_dir,
 )
+from models_registry.services.paper import DEFAULT_DAYS as PAPER_DEFAULT_DAYS
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +94,9 @@ class TrainingOptions:
     gap_policy: str = "refuse"
     max_fill: int = DEFAULT_MAX_FILL
     data_dir: str | None = None
+    # Without ``end``: days at the end of the store kept unseen for the policy validation and
+    # the paper run after it. None: the validation policy's days plus the paper run's.
+    hold_out_days: float | None = None
 
     @property
     def store_dir(self) -> Path:
@@ -104,6 +110,8 @@ class TrainingData:
     store_content_hash: str
     # What the gap policy changed, or None when the candles are as stored.
     repair: dict[str, Any] | None
+    # The newest bars kept out of training by default, or None (an explicit end, or 0 days).
+    held_out: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +190,11 @@ def _check_option_values(options: TrainingOptions) -> None:
     start, end = _timestamp("start", options.start), _timestamp("end", options.end)
     if start is not None and end is not None and start >= end:
         raise TrainingRefused(f"start ({start}) must be before end ({end})")
+    days = options.hold_out_days
+    if days is not None and (
+        isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days < 10_000
+    ):
+        raise TrainingRefused(f"--hold-out-days must be a number of days >= 0, not {days!r}")
 
 
 def _timestamp(name: str, value: str | None) -> pd.Timestamp | None:
@@ -231,21 +244,63 @@ def training_config_build(*, symbol: str, options: TrainingOptions) -> TrainingC
 
 
 def training_data_load(*, symbol: str, options: TrainingOptions) -> TrainingData:
-    """Candles (and sentiment unless price-only) from the store, gaps handled by the policy."""
+    """Candles (and sentiment unless price-only) from the store, gaps handled by the policy.
+
+    Without an explicit ``end`` the newest ``hold_out_days`` stay out of training, so the
+    version has a policy validation window and a paper window in the data it was trained
+    from: a first ``train_model BTCUSDT`` can be validated at once.
+    """
+    held_out = None if options.end is not None else default_hold_out(symbol, options)
+    end = options.end if held_out is None else held_out["from"]
     try:
         read = read_candles(
-            options.store_dir, symbol, options.interval, start=options.start, end=options.end
+            options.store_dir, symbol, options.interval, start=options.start, end=end
         )
     except (DataError, ValueError) as exc:
         raise TrainingRefused(str(exc)) from exc
     if read.frame.empty:
+        if held_out is not None:
+            raise TrainingRefused(
+                f"holding out the newest {held_out['days']:g} days ({held_out['why']}) leaves no "
+                f"{symbol} {options.interval} candles to train on in {options.store_dir}; "
+                "pass --end, or --hold-out-days 0 to train on every stored bar"
+            )
         raise TrainingRefused(
             f"no {symbol} {options.interval} candles in {options.store_dir} "
             f"between {options.start or 'the first'} and {options.end or 'the last'} stored bar"
         )
     candles, repair = _apply_gap_policy(read.frame, symbol, options)
     sentiment = None if options.force_price_only else _stored_sentiment(options.store_dir)
-    return TrainingData(candles, sentiment, read.content_hash, repair)
+    return TrainingData(candles, sentiment, read.content_hash, repair, held_out)
+
+
+def default_hold_out(symbol: str, options: TrainingOptions) -> dict[str, Any] | None:
+    """The newest days kept unseen: [from, end of store). None when nothing is held out."""
+    days, why = _hold_out_days(symbol, options)
+    if days <= 0:
+        return None
+    stored = stored_candle_range(options.store_dir, symbol, options.interval)
+    if stored is None:
+        return None  # read_candles names the empty store
+    stop = stored[1] + interval_timedelta(options.interval)
+    start = stop - pd.Timedelta(days=days)
+    return {"from": start.isoformat(), "until": stop.isoformat(), "days": days, "why": why}
+
+
+def _hold_out_days(symbol: str, options: TrainingOptions) -> tuple[float, str]:
+    if options.hold_out_days is not None:
+        return float(options.hold_out_days), "--hold-out-days"
+    # The model's name follows its kind, known only after training: hold out for the
+    # longer of the two names' policies, so either name's policy window is unseen.
+    names = [f"{symbol.lower()}_price"]
+    if not options.force_price_only:
+        names.append(f"{symbol.lower()}_sentiment")
+    validation_days = max(float(validation_policy_for(name)["days"]) for name in names)
+    paper_days = float(PAPER_DEFAULT_DAYS)
+    return (
+        validation_days + paper_days,
+        f"the validation policy's {validation_days:g} days and a {paper_days:g}-day paper run",
+    )
 
 
 def _apply_gap_policy(
@@ -396,7 +451,16 @@ def _train_into(
         raise TrainingRefused(str(exc)) from exc
     if data.repair:
         _record_repair(result, data)
+    if data.held_out:
+        _record_hold_out(result, data.held_out)
     return model_dir
+
+
+def _record_hold_out(result: TrainingResult, held_out: dict[str, Any]) -> None:
+    """Which newest bars the default kept unseen, in the metadata (onnx_sha256 unaffected)."""
+    metadata = json.loads(result.metadata_path.read_text())
+    metadata["data"] = {**metadata["data"], "held_out": held_out}
+    write_json_atomic(result.metadata_path, metadata)
 
 
 def _record_repair(result: TrainingResult, data: TrainingData) -> None:

@@ -10,6 +10,7 @@ is refused before any row exists.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import uuid
@@ -58,6 +59,10 @@ DEFAULT_MAX_FILL = 3
 DEFAULT_FEE_BPS = 10.0
 DEFAULT_SLIPPAGE_BPS = 5.0
 REPORT_FOLDER = "validation"
+# The run's equity and buy-and-hold curves as JSON, written once with the report, so a page
+# that overlays curves (Compare) reads them instead of re-running or re-plotting per request.
+EQUITY_CURVE_FILE = "equity_curve.json"
+COMPARISON_REASON = "a comparison run (admin Compare): exploratory by design, it moves no version"
 # Metric names the registry (and the admin page) reads, from the engine's names.
 METRIC_ALIASES = {"trades": "n_trades", "bars": "n_bars"}
 
@@ -87,6 +92,9 @@ class ValidationOptions:
     walk_forward: int = 1
     allow_in_sample: bool = False
     max_fill: int = DEFAULT_MAX_FILL
+    # A run the admin's Compare queued: exploratory whatever its window and costs, so a
+    # comparison never validates a version (models_registry/services/comparison.py).
+    comparison: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> ValidationOptions:
@@ -125,6 +133,8 @@ class ValidationOptions:
             raise ValidationRefused(f"walk_forward must be 1 or more, got {self.walk_forward!r}")
         if not isinstance(self.max_fill, int) or self.max_fill < 0:
             raise ValidationRefused(f"max_fill must be 0 or more, got {self.max_fill!r}")
+        if not isinstance(self.comparison, bool):
+            raise ValidationRefused(f"comparison must be true or false, got {self.comparison!r}")
         for name in ("start", "end"):
             if getattr(self, name) is not None:
                 _utc(getattr(self, name), name)
@@ -258,6 +268,7 @@ def validation_backtest(
             policy,
             first_unseen=source.first_unseen_at,
         )
+        check_window_covers_the_horizon(metadata, window_start, window_end, source.interval)
         chosen = policy_run(
             data_dir, source, metadata, options, policy, (window_start, window_end), judge_window
         )
@@ -291,6 +302,11 @@ def validation_backtest(
         raise ValidationRefused(str(exc)) from exc
     # The service never skips the look-ahead check; a run that did is never a policy run.
     reasons = [*chosen.exploratory_reasons, *run.exploratory_reasons]
+    if options.comparison:
+        reasons.insert(0, COMPARISON_REASON)
+    files = dict(run.files)
+    if output_dir is not None:
+        files["equity_curve"] = write_equity_curve(run, Path(output_dir) / EQUITY_CURVE_FILE)
     config = {
         **options.to_config(),
         "symbol": source.symbol,
@@ -315,9 +331,28 @@ def validation_backtest(
         store_hash,
         json_safe(config),
         output_dir,
-        run.files,
+        files,
         exploratory_reasons=reasons,
     )
+
+
+def write_equity_curve(run: BacktestRun, path: Path) -> Path:
+    """The strategy's and buy-and-hold's equity per bar, as fractions of the initial equity."""
+    initial = float(run.result.config.initial_equity)
+    equity = run.result.equity
+    hold = run.result.buy_and_hold_equity
+    payload = {
+        "index": [stamp.isoformat() for stamp in pd.DatetimeIndex(equity.index)],
+        "strategy": [round(float(v) / initial, 6) for v in equity.to_numpy()],
+        "buy_and_hold": (
+            [round(float(v) / initial, 6) for v in hold.reindex(equity.index).to_numpy()]
+            if hold is not None
+            else None
+        ),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json_safe(payload)))
+    return path
 
 
 def trials_counted(source: ModelSource, start: pd.Timestamp, stop: pd.Timestamp) -> TrialCount:
@@ -445,6 +480,25 @@ def choose_window(
             f"{stored[1].isoformat()})"
         )
     return start, stop
+
+
+def check_window_covers_the_horizon(
+    metadata: Mapping[str, Any] | None,
+    start: pd.Timestamp,
+    stop: pd.Timestamp,
+    interval: str,
+) -> None:
+    """A window no longer than the model's horizon cannot see one prediction come true."""
+    horizon = (metadata or {}).get("horizon")
+    if not isinstance(horizon, int) or isinstance(horizon, bool):
+        return
+    bars = int((stop - start) / interval_timedelta(interval))
+    if bars <= horizon:
+        raise ValidationRefused(
+            f"the window {start.isoformat()} to {stop.isoformat()} holds {bars} {interval} bar(s), "
+            f"not longer than the model's horizon of {horizon} bars: lengthen --days "
+            "(or --start/--end)"
+        )
 
 
 def store_candles_read(

@@ -24,6 +24,7 @@ import pytest
 
 from deployment.targets import ArtifactSpec, model_filenames
 from tests.support.budgets import budget
+from tests.support.temp_folders import TempFolderFactory
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FAKE_ENGINE = Path(__file__).with_name("fake_engine.py")
@@ -160,7 +161,7 @@ class ModelFactory:
         return json.loads((self.base_dir / names.metadata).read_text())
 
 
-def _trained_base(data_dir: Path, factory: pytest.TempPathFactory) -> tuple[Path, pd.Timestamp]:
+def _trained_base(data_dir: Path, factory: TempFolderFactory) -> tuple[Path, pd.Timestamp]:
     from tests.engine.training.tiny_models import trained_tiny_model
 
     tiny = trained_tiny_model("sentiment", data_dir, factory)
@@ -170,9 +171,7 @@ def _trained_base(data_dir: Path, factory: pytest.TempPathFactory) -> tuple[Path
     return base, tiny.candles.index[-1] + pd.Timedelta(hours=1)
 
 
-def engine_setup(
-    data_dir: Path, factory: pytest.TempPathFactory
-) -> tuple[EngineSetup, Path | None]:
+def engine_setup(data_dir: Path, factory: TempFolderFactory) -> tuple[EngineSetup, Path | None]:
     """The engine to run (real when usable) and the base model folder it needs."""
     if not real_engine_usable():
         return EngineSetup(real=False), None

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from deployment import steps
-from deployment.connection import HostKeyRejected, SshConnection, open_connection
+from deployment.connection import (
+    HostConnectionError,
+    HostKeyRejected,
+    SshConnection,
+    open_connection,
+)
 from deployment.runner import StepRecord, deploy, read_status, reconcile, rollback
 from deployment.targets import HostSpec, TargetSpec, model_filenames
 from tests.deployment.hosts import HANG_SECONDS
@@ -149,6 +154,73 @@ def test_connection_cut_mid_upload_leaves_host_untouched(host_factory, make_targ
     assert outcome.hosts["host1"].result == "untouched"
     host.assert_serves(v1)
     assert not (host.upload_dir / "dep-cut").exists(), "cleanup reconnects and removes the upload"
+
+
+class StillLooksAlive:
+    """A cut connection that goes on saying it is alive, as paramiko's does until its
+    transport thread reads the EOF: the race behind the cut-mid-upload flake, made
+    certain. Its commands die the way they do on that stale transport (fabric itself
+    would quietly reconnect once the transport has noticed, which hides the race)."""
+
+    def __init__(self, inner: SshConnection) -> None:
+        self.inner = inner
+        self.label = inner.label
+        self.cut = False
+        self.commands_on_the_cut: list[str] = []
+
+    @property
+    def is_alive(self) -> bool:
+        return True
+
+    def run(self, command: str, *, timeout: float):
+        if self.cut:
+            self.commands_on_the_cut.append(command)
+            raise HostConnectionError(f"{self.label}: connection lost: Socket is closed")
+        return self.inner.run(command, timeout=timeout)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+def test_cleanup_on_a_cut_connection_that_looks_alive_retries_on_a_fresh_one(
+    host_factory, make_target, models
+):
+    v1, v2 = models.make(1), models.make(2)
+    host = host_factory(v1)
+    target = make_target([host])
+    opened: list[object] = []
+
+    def connect_then_cut_after_the_model_upload(target_spec, host_spec):
+        connection = open_connection(target_spec, host_spec)
+        if opened:
+            opened.append(connection)
+            return connection  # the fresh one cleanup asks for: left alone
+        stale = StillLooksAlive(connection)
+        opened.append(stale)
+        original_put = connection.put
+
+        def put(local, remote, progress=None):
+            original_put(local, remote, progress)
+            if local.suffix == ".onnx":
+                assert host.server.cut_connections() > 0
+                stale.cut = True
+
+        connection.put = put
+        return stale
+
+    outcome = deploy(target, v2, "dep-cut-alive", connect=connect_then_cut_after_the_model_upload)
+
+    assert outcome.status == "failed", describe(outcome)
+    assert failed_steps(outcome.steps) == ["upload"]
+    stale = opened[0]
+    assert isinstance(stale, StillLooksAlive)
+    assert any("rm -rf" in c for c in stale.commands_on_the_cut), "cleanup tried the cut one"
+    cleanup = next(r for r in outcome.steps if r.step == "cleanup")
+    assert cleanup.ok, cleanup.detail
+    assert "on a fresh connection" in cleanup.detail, cleanup.detail
+    assert len(opened) == 2, "cleanup opened exactly one new connection"
+    host.assert_serves(v1)
+    assert not (host.upload_dir / "dep-cut-alive").exists(), "the upload folder was removed"
 
 
 def test_file_corrupted_after_upload_is_refused(host_factory, make_target, models):

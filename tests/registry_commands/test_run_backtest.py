@@ -208,7 +208,11 @@ def test_recorded_run_has_window_hash_metrics_gates_and_plot(
     assert run.report_dir == f"validation/{run.pk}"
     plot = media / run.report_dir / run.plot_file
     assert plot.read_bytes()[:4] == b"\x89PNG"
-    assert sorted(p.suffix for p in plot.parent.iterdir()) == [".csv", ".json", ".png"]
+    assert sorted(p.suffix for p in plot.parent.iterdir()) == [".csv", ".json", ".json", ".png"]
+    # The curves, kept once per run for pages that overlay them (Compare).
+    curve = json.loads((plot.parent / "equity_curve.json").read_text())
+    assert len(curve["index"]) == len(curve["strategy"]) == len(curve["buy_and_hold"]) == 240
+    assert pd.Timestamp(curve["index"][0]) == run.window_start
     assert AuditEvent.objects.filter(event_type="validation_requested").count() == 1
 
 
@@ -280,8 +284,18 @@ def test_in_sample_window_is_refused_unless_allowed_and_then_never_passes(
         (["--start", "2024-01-01", "--days", "0.2", "--allow-in-sample"], "too little data"),
         (["--fee-bps", "-1"], "cannot be negative"),
         (["--walk-forward", "0"], "walk_forward"),
+        (
+            ["--start", "2024-01-01", "--days", "0.0417", "--allow-in-sample"],
+            "holds 1 1h bar.*not longer than the model's horizon of 1 bars: lengthen --days",
+        ),
     ],
-    ids=["empty-window", "window-shorter-than-model", "negative-fee", "bad-walk-forward"],
+    ids=[
+        "empty-window",
+        "window-shorter-than-model",
+        "negative-fee",
+        "bad-walk-forward",
+        "window-within-the-horizon",
+    ],
 )
 def test_bad_input_is_refused_and_records_nothing(
     version: ModelVersion, media: Path, args: list[str], message: str

@@ -15,12 +15,14 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command, load_command_class
 from django.core.management.base import CommandError
 
-from engine.data import import_klines_csv, import_sentiment_csv
+from engine.data import import_klines_csv, import_sentiment_csv, stored_candle_range
+from engine.training.config import DEFAULT_ENTRY_QUANTILE, DEFAULT_EXIT_QUANTILE
 from models_registry.models import AuditEvent, ModelState, ModelVersion
 from models_registry.services.model_versions import sha256_of, version_dir
 from models_registry.services.training import (
@@ -40,7 +42,7 @@ pytestmark = pytest.mark.slow
 TINY_REASON = "tiny test data: 800 hours hold no whole 30-day window"
 TINY_ARGS = [
     "--window", "12", "--units", "8", "--epochs", "1", "--allow-short-history",
-    "--allow-missing-conditions", TINY_REASON,
+    "--allow-missing-conditions", TINY_REASON, "--hold-out-days", "0",
 ]  # fmt: skip
 TINY_OPTIONS: dict[str, Any] = {
     "window": 12,
@@ -48,6 +50,8 @@ TINY_OPTIONS: dict[str, Any] = {
     "epochs": 1,
     "allow_short_history": True,
     "allow_missing_conditions": TINY_REASON,
+    # 800 hours leave nothing after the default hold-out of the policy's 90 + 14 days.
+    "hold_out_days": 0,
 }
 SENTIMENT_FILES = [
     "BTCUSDT_sentiment_training.png",
@@ -125,7 +129,7 @@ def test_help_lists_every_option() -> None:
         "--force-price-only", "--interval", "--start", "--end", "--epochs", "--window",
         "--units", "--seed", "--allow-short-history", "--gap-policy", "--output-dir",
         "--no-db", "--json", "--data-dir", "--user", "--horizon", "--objective", "--entry",
-        "--exit", "--min-hold", "--search",
+        "--exit", "--min-hold", "--search", "--hold-out-days",
     ]:  # fmt: skip
         assert option in text
 
@@ -226,7 +230,7 @@ def test_the_override_is_one_audit_event_on_the_version(media: Path, private_tmp
 def test_ffill_repairs_the_real_gap_and_records_the_repair(
     media: Path, private_tmp: Path, tmp_path: Path
 ) -> None:
-    options = training_options_parse({"gap_policy": "ffill"})
+    options = training_options_parse({"gap_policy": "ffill", "hold_out_days": 0})
     data = training_data_load(symbol="ETHUSDT", options=options)
     assert data.repair is not None and data.repair["filled_rows"] == 1
     assert data.repair["first_gaps_at"] == ["2023-03-24T13:00:00Z"]
@@ -242,11 +246,46 @@ def test_ffill_repairs_the_real_gap_and_records_the_repair(
 
 
 @pytest.mark.django_db
+def test_without_an_end_the_newest_days_stay_unseen_for_the_policy_window(
+    media: Path, private_tmp: Path, tiny_store: Path
+) -> None:
+    """The default hold-out: the version's first unseen bar leaves the policy window in the store.
+
+    800 stored hours and a 10-day hold-out: training reads only bars before the hold-out,
+    the metadata says which bars were kept unseen and why, and the whole held-out span is
+    after everything the model was fit, selected or tested on.
+    """
+    options = {**TINY_OPTIONS, "hold_out_days": 10}
+    version = training_run(symbol="BTCUSDT", options=options, requested_by=None)
+    held_out = version.metadata["data"]["held_out"]
+    stored = stored_candle_range(tiny_store, "BTCUSDT", "1h")
+    assert stored is not None
+    stop = stored[1] + pd.Timedelta(hours=1)
+    assert pd.Timestamp(held_out["until"]) == stop
+    assert pd.Timestamp(held_out["from"]) == stop - pd.Timedelta(days=10)
+    assert held_out["why"] == "--hold-out-days"
+    assert pd.Timestamp(version.metadata["data"]["end"]) < pd.Timestamp(held_out["from"])
+    assert version.first_unseen_at is not None
+    assert version.first_unseen_at <= pd.Timestamp(held_out["from"]).to_pydatetime()
+    # the classifier's default levels come from its own selection-split predictions
+    strategy = version.metadata["strategy"]
+    assert strategy["units"] == "probability"
+    assert strategy["levels_from"]["split"] == "validation"
+    quantiles = strategy["levels_from"]["quantiles"]
+    entry = quantiles[f"{DEFAULT_ENTRY_QUANTILE:.2f}"]
+    assert strategy["params"]["entry"] == entry
+    assert strategy["params"]["exit"] == min(quantiles[f"{DEFAULT_EXIT_QUANTILE:.2f}"], entry)
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["SOLUSDT", *TINY_ARGS], "no SOLUSDT 1h candles"),
-        (["BTCUSDT", "--epochs", "1"], "training needs at least 183 days"),
+        (["BTCUSDT", "--epochs", "1", "--hold-out-days", "0"], "training needs at least 183 days"),
+        (["BTCUSDT", "--epochs", "1"], "holding out the newest 104 days .* leaves no BTCUSDT"),
+        (["BTCUSDT", *TINY_ARGS, "--hold-out-days", "-1"], "--hold-out-days must be a number"),
+        (["BTCUSDT", *TINY_ARGS, "--hold-out-days", "nan"], "--hold-out-days must be a number"),
         (["ETHUSDT", *TINY_ARGS, "--gap-policy", "refuse"], "--gap-policy ffill"),
         (["ETHUSDT", *TINY_ARGS, "--gap-policy", "backfill"], "invalid choice: 'backfill'"),
         (["BTCUSDT", *TINY_ARGS, "--epochs", "0"], "epochs must be a positive integer"),

@@ -52,6 +52,7 @@ SERVICE_OPTIONS = (
     "gap_policy",
     "max_fill",
     "data_dir",
+    "hold_out_days",
 )
 
 
@@ -91,6 +92,13 @@ class Command(BaseCommand):
             default=DEFAULT_MAX_FILL,
             help=f"with --gap-policy ffill: longest gap to fill, in bars (default: "
             f"{DEFAULT_MAX_FILL})",
+        )
+        group.add_argument(
+            "--hold-out-days",
+            type=float,
+            default=None,
+            help="without --end: the newest days kept out of training for the policy "
+            "validation and the paper run (default: the validation policy's days + 14)",
         )
         group.add_argument(
             "--force-price-only",
@@ -270,7 +278,12 @@ def training_summary(artifacts: TrainingArtifacts, version: ModelVersion | None)
         "onnx_sha256": metadata["onnx_sha256"],
         "metrics": metadata.get("metrics", {}),
         "parity_max_abs_diff": metadata.get("parity", {}).get("max_abs_diff"),
-        "data": {k: metadata["data"].get(k) for k in ("start", "end", "rows", "content_hash")},
+        "data": {
+            k: metadata["data"].get(k) for k in ("start", "end", "rows", "content_hash", "held_out")
+        },
+        "horizon": metadata.get("horizon"),
+        "objective": metadata.get("objective"),
+        "strategy": metadata.get("strategy"),
         "duration_seconds": metadata.get("duration_seconds"),
         "warnings": metadata.get("warnings", []),
     }
@@ -291,7 +304,34 @@ def _text_summary(summary: dict[str, Any]) -> str:
         f"  test loss {test.get('loss')}, directional accuracy "
         f"{'n/a' if accuracy is None else f'{accuracy:.3f}'}",
         f"  ONNX/Keras parity: max abs diff {summary['parity_max_abs_diff']:.3g}",
+        *_strategy_lines(summary),
         *(f"  {kind}: {path}" for kind, path in summary["artifacts"].items()),
         *(f"  warning: {warning}" for warning in summary["warnings"]),
     ]
     return "\n".join(lines)
+
+
+def _strategy_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    strategy = summary.get("strategy") or {}
+    params = strategy.get("params") or {}
+    if params:
+        levels = strategy.get("levels_from")
+        source = (
+            f" (quantiles {levels['entry_quantile']:g}/{levels['exit_quantile']:g} of its "
+            f"{levels['split']}-split predictions)"
+            if levels
+            else ""
+        )
+        lines.append(
+            f"  trades with ml_basic on {strategy.get('units')}: horizon {summary.get('horizon')} "
+            f"bars, enter above {params['entry']:.6g}, stay while above {params['exit']:.6g}, "
+            f"min hold {params.get('min_hold', 0)}{source}"
+        )
+    held_out = (summary.get("data") or {}).get("held_out")
+    if held_out:
+        lines.append(
+            f"  kept unseen: {held_out['from']} to {held_out['until']} ({held_out['why']}); "
+            "validate with run_backtest ml_basic"
+        )
+    return lines

@@ -6,13 +6,14 @@ gate fails and names the cut and the bar), and honest predictors must pass in al
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from engine.backtest import run_backtest
-from engine.strategies import MlBasic, find_lookahead
+from engine.strategies import MlBasic, Predictor, find_lookahead
 from tests.engine.features.csv_frames import load_candles, load_sentiment
 from tests.engine.strategies.fakes import (
     CentredRollingPredictor,
@@ -31,13 +32,13 @@ WINDOW_STARTS = {
     "ETHUSDT": ["2022-09-01", "2023-06-01", "2024-03-01", "2024-12-01"],
 }  # fmt: skip
 
-LEAKS = {
+LEAKS: dict[str, Callable[[], Predictor]] = {
     "next close": PeekingPredictor,
     "centred rolling window": CentredRollingPredictor,
     "full-sample normalisation": FullSampleReturnZScorePredictor,
     "sentiment before publication": LaterDaySentimentPredictor,
 }
-HONEST = {
+HONEST: dict[str, Callable[[], Predictor]] = {
     "last return": lambda: MomentumPredictor(warmup=5),
     "causal z-score and published sentiment": PublishedSentimentMomentumPredictor,
 }
@@ -158,5 +159,6 @@ def test_the_real_tiny_onnx_model_is_not_flagged(shared_data_dir: Path, tmp_path
         start=first_unseen,
         gates={},
     )
+    assert run.lookahead is not None, "the look-ahead check did not run"
     assert run.lookahead["leak"] is False and run.lookahead["cuts"] >= 20
     assert "lookahead" not in run.failed_gates

@@ -19,6 +19,7 @@ from engine.training import (
     set_metadata_version,
     train_model,
 )
+from engine.training.config import DEFAULT_ENTRY_QUANTILE, DEFAULT_EXIT_QUANTILE
 from engine.training.dataset import market_conditions
 from engine.training.train import choose_sentiment, golden_sample_rows
 from tests.engine.features.csv_frames import load_sentiment
@@ -218,7 +219,7 @@ def test_candles_with_a_gap_are_refused(shared_data_dir: Path, tmp_path: Path):
 def test_bad_options_are_refused_naming_the_option():
     with pytest.raises(ValueError, match="window"):
         TrainingConfig(window=0)
-    with pytest.raises(ValueError, match="purge_bars must be at least window \\+ horizon = 52"):
+    with pytest.raises(ValueError, match="purge_bars must be at least window \\+ horizon = 72"):
         TrainingConfig(purge_bars=10)
     with pytest.raises(ValueError, match="architecture"):
         TrainingConfig(architecture="transformer")
@@ -263,7 +264,6 @@ def test_a_classifier_exports_calibrated_probabilities_traded_in_probability_uni
     assert metadata["calibration"]["method"] == "platt"
     assert metadata["calibration"]["fitted_on"] == "validation"
     assert metadata["strategy"]["units"] == "probability"
-    assert metadata["strategy"]["params"] == {"entry": 0.52, "exit": 0.48, "min_hold": 0}
     assert metadata["onnx"]["output_shape"] == [None, 1]
     predictor = OnnxPredictor.from_dir(result.output_dir)  # every start-up check holds
     probabilities = predictor.predict(candles, None).dropna()
@@ -271,8 +271,24 @@ def test_a_classifier_exports_calibrated_probabilities_traded_in_probability_uni
     # Calibrated on the selection split: no worse there than a constant 0.5 (Brier 0.25) by much.
     validation = metadata["metrics"]["validation"]
     assert validation["brier"] <= 0.3
-    strategy = get_strategy("ml_basic", predictor=predictor)
-    assert strategy.params.units == "probability" and strategy.entry_level == 0.52
+    # The default levels: quantiles of the model's own probabilities on the selection split,
+    # recomputed here from the exported model over exactly that split's decision bars.
+    selection = metadata["splits"]["validation"]
+    chosen = probabilities.loc[selection["first_decision_bar"] : selection["last_decision_bar"]]
+    assert len(chosen) == selection["rows"]
+    params = metadata["strategy"]["params"]
+    assert params["entry"] == pytest.approx(np.quantile(chosen, DEFAULT_ENTRY_QUANTILE), abs=1e-5)
+    assert params["exit"] == pytest.approx(
+        min(np.quantile(chosen, DEFAULT_EXIT_QUANTILE), params["entry"]), abs=1e-5
+    )
+    assert params["min_hold"] == 0
+    strategy = get_strategy("ml_basic", predictor=predictor)  # levels read from metadata
+    assert strategy.params.units == "probability" and strategy.entry_level == params["entry"]
+    # In its own units the levels sit inside the model's range, so it trades after selection.
+    test = metadata["splits"]["test"]
+    held = strategy.targets(candles).loc[test["first_decision_bar"] : test["last_decision_bar"]]
+    assert 0 < held.mean() < 1
+    assert (held.diff() > 0).sum() >= 1
 
 
 def test_a_conv1d_window_shorter_than_its_two_kernels_is_refused_before_keras_sees_it():

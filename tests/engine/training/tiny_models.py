@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 
 from engine.features import FeatureParams
 from engine.training import TrainingConfig, TrainingResult, train_model
 from tests.engine.features.csv_frames import contiguous_slice, load_candles, load_sentiment
+from tests.support.temp_folders import TempFolderFactory
 
 TINY_ROWS = 600
 TINY_START = "2024-01-01"
@@ -66,7 +66,7 @@ def tiny_candles(data_dir: Path) -> pd.DataFrame:
     return contiguous_slice(load_candles(data_dir), TINY_ROWS, TINY_START)
 
 
-def trained_tiny_model(kind: str, data_dir: Path, factory: pytest.TempPathFactory) -> TinyModel:
+def trained_tiny_model(kind: str, data_dir: Path, factory: TempFolderFactory) -> TinyModel:
     if kind not in _TRAINED:
         candles, sentiment = tiny_candles(data_dir), load_sentiment(data_dir)
         config = tiny_config(force_price_only=(kind == "price"))
