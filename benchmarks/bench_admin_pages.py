@@ -99,6 +99,8 @@ def serve_live_version() -> None:
 
     live = ModelVersion.objects.get(pk=live_version_id())
     target = DeploymentTarget.objects.filter(environment=Environment.PRODUCTION).first()
+    if target is None:
+        raise SystemExit("bench_admin_pages: the generated data has no production target")
     finished = T0 + timedelta(days=400)
     Deployment.objects.create(
         target=target, model_version=live, status=DeploymentStatus.SUCCEEDED,

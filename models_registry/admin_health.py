@@ -77,8 +77,7 @@ def run_rows(version: ModelVersion) -> list[dict[str, Any]]:
         rows.append(
             {
                 "run": run,
-                "report": bool(run.scheduled_slot)
-                and run.scheduled_slot.startswith(WALK_FORWARD_SLOT_PREFIX),
+                "report": (run.scheduled_slot or "").startswith(WALK_FORWARD_SLOT_PREFIX),
                 "sharpe": metrics.get("sharpe"),
                 "max_drawdown": metrics.get("max_drawdown"),
                 "total_return": metrics.get("total_return"),
