@@ -346,44 +346,11 @@ def version_page_context(object_id: str, user: Any = None) -> dict[str, Any]:
             ).order_by("id")
         ),
         "production_version": production,
-        "comparison": _comparison_rows(version, production),
+        # Like for like: the version in production on this version's own validation window.
+        "comparison": admin_cockpit.comparison_on_same_window(
+            version, lifecycle.passing_validation_run(version) or version.validation_runs.first()
+        ),
     }
-
-
-def _comparison_rows(
-    version: ModelVersion, production: ModelVersion | None
-) -> list[dict[str, Any]]:
-    if production is None:
-        return []
-    mine = _latest_validation_metrics(version)
-    theirs = _latest_validation_metrics(production)
-    keys = [
-        "sharpe",
-        "sortino",
-        "total_return",
-        "max_drawdown",
-        "win_rate",
-        "trades",
-        "profit_factor",
-    ]
-    rows = [
-        {"metric": key, "this": mine.get(key), "production": theirs.get(key)}
-        for key in keys
-        if key in mine or key in theirs
-    ]
-    rows.append(
-        {
-            "metric": "test directional accuracy",
-            "this": version.metrics.get("test_directional_accuracy"),
-            "production": production.metrics.get("test_directional_accuracy"),
-        }
-    )
-    return rows
-
-
-def _latest_validation_metrics(version: ModelVersion) -> dict[str, Any]:
-    run = lifecycle.passing_validation_run(version) or version.validation_runs.first()
-    return run.metrics if run else {}
 
 
 def version_action_view(

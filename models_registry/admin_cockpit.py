@@ -292,20 +292,21 @@ def comparison_on_same_window(
             ),
         }
     keys = ("total_return", "sharpe", "psr", "dsr", "max_drawdown", "trades", "win_rate")
+    rows = [
+        {
+            "metric": key,
+            "this": formatting.metric(key, validation.metrics.get(key)),
+            "other": formatting.metric(key, theirs.metrics.get(key)),
+        }
+        for key in keys
+        if key in validation.metrics or key in theirs.metrics
+    ]
     return {
         "other": other,
         "target": target,
         "window": formatting.window(validation.window_start, validation.window_end),
-        "rows": [
-            {
-                "metric": key,
-                "this": formatting.metric(key, validation.metrics.get(key)),
-                "other": formatting.metric(key, theirs.metrics.get(key)),
-            }
-            for key in keys
-            if key in validation.metrics or key in theirs.metrics
-        ],
-        "note": "",
+        "rows": rows,
+        "note": "" if rows else "Neither run on this window recorded metrics to compare.",
     }
 
 

@@ -320,3 +320,34 @@ def test_a_trials_plot_name_that_is_a_path_is_never_served(tmp_path: Path, engin
     assert client.get(url).status_code == 404
     run_url = reverse("admin:models_registry_artifact", args=["validationrun", 1, "trials"])
     assert client.get(run_url).status_code == 404
+
+
+def comparison_module(html: str) -> str:
+    return html.split('id="comparison"', 1)[1].split("</div>", 1)[0]
+
+
+@pytest.mark.django_db
+def test_the_version_page_compares_with_production_on_the_same_window_only(
+    approver, version_factory
+) -> None:
+    live = version_factory(ModelState.IN_PRODUCTION)
+    staged = version_factory(ModelState.STAGED)
+    mine = staged.validation_runs.get()
+    theirs = live.validation_runs.get()
+    type(mine).objects.filter(pk=mine.pk).update(metrics={"total_return": 0.0412, "trades": 9})
+    type(theirs).objects.filter(pk=theirs.pk).update(metrics={"total_return": -3e-5, "trades": 4})
+    theirs.refresh_from_db()
+    assert (mine.window_start, mine.window_end) == (theirs.window_start, theirs.window_end)
+    client, _ = csrf_client(approver)
+    page = comparison_module(client.get(reverse(CHANGE, args=[staged.pk])).text)
+    assert str(live) in page
+    assert formatting.window(mine.window_start, mine.window_end) in page
+    assert formatting.metric("total_return", theirs.metrics["total_return"]) in page
+
+    # Production's only run on another window: no side-by-side, a sentence saying why.
+    type(theirs).objects.filter(pk=theirs.pk).update(
+        window_start=theirs.window_start - (theirs.window_end - theirs.window_start)
+    )
+    page = comparison_module(client.get(reverse(CHANGE, args=[staged.pk])).text)
+    assert "<table" not in page
+    assert "has no run on this window" in page and "not be like for like" in page
