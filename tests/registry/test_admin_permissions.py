@@ -198,4 +198,4 @@ def test_version_page_shows_runs_history_and_comparison(engineer, version_factor
     assert page.status_code == 200
     assert 'id="validation-runs"' in text and 'id="paper-runs"' in text
     assert "model_version_paper_tested" in text  # the state history from the audit trail
-    assert f"Against the version in production ({live})" in text
+    assert f"Against the version in production ({live} on " in text
