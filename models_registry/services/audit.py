@@ -496,7 +496,9 @@ def _iter_payloads(chunk_size: int) -> Iterator[list[PayloadRow]]:
 def _pg_payloads(chunk_size: int) -> Iterator[list[PayloadRow]]:
     loads, encode = json.loads, _CANONICAL_ENCODER.encode
     connection.ensure_connection()
-    with contextlib.closing(_prefetched(_pg_batches(connection.connection, chunk_size))) as rows:
+    batches = _prefetched(_pg_batches(connection.connection, chunk_size))
+    # Raw psycopg errors become Django's (DatabaseError and kin), as through a Django cursor.
+    with contextlib.closing(batches) as rows, connection.wrap_database_errors:
         for batch in rows:
             yield [
                 (pk, prev, row_hash, None if head is None or tail is None

@@ -7,7 +7,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
+from django.db import ProgrammingError as DjangoProgrammingError
+from django.db import connection, transaction
 
 from models_registry.models import AuditEvent
 from models_registry.services import audit
@@ -149,3 +150,13 @@ def test_an_event_time_postgresql_cannot_format_names_the_row() -> None:
     assert (report.ok, report.first_broken_id) == (False, events[1].pk)
     assert "canonical form" in report.reason
     assert connection.vendor == "postgresql"
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="the raw-connection path is PostgreSQL's")
+def test_a_database_error_while_reading_is_raised_as_djangos(monkeypatch) -> None:
+    audit_event_record(event_type="e", data={})
+    monkeypatch.setattr(
+        audit, "_PG_PAYLOAD_SQL", "SELECT no_such_column FROM auditevent WHERE id > %s LIMIT %s"
+    )
+    with pytest.raises(DjangoProgrammingError, match="auditevent"), transaction.atomic():
+        verify_audit_chain()
