@@ -57,8 +57,9 @@ def awkward_rows() -> list[AuditEvent]:
     return events
 
 
-def payloads(chunk_size: int) -> list[audit.PayloadRow]:
-    with audit.contextlib.closing(audit._iter_payloads(chunk_size)) as batches:
+def payloads(chunk_size: int) -> list[audit.HashedRow]:
+    """The bytes the fast path hashes (its digest, here, is the identity)."""
+    with audit.contextlib.closing(audit._iter_hashed(chunk_size, lambda p: p)) as batches:
         return [row for batch in batches for row in batch]
 
 
@@ -160,3 +161,13 @@ def test_a_database_error_while_reading_is_raised_as_djangos(monkeypatch) -> Non
     )
     with pytest.raises(DjangoProgrammingError, match="auditevent"), transaction.atomic():
         verify_audit_chain()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [AWKWARD_DATA, {"b": {"z": 1, "a": [None, 1.5e-7]}}, [1, "x"], "☃\n", 2.5, None, {}, []],
+    ids=["awkward", "nested", "list", "str", "float", "null", "empty-dict", "empty-list"],
+)
+def test_the_prebuilt_encoder_writes_what_canonical_json_writes(value: object) -> None:
+    assert audit._C_CANONICAL is not None  # otherwise this would compare the function to itself
+    assert audit.canonical_json_of_loaded(value) == audit.canonical_json(value)
