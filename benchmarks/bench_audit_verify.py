@@ -1,75 +1,178 @@
-"""verify_audit_chain on N events in PostgreSQL: seconds, events/s and peak memory.
+"""verify_audit_log on N events in PostgreSQL: seconds, events/s, CPU and peak memory.
 
-    .venv/bin/python benchmarks/bench_audit_verify.py --events 1000000 [--keyed]
+    .venv/bin/python benchmarks/bench_audit_verify.py [--events 1000000] [--keyed]
+        [--compare] [--json PATH]
 
+The chain is written with the writer's own hash (compute_row_hash) and loaded with COPY.
+Then `manage.py verify_audit_log --json` runs as its own process, so its peak RSS and CPU
+are the command's alone, not the loader's. Target (issue 17): 1,000,000 events in at most
+5 s, streamed, memory bounded. `--compare` also times, on the same rows in the same run,
+the reading path verify_audit_chain had before issue 17 (ORM values_list, the content dict
+per row): on a loaded machine that ratio says more than the seconds do.
 `--keyed` writes and verifies the chain under an HMAC key (AUDIT_HMAC_KEY).
+Uses DATABASE_URL's PostgreSQL if set (in a scratch database), else a throwaway one.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import _figures
 from benchmarks.bench_registry import HashedAuditFields, bench_database, setup_django
+
+PROJECT = Path(__file__).resolve().parent.parent
+TARGET_SECONDS = 5.0
+COLUMNS = (
+    "event_time", "actor_id", "actor_repr", "event_type", "object_type", "object_id",
+    "object_repr", "data", "prev_hash", "row_hash",
+)  # fmt: skip
 
 
 def append_events(count: int, key: bytes | None) -> None:
+    """`count` chained events, hashed as the writer hashes them, loaded with one COPY."""
     from datetime import UTC, datetime, timedelta
+
+    from django.db import connection
 
     from models_registry.models import AuditEvent
     from models_registry.services.audit import GENESIS_HASH, _normalise_data, compute_row_hash
 
-    prev, when, batch = GENESIS_HASH, datetime(2024, 1, 1, tzinfo=UTC), []
-    for n in range(count):
-        when += timedelta(seconds=1)
-        fields: HashedAuditFields = {
-            "event_time": when, "actor_id": None, "actor_repr": "system",
-            "event_type": "model_version_validated", "object_type": "ModelVersion",
-            "object_id": str(n % 1000), "object_repr": f"btcusdt_price v{n % 1000}",
-            "data": _normalise_data({"old_state": "trained", "new_state": "validated", "run": n}),
-        }  # fmt: skip
-        row_hash = compute_row_hash(prev_hash=prev, key=key, **fields)
-        batch.append(AuditEvent(prev_hash=prev, row_hash=row_hash, **fields))
-        prev = row_hash
-        if len(batch) == 5000:
-            AuditEvent.objects.bulk_create(batch)
-            batch = []
-    if batch:
-        AuditEvent.objects.bulk_create(batch)
+    prev, when = GENESIS_HASH, datetime(2024, 1, 1, tzinfo=UTC)
+    sql = f"COPY {AuditEvent._meta.db_table} ({', '.join(COLUMNS)}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for n in range(count):
+            when += timedelta(seconds=1)
+            fields: HashedAuditFields = {
+                "event_time": when, "actor_id": None, "actor_repr": "system",
+                "event_type": "model_version_validated", "object_type": "ModelVersion",
+                "object_id": str(n % 1000), "object_repr": f"btcusdt_price v{n % 1000}",
+                "data": _normalise_data(
+                    {"old_state": "trained", "new_state": "validated", "run": n}
+                ),
+            }  # fmt: skip
+            row_hash = compute_row_hash(prev_hash=prev, key=key, **fields)
+            copy.write_row([
+                fields["event_time"], fields["actor_id"], fields["actor_repr"],
+                fields["event_type"], fields["object_type"], fields["object_id"],
+                fields["object_repr"], json.dumps(fields["data"]), prev, row_hash,
+            ])  # fmt: skip
+            prev = row_hash
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {AuditEvent._meta.db_table}")
+
+
+def verify_in_a_process(database_url: str) -> dict:
+    """The command as an operator runs it; its own wall time, CPU and peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "manage.py", "verify_audit_log", "--json"],
+        cwd=PROJECT, env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(f"verify_audit_log failed: {result.stdout}{result.stderr}")
+    report = json.loads(result.stdout)
+    report["process_seconds"] = wall
+    report["cpu_seconds"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    report["peak_rss_mib"] = after.ru_maxrss / 1024  # the largest child: this one
+    return report
+
+
+def idle_command_rss_mib() -> float:
+    """Peak RSS of the same process doing nothing but start Django: the baseline."""
+    code = (
+        "import django, os, resource; os.environ.setdefault('DJANGO_SETTINGS_MODULE', "
+        "'tradebot.settings'); django.setup(); import models_registry.services.audit; "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def orm_reference_seconds(key: bytes | None) -> float:
+    """verify's reading and hashing as before issue 17: model values, one dict per row."""
+    from models_registry.models import AuditEvent
+    from models_registry.services.audit import GENESIS_HASH, compute_row_hash
+
+    columns = (
+        "id", "prev_hash", "row_hash", "event_time", "actor_id", "actor_repr", "event_type",
+        "object_type", "object_id", "object_repr", "data",
+    )  # fmt: skip
+    started, last_id, expected = time.perf_counter(), 0, GENESIS_HASH
+    while rows := list(
+        AuditEvent.objects.filter(id__gt=last_id).order_by("id").values_list(*columns)[:50_000]
+    ):
+        for pk, prev, row_hash, when, actor_id, actor, etype, otype, oid, orepr, data in rows:
+            recomputed = compute_row_hash(
+                prev_hash=prev, event_time=when, actor_id=actor_id, actor_repr=actor,
+                event_type=etype, object_type=otype, object_id=oid, object_repr=orepr,
+                data=data, key=key,
+            )  # fmt: skip
+            if prev != expected or recomputed != row_hash:
+                raise SystemExit(f"reference path: row {pk} does not verify")
+            expected = row_hash
+        last_id = rows[-1][0]
+    return time.perf_counter() - started
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--keyed", action="store_true")
+    parser.add_argument("--compare", action="store_true", help="also time the old ORM path")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON rows here")
     args = parser.parse_args()
     key = b"bench-key-outside-the-database" if args.keyed else None
     if key:
         os.environ["AUDIT_HMAC_KEY"] = key.decode()
     with bench_database() as url:
         setup_django(url)
-        from models_registry.services.audit import verify_audit_chain
-
         started = time.perf_counter()
         append_events(args.events, key)
-        print(f"hash and bulk-create {args.events} events: {time.perf_counter() - started:.1f} s")
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        started = time.perf_counter()
-        report = verify_audit_chain()
-        seconds = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        assert report.ok, report
+        print(f"hash and COPY {args.events} events: {time.perf_counter() - started:.1f} s")
+        report = verify_in_a_process(url)
+        baseline = idle_command_rss_mib()
+        seconds, checked = report["seconds"], report["checked"]
+        assert report["ok"] and checked == args.events, report
         print(
-            f"verify {report.checked} events ({'keyed' if report.keyed else 'unkeyed'}): "
-            f"{seconds:.1f} s, {report.checked / seconds:,.0f} events/s, "
-            f"peak RSS {after / 1024:.0f} MiB (grew {(after - before) / 1024:.0f} MiB)"
+            f"verify_audit_log {checked} events ({'keyed' if report['keyed'] else 'unkeyed'}): "
+            f"{seconds:.2f} s ({report['process_seconds']:.2f} s with start-up), "
+            f"{checked / seconds:,.0f} events/s, CPU {report['cpu_seconds']:.2f} s in the "
+            f"command, peak RSS {report['peak_rss_mib']:.0f} MiB (Django alone "
+            f"{baseline:.0f} MiB); target <= {TARGET_SECONDS:g} s: "
+            f"{'met' if seconds <= TARGET_SECONDS else 'MISSED'}; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+            flush=True,
         )
+        reference = orm_reference_seconds(key) if args.compare else None
+        if reference is not None:
+            print(
+                f"same rows through the pre-issue-17 ORM path: {reference:.2f} s "
+                f"({checked / reference:,.0f} events/s); ratio {reference / seconds:.2f}x"
+            )
+    label = f"verify_audit_log, {args.events:,} events"
+    _figures.record(
+        label, seconds, "s", peer=reference,
+        peer_label="old ORM path" if reference is not None else None,
+        target=("tradebot", "<=", TARGET_SECONDS),
+    )  # fmt: skip
+    _figures.record(f"{label}: peak RSS", report["peak_rss_mib"], "MiB", peer=baseline,
+                    peer_label="Django alone")  # fmt: skip
+    _figures.write(args.json)
     return 0
 
 

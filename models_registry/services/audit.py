@@ -19,16 +19,19 @@ with the database rewrote it and recomputed every hash. So:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import hmac
 import json
 import math
 import os
+import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, Final, Literal, TypedDict
 
@@ -202,6 +205,21 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL_ENCODER.encode(value)
 
 
+# JSONEncoder.encode builds its C encoder again on every call, about half the cost of
+# encoding a small dict; the verifier's hot loop uses one built once with the same options.
+# No circular-reference check: what json.loads returns cannot be circular.
+_C_CANONICAL = c_make_encoder and c_make_encoder(
+    None, str, encode_basestring, None, ":", ",", True, False, True
+)
+
+
+def canonical_json_of_loaded(value: Any) -> str:
+    """canonical_json, byte for byte, of a value json.loads returned."""
+    if _C_CANONICAL is None:  # a Python without the json C accelerator
+        return canonical_json(value)
+    return "".join(_C_CANONICAL(value, 0))
+
+
 def _normalise_data(data: dict[str, Any] | None) -> dict[str, Any]:
     """Round-trip through JSON so what we hash is exactly what the database returns.
 
@@ -242,6 +260,28 @@ def compute_row_hash(
 ) -> str:
     """sha256 of the row's canonical content, or its HMAC-SHA256 under `key` (pass
     `key=_CONFIGURED` for the configured key)."""
+    payload = row_payload(
+        prev_hash=prev_hash, event_time=event_time, actor_id=actor_id, actor_repr=actor_repr,
+        event_type=event_type, object_type=object_type, object_id=object_id,
+        object_repr=object_repr, data=data,
+    )  # fmt: skip
+    return _digester(audit_hmac_key() if key is _CONFIGURED else key)(payload)
+
+
+def row_payload(
+    *,
+    prev_hash: str,
+    event_time: datetime,
+    actor_id: int | None,
+    actor_repr: str,
+    event_type: str,
+    object_type: str,
+    object_id: str,
+    object_repr: str,
+    data: Any,
+) -> bytes:
+    """The bytes a row's hash covers: the canonical JSON of its content. This is the
+    definition; the PostgreSQL fast path of verification (_PG_PAYLOAD_SQL) must agree."""
     content = {
         "prev_hash": prev_hash,
         "event_time": event_time.astimezone(UTC).isoformat(timespec="microseconds"),
@@ -253,13 +293,21 @@ def compute_row_hash(
         "object_repr": object_repr,
         "data": data,
     }
-    payload = canonical_json(content).encode()
-    key = audit_hmac_key() if key is _CONFIGURED else key
+    return canonical_json(content).encode()
+
+
+def _digester(key: bytes | None) -> Callable[[bytes], str]:
+    """The row-hash function: sha256, or HMAC-SHA256 whose keyed pads are hashed once."""
     if key is None:
-        return hashlib.sha256(payload).hexdigest()
-    mac = _keyed_hmac(key).copy()  # the keyed pads are hashed once, not per row
-    mac.update(payload)
-    return mac.hexdigest()
+        return lambda payload: hashlib.sha256(payload).hexdigest()
+    base = _keyed_hmac(key)
+
+    def keyed(payload: bytes) -> str:
+        mac = base.copy()
+        mac.update(payload)
+        return mac.hexdigest()
+
+    return keyed
 
 
 _HMAC_BASES: dict[bytes, hmac.HMAC] = {}
@@ -310,7 +358,7 @@ def _lock_chain_tail() -> None:
 
 
 def verify_audit_chain(
-    *, chunk_size: int = 50_000, extra_anchors: Iterable[tuple[str, str]] = ()
+    *, chunk_size: int = 20_000, extra_anchors: Iterable[tuple[str, str]] = ()
 ) -> ChainReport:
     """Walk the whole chain in id order; name the first row whose hash or link is wrong,
     then compare its head with every anchor (the anchor file, and `extra_anchors`:
@@ -351,43 +399,34 @@ def _walk(chunk_size: int, key: bytes | None, wanted: dict[int, Anchor]) -> Chai
     checked = 0
     last_id: int | None = None
     keyed = key is not None
-    for row in _iter_rows(chunk_size):
-        (pk, prev_hash, row_hash, event_time, actor_id, actor_repr, event_type,
-         object_type, object_id, object_repr, data) = row  # fmt: skip
-        if prev_hash != expected_prev:
-            return ChainReport(
-                checked, False, pk, "its prev_hash does not match the row before it", keyed
-            )
-        recomputed = compute_row_hash(
-            prev_hash=prev_hash,
-            event_time=event_time,
-            actor_id=actor_id,
-            actor_repr=actor_repr,
-            event_type=event_type,
-            object_type=object_type,
-            object_id=object_id,
-            object_repr=object_repr,
-            data=data,
-            key=key,
-        )
-        if recomputed != row_hash:
-            reason = "its content does not match its hash" + (
-                " (HMAC under the configured key)" if keyed else ""
-            )
-            return ChainReport(checked, False, pk, reason, keyed)
-        anchor = wanted.get(pk)
-        if anchor is not None and anchor.row_hash != row_hash:
-            return ChainReport(
-                checked,
-                False,
-                pk,
-                f"its hash differs from the anchor in {anchor.source}: the chain was "
-                "rewritten from here",
-                keyed,
-            )
-        expected_prev = row_hash
-        last_id = pk
-        checked += 1
+    with contextlib.closing(_iter_hashed(chunk_size, _digester(key))) as batches:
+        for batch in batches:
+            for pk, prev_hash, row_hash, recomputed in batch:
+                if prev_hash != expected_prev:
+                    return ChainReport(
+                        checked, False, pk, "its prev_hash does not match the row before it",
+                        keyed,
+                    )  # fmt: skip
+                if recomputed is None:
+                    return ChainReport(checked, False, pk, _UNREADABLE, keyed)
+                if recomputed != row_hash:
+                    reason = "its content does not match its hash" + (
+                        " (HMAC under the configured key)" if keyed else ""
+                    )
+                    return ChainReport(checked, False, pk, reason, keyed)
+                anchor = wanted.get(pk)
+                if anchor is not None and anchor.row_hash != row_hash:
+                    return ChainReport(
+                        checked,
+                        False,
+                        pk,
+                        f"its hash differs from the anchor in {anchor.source}: the chain was "
+                        "rewritten from here",
+                        keyed,
+                    )
+                expected_prev = row_hash
+                last_id = pk
+                checked += 1
     return ChainReport(
         checked,
         True,
@@ -426,20 +465,138 @@ def _compare_with_anchors(report: ChainReport, anchors: list[Anchor]) -> ChainRe
     )  # fmt: skip
 
 
-def _iter_rows(chunk_size: int) -> Iterator[tuple[Any, ...]]:
-    """Keyset pagination: constant memory and no server-side cursor needed."""
-    columns = (
-        "id", "prev_hash", "row_hash", "event_time", "actor_id", "actor_repr", "event_type",
-        "object_type", "object_id", "object_repr", "data",
-    )  # fmt: skip
+# --------------------------------------------------------------------------- reading rows
+
+# A row as the walk sees it: id, prev_hash, row_hash and `digest` of the bytes its hash
+# covers (None: the content cannot be put in canonical form, e.g. event_time 'infinity').
+HashedRow = tuple[int, str, str, Any]
+_UNREADABLE = "its content cannot be read back into canonical form (event_time out of range?)"
+_COLUMNS = (
+    "id", "prev_hash", "row_hash", "event_time", "actor_id", "actor_repr", "event_type",
+    "object_type", "object_id", "object_repr", "data",
+)  # fmt: skip
+
+# PostgreSQL writes the canonical JSON around `data` itself, in its own process, so Python
+# only parses and re-encodes `data` (whose key order and number forms jsonb changes) and
+# hashes. Byte-identical to row_payload: the keys in sorted order; to_json escapes a string
+# exactly as json's encode_basestring does with ensure_ascii=False (", \\, \b \f \n \r \t
+# short, other controls as lowercase \u00XX, the rest as is); to_char prints the UTC time as
+# isoformat(timespec="microseconds") does. tests/registry/test_audit_verify_fast.py holds
+# both to that on awkward rows.
+_PG_PAYLOAD_SQL = (
+    "SELECT id, prev_hash, row_hash, "
+    """'{"actor_id":' || coalesce(actor_id::text, 'null') """
+    """|| ',"actor_repr":' || to_json(actor_repr)::text || ',"data":', """
+    "data::text, "
+    """',"event_time":"' """
+    """|| to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') """
+    """|| '","event_type":' || to_json(event_type)::text """
+    """|| ',"object_id":' || to_json(object_id)::text """
+    """|| ',"object_repr":' || to_json(object_repr)::text """
+    """|| ',"object_type":' || to_json(object_type)::text """
+    """|| ',"prev_hash":' || to_json(prev_hash)::text || '}' """
+    "FROM models_registry_auditevent WHERE id > %s ORDER BY id LIMIT %s"
+)
+
+
+def _iter_hashed(
+    chunk_size: int, digest: Callable[[bytes], Any]
+) -> Generator[list[HashedRow], None, None]:
+    """The chain in id order, in batches of `chunk_size` rows (keyset pagination over the
+    primary key: memory bounded by a few batches, no server-side cursor or transaction),
+    each row with `digest` of its payload, computed in the same pass that builds it."""
+    if connection.vendor == "postgresql":
+        yield from _pg_hashed(chunk_size, digest)
+    else:
+        yield from _orm_hashed(chunk_size, digest)
+
+
+def _pg_hashed(
+    chunk_size: int, digest: Callable[[bytes], Any]
+) -> Generator[list[HashedRow], None, None]:
+    loads, encode = json.loads, canonical_json_of_loaded
+    connection.ensure_connection()
+    batches = _prefetched(_pg_batches(connection.connection, chunk_size))
+    # Raw psycopg errors become Django's (DatabaseError and kin), as through a Django cursor.
+    with contextlib.closing(batches) as rows, connection.wrap_database_errors:
+        for batch in rows:
+            yield [
+                (pk, prev, row_hash, None if head is None or tail is None
+                 else digest((head + encode(loads(data)) + tail).encode()))
+                for pk, prev, row_hash, head, data, tail in batch
+            ]  # fmt: skip
+
+
+def _pg_batches(raw_connection: Any, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
+    # The raw psycopg connection, not Django's wrapper: the prefetch thread reads through
+    # it (Django's connections are per thread), and it is the caller's own connection, so
+    # a verification inside a transaction sees that transaction's rows.
+    last_id = 0
+    while True:
+        with raw_connection.cursor() as cursor:
+            cursor.execute(_PG_PAYLOAD_SQL, [last_id, chunk_size])
+            rows = cursor.fetchall()
+        if not rows:
+            return
+        yield rows
+        last_id = rows[-1][0]
+
+
+_DONE = object()
+
+
+def _prefetched(batches: Iterator[list[Any]]) -> Generator[list[Any], None, None]:
+    """`batches`, with the next one fetched in a thread while the caller hashes this one.
+
+    PostgreSQL formats rows in its own process and psycopg waits without the GIL, so the
+    database's work and the hashing overlap. At most two batches wait besides the one in
+    use. Stopping early (a broken row) stops the thread before the connection is reused.
+    """
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                handoff.put(batch)
+                if stop.is_set():
+                    return
+            handoff.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            handoff.put(exc)
+
+    thread = threading.Thread(target=produce, name="audit-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := handoff.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting to hand over a batch
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.05)
+        thread.join()
+
+
+def _orm_hashed(
+    chunk_size: int, digest: Callable[[bytes], Any]
+) -> Generator[list[HashedRow], None, None]:
+    """Other databases (the embedded SQLite): model values through row_payload itself."""
     last_id = 0
     while True:
         rows = list(
             AuditEvent.objects.filter(id__gt=last_id)
             .order_by("id")
-            .values_list(*columns)[:chunk_size]
+            .values_list(*_COLUMNS)[:chunk_size]
         )
         if not rows:
             return
-        yield from rows
+        yield [(pk, prev, row_hash, digest(row_payload(
+                    prev_hash=prev, event_time=when, actor_id=actor_id, actor_repr=actor_repr,
+                    event_type=event_type, object_type=object_type, object_id=object_id,
+                    object_repr=object_repr, data=data)))
+               for (pk, prev, row_hash, when, actor_id, actor_repr, event_type, object_type,
+                    object_id, object_repr, data) in rows]  # fmt: skip
         last_id = rows[-1][0]

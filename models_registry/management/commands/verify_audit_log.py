@@ -34,8 +34,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--chunk-size",
             type=int,
-            default=50_000,
-            help="rows fetched per query (default 50000)",
+            default=20_000,
+            help="rows fetched per query (default 20000)",
         )
 
         parser.add_argument(
