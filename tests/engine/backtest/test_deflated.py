@@ -56,3 +56,39 @@ def test_cannot_compute_is_none_with_a_reason(returns: np.ndarray, reason: str) 
     result = sharpe_significance(returns, benchmark_sharpe=0.0, trials=3)
     assert result.psr is None and result.dsr is None
     assert reason in result.reason
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_psr_and_dsr_agree_with_an_independent_scipy_computation(seed: int) -> None:
+    """Moments, PSR and E[max SR] recomputed with scipy.stats, to 1e-9, on the same returns.
+
+    scipy's biased skew and Pearson kurtosis are the paper's moments; its normal CDF and
+    quantile function replace the statistics module the product uses.
+    """
+    stats = pytest.importorskip("scipy.stats")
+    from engine.backtest.deflated import return_moments
+
+    rng = np.random.default_rng(seed)
+    returns = rng.standard_t(df=4, size=2000) * 0.01 + 0.0004
+    moments = return_moments(returns)
+    assert not isinstance(moments, str)
+    sharpe = returns.mean() / returns.std(ddof=1)
+    skew = stats.skew(returns, bias=True)
+    kurt = stats.kurtosis(returns, fisher=False, bias=True)
+    assert moments.sharpe == pytest.approx(sharpe, rel=1e-9)
+    assert moments.skew == pytest.approx(skew, rel=1e-9)
+    assert moments.kurtosis == pytest.approx(kurt, rel=1e-9)
+
+    benchmark = 0.01
+    z = (sharpe - benchmark) * math.sqrt(len(returns) - 1)
+    z /= math.sqrt(1 - skew * sharpe + (kurt - 1) / 4 * sharpe**2)
+    psr = probabilistic_sharpe(moments.sharpe, benchmark, moments.n, moments.skew, moments.kurtosis)
+    assert psr == pytest.approx(stats.norm.cdf(z), rel=1e-9)
+
+    n_trials, variance = 37, 0.002
+    gamma = 0.5772156649015329
+    expected = math.sqrt(variance) * (
+        (1 - gamma) * stats.norm.ppf(1 - 1 / n_trials)
+        + gamma * stats.norm.ppf(1 - 1 / (n_trials * math.e))
+    )
+    assert expected_max_sharpe(n_trials, variance) == pytest.approx(expected, rel=1e-9)
