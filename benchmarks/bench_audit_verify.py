@@ -23,11 +23,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _figures
-from benchmarks.bench_registry import HashedAuditFields, bench_database, setup_django
+from benchmarks.bench_registry import bench_database, setup_django
+
+if TYPE_CHECKING:
+    from models_registry.services.audit import RowContent
 
 PROJECT = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 5.0
@@ -51,7 +55,7 @@ def append_events(count: int, key: bytes | None) -> None:
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for n in range(count):
             when += timedelta(seconds=1)
-            fields: HashedAuditFields = {
+            fields: RowContent = {
                 "event_time": when, "actor_id": None, "actor_repr": "system",
                 "event_type": "model_version_validated", "object_type": "ModelVersion",
                 "object_id": str(n % 1000), "object_repr": f"btcusdt_price v{n % 1000}",

@@ -23,11 +23,13 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+
+    from models_registry.services.audit import RowContent
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -37,19 +39,6 @@ VERSIONS = 10_000
 DEPLOYMENTS = 20_000
 BASE_EVENTS = 100_000
 BATCH = 5_000
-
-
-class HashedAuditFields(TypedDict):
-    """The audit event columns ``compute_row_hash`` covers (besides the previous hash)."""
-
-    event_time: datetime
-    actor_id: int | None
-    actor_repr: str
-    event_type: str
-    object_type: str
-    object_id: str
-    object_repr: str
-    data: dict[str, Any]
 
 
 @contextlib.contextmanager
@@ -188,7 +177,7 @@ def append_audit_events(count: int) -> None:
     batch: list[AuditEvent] = []
     for n in range(count):
         when = when + timedelta(seconds=1)
-        fields: HashedAuditFields = {
+        fields: RowContent = {
             "event_time": when,
             "actor_id": None,
             "actor_repr": "system",
