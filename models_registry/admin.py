@@ -210,16 +210,12 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             return None
         if requested in self.get_actions(request):
             return None
-        from models_registry.services.audit import audit_event_record
+        from models_registry.services.refusals import admin_action_refuse
 
-        audit_event_record(
-            event_type="admin_action_refused",
+        admin_action_refuse(
             actor=staff_user(request),
-            data={
-                "action": requested,
-                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)[:50],
-                "reason": "the user lacks the permission for this action",
-            },
+            action=requested,
+            selected=request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
         )
         self.message_user(
             request, f"You do not have permission to {requested.replace('_', ' ')}.", level=40
@@ -747,8 +743,11 @@ class AuditEventAdmin(ExportAllMixin, ReadOnlyAdmin):
     def get_urls(self) -> list[Any]:
         from django.urls import path
 
+        from models_registry.admin_events import event_types_urls
+
         return [
             export_url(self, "auditevent"),
+            *event_types_urls(self.admin_site),
             path(
                 "verify/",
                 self.admin_site.admin_view(self.verify_view),

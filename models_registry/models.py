@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from models_registry.events import EventType
 from models_registry.guards import GATE_CLOSED_SQL
 
 
@@ -681,7 +682,8 @@ class AuditEvent(AppendOnlyModel):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     actor_repr = models.CharField(max_length=150, blank=True)
-    event_type = models.CharField(max_length=60, db_index=True)
+    # The catalogue (models_registry/events.py); the database checks it too (migration 0012).
+    event_type = models.CharField(max_length=60, db_index=True, choices=EventType.choices)
     object_type = models.CharField(max_length=60, blank=True)
     object_id = models.CharField(max_length=60, blank=True, db_index=True)
     object_repr = models.CharField(max_length=200, blank=True)

@@ -41,6 +41,7 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
+from models_registry.events import event_type_checked
 from models_registry.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
@@ -327,7 +328,11 @@ def audit_event_record(
     obj: Model | None = None,
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain, inside the caller's transaction."""
+    """Append one event to the chain, inside the caller's transaction.
+
+    ``event_type`` must be in the event catalogue (``models_registry.events``).
+    """
+    event_type = event_type_checked(event_type)
     actor_obj = actor if actor is not None and actor.is_authenticated else None
     with transaction.atomic():
         _lock_chain_tail()

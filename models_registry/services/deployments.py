@@ -23,6 +23,7 @@ from django.utils import timezone
 from deployment import crash_points, runner
 from deployment.targets import ArtifactSpec, HostSpec, TargetConfigError, TargetSpec
 from deployment.windows import WindowSpecError, next_window_start, window_allows
+from models_registry.events import EventType
 from models_registry.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
     FINISHED_DEPLOYMENT_STATUSES,
@@ -42,6 +43,15 @@ from tradebot.queues import DEPLOY, QUEUE_LIMITS
 logger = logging.getLogger(__name__)
 
 FINISHED = FINISHED_DEPLOYMENT_STATUSES
+# Per kind of deployment, the event of its request and of its end (see models_registry.events).
+_REQUESTED_EVENT = {
+    Deployment.KIND_DEPLOY: EventType.DEPLOY_REQUESTED,
+    Deployment.KIND_ROLLBACK: EventType.ROLLBACK_REQUESTED,
+}
+_FINISHED_EVENT = {
+    Deployment.KIND_DEPLOY: EventType.DEPLOY_FINISHED,
+    Deployment.KIND_ROLLBACK: EventType.ROLLBACK_FINISHED,
+}
 
 
 class DeploymentRefused(RegistryError):
@@ -253,7 +263,7 @@ def _create_deployment(
             "one deployment per target at a time."
         ) from exc
     audit_event_record(
-        event_type=f"{kind}_requested",
+        event_type=_REQUESTED_EVENT[kind],
         actor=requested_by,
         obj=deployment,
         data={
@@ -505,7 +515,7 @@ def deployment_finish(
         locked = jobs.job_transition(
             job=locked,
             to=status,
-            event_type=f"{locked.kind}_finished",
+            event_type=_FINISHED_EVENT[locked.kind],
             fields={
                 "finished_at": timezone.now(),
                 "error": ("NEEDS ATTENTION: " if needs_attention else "") + (reason or ""),

@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from models_registry.events import EventType
 from models_registry.guards import transition_write
 from models_registry.models import (
     Deployment,
@@ -226,4 +227,6 @@ def runs_reconcile(
 
 
 def _reconciled_event(run: Job) -> str:
-    return f"{'validation' if isinstance(run, ValidationRun) else 'paper'}_run_reconciled"
+    if isinstance(run, ValidationRun):
+        return EventType.VALIDATION_RUN_RECONCILED
+    return EventType.PAPER_RUN_RECONCILED

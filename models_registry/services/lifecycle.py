@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from models_registry.events import EventType
 from models_registry.gates import gates_for
 from models_registry.guards import transition_write
 from models_registry.models import (
@@ -58,7 +59,9 @@ class FourEyesViolation(RegistryError):
     """The same person may not train or request a version and also approve it."""
 
 
-def audited_refusal(event_type: str, actor_kw: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def audited_refusal(
+    refusal_event: str, actor_kw: str
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Record a refused attempt in the audit trail, outside the rolled-back transaction."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
@@ -71,7 +74,7 @@ def audited_refusal(event_type: str, actor_kw: str) -> Callable[[Callable[P, R]]
                 version = kwargs.get("model_version")
                 if actor is not None and getattr(actor, "is_authenticated", False):
                     audit_event_record(
-                        event_type=f"{event_type}_refused",
+                        event_type=refusal_event,
                         actor=actor,  # type: ignore[arg-type]
                         obj=version if isinstance(version, ModelVersion) else None,
                         data={"reason": str(exc), "error": type(exc).__name__},
@@ -289,7 +292,7 @@ def _approval_gate(approver: User) -> Callable[[ModelVersion], dict[str, Any]]:
 # --- transitions -------------------------------------------------------------
 
 
-@audited_refusal("model_version_validate", "actor")
+@audited_refusal(EventType.MODEL_VERSION_VALIDATE_REFUSED, "actor")
 def model_version_validate(
     *, model_version: ModelVersion, validation_run: ValidationRun, actor: User | None
 ) -> ModelVersion:
@@ -304,7 +307,7 @@ def model_version_validate(
         )
 
 
-@audited_refusal("model_version_mark_paper_tested", "actor")
+@audited_refusal(EventType.MODEL_VERSION_MARK_PAPER_TESTED_REFUSED, "actor")
 def model_version_mark_paper_tested(
     *, model_version: ModelVersion, paper_run: PaperTradingRun, actor: User | None
 ) -> ModelVersion:
@@ -319,7 +322,7 @@ def model_version_mark_paper_tested(
         )
 
 
-@audited_refusal("model_version_stage", "actor")
+@audited_refusal(EventType.MODEL_VERSION_STAGE_REFUSED, "actor")
 def model_version_stage(
     *, model_version: ModelVersion, deployment: Deployment, actor: User | None
 ) -> ModelVersion:
@@ -344,7 +347,7 @@ def model_version_stage(
     return staged
 
 
-@audited_refusal("model_version_approve", "approved_by")
+@audited_refusal(EventType.MODEL_VERSION_APPROVE_REFUSED, "approved_by")
 def model_version_approve(
     *, model_version: ModelVersion, approved_by: User, comment: str
 ) -> Approval:
@@ -374,7 +377,7 @@ def model_version_approve(
     return approval
 
 
-@audited_refusal("model_version_reject", "rejected_by")
+@audited_refusal(EventType.MODEL_VERSION_REJECT_REFUSED, "rejected_by")
 def model_version_reject(
     *, model_version: ModelVersion, rejected_by: User, comment: str
 ) -> Approval:
@@ -425,7 +428,7 @@ def require_deployable_approval(version: ModelVersion) -> Approval:
     return approval
 
 
-@audited_refusal("model_version_mark_in_production", "actor")
+@audited_refusal(EventType.MODEL_VERSION_MARK_IN_PRODUCTION_REFUSED, "actor")
 def model_version_mark_in_production(
     *, model_version: ModelVersion, deployment: Deployment, actor: User | None
 ) -> ModelVersion:

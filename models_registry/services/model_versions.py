@@ -14,10 +14,12 @@ import json
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -25,6 +27,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils.dateparse import parse_datetime
 
+from models_registry.events import EventType
 from models_registry.market_conditions import (
     MarketConditionsError,
     check_override_reason,
@@ -35,6 +38,9 @@ from models_registry.onnx_check import check_onnx_in_subprocess
 from models_registry.services.audit import audit_event_record
 from models_registry.services.trials import trials_record_for_version
 from models_registry.windows import WindowError, declared_contradiction, version_windows
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]{1,20}_(sentiment|price)$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -206,6 +212,29 @@ def onnx_check_timeout() -> float:
     )
 
 
+def audited_registration_refusal(func: Callable[P, R]) -> Callable[P, R]:
+    """Record a refused registration (CLI or admin upload alike) once, then re-raise it."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except RegistryError as exc:
+            actor = kwargs.get("registered_by")
+            if not getattr(exc, "audited", False) and getattr(actor, "is_authenticated", False):
+                folder = kwargs.get("source_dir")
+                audit_event_record(
+                    event_type=EventType.MODEL_VERSION_REGISTER_REFUSED,
+                    actor=actor,  # type: ignore[arg-type]
+                    data={"reason": str(exc), "folder": str(folder) if folder else ""},
+                )
+                exc.audited = True  # type: ignore[attr-defined]
+            raise
+
+    return wrapper
+
+
+@audited_registration_refusal
 def model_version_register(
     *,
     source_dir: Path,
@@ -362,7 +391,11 @@ def _create_once(
                 origin_key=origin_key,
             )
             audit_event_record(
-                event_type=f"model_version_{'registered' if source == 'registered' else 'trained'}",
+                event_type=(
+                    EventType.MODEL_VERSION_REGISTERED
+                    if source == "registered"
+                    else EventType.MODEL_VERSION_TRAINED
+                ),
                 actor=created_by,
                 obj=version,
                 data={

@@ -20,6 +20,7 @@ from models_registry.models import ModelVersion
 from models_registry.services.model_versions import (
     NAME_PATTERN,
     ArtifactError,
+    audited_registration_refusal,
     model_version_register,
 )
 
@@ -31,6 +32,7 @@ def max_upload_bytes() -> int:
     return int(getattr(settings, "TRADEBOT_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
 
 
+@audited_registration_refusal
 def model_version_register_upload(
     *,
     onnx_upload: Any,

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deployment import crash_points
+from models_registry.events import EventType
 from models_registry.models import (
     FINISHED_RUN_STATUSES,
     ModelState,
@@ -159,10 +160,12 @@ def _queue(run: ValidationRun | PaperTradingRun) -> None:
 
 def run_claim(run: RunT, *, task_id: str = "") -> jobs.Claim[RunT]:
     """The worker's claim on its run (see ``jobs.job_claim``)."""
-    kind = "validation" if isinstance(run, ValidationRun) else "paper"
-    return jobs.job_claim(
-        model=type(run), pk=run.pk, task_id=task_id, event_type=f"{kind}_run_started"
+    event_type = (
+        EventType.VALIDATION_RUN_STARTED
+        if isinstance(run, ValidationRun)
+        else EventType.PAPER_RUN_STARTED
     )
+    return jobs.job_claim(model=type(run), pk=run.pk, task_id=task_id, event_type=event_type)
 
 
 def run_mark_running(run: ValidationRun | PaperTradingRun, *, task_id: str = "") -> bool:
@@ -271,7 +274,11 @@ def run_fail(
 ) -> ValidationRun | PaperTradingRun:
     """A run that could not produce figures (bad data, a broken model, a lost worker):
     recorded as an error, the version's state kept."""
-    kind = "validation" if isinstance(run, ValidationRun) else "paper"
+    default_event = (
+        EventType.VALIDATION_RUN_ERROR
+        if isinstance(run, ValidationRun)
+        else EventType.PAPER_RUN_ERROR
+    )
     with transaction.atomic():
         locked = type(run).objects.select_for_update().get(pk=run.pk)
         if locked.status in FINISHED_RUN_STATUSES:
@@ -279,7 +286,7 @@ def run_fail(
         return jobs.job_transition(
             job=locked,
             to=RunStatus.ERROR,
-            event_type=event_type or f"{kind}_run_error",
+            event_type=event_type or default_event,
             fields={"passed": False, "error": error[:5000], "finished_at": timezone.now()},
             data={"error": error[:500]},
         )

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
 
+from models_registry.events import EventType
 from models_registry.models import (
     DeploymentHost,
     DeploymentTarget,
@@ -64,7 +65,7 @@ def target_save(*, target: DeploymentTarget, actor: User | None) -> DeploymentTa
         for host in target.hosts.select_for_update():
             _refuse_shared_host(host)
             host.save(update_fields=["identity"])
-        _record(target, actor, old, "deployment_target")
+        _record(target, actor, old, _TARGET_EVENTS)
     return target
 
 
@@ -79,7 +80,7 @@ def host_save(*, host: DeploymentHost, actor: User | None) -> DeploymentHost:
             _refuse_unconfirmed(host, old, GUARDED_HOST_FIELDS)
         _refuse_shared_host(host)
         host.save()
-        _record(host, actor, old, "deployment_host", target=host.target.name)
+        _record(host, actor, old, _HOST_EVENTS, target=host.target.name)
     return host
 
 
@@ -101,13 +102,22 @@ def _locked_values(obj: Model) -> dict[str, Any] | None:
     return config_values(locked) if locked is not None else None
 
 
+# (created, changed) events of a target and of a host.
+_TARGET_EVENTS = (EventType.DEPLOYMENT_TARGET_CREATED, EventType.DEPLOYMENT_TARGET_CHANGED)
+_HOST_EVENTS = (EventType.DEPLOYMENT_HOST_CREATED, EventType.DEPLOYMENT_HOST_CHANGED)
+
+
 def _record(
-    obj: Model, actor: User | None, old: dict[str, Any] | None, kind: str, **extra: Any
+    obj: Model,
+    actor: User | None,
+    old: dict[str, Any] | None,
+    events: tuple[EventType, EventType],
+    **extra: Any,
 ) -> None:
     new = config_values(obj)
     changed = sorted(k for k in new if old is None or old.get(k) != new[k])
     audit_event_record(
-        event_type=f"{kind}_{'created' if old is None else 'changed'}",
+        event_type=events[0] if old is None else events[1],
         actor=actor,
         obj=obj,
         data={"old": old, "new": new, "changed": changed, **extra},

@@ -49,9 +49,11 @@ def export(client: Client, changelist: str, export_name: str, query: str, fmt: s
 @pytest.fixture
 def audit_rows(auditor: Any) -> None:
     for n in range(MATCHING):
-        audit_event_record(event_type="note", actor=auditor, data={"n": n, "nested": {"b": 1}})
+        audit_event_record(
+            event_type="host_check", actor=auditor, data={"n": n, "nested": {"b": 1}}
+        )
     for n in range(OTHERS):
-        audit_event_record(event_type="other_note", actor=auditor, data={"n": n})
+        audit_event_record(event_type="deployment_step", actor=auditor, data={"n": n})
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
@@ -62,17 +64,18 @@ def test_audit_export_has_exactly_the_filtered_rows_and_verify_accepts_it(
     assert AuditEvent.objects.count() == MATCHING + OTHERS
     client = Client()
     client.force_login(auditor)
-    one_ticked = AuditEvent.objects.filter(event_type="note").values_list("pk", flat=True)[0]
+    one_ticked = AuditEvent.objects.filter(event_type="host_check").values_list("pk", flat=True)[0]
 
     response = export(
         client, "admin:models_registry_auditevent_changelist",
-        "admin:models_registry_auditevent_export", "?event_type__exact=note", fmt, via, one_ticked,
+        "admin:models_registry_auditevent_export", "?event_type__exact=host_check", fmt, via,
+        one_ticked,
     )  # fmt: skip
     rows = rows_of(response, fmt)
 
     assert len(rows) == MATCHING
-    assert {r["event_type"] for r in rows} == {"note"}
-    first = AuditEvent.objects.filter(event_type="note").order_by("id").first()
+    assert {r["event_type"] for r in rows} == {"host_check"}
+    first = AuditEvent.objects.filter(event_type="host_check").order_by("id").first()
     assert first is not None
     data = rows[0]["data"]
     # CSV carries data as canonical JSON text (re-hashable), not a Python repr.
@@ -82,7 +85,8 @@ def test_audit_export_has_exactly_the_filtered_rows_and_verify_accepts_it(
     path = tmp_path / f"audit.{fmt}"
     path.write_bytes(b"".join(export(
         client, "admin:models_registry_auditevent_changelist",
-        "admin:models_registry_auditevent_export", "?event_type__exact=note", fmt, via, one_ticked,
+        "admin:models_registry_auditevent_export", "?event_type__exact=host_check", fmt, via,
+        one_ticked,
     ).streaming_content))  # fmt: skip
     out = io.StringIO()
     call_command("verify_audit_log", "--export", str(path), stdout=out)
@@ -95,7 +99,7 @@ def test_verify_names_the_first_edited_row_of_an_export(
     client = Client()
     client.force_login(auditor)
     url = reverse("admin:models_registry_auditevent_export", args=["jsonl"])
-    rows = rows_of(client.get(url + "?event_type__exact=note"), "jsonl")
+    rows = rows_of(client.get(url + "?event_type__exact=host_check"), "jsonl")
     rows[5]["data"]["n"] = 999
     path = tmp_path / "edited.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

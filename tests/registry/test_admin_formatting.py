@@ -78,9 +78,9 @@ def test_validation_run_page_has_no_raw_json_and_reads_gate_values(
 
 def test_audit_event_page_shows_data_as_a_table(auditor: Any) -> None:
     audit_event_record(
-        event_type="note", actor=auditor, data={"old_state": "staged", "detail": {"k": "v"}}
+        event_type="host_check", actor=auditor, data={"old_state": "staged", "detail": {"k": "v"}}
     )
-    event = AuditEvent.objects.get(event_type="note")
+    event = AuditEvent.objects.get(event_type="host_check")
 
     html = page(auditor, reverse("admin:models_registry_auditevent_change", args=[event.pk]))
 

@@ -60,7 +60,9 @@ class Rows:
 
     def audit_rows(self, n: int) -> None:
         for i in range(n):
-            audit_event_record(event_type="note", actor=self.deployer, obj=self.live, data={"i": i})
+            audit_event_record(
+                event_type="host_check", actor=self.deployer, obj=self.live, data={"i": i}
+            )
 
     def deployment_rows(self, n: int) -> None:
         for _ in range(n):
@@ -84,7 +86,7 @@ class Rows:
             passing_validation_run(self.live)
             passing_paper_run(self.live)
             finished_deployment(self.live, self.factory.production_target, self.deployer)
-            audit_event_record(event_type="note", actor=self.deployer, obj=self.live, data={})
+            audit_event_record(event_type="host_check", actor=self.deployer, obj=self.live, data={})
 
     def scheduled_rows(self, n: int) -> None:
         """Scheduled re-validations, each with its task result: the health page's rows."""

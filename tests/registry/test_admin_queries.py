@@ -36,7 +36,7 @@ def add_rows(version_factory: Any, deployer: Any, count: int) -> None:
         version = version_factory(ModelState.APPROVED)
         passing_validation_run(version)
         finished_deployment(version, version_factory.production_target, deployer)
-        audit_event_record(event_type="note", actor=deployer, obj=version, data={"n": 1})
+        audit_event_record(event_type="host_check", actor=deployer, obj=version, data={"n": 1})
 
 
 @pytest.mark.django_db
@@ -58,7 +58,7 @@ def test_list_page_query_count_does_not_grow_with_rows(
 def add_history(version: Any, deployer: Any, count: int) -> None:
     for _ in range(count):
         passing_validation_run(version)
-        audit_event_record(event_type="note", actor=deployer, obj=version, data={"n": 1})
+        audit_event_record(event_type="host_check", actor=deployer, obj=version, data={"n": 1})
 
 
 @pytest.mark.django_db

@@ -28,7 +28,7 @@ TABLE = AuditEvent._meta.db_table
 
 def record_events(count: int, actor: object = None) -> list[AuditEvent]:
     return [
-        audit_event_record(event_type="test_event", actor=actor, data={"n": n, "note": f"#{n}"})
+        audit_event_record(event_type="host_check", actor=actor, data={"n": n, "note": f"#{n}"})
         for n in range(count)
     ]
 
@@ -100,7 +100,7 @@ def test_a_clean_chain_verifies() -> None:
 def test_data_the_database_would_alter_still_verifies() -> None:
     # jsonb turns 1e20 into an integer and -0.0 into 0 and refuses NaN and NUL.
     event = audit_event_record(
-        event_type="odd_numbers",
+        event_type="host_check",
         data={"big": 1e20, "negzero": -0.0, "nan": float("nan"), "nul": "a\x00b", "f": 0.1},
     )
     stored = AuditEvent.objects.get(pk=event.pk)
@@ -176,7 +176,7 @@ def test_the_database_trigger_refuses_update_and_delete(sql: str) -> None:
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         raw_sql(sql, [event.pk])
     stored = AuditEvent.objects.get(pk=event.pk)
-    assert stored.event_type == "test_event"
+    assert stored.event_type == "host_check"
     assert verify_audit_chain().ok
 
 
@@ -191,7 +191,7 @@ def test_the_orm_refuses_to_change_or_delete_events() -> None:
         AuditEvent.objects.filter(pk=event.pk).delete()
     with pytest.raises(DeletionRefused):
         event.delete()
-    assert AuditEvent.objects.get(pk=event.pk).event_type == "test_event"
+    assert AuditEvent.objects.get(pk=event.pk).event_type == "host_check"
 
 
 # --------------------------------------------------------------------------- anchors, key
@@ -218,7 +218,7 @@ def committed_events(capture, count: int) -> list[AuditEvent]:
     events = []
     for n in range(count):
         with capture(execute=True):
-            events.append(audit_event_record(event_type="test_event", data={"n": n}))
+            events.append(audit_event_record(event_type="host_check", data={"n": n}))
     return events
 
 

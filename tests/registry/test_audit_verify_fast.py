@@ -41,13 +41,13 @@ AWKWARD_DATA = {
 def awkward_rows() -> list[AuditEvent]:
     """Rows through the writer, then ones whose columns the writer never produces (odd
     strings, an early year, an actor id) appended in the writer's own chain form."""
-    events = [audit_event_record(event_type="awkward", data=AWKWARD_DATA)]
+    events = [audit_event_record(event_type="host_check", data=AWKWARD_DATA)]
     prev = events[-1].row_hash
     odd_times = [datetime(5, 3, 4, 1, 2, 3, 4, tzinfo=UTC), datetime(2024, 2, 29, tzinfo=UTC)]
     for n, when in enumerate(odd_times):
         fields = {
             "event_time": when, "actor_id": None, "actor_repr": AWKWARD_TEXT,
-            "event_type": f"odd_{n}", "object_type": AWKWARD_TEXT[:60],
+            "event_type": ("host_check", "deployment_step")[n], "object_type": AWKWARD_TEXT[:60],
             "object_id": "😀" * n, "object_repr": AWKWARD_TEXT.replace("\x00", ""),
             "data": audit._normalise_data({"n": n, **AWKWARD_DATA}),
         }  # fmt: skip
@@ -80,11 +80,11 @@ def test_the_fast_path_hashes_exactly_the_bytes_the_writer_hashed() -> None:
 
 
 def test_the_writer_hash_is_the_digest_of_row_payload() -> None:
-    event = audit_event_record(event_type="x", data={"b": 1, "a": [1.5, None]})
+    event = audit_event_record(event_type="host_check", data={"b": 1, "a": [1.5, None]})
     stored = AuditEvent.objects.get(pk=event.pk)
     payload = row_payload(
         prev_hash=GENESIS_HASH, event_time=stored.event_time, actor_id=None,
-        actor_repr="system", event_type="x", object_type="", object_id="", object_repr="",
+        actor_repr="system", event_type="host_check", object_type="", object_id="", object_repr="",
         data=stored.data,
     )  # fmt: skip
     assert payload.startswith(b'{"actor_id":null,"actor_repr":"system","data":{"a":[1.5,null]')
@@ -96,7 +96,7 @@ def test_the_writer_hash_is_the_digest_of_row_payload() -> None:
 def test_a_forged_row_is_named_wherever_it_falls_against_the_batch_edges(
     chunk_size: int, victim_index: int
 ) -> None:
-    events = [audit_event_record(event_type="e", data={"n": n}) for n in range(10)]
+    events = [audit_event_record(event_type="host_check", data={"n": n}) for n in range(10)]
     victim = events[victim_index]
     with append_only_trigger_disabled():
         raw_sql(f"UPDATE {TABLE} SET data = %s WHERE id = %s", ['{"n": -1}', victim.pk])
@@ -109,7 +109,7 @@ def test_a_forged_row_is_named_wherever_it_falls_against_the_batch_edges(
 
 @pytest.mark.parametrize("chunk_size", [2, 3])
 def test_a_deleted_row_at_a_batch_edge_breaks_the_link_of_the_next(chunk_size: int) -> None:
-    events = [audit_event_record(event_type="e", data={"n": n}) for n in range(7)]
+    events = [audit_event_record(event_type="host_check", data={"n": n}) for n in range(7)]
     with append_only_trigger_disabled():
         raw_sql(f"DELETE FROM {TABLE} WHERE id = %s", [events[2].pk])
 
@@ -120,7 +120,7 @@ def test_a_deleted_row_at_a_batch_edge_breaks_the_link_of_the_next(chunk_size: i
 
 
 def test_an_early_stop_leaves_the_connection_usable() -> None:
-    events = [audit_event_record(event_type="e", data={"n": n}) for n in range(6)]
+    events = [audit_event_record(event_type="host_check", data={"n": n}) for n in range(6)]
     with append_only_trigger_disabled():
         raw_sql(f"UPDATE {TABLE} SET actor_repr = 'mallory' WHERE id = %s", [events[0].pk])
     assert verify_audit_chain(chunk_size=1).first_broken_id == events[0].pk
@@ -142,7 +142,7 @@ def test_a_read_error_in_the_prefetch_thread_is_raised_to_the_caller() -> None:
 
 @pytest.mark.skipif(not on_postgresql(), reason="PostgreSQL accepts an infinite timestamp")
 def test_an_event_time_postgresql_cannot_format_names_the_row() -> None:
-    events = [audit_event_record(event_type="e", data={}) for _ in range(3)]
+    events = [audit_event_record(event_type="host_check", data={}) for _ in range(3)]
     with append_only_trigger_disabled():
         raw_sql(f"UPDATE {TABLE} SET event_time = 'infinity' WHERE id = %s", [events[1].pk])
 
@@ -155,7 +155,7 @@ def test_an_event_time_postgresql_cannot_format_names_the_row() -> None:
 
 @pytest.mark.skipif(not on_postgresql(), reason="the raw-connection path is PostgreSQL's")
 def test_a_database_error_while_reading_is_raised_as_djangos(monkeypatch) -> None:
-    audit_event_record(event_type="e", data={})
+    audit_event_record(event_type="host_check", data={})
     monkeypatch.setattr(
         audit, "_PG_PAYLOAD_SQL", "SELECT no_such_column FROM auditevent WHERE id > %s LIMIT %s"
     )

@@ -20,7 +20,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from engine.dates import iso_date_argument, parse_utc
 from models_registry.management.commands._users import user_named
 from models_registry.models import RegistryError
-from models_registry.services.audit import audit_event_record
 from models_registry.services.model_versions import model_version_register
 
 
@@ -65,13 +64,7 @@ class Command(BaseCommand):
                 out_of_sample_from=_utc_or_none(options["out_of_sample_from"]),
                 allow_missing_conditions=options["allow_missing_conditions"],
             )
-        except RegistryError as exc:
-            if user is not None:
-                audit_event_record(
-                    event_type="model_version_register_refused",
-                    actor=user,
-                    data={"reason": str(exc), "folder": str(options["dir"])},
-                )
+        except RegistryError as exc:  # the service has recorded the refusal
             if options["json"]:
                 self.stdout.write(json.dumps({"ok": False, "error": str(exc)}))
             raise CommandError(f"refused: {exc}") from exc
