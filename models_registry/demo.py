@@ -7,32 +7,22 @@ where it is.
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management import call_command
 
+from models_registry.demo_data import (
+    DEMO_DATA,
+    DEMO_SYMBOL,
+    HELD_BACK_FROM,
+    import_candles,
+)
+from models_registry.demo_data import call_json as _call_json
 from models_registry.models import ModelState, ModelVersion
 
-DEMO_DATA = Path(settings.BASE_DIR) / "demo" / "data"
-DEMO_SYMBOL = "BTCUSDT"
-
 Say = Callable[[str], None]
-
-
-def _call_json(command: str, *args: str, **options: Any) -> dict[str, Any]:
-    out = io.StringIO()
-    call_command(command, *args, json=True, stdout=out, **options)
-    return json.loads(out.getvalue())
-
-
-# The demo holds back the last weeks of the shipped history and imports them later, as
-# the hourly refresh would, so Celery beat's re-validation has new bars to judge.
-HELD_BACK_FROM = "2025-04-01"
 
 
 def held_back_copy() -> Path:
@@ -45,12 +35,6 @@ def held_back_copy() -> Path:
         frame = pd.read_csv(DEMO_DATA / "BTCUSDT-1h.csv.gz")
         frame[frame["date"] < HELD_BACK_FROM].to_csv(target, index=False)
     return target
-
-
-def import_candles(path: Path) -> dict[str, Any]:
-    return _call_json(
-        "import_klines", str(path), symbol=DEMO_SYMBOL, interval="1h", on_gaps="fill", max_fill=3
-    )
 
 
 def import_demo_data(say: Say) -> None:

@@ -183,7 +183,7 @@ def step_rollback(*, users: dict[str, Any], say: Say, version: ModelVersion) -> 
 
 
 def step_monitoring(*, users: dict[str, Any], say: Say, version: ModelVersion) -> ModelVersion:
-    from models_registry.demo import DEMO_DATA, HELD_BACK_FROM, import_candles
+    from models_registry.demo_data import DEMO_DATA, HELD_BACK_FROM, import_candles
 
     say(f"Celery beat's daily re-validation of {version} on the bars since its validation")
     _scheduled_validation(version, "demo-day-1", say)

@@ -40,6 +40,26 @@ def lifecycle_column_guard(name: str, column: str) -> pgtrigger.Trigger:
     )
 
 
+def born_in_guard(name: str, column: str, initial: tuple[str, ...]) -> pgtrigger.Trigger:
+    """A PostgreSQL trigger refusing a new row whose ``column`` is not an initial status.
+
+    A row born ``passed`` or ``succeeded`` would be evidence no transition wrote; the
+    transitions' own tables (``models_registry.transitions``) list the same initial
+    statuses (tests/registry/test_status_guards.py holds them together).
+    """
+    allowed = ", ".join(f"'{value}'" for value in initial)
+    return pgtrigger.Trigger(
+        name=name,
+        operation=pgtrigger.Insert,
+        when=pgtrigger.Before,
+        condition=pgtrigger.Condition(f'NEW."{column}" NOT IN ({allowed}) AND {GATE_CLOSED_SQL}'),
+        func=(
+            f"RAISE EXCEPTION 'a new row of % starts in {column} {' or '.join(initial)}, not %', "
+            f'TG_TABLE_NAME, NEW."{column}"; RETURN NULL;'
+        ),
+    )
+
+
 class RegistryError(Exception):
     """A lifecycle rule refused an operation; the message says which and why."""
 
@@ -237,6 +257,8 @@ class ModelVersion(StateProtectedModel):
         ]
         triggers: ClassVar = [
             lifecycle_column_guard("version_state_guard", "state"),
+            lifecycle_column_guard("version_health_guard", "health"),
+            born_in_guard("version_born_health_unknown", "health", ("unknown",)),
             pgtrigger.Trigger(
                 name="version_starts_trained",
                 operation=pgtrigger.Insert,
@@ -337,7 +359,10 @@ class ValidationRun(models.Model):
                 name="one_scheduled_run_per_slot",
             )
         ]
-        triggers: ClassVar = [lifecycle_column_guard("validation_status_guard", "status")]
+        triggers: ClassVar = [
+            lifecycle_column_guard("validation_status_guard", "status"),
+            born_in_guard("validation_born_queued", "status", ("queued",)),
+        ]
 
     def __str__(self) -> str:
         return f"validation #{self.pk} of {self.model_version} ({self.status})"
@@ -379,7 +404,10 @@ class PaperTradingRun(models.Model):
 
     class Meta:
         ordering: ClassVar = ["-created_at", "-id"]
-        triggers: ClassVar = [lifecycle_column_guard("paper_status_guard", "status")]
+        triggers: ClassVar = [
+            lifecycle_column_guard("paper_status_guard", "status"),
+            born_in_guard("paper_born_queued", "status", ("queued",)),
+        ]
 
     def __str__(self) -> str:
         return f"paper run #{self.pk} of {self.model_version} ({self.status})"
@@ -563,7 +591,10 @@ class Deployment(models.Model):
                 name="one_active_deployment_per_target",
             )
         ]
-        triggers: ClassVar = [lifecycle_column_guard("deployment_status_guard", "status")]
+        triggers: ClassVar = [
+            lifecycle_column_guard("deployment_status_guard", "status"),
+            born_in_guard("deployment_born_queued", "status", ("queued", "scheduled")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk}: {self.model_version} to {self.target.name} ({self.status})"
@@ -740,6 +771,10 @@ class TargetChange(models.Model):
                 condition=Q(confirmed_by__isnull=True) | ~Q(confirmed_by=models.F("proposed_by")),
                 name="target_change_confirmed_by_a_second_person",
             )
+        ]
+        triggers: ClassVar = [
+            lifecycle_column_guard("target_change_status_guard", "status"),
+            born_in_guard("target_change_born_pending", "status", ("pending",)),
         ]
 
     def __str__(self) -> str:

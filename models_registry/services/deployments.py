@@ -23,6 +23,7 @@ from django.utils import timezone
 from deployment import crash_points, runner
 from deployment.targets import ArtifactSpec, HostSpec, TargetConfigError, TargetSpec
 from deployment.windows import WindowSpecError, next_window_start, window_allows
+from models_registry import dispatch
 from models_registry.events import EventType
 from models_registry.models import (
     ACTIVE_DEPLOYMENT_STATUSES,
@@ -287,14 +288,14 @@ def _create_deployment(
 def queue_deployment(deployment_id: int) -> None:
     """Send the task; if the broker refuses it, end the row instead of leaving it queued
     forever (a queued row with no task would hold the target's one active slot)."""
-    from models_registry.tasks.deploy import run_deployment
-
     deployment = Deployment.objects.select_related("target", "model_version").get(pk=deployment_id)
     if not deployment.task_id:  # a row made before task ids came with the row
         deployment.task_id = jobs.new_task_id()
         deployment.save(update_fields=["task_id"])
     try:
-        run_deployment.apply_async(args=(deployment_id,), task_id=deployment.task_id)
+        dispatch.task_send(
+            dispatch.RUN_DEPLOYMENT, args=(deployment_id,), task_id=deployment.task_id
+        )
     except Exception as exc:  # the broker's errors vary by transport
         logger.exception("could not queue deployment %s", deployment_id)
         deployment_finish(
@@ -401,20 +402,70 @@ def deployment_claim(deployment_id: int, task_id: str = "") -> Deployment | None
 
 
 def deployment_claim_for_task(deployment_id: int, *, task_id: str) -> jobs.Claim[Deployment]:
-    """The worker's claim (see ``jobs.job_claim``); a redelivery is reported, not re-run."""
-    claim = jobs.job_claim(
-        model=Deployment, pk=deployment_id, task_id=task_id, event_type="deployment_started"
-    )
+    """The worker's claim (see ``jobs.job_claim``); a redelivery is reported, not re-run.
+
+    One transaction, rows in the registry's lock order (docs/jobs.md): the version first
+    (a suspension of its approval takes that lock too, so the two are serial), then the
+    deployment, then the audit chain. The approval is checked again here, before any
+    file leaves: a deployment whose approval was suspended or withdrawn while it waited
+    ends ``failed`` (hosts untouched) with one audited refusal and a notice to the
+    deployers. The version it replaces is recorded with the claim, in the same move.
+    """
+    with transaction.atomic():
+        version_id = (
+            Deployment.objects.filter(pk=deployment_id)
+            .values_list("model_version_id", flat=True)
+            .get()
+        )
+        ModelVersion.objects.select_for_update().filter(pk=version_id).get()
+        claim = jobs.job_claim(
+            model=Deployment,
+            pk=deployment_id,
+            task_id=task_id,
+            event_type=EventType.DEPLOYMENT_STARTED,
+            check=_claim_check,
+        )
     if claim.job is None or claim.redelivered:
         return claim
-    deployment = Deployment.objects.select_related("target", "model_version").get(pk=deployment_id)
-    if deployment.kind == Deployment.KIND_DEPLOY:
-        # What runs there now, not what ran when it was requested: a scheduled
-        # deployment may wait hours while others succeed, and the version it
-        # replaces is the one the lifecycle must retire.
-        deployment.previous_version = live_version_on_target(deployment.target)
-        deployment.save(update_fields=["previous_version"])
-    return jobs.Claim(deployment)
+    return jobs.Claim(
+        Deployment.objects.select_related("target", "model_version").get(pk=deployment_id)
+    )
+
+
+def _claim_check(deployment: Deployment) -> dict[str, Any]:
+    """Under the claim's locks: refuse a withdrawn approval, else the fields to claim with."""
+    withdrawn = approval_withdrawn(deployment)
+    if withdrawn:
+        raise jobs.ClaimRefused(
+            f"deployment #{deployment.pk} stopped before any upload: {withdrawn}",
+            to=DeploymentStatus.FAILED,
+            event_type=EventType.DEPLOYMENT_APPROVAL_WITHDRAWN,
+            fields={"finished_at": timezone.now(), "error": f"approval withdrawn: {withdrawn}"},
+        )
+    if deployment.kind != Deployment.KIND_DEPLOY:
+        return {}
+    # What runs there now, not what ran when it was requested: a scheduled deployment may
+    # wait hours while others succeed, and the version it replaces is the one the
+    # lifecycle must retire.
+    return {"previous_version": live_version_on_target(deployment.target)}
+
+
+def approval_withdrawn(deployment: Deployment) -> str:
+    """Why ``deployment`` may no longer go to production ('' if its approval is in force).
+
+    Staging needs no approval. Production (a deploy or a rollback) needs the version's
+    approval in force, for the very file the deployment ships.
+    """
+    if deployment.target.environment != Environment.PRODUCTION:
+        return ""
+    version = deployment.model_version
+    try:
+        approval = lifecycle.require_deployable_approval(version)
+    except RegistryError as exc:
+        return str(exc)
+    if approval.sha256 != deployment.sha256:
+        return f"the approval in force for {version} covers another file (sha256)."
+    return ""
 
 
 def deployment_resume(deployment_id: int) -> Deployment:
@@ -509,32 +560,75 @@ def deployment_finish(
     if needs_attention and status in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.FAILED):
         status = DeploymentStatus.NEEDS_ATTENTION
     with transaction.atomic():
+        # Lock order (docs/jobs.md): the versions first, in id order (the lifecycle moves
+        # them below), then the deployment; the audit chain's lock comes last, with the
+        # first event. The reverse order deadlocked against a reject or a suspension.
+        _lock_versions_of(deployment.pk)
         locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
         if locked.status in FINISHED:
             return locked
-        locked = jobs.job_transition(
-            job=locked,
-            to=status,
-            event_type=_FINISHED_EVENT[locked.kind],
-            fields={
-                "finished_at": timezone.now(),
-                "error": ("NEEDS ATTENTION: " if needs_attention else "") + (reason or ""),
-                "compatibility": compatibility_report,
-                "log_tail": log_tail[-20_000:],
-            },
-            data={
-                "status": status,
-                "reason": reason,
-                "target": locked.target.name,
-                "sha256": locked.sha256,
-                "needs_attention": needs_attention,
-            },
-        )
-        # test-only (kill -9 when armed): the transaction dies with the worker
-        crash_points.reached("deploy_finish_recorded")
-        # Same transaction: a crash can no longer leave a finished deployment beside a
-        # version whose state never moved.
-        _advance_lifecycle(locked)
+        if status == DeploymentStatus.SUCCEEDED and _goes_live(locked):
+            try:
+                with transaction.atomic():  # a savepoint: the go-live, or neither half
+                    return _finish(
+                        locked, status, reason, compatibility_report, log_tail, needs_attention
+                    )
+            except RegistryError as exc:
+                # The files went out, but the version cannot go live (its approval was
+                # suspended while it ran): never "succeeded" beside a version that did not
+                # move. Needs attention, and the deployers are told (job_transition).
+                status, needs_attention = DeploymentStatus.NEEDS_ATTENTION, True
+                reason = (
+                    f"the files went out but {locked.model_version} could not go live: {exc} "
+                    "The hosts may serve a version without an approval in force: roll back "
+                    "or approve it again."
+                )
+        return _finish(locked, status, reason, compatibility_report, log_tail, needs_attention)
+
+
+def _lock_versions_of(deployment_id: int) -> None:
+    ids = Deployment.objects.filter(pk=deployment_id).values_list(
+        "model_version_id", "previous_version_id"
+    )
+    wanted = sorted({pk for pair in ids for pk in pair if pk is not None})
+    list(ModelVersion.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
+
+
+def _goes_live(deployment: Deployment) -> bool:
+    return deployment.target.environment == Environment.PRODUCTION
+
+
+def _finish(
+    locked: Deployment,
+    status: str,
+    reason: str,
+    compatibility_report: dict[str, Any],
+    log_tail: str,
+    needs_attention: bool,
+) -> Deployment:
+    locked = jobs.job_transition(
+        job=locked,
+        to=status,
+        event_type=_FINISHED_EVENT[locked.kind],
+        fields={
+            "finished_at": timezone.now(),
+            "error": ("NEEDS ATTENTION: " if needs_attention else "") + (reason or ""),
+            "compatibility": compatibility_report,
+            "log_tail": log_tail[-20_000:],
+        },
+        data={
+            "status": status,
+            "reason": reason,
+            "target": locked.target.name,
+            "sha256": locked.sha256,
+            "needs_attention": needs_attention,
+        },
+    )
+    # test-only (kill -9 when armed): the transaction dies with the worker
+    crash_points.reached("deploy_finish_recorded")
+    # Same transaction: a crash can no longer leave a finished deployment beside a
+    # version whose state never moved.
+    _advance_lifecycle(locked)
     return locked
 
 
@@ -556,14 +650,16 @@ def _advance_lifecycle(deployment: Deployment) -> None:
     if deployment.status != DeploymentStatus.SUCCEEDED:
         return
     version = deployment.model_version
+    if deployment.target.environment != Environment.STAGING:
+        # A refusal propagates: deployment_finish then records the deployment as
+        # needs_attention, never as succeeded beside a version that did not move.
+        lifecycle.model_version_mark_in_production(
+            model_version=version, deployment=deployment, actor=deployment.requested_by
+        )
+        return
     try:
-        if deployment.target.environment == Environment.STAGING:
-            if version.state == ModelState.PAPER_TESTED:
-                lifecycle.model_version_stage(
-                    model_version=version, deployment=deployment, actor=deployment.requested_by
-                )
-        else:
-            lifecycle.model_version_mark_in_production(
+        if version.state == ModelState.PAPER_TESTED:
+            lifecycle.model_version_stage(
                 model_version=version, deployment=deployment, actor=deployment.requested_by
             )
     except RegistryError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
@@ -25,16 +26,25 @@ from django.db.models import Q
 from django.utils import timezone
 
 from models_registry.events import EventType
-from models_registry.guards import transition_write
 from models_registry.models import (
+    FINISHED_RUN_STATUSES,
     Deployment,
-    DeploymentStatus,
     PaperTradingRun,
     RegistryError,
     RunStatus,
     ValidationRun,
 )
-from models_registry.services.audit import audit_event_record
+from models_registry.services import notifications
+from models_registry.transitions import (
+    DEPLOYMENT_STATUS,
+    PAPER_RUN_STATUS,
+    VALIDATION_RUN_STATUS,
+    machine_for,
+    transition,
+)
+from models_registry.transitions import (
+    JobTransitionRefused as JobTransitionRefused,  # re-exported: callers catch jobs.<it>
+)
 from tradebot.queues import BACKTEST, QUEUE_LIMITS
 
 logger = logging.getLogger(__name__)
@@ -43,36 +53,13 @@ Job = ValidationRun | PaperTradingRun | Deployment
 # A job function hands back the kind of row it was given.
 JobT = TypeVar("JobT", bound=Job)
 
-_RUN_MOVES: dict[str, frozenset[str]] = {
-    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.ERROR}),
-    RunStatus.RUNNING: frozenset({RunStatus.PASSED, RunStatus.FAILED, RunStatus.ERROR}),
-}
-_DEPLOYMENT_MOVES: dict[str, frozenset[str]] = {
-    DeploymentStatus.SCHEDULED: frozenset({DeploymentStatus.QUEUED, DeploymentStatus.CANCELLED}),
-    DeploymentStatus.QUEUED: frozenset(
-        {DeploymentStatus.RUNNING, DeploymentStatus.FAILED, DeploymentStatus.CANCELLED}
-    ),
-    DeploymentStatus.RUNNING: frozenset(
-        {
-            DeploymentStatus.SUCCEEDED,
-            DeploymentStatus.FAILED,
-            DeploymentStatus.ROLLED_BACK,
-            DeploymentStatus.NEEDS_ATTENTION,
-        }
-    ),
-    # 14b's rollback phase, if it gets its own status, ends here as well.
-    "rolling_back": frozenset({DeploymentStatus.ROLLED_BACK, DeploymentStatus.NEEDS_ATTENTION}),
-}
-# Every allowed move, per kind of job. A status missing on the left is terminal.
+# Every allowed move, per kind of job, read from the declared tables (models_registry.
+# transitions). A status missing on the left is terminal.
 ALLOWED: dict[type, dict[str, frozenset[str]]] = {
-    ValidationRun: _RUN_MOVES,
-    PaperTradingRun: _RUN_MOVES,
-    Deployment: _DEPLOYMENT_MOVES,
+    ValidationRun: VALIDATION_RUN_STATUS.allowed(),
+    PaperTradingRun: PAPER_RUN_STATUS.allowed(),
+    Deployment: DEPLOYMENT_STATUS.allowed(),
 }
-
-
-class JobTransitionRefused(RegistryError):
-    """The job is not in a status from which this change is allowed."""
 
 
 def new_task_id() -> str:
@@ -93,42 +80,33 @@ def job_transition(
     data: dict[str, Any] | None = None,
     fields: dict[str, Any] | None = None,
 ) -> JobT:
-    """Move ``job`` to ``to`` with one audit event; returns the locked, updated row."""
-    model = type(job)
-    with transaction.atomic():
-        locked = _locked(model, job.pk)
-        source = locked.status
-        if to not in ALLOWED[model].get(source, frozenset()):
-            raise JobTransitionRefused(
-                f"{model.__name__} #{locked.pk} is {source}; it cannot become {to}."
-            )
-        locked.status = to
-        for name, value in (fields or {}).items():
-            setattr(locked, name, value)
-        with transition_write(event_type):
-            locked.save(update_fields=["status", *(fields or {}).keys()])
-        event = audit_event_record(
-            event_type=event_type,
-            actor=actor if actor is not None else getattr(locked, "requested_by", None),
-            obj=locked,
-            data={"old_status": source, "new_status": to, **(data or {})},
-        )
-        _after_commit(locked, event.pk)
+    """Move ``job`` to ``to`` with one audit event; returns the locked, updated row.
+
+    The move (source, ``to``, ``event_type``) must be a row of the job's table.
+    """
+    locked = transition(
+        machine=machine_for(type(job)),
+        row=job,
+        to=to,
+        event=event_type,
+        actor=actor if actor is not None else getattr(job, "requested_by", None),
+        fields=fields,
+        data=data,
+        on_commit=_deployer_notice(job, to),
+    )
     job.status = to
     return locked
+
+
+def _deployer_notice(job: Job, to: str) -> list[Callable[[], Any]]:
+    if isinstance(job, Deployment) and to in notifications.DEPLOYER_NOTICE_STATUSES:
+        return [lambda: notifications.notify_deployers(job.pk)]
+    return []
 
 
 def _locked(model: type[JobT], pk: int) -> JobT:
     # The manager of type[JobT] returns JobT; mypy only sees the bound's union of managers.
     return cast(JobT, model.objects.select_for_update().get(pk=pk))
-
-
-def _after_commit(job: Job, event_id: int) -> None:
-    from models_registry.services import notifications
-
-    transaction.on_commit(lambda: notifications.webhook_queue(event_id), robust=True)
-    if isinstance(job, Deployment) and job.status in notifications.DEPLOYER_NOTICE_STATUSES:
-        transaction.on_commit(lambda: notifications.notify_deployers(job.pk), robust=True)
 
 
 @dataclass(frozen=True)
@@ -140,12 +118,31 @@ class Claim(Generic[JobT]):
     reason: str = ""
 
 
-def job_claim(*, model: type[JobT], pk: int, task_id: str, event_type: str) -> Claim[JobT]:
+class ClaimRefused(RegistryError):
+    """Raised by a claim's ``check``: the job must not start; it ends as ``to`` instead."""
+
+    def __init__(
+        self, reason: str, *, to: str, event_type: str, fields: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.to, self.event_type, self.fields = to, event_type, fields or {}
+
+
+def job_claim(
+    *,
+    model: type[JobT],
+    pk: int,
+    task_id: str,
+    event_type: str,
+    check: Callable[[JobT], dict[str, Any]] | None = None,
+) -> Claim[JobT]:
     """Claim a queued row for the task it was created with.
 
     Same task id on a running row: this task's own message, redelivered after its
     worker died (acks_late): the caller resumes idempotently. A different task id:
     refused, whatever the status. An inline caller passes the id it stored (or none).
+    ``check`` runs on the locked row before it starts: it returns fields to write with
+    the claim, or raises ``ClaimRefused`` to end the row instead (one audited move).
     """
     with transaction.atomic():
         locked = _locked(model, pk)
@@ -156,14 +153,52 @@ def job_claim(*, model: type[JobT], pk: int, task_id: str, event_type: str) -> C
             return Claim(locked, redelivered=True)
         if locked.status != "queued":
             return Claim(None, reason=f"not queued (status {locked.status})")
+        try:
+            extra = check(locked) if check is not None else {}
+        except ClaimRefused as refused:
+            job_transition(
+                job=locked,
+                to=refused.to,
+                event_type=refused.event_type,
+                data={"task_id": task_id or owner, "reason": str(refused)},
+                fields=refused.fields,
+            )
+            return Claim(None, reason=str(refused))
         claimed = job_transition(
             job=locked,
             to="running",
             event_type=event_type,
-            data={"task_id": task_id or owner},
-            fields={"started_at": timezone.now(), "task_id": task_id or owner},
+            # What the check added (e.g. the version a deploy replaces) is on record too.
+            data={
+                "task_id": task_id or owner,
+                **{k: getattr(v, "pk", v) for k, v in extra.items()},
+            },
+            fields={"started_at": timezone.now(), "task_id": task_id or owner, **extra},
         )
     return Claim(claimed)
+
+
+def run_fail(
+    *, run: ValidationRun | PaperTradingRun, error: str, event_type: str = ""
+) -> ValidationRun | PaperTradingRun:
+    """A run that could not produce figures (bad data, a broken model, a lost worker):
+    recorded as an error, the version's state kept."""
+    default_event = (
+        EventType.VALIDATION_RUN_ERROR
+        if isinstance(run, ValidationRun)
+        else EventType.PAPER_RUN_ERROR
+    )
+    with transaction.atomic():
+        locked = type(run).objects.select_for_update().get(pk=run.pk)
+        if locked.status in FINISHED_RUN_STATUSES:
+            return locked
+        return job_transition(
+            job=locked,
+            to=RunStatus.ERROR,
+            event_type=event_type or default_event,
+            fields={"passed": False, "error": error[:5000], "finished_at": timezone.now()},
+            data={"error": error[:500]},
+        )
 
 
 # --- leases and reconcile --------------------------------------------------------------
@@ -191,8 +226,6 @@ def runs_reconcile(
     A run is not requeued: it is cheap to request again, and a second copy of a
     message that did reach the broker would run it twice.
     """
-    from models_registry.services.runs import run_fail
-
     now = now or timezone.now()
     queued_cutoff = now - (queued_after if queued_after is not None else queued_lease())
     ended: list[Job] = []

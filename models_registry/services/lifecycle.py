@@ -16,9 +16,9 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from models_registry import selectors
 from models_registry.events import EventType
 from models_registry.gates import gates_for
-from models_registry.guards import transition_write
 from models_registry.models import (
     Approval,
     Deployment,
@@ -33,6 +33,14 @@ from models_registry.models import (
 )
 from models_registry.services import notifications
 from models_registry.services.audit import audit_event_record
+from models_registry.transitions import (
+    VERSION_STATE,
+    GateFailed,
+    transition,
+)
+from models_registry.transitions import (  # re-exported: callers catch lifecycle.<it>
+    TransitionRefused as TransitionRefused,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,14 +53,6 @@ PRE_PRODUCTION_STATES = (
     ModelState.STAGED,
     ModelState.APPROVED,
 )
-
-
-class TransitionRefused(RegistryError):
-    """The version is not in a state this transition starts from."""
-
-
-class GateFailed(RegistryError):
-    """The gate for this transition is not met; the message says which part."""
 
 
 class FourEyesViolation(RegistryError):
@@ -89,40 +89,30 @@ def audited_refusal(
 def _transition(
     *,
     model_version: ModelVersion,
-    sources: Iterable[str],
     target: str,
     actor: User | None,
     event_type: str,
     gate: Callable[[ModelVersion], dict[str, Any]] | None = None,
     extra_fields: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
+    sources: Iterable[str] | None = None,
 ) -> ModelVersion:
-    """The one way a state changes. Must run inside transaction.atomic()."""
-    locked = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
-    sources = tuple(sources)
-    if locked.state not in sources:
-        raise TransitionRefused(
-            f"{locked} is {locked.get_state_display().lower()}; "
-            f"'{event_type}' needs it to be {' or '.join(sources)}."
-        )
-    gate_data = gate(locked) if gate else {}
-    old_state = locked.state
-    locked.state = target
-    for field, value in (extra_fields or {}).items():
-        setattr(locked, field, value)
-    locked._state_change_allowed = True
-    try:
-        with transition_write(event_type):
-            locked.save(update_fields=["state", *(extra_fields or {}).keys()])
-    finally:
-        locked._state_change_allowed = False
-    event = audit_event_record(
-        event_type=event_type,
+    """A move of the version's state: a row of ``transitions.VERSION_STATE``.
+
+    ``sources`` is accepted for callers written before the table and not consulted: the
+    table alone says where each move starts.
+    """
+    del sources
+    locked = transition(
+        machine=VERSION_STATE,
+        row=model_version,
+        to=target,
+        event=event_type,
         actor=actor,
-        obj=locked,
-        data={"old_state": old_state, "new_state": target, **gate_data, **(data or {})},
+        gate=gate,
+        fields=extra_fields,
+        data=data,
     )
-    transaction.on_commit(lambda: notifications.webhook_queue(event.pk), robust=True)
     model_version.refresh_from_db()
     return locked
 
@@ -299,7 +289,6 @@ def model_version_validate(
     with transaction.atomic():
         return _transition(
             model_version=model_version,
-            sources=[ModelState.TRAINED],
             target=ModelState.VALIDATED,
             actor=actor,
             event_type="model_version_validated",
@@ -314,7 +303,6 @@ def model_version_mark_paper_tested(
     with transaction.atomic():
         return _transition(
             model_version=model_version,
-            sources=[ModelState.VALIDATED],
             target=ModelState.PAPER_TESTED,
             actor=actor,
             event_type="model_version_paper_tested",
@@ -331,7 +319,6 @@ def model_version_stage(
     with transaction.atomic():
         staged = _transition(
             model_version=model_version,
-            sources=[ModelState.PAPER_TESTED],
             target=ModelState.STAGED,
             actor=actor,
             event_type="model_version_staged",
@@ -356,7 +343,6 @@ def model_version_approve(
     with transaction.atomic():
         approved = _transition(
             model_version=model_version,
-            sources=[ModelState.STAGED],
             target=ModelState.APPROVED,
             actor=approved_by,
             event_type="model_version_approved",
@@ -388,7 +374,6 @@ def model_version_reject(
     with transaction.atomic():
         rejected = _transition(
             model_version=model_version,
-            sources=PRE_PRODUCTION_STATES,
             target=ModelState.REJECTED,
             actor=rejected_by,
             event_type="model_version_rejected",
@@ -456,7 +441,6 @@ def model_version_mark_in_production(
         list(ModelVersion.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
         live = _transition(
             model_version=model_version,
-            sources=[ModelState.APPROVED, ModelState.RETIRED, ModelState.IN_PRODUCTION],
             target=ModelState.IN_PRODUCTION,
             actor=actor,
             event_type="model_version_in_production",
@@ -474,7 +458,6 @@ def model_version_mark_in_production(
         ):
             _transition(
                 model_version=previous,
-                sources=[ModelState.IN_PRODUCTION],
                 target=ModelState.RETIRED,
                 actor=actor,
                 event_type="model_version_retired",
@@ -485,9 +468,4 @@ def model_version_mark_in_production(
 
 def _live_elsewhere(version: ModelVersion, deployment: Deployment) -> bool:
     """Whether ``version`` still runs on another production target than this deployment's."""
-    from models_registry.services.deployments import live_version_on_target
-
-    targets = deployment.target.__class__.objects.filter(
-        environment=Environment.PRODUCTION
-    ).exclude(pk=deployment.target_id)
-    return any(live_version_on_target(t) == version for t in targets)
+    return selectors.live_on_other_production_target(version, deployment)

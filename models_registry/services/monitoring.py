@@ -53,6 +53,7 @@ from engine.data import (
 )
 from engine.live.journal import JournalError, read_journal
 from engine.live.paper import FILL_COLUMNS, round_trips
+from models_registry.events import EventType
 from models_registry.gates import gates_for
 from models_registry.models import (
     ApprovalSuspension,
@@ -69,13 +70,14 @@ from models_registry.services.audit import audit_event_record
 from models_registry.services.deployments import live_version_on_target, target_spec
 from models_registry.services.model_versions import version_dir
 from models_registry.services.notifications import approvers_emails, deployers_emails
-from models_registry.services.runs import validation_run_complete
+from models_registry.services.runs import run_claim, validation_run_complete
 from models_registry.services.validation import (
     ValidationOptions,
     validation_backtest_for_run,
     validation_outcome,
     validation_report_publish,
 )
+from models_registry.transitions import VERSION_HEALTH, transition
 
 logger = logging.getLogger(__name__)
 
@@ -567,15 +569,13 @@ def model_version_flag_degraded(
             suspension = ApprovalSuspension.objects.create(
                 approval=approval, reason=reason, validation_run=validation_run
             )
-        version.health = HealthStatus.DEGRADED
-        version.health_changed_at = timezone.now()
-        version.save(update_fields=["health", "health_changed_at"])
-        audit_event_record(
-            event_type="model_version_degraded",
-            obj=version,
+        version = transition(
+            machine=VERSION_HEALTH,
+            row=version,
+            to=HealthStatus.DEGRADED,
+            event=EventType.MODEL_VERSION_DEGRADED,
+            fields={"health_changed_at": timezone.now()},
             data={
-                "old_health": old_health,
-                "new_health": version.health,
                 "state": version.state,
                 "validation_run": validation_run.pk,
                 "scheduled_slot": validation_run.scheduled_slot,
@@ -600,23 +600,21 @@ def model_version_mark_passing(
         old_health = version.health
         if old_health in (HealthStatus.HEALTHY, HealthStatus.RECOVERED):
             return version
-        version.health = (
-            HealthStatus.RECOVERED if old_health == HealthStatus.DEGRADED else HealthStatus.HEALTHY
+        recovered = old_health == HealthStatus.DEGRADED
+        version = transition(
+            machine=VERSION_HEALTH,
+            row=version,
+            to=HealthStatus.RECOVERED if recovered else HealthStatus.HEALTHY,
+            event=(
+                EventType.MODEL_VERSION_RECOVERED if recovered else EventType.MODEL_VERSION_HEALTHY
+            ),
+            fields={"health_changed_at": timezone.now()},
+            data={
+                "validation_run": validation_run.pk,
+                "scheduled_slot": validation_run.scheduled_slot,
+                **({"approval_restored": False} if recovered else {}),
+            },
         )
-        version.health_changed_at = timezone.now()
-        version.save(update_fields=["health", "health_changed_at"])
-        if version.health == HealthStatus.RECOVERED:
-            audit_event_record(
-                event_type="model_version_recovered",
-                obj=version,
-                data={
-                    "old_health": old_health,
-                    "new_health": version.health,
-                    "validation_run": validation_run.pk,
-                    "scheduled_slot": validation_run.scheduled_slot,
-                    "approval_restored": False,
-                },
-            )
     model_version.refresh_from_db()
     return version
 
@@ -659,7 +657,11 @@ def _existing_slot_run(version: ModelVersion, slot: str) -> ValidationRun | None
 def _create_slot_run(
     version: ModelVersion, slot: str, options: ValidationOptions, task_id: str
 ) -> tuple[ValidationRun, bool]:
-    """Get or create the slot's run, claimed (running) by this call when it created it."""
+    """Get or create the slot's run, claimed (running) by this call when it created it.
+
+    The run is born queued like every run and claimed at once, in the same transaction:
+    no row is ever inserted already running.
+    """
     try:
         with transaction.atomic():
             run = ValidationRun.objects.create(
@@ -667,7 +669,6 @@ def _create_slot_run(
                 kind=ValidationRun.KIND_SCHEDULED,
                 strategy=options.strategy,
                 scheduled_slot=slot,
-                status=RunStatus.RUNNING,
                 config=options.to_config(),
                 task_id=task_id,
             )
@@ -677,6 +678,10 @@ def _create_slot_run(
                 data={"version": version.pk, "slot": slot, "start": options.start,
                       "end": options.end},
             )  # fmt: skip
+            claim = run_claim(run, task_id=task_id)
+            if claim.job is None:
+                raise RuntimeError(f"could not claim the run it just created: {claim.reason}")
+            run = claim.job
     except IntegrityError:
         # Another delivery of the same slot won the race: its run is the slot's run.
         existing = _existing_slot_run(version, slot)

@@ -163,9 +163,9 @@ def webhook_queue(event_id: int) -> None:
     """Queue the event for the webhook if one is configured (called on commit)."""
     if not getattr(settings, "TRADEBOT_WEBHOOK_URL", ""):
         return
-    from models_registry.tasks.webhook import send_webhook
+    from models_registry import dispatch
 
-    send_webhook.delay(event_id)
+    dispatch.task_send(dispatch.SEND_WEBHOOK, args=(event_id,))
 
 
 def webhook_send(event_id: int) -> int:

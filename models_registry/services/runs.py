@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deployment import crash_points
+from models_registry import dispatch
 from models_registry.events import EventType
 from models_registry.models import (
     FINISHED_RUN_STATUSES,
@@ -30,6 +31,7 @@ from models_registry.models import (
 )
 from models_registry.services import jobs, lifecycle
 from models_registry.services.audit import audit_event_record
+from models_registry.services.jobs import run_fail as run_fail  # re-exported: callers use runs.<it>
 from models_registry.services.trials import trial_record_for_run
 
 logger = logging.getLogger(__name__)
@@ -147,12 +149,9 @@ def _run_request(
 
 def _queue(run: ValidationRun | PaperTradingRun) -> None:
     """Send the run's own task; a broker that refuses it ends the run (audited), not 'queued'."""
-    if isinstance(run, ValidationRun):
-        from models_registry.tasks.backtest import run_validation as task
-    else:
-        from models_registry.tasks.paper import run_paper_trading as task
+    name = dispatch.RUN_VALIDATION if isinstance(run, ValidationRun) else dispatch.RUN_PAPER_TRADING
     try:
-        task.apply_async(args=(run.pk,), task_id=run.task_id)
+        dispatch.task_send(name, args=(run.pk,), task_id=run.task_id)
     except Exception as exc:  # the broker's errors vary by transport
         logger.exception("could not queue %s", run)
         run_fail(run=run, error=f"could not queue its task ({type(exc).__name__}: {exc})")
@@ -181,6 +180,7 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
     """Record a finished validation; a passing one validates the version."""
     crash_points.reached("validation_computed")  # test-only: kill -9 here when armed
     with transaction.atomic():
+        _lock_version_of(run)
         run = ValidationRun.objects.select_for_update().get(pk=run.pk)
         if run.status in FINISHED_RUN_STATUSES:
             return run  # recorded already by an earlier delivery of the same task
@@ -225,6 +225,7 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
 def paper_run_complete(*, run: PaperTradingRun, outcome: RunOutcome) -> PaperTradingRun:
     """Record a finished paper run; a passing one marks the version paper-tested."""
     with transaction.atomic():
+        _lock_version_of(run)
         run = PaperTradingRun.objects.select_for_update().get(pk=run.pk)
         if run.status in FINISHED_RUN_STATUSES:
             return run
@@ -258,6 +259,13 @@ def paper_run_complete(*, run: PaperTradingRun, outcome: RunOutcome) -> PaperTra
     return run
 
 
+def _lock_version_of(run: ValidationRun | PaperTradingRun) -> None:
+    """The version's row before the run's (docs/jobs.md, lock order): recording a run may
+    move the version, and a reject or a suspension takes the version then the audit chain;
+    taking the version after this run's first audit event could deadlock with them."""
+    ModelVersion.objects.select_for_update().filter(pk=run.model_version_id).get()
+
+
 def _advance(run: ValidationRun | PaperTradingRun, transition: Any, from_state: str) -> None:
     """Move the version on after a passing run; a refusal is logged, the run stays recorded."""
     version = ModelVersion.objects.select_for_update().get(pk=run.model_version_id)
@@ -267,29 +275,6 @@ def _advance(run: ValidationRun | PaperTradingRun, transition: Any, from_state: 
         transition()  # its own atomic block is a savepoint inside the caller's transaction
     except RegistryError as exc:
         logger.warning("%s passed but %s did not move on: %s", run, version, exc)
-
-
-def run_fail(
-    *, run: ValidationRun | PaperTradingRun, error: str, event_type: str = ""
-) -> ValidationRun | PaperTradingRun:
-    """A run that could not produce figures (bad data, a broken model, a lost worker):
-    recorded as an error, the version's state kept."""
-    default_event = (
-        EventType.VALIDATION_RUN_ERROR
-        if isinstance(run, ValidationRun)
-        else EventType.PAPER_RUN_ERROR
-    )
-    with transaction.atomic():
-        locked = type(run).objects.select_for_update().get(pk=run.pk)
-        if locked.status in FINISHED_RUN_STATUSES:
-            return locked
-        return jobs.job_transition(
-            job=locked,
-            to=RunStatus.ERROR,
-            event_type=event_type or default_event,
-            fields={"passed": False, "error": error[:5000], "finished_at": timezone.now()},
-            data={"error": error[:500]},
-        )
 
 
 def _outcome_fields(

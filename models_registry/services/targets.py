@@ -25,6 +25,7 @@ from models_registry.models import (
     host_identity_key,
 )
 from models_registry.services.audit import audit_event_record
+from models_registry.transitions import TARGET_CHANGE_STATUS, transition
 
 _NOT_AUDITED = {"id", "created_at"}
 DEPLOY_PERMISSION = "models_registry.deploy_modelversion"
@@ -186,15 +187,14 @@ def target_change_confirm(*, change: TargetChange, confirmed_by: User) -> Target
         if isinstance(subject, DeploymentHost):
             _refuse_shared_host(subject)
         subject.save()
-        locked.status = TargetChange.STATUS_APPLIED
-        locked.confirmed_by = confirmed_by
-        locked.confirmed_at = timezone.now()
-        locked.save(update_fields=["status", "confirmed_by", "confirmed_at"])
         new = config_values(subject)
-        audit_event_record(
-            event_type="deployment_target_change_applied",
+        return transition(
+            machine=TARGET_CHANGE_STATUS,
+            row=locked,
+            to=TargetChange.STATUS_APPLIED,
+            event=EventType.DEPLOYMENT_TARGET_CHANGE_APPLIED,
             actor=confirmed_by,
-            obj=locked,
+            fields={"confirmed_by": confirmed_by, "confirmed_at": timezone.now()},
             data={
                 "target": locked.target.name,
                 "subject": f"{type(subject).__name__} {subject.pk}",
@@ -204,7 +204,6 @@ def target_change_confirm(*, change: TargetChange, confirmed_by: User) -> Target
                 "changed": sorted(k for k in new if old is None or old.get(k) != new[k]),
             },
         )
-    return locked
 
 
 def _change_subject(change: TargetChange) -> Model:

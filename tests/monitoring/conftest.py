@@ -36,6 +36,7 @@ from models_registry.services.model_versions import model_version_create
 from tests.registry.conftest import make_user
 from tests.support.gates import loose_validation
 from tests.support.tiny_world import build_btc_store, tiny_full_model, write_csv_slice
+from tests.support.walk import create_in
 
 FIRST_BAR = "2024-01-01 00:00"
 INITIAL_ROWS = 800
@@ -149,9 +150,10 @@ def walk_to_production(
     """
     start = out_of_sample_start(version)
     now = timezone.now()
-    baseline = ValidationRun.objects.create(
+    baseline = create_in(
+        ValidationRun,
+        RunStatus.PASSED,
         model_version=version,
-        status=RunStatus.PASSED,
         passed=True,
         in_sample=False,
         window_start=start,
@@ -163,8 +165,13 @@ def walk_to_production(
     lifecycle.model_version_validate(
         model_version=version, validation_run=baseline, actor=people.engineer
     )
-    paper = PaperTradingRun.objects.create(
-        model_version=version, status=RunStatus.PASSED, passed=True, bars=24 * 15, finished_at=now
+    paper = create_in(
+        PaperTradingRun,
+        RunStatus.PASSED,
+        model_version=version,
+        passed=True,
+        bars=24 * 15,
+        finished_at=now,
     )
     lifecycle.model_version_mark_paper_tested(
         model_version=version, paper_run=paper, actor=people.engineer
@@ -191,10 +198,11 @@ def _succeeded(
     version: ModelVersion, target: DeploymentTarget, by: Any, **extra: Any
 ) -> Deployment:
     now = timezone.now()
-    return Deployment.objects.create(
+    return create_in(
+        Deployment,
+        DeploymentStatus.SUCCEEDED,
         target=target,
         model_version=version,
-        status=DeploymentStatus.SUCCEEDED,
         sha256=version.onnx_sha256,
         compatibility={"passed": True},
         requested_by=by,

@@ -39,6 +39,7 @@ from models_registry.models import (
 )
 from models_registry.services import lifecycle
 from models_registry.services.model_versions import model_version_create
+from tests.support.walk import create_in
 
 OUT_OF_SAMPLE_FROM = datetime(2024, 1, 1, tzinfo=UTC)
 _unique_weights = itertools.count(1)
@@ -232,7 +233,8 @@ def passing_validation_run(version: ModelVersion, **overrides: Any) -> Validatio
         "finished_at": timezone.now(),
         **overrides,
     }
-    return ValidationRun.objects.create(**fields)
+    # Born queued and walked to its status: no row is ever born passed (see guards.py).
+    return create_in(ValidationRun, fields.pop("status"), **fields)
 
 
 def passing_paper_run(version: ModelVersion, **overrides: Any) -> PaperTradingRun:
@@ -245,7 +247,7 @@ def passing_paper_run(version: ModelVersion, **overrides: Any) -> PaperTradingRu
         "finished_at": timezone.now(),
         **overrides,
     }
-    return PaperTradingRun.objects.create(**fields)
+    return create_in(PaperTradingRun, fields.pop("status"), **fields)
 
 
 def finished_deployment(
@@ -263,7 +265,7 @@ def finished_deployment(
         "finished_at": now,
         **overrides,
     }
-    return Deployment.objects.create(**fields)
+    return create_in(Deployment, fields.pop("status"), **fields)
 
 
 # --- versions walked to a state -------------------------------------------------

@@ -13,6 +13,7 @@ from django.urls import reverse
 from models_registry.models import AuditEvent, ModelState, RunStatus, ValidationRun
 from models_registry.services.audit import audit_event_record
 from tests.registry.conftest import OUT_OF_SAMPLE_FROM, finished_deployment, passing_validation_run
+from tests.support.walk import create_in
 
 pytestmark = pytest.mark.django_db
 
@@ -95,9 +96,10 @@ def test_health_page_reads_returns_and_drawdowns_as_percentages(
 ) -> None:
     version = version_factory(ModelState.IN_PRODUCTION)
     start = OUT_OF_SAMPLE_FROM + timedelta(days=120)
-    ValidationRun.objects.create(
+    create_in(
+        ValidationRun, RunStatus.PASSED,
         model_version=version, kind=ValidationRun.KIND_SCHEDULED, scheduled_slot="2024-05-01",
-        status=RunStatus.PASSED, passed=True, window_start=start,
+        passed=True, window_start=start,
         window_end=start + timedelta(days=30),
         metrics={"sharpe": 1.25, "total_return": -0.00003, "max_drawdown": -0.0456},
     )  # fmt: skip

@@ -32,6 +32,7 @@ from tests.registry.conftest import (
     passing_paper_run,
     passing_validation_run,
 )
+from tests.support.walk import create_in
 
 pytestmark = pytest.mark.django_db
 
@@ -94,9 +95,10 @@ class Rows:
             self.added += 1
             start = OUT_OF_SAMPLE_FROM + timedelta(days=100 + self.added)
             task_id = f"task-{self.added}"
-            ValidationRun.objects.create(
+            create_in(
+                ValidationRun, RunStatus.PASSED,
                 model_version=self.live, kind=ValidationRun.KIND_SCHEDULED,
-                scheduled_slot=f"{start:%Y-%m-%d}", status=RunStatus.PASSED, passed=True,
+                scheduled_slot=f"{start:%Y-%m-%d}", passed=True,
                 window_start=start, window_end=start + timedelta(days=30), task_id=task_id,
                 metrics={"sharpe": 1.0 + self.added / 10, "total_return": 0.01,
                          "max_drawdown": -0.02},

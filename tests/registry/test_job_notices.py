@@ -14,16 +14,18 @@ from models_registry.services import deployments, notifications
 from models_registry.services.monitoring import notify_approvers_degraded
 from models_registry.tasks.webhook import send_webhook
 from tests.fakes.http_fake import FakeHttpServer, FakeResponse, Fault
+from tests.support.walk import create_in
 
 pytestmark = pytest.mark.django_db
 
 
 def running_deployment(version: Any, target: Any, deployer: Any) -> Deployment:
-    return Deployment.objects.create(
+    return create_in(
+        Deployment,
+        DeploymentStatus.RUNNING,
         target=target,
         model_version=version,
         requested_by=deployer,
-        status=DeploymentStatus.RUNNING,
         sha256=version.onnx_sha256,
     )
 

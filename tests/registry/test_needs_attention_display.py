@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from models_registry.models import Deployment, DeploymentStatus, ModelState
 from models_registry.services import deployments
+from tests.support.walk import create_in
 
 pytestmark = pytest.mark.django_db
 
@@ -19,11 +20,12 @@ RED = "\x1b[31"  # the start of Django's ERROR style (bold red), whatever the ex
 
 
 def finished(version: Any, target: Any, deployer: Any, *, needs_attention: bool) -> Deployment:
-    deployment = Deployment.objects.create(
+    deployment = create_in(
+        Deployment,
+        DeploymentStatus.RUNNING,
         target=target,
         model_version=version,
         requested_by=deployer,
-        status=DeploymentStatus.RUNNING,
         sha256=version.onnx_sha256,
     )
     return deployments.deployment_finish(
