@@ -12,12 +12,17 @@ from django.db.models import Count
 
 from models_registry.events import EventType
 from models_registry.models import (
+    ACTIVE_DEPLOYMENT_STATUSES,
+    Approval,
     AuditEvent,
     Deployment,
     DeploymentStatus,
     DeploymentTarget,
     Environment,
     ModelVersion,
+    PaperTradingRun,
+    RunStatus,
+    ValidationRun,
 )
 
 
@@ -44,9 +49,55 @@ def live_version_on_target(target: DeploymentTarget) -> ModelVersion | None:
     return last.model_version if last else None
 
 
+def active_deployment(target: DeploymentTarget) -> Deployment | None:
+    """The target's queued or running deployment (the database holds at most one)."""
+    return Deployment.objects.filter(target=target, status__in=ACTIVE_DEPLOYMENT_STATUSES).first()
+
+
 def live_on_other_production_target(version: ModelVersion, deployment: Deployment) -> bool:
     """Whether ``version`` still runs on a production target other than ``deployment``'s."""
     targets = DeploymentTarget.objects.filter(environment=Environment.PRODUCTION).exclude(
         pk=deployment.target_id
     )
     return any(live_version_on_target(t) == version for t in targets)
+
+
+def passing_validation_run(version: ModelVersion) -> ValidationRun | None:
+    return (
+        version.validation_runs.filter(
+            status=RunStatus.PASSED, passed=True, in_sample=False, kind=ValidationRun.KIND_BACKTEST
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def passing_paper_run(version: ModelVersion) -> PaperTradingRun | None:
+    return (
+        version.paper_runs.filter(status=RunStatus.PASSED, passed=True)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def successful_staging_deployment(version: ModelVersion) -> Deployment | None:
+    return (
+        version.deployments.filter(
+            target__environment=Environment.STAGING,
+            status=DeploymentStatus.SUCCEEDED,
+            sha256=version.onnx_sha256,
+            compatibility__passed=True,
+        )
+        .order_by("-finished_at")
+        .first()
+    )
+
+
+def current_approval(version: ModelVersion) -> Approval | None:
+    """The latest decision, if it approves this exact file and is not suspended."""
+    latest = version.approvals.order_by("-decided_at", "-id").first()
+    if latest is None or latest.decision != Approval.DECISION_APPROVED:
+        return None
+    if latest.sha256 != version.onnx_sha256 or latest.suspensions.exists():
+        return None
+    return latest

@@ -23,10 +23,9 @@ from django.utils import timezone
 from deployment import crash_points, runner
 from deployment.targets import ArtifactSpec, HostSpec, TargetConfigError, TargetSpec
 from deployment.windows import WindowSpecError, next_window_start, window_allows
-from models_registry import dispatch
+from models_registry import dispatch, selectors
 from models_registry.events import EventType
 from models_registry.models import (
-    ACTIVE_DEPLOYMENT_STATUSES,
     FINISHED_DEPLOYMENT_STATUSES,
     Deployment,
     DeploymentStatus,
@@ -62,19 +61,10 @@ class DeploymentRefused(RegistryError):
 # --- reading ---------------------------------------------------------------------
 
 
-def live_version_on_target(target: DeploymentTarget) -> ModelVersion | None:
-    """The version the registry believes runs on ``target``: its last successful deployment."""
-    last = (
-        Deployment.objects.filter(target=target, status=DeploymentStatus.SUCCEEDED)
-        .select_related("model_version")
-        .order_by("-finished_at", "-id")
-        .first()
-    )
-    return last.model_version if last else None
-
-
-def active_deployment(target: DeploymentTarget) -> Deployment | None:
-    return Deployment.objects.filter(target=target, status__in=ACTIVE_DEPLOYMENT_STATUSES).first()
+# Reads shared with pages and commands live in models_registry.selectors; these names stay
+# for the callers that know them here.
+live_version_on_target = selectors.live_version_on_target
+active_deployment = selectors.active_deployment
 
 
 # --- specs for deployment/ ---------------------------------------------------------

@@ -128,35 +128,10 @@ def _refuse_short_history(version: ModelVersion) -> None:
         )
 
 
-def passing_validation_run(version: ModelVersion) -> ValidationRun | None:
-    return (
-        version.validation_runs.filter(
-            status=RunStatus.PASSED, passed=True, in_sample=False, kind=ValidationRun.KIND_BACKTEST
-        )
-        .order_by("-created_at")
-        .first()
-    )
-
-
-def passing_paper_run(version: ModelVersion) -> PaperTradingRun | None:
-    return (
-        version.paper_runs.filter(status=RunStatus.PASSED, passed=True)
-        .order_by("-created_at")
-        .first()
-    )
-
-
-def successful_staging_deployment(version: ModelVersion) -> Deployment | None:
-    return (
-        version.deployments.filter(
-            target__environment=Environment.STAGING,
-            status=DeploymentStatus.SUCCEEDED,
-            sha256=version.onnx_sha256,
-            compatibility__passed=True,
-        )
-        .order_by("-finished_at")
-        .first()
-    )
+# The evidence reads are shared with pages and commands: models_registry.selectors.
+passing_validation_run = selectors.passing_validation_run
+passing_paper_run = selectors.passing_paper_run
+successful_staging_deployment = selectors.successful_staging_deployment
 
 
 def _stored(model: type[M], obj: M, what: str) -> M:
@@ -393,14 +368,7 @@ def model_version_reject(
     return decision
 
 
-def current_approval(version: ModelVersion) -> Approval | None:
-    """The latest decision, if it approves this exact file and is not suspended."""
-    latest = version.approvals.order_by("-decided_at", "-id").first()
-    if latest is None or latest.decision != Approval.DECISION_APPROVED:
-        return None
-    if latest.sha256 != version.onnx_sha256 or latest.suspensions.exists():
-        return None
-    return latest
+current_approval = selectors.current_approval
 
 
 def require_deployable_approval(version: ModelVersion) -> Approval:
