@@ -124,3 +124,49 @@ def trials_record_for_version(version: ModelVersion) -> list[ModelTrial]:
         )
         for record in records
     ]
+
+
+def trial_record_for_look(
+    *,
+    model_name: str,
+    version: ModelVersion | None,
+    window: tuple[datetime, datetime],
+    policy_window: tuple[datetime, datetime] | None,
+    sharpe_per_bar: float | None,
+    detail: dict[str, Any],
+) -> ModelTrial | None:
+    """A report-only look (``run_backtest --no-db``) at a model's policy window is a trial.
+
+    Computing the policy verdict of a version and recording nothing would let a team look at
+    many and record only the best (issue 25). A look whose window overlaps the model's
+    policy window is counted like an exploratory run; one entirely outside it is not.
+    """
+    from django.db import transaction
+
+    from models_registry.services.audit import audit_event_record
+
+    if policy_window is None or not (
+        window[0] <= policy_window[1] and policy_window[0] <= window[1]
+    ):
+        return None
+    with transaction.atomic():
+        trial = ModelTrial.objects.create(
+            model_name=model_name,
+            kind=ModelTrial.KIND_EXPLORATORY,
+            model_version=version if version is not None and version.pk else None,
+            window_start=window[0],
+            window_end=window[1],
+            sharpe_per_bar=sharpe_per_bar,
+            detail={"look": True, **detail},
+        )
+        audit_event_record(
+            event_type="policy_window_looked",
+            obj=trial,
+            data={
+                "model_name": model_name,
+                "version": version.pk if version is not None and version.pk else None,
+                "window": [window[0].isoformat(), window[1].isoformat()],
+                "policy_window": [policy_window[0].isoformat(), policy_window[1].isoformat()],
+            },
+        )
+    return trial
