@@ -73,7 +73,8 @@ MIN_PERIOD_BARS = 2
 PRICE_RTOL = 1e-9
 REQUEST_EVENT = "paper_run_requested"
 # Keys a request event holds besides the options.
-REQUEST_BOOKKEEPING = frozenset({"version", "inline"})
+# A finished run's config also holds what it was judged under (not options to read back).
+REQUEST_BOOKKEEPING = frozenset({"version", "inline", "policy_in_force", "exploratory_reasons"})
 KNOWN_GATES = ("min_bars", "max_drawdown", "max_divergence")
 
 

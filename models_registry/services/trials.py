@@ -38,8 +38,18 @@ class TrialCount:
 def trials_for_window(
     *, model_name: str, version: ModelVersion | None, start: datetime, stop: datetime
 ) -> TrialCount:
-    """The count for one more validation of `version` on [start, stop), this run included."""
-    overlapping = Q(model_name=model_name, window_start__lt=stop, window_end__gte=start)
+    """The count for one more validation of `version` on [start, stop), this run included.
+
+    "Overlapping data" is everything the version's judgement rests on: the bars its making
+    read and the window it is judged on. So the trainings and looks of sibling versions on
+    the same history count too, whichever version they were made with (issue 25).
+    """
+    span_start = start
+    if version is not None and version.pk is not None:
+        data_start, _data_end, known = version_data_window(version)
+        if known:
+            span_start = min(start, data_start)
+    overlapping = Q(model_name=model_name, window_start__lt=stop, window_end__gte=span_start)
     if version is not None and version.pk is not None:
         overlapping |= Q(model_version=version, kind__in=_TRAINING_KINDS)
     rows = list(ModelTrial.objects.filter(overlapping).values_list("id", "kind", "sharpe_per_bar"))

@@ -500,3 +500,31 @@ def test_under_the_shipped_policy_nothing_is_listed_as_loosened() -> None:
     from models_registry.selectors_policy import loosened_against_defaults
 
     assert loosened_against_defaults(policy_in_force("")) == []
+
+
+@pytest.mark.django_db
+def test_sibling_trainings_on_the_same_history_count_for_the_dsr(version: ModelVersion) -> None:
+    """Four versions trained on the same bars, the best one recorded: N counts all four."""
+    from models_registry.services.trials import trials_for_window, version_data_window
+
+    start, end, known = version_data_window(version)
+    assert known
+    first_unseen = end + pd.Timedelta(hours=1)  # the window starts after the data ends
+    alone = trials_for_window(
+        model_name=version.name,
+        version=version,
+        start=first_unseen,
+        stop=first_unseen + pd.Timedelta(days=10),
+    )
+    for _ in range(3):  # the siblings' training trials (their versions are not needed here)
+        ModelTrial.objects.create(
+            model_name=version.name, kind=ModelTrial.KIND_TRAINING, window_start=start,
+            window_end=end,
+        )  # fmt: skip
+    counted = trials_for_window(
+        model_name=version.name,
+        version=version,
+        start=first_unseen,
+        stop=first_unseen + pd.Timedelta(days=10),
+    )
+    assert counted.trials == alone.trials + 3

@@ -577,6 +577,7 @@ def test_exit_status_says_whether_the_gates_passed(version: ModelVersion, settin
 
     # A recorded run that passes exits 0; so does --fail-on-gates with passing gates.
     settings.TRADEBOT_GATES = GENEROUS_GATES
+    adopt_settings_policy()
     backtest("ml_basic", "--no-db", "--model", version.name, "--fail-on-gates")
     backtest("ml_basic", "--model", version.name)
     version.refresh_from_db()
