@@ -24,7 +24,14 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from models_registry import admin_actions, admin_compare, admin_tasks, exports, formatting
+from models_registry import (
+    admin_actions,
+    admin_compare,
+    admin_policy,
+    admin_tasks,
+    exports,
+    formatting,
+)
 from models_registry.admin_cockpit import staff_user
 from models_registry.formatting import key_value_table as _kv_table
 from models_registry.models import (
@@ -773,3 +780,4 @@ class AuditEventAdmin(ExportAllMixin, ReadOnlyAdmin):
 
 # Task results: each person's own jobs, read-only (models_registry/admin_tasks.py).
 admin_tasks.register(admin.site)
+admin_policy.register(admin.site)

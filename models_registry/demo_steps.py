@@ -16,7 +16,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.test.utils import override_settings
 
 from models_registry.models import Environment, ModelState, ModelVersion
 from models_registry.services import lifecycle
@@ -32,6 +31,30 @@ def _command(name: str, *args: str) -> dict[str, Any]:
     out = io.StringIO()
     call_command(name, *args, "--json", stdout=out)
     return json.loads(out.getvalue())
+
+
+def demo_policy_set(
+    *, users: dict[str, Any], say: Say, dotted: dict[str, Any], label: str, comment: str
+) -> None:
+    """A policy change the way the team makes one: the admin proposes, the approver confirms.
+
+    The demo never sets the environment: its looser gates are a named, audited, hashed policy
+    that every decision page lists in red against the shipped defaults.
+    """
+    from models_registry.policy import content_with, loosenings, policy_in_force, policy_name
+    from models_registry.services.policies import (
+        validation_policy_confirm,
+        validation_policy_propose,
+    )
+
+    content = content_with(policy_in_force("").content, dotted)
+    proposal = validation_policy_propose(
+        scope="", content=content, proposed_by=users["admin"], label=label, comment=comment
+    )
+    policy = validation_policy_confirm(policy=proposal, confirmed_by=users["approver"])
+    say(f"  policy {policy_name(policy)}: proposed by admin, confirmed by approver")
+    for item in loosenings(policy.content):
+        say(f"  LOOSER than the shipped defaults: {item.text}")
 
 
 def demo_targets() -> tuple[Any, Any]:
@@ -190,10 +213,14 @@ def step_monitoring(*, users: dict[str, Any], say: Say, version: ModelVersion) -
     say(f"new candles arrive (the hourly refresh): the shipped history from {HELD_BACK_FROM}")
     import_candles(DEMO_DATA / "BTCUSDT-1h.csv.gz")
     say("an operator tightens the drift rule (Sharpe may not drop at all) and beat fires again")
-    gates = settings.TRADEBOT_GATES
-    strict = {**gates, "drift": {**gates.get("drift", {}), "max_sharpe_drop": -1000.0}}
-    with override_settings(TRADEBOT_GATES=strict):
-        _scheduled_validation(version, "demo-day-2", say)
+    demo_policy_set(
+        users=users,
+        say=say,
+        dotted={"gates.drift.max_sharpe_drop": -1000.0},
+        label="demo-strict-drift",
+        comment="Demo: Sharpe may not drop at all",
+    )
+    _scheduled_validation(version, "demo-day-2", say)
     version.refresh_from_db()
     say(f"  {version} health: {version.get_health_display().lower()}; state stays "
         f"{version.get_state_display().lower()}; its approval is suspended")  # fmt: skip

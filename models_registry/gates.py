@@ -1,15 +1,17 @@
-"""Gate thresholds, from settings, with overrides per model name.
+"""The shipped gate thresholds and validation policy, and readers of the policy in force.
 
-``TRADEBOT_GATES`` holds the defaults for each stage; ``TRADEBOT_GATE_OVERRIDES``
-maps a model name to partial dicts that replace single thresholds, e.g.
-``{"btcusdt_sentiment": {"validation": {"min_sharpe": 0.8}}}``.
+The policy in force is data in the registry (``models_registry.policy``, changed only by the
+four-eyes transitions of ``services.policies``). ``DEFAULT_GATES`` and
+``DEFAULT_VALIDATION_POLICY`` are the shipped defaults it is seeded from and measured
+against. The environment (``TRADEBOT_GATES``, ``TRADEBOT_GATE_OVERRIDES``,
+``TRADEBOT_VALIDATION_POLICY``, ``TRADEBOT_VALIDATION_POLICY_OVERRIDES``) may seed the
+first policy when the registry is first used, and nothing more: a process whose
+environment disagrees with the policy in force makes only exploratory runs.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from django.conf import settings
 
 from engine.backtest.gates import DEFAULT_GATES as ENGINE_VALIDATION_GATES
 
@@ -36,17 +38,18 @@ DEFAULT_GATES: dict[str, dict[str, Any]] = {
 
 
 def gates_for(model_name: str, stage: str) -> dict[str, Any]:
+    """The thresholds of ``stage`` in the policy in force for ``model_name``."""
+    from models_registry.policy import policy_in_force, stage_gates
+
     if stage not in DEFAULT_GATES:
         raise KeyError(f"unknown gate stage {stage!r}; known: {', '.join(DEFAULT_GATES)}")
-    configured = getattr(settings, "TRADEBOT_GATES", {}) or {}
-    overrides = (getattr(settings, "TRADEBOT_GATE_OVERRIDES", {}) or {}).get(model_name, {})
-    return {**DEFAULT_GATES[stage], **configured.get(stage, {}), **overrides.get(stage, {})}
+    return stage_gates(policy_in_force(model_name), stage)
 
 
 # Costs and window of a gated validation: policy, never the validating person's choice.
-# ``TRADEBOT_VALIDATION_POLICY`` replaces defaults for every model;
-# ``TRADEBOT_VALIDATION_POLICY_OVERRIDES`` maps a model name to single replacements, e.g.
-# ``{"btcusdt_sentiment": {"fee_bps": 7.5}}``. ``end`` (ISO date, optional) caps the window.
+# ``end`` (ISO date, optional) caps the window. These are the engine's documented
+# plain-Python defaults too (engine.backtest.simulator.SimulationConfig); the registry
+# reads costs only from the policy in force (``models_registry.policy.CostPolicy``).
 DEFAULT_VALIDATION_POLICY: dict[str, Any] = {
     "fee_bps": 10.0,
     "slippage_bps": 5.0,
@@ -56,12 +59,7 @@ DEFAULT_VALIDATION_POLICY: dict[str, Any] = {
 
 
 def validation_policy_for(model_name: str) -> dict[str, Any]:
-    configured = getattr(settings, "TRADEBOT_VALIDATION_POLICY", {}) or {}
-    overrides = (getattr(settings, "TRADEBOT_VALIDATION_POLICY_OVERRIDES", {}) or {}).get(
-        model_name, {}
-    )
-    policy = {**DEFAULT_VALIDATION_POLICY, **configured, **overrides}
-    unknown = sorted(set(policy) - set(DEFAULT_VALIDATION_POLICY))
-    if unknown:
-        raise KeyError(f"unknown validation policy key(s) {unknown} for {model_name!r}")
-    return policy
+    """Costs and window (``fee_bps``, ``slippage_bps``, ``days``, ``end``) in force."""
+    from models_registry.policy import policy_in_force, window_policy
+
+    return window_policy(policy_in_force(model_name))

@@ -347,6 +347,11 @@ class ValidationRun(models.Model):
         help_text="The beat slot (e.g. 2026-11-26) this scheduled run covers.",
     )
     error = models.TextField(blank=True)
+    # The policy the run was judged under (its row, and that row's content hash).
+    policy = models.ForeignKey(
+        "ValidationPolicy", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    policy_hash = models.CharField(max_length=64, blank=True)
 
     objects = NoDeleteQuerySet.as_manager()
 
@@ -380,6 +385,10 @@ class PaperTradingRun(models.Model):
     )
     mode = models.CharField(max_length=20, default="replay")
     config = models.JSONField(default=dict, blank=True)
+    # Below the policy's costs, or from a process whose settings disagree with the policy:
+    # recorded, never moves the version (models_registry/services/paper.py).
+    exploratory = models.BooleanField(default=False)
+    exploratory_reasons = models.JSONField(default=list, blank=True)
     data_content_hash = models.CharField(max_length=64, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -399,6 +408,11 @@ class PaperTradingRun(models.Model):
     plot_file = models.CharField(max_length=200, blank=True)
     task_id = models.CharField(max_length=255, blank=True, db_index=True)
     error = models.TextField(blank=True)
+    # The policy the run was judged under (its row, and that row's content hash).
+    policy = models.ForeignKey(
+        "ValidationPolicy", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    policy_hash = models.CharField(max_length=64, blank=True)
 
     objects = NoDeleteQuerySet.as_manager()
 
@@ -782,6 +796,94 @@ class TargetChange(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise DeletionRefused("Target changes are never deleted.")
+
+
+class ValidationPolicy(AppendOnlyModel):
+    """One version of the validation policy: costs, windows and every stage's gates, as data.
+
+    Append-only and content-hashed (sha256 of canonical JSON). A row is a proposal; it is in
+    force from the moment a second person confirms it (``PolicyConfirmation``), until a later
+    confirmed row of the same scope replaces it. ``scope`` is a model name, or "" for the
+    default every model without its own policy is judged under. Written only by
+    ``models_registry.services.policies``.
+    """
+
+    scope = models.CharField(
+        max_length=100, blank=True, help_text="A model name, or empty: the default policy."
+    )
+    number = models.PositiveIntegerField(help_text="Version of the policy within its scope.")
+    label = models.CharField(max_length=100, help_text='A name people use, e.g. "default", "demo".')
+    content = models.JSONField()
+    content_hash = models.CharField(max_length=64)
+    base = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The policy in force for this scope when this one was proposed.",
+    )
+    seeded_from = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Set only on the first policy: where the seed came from.",
+    )
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    proposed_at = models.DateTimeField(auto_now_add=True)
+    comment = models.TextField(blank=True)
+
+    append_only_label = "Validation policies"
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["scope", "-number"]
+        verbose_name_plural = "validation policies"
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["scope", "number"], name="one_policy_number_per_scope")
+        ]
+        triggers: ClassVar = [
+            pgtrigger.Protect(
+                name="validation_policy_append_only",
+                operation=pgtrigger.Update | pgtrigger.Delete,
+            )
+        ]
+        permissions: ClassVar = [
+            ("propose_validationpolicy", "Can propose a validation policy change"),
+            ("confirm_validationpolicy", "Can confirm another person's policy proposal"),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.scope or "default"
+        return f"policy {self.label} v{self.number} ({scope}, {self.content_hash[:12]})"
+
+
+class PolicyConfirmation(AppendOnlyModel):
+    """The second person's confirmation that puts a proposed policy in force (append-only)."""
+
+    policy = models.OneToOneField(
+        ValidationPolicy, on_delete=models.PROTECT, related_name="confirmation"
+    )
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    confirmed_at = models.DateTimeField(auto_now_add=True)
+
+    append_only_label = "Policy confirmations"
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["-id"]
+        triggers: ClassVar = [
+            pgtrigger.Protect(
+                name="policy_confirmation_append_only",
+                operation=pgtrigger.Update | pgtrigger.Delete,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"confirmation of {self.policy}"
 
 
 class ModelTrial(AppendOnlyModel):

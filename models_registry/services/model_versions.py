@@ -25,6 +25,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from models_registry.events import EventType
@@ -36,6 +37,12 @@ from models_registry.market_conditions import (
 from models_registry.models import ModelVersion, RegistryError
 from models_registry.onnx_check import check_onnx_in_subprocess
 from models_registry.services.audit import audit_event_record
+from models_registry.services.lineage import (
+    LineageCheck,
+    LineageRefused,
+    lineage_apply,
+    lineage_verify,
+)
 from models_registry.services.trials import trials_record_for_version
 from models_registry.windows import WindowError, declared_contradiction, version_windows
 
@@ -169,6 +176,7 @@ def model_version_create(
     source: str = "trained",
     origin_key: str | None = None,
     conditions_override: dict[str, str] | None = None,
+    lineage: LineageCheck | None = None,
 ) -> ModelVersion:
     """Store the artifacts in ``source_dir`` and create a ``trained`` version for them.
 
@@ -183,7 +191,9 @@ def model_version_create(
     artifacts = read_artifact_set(source_dir)
     for attempt in range(3):
         try:
-            return _create_once(artifacts, created_by, source, origin_key, conditions_override)
+            return _create_once(
+                artifacts, created_by, source, origin_key, conditions_override, lineage
+            )
         except IntegrityError:
             if origin_key and ModelVersion.objects.filter(origin_key=origin_key).exists():
                 return ModelVersion.objects.get(origin_key=origin_key)
@@ -263,13 +273,28 @@ def model_version_register(
         )
     _refuse_io_mismatch(artifacts.metadata, check, artifacts.metadata_path.name)
     _refuse_contradicting_windows(artifacts.metadata, artifacts.metadata_path.name)
+    lineage = _lineage_checked(artifacts)
     version = model_version_create(
         source_dir=source_dir,
         created_by=registered_by,
         source="registered",
         conditions_override=override,
+        lineage=lineage,
     )
     return version, check
+
+
+def _lineage_checked(artifacts: ArtifactSet) -> LineageCheck:
+    """The model's account of its training, checked against itself and the store (#25)."""
+    try:
+        return lineage_verify(
+            artifacts.metadata,
+            symbol=artifacts.symbol,
+            interval=artifacts.interval,
+            now=timezone.now(),
+        )
+    except LineageRefused as exc:
+        raise RegistrationRefused(f"{artifacts.metadata_path.name}: {exc}") from exc
 
 
 def _refuse_declared_window(artifacts: ArtifactSet, declared: datetime | None) -> None:
@@ -351,8 +376,15 @@ def _create_once(
     source: str,
     origin_key: str | None,
     conditions_override: dict[str, str] | None = None,
+    lineage: LineageCheck | None = None,
 ) -> ModelVersion:
     sha = artifacts.metadata["onnx_sha256"]
+    # An unverified account is judged only on bars after its registration (#25).
+    account = (
+        lineage_apply(artifacts.metadata, lineage, now=timezone.now(), interval=artifacts.interval)
+        if lineage is not None
+        else artifacts.metadata
+    )
     final_dir = artifact_store_root() / sha
     with transaction.atomic():
         # The sha first, then the name: one order for every writer, so no deadlock.
@@ -361,11 +393,11 @@ def _create_once(
         duplicate = ModelVersion.objects.filter(onnx_sha256=sha).first()
         if duplicate is not None:
             raise ArtifactError(f"this ONNX file is already registered as {duplicate}.")
-        data_fields = _data_fields(artifacts.metadata, artifacts.interval)
+        data_fields = _data_fields(account, artifacts.interval)
         number = (
             ModelVersion.objects.filter(name=artifacts.name).aggregate(n=Max("version"))["n"] or 0
         ) + 1
-        metadata = {**artifacts.metadata, "version": number}
+        metadata = {**account, "version": number}
         staged_dir = _stage_files(artifacts, metadata)
         try:
             version = ModelVersion.objects.create(
@@ -404,6 +436,7 @@ def _create_once(
                     "source": source,
                     # Filled candles are on record, not only in the metadata file.
                     **_repair_of(metadata),
+                    **({"lineage": metadata["lineage_check"]} if lineage is not None else {}),
                 },
             )
             trials_record_for_version(version)  # counted for its validations' DSR (#12)

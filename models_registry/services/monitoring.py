@@ -65,6 +65,7 @@ from models_registry.models import (
     RunStatus,
     ValidationRun,
 )
+from models_registry.policy import CostPolicy, cost_policy_for
 from models_registry.services import lifecycle
 from models_registry.services.audit import audit_event_record
 from models_registry.services.deployments import live_version_on_target, target_spec
@@ -393,16 +394,17 @@ def compare_live_with_backtest(
     candles: pd.DataFrame,
     *,
     sentiment: pd.Series | None = None,
-    fee_bps: float = 10.0,
-    slippage_bps: float = 5.0,
+    costs: CostPolicy | None = None,
 ) -> dict[str, Any]:
     """Backtest the version on the bars its journal covers and compare trade by trade.
 
     ``journal_trades`` are the journal's records (as ``collect_journal`` returns them);
     ``candles`` must cover those bars plus the model's warm-up history. The divergence is
     the largest of: the final equity's relative gap, the largest relative gap of an entry
-    or exit price, and the share of trades whose count or entry/exit bar differ.
+    or exit price, and the share of trades whose count or entry/exit bar differ. ``costs``
+    default to the policy in force for the version's name (the ones its hosts trade at).
     """
+    costs = costs if costs is not None else cost_policy_for(version.name)
     records = version_records(version, journal_trades)
     # A decision without a prediction is the engine warming up: it cannot trade there, while
     # the backtest (given the history) could, so the comparison starts at its first prediction.
@@ -434,8 +436,8 @@ def compare_live_with_backtest(
             start=window_start,
             end=window_end,
             initial_equity=start_equity,
-            fee_bps=fee_bps,
-            slippage_bps=slippage_bps,
+            fee_bps=costs.fee_bps,
+            slippage_bps=costs.slippage_bps,
             allow_in_sample=True,  # behaviour is compared here, not performance
             check_lookahead=False,
         )

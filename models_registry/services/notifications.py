@@ -63,9 +63,17 @@ def notify_approvers_awaiting(model_version_id: int) -> int:
         (
             f"{version} ({version.symbol}) passed validation, paper trading and staging.\n"
             f"Approval requested by {requester}.\nsha256: {version.onnx_sha256}\n"
+            + _policy_text(version)
         ),
         recipients,
     )
+
+
+def _policy_text(version: ModelVersion) -> str:
+    """The policy the version was judged under, what it loosens and what the defaults say."""
+    from models_registry.selectors_policy import policy_lines
+
+    return "".join(f"{line}\n" for line in policy_lines(version))
 
 
 def notify_requester_decided(approval_id: int) -> int:
@@ -79,7 +87,7 @@ def notify_requester_decided(approval_id: int) -> int:
         f"[tradebot] {decision.model_version} was {decision.decision}",
         (
             f"{decision.decided_by.get_username()} {decision.decision} {decision.model_version}.\n"
-            f"Comment: {decision.comment}\n"
+            f"Comment: {decision.comment}\n" + _policy_text(decision.model_version)
         ),
         [requester.email],
     )

@@ -19,7 +19,7 @@ import json
 import math
 import shutil
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,13 @@ from engine.inference import ModelCheckError, OnnxPredictor
 from engine.live import PaperRunResult, run_paper_replay
 from engine.live.journal import JournalError
 from engine.strategies import get_strategy
-from models_registry.gates import gates_for
 from models_registry.models import ModelState, ModelVersion, PaperTradingRun, RunStatus
+from models_registry.policy import (
+    CostPolicy,
+    policy_in_force,
+    policy_reference,
+    settings_disagreement,
+)
 from models_registry.services import lifecycle
 from models_registry.services.audit import audit_event_record
 from models_registry.services.model_versions import version_dir
@@ -49,9 +54,7 @@ from models_registry.services.runs import (
     run_mark_running,
 )
 from models_registry.services.validation import (
-    DEFAULT_FEE_BPS,
     DEFAULT_MAX_FILL,
-    DEFAULT_SLIPPAGE_BPS,
     INPUT_ERRORS,
     ModelSource,
     store_candles_read,
@@ -70,7 +73,8 @@ MIN_PERIOD_BARS = 2
 PRICE_RTOL = 1e-9
 REQUEST_EVENT = "paper_run_requested"
 # Keys a request event holds besides the options.
-REQUEST_BOOKKEEPING = frozenset({"version", "inline"})
+# A finished run's config also holds what it was judged under (not options to read back).
+REQUEST_BOOKKEEPING = frozenset({"version", "inline", "policy_in_force", "exploratory_reasons"})
 KNOWN_GATES = ("min_bars", "max_drawdown", "max_divergence")
 
 
@@ -88,8 +92,10 @@ class PaperOptions:
     """What a paper run was asked to do; recorded in its request event and its metrics."""
 
     days: float = DEFAULT_DAYS
-    fee_bps: float = DEFAULT_FEE_BPS
-    slippage_bps: float = DEFAULT_SLIPPAGE_BPS
+    # None: the costs of the policy in force (models_registry.policy.CostPolicy). Lower ones
+    # make the run exploratory: it is recorded and never moves the version.
+    fee_bps: float | None = None
+    slippage_bps: float | None = None
     initial_cash: float = DEFAULT_INITIAL_CASH
     max_fill: int = DEFAULT_MAX_FILL
 
@@ -108,6 +114,8 @@ class PaperOptions:
     def check(self) -> None:
         for name in ("days", "fee_bps", "slippage_bps", "initial_cash"):
             value = getattr(self, name)
+            if value is None and name in ("fee_bps", "slippage_bps"):
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise PaperRefused(f"{name} must be a number, got {value!r}")
             if not math.isfinite(value):
@@ -116,7 +124,7 @@ class PaperOptions:
             raise PaperRefused(f"days must be more than 0, got {self.days}")
         if self.initial_cash <= 0:
             raise PaperRefused(f"initial_cash must be more than 0, got {self.initial_cash}")
-        if self.fee_bps < 0 or self.slippage_bps < 0:
+        if (self.fee_bps or 0) < 0 or (self.slippage_bps or 0) < 0:
             raise PaperRefused(
                 f"fees and slippage cannot be negative: fee_bps={self.fee_bps}, "
                 f"slippage_bps={self.slippage_bps}"
@@ -128,6 +136,23 @@ class PaperOptions:
 
     def to_config(self) -> dict[str, Any]:
         return asdict(self)
+
+    def costs(self, policy: CostPolicy) -> CostPolicy:
+        """The costs this run trades at: its own where given, else the policy's."""
+        return CostPolicy(
+            policy.fee_bps if self.fee_bps is None else float(self.fee_bps),
+            policy.slippage_bps if self.slippage_bps is None else float(self.slippage_bps),
+        )
+
+    def at_costs(self, policy: CostPolicy) -> PaperOptions:
+        costs = self.costs(policy)
+        return replace(self, fee_bps=costs.fee_bps, slippage_bps=costs.slippage_bps)
+
+
+def paper_policy_reasons(model_name: str, options: PaperOptions, in_force: Any) -> list[str]:
+    """Why a paper run is exploratory: costs below the policy's, or settings that disagree."""
+    required = CostPolicy.of(in_force)
+    return [*options.costs(required).below(required), *settings_disagreement(model_name, in_force)]
 
 
 @dataclass(frozen=True)
@@ -220,6 +245,9 @@ def paper_compare(
     Bars before ``period_start`` are warm-up: the model needs them to make its first
     decision, and neither side can trade on them (they end with a flat target).
     """
+    if options.fee_bps is None or options.slippage_bps is None:
+        raise PaperRefused("paper costs are unresolved: pass options.at_costs(the policy's)")
+    fee_bps, slippage_bps = float(options.fee_bps), float(options.slippage_bps)
     paper = run_paper_replay(
         None,
         candles,
@@ -227,16 +255,16 @@ def paper_compare(
         strategy=STRATEGY,
         predictor=predictor,
         initial_cash=options.initial_cash,
-        fee_bps=options.fee_bps,
-        slippage_bps=options.slippage_bps,
+        fee_bps=fee_bps,
+        slippage_bps=slippage_bps,
         journal_dir=journal_dir,
     )
     strategy = get_strategy(
-        STRATEGY, predictor=predictor, fee_bps=options.fee_bps, slippage_bps=options.slippage_bps
+        STRATEGY, predictor=predictor, fee_bps=fee_bps, slippage_bps=slippage_bps
     )
     config = SimulationConfig(
-        fee_bps=options.fee_bps,
-        slippage_bps=options.slippage_bps,
+        fee_bps=fee_bps,
+        slippage_bps=slippage_bps,
         initial_equity=options.initial_cash,
     )
     backtest = simulate(
@@ -423,7 +451,11 @@ def paper_execute(run: PaperTradingRun) -> PaperTradingRun:
 
 def _paper_outcome(run: PaperTradingRun) -> RunOutcome:
     version = run.model_version
-    options = paper_options_of(run)
+    requested = paper_options_of(run)
+    # Read once: the costs and the paper gates of this run both come from this row.
+    in_force = policy_in_force(version.name)
+    reasons = paper_policy_reasons(version.name, requested, in_force)
+    options = requested.at_costs(CostPolicy.of(in_force))
     period = paper_period(version, options)
     predictor = load_version_predictor(version)
     data = _period_data(version, predictor, period, options)
@@ -437,11 +469,15 @@ def _paper_outcome(run: PaperTradingRun) -> RunOutcome:
             options=options,
             journal_dir=folder / "journal",
         )
-        return _outcome(version, options, period, data, comparison, folder)
+        outcome = _outcome(version, options, period, data, comparison, folder, in_force)
     except BaseException:
         # No half-written report left behind for a run recorded as an error.
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    outcome.exploratory = bool(reasons)
+    outcome.exploratory_reasons = reasons
+    outcome.config = {"policy_in_force": policy_reference(in_force), "exploratory_reasons": reasons}
+    return outcome
 
 
 @dataclass
@@ -491,13 +527,15 @@ def _outcome(
     data: PeriodData,
     comparison: PaperComparison,
     folder: Path,
+    in_force: Any = None,
 ) -> RunOutcome:
     bars = len(comparison.paper_equity)
+    in_force = in_force if in_force is not None else policy_in_force(version.name)
     gate_results = paper_gates(
         bars=bars,
         metrics=comparison.metrics,
         divergence=comparison.divergence,
-        gates=gates_for(version.name, "paper"),
+        gates=dict(in_force.content["gates"]["paper"]),
     )
     period_end = comparison.paper_equity.index[-1]
     run_facts = {
@@ -534,6 +572,8 @@ def _outcome(
         bars=bars,
         trades=len(comparison.paper_trades),
         divergence=comparison.divergence,
+        policy_id=in_force.pk,
+        policy_hash=in_force.content_hash,
     )
 
 

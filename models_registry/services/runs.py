@@ -61,6 +61,9 @@ class RunOutcome:
     trades: int = 0
     divergence: dict[str, Any] = field(default_factory=dict)
     drift: dict[str, Any] = field(default_factory=dict)
+    # The policy the run was judged under (models_registry.policy.policy_reference).
+    policy_id: int | None = None
+    policy_hash: str = ""
 
 
 def validation_run_request(
@@ -205,6 +208,7 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
                 "in_sample": outcome.in_sample,
                 "exploratory": outcome.exploratory,
                 "exploratory_reasons": outcome.exploratory_reasons,
+                "policy_hash": outcome.policy_hash,
             },
         )
         trial_record_for_run(run)  # every finished attempt counts for later DSRs (#12)
@@ -236,6 +240,8 @@ def paper_run_complete(*, run: PaperTradingRun, outcome: RunOutcome) -> PaperTra
             divergence=outcome.divergence,
             period_start=outcome.window_start,
             period_end=outcome.window_end,
+            exploratory=outcome.exploratory,
+            exploratory_reasons=outcome.exploratory_reasons,
         )
         run = jobs.job_transition(
             job=run,
@@ -246,6 +252,9 @@ def paper_run_complete(*, run: PaperTradingRun, outcome: RunOutcome) -> PaperTra
                 "passed": fields["passed"],
                 "failed_gates": _failed(outcome),
                 "divergence": outcome.divergence,
+                "exploratory": outcome.exploratory,
+                "exploratory_reasons": outcome.exploratory_reasons,
+                "policy_hash": outcome.policy_hash,
             },
         )
         if run.passed and not outcome.exploratory:
@@ -307,6 +316,8 @@ def _outcome_fields(
         "data_content_hash": outcome.data_content_hash,
         "report_dir": outcome.report_dir,
         "plot_file": outcome.plot_file,
+        "policy_id": outcome.policy_id,
+        "policy_hash": outcome.policy_hash,
         "finished_at": timezone.now(),
     }
     return (RunStatus.PASSED if passed else RunStatus.FAILED), fields

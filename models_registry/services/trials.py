@@ -38,8 +38,18 @@ class TrialCount:
 def trials_for_window(
     *, model_name: str, version: ModelVersion | None, start: datetime, stop: datetime
 ) -> TrialCount:
-    """The count for one more validation of `version` on [start, stop), this run included."""
-    overlapping = Q(model_name=model_name, window_start__lt=stop, window_end__gte=start)
+    """The count for one more validation of `version` on [start, stop), this run included.
+
+    "Overlapping data" is everything the version's judgement rests on: the bars its making
+    read and the window it is judged on. So the trainings and looks of sibling versions on
+    the same history count too, whichever version they were made with (issue 25).
+    """
+    span_start = start
+    if version is not None and version.pk is not None:
+        data_start, _data_end, known = version_data_window(version)
+        if known:
+            span_start = min(start, data_start)
+    overlapping = Q(model_name=model_name, window_start__lt=stop, window_end__gte=span_start)
     if version is not None and version.pk is not None:
         overlapping |= Q(model_version=version, kind__in=_TRAINING_KINDS)
     rows = list(ModelTrial.objects.filter(overlapping).values_list("id", "kind", "sharpe_per_bar"))
@@ -124,3 +134,49 @@ def trials_record_for_version(version: ModelVersion) -> list[ModelTrial]:
         )
         for record in records
     ]
+
+
+def trial_record_for_look(
+    *,
+    model_name: str,
+    version: ModelVersion | None,
+    window: tuple[datetime, datetime],
+    policy_window: tuple[datetime, datetime] | None,
+    sharpe_per_bar: float | None,
+    detail: dict[str, Any],
+) -> ModelTrial | None:
+    """A report-only look (``run_backtest --no-db``) at a model's policy window is a trial.
+
+    Computing the policy verdict of a version and recording nothing would let a team look at
+    many and record only the best (issue 25). A look whose window overlaps the model's
+    policy window is counted like an exploratory run; one entirely outside it is not.
+    """
+    from django.db import transaction
+
+    from models_registry.services.audit import audit_event_record
+
+    if policy_window is None or not (
+        window[0] <= policy_window[1] and policy_window[0] <= window[1]
+    ):
+        return None
+    with transaction.atomic():
+        trial = ModelTrial.objects.create(
+            model_name=model_name,
+            kind=ModelTrial.KIND_EXPLORATORY,
+            model_version=version if version is not None and version.pk else None,
+            window_start=window[0],
+            window_end=window[1],
+            sharpe_per_bar=sharpe_per_bar,
+            detail={"look": True, **detail},
+        )
+        audit_event_record(
+            event_type="policy_window_looked",
+            obj=trial,
+            data={
+                "model_name": model_name,
+                "version": version.pk if version is not None and version.pk else None,
+                "window": [window[0].isoformat(), window[1].isoformat()],
+                "policy_window": [policy_window[0].isoformat(), policy_window[1].isoformat()],
+            },
+        )
+    return trial

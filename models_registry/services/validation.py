@@ -39,8 +39,19 @@ from engine.data import (
 )
 from engine.features.pipeline import FeatureError
 from engine.strategies import STRATEGIES, Predictor
-from models_registry.gates import gates_for, validation_policy_for
+from models_registry.gates import gates_for
 from models_registry.models import ModelState, ModelVersion, RunStatus, ValidationRun
+from models_registry.policy import (
+    CostPolicy,
+    plausibility_gate,
+    plausibility_warnings,
+    policy_in_force,
+    policy_name,
+    policy_reference,
+    settings_disagreement,
+    stage_gates,
+    window_policy,
+)
 from models_registry.services import lifecycle
 from models_registry.services.audit import audit_event_record
 from models_registry.services.model_versions import version_dir
@@ -52,12 +63,10 @@ from models_registry.services.runs import (
 )
 from models_registry.services.trials import TrialCount, trials_for_window
 
-DEFAULT_DAYS = 90  # the policy default; see models_registry.gates.DEFAULT_VALIDATION_POLICY
+DEFAULT_DAYS = 90  # the shipped policy's; see models_registry.gates.DEFAULT_VALIDATION_POLICY
 # The store has one known missing hour; a few missing bars are filled forward (and recorded),
 # a longer hole is refused by the model's no-gap check rather than papered over.
 DEFAULT_MAX_FILL = 3
-DEFAULT_FEE_BPS = 10.0
-DEFAULT_SLIPPAGE_BPS = 5.0
 REPORT_FOLDER = "validation"
 # The run's equity and buy-and-hold curves as JSON, written once with the report, so a page
 # that overlays curves (Compare) reads them instead of re-running or re-plotting per request.
@@ -172,12 +181,12 @@ class PolicyRun:
 
 def cost_reasons(options: ValidationOptions, policy: Mapping[str, Any]) -> list[str]:
     """A cost below the policy's makes a run exploratory; a higher one is only stricter."""
-    reasons = []
-    for name in ("fee_bps", "slippage_bps"):
-        given, required = getattr(options, name), float(policy[name])
-        if given is not None and given < required:
-            reasons.append(f"{name} {given:g} is below the policy's {required:g}")
-    return reasons
+    required = CostPolicy(float(policy["fee_bps"]), float(policy["slippage_bps"]))
+    given = CostPolicy(
+        required.fee_bps if options.fee_bps is None else float(options.fee_bps),
+        required.slippage_bps if options.slippage_bps is None else float(options.slippage_bps),
+    )
+    return given.below(required)
 
 
 @dataclass
@@ -222,6 +231,10 @@ class ValidationBacktest:
     report_dir: Path | None
     files: dict[str, Path] = field(default_factory=dict)
     exploratory_reasons: list[str] = field(default_factory=list)
+    # The policy the run was judged under: {"id", "label", "scope", "number", "hash"}.
+    policy_ref: dict[str, Any] = field(default_factory=dict)
+    # Gates the policy adds beyond the engine's (the plausibility gate, where it is one).
+    extra_gates: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def exploratory(self) -> bool:
@@ -258,7 +271,9 @@ def validation_backtest(
     try:
         predictor = _load_predictor(source, options)
         metadata = getattr(predictor, "metadata", None) or source.metadata
-        policy = validation_policy_for(source.model_name)
+        # Read once: the window, costs, gates and plausibility all come from this one row.
+        in_force = policy_in_force(source.model_name)
+        policy = window_policy(in_force)
         window_start, window_end = choose_window(
             data_dir,
             source.symbol,
@@ -301,7 +316,11 @@ def validation_backtest(
     except INPUT_ERRORS as exc:
         raise ValidationRefused(str(exc)) from exc
     # The service never skips the look-ahead check; a run that did is never a policy run.
-    reasons = [*chosen.exploratory_reasons, *run.exploratory_reasons]
+    reasons = [
+        *policy_reasons(source.model_name, in_force, gates),
+        *chosen.exploratory_reasons,
+        *run.exploratory_reasons,
+    ]
     if options.comparison:
         reasons.insert(0, COMPARISON_REASON)
     files = dict(run.files)
@@ -316,6 +335,8 @@ def validation_backtest(
         "gates": dict(gates),
         "engine": run.config,
         "policy": chosen.policy,
+        "policy_in_force": policy_reference(in_force),
+        "plausibility": plausibility_warnings(run.metrics, in_force),
         "policy_window": (
             [chosen.policy_window[0].isoformat(), chosen.policy_window[1].isoformat()]
             if chosen.policy_window
@@ -333,7 +354,20 @@ def validation_backtest(
         output_dir,
         files,
         exploratory_reasons=reasons,
+        policy_ref=policy_reference(in_force),
+        extra_gates=[g for g in [plausibility_gate(run.metrics, in_force)] if g is not None],
     )
+
+
+def policy_reasons(model_name: str, in_force: Any, gates: Mapping[str, Any]) -> list[str]:
+    """Why a run is not judged by the policy in force: this process's settings, other gates."""
+    reasons = settings_disagreement(model_name, in_force)
+    if json_safe(dict(gates)) != json_safe(stage_gates(in_force, "validation")):
+        reasons.append(
+            f"the gates applied are not the validation gates of the policy in force "
+            f"({policy_name(in_force)})"
+        )
+    return reasons
 
 
 def write_equity_curve(run: BacktestRun, path: Path) -> Path:
@@ -599,11 +633,12 @@ def gate_dicts(backtest: BacktestRun) -> list[dict[str, Any]]:
 def validation_outcome(computed: ValidationBacktest, report_dir: str) -> RunOutcome:
     run = computed.run
     plot = computed.files.get("plot")
+    gates = [*gate_dicts(run), *computed.extra_gates]
     return RunOutcome(
         window_start=run.window_start.to_pydatetime(),
         window_end=run.window_end.to_pydatetime(),
         metrics=registry_metrics(run),
-        gate_results=gate_dicts(run),
+        gate_results=gates,
         passed=computed.passed,
         data_content_hash=computed.data_content_hash,
         benchmark_metrics=benchmark_metrics(run),
@@ -613,6 +648,8 @@ def validation_outcome(computed: ValidationBacktest, report_dir: str) -> RunOutc
         exploratory_reasons=list(computed.exploratory_reasons),
         report_dir=report_dir,
         plot_file=plot.name if plot else "",
+        policy_id=computed.policy_ref.get("id"),
+        policy_hash=str(computed.policy_ref.get("hash") or ""),
     )
 
 

@@ -32,6 +32,7 @@ from tests.monitoring.conftest import (
 )
 from tests.registry.conftest import requires_postgresql
 from tests.support.budgets import budget
+from tests.support.policy import adopt_settings_policy
 from tradebot.celery import app
 
 TASK_TIMEOUT = 120
@@ -59,6 +60,7 @@ def test_beat_revalidation_passes_then_degrades_the_model_through_a_worker(
     shared_data_dir: Path,
     tmp_path: Path,
     celery_worker_factory: Any,
+    settings: Any,
 ) -> None:
     ensure_periodic_tasks()
     periodic = PeriodicTask.objects.get(name="Re-validate production models")
@@ -79,6 +81,9 @@ def test_beat_revalidation_passes_then_degrades_the_model_through_a_worker(
 
     # New bars arrive and the model no longer holds up against its baseline.
     grow_store(store, shared_data_dir, INITIAL_ROWS + 72, tmp_path)
+    # The drift rule is tightened the way the team does it: a confirmed policy (issue 25).
+    settings.TRADEBOT_GATES = FAILING_GATES
+    adopt_settings_policy()
     worker = celery_worker_factory(
         queues="default,backtest", env=worker_env(media, store, FAILING_GATES), name="fail"
     )

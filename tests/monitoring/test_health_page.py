@@ -14,6 +14,7 @@ from models_registry.models import ModelVersion
 from models_registry.services import monitoring
 from tests.monitoring.conftest import FAILING_GATES
 from tests.registry.conftest import make_user
+from tests.support.policy import adopt_settings_policy
 
 
 @pytest.mark.django_db
@@ -21,6 +22,7 @@ def test_health_page_charts_runs_links_them_and_shows_the_suspension(
     production_version: ModelVersion, settings: Any
 ) -> None:
     settings.TRADEBOT_GATES = FAILING_GATES
+    adopt_settings_policy()  # the policy is data (issue 25)
     run = monitoring.scheduled_validation_run(model_version=production_version, slot="2024-02-10")
     assert run is not None
     run.task_id = "task-123"

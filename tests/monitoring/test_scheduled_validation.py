@@ -30,6 +30,7 @@ from tests.monitoring.conftest import (
     grow_store,
     out_of_sample_start,
 )
+from tests.support.policy import adopt_settings_policy
 
 
 def scheduled_runs(version: ModelVersion) -> list[ValidationRun]:
@@ -109,6 +110,7 @@ def test_failing_run_degrades_suspends_mails_blocks_deploys_and_recovery_keeps_i
     approval = lifecycle.current_approval(production_version)
     assert approval is not None
     settings.TRADEBOT_GATES = FAILING_GATES
+    adopt_settings_policy()  # the policy is data (issue 25)
 
     with django_capture_on_commit_callbacks(execute=True):
         failed = monitoring.scheduled_validation_run(
@@ -139,6 +141,7 @@ def test_failing_run_degrades_suspends_mails_blocks_deploys_and_recovery_keeps_i
     # New bars arrive, the model passes again: recovered, but the approval stays suspended.
     grow_store(store, shared_data_dir, INITIAL_ROWS + 72, tmp_path)
     settings.TRADEBOT_GATES = PASSING_GATES
+    adopt_settings_policy()  # the policy is data (issue 25)
     with django_capture_on_commit_callbacks(execute=True):
         passed = monitoring.scheduled_validation_run(model_version=version, slot="2024-02-11")
 
@@ -164,6 +167,7 @@ def test_a_still_degraded_version_is_not_flagged_again(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     settings.TRADEBOT_GATES = FAILING_GATES
+    adopt_settings_policy()  # the policy is data (issue 25)
     with django_capture_on_commit_callbacks(execute=True):
         monitoring.scheduled_validation_run(model_version=production_version, slot="2024-02-10")
         grow_store(store, shared_data_dir, INITIAL_ROWS + 72, tmp_path)

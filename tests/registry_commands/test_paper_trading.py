@@ -33,6 +33,7 @@ from models_registry.services import runs
 from models_registry.services.paper import PaperOptions, paper_execute, paper_run_create_inline
 from tests.conftest import PROJECT_ROOT
 from tests.registry_commands.test_run_backtest import GENEROUS_GATES, STORE_ROWS, backtest
+from tests.support.policy import adopt_settings_policy
 
 VALIDATION_DAYS = 10
 PAPER_GATES = {"min_bars": 24, "max_drawdown": 1.0, "max_divergence": 1e-9}
@@ -115,6 +116,7 @@ def test_strict_gates_keep_the_version_validated_and_name_the_gate(
 ) -> None:
     validated(version, settings)
     settings.TRADEBOT_GATES = STRICT
+    adopt_settings_policy()  # the policy is data: the environment only seeded the first one
     out = StringIO()
     call_command("paper_trade_version", version.name, "--version", "1", stdout=out)
 

@@ -27,6 +27,7 @@ from models_registry.services import runs
 from models_registry.services.model_versions import model_version_create
 from models_registry.tasks.backtest import run_validation
 from tests.support.gates import loose_validation
+from tests.support.policy import adopt_settings_policy
 from tests.support.tiny_world import build_btc_store, tiny_full_model
 
 STORE_ROWS = 1000
@@ -544,6 +545,7 @@ def test_report_names_the_model_of_a_folder_and_of_a_recorded_run(
     )
 
     settings.TRADEBOT_GATES = GENEROUS_GATES
+    adopt_settings_policy()  # the policy is data: the environment only seeded the first one
     text = backtest("ml_basic", "--model", version.name, "--model-version", str(version.version))
     assert f"  model: {version.name} v{version.version} (validated)" in text.splitlines()
 
@@ -551,6 +553,7 @@ def test_report_names_the_model_of_a_folder_and_of_a_recorded_run(
 @pytest.mark.django_db
 def test_exit_status_says_whether_the_gates_passed(version: ModelVersion, settings: Any) -> None:
     settings.TRADEBOT_GATES = STRICT_GATES
+    adopt_settings_policy()  # the policy is data: the environment only seeded the first one
     # --no-db is a report: exit 0 whatever the gates say, unless asked to fail.
     text = backtest("ml_basic", "--no-db", "--model", version.name)
     assert "gates FAILED" in text
@@ -574,6 +577,7 @@ def test_exit_status_says_whether_the_gates_passed(version: ModelVersion, settin
 
     # A recorded run that passes exits 0; so does --fail-on-gates with passing gates.
     settings.TRADEBOT_GATES = GENEROUS_GATES
+    adopt_settings_policy()
     backtest("ml_basic", "--no-db", "--model", version.name, "--fail-on-gates")
     backtest("ml_basic", "--model", version.name)
     version.refresh_from_db()

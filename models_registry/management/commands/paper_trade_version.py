@@ -22,7 +22,6 @@ from models_registry.services.paper import (
     paper_execute,
     paper_run_create_inline,
 )
-from models_registry.services.validation import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 
 SHOWN_METRICS = ("total_return", "sharpe", "max_drawdown", "n_trades", "win_rate", "fees_paid")
 
@@ -49,8 +48,18 @@ class Command(BaseCommand):
             default=DEFAULT_DAYS,
             help=f"period length (default {DEFAULT_DAYS})",
         )
-        parser.add_argument("--fee-bps", type=float, default=DEFAULT_FEE_BPS)
-        parser.add_argument("--slippage-bps", type=float, default=DEFAULT_SLIPPAGE_BPS)
+        parser.add_argument(
+            "--fee-bps",
+            type=float,
+            default=None,
+            help="default: the policy's; lower makes the run exploratory (it moves nothing)",
+        )
+        parser.add_argument(
+            "--slippage-bps",
+            type=float,
+            default=None,
+            help="default: the policy's; lower makes the run exploratory (it moves nothing)",
+        )
         parser.add_argument("--initial-cash", type=float, default=DEFAULT_INITIAL_CASH)
         parser.add_argument("--json", action="store_true", help="print a JSON summary only")
         parser.add_argument("--user", default=None, help="username recorded as who ran it")

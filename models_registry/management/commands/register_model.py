@@ -79,6 +79,7 @@ class Command(BaseCommand):
             "artifact_dir": version.artifact_dir,
             "inputs": check.get("inputs", []),
             "outputs": check.get("outputs", []),
+            "lineage": version.metadata.get("lineage_check"),
         }
         if options["json"]:
             self.stdout.write(json.dumps(result))
@@ -87,6 +88,13 @@ class Command(BaseCommand):
                 f"registered {version} (id {version.pk}, state {version.state}, "
                 f"sha256 {version.onnx_sha256}) in {version.artifact_dir}"
             )
+            lineage = version.metadata.get("lineage_check") or {}
+            if not lineage.get("verified", True):
+                self.stdout.write(
+                    "lineage NOT verified ("
+                    + "; ".join(lineage.get("reasons") or [])
+                    + f"): it is judged only on bars from {lineage.get('judged_from')}"
+                )
 
 
 def _registrant_named(username: str | None) -> User | None:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
@@ -30,12 +31,17 @@ from engine.dates import iso_date_argument
 from engine.strategies import STRATEGIES
 from models_registry.gates import gates_for
 from models_registry.management.commands._users import user_named
-from models_registry.models import ModelState, ModelVersion, RegistryError, ValidationRun
+from models_registry.models import (
+    ModelState,
+    ModelTrial,
+    ModelVersion,
+    RegistryError,
+    ValidationRun,
+)
+from models_registry.services.trials import trial_record_for_look
 from models_registry.services.validation import (
     DEFAULT_DAYS,
-    DEFAULT_FEE_BPS,
     DEFAULT_MAX_FILL,
-    DEFAULT_SLIPPAGE_BPS,
     ModelSource,
     Progress,
     ValidationBacktest,
@@ -125,18 +131,23 @@ class Command(BaseCommand):
             "--fee-bps",
             type=float,
             default=None,
-            help=f"default: the policy's ({DEFAULT_FEE_BPS:g}); lower makes the run exploratory",
+            help="default: the policy in force's; lower makes the run exploratory",
         )
         costs.add_argument(
             "--slippage-bps",
             type=float,
             default=None,
-            help=f"default: the policy's ({DEFAULT_SLIPPAGE_BPS:g}); lower: exploratory",
+            help="default: the policy in force's; lower makes the run exploratory",
         )
         costs.add_argument(
             "--walk-forward", type=int, default=1, help="also report K consecutive parts"
         )
-        costs.add_argument("--no-db", action="store_true", help="report only, record nothing")
+        costs.add_argument(
+            "--no-db",
+            action="store_true",
+            help="report only, no validation run; a look at a model's policy window is still "
+            "counted as a trial",
+        )
         costs.add_argument("--json", action="store_true", help="print a JSON summary only")
         costs.add_argument(
             "--output-dir", type=Path, default=None, help="--no-db: where the files go"
@@ -192,7 +203,12 @@ class Command(BaseCommand):
                 data_dir=options["data_dir"],
                 progress=progress,
             )
-        return {**summary_of(computed, run=None), "model_used": self.model_used}
+        look = look_record(source, computed, user_named(options["user"]))
+        return {
+            **summary_of(computed, run=None),
+            "model_used": self.model_used,
+            "counted_as_trial": look is not None,
+        }
 
     def _source_for_report(
         self, run_options: ValidationOptions, options: dict[str, Any]
@@ -371,6 +387,37 @@ def stage_progress(stream: Any, *, disabled: bool) -> Iterator[Progress]:
 # --- summaries --------------------------------------------------------------------------------
 
 
+def look_record(
+    source: ModelSource, computed: ValidationBacktest, user: Any = None
+) -> ModelTrial | None:
+    """Count a report-only look at the model's policy window as a trial (docs/backtest.md)."""
+    if source.model_dir is None:
+        return None  # a baseline without a model: nothing of a model was looked at
+    window = computed.config.get("policy_window")
+    policy_window = (
+        (pd.Timestamp(window[0]).to_pydatetime(), pd.Timestamp(window[1]).to_pydatetime())
+        if window
+        else None
+    )
+    sharpe = computed.run.metrics.get("sharpe_per_bar")
+    return trial_record_for_look(
+        model_name=source.model_name,
+        version=source.version,
+        window=(
+            computed.run.window_start.to_pydatetime(),
+            computed.run.window_end.to_pydatetime(),
+        ),
+        policy_window=policy_window,
+        sharpe_per_bar=float(sharpe) if isinstance(sharpe, int | float) else None,
+        detail={
+            "no_db": True,
+            "by": user.get_username() if user is not None else None,
+            "passed": computed.passed,
+            "trials_counted": computed.config.get("trials"),
+        },
+    )
+
+
 def summary_of(computed: ValidationBacktest, run: ValidationRun | None) -> dict[str, Any]:
     backtest = computed.run
     return json_safe(
@@ -383,6 +430,9 @@ def summary_of(computed: ValidationBacktest, run: ValidationRun | None) -> dict[
             "recorded": run is not None,
             "exploratory": computed.exploratory,
             "exploratory_reasons": computed.exploratory_reasons,
+            "trials": computed.config.get("trials"),
+            "policy_in_force": computed.config.get("policy_in_force"),
+            "plausibility": computed.config.get("plausibility") or [],
         }
     )
 
@@ -400,6 +450,9 @@ def summary_of_run(run: ValidationRun) -> dict[str, Any]:
             "in_sample": run.in_sample,
             "exploratory": run.exploratory,
             "exploratory_reasons": run.exploratory_reasons,
+            "policy_in_force": (run.config or {}).get("policy_in_force"),
+            "plausibility": (run.config or {}).get("plausibility") or [],
+            "trials": (run.config or {}).get("trials"),
             "strategy": run.strategy,
             "model_version_id": version.pk,
             "model": f"{version.name} v{version.version}",
@@ -422,6 +475,25 @@ def summary_of_run(run: ValidationRun) -> dict[str, Any]:
     )
 
 
+def policy_lines(summary: dict[str, Any]) -> list[str]:
+    """The policy the run was judged under, its too-good-to-be-true warnings, a counted look."""
+    lines = []
+    policy = summary.get("policy_in_force")
+    if policy:
+        scope = f"for {policy['scope']}" if policy.get("scope") else "default"
+        lines.append(
+            f'  judged under policy "{policy["label"]}" v{policy["number"]} ({scope}, '
+            f"sha256 {str(policy['hash'])[:12]})"
+        )
+    lines.extend(f"  WARNING: {warning}" for warning in summary.get("plausibility") or [])
+    if summary.get("counted_as_trial"):
+        lines.append(
+            "  this look overlaps the model's policy window: it is counted as a trial, so "
+            "later validations of this model deflate their Sharpe ratio by it"
+        )
+    return lines
+
+
 def text_report(summary: dict[str, Any]) -> str:
     metrics = summary["metrics"]
     hold = metrics.get("buy_and_hold") or {}
@@ -431,6 +503,7 @@ def text_report(summary: dict[str, Any]) -> str:
             "  EXPLORATORY run (it can never validate a version): "
             + "; ".join(summary["exploratory_reasons"])
         )
+    lines.extend(policy_lines(summary))
     lines.append(f"  window: {summary['window_start']} to {summary['window_end']}")
     lines.append(f"  data content hash: {summary.get('data_content_hash')}")
     lines.append(f"  {'metric':<28}{'strategy':>14}{'buy and hold':>16}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -27,7 +26,7 @@ DEMO_PASSWORD = "tradebot-demo"  # noqa: S105 -- printed for the demo; local mac
 # them (None switches a gate off) so the whole walk can be seen, and prints beside every
 # result which default gate refuses it. Real deployments keep the defaults in
 # models_registry/gates.py or set stricter ones.
-DEMO_GATES = {
+DEMO_GATES: dict[str, dict[str, Any]] = {
     "validation": {
         "min_dsr": None,
         "total_return_above": None,
@@ -69,10 +68,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("database migrated")
         users = self.create_demo_users()
-        if not settings.TRADEBOT_GATES:
-            settings.TRADEBOT_GATES = DEMO_GATES
-            os.environ["TRADEBOT_GATES"] = json.dumps(DEMO_GATES)  # for the worker and beat
-            self.say(f"demo gates (looser than the defaults): {json.dumps(DEMO_GATES)}")
+        self.demo_policy(users)
         try:
             # Inside the try: a step that fails must not leave the local hosts' engines running.
             if not options["skip_lifecycle"]:
@@ -83,6 +79,31 @@ class Command(BaseCommand):
                 self.serve(port=self.pick_port(options["port"]))
         finally:
             self.stop_demo_hosts()
+
+    def demo_policy(self, users: dict[str, Any]) -> None:
+        """The demo's looser gates as a named "demo" policy, through the four-eyes change.
+
+        Never through the environment: that only seeds the first policy, and a process whose
+        environment disagrees with the policy in force makes only exploratory runs.
+        """
+        from models_registry.demo_steps import demo_policy_set
+        from models_registry.policy import policy_in_force
+
+        if policy_in_force("").label.startswith("demo"):
+            return  # a re-run of the demo: its policy is in force already
+        dotted = {
+            f"gates.{stage}.{name}": value
+            for stage, thresholds in DEMO_GATES.items()
+            for name, value in thresholds.items()
+        }
+        self.say("the demo's policy (looser than the shipped defaults, listed in red on pages)")
+        demo_policy_set(
+            users=users,
+            say=self.say,
+            dotted=dotted,
+            label="demo",
+            comment="Demo: a tiny model has no edge; loosened so the whole walk can be seen",
+        )
 
     def stop_demo_hosts(self) -> None:
         """The engines the demo's local targets run are the demo's processes too."""
