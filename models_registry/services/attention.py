@@ -232,3 +232,33 @@ def _close_flags(
             },
         )
     return closed
+
+
+# --------------------------------------------------------------------------- the beat
+
+
+def production_hosts_check() -> list[dict[str, Any]]:
+    """Beat: read every production target's hosts and flag the ones not serving the
+    registry's version (or halted). Targets mid-deploy, or never deployed, are skipped."""
+    from models_registry.services.host_checks import host_check_summary, target_host_check
+
+    results = []
+    for target in DeploymentTarget.objects.filter(environment="production").order_by("id"):
+        try:
+            report, _ = target_host_check(target=target, actor=None, source="beat")
+        except RegistryError as exc:
+            results.append({"target": target.name, "skipped": str(exc)})
+            continue
+        if report.get("active_deployment") or report.get("registry_sha256") is None:
+            results.append({"target": target.name, "skipped": "deploying or never deployed"})
+            continue
+        problem = inconsistency(report)
+        flag = None
+        if problem:
+            flag = attention_raise_for_mismatch(
+                target=target, reason=problem, report=host_check_summary(report)["hosts"]
+            )
+        results.append(
+            {"target": target.name, "problem": problem, "flagged": flag.pk if flag else None}
+        )
+    return results
