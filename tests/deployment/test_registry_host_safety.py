@@ -429,6 +429,12 @@ def test_a_storm_in_a_real_worker_ends_with_the_record_complete(
         model_version=v2, target=production, requested_by=deployer
     )
     done = wait_finished(requested, worker)
+    # The worker replays its journal into the database right after the outcome, then
+    # removes it: wait for that (a condition, bounded), then check nothing is missing.
+    deadline = time.monotonic() + 60
+    while DeploymentJournal(done.pk).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    done = fresh(done)
 
     assert terminated_backends() > before + 5, "the storm did not happen"
     assert done.status == DeploymentStatus.SUCCEEDED, describe(done)
@@ -478,7 +484,7 @@ def test_needs_attention_blocks_the_target_until_acknowledged_after_a_consistent
 
     (host.root / "fail-restart").unlink()  # repaired by hand: v1 back and running
     host.restart()
-    host.wait_until_serving(v1.onnx_sha256)
+    wait_for_new_engine(host, v1.onnx_sha256)
     out = io.StringIO()
     call_command(
         "acknowledge_attention", "--target", production.name, "--user", deployer.username,
@@ -495,6 +501,21 @@ def test_needs_attention_blocks_the_target_until_acknowledged_after_a_consistent
 
 
 # --------------------------------------------------------------------------- finding 6
+
+
+def wait_for_new_engine(host: FakeHost, sha256: str, timeout: float = 30) -> None:
+    """The engine just started (not the status a killed one left) serves `sha256`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = host.status()
+        if (
+            status.get("pid") == host.engine_pid()
+            and status.get("model_sha256") == sha256
+            and status.get("state") == "running"
+        ):
+            return
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
 
 
 def latch_kill_switch(host: FakeHost) -> None:
