@@ -242,7 +242,7 @@ def production_hosts_check() -> list[dict[str, Any]]:
     registry's version (or halted). Targets mid-deploy, or never deployed, are skipped."""
     from models_registry.services.host_checks import host_check_summary, target_host_check
 
-    results = []
+    results: list[dict[str, Any]] = []
     for target in DeploymentTarget.objects.filter(environment="production").order_by("id"):
         try:
             report, _ = target_host_check(target=target, actor=None, source="beat")

@@ -591,22 +591,21 @@ def deployment_finish(
     database stays away the outcome waits in the deployment's journal for reconcile.
     """
     journal = DeploymentJournal(deployment.pk)
-    outcome = {
+    outcome: dict[str, Any] = {
         "status": status,
         "reason": reason,
         "compatibility": compatibility or {},
         "log_tail": log_tail,
         "needs_attention": needs_attention,
     }
-    if journal.exists():
-        journal.append({"kind": "finish", **outcome})
     try:
         finished = db_write(
             lambda: _deployment_finish_once(deployment, **outcome), what="record the outcome"
         )
     except DatabaseUnavailable:
-        if not journal.exists():  # the journal holds the outcome whatever happened before
-            journal.append({"kind": "finish", **outcome})
+        # Only an outcome the database refused is replayed as such: one that a killed
+        # worker never got to write is judged by reconcile from the hosts, past the lease.
+        journal.append({"kind": "finish", **outcome})
         logger.exception(
             "deployment %s: outcome %s kept in %s only; reconcile records it",
             deployment.pk,

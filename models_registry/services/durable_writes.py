@@ -37,7 +37,8 @@ RETRYABLE = (OperationalError, InterfaceError)
 DEFAULT_ATTEMPTS = 6
 DEFAULT_BACKOFF_SECONDS = 0.25
 # Test-only: terminate this process's own database backend (from a second connection)
-# just before each first attempt of a write, as a storm of pg_terminate_backend would.
+# just before each first attempt of a write, as a storm of pg_terminate_backend would
+# (unset, always, outside those tests: one environment lookup per write).
 TERMINATE_ENV_VAR = "TRADEBOT_TEST_TERMINATE_DB_BEFORE_WRITES"
 
 
@@ -60,7 +61,7 @@ def db_write(action: Callable[[], T], *, what: str) -> T:
     for attempt in range(1, attempts + 1):
         try:
             if attempt == 1:
-                _terminate_own_backend_for_test()
+                _terminate_own_backend_for_test(what)
             return action()
         except RETRYABLE as error:
             if connection.in_atomic_block:
@@ -81,8 +82,10 @@ def drop_broken_connection() -> None:
         connection.close()
 
 
-def _terminate_own_backend_for_test() -> None:
-    if os.environ.get(TERMINATE_ENV_VAR) != "1" or connection.vendor != "postgresql":
+def _terminate_own_backend_for_test(what: str) -> None:
+    """``1``: before every write; any other value: before writes whose ``what`` has it."""
+    armed = os.environ.get(TERMINATE_ENV_VAR)
+    if not armed or connection.vendor != "postgresql" or (armed != "1" and armed not in what):
         return
     try:
         with connection.cursor() as cursor:

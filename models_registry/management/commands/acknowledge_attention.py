@@ -26,6 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         target = get_target(options["target"])
         user = user_named(options["user"], required_because="an acknowledgement is signed.")
+        assert user is not None  # required_because: a missing user is a CommandError
         before = open_attention(target)
         try:
             closed = target_attention_acknowledge(
