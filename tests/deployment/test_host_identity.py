@@ -335,3 +335,46 @@ def people_and_versions(
 def test_root_spelling_generator_really_spells_detours() -> None:
     # the generator must produce `..` and `//`, or the class above is not tested
     assert posixpath.normpath("/opt/x/../ai-trading-bot") == "/opt/ai-trading-bot"
+
+
+@pytest.mark.django_db
+def test_a_name_that_resolves_to_a_production_host_is_refused_at_creation(
+    production_host: Any,
+) -> None:
+    import socket
+
+    from deployment.identity import resolved_addresses
+
+    name = socket.gethostname()
+    if not resolved_addresses(name) & resolved_addresses("127.0.0.1"):
+        pytest.skip(f"{name} does not resolve to this machine's loopback here")
+    staging = DeploymentTarget.objects.get(name="staging")
+    message = refused(
+        staging,
+        production_host,
+        hostname=name.upper() + ".",
+        port=2222,
+        install_root="/opt/ai-trading-bot/",
+    )
+    assert "resolves to the same machine" in message or "already belongs" in message
+
+
+def test_the_fleet_home_shows_a_halted_engine_as_a_problem() -> None:
+    from types import SimpleNamespace
+
+    from django.utils import timezone
+
+    from models_registry.fleet import host_check_view
+
+    sha = "a" * 64
+    check = SimpleNamespace(
+        data={
+            "registry_sha256": sha,
+            "hosts": {"h1": {"matches_registry": True, "live_sha256": sha, "halted": True}},
+        },
+        event_time=timezone.now(),
+        actor_repr="system",
+        pk=1,
+    )
+    view = host_check_view(check, SimpleNamespace(onnx_sha256=sha))  # type: ignore[arg-type]
+    assert view["mismatch"] is True and "HALTED" in view["text"]

@@ -481,6 +481,10 @@ def test_needs_attention_blocks_the_target_until_acknowledged_after_a_consistent
         )
     with pytest.raises(attention.AttentionOpen):
         deployments.deployment_request(model_version=v2, target=production, requested_by=deployer)
+    with pytest.raises(attention.AttentionOpen):
+        deployments.rollback_request(target=production, requested_by=deployer, comment="back")
+    refusals = AuditEvent.objects.filter(event_type="target_attention_acknowledge_refused")
+    assert refusals.count() == 1
 
     (host.root / "fail-restart").unlink()  # repaired by hand: v1 back and running
     host.restart()
