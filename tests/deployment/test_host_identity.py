@@ -378,3 +378,17 @@ def test_the_fleet_home_shows_a_halted_engine_as_a_problem() -> None:
     )
     view = host_check_view(check, SimpleNamespace(onnx_sha256=sha))  # type: ignore[arg-type]
     assert view["mismatch"] is True and "HALTED" in view["text"]
+
+
+def test_a_halted_engine_is_never_healthy() -> None:
+    from deployment.steps import EngineStatus, engine_problem
+
+    sha = "b" * 64
+    for document in (
+        {"state": "halted", "model_sha256": sha, "pid": 1, "kill_switch": True},
+        {"state": "running", "model_sha256": sha, "pid": 1, "kill_switch": True},
+    ):
+        problem = engine_problem(EngineStatus(document, alive=True), sha)
+        assert problem is not None and problem.fatal and "kill switch" in problem.text
+    running = {"state": "running", "model_sha256": sha, "pid": 1, "kill_switch": False}
+    assert engine_problem(EngineStatus(running, alive=True), sha) is None
