@@ -868,6 +868,8 @@ def target_status(target: DeploymentTarget) -> dict[str, Any]:
     return {
         "target": target.name,
         "needs_attention": unresolved_needs_attention(target),
+        # Every reason no deploy is accepted until a deployer acknowledges (attention.py).
+        "attention": attention.open_attention(target),
         "registry_version": str(expected) if expected else None,
         "registry_sha256": expected_sha,
         "active_deployment": f"#{busy.pk} ({busy.status})" if busy else None,

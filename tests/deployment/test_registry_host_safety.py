@@ -596,6 +596,10 @@ def test_the_beat_flags_a_model_swapped_behind_the_registry_and_blocks_the_targe
     assert raised.object_id == str(production.pk)
     with pytest.raises(attention.AttentionOpen, match="needs attention"):
         deployments.deployment_request(model_version=v2, target=production, requested_by=deployer)
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="NEEDS ATTENTION"):
+        call_command("deployment_status", "--target", production.name, stdout=out)
+    assert "NEEDS ATTENTION: host check" in out.getvalue()
 
     host.install(registry_files(v1))  # put back
     host.restart()

@@ -55,11 +55,20 @@ class Command(BaseCommand):
                 self.stdout.write(
                     self.style.ERROR(f"  deployment #{pk} NEEDS ATTENTION: host may not be serving")
                 )
+        if not options["json"]:
+            for line in report.get("attention", []):
+                if not line.startswith("deployment #"):  # printed above
+                    self.stdout.write(self.style.ERROR(f"  NEEDS ATTENTION: {line}"))
         if report["needs_attention"]:
             ids = ", ".join(f"#{pk}" for pk in report["needs_attention"])
             raise CommandError(
                 f"{report['target']}: deployment {ids} NEEDS ATTENTION (a rollback did not "
                 "end with a healthy engine on the previous version)."
+            )
+        if report.get("attention"):
+            raise CommandError(
+                f"{report['target']}: NEEDS ATTENTION ({report['attention'][0]}); acknowledge "
+                "it with acknowledge_attention once the hosts are repaired."
             )
         halted = sorted(label for label, host in report["hosts"].items() if host.get("halted"))
         if halted:
