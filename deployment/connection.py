@@ -23,6 +23,7 @@ import fabric
 import paramiko
 from invoke.exceptions import CommandTimedOut
 
+from deployment.identity import key_fingerprint, local_fingerprint
 from deployment.targets import HostSpec, TargetSpec
 
 ProgressCallback = Callable[[int, int], None]
@@ -180,6 +181,14 @@ class SshConnection:
         transport = self._connection.transport
         return transport is not None and transport.is_active()
 
+    @property
+    def host_key_fingerprint(self) -> str:
+        """The SHA256 fingerprint of the key this host proved it holds (pinned, checked)."""
+        transport = self._connection.transport
+        if transport is None:
+            raise HostConnectionError(f"{self.label}: not connected")
+        return key_fingerprint(transport.get_remote_server_key().asbytes())
+
     def close(self) -> None:
         self._connection.close()
 
@@ -251,6 +260,10 @@ class LocalConnection:
     @property
     def is_alive(self) -> bool:
         return True
+
+    @property
+    def host_key_fingerprint(self) -> str:
+        return local_fingerprint()
 
     def close(self) -> None:
         return None

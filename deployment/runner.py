@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeVar
 
 from deployment import crash_points, steps
 from deployment.connection import HostConnection, HostConnectionError, open_connection
+from deployment.identity import HostClaimRefused, HostIdentity, new_host_id, same_place_pairs
 from deployment.steps import HostState, StagedFiles, StepFailed
 from deployment.targets import (
     ArtifactSpec,
@@ -59,6 +60,9 @@ HostResult = Literal["succeeded", "untouched", "rolled_back", "rollback_failed",
 OperationKind = Literal["deploy", "rollback"]
 Connect = Callable[[TargetSpec, HostSpec], HostConnection]
 StepCallback = Callable[["StepRecord"], None]
+# Called on the caller's thread once every host has said what it is, before anything is
+# uploaded: raises HostClaimRefused to stop, returns what it claimed (a sentence).
+ClaimHosts = Callable[[Mapping[str, HostIdentity]], str]
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -304,6 +308,9 @@ class HostRun:
     failure: str | None = None
     log_tail: str = ""
     compatibility: dict[str, Any] | None = None
+    identity: HostIdentity | None = None
+    # Refused because the host is not this target's to touch: not even cleaned up.
+    hands_off: bool = False
 
     @property
     def label(self) -> str:
@@ -337,6 +344,7 @@ class OperationContext:
     needed_bytes: int = 0
     # The registry's audit chain head, written to every host at cleanup.
     audit_anchor: str | None = None
+    claim_hosts: ClaimHosts | None = None
 
     def step(self, step: str, run: HostRun, action: Callable[[], T], **kwargs: Any) -> T:
         return self.recorder.run(step, run.label, action, **kwargs)
@@ -356,8 +364,8 @@ def close_quietly(connection: HostConnection) -> None:
         connection.close()
 
 
-def prepare_host(op: OperationContext, run: HostRun) -> None:
-    """Everything before the swap. Leaves the files the engine reads untouched."""
+def preflight_host(op: OperationContext, run: HostRun) -> None:
+    """Connect and look: what the host holds and serves, and what machine it is."""
     target = op.target
     op.step(
         "connect",
@@ -378,14 +386,75 @@ def prepare_host(op: OperationContext, run: HostRun) -> None:
             name=op.name,
             needed_bytes=op.needed_bytes,
             min_free_bytes=target.min_free_bytes,
+            new_host_id=new_host_id(),
         ),
         describe=lambda r: (
             f"{r.free_bytes} bytes free; current model {r.current.onnx_sha256 or 'none'} "
             f"(engine serves {r.current.live_sha256 or 'nothing'})"
         ),
-        data_of=lambda r: {"free_bytes": r.free_bytes, "current": r.current.to_dict()},
+        data_of=lambda r: {
+            "free_bytes": r.free_bytes,
+            "current": r.current.to_dict(),
+            "identity": identity_of(connection, r).to_dict(),
+        },
     )
     run.previous = report.current
+    run.identity = identity_of(connection, report)
+
+
+def identity_of(connection: HostConnection, report: steps.PreflightReport) -> HostIdentity:
+    return HostIdentity(
+        fingerprint=getattr(connection, "host_key_fingerprint", ""),
+        real_root=report.real_root,
+        host_id=report.host_id,
+    )
+
+
+def claim_hosts(op: OperationContext, runs: list[HostRun]) -> None:
+    """Between looking and touching: the target's hosts must be distinct machines and
+    roots, and the caller (the registry) must grant them; otherwise no host is touched."""
+    identities = {
+        run.label: run.identity for run in runs if run.identity and run.identity.real_root
+    }
+
+    def check() -> str:
+        pairs = same_place_pairs(identities)
+        if pairs:
+            a, b = pairs[0]
+            raise StepFailed(
+                f"hosts {a} and {b} of target {op.target.name} are one machine and install "
+                f"root ({identities[a].describe()}): a deploy would install twice in one "
+                "folder; remove one of them"
+            )
+        if op.claim_hosts is None:
+            return f"{len(identities)} distinct host(s)"
+        try:
+            return op.claim_hosts(identities)
+        except HostClaimRefused as refused:
+            raise StepFailed(str(refused)) from refused
+
+    if op.claim_hosts is None and len(identities) < 2:
+        return
+    try:
+        op.recorder.run(
+            "host_identity",
+            CONTROLLER,
+            check,
+            describe=lambda text: text,
+            data_of=lambda _: {label: identity.to_dict() for label, identity in identities.items()},
+        )
+    except StepFailed as error:
+        for run in runs:
+            run.failure = error.detail
+            run.hands_off = True
+
+
+def prepare_host(op: OperationContext, run: HostRun) -> None:
+    """Everything before the swap. Leaves the files the engine reads untouched."""
+    target = op.target
+    connection = op.connection(run)
+    assert run.previous is not None  # preflight_host ran first
+    report_current = run.previous
     sources = op.prepare(op, run)
     run.target_sha256 = sources.onnx_sha256
     run.staged = op.step(
@@ -403,7 +472,7 @@ def prepare_host(op: OperationContext, run: HostRun) -> None:
         ),
         describe="complete copies verified in the model directory under temporary names",
     )
-    previous = report.current
+    previous = report_current
     op.step(
         "backup",
         run,
@@ -713,7 +782,11 @@ def execute(op: OperationContext, hosts: Iterable[HostSpec]) -> DeploymentOutcom
         return action
 
     try:
-        in_parallel(op, runs, guarded(lambda run: prepare_host(op, run)))
+        in_parallel(op, runs, guarded(lambda run: preflight_host(op, run)))
+        if not any(run.failure for run in runs):
+            claim_hosts(op, runs)
+        if not any(run.failure for run in runs):
+            in_parallel(op, runs, guarded(lambda run: prepare_host(op, run)))
         return finish(op, runs, started)
     finally:
         for run in runs:
@@ -729,7 +802,8 @@ def finish(op: OperationContext, runs: list[HostRun], started: datetime) -> Depl
             run.failure = f"hosts disagree on the version to install: {sorted(map(str, shas))}"
         failed = runs
     if failed:
-        in_parallel(op, runs, lambda run: clean_host(op, run, keep_new=None))
+        cleanable = [run for run in runs if not run.hands_off]
+        in_parallel(op, cleanable, lambda run: clean_host(op, run, keep_new=None))
         return outcome(op, runs, started, "failed", first_failure(failed), untouched=True)
 
     onnx_sha256 = shas.pop()
@@ -855,6 +929,7 @@ def deploy(
     connect: Connect = open_connection,
     operation: OperationKind = "deploy",
     audit_anchor: str | None = None,
+    claim_hosts: ClaimHosts | None = None,
 ) -> DeploymentOutcome:
     """Install `artifact` on every host of `target`, or leave the target as it was.
     `audit_anchor` (the registry's audit chain head) is written to every host."""
@@ -870,6 +945,7 @@ def deploy(
         prepare=prepare_upload(artifact),
         needed_bytes=3 * (artifact.onnx_path.stat().st_size if artifact.onnx_path.exists() else 0),
         audit_anchor=audit_anchor,
+        claim_hosts=claim_hosts,
     )
     try:
         recorder.run(
@@ -905,6 +981,7 @@ def rollback(
     to_sha256: str | None = None,
     connect: Connect = open_connection,
     audit_anchor: str | None = None,
+    claim_hosts: ClaimHosts | None = None,
 ) -> DeploymentOutcome:
     """Go back to the previous version (the hosts' `.backup`), to a version kept on the
     hosts (`to_sha256`), or to registry files (`to_artifact`), with the deploy's checks."""
@@ -917,6 +994,7 @@ def rollback(
             connect=connect,
             operation="rollback",
             audit_anchor=audit_anchor,
+            claim_hosts=claim_hosts,
         )
     steps.check_deployment_id(deployment_id)
     op = OperationContext(
@@ -928,6 +1006,7 @@ def rollback(
         connect=connect,
         prepare=prepare_from_host(to_sha256),
         audit_anchor=audit_anchor,
+        claim_hosts=claim_hosts,
     )
     return execute(op, target.hosts)
 

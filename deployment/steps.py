@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from deployment.connection import CommandResult, HostConnection, ProgressCallback
+from deployment.identity import HOST_ID_FILENAME
 from deployment.targets import (
     SAFE_NAME_PATTERN,
     SHA256_PATTERN,
@@ -30,6 +31,8 @@ from deployment.targets import (
 
 # Engine states that mean the new process will not come up healthy (engine/live/status.py).
 FAILED_ENGINE_STATES = frozenset({"error", "failed", "stopped", "crashed"})
+# The engine's state while its kill switch is latched: alive, trading nothing.
+HALTED_STATE = "halted"
 BACKUP_SUFFIX = ".backup"
 LOG_TAIL_LINES = 40
 # Small reads (sha256sum, cat status) get this instead of the target's long command timeout.
@@ -163,6 +166,10 @@ class HostState:
 class PreflightReport:
     free_bytes: int
     current: HostState
+    # What the host says it is (deployment/identity.py): its install root's real path
+    # and the host id file under it ("" when the host could not say).
+    real_root: str = ""
+    host_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -417,8 +424,11 @@ def preflight(
     name: str,
     needed_bytes: int,
     min_free_bytes: int,
+    new_host_id: str = "",
 ) -> PreflightReport:
-    """Free disk, writable folders, and the model the host holds now (one round trip)."""
+    """Free disk, writable folders, the model the host holds now, and what the host is:
+    its install root's real path and host id (written now if the host has none)
+    (one round trip)."""
     model_dir, upload_dir = q(layout.model_dir), q(layout.upload_dir)
     checks = (
         f"{{ test -d {model_dir} || {{ echo 'model directory {layout.model_dir} missing' >&2;"
@@ -429,11 +439,16 @@ def preflight(
     )
     sections = run_sections(
         connection,
-        {"df": f"df -Pk {model_dir} {upload_dir}", **host_state_parts(layout, name)},
+        {
+            "df": f"df -Pk {model_dir} {upload_dir}",
+            **host_state_parts(layout, name),
+            **identity_parts(layout, new_host_id),
+        },
         what="preflight",
         prelude=checks,
     )
     current = parse_host_state(connection.label, layout, name, sections)
+    refuse_halted_engine(connection.label, current)
     others = current.other_models(name)
     if others:
         # The engine runs one model. Installing a second name beside the first would make
@@ -448,7 +463,47 @@ def preflight(
     required = max(min_free_bytes, needed_bytes)
     if free_bytes < required:
         raise StepFailed(f"only {free_bytes} bytes free on the host, {required} needed")
-    return PreflightReport(free_bytes=free_bytes, current=current)
+    return PreflightReport(
+        free_bytes=free_bytes,
+        current=current,
+        real_root=sections.get("real_root", "").strip(),
+        host_id=sections.get("host_id", "").strip(),
+    )
+
+
+def identity_parts(layout: HostLayout, new_host_id: str) -> dict[str, str]:
+    """Script parts printing the install root's real path and the host id file's uuid.
+
+    The first deploy writes the id: a complete temporary file hard-linked onto the
+    name, which fails if the name exists, so two first deploys at the same moment
+    both read the one that won."""
+    root = q(layout.install_root)
+    id_file = q(posixpath.join(layout.install_root, HOST_ID_FILENAME))
+    write = ""
+    if new_host_id:
+        temporary = q(posixpath.join(layout.install_root, f"{HOST_ID_FILENAME}.tmp"))
+        write = (
+            f'if [ ! -s {id_file} ]; then t={temporary}."$$"; '
+            f'printf "%s\\n" {q(new_host_id)} > "$t" && ln "$t" {id_file}; rm -f "$t"; fi; '
+        )
+    return {
+        "real_root": f"realpath -e {root} || (cd {root} && pwd -P)",
+        "host_id": f"{write}head -c 100 {id_file}",
+    }
+
+
+def refuse_halted_engine(label: str, current: HostState) -> None:
+    """An engine halted by its kill switch is not healthy: a deploy would restart it into
+    the same latched halt and call that a success. Refuse before anything is sent."""
+    document = current.status.document or {}
+    if current.engine_alive is False:
+        return
+    if document.get("state") == HALTED_STATE or document.get("kill_switch") is True:
+        raise StepFailed(
+            f"the engine on {label} is halted by its kill switch: refusing to deploy onto it "
+            "(look at why it latched, reset it with `python -m engine.live reset-kill-switch`, "
+            "then deploy)"
+        )
 
 
 def parse_free_bytes(df_output: str) -> int:
@@ -757,6 +812,8 @@ class EngineProblem:
 
 
 def engine_problem(status: EngineStatus, onnx_sha256: str) -> EngineProblem | None:
+    if status.state == HALTED_STATE or (status.document or {}).get("kill_switch") is True:
+        return EngineProblem("engine is halted by its kill switch: not healthy", True)
     if status.state in FAILED_ENGINE_STATES:
         detail = (status.document or {}).get("detail", "")
         return EngineProblem(f"engine state is {status.state!r}: {detail}".rstrip(": "), True)

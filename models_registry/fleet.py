@@ -112,7 +112,9 @@ def host_check_view(check: AuditEvent | None, served: ModelVersion | None) -> di
     problems = [
         f"{label}: {_host_text(host)}"
         for label, host in sorted((data.get("hosts") or {}).items())
-        if not host.get("matches_registry") or host.get("live_sha256") != served_sha
+        if not host.get("matches_registry")
+        or host.get("live_sha256") != served_sha
+        or host.get("halted")
     ]
     if not data.get("hosts"):
         problems.append("the target has no host to check")
@@ -133,6 +135,8 @@ def _host_text(host: dict[str, Any]) -> str:
     if host.get("error"):
         return f"unreachable ({host['error']})"
     live = (host.get("live_sha256") or "nothing")[:12]
+    if host.get("halted"):
+        return f"engine HALTED by its kill switch ({live}): trading nothing"
     if host.get("serving_backup"):
         return f"serves the kept backup {host.get('serving_version')} ({live})"
     return f"serves {live}, not the registry's version"

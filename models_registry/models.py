@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from models_registry.events import EventType
+from deployment.identity import LOOPBACK, canonical_address, canonical_root, local_real_root
 from models_registry.guards import GATE_CLOSED_SQL
 
 
@@ -515,10 +516,24 @@ class DeploymentHost(models.Model):
 
 
 def host_identity_key(host: DeploymentHost) -> str:
-    """Address, port and install root as a deploy to this host would resolve them."""
+    """Machine, port and install root as a deploy to this host would resolve them,
+    one spelling each (deployment/identity.py): what the host itself reports is
+    checked again at every preflight."""
     target = host.target
-    root = (host.install_root or target.install_root).rstrip("/") or "/"
-    return f"{host.hostname.strip().lower()}:{host.port or target.ssh_port}:{root}"
+    return spelled_identity_key(
+        address=host.hostname,
+        port=host.port or target.ssh_port,
+        root=host.install_root or target.install_root,
+        local=target.is_local,
+    )
+
+
+def spelled_identity_key(*, address: str, port: int, root: str, local: bool) -> str:
+    if local:
+        # A local target runs on this machine whatever its hosts are called: its folder
+        # is compared by real path, so a symlink or `..` is the same folder.
+        return f"{LOOPBACK}:local:{local_real_root(root)}"
+    return f"{canonical_address(address)}:{port}:{canonical_root(root)}"
 
 
 class DeploymentStatus(models.TextChoices):
@@ -943,3 +958,86 @@ class ModelTrial(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"trial #{self.pk} of {self.model_name} ({self.kind})"
+
+
+# --- what hosts really are, and who may touch them now (issue 26) -------------------
+
+
+class ObservedHost(models.Model):
+    """What a host of a target said it is at its last preflight (deployment/identity.py).
+
+    One row per (target, host label). Another enabled host, of any target, that
+    reports the same host id, or the same host key and real install root, is the
+    same machine and folder: its deploys are refused, naming both targets.
+    """
+
+    target = models.ForeignKey(DeploymentTarget, on_delete=models.PROTECT, related_name="+")
+    deployment_host = models.ForeignKey(
+        DeploymentHost, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    label = models.CharField(max_length=300)
+    fingerprint = models.CharField(max_length=200)
+    real_root = models.CharField(max_length=1000)
+    host_id = models.CharField(max_length=100, blank=True)
+    root_key = models.CharField(max_length=80, db_index=True)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(auto_now=True)
+
+    objects = NoDeleteQuerySet.as_manager()
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["target", "label"], name="observed_host_per_label")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} of {self.target.name}: {self.fingerprint} {self.real_root}"
+
+
+class HostLock(models.Model):
+    """A machine (or install root) being deployed to, and by which deployment.
+
+    The row is the lock: its key is unique, so two deploys that reach one machine
+    cannot both hold it, whatever targets they came through. It outlives a dropped
+    database connection (an advisory lock would not); it is free again once its
+    deployment is finished (a killed worker's is, after reconcile).
+    """
+
+    key = models.CharField(max_length=80, unique=True)
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="+")
+    label = models.CharField(max_length=300)
+    acquired_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.key} held by deployment #{self.deployment_id}"
+
+
+class TargetAttention(models.Model):
+    """A target someone must look at before anything else is deployed there: a deploy
+    that ended ``needs_attention``, or a scheduled host check that found a host not
+    serving the registry's version. Closed only by a deployer's acknowledgement, after
+    a host check shows the target consistent."""
+
+    KIND_DEPLOYMENT = "deployment"
+    KIND_HOST_MISMATCH = "host_mismatch"
+
+    target = models.ForeignKey(DeploymentTarget, on_delete=models.PROTECT, related_name="+")
+    deployment = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    kind = models.CharField(max_length=30)
+    reason = models.TextField()
+    raised_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+
+    objects = NoDeleteQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.target.name}: {self.reason[:80]}"

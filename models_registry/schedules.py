@@ -54,6 +54,15 @@ SCHEDULES = (
         ),
     ),
     Schedule(
+        name="Check production hosts against the registry",
+        task="models_registry.check_production_hosts",
+        minute="*/15",
+        description=(
+            "Every 15 minutes: each production host's serving sha256 against the registry's; "
+            "a mismatch or a halted engine blocks the target until a deployer acknowledges it."
+        ),
+    ),
+    Schedule(
         name="Walk-forward stability report",
         task="models_registry.walk_forward_report",
         minute="0",

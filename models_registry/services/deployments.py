@@ -10,8 +10,10 @@ the outcome, then moves the version on through the lifecycle service.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from deployment import crash_points, runner
+from deployment.identity import HostIdentity
 from deployment.targets import ArtifactSpec, HostSpec, TargetConfigError, TargetSpec
 from deployment.windows import WindowSpecError, next_window_start, window_allows
 from models_registry import dispatch, selectors
@@ -35,8 +38,14 @@ from models_registry.models import (
     ModelVersion,
     RegistryError,
 )
-from models_registry.services import jobs, lifecycle
+from models_registry.services import attention, host_identity, jobs, lifecycle
 from models_registry.services.audit import anchor_text, audit_event_record
+from models_registry.services.durable_writes import (
+    DatabaseUnavailable,
+    DeploymentJournal,
+    db_write,
+    journaled_deployment_ids,
+)
 from models_registry.services.model_versions import version_dir
 from tradebot.queues import DEPLOY, QUEUE_LIMITS
 
@@ -143,6 +152,7 @@ def deployment_request(
         with transaction.atomic():
             version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
             approval = _check_deploy_allowed(version, target, requested_by)
+            attention.refuse_while_attention_open(target)
             status, scheduled_for, forced = _window_decision(
                 target, force_reason, schedule_if_closed
             )
@@ -316,6 +326,7 @@ def rollback_request(
             raise DeploymentRefused(
                 f"nothing has been deployed to {target.name}: nothing to roll back."
             )
+        attention.refuse_while_attention_open(target)
         name = model_name or current.name
         to_version = _rollback_destination(target, current, name, to_version_number)
         approval = lifecycle.require_deployable_approval(to_version)
@@ -399,8 +410,15 @@ def deployment_claim_for_task(deployment_id: int, *, task_id: str) -> jobs.Claim
     deployment, then the audit chain. The approval is checked again here, before any
     file leaves: a deployment whose approval was suspended or withdrawn while it waited
     ends ``failed`` (hosts untouched) with one audited refusal and a notice to the
-    deployers. The version it replaces is recorded with the claim, in the same move.
+    deployers. The version it replaces is recorded with the claim, in the same move. A
+    dropped database connection is retried on a fresh one.
     """
+    return db_write(
+        lambda: _claim_for_task_once(deployment_id, task_id=task_id), what="claim the deployment"
+    )
+
+
+def _claim_for_task_once(deployment_id: int, *, task_id: str) -> jobs.Claim[Deployment]:
     with transaction.atomic():
         version_id = (
             Deployment.objects.filter(pk=deployment_id)
@@ -474,8 +492,13 @@ def deployment_execute(
     """Run the steps on the hosts and record everything; never raises for a failed deploy.
     `on_step` sees each recorded step as it finishes (a command printing progress)."""
     recorder = _StepRecorder(deployment, on_step)
+
+    def claim(identities: Mapping[str, HostIdentity]) -> str:
+        return host_identity.host_claim(deployment, identities)
+
     try:
-        spec = target_spec(deployment.target)
+        spec = db_write(lambda: target_spec(deployment.target), what="read the target")
+        anchor = db_write(anchor_text, what="read the audit chain head")
         if deployment.kind == Deployment.KIND_ROLLBACK:
             outcome = runner.rollback(
                 spec,
@@ -483,7 +506,8 @@ def deployment_execute(
                 deployment_id=f"d{deployment.pk}",
                 on_step=recorder,
                 to_artifact=artifact_spec(deployment.model_version),
-                audit_anchor=anchor_text(),
+                audit_anchor=anchor,
+                claim_hosts=claim,
             )
         else:
             outcome = runner.deploy(
@@ -491,7 +515,8 @@ def deployment_execute(
                 artifact_spec(deployment.model_version),
                 f"d{deployment.pk}",
                 recorder,
-                audit_anchor=anchor_text(),
+                audit_anchor=anchor,
+                claim_hosts=claim,
             )
     except Exception as exc:  # a bug or a config error must still end the row honestly
         logger.exception("deployment %s crashed before the runner returned", deployment.pk)
@@ -509,27 +534,95 @@ def deployment_execute(
 
 
 class _StepRecorder:
-    """Append each step to the deployment row and the audit trail as it finishes."""
+    """Append each step to the deployment row and the audit trail as it finishes.
+
+    Written ahead to the deployment's local journal, then to the database on a fresh
+    connection if the last one dropped (services/durable_writes.py): a step is never
+    lost, and one the database could not take is replayed from the journal."""
 
     def __init__(
         self, deployment: Deployment, on_step: Callable[[dict[str, Any]], None] | None = None
     ) -> None:
         self.deployment = deployment
         self.on_step = on_step
-        self.steps: list[dict[str, Any]] = list(deployment.steps or [])
+        self.journal = DeploymentJournal(deployment.pk)
 
     def __call__(self, record: runner.StepRecord) -> None:
         entry = record.to_dict()
         entry["name"] = entry.pop("step")
-        self.steps.append(entry)
-        Deployment.objects.filter(pk=self.deployment.pk).update(steps=self.steps)
-        audit_event_record(
-            event_type="deployment_step",
-            obj=self.deployment,
-            data={k: entry[k] for k in ("name", "host", "ok", "seconds", "detail")},
-        )
+        entry["record_id"] = uuid.uuid4().hex
+        self.journal.append({"kind": "step", "entry": entry})
+        try:
+            db_write(lambda: store_step(self.deployment, entry), what=f"record {entry['name']}")
+        except DatabaseUnavailable:
+            logger.exception(
+                "deployment %s: step %s kept in %s only; reconcile replays it",
+                self.deployment.pk,
+                entry["name"],
+                self.journal.path,
+            )
         if self.on_step is not None:
             self.on_step(entry)
+
+
+def store_step(deployment: Deployment, entry: dict[str, Any]) -> bool:
+    """Append one step to the row and its audit event, in one transaction; False if this
+    record is already there (a replay of the journal)."""
+    with transaction.atomic():
+        locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        steps = list(locked.steps or [])
+        if entry.get("record_id") and any(
+            step.get("record_id") == entry["record_id"] for step in steps
+        ):
+            return False
+        steps.append(entry)
+        Deployment.objects.filter(pk=locked.pk).update(steps=steps)
+        audit_event_record(
+            event_type="deployment_step",
+            obj=locked,
+            data={k: entry.get(k) for k in ("name", "host", "ok", "seconds", "detail")},
+        )
+    deployment.steps = steps
+    return True
+
+
+def deployment_journal_replay(deployment_id: int) -> Deployment | None:
+    """Write what the deployment's journal holds and the database does not: its steps,
+    then its outcome. Idempotent; the journal is removed once all of it is on record."""
+    journal = DeploymentJournal(deployment_id)
+    if not journal.exists():
+        return None
+    deployment = Deployment.objects.select_related("target", "model_version").get(pk=deployment_id)
+    for entry in journal.steps():
+        store_step(deployment, entry)
+    finish = journal.finish()
+    if finish is not None and deployment.status not in FINISHED:
+        deployment = deployment_finish(
+            deployment,
+            status=finish["status"],
+            reason=finish.get("reason", ""),
+            compatibility=finish.get("compatibility") or {},
+            log_tail=finish.get("log_tail", ""),
+            needs_attention=bool(finish.get("needs_attention")),
+        )
+    deployment.refresh_from_db()
+    if deployment.status in FINISHED:
+        journal.remove()
+    return deployment
+
+
+def replay_journals() -> list[Deployment]:
+    """Every journal left by a task that lost the database (reconcile runs this first)."""
+    replayed = []
+    for deployment_id in journaled_deployment_ids():
+        try:
+            done = deployment_journal_replay(deployment_id)
+        except Deployment.DoesNotExist:
+            logger.warning("journal for unknown deployment %s left in place", deployment_id)
+            continue
+        if done is not None:
+            replayed.append(done)
+    return replayed
 
 
 def deployment_finish(
@@ -545,7 +638,49 @@ def deployment_finish(
 
     A deployment flagged ``needs_attention`` (the hosts may not be serving a
     healthy model) ends as ``needs_attention``, never as a quiet ``rolled_back``.
+    On a dropped connection the whole transaction runs again on a fresh one; if the
+    database stays away the outcome waits in the deployment's journal for reconcile.
     """
+    journal = DeploymentJournal(deployment.pk)
+    outcome: dict[str, Any] = {
+        "status": status,
+        "reason": reason,
+        "compatibility": compatibility or {},
+        "log_tail": log_tail,
+        "needs_attention": needs_attention,
+    }
+    try:
+        finished = db_write(
+            lambda: _deployment_finish_once(deployment, **outcome), what="record the outcome"
+        )
+    except DatabaseUnavailable:
+        # Only an outcome the database refused is replayed as such: one that a killed
+        # worker never got to write is judged by reconcile from the hosts, past the lease.
+        journal.append({"kind": "finish", **outcome})
+        logger.exception(
+            "deployment %s: outcome %s kept in %s only; reconcile records it",
+            deployment.pk,
+            status,
+            journal.path,
+        )
+        return deployment
+    if journal.exists():
+        # Steps the database missed earlier are written now it is back; then the journal
+        # has nothing the database lacks.
+        with contextlib.suppress(DatabaseUnavailable):
+            db_write(lambda: deployment_journal_replay(deployment.pk), what="replay the journal")
+    return finished
+
+
+def _deployment_finish_once(
+    deployment: Deployment,
+    *,
+    status: str,
+    reason: str,
+    compatibility: dict[str, Any],
+    log_tail: str,
+    needs_attention: bool,
+) -> Deployment:
     compatibility_report = _compatibility_summary(deployment, status, compatibility or {})
     if needs_attention and status in (DeploymentStatus.ROLLED_BACK, DeploymentStatus.FAILED):
         status = DeploymentStatus.NEEDS_ATTENTION
@@ -614,6 +749,8 @@ def _finish(
             "needs_attention": needs_attention,
         },
     )
+    if locked.status == DeploymentStatus.NEEDS_ATTENTION:
+        attention.attention_raise_for_deployment(locked, reason=reason)
     # test-only (kill -9 when armed): the transaction dies with the worker
     crash_points.reached("deploy_finish_recorded")
     # Same transaction: a crash can no longer leave a finished deployment beside a
@@ -704,7 +841,10 @@ def reconcile_stale_deployments(*, older_than: timedelta | None = None) -> list[
     """Finish honestly the deployments a killed worker left running, from the hosts' real state."""
     now = timezone.now()
     cutoff = now - (older_than if older_than is not None else stale_after())
-    finished = [*_fail_never_started(now - jobs.queued_lease())]
+    # A task that lost the database kept its steps and outcome in its journal: recorded
+    # now, without waiting for the lease, and never re-judged from the hosts.
+    finished = [d for d in replay_journals() if d.status in FINISHED]
+    finished += _fail_never_started(now - jobs.queued_lease())
     for deployment in Deployment.objects.filter(
         status=DeploymentStatus.RUNNING, started_at__lte=cutoff
     ).select_related("target", "model_version", "previous_version"):
@@ -817,17 +957,30 @@ def target_status(target: DeploymentTarget) -> dict[str, Any]:
             # kept previous one), so a report names it rather than calling it a mismatch.
             "serving_version": str(serving) if serving else None,
             "serving_backup": bool(state and state.serving_backup and serving),
+            # Alive but trading nothing: its kill switch latched. Never "ok".
+            "halted": engine_halted(state),
         }
     busy = active_deployment(target)
     return {
         "target": target.name,
         "needs_attention": unresolved_needs_attention(target),
+        # Every reason no deploy is accepted until a deployer acknowledges (attention.py).
+        "attention": attention.open_attention(target),
         "registry_version": str(expected) if expected else None,
         "registry_sha256": expected_sha,
         "active_deployment": f"#{busy.pk} ({busy.status})" if busy else None,
         "hosts": hosts,
-        "consistent": bool(hosts) and all(h["matches_registry"] for h in hosts.values()),
+        "consistent": bool(hosts)
+        and all(h["matches_registry"] and not h["halted"] for h in hosts.values()),
     }
+
+
+def engine_halted(state: Any) -> bool:
+    """The host's engine runs with its kill switch latched (engine/live/runner.py)."""
+    if state is None or state.engine_alive is False:
+        return False
+    document = state.status.document or {}
+    return document.get("state") == "halted" or document.get("kill_switch") is True
 
 
 def unresolved_needs_attention(target: DeploymentTarget) -> list[int]:
@@ -841,6 +994,7 @@ def unresolved_needs_attention(target: DeploymentTarget) -> list[int]:
     flagged = target.deployments.filter(status=DeploymentStatus.NEEDS_ATTENTION)
     if last_success is not None:
         flagged = flagged.filter(finished_at__gt=last_success)
+    flagged = flagged.exclude(pk__in=attention.acknowledged_deployment_ids(target))
     return list(flagged.order_by("pk").values_list("pk", flat=True))
 
 

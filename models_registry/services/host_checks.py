@@ -27,6 +27,7 @@ def host_check_summary(report: dict[str, Any]) -> dict[str, Any]:
             "matches_registry": bool(host.get("matches_registry")),
             "serving_version": host.get("serving_version"),
             "serving_backup": bool(host.get("serving_backup")),
+            "halted": bool(host.get("halted")),
             "error": host.get("error"),
         }
         for label, host in report["hosts"].items()

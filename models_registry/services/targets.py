@@ -24,6 +24,7 @@ from models_registry.models import (
     TargetChange,
     host_identity_key,
 )
+from models_registry.services import host_identity
 from models_registry.services.audit import audit_event_record
 from models_registry.transitions import TARGET_CHANGE_STATUS, transition
 
@@ -60,6 +61,10 @@ def target_save(*, target: DeploymentTarget, actor: User | None) -> DeploymentTa
         old = _locked_values(target)
         if old is not None and old["environment"] == Environment.PRODUCTION:
             _refuse_unconfirmed(target, old, GUARDED_TARGET_FIELDS)
+        try:
+            host_identity.refuse_local_root_taken(target)
+        except host_identity.SameMachineRefused as exc:
+            raise TargetChangeRefused(str(exc)) from exc
         target.save()
         # A new default port or install root moves every host that inherits it: re-check
         # each, and refresh the identity column the database's unique constraint holds.
@@ -86,14 +91,21 @@ def host_save(*, host: DeploymentHost, actor: User | None) -> DeploymentHost:
 
 
 def _refuse_shared_host(host: DeploymentHost) -> None:
+    """Refuse a host another already is, by its spelling normalised (loopback, case, IPv6
+    forms, root paths: deployment/identity.py) and by what its name resolves to."""
     mine = host_identity_key(host)
     others = DeploymentHost.objects.exclude(pk=host.pk).select_related("target")
     other = others.filter(identity=mine).first()
     if other is not None:
         raise TargetChangeRefused(
-            f"host {mine} already belongs to target {other.target.name} "
-            f"({other.target.environment}); a host serves one target."
+            f"host {host.hostname.strip()}:{host.port or host.target.ssh_port} already belongs "
+            f"to target {other.target.name} ({other.target.environment}) as {other} (both are "
+            f"{mine}); a host serves one target."
         )
+    try:
+        host_identity.refuse_same_machine_by_name(host)
+    except host_identity.SameMachineRefused as exc:
+        raise TargetChangeRefused(str(exc)) from exc
 
 
 def _locked_values(obj: Model) -> dict[str, Any] | None:

@@ -19,3 +19,13 @@ def check_target_hosts(target_id: int, actor_id: int | None = None) -> dict[str,
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
     report, event = target_host_check(target=target, actor=actor, source="admin")
     return {"target": target.name, "consistent": report["consistent"], "event": event.pk}
+
+
+@shared_task(name="models_registry.check_production_hosts", **queue_options(DEFAULT))
+def check_production_hosts() -> list[dict[str, Any]]:
+    """Beat: every production host's serving sha256 against the registry's; a mismatch
+    (or a halted engine) flags the target and mails the deployers. Idempotent: a flag
+    is raised once while open."""
+    from models_registry.services.attention import production_hosts_check
+
+    return production_hosts_check()

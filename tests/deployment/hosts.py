@@ -55,14 +55,17 @@ class SshServer:
     port: int
     authorized_key: Path
     pid: int | None = None
+    # One sshd reached more ways (issue 26: a host written another way is the same host).
+    extra_listen: tuple[str, ...] = ()
+    extra_ports: tuple[int, ...] = ()
 
     @property
     def host_key(self) -> Path:
         return self.directory / "hostkey"
 
-    def known_hosts_line(self) -> str:
+    def known_hosts_line(self, address: str = "127.0.0.1", port: int | None = None) -> str:
         key_type, key = self.host_key.with_suffix(".pub").read_text().split()[:2]
-        return f"[127.0.0.1]:{self.port} {key_type} {key}\n"
+        return f"[{address}]:{port or self.port} {key_type} {key}\n"
 
     def start(self) -> None:
         if not self.host_key.exists():
@@ -73,7 +76,10 @@ class SshServer:
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
         config = self.directory / "sshd_config"
         config.write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
+            ""
+            + "".join(f"Port {port}\n" for port in (self.port, *self.extra_ports))
+            + "".join(f"ListenAddress {a}\n" for a in ("127.0.0.1", *self.extra_listen))
+            + f"HostKey {self.host_key}\n"
             f"AuthorizedKeysFile {authorized}\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
             f"StrictModes no\nUsePAM no\nPidFile {self.directory / 'sshd.pid'}\n"

@@ -60,8 +60,9 @@ from tests.deployment.registry_support import (
 )
 from tests.registry.conftest import make_user
 
-DEPLOY_STEPS = ["connect", "preflight", "upload", "verify", "stage", "backup", "swap",
-                "restart", "health_check", "cleanup"]  # fmt: skip
+# host_identity (issue 26): the registry checks and locks the hosts before any upload.
+DEPLOY_STEPS = ["connect", "preflight", "host_identity", "upload", "verify", "stage", "backup",
+                "swap", "restart", "health_check", "cleanup"]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- fixtures

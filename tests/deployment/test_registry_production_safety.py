@@ -57,7 +57,8 @@ def test_another_model_on_a_production_host_is_refused_and_the_registry_equals_t
     # each step printed as it happened, then the engine's start-up lines
     lines = output.splitlines()
     printed = [line.split("]", 1)[1].split()[1] for line in lines if line.startswith("  [")]
-    assert printed[:4] == ["verify_local", "connect", "preflight", "upload"]
+    # host_identity (issue 26): the registry grants the hosts before anything is uploaded
+    assert printed[:5] == ["verify_local", "connect", "preflight", "host_identity", "upload"]
     assert "engine start-up:" in output
     assert f"model loaded: {MODEL_NAME}" in output.split("engine start-up:")[1]
 

@@ -40,22 +40,40 @@ class Command(BaseCommand):
                 live = (host.get("live_sha256") or "-")[:12]
                 files = (host.get("files_sha256") or "-")[:12]
                 verdict = "ok" if host["matches_registry"] else "MISMATCH"
+                if host.get("halted"):
+                    verdict = "HALTED (kill switch latched: trading nothing)"
                 if not host["matches_registry"] and host.get("serving_backup"):
                     verdict = (
                         f"serving backup {host['serving_version']} (the guide's manual "
                         "rollback; deploy or rollback_model to record it)"
                     )
                 error = f"  error: {host['error']}" if host.get("error") else ""
-                self.stdout.write(f"  {label:<24} live {live}  files {files}  {verdict}{error}")
+                line = f"  {label:<24} live {live}  files {files}  {verdict}{error}"
+                bad = host.get("halted") or not host["matches_registry"]
+                self.stdout.write(self.style.ERROR(line) if bad else line)
             for pk in report["needs_attention"]:
                 self.stdout.write(
                     self.style.ERROR(f"  deployment #{pk} NEEDS ATTENTION: host may not be serving")
                 )
+        if not options["json"]:
+            for line in report.get("attention", []):
+                if not line.startswith("deployment #"):  # printed above
+                    self.stdout.write(self.style.ERROR(f"  NEEDS ATTENTION: {line}"))
         if report["needs_attention"]:
             ids = ", ".join(f"#{pk}" for pk in report["needs_attention"])
             raise CommandError(
                 f"{report['target']}: deployment {ids} NEEDS ATTENTION (a rollback did not "
                 "end with a healthy engine on the previous version)."
+            )
+        if report.get("attention"):
+            raise CommandError(
+                f"{report['target']}: NEEDS ATTENTION ({report['attention'][0]}); acknowledge "
+                "it with acknowledge_attention once the hosts are repaired."
+            )
+        halted = sorted(label for label, host in report["hosts"].items() if host.get("halted"))
+        if halted:
+            raise CommandError(
+                f"{report['target']}: engine HALTED by its kill switch on {', '.join(halted)}."
             )
         mismatched = [
             label
