@@ -54,6 +54,16 @@ SCHEDULES = (
         ),
     ),
     Schedule(
+        name="Check the audit chain against its witnesses",
+        task="models_registry.audit_witness_check",
+        minute="17",
+        description=(
+            "Hourly: verify the audit chain against every production host's copy of its "
+            "head; on a mismatch mail and webhook the deployers and auditors, else give "
+            "the hosts the new head."
+        ),
+    ),
+    Schedule(
         name="Walk-forward stability report",
         task="models_registry.walk_forward_report",
         minute="0",

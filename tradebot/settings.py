@@ -38,7 +38,7 @@ require_production_safety(
     environment=ENVIRONMENT, debug=DEBUG, secret_key=SECRET_KEY, allowed_hosts=ALLOWED_HOSTS
 )
 if not SECRET_KEY:
-    # Development only: require_production_safety has refused this in production.
+    # Development and test only: require_production_safety has refused this elsewhere.
     SECRET_KEY = "dev-insecure-" + "x" * 50
 
 INSTALLED_APPS = [
