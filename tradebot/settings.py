@@ -133,6 +133,9 @@ TRADEBOT_INTERVAL = env.str("TRADEBOT_INTERVAL", default="1h")
 # Models registered from elsewhere: size limit, and the time the out-of-process check may take.
 TRADEBOT_MAX_UPLOAD_BYTES = env.int("TRADEBOT_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
 TRADEBOT_ONNX_CHECK_TIMEOUT = env.int("TRADEBOT_ONNX_CHECK_TIMEOUT", default=60)
+# Each artifact kind has its own cap (models_registry/safe_files.py): a plot is an image.
+TRADEBOT_MAX_PLOT_BYTES = env.int("TRADEBOT_MAX_PLOT_BYTES", default=10 * 1024 * 1024)
+TRADEBOT_MAX_METADATA_BYTES = env.int("TRADEBOT_MAX_METADATA_BYTES", default=5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- Security (production values hold with HTTPS in front of the app) ---
