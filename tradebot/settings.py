@@ -152,11 +152,16 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
 # --- Login throttling (django-axes) ---
+# Per user and address at AXES_FAILURE_LIMIT; per address and per user at much higher
+# ceilings (tradebot/login_lockout.py): five wrong passwords from one address lock that
+# user there, not everyone behind the address, and neither a spray of many users from one
+# address nor of one user from many addresses gets unlimited tries.
+AXES_HANDLER = "tradebot.login_lockout.TieredLockoutHandler"
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_ADDRESS_FAILURE_LIMIT = env.int("AXES_ADDRESS_FAILURE_LIMIT", default=100)
+AXES_USER_FAILURE_LIMIT = env.int("AXES_USER_FAILURE_LIMIT", default=50)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_TIME_HOURS", default=0.5)
-# Lock per user and, separately, per address, so neither spraying one user from
-# many addresses nor many users from one address gets unlimited tries.
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 # The address is REMOTE_ADDR only: a client-supplied X-Forwarded-For is not trusted.
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 AXES_RESET_ON_SUCCESS = True

@@ -40,6 +40,7 @@ from models_registry.safe_files import (
     scan_folder,
 )
 from models_registry.services.audit import audit_event_record
+from models_registry.services.provenance import refuse_anonymous
 from models_registry.services.trials import trials_record_for_version
 from models_registry.windows import WindowError, declared_contradiction, version_windows
 
@@ -238,6 +239,7 @@ def model_version_register(
     training data missing a market condition is refused unless ``allow_missing_conditions``
     gives the reason. Returns the new version and the checker's report (inputs, outputs).
     """
+    refuse_anonymous(registered_by, what="registering a model")
     try:
         # Links, FIFOs and devices anywhere in the folder, and oversized files, are refused
         # before anything is read (register_model followed a symlinked plot, #26).

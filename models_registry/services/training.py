@@ -55,6 +55,7 @@ from models_registry.services.model_versions import (
     version_dir,
 )
 from models_registry.services.paper import DEFAULT_DAYS as PAPER_DEFAULT_DAYS
+from models_registry.services.provenance import ProvenanceMissing, refuse_anonymous
 
 logger = logging.getLogger(__name__)
 
@@ -373,6 +374,10 @@ def training_run(
     exists, it is returned without training again.
     """
     refuse_training_in_production()
+    try:
+        refuse_anonymous(requested_by, what="training a model")
+    except ProvenanceMissing as exc:
+        raise TrainingRefused(str(exc)) from exc
     if origin_key:
         existing = ModelVersion.objects.filter(origin_key=origin_key).first()
         if existing is not None:
