@@ -64,6 +64,16 @@ SCHEDULES = (
         ),
     ),
     Schedule(
+        name="Sweep stale training folders",
+        task="models_registry.sweep_temp_folders",
+        minute="43",
+        description=(
+            "Hourly, on the training queue: remove tradebot-training-* and "
+            "tradebot-register-* folders older than the training hard limit and held by no "
+            "live process (workers also sweep at start)."
+        ),
+    ),
+    Schedule(
         name="Walk-forward stability report",
         task="models_registry.walk_forward_report",
         minute="0",

@@ -29,6 +29,7 @@ from models_registry.services.model_versions import (
     ArtifactError,
     model_version_register,
 )
+from models_registry.services.temp_sweep import owner_mark
 
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 MAX_METADATA_BYTES = 5 * 1024 * 1024  # kept for importers; the cap is safe_files.max_bytes
@@ -55,6 +56,7 @@ def model_version_register_upload(
     names = upload_file_names(metadata)
     folder = Path(tempfile.mkdtemp(prefix=REGISTER_TEMP_PREFIX))
     try:
+        owner_mark(folder)
         _write_upload(onnx_upload, folder / names["onnx"], kind="onnx")
         (folder / names["metadata"]).write_text(json.dumps(metadata))
         if plot_upload is not None:

@@ -56,6 +56,7 @@ from models_registry.services.model_versions import (
 )
 from models_registry.services.paper import DEFAULT_DAYS as PAPER_DEFAULT_DAYS
 from models_registry.services.provenance import ProvenanceMissing, refuse_anonymous
+from models_registry.services.temp_sweep import owner_mark
 
 logger = logging.getLogger(__name__)
 
@@ -418,6 +419,7 @@ def _work_folder() -> Iterator[Path]:
     """A private temporary folder, removed whatever happens inside the block."""
     path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
     try:
+        owner_mark(path)  # so a sweep after a killed worker knows whether it is still held
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
