@@ -21,6 +21,9 @@ from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from models_registry import roles
 from models_registry.models import AuditEvent, DeploymentHost, DeploymentTarget
@@ -277,3 +280,70 @@ def test_an_unreachable_witness_does_not_confirm_the_chain(
     DeploymentHost.objects.filter(pk=host.pk).update(port=1)
     code, text = verify()
     assert code == 1 and "NOT CONFIRMED" in text, text
+
+
+# --------------------------------------------------------------------------- generated members
+
+TREATMENTS = {
+    "keep": lambda anchor_file: None,
+    "empty": empty_anchor_file,
+    "trim": trim_anchor_file,
+    "resign": resign_anchor_file,
+}
+
+
+def reset_chain(anchor_file: Path, witness_root: Path) -> None:
+    """A fresh start for one generated example: no events, no anchors, no witness."""
+    truncate_table()
+    anchor_file.write_text("")
+    for name in ("audit-anchor.json", "audit-anchor.log"):
+        (witness_root / name).unlink(missing_ok=True)
+
+
+@hsettings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    witnessed=st.integers(min_value=1, max_value=8),
+    later=st.integers(min_value=0, max_value=4),
+    cut_back=st.integers(min_value=1, max_value=12),
+    rewrite=st.booleans(),
+    treatment=st.sampled_from(list(TREATMENTS)),
+)
+def test_generated_control_host_attacks_are_caught_exactly_up_to_the_witnessed_head(
+    witnessed: int,
+    later: int,
+    cut_back: int,
+    rewrite: bool,
+    treatment: str,
+    keyed_anchor: Path,
+    witness_root: Path,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """`witnessed` events, the head given to the host, `later` events after it; then the
+    newest `cut_back` events are deleted (or, with `rewrite`, the chain is rewritten from
+    there with the key) and the anchor file treated to match. Caught exactly when the
+    attack reaches an event at or before the witnessed head (docs/audit.md)."""
+    reset_chain(keyed_anchor, witness_root)
+    events = committed_events(django_capture_on_commit_callbacks, witnessed)
+    audit_witness.audit_witness_write()
+    events += committed_events(django_capture_on_commit_callbacks, later)
+    first_touched = events[max(len(events) - cut_back, 0)]
+    if rewrite:
+        rewrite_chain_from(first_touched.pk, key=audit_hmac_key())
+    else:
+        with append_only_trigger_disabled():
+            raw_sql(f"DELETE FROM {TABLE} WHERE id >= %s", [first_touched.pk])
+    TREATMENTS[treatment](keyed_anchor)
+
+    code, text = verify()
+
+    reaches_witness = first_touched.pk <= events[witnessed - 1].pk
+    if reaches_witness:
+        assert code == 1, text
+    elif treatment != "keep":
+        # After the witnessed head, only the control host's own anchor file could tell,
+        # and the attacker rewrote it: the documented limit of a witness.
+        assert code == 0, text
