@@ -892,17 +892,30 @@ def cleanup(
 
 
 ANCHOR_FILENAME = "audit-anchor.json"
+# Every head the host was ever given, one line each: appended, never rewritten, so a later
+# write of a shorter (truncated) chain's head cannot erase what the host witnessed before.
+ANCHOR_LOG_FILENAME = "audit-anchor.log"
 
 
 def anchor_path(layout: HostLayout) -> str:
     return posixpath.join(layout.install_root, ANCHOR_FILENAME)
 
 
+def anchor_log_path(layout: HostLayout) -> str:
+    return posixpath.join(layout.install_root, ANCHOR_LOG_FILENAME)
+
+
 def write_anchor_script(layout: HostLayout, anchor: str) -> str:
     """A copy of the registry's audit chain head on the host, outside the registry's
-    database (verify_audit_log --anchor checks it): written whole, then renamed."""
-    path = anchor_path(layout)
-    return f"printf '%s\\n' {q(anchor)} > {q(path + '.tmp')} && mv -f {q(path + '.tmp')} {q(path)}"
+    database (verify_audit_log reads it back as a witness): the latest head written whole,
+    then renamed, and appended to the host's log of heads."""
+    if "\n" in anchor or "\r" in anchor:
+        raise StepFailed("refusing to write an audit anchor of more than one line")
+    path, log = anchor_path(layout), anchor_log_path(layout)
+    return (
+        f"printf '%s\\n' {q(anchor)} > {q(path + '.tmp')} && mv -f {q(path + '.tmp')} {q(path)}"
+        f" && printf '%s\\n' {q(anchor)} >> {q(log)}"
+    )
 
 
 def remove_stray_incoming(connection: HostConnection, layout: HostLayout) -> None:

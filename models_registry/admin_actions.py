@@ -586,7 +586,12 @@ def register_view(request: HttpRequest) -> HttpResponse:
     if not request.user.has_perm("models_registry.register_modelversion"):
         raise PermissionDenied
     form = RegisterForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    status = 200
+    if request.method == "POST" and not form.is_valid():
+        # A bad upload is the client's fault: 400 with one line, never a 500 (#26).
+        messages.error(request, f"registration refused: {one_line(form_errors_sentence(form))}")
+        status = 400
+    elif request.method == "POST":
         from models_registry.services.registration import model_version_register_upload
 
         try:
@@ -597,7 +602,8 @@ def register_view(request: HttpRequest) -> HttpResponse:
                 registered_by=admin_cockpit.staff_user(request),
             )
         except RegistryError as exc:
-            messages.error(request, f"registration refused: {exc}")
+            messages.error(request, f"registration refused: {one_line(str(exc))}")
+            status = 400
         else:
             messages.success(request, f"registered {version}")
             return HttpResponseRedirect(
@@ -605,7 +611,15 @@ def register_view(request: HttpRequest) -> HttpResponse:
             )
     context = {**admin.site.each_context(request), "title": "Register a model trained elsewhere",
                "form": form, "opts": ModelVersion._meta, "multipart": True}  # fmt: skip
-    return TemplateResponse(request, "admin/models_registry/simple_form.html", context)
+    return TemplateResponse(
+        request, "admin/models_registry/simple_form.html", context, status=status
+    )
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """An error for a page: one line, bounded (it may quote what the client sent)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 QUEUE_ACTIONS: dict[str, Any] = {

@@ -12,3 +12,5 @@ class ModelsRegistryConfig(AppConfig):
 
         # Every SQLite connection gets the gate function its status triggers call.
         connection_created.connect(register_sqlite_gate, dispatch_uid="tradebot_sqlite_gate")
+        # The deploy checks (check --deploy) register themselves on import.
+        from models_registry import checks  # noqa: F401

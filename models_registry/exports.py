@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 
 from models_registry.models import AuditEvent, DeploymentStatus
-from models_registry.services.audit import canonical_json, compute_row_hash
+from models_registry.services.audit import audit_hmac_key, canonical_json, compute_row_hash
 
 FORMATS = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 
@@ -166,6 +166,9 @@ def _row_problem(row: dict[str, Any]) -> str:
         object_id=str(row["object_id"]),
         object_repr=row["object_repr"],
         data=row["data"],
+        # A keyed chain's rows are HMACs under the configured key: hashing them without
+        # it called every genuine export of a keyed chain "edited after export".
+        key=audit_hmac_key(),
     )
     if recomputed != row["row_hash"]:
         return "the row's fields do not hash to its row_hash (edited after export)"

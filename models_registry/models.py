@@ -16,8 +16,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from models_registry.events import EventType
 from deployment.identity import LOOPBACK, canonical_address, canonical_root, local_real_root
+from models_registry.events import EventType
 from models_registry.guards import GATE_CLOSED_SQL
 
 

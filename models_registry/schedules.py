@@ -63,6 +63,26 @@ SCHEDULES = (
         ),
     ),
     Schedule(
+        name="Check the audit chain against its witnesses",
+        task="models_registry.audit_witness_check",
+        minute="17",
+        description=(
+            "Hourly: verify the audit chain against every production host's copy of its "
+            "head; on a mismatch mail and webhook the deployers and auditors, else give "
+            "the hosts the new head."
+        ),
+    ),
+    Schedule(
+        name="Sweep stale training folders",
+        task="models_registry.sweep_temp_folders",
+        minute="43",
+        description=(
+            "Hourly, on the training queue: remove tradebot-training-* and "
+            "tradebot-register-* folders older than the training hard limit and held by no "
+            "live process (workers also sweep at start)."
+        ),
+    ),
+    Schedule(
         name="Walk-forward stability report",
         task="models_registry.walk_forward_report",
         minute="0",

@@ -17,6 +17,8 @@ SUPPORTED_DATABASE_SCHEMES = {"postgres", "postgresql", "pgsql", "sqlite"}
 SUPPORTED_BROKER_SCHEMES = {"redis", "rediss", "filesystem", "memory"}
 SQLITE_BUSY_TIMEOUT_SECONDS = 20
 DEFAULT_SECRET_PREFIXES = ("dev-insecure-", "django-insecure-", "change-me", "changeme")
+# The only environments that may run without a SECRET_KEY (on the public development key).
+KEYLESS_ENVIRONMENTS = frozenset({"development", "test"})
 
 
 class SettingError(ImproperlyConfigured):
@@ -88,14 +90,20 @@ def require_production_safety(
         raise SettingError(
             f"ENVIRONMENT={environment!r} is not one of development, staging, production, test."
         )
+    if environment in KEYLESS_ENVIRONMENTS:
+        return
+    # Staging holds real users and signs real sessions too: no public development key there.
+    if not secret_key:
+        raise SettingError(
+            f"SECRET_KEY is missing with ENVIRONMENT={environment}: only development and "
+            "test may run on the built-in development key."
+        )
+    if secret_key.startswith(DEFAULT_SECRET_PREFIXES) or len(set(secret_key)) < 5:
+        raise SettingError("SECRET_KEY is a default or placeholder value: generate a real one.")
     if environment != "production":
         return
     if debug:
         raise SettingError("DEBUG is on with ENVIRONMENT=production: set DEBUG=false.")
-    if not secret_key:
-        raise SettingError("SECRET_KEY is missing with ENVIRONMENT=production.")
-    if secret_key.startswith(DEFAULT_SECRET_PREFIXES) or len(set(secret_key)) < 5:
-        raise SettingError("SECRET_KEY is a default or placeholder value: generate a real one.")
     if len(secret_key) < 50:
         raise SettingError("SECRET_KEY is shorter than 50 characters: generate a real one.")
     if not allowed_hosts or "*" in allowed_hosts:

@@ -38,7 +38,7 @@ require_production_safety(
     environment=ENVIRONMENT, debug=DEBUG, secret_key=SECRET_KEY, allowed_hosts=ALLOWED_HOSTS
 )
 if not SECRET_KEY:
-    # Development only: require_production_safety has refused this in production.
+    # Development and test only: require_production_safety has refused this elsewhere.
     SECRET_KEY = "dev-insecure-" + "x" * 50
 
 INSTALLED_APPS = [
@@ -133,6 +133,9 @@ TRADEBOT_INTERVAL = env.str("TRADEBOT_INTERVAL", default="1h")
 # Models registered from elsewhere: size limit, and the time the out-of-process check may take.
 TRADEBOT_MAX_UPLOAD_BYTES = env.int("TRADEBOT_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
 TRADEBOT_ONNX_CHECK_TIMEOUT = env.int("TRADEBOT_ONNX_CHECK_TIMEOUT", default=60)
+# Each artifact kind has its own cap (models_registry/safe_files.py): a plot is an image.
+TRADEBOT_MAX_PLOT_BYTES = env.int("TRADEBOT_MAX_PLOT_BYTES", default=10 * 1024 * 1024)
+TRADEBOT_MAX_METADATA_BYTES = env.int("TRADEBOT_MAX_METADATA_BYTES", default=5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- Security (production values hold with HTTPS in front of the app) ---
@@ -149,11 +152,16 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
 # --- Login throttling (django-axes) ---
+# Per user and address at AXES_FAILURE_LIMIT; per address and per user at much higher
+# ceilings (tradebot/login_lockout.py): five wrong passwords from one address lock that
+# user there, not everyone behind the address, and neither a spray of many users from one
+# address nor of one user from many addresses gets unlimited tries.
+AXES_HANDLER = "tradebot.login_lockout.TieredLockoutHandler"
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_ADDRESS_FAILURE_LIMIT = env.int("AXES_ADDRESS_FAILURE_LIMIT", default=100)
+AXES_USER_FAILURE_LIMIT = env.int("AXES_USER_FAILURE_LIMIT", default=50)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_TIME_HOURS", default=0.5)
-# Lock per user and, separately, per address, so neither spraying one user from
-# many addresses nor many users from one address gets unlimited tries.
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 # The address is REMOTE_ADDR only: a client-supplied X-Forwarded-For is not trusted.
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 AXES_RESET_ON_SUCCESS = True

@@ -370,6 +370,7 @@ def verify_audit_chain(
     (source, text) pairs such as a host's copy). A verified chain is anchored again."""
     key = audit_hmac_key()
     anchors, problems = _load_anchors(key, extra_anchors)
+    problems += anchors_in_conflict(anchors)
     if problems:
         return ChainReport(0, False, None, problems[0], keyed=key is not None)
     wanted = {anchor.last_id: anchor for anchor in anchors}
@@ -397,6 +398,22 @@ def _load_anchors(
         anchors += found
         problems += wrong
     return anchors, problems
+
+
+def anchors_in_conflict(anchors: Iterable[Anchor]) -> list[str]:
+    """Two anchors of one event id with different hashes: one of them was forged or the
+    chain was rewritten between them (the walk compares each id with one anchor only)."""
+    first: dict[int, Anchor] = {}
+    problems = []
+    for anchor in anchors:
+        seen = first.setdefault(anchor.last_id, anchor)
+        if seen.row_hash != anchor.row_hash:
+            problems.append(
+                f"the anchors disagree on event #{anchor.last_id}: {seen.source} says "
+                f"{seen.row_hash[:12]}, {anchor.source} says {anchor.row_hash[:12]} "
+                "(the chain or an anchor was rewritten)"
+            )
+    return problems
 
 
 def _walk(chunk_size: int, key: bytes | None, wanted: dict[int, Anchor]) -> ChainReport:

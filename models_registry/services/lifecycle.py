@@ -33,6 +33,7 @@ from models_registry.models import (
 )
 from models_registry.services import notifications
 from models_registry.services.audit import audit_event_record
+from models_registry.services.provenance import ProvenanceMissing, refuse_approval_without_creator
 from models_registry.transitions import (
     VERSION_STATE,
     GateFailed,
@@ -225,6 +226,12 @@ def _approval_gate(approver: User) -> Callable[[ModelVersion], dict[str, Any]]:
         _refuse_short_history(version)
         if not approver.has_perm("models_registry.approve_modelversion"):
             raise GateFailed(f"{approver.get_username()} does not hold the approver role.")
+        # No recorded creator: four eyes cannot be checked, so staging and production
+        # refuse (it was skipped before, and the registrant approved their own model).
+        try:
+            refuse_approval_without_creator(version)
+        except ProvenanceMissing as exc:
+            raise FourEyesViolation(str(exc)) from exc
         if version.created_by_id is not None and version.created_by_id == approver.pk:
             raise FourEyesViolation(
                 f"{approver.get_username()} trained or registered {version}: "

@@ -36,6 +36,13 @@ from models_registry.market_conditions import (
 )
 from models_registry.models import ModelVersion, RegistryError
 from models_registry.onnx_check import check_onnx_in_subprocess
+from models_registry.safe_files import (
+    UnsafeInput,
+    copy_regular,
+    parse_metadata,
+    safe_name,
+    scan_folder,
+)
 from models_registry.services.audit import audit_event_record
 from models_registry.services.lineage import (
     LineageCheck,
@@ -43,6 +50,7 @@ from models_registry.services.lineage import (
     lineage_apply,
     lineage_verify,
 )
+from models_registry.services.provenance import refuse_anonymous
 from models_registry.services.trials import trials_record_for_version
 from models_registry.windows import WindowError, declared_contradiction, version_windows
 
@@ -116,7 +124,7 @@ def read_artifact_set(source_dir: Path) -> ArtifactSet:
         raise ArtifactError(
             f"{metadata_path.name}: interval {interval!r} is not like '1h' or '15m'."
         )
-    onnx_path = source_dir / f"{name}.onnx"
+    onnx_path = source_dir / _safe(name, suffix=".onnx")
     if not onnx_path.is_file():
         raise ArtifactError(f"{source_dir} has no {onnx_path.name} beside {metadata_path.name}.")
     _refuse_symlink(onnx_path)
@@ -128,7 +136,7 @@ def read_artifact_set(source_dir: Path) -> ArtifactSet:
         raise ArtifactError(
             f"{onnx_path.name} has sha256 {actual[:12]}…, but its metadata says {expected[:12]}…."
         )
-    plot_path = source_dir / f"{symbol}_{kind}_training.png"
+    plot_path = source_dir / _safe(symbol, kind, "training", suffix=".png")
     return ArtifactSet(
         name=name,
         symbol=symbol,
@@ -150,12 +158,22 @@ def _read_metadata(metadata_path: Path) -> dict[str, Any]:
             f"a metadata file is at most {MAX_METADATA_BYTES}."
         )
     try:
-        metadata = json.loads(metadata_path.read_text(), parse_constant=_refuse_json_constant)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
-        raise ArtifactError(f"{metadata_path.name} is not valid JSON: {exc}") from exc
-    if not isinstance(metadata, dict):
-        raise ArtifactError(f"{metadata_path.name} must hold a JSON object.")
-    return metadata
+        raw = metadata_path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{metadata_path.name} cannot be read: {exc.strerror}") from exc
+    try:
+        # Nesting too deep for jsonb or the hashing is refused here, not as a crash later.
+        return parse_metadata(raw, source=metadata_path.name)
+    except UnsafeInput as exc:
+        raise ArtifactError(str(exc)) from exc
+
+
+def _safe(*parts: str, suffix: str) -> str:
+    """safe_name (the one builder of file names from untrusted input), as an ArtifactError."""
+    try:
+        return safe_name(*parts, suffix=suffix)
+    except UnsafeInput as exc:
+        raise ArtifactError(str(exc)) from exc
 
 
 def _refuse_json_constant(token: str) -> Any:
@@ -260,6 +278,13 @@ def model_version_register(
     training data missing a market condition is refused unless ``allow_missing_conditions``
     gives the reason. Returns the new version and the checker's report (inputs, outputs).
     """
+    refuse_anonymous(registered_by, what="registering a model")
+    try:
+        # Links, FIFOs and devices anywhere in the folder, and oversized files, are refused
+        # before anything is read (register_model followed a symlinked plot, #26).
+        scan_folder(source_dir)
+    except UnsafeInput as exc:
+        raise RegistrationRefused(str(exc)) from exc
     _refuse_oversized(source_dir)
     artifacts = read_artifact_set(source_dir)
     _refuse_declared_window(artifacts, out_of_sample_from)
@@ -493,20 +518,29 @@ def _stage_files(artifacts: ArtifactSet, metadata: dict[str, Any]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     staged = root / f".incoming-{uuid.uuid4().hex}"
     staged.mkdir()
-    shutil.copyfile(artifacts.onnx_path, staged / artifacts.onnx_path.name)
-    (staged / artifacts.metadata_path.name).write_text(
-        json.dumps(metadata, indent=2, sort_keys=True)
-    )
-    if artifacts.plot_path:
-        shutil.copyfile(artifacts.plot_path, staged / artifacts.plot_path.name)
-    trials_plot = search_plot_name(metadata)
-    if trials_plot and (artifacts.onnx_path.parent / trials_plot).is_file():
-        # A searched version's trials plot travels with it (optional, like the training plot).
-        shutil.copyfile(artifacts.onnx_path.parent / trials_plot, staged / trials_plot)
+    try:
+        _copy_artifacts(artifacts, metadata, staged)
+    except (UnsafeInput, OSError) as exc:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise ArtifactError(str(exc)) from exc
     if sha256_of(staged / artifacts.onnx_path.name) != metadata["onnx_sha256"]:
         shutil.rmtree(staged, ignore_errors=True)
         raise ArtifactError("the ONNX file changed while it was being copied into the store.")
     return staged
+
+
+def _copy_artifacts(artifacts: ArtifactSet, metadata: dict[str, Any], staged: Path) -> None:
+    """Copy without following links or blocking on FIFOs, each file within its size cap."""
+    copy_regular(artifacts.onnx_path, staged / artifacts.onnx_path.name, kind="onnx")
+    (staged / artifacts.metadata_path.name).write_text(
+        json.dumps(metadata, indent=2, sort_keys=True)
+    )
+    if artifacts.plot_path:
+        copy_regular(artifacts.plot_path, staged / artifacts.plot_path.name, kind="plot")
+    trials_plot = search_plot_name(metadata)
+    if trials_plot and (artifacts.onnx_path.parent / trials_plot).is_file():
+        # A searched version's trials plot travels with it (optional, like the training plot).
+        copy_regular(artifacts.onnx_path.parent / trials_plot, staged / trials_plot, kind="plot")
 
 
 def _repair_of(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -519,9 +553,12 @@ def search_plot_name(metadata: dict[str, Any] | None) -> str | None:
     """The trials plot a searched version's metadata names: a bare *.png name, else None."""
     search = (metadata or {}).get("search")
     name = search.get("plot") if isinstance(search, dict) else None
-    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".png"):
-        return None  # never a path: the name comes from an uploaded file's metadata
-    return name
+    if not isinstance(name, str) or not name.endswith(".png"):
+        return None
+    try:  # never a path: the name comes from an uploaded file's metadata
+        return name if safe_name(name[: -len(".png")], suffix=".png") == name else None
+    except UnsafeInput:
+        return None
 
 
 def _publish(staged: Path, final_dir: Path) -> None:

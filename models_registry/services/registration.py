@@ -17,15 +17,23 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 from models_registry.models import ModelVersion
+from models_registry.safe_files import (
+    max_bytes,
+    parse_metadata,
+    refuse_oversized,
+    safe_name,
+    shown,
+)
 from models_registry.services.model_versions import (
     NAME_PATTERN,
     ArtifactError,
     audited_registration_refusal,
     model_version_register,
 )
+from models_registry.services.temp_sweep import owner_mark
 
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024 * 1024
-MAX_METADATA_BYTES = 5 * 1024 * 1024
+MAX_METADATA_BYTES = 5 * 1024 * 1024  # kept for importers; the cap is safe_files.max_bytes
 
 
 def max_upload_bytes() -> int:
@@ -40,36 +48,56 @@ def model_version_register_upload(
     plot_upload: Any | None,
     registered_by: User,
 ) -> ModelVersion:
-    if onnx_upload.size > max_upload_bytes():
-        raise ArtifactError(
-            f"the ONNX file is {onnx_upload.size} bytes; the limit is {max_upload_bytes()}."
-        )
-    if metadata_upload.size > MAX_METADATA_BYTES:
-        raise ArtifactError(f"the metadata file is larger than {MAX_METADATA_BYTES} bytes.")
+    """Every name is built by safe_name from checked metadata before anything is written;
+    the temporary folder goes whatever happens, and a refusal stores nothing."""
+    refuse_oversized(onnx_upload.size, kind="onnx", what="the ONNX file")
+    refuse_oversized(metadata_upload.size, kind="metadata", what="the metadata file")
+    if plot_upload is not None:
+        refuse_oversized(plot_upload.size, kind="plot", what="the training plot")
+    metadata = parse_metadata(metadata_upload.read(), source="the metadata file")
+    names = upload_file_names(metadata)
+    folder = Path(tempfile.mkdtemp(prefix=REGISTER_TEMP_PREFIX))
     try:
-        metadata = json.loads(metadata_upload.read().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"the metadata file is not valid JSON: {exc}") from exc
-    if not isinstance(metadata, dict) or not NAME_PATTERN.match(str(metadata.get("name", ""))):
-        raise ArtifactError(
-            "the metadata must be a JSON object whose name looks like 'btcusdt_sentiment'."
-        )
-    name = metadata["name"]
-    symbol = str(metadata.get("symbol", "")).upper()
-    folder = Path(tempfile.mkdtemp(prefix="tradebot-register-"))
-    try:
-        _write_upload(onnx_upload, folder / f"{name}.onnx")
-        (folder / f"{name}_metadata.json").write_text(json.dumps(metadata))
+        owner_mark(folder)
+        _write_upload(onnx_upload, folder / names["onnx"], kind="onnx")
+        (folder / names["metadata"]).write_text(json.dumps(metadata))
         if plot_upload is not None:
-            _write_upload(plot_upload, folder / f"{symbol}_{name.rsplit('_', 1)[1]}_training.png")
+            _write_upload(plot_upload, folder / names["plot"], kind="plot")
         version, _report = model_version_register(source_dir=folder, registered_by=registered_by)
         return version
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _write_upload(upload: Any, path: Path) -> None:
+REGISTER_TEMP_PREFIX = "tradebot-register-"
+
+
+def upload_file_names(metadata: dict[str, Any]) -> dict[str, str]:
+    """The three file names an upload is written under, all from safe_name (#26)."""
+    name = metadata.get("name")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ArtifactError(
+            "the metadata must be a JSON object whose name looks like 'btcusdt_sentiment'."
+        )
+    symbol = metadata.get("symbol")
+    if not isinstance(symbol, str) or not name.startswith(symbol.lower() + "_"):
+        raise ArtifactError(f"the metadata's symbol {shown(symbol)} does not match name {name!r}.")
+    kind = name.rsplit("_", 1)[1]
+    return {
+        "onnx": safe_name(name, suffix=".onnx"),
+        "metadata": safe_name(name, "metadata", suffix=".json"),
+        "plot": safe_name(symbol.upper(), kind, "training", suffix=".png"),
+    }
+
+
+def _write_upload(upload: Any, path: Path, *, kind: str) -> None:
+    """Write a new file (never over an existing one), counting bytes against the cap:
+    an upload's declared size is not trusted."""
     upload.seek(0)
-    with path.open("wb") as out:
+    limit, written = max_bytes(kind), 0
+    with path.open("xb") as out:
         for chunk in upload.chunks():
+            written += len(chunk)
+            if written > limit:
+                raise ArtifactError(f"the {kind} file is above its limit of {limit} bytes.")
             out.write(chunk)

@@ -55,6 +55,8 @@ from models_registry.services.model_versions import (
     version_dir,
 )
 from models_registry.services.paper import DEFAULT_DAYS as PAPER_DEFAULT_DAYS
+from models_registry.services.provenance import ProvenanceMissing, refuse_anonymous
+from models_registry.services.temp_sweep import owner_mark
 
 logger = logging.getLogger(__name__)
 
@@ -373,6 +375,10 @@ def training_run(
     exists, it is returned without training again.
     """
     refuse_training_in_production()
+    try:
+        refuse_anonymous(requested_by, what="training a model")
+    except ProvenanceMissing as exc:
+        raise TrainingRefused(str(exc)) from exc
     if origin_key:
         existing = ModelVersion.objects.filter(origin_key=origin_key).first()
         if existing is not None:
@@ -413,6 +419,7 @@ def _work_folder() -> Iterator[Path]:
     """A private temporary folder, removed whatever happens inside the block."""
     path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
     try:
+        owner_mark(path)  # so a sweep after a killed worker knows whether it is still held
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)

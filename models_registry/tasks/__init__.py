@@ -4,14 +4,27 @@ Tasks take ids, fetch, call one service and report: no lifecycle logic lives her
 """
 
 from models_registry.tasks import (
+    audit,
     backtest,
     data,
     deploy,
     hosts,
+    maintenance,
     monitoring,
     paper,
     training,
     webhook,
 )
 
-__all__ = ["backtest", "data", "deploy", "hosts", "monitoring", "paper", "training", "webhook"]
+__all__ = [
+    "audit",
+    "backtest",
+    "data",
+    "deploy",
+    "hosts",
+    "maintenance",
+    "monitoring",
+    "paper",
+    "training",
+    "webhook",
+]

@@ -132,6 +132,8 @@ def test_guide_manual_rollback_serves_the_backup(host_factory, make_target, mode
     assert (host.model_dir / (names.metadata + ".backup")).is_file()
     # the registry's audit chain head, kept on the host at each deploy
     assert (host.root / "audit-anchor.json").read_text() == head + "\n"
+    # and appended to its log of heads, which a later shorter head cannot erase (#26)
+    assert (host.root / "audit-anchor.log").read_text().splitlines()[-1] == head
 
     # the guide: cp src/ml/btcusdt_sentiment.onnx.backup src/ml/btcusdt_sentiment.onnx
     subprocess.run(

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PROJECT_ROOT, database_url_for_subprocesses
+from tests.foundation.test_settings import audit_witness_env
 from tests.stack import free_port, wait_for_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -47,6 +48,8 @@ def production_env(tmp_path: Path, port: int) -> dict[str, str]:
         "BEHIND_TLS_PROXY": "true",
         "CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{port}",
         "PYTHONUNBUFFERED": "1",
+        # Production requires the audit key and an anchor sink (check --deploy, #26).
+        **audit_witness_env(tmp_path),
     }
 
 

@@ -108,6 +108,13 @@ def test_production_start_names_the_wrong_setting() -> None:
     assert "DEBUG is on with ENVIRONMENT=production" in result.stderr
 
 
+def audit_witness_env(tmp_path: Path) -> dict[str, str]:
+    """The audit key and anchor sink production requires (check --deploy, #26)."""
+    key = tmp_path / "audit.key"
+    key.write_text("a-production-audit-key-outside-the-database\n")
+    return {"AUDIT_HMAC_KEY_FILE": str(key), "AUDIT_ANCHOR_FILE": str(tmp_path / "anchors")}
+
+
 def test_deploy_check_passes_without_warnings_in_production(tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -116,6 +123,7 @@ def test_deploy_check_passes_without_warnings_in_production(tmp_path: Path) -> N
         "SECRET_KEY": REAL_KEY,
         "ALLOWED_HOSTS": "bot.example",
         "TRADEBOT_VAR_DIR": str(tmp_path),
+        **audit_witness_env(tmp_path),
     }
     env.pop("DATABASE_URL", None)
     result = subprocess.run(
@@ -127,3 +135,70 @@ def test_deploy_check_passes_without_warnings_in_production(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("missing", "complaint"),
+    [
+        ("AUDIT_HMAC_KEY_FILE", "no audit key"),
+        ("AUDIT_ANCHOR_FILE", "no anchor sink"),
+    ],
+)
+def test_deploy_check_fails_in_production_without_the_audit_key_or_anchor_sink(
+    missing: str, complaint: str, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "production",
+        "DEBUG": "false",
+        "SECRET_KEY": REAL_KEY,
+        "ALLOWED_HOSTS": "bot.example",
+        "TRADEBOT_VAR_DIR": str(tmp_path),
+        **audit_witness_env(tmp_path),
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop(missing)
+    env.pop("AUDIT_HMAC_KEY", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "models_registry.E101" in result.stderr and complaint in result.stderr
+    # Outside --deploy the check does not run: a developer's `check` is not blocked.
+    plain = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_a_missing_secret_key_stops_the_process_outside_development(
+    environment: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "ENVIRONMENT": environment, "DEBUG": "false",
+           "ALLOWED_HOSTS": "bot.example", "TRADEBOT_VAR_DIR": str(tmp_path)}  # fmt: skip
+    env.pop("SECRET_KEY", None)
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert f"SECRET_KEY is missing with ENVIRONMENT={environment}" in result.stderr
+    # Only development and test run on the public development key.
+    for keyless in ("development", "test"):
+        ok = subprocess.run(
+            [sys.executable, "manage.py", "check"],
+            cwd=PROJECT_ROOT, env={**env, "ENVIRONMENT": keyless}, capture_output=True, text=True,
+        )  # fmt: skip
+        assert ok.returncode == 0, ok.stderr
+
+
+def test_staging_refuses_the_placeholder_key() -> None:
+    with pytest.raises(SettingError, match="placeholder"):
+        require_production_safety(
+            environment="staging", debug=True, secret_key="dev-insecure-" + "x" * 50,
+            allowed_hosts=["localhost"],
+        )  # fmt: skip

@@ -143,3 +143,31 @@ def test_the_export_actions_need_the_auditor_role(deployer: Any, audit_rows: Non
         {"action": "export_csv", "_selected_action": [pk], "index": "0"},
     )
     assert not getattr(response, "streaming", False)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_genuine_export_of_a_keyed_chain_verifies(
+    fmt: str, auditor: Any, settings: Any, tmp_path: Path
+) -> None:
+    """Keyed rows are HMACs: the export check must hash under the same key (it did not)."""
+    key_file = tmp_path / "audit.key"
+    key_file.write_text("an-audit-key-outside-the-database\n")
+    settings.AUDIT_HMAC_KEY_FILE = str(key_file)
+    for n in range(4):
+        audit_event_record(event_type="note", data={"n": n, "text": "ünïcode\n"})
+    client = Client()
+    client.force_login(auditor)
+    url = reverse("admin:models_registry_auditevent_export", args=[fmt])
+    path = tmp_path / f"keyed.{fmt}"
+    path.write_bytes(b"".join(client.get(url + "?event_type__exact=note").streaming_content))
+    out = io.StringIO()
+    call_command("verify_audit_log", "--export", str(path), stdout=out)
+    assert "4 rows match" in out.getvalue()
+    # An edit is still found, under the key.
+    rows = rows_of(client.get(reverse("admin:models_registry_auditevent_export", args=["jsonl"])
+                              + "?event_type__exact=note"), "jsonl")  # fmt: skip
+    rows[1]["data"]["n"] = 7
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(CommandError, match="edited after export"):
+        call_command("verify_audit_log", "--export", str(edited), stdout=io.StringIO())
