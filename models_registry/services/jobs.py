@@ -204,6 +204,8 @@ def runs_reconcile(
             | Q(started_at__isnull=True, created_at__lte=running_cutoff),
             status=RunStatus.RUNNING,
         )
+        if model is ValidationRun and running_after is None:
+            stuck_running = _past_walk_forward_lease(stuck_running, now)
         for run in stuck_queued:
             ended.append(
                 run_fail(
@@ -223,6 +225,21 @@ def runs_reconcile(
                 )
             )
     return ended
+
+
+def _past_walk_forward_lease(runs: Any, now: datetime) -> list[Any]:
+    """A run fanned out into re-fitted folds runs longer: its lease counts its folds (#28)."""
+    from models_registry.services.walk_forward import CONFIG_KEY, walk_forward_lease
+
+    past = []
+    for run in runs:
+        plan = (run.config or {}).get(CONFIG_KEY)
+        if isinstance(plan, dict):
+            started = run.started_at or run.created_at
+            if started > now - walk_forward_lease(len(plan.get("folds") or [])):
+                continue  # its folds may still be running
+        past.append(run)
+    return past
 
 
 def _reconciled_event(run: Job) -> str:

@@ -11,7 +11,18 @@ from models_registry.tasks import (
     monitoring,
     paper,
     training,
+    walk_forward,
     webhook,
 )
 
-__all__ = ["backtest", "data", "deploy", "hosts", "monitoring", "paper", "training", "webhook"]
+__all__ = [
+    "backtest",
+    "data",
+    "deploy",
+    "hosts",
+    "monitoring",
+    "paper",
+    "training",
+    "walk_forward",
+    "webhook",
+]
