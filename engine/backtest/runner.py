@@ -493,9 +493,10 @@ def evidence_power(
 ) -> dict[str, Any] | None:
     """What this evidence could have seen: the smallest annual Sharpe ratio of the excess
     returns that its DSR gate passes with 80% probability, at its bars, trials, skew and
-    kurtosis (engine.backtest.deflated.minimum_detectable_sharpe). None without a DSR gate
-    or with too few bars to say."""
-    threshold = (DEFAULT_GATES if gates is None else gates).get("min_dsr")
+    kurtosis (engine.backtest.deflated.minimum_detectable_sharpe). Gates without a DSR
+    threshold are read at the shipped default's, the verdict decision pages lead with.
+    None with too few bars to say."""
+    threshold = (gates or {}).get("min_dsr") or DEFAULT_GATES["min_dsr"]
     per_year = bars_per_year(pd.DatetimeIndex(result.equity.index))
     moments = return_moments(excess_returns(result, benchmark))
     if threshold is None or not np.isfinite(per_year) or len(result.equity) < MIN_RETURNS:
