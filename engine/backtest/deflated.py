@@ -255,16 +255,19 @@ def minimum_detectable_sharpe(
     if not 0 < dsr_threshold < 1 or not 0 < power < 1:
         raise ValueError(f"dsr_threshold and power must lie in (0, 1): {dsr_threshold}, {power}")
     trials = max(1, int(trials))
-    common = {
-        "n_bars": n_bars,
-        "trials": trials,
-        "skew": skew,
-        "kurtosis": kurtosis,
-        "trial_sharpe_variance": trial_sharpe_variance,
-    }
-    passing = _bisect(
-        lambda sr: deflated_sharpe_at(sr, **common) >= dsr_threshold, 0.0, _SEARCH_TOP
-    )
+
+    def passes(sharpe: float) -> bool:
+        dsr = deflated_sharpe_at(
+            sharpe,
+            n_bars=n_bars,
+            trials=trials,
+            skew=skew,
+            kurtosis=kurtosis,
+            trial_sharpe_variance=trial_sharpe_variance,
+        )
+        return dsr >= dsr_threshold
+
+    passing = _bisect(passes, 0.0, _SEARCH_TOP)
     target = _NORMAL.inv_cdf(power)
 
     def detected(true_sharpe: float) -> bool:

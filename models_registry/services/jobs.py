@@ -199,7 +199,7 @@ def runs_reconcile(
         lease = running_after if running_after is not None else running_lease(model)
         running_cutoff = now - lease
         stuck_queued = model.objects.filter(status=RunStatus.QUEUED, created_at__lte=queued_cutoff)
-        stuck_running = model.objects.filter(
+        stuck_running: Any = model.objects.filter(
             Q(started_at__lte=running_cutoff)
             | Q(started_at__isnull=True, created_at__lte=running_cutoff),
             status=RunStatus.RUNNING,

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -364,7 +364,7 @@ def _trade_fold(
 # --- the join -----------------------------------------------------------------------------------
 
 
-def fold_failures(results: list[Mapping[str, Any]]) -> list[str]:
+def fold_failures(results: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per failed fold, naming it; empty when every fold returned its trades."""
     failed = []
     for result in sorted(results, key=lambda r: int(r["fold"]["number"])):
@@ -373,7 +373,7 @@ def fold_failures(results: list[Mapping[str, Any]]) -> list[str]:
     return failed
 
 
-def walk_forward_join(results: list[Mapping[str, Any]], run_id: int) -> ValidationRun:
+def walk_forward_join(results: Sequence[Mapping[str, Any]], run_id: int) -> ValidationRun:
     """Judge the joined folds and record the run; any failed fold ends it as an error."""
     run = ValidationRun.objects.select_related("model_version").get(pk=run_id)
     if run.status != RunStatus.RUNNING:
