@@ -164,3 +164,39 @@ def test_folds_fan_out_over_a_training_and_a_backtest_worker_and_the_join_record
     assert "walk_forward_join" in Path(tester.log_path).read_text()
     assert jobs.runs_reconcile() == []
     assert not ValidationRun.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+
+
+@pytest.mark.django_db
+def test_a_fold_job_returns_its_error_instead_of_raising(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    plan = walk_forward.refit_plan(version)
+    run = running_run(version)
+    settings.ENVIRONMENT = "production"  # the guide: never train in production
+    trained = walk_forward.fold_train(run.pk, plan[0].to_dict())
+    assert trained["error"].startswith("training failed: TrainingRefused: refusing to train")
+    assert walk_forward.fold_trade(trained, run.pk) == trained  # passed on to the join
+    settings.ENVIRONMENT = "development"
+    finished = walk_forward.walk_forward_join(
+        [trained, walk_forward.fold_trade(fold_result(plan[1], None), run.pk)], run.pk
+    )
+    assert finished.status == RunStatus.ERROR
+    assert plan[0].name in finished.error and "never train" not in finished.error[:10]
+    late = walk_forward.fold_train(run.pk, plan[1].to_dict())
+    assert late["error"] == "the validation run is no longer running"
+
+
+@pytest.mark.django_db
+def test_a_plan_that_cannot_be_made_ends_the_run_at_once(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    settings.TRADEBOT_VALIDATION_POLICY = {**REFIT_POLICY, "refit_folds": 40}
+    run = running_run(version)
+    assert walk_forward.walk_forward_validation_start(run)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert run.error.startswith("walk-forward evidence cannot be planned: fold 1 of 40")
+    assert not AuditEvent.objects.filter(event_type=walk_forward.FOLDS_DISPATCHED).exists()
