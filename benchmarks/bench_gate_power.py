@@ -59,9 +59,7 @@ HOURS_PER_YEAR = 8766.0
 STEP = pd.Timedelta(hours=1)
 HORIZON = 6
 MIN_TRAIN_DAYS = 50  # the first fold's model trains on at least this much
-DATA = Path(
-    os.environ.get("TRADEBOT_SHARED_DATA_DIR") or PROJECT.parent / "shared" / "data"
-)
+DATA = Path(os.environ.get("TRADEBOT_SHARED_DATA_DIR") or PROJECT.parent / "shared" / "data")
 DEFAULT_DRIFTS = (0.0, 0.0004, 0.0007, 0.001)
 TARGET_SHARPE = 2.0
 
@@ -131,7 +129,9 @@ def planted_evidence(plan: Plan, drift: float, seed: int, work: Path) -> tuple[b
             candles, None, metadata, train_stop=fold.train_stop, output_dir=work / str(fold.number)
         )
         predictor = OnnxPredictor.from_dir(model.output_dir)
-        trades.append(fold_targets(fold, candles, predictor=predictor))
+        # As the service does: the fold's bars and twice the history one prediction needs.
+        history = 2 * int(getattr(predictor, "required_history", 0)) * STEP
+        trades.append(fold_targets(fold, candles.loc[fold.start - history :], predictor=predictor))
     result, judged = judge_refit_evidence(
         candles, trades, POLICY_COSTS, gates=DEFAULT_GATES, trials=plan.trials
     )
@@ -218,7 +218,8 @@ def report(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
             cells.append(f"drift {drift:g}: {tally.text()} (SR {mean:.1f})")
         nulls = ", ".join(f"{n} {t.text()}" for n, t in outcome["nulls"].items())
         seconds = [s for t in outcome["planted"].values() for s in t.seconds]
-        print(f"{plan.label:8} {plan.bars:6} {plan.trials:2}  {plan.power():5.1f}   " + "; ".join(cells))
+        head = f"{plan.label:8} {plan.bars:6} {plan.trials:2}  {plan.power():5.1f}   "
+        print(head + "; ".join(cells))
         print(f"{'':8}  skill-less on real candles: {nulls}")
         print(f"{'':8}  one validation, sequential here: {np.mean(seconds):.0f} s mean")
         rows.append(
@@ -231,7 +232,9 @@ def report(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
                     str(d): {"passed": t.passed, "total": t.total, "sharpes": t.sharpes}
                     for d, t in outcome["planted"].items()
                 },
-                "nulls": {n: {"passed": t.passed, "total": t.total} for n, t in outcome["nulls"].items()},
+                "nulls": {
+                    n: {"passed": t.passed, "total": t.total} for n, t in outcome["nulls"].items()
+                },
                 "acceptable": acceptable(outcome),
                 "seconds_mean": float(np.mean(seconds)) if seconds else None,
             }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,28 @@ def test_a_plan_that_cannot_be_made_ends_the_run_at_once(
     assert run.status == RunStatus.ERROR
     assert run.error.startswith("walk-forward evidence cannot be planned: fold 1 of 40")
     assert not AuditEvent.objects.filter(event_type=walk_forward.FOLDS_DISPATCHED).exists()
+
+
+@pytest.mark.django_db
+def test_a_refit_run_is_left_running_while_its_folds_may_run_then_reconciled(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    run = running_run(version)
+    assert walk_forward.walk_forward_validation_start(run)
+    assert walk_forward.walk_forward_validation_start(run)  # a redelivery dispatches nothing
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+    assert len(run.config[walk_forward.CONFIG_KEY]["folds"]) == 2
+    dispatched = AuditEvent.objects.filter(event_type=walk_forward.FOLDS_DISPATCHED)
+    assert dispatched.count() == 1
+    started = run.started_at
+    lease = walk_forward.walk_forward_lease(2)
+    assert lease > jobs.running_lease(ValidationRun)
+    assert jobs.runs_reconcile(now=started + jobs.running_lease(ValidationRun) * 2) == []
+    assert jobs.runs_reconcile(now=started + lease - timedelta(seconds=5)) == []
+    ended = jobs.runs_reconcile(now=started + lease + timedelta(seconds=5))
+    assert [r.pk for r in ended] == [run.pk]
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR and "reconciled" in run.error
