@@ -9,6 +9,7 @@ with the report. A fold that fails ends the run as an error naming it, never a p
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -226,3 +227,63 @@ def test_a_refit_run_is_left_running_while_its_folds_may_run_then_reconciled(
     assert [r.pk for r in ended] == [run.pk]
     run.refresh_from_db()
     assert run.status == RunStatus.ERROR and "reconciled" in run.error
+
+
+TIMED_POLICY = {"refit_folds": 3, "fold_days": 290}
+
+
+@requires_postgresql
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("keyed_and_anchored")
+@pytest.mark.skipif(
+    not os.environ.get("TRADEBOT_TIME_REFIT_VALIDATION"),
+    reason="a measurement (minutes of CPU): set TRADEBOT_TIME_REFIT_VALIDATION=1",
+)
+def test_time_a_default_configured_version_refitted_on_two_workers(
+    shared_data_dir: Path,
+    tmp_path: Path,
+    settings: Any,
+    celery_worker_factory: Any,
+    keyed_and_anchored: dict[str, str],
+) -> None:
+    """Prints how long the policy's refit validation of a default version takes; asserts only
+    that it finished (no verdict depends on machine speed)."""
+    from engine.data import ValidationPolicy, import_klines_csv, import_sentiment_csv
+    from models_registry.services.training import training_run
+
+    full_store = tmp_path / "store"
+    import_klines_csv(
+        shared_data_dir / "BTCUSDT-1h.csv", full_store, symbol="BTCUSDT", interval="1h",
+        policy=ValidationPolicy(gaps="fill", max_fill=3),
+    )  # fmt: skip
+    import_sentiment_csv(shared_data_dir / "fear_greed_index.csv", full_store)
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.TRADEBOT_DATA_DIR = full_store
+    settings.TRADEBOT_VALIDATION_POLICY = TIMED_POLICY
+    began = time.monotonic()
+    default_version = training_run(symbol="BTCUSDT", options={}, requested_by=None)
+    trained = time.monotonic() - began
+    env = {
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "TRADEBOT_DATA_DIR": str(full_store),
+        "TRADEBOT_VALIDATION_POLICY": json.dumps(TIMED_POLICY),
+        **keyed_and_anchored,
+    }
+    workers = [
+        celery_worker_factory(queues="training,backtest", env=env, name=f"w{n}", ready=False)
+        for n in (1, 2)
+    ]
+    for worker in workers:
+        worker.wait_ready()
+    began = time.monotonic()
+    run = runs.validation_run_request(model_version=default_version, requested_by=None)
+    run = wait_finished(run, workers, timeout=3600)
+    took = time.monotonic() - began
+    print(
+        f"\ndefault version trained in {trained:.0f} s; refit validation "
+        f"({TIMED_POLICY['refit_folds']} folds of {TIMED_POLICY['fold_days']} days, two workers): "
+        f"{took:.0f} s, {run.status}, DSR {run.metrics.get('dsr')}, "
+        f"power: {(run.metrics.get('power') or {}).get('sentence')}"
+    )
+    assert run.status in (RunStatus.PASSED, RunStatus.FAILED), run.error
