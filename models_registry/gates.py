@@ -55,6 +55,11 @@ DEFAULT_VALIDATION_POLICY: dict[str, Any] = {
     "slippage_bps": 5.0,
     "days": 90,  # the guide's 90 out-of-sample days
     "end": None,
+    # Walk-forward evidence re-fitted per fold (#28; models_registry/services/walk_forward.py):
+    # K folds of fold_days ending where the policy window ends, each a model trained with the
+    # version's own configuration on the bars before it. 0: the single policy window.
+    "refit_folds": 0,
+    "fold_days": 90,
 }
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
+# Beside the project by default; TRADEBOT_SHARED_DATA_DIR for a checkout elsewhere (a worktree).
+SHARED_DATA_DIR = Path(
+    os.environ.get("TRADEBOT_SHARED_DATA_DIR") or PROJECT_ROOT.parent / "shared" / "data"
+)
 
 
 @pytest.fixture(scope="session")

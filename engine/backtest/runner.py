@@ -22,11 +22,16 @@ from engine.backtest.baselines import (
     mean_holding_bars,
     random_long_flat_baseline,
 )
-from engine.backtest.deflated import return_moments, sharpe_significance
+from engine.backtest.deflated import (
+    MIN_RETURNS,
+    minimum_detectable_sharpe,
+    return_moments,
+    sharpe_significance,
+)
 from engine.backtest.errors import BacktestError
-from engine.backtest.gates import GateResult, evaluate_gates, gates_passed
+from engine.backtest.gates import DEFAULT_GATES, GateResult, evaluate_gates, gates_passed
 from engine.backtest.guards import NOT_APPLICABLE, check_out_of_sample
-from engine.backtest.metrics import per_bar_returns
+from engine.backtest.metrics import bars_per_year, per_bar_returns
 from engine.backtest.report import json_safe, write_report
 from engine.backtest.simulator import BacktestResult, SimulationConfig, simulate, validate_candles
 from engine.features import FeatureError
@@ -41,6 +46,12 @@ from engine.strategies import (
 )
 
 Progress = Callable[[str], None]
+
+# What the DSR measures skill against: the per-bar returns in excess of this benchmark's. A
+# strategy that rides the market earns buy-and-hold's return and so no excess (#28); "cash"
+# (always flat, a zero return) is the old measure, for a policy that names it.
+DSR_BENCHMARKS = ("buy_and_hold", "cash")
+DEFAULT_DSR_BENCHMARK = "buy_and_hold"
 
 
 @dataclass
@@ -232,6 +243,7 @@ def run_backtest(
     trials: int = 1,
     trial_sharpes: Sequence[float | None] | None = None,
     baseline_seeds: int = DEFAULT_SEEDS,
+    dsr_benchmark: str = DEFAULT_DSR_BENCHMARK,
     data_content_hash: str | None = None,
     output_dir: Path | str | None = None,
     progress: Progress | None = None,
@@ -315,6 +327,7 @@ def run_backtest(
         trials=trials,
         trial_sharpes=trial_sharpes,
         seeds=baseline_seeds,
+        benchmark=dsr_benchmark,
     )
     part_results = []
     if walk_forward > 1:
@@ -337,6 +350,7 @@ def run_backtest(
         config={
             **config.to_dict(),
             "walk_forward": walk_forward,
+            "dsr_benchmark": dsr_benchmark,
             "strategy_params": dict(strategy_params or {}),
         },
         result=result,
@@ -365,14 +379,45 @@ def simulate_and_judge(
     trials: int = 1,
     trial_sharpes: Sequence[float | None] | None = None,
     seeds: int = DEFAULT_SEEDS,
+    benchmark: str = DEFAULT_DSR_BENCHMARK,
 ) -> tuple[BacktestResult, list[GateResult]]:
     """Simulate `targets` on `window`, add significance and baselines, and apply the gates.
 
     The one judgement every backtest gets; `run_backtest` adds the look-ahead gate on top.
     """
     result = simulate(window, targets, config)
-    add_judgement_metrics(result, window, trials=trials, trial_sharpes=trial_sharpes, seeds=seeds)
+    add_judgement_metrics(
+        result,
+        window,
+        trials=trials,
+        trial_sharpes=trial_sharpes,
+        seeds=seeds,
+        benchmark=benchmark,
+    )
+    result.metrics["power"] = evidence_power(
+        result, gates=gates, benchmark=benchmark, trial_sharpes=trial_sharpes
+    )
     return result, evaluate_gates(result.metrics, gates, sample_status=sample_status)
+
+
+def benchmark_returns(result: BacktestResult, benchmark: str) -> np.ndarray:
+    """Per-bar returns of the named benchmark on the run's bars, at the run's costs."""
+    if benchmark not in DSR_BENCHMARKS:
+        raise BacktestError(
+            f"unknown DSR benchmark {benchmark!r}; known: {', '.join(DSR_BENCHMARKS)}"
+        )
+    if benchmark == "cash":
+        return np.zeros(len(result.equity))
+    if result.buy_and_hold_equity is None:
+        raise BacktestError("the buy_and_hold DSR benchmark needs the run's buy-and-hold curve")
+    hold = result.buy_and_hold_equity.reindex(result.equity.index)
+    return per_bar_returns(hold, result.config.initial_equity)
+
+
+def excess_returns(result: BacktestResult, benchmark: str = DEFAULT_DSR_BENCHMARK) -> np.ndarray:
+    """The strategy's per-bar returns minus the benchmark's: what the DSR deflates."""
+    own = per_bar_returns(result.equity, result.config.initial_equity)
+    return own - benchmark_returns(result, benchmark)
 
 
 def add_judgement_metrics(
@@ -382,27 +427,45 @@ def add_judgement_metrics(
     trials: int,
     trial_sharpes: Sequence[float | None] | None,
     seeds: int,
+    benchmark: str = DEFAULT_DSR_BENCHMARK,
 ) -> None:
     """Put PSR, DSR and the baselines into `result.metrics`, where the gates read them.
 
-    PSR is against buy-and-hold's per-bar Sharpe ratio over the same bars; DSR against the
-    Sharpe ratio the best of `trials` skill-less attempts would reach (engine.backtest.deflated).
+    PSR is the strategy's own per-bar Sharpe ratio against buy-and-hold's over the same bars.
+    DSR deflates the Sharpe ratio of the per-bar returns in excess of `benchmark`'s against
+    the Sharpe ratio the best of `trials` skill-less attempts would reach
+    (engine.backtest.deflated): being long a rising market is not skill.
+    `sharpe_per_bar` (what trials record) is that excess Sharpe ratio.
     """
     metrics = result.metrics
     initial = result.config.initial_equity
     hold = metrics.get("buy_and_hold") or {}
-    benchmark = 0.0
+    benchmark_sharpe = 0.0
     if result.buy_and_hold_equity is not None:
         moments = return_moments(per_bar_returns(result.buy_and_hold_equity, initial))
-        benchmark = 0.0 if isinstance(moments, str) else moments.sharpe
-    significance = sharpe_significance(
-        per_bar_returns(result.equity, initial),
-        benchmark_sharpe=benchmark,
-        trials=trials,
-        trial_sharpes=list(trial_sharpes) if trial_sharpes is not None else None,
+        benchmark_sharpe = 0.0 if isinstance(moments, str) else moments.sharpe
+    own = sharpe_significance(
+        per_bar_returns(result.equity, initial), benchmark_sharpe=benchmark_sharpe, trials=1
+    )
+    # A strategy whose own returns cannot be measured (it never held a position) has shown
+    # no skill: its excess over the benchmark is only the benchmark's move, not a DSR.
+    significance = (
+        own
+        if own.reason and own.sharpe is None
+        else sharpe_significance(
+            excess_returns(result, benchmark),
+            benchmark_sharpe=0.0,
+            trials=trials,
+            trial_sharpes=list(trial_sharpes) if trial_sharpes is not None else None,
+        )
     )
     metrics.update(significance.to_dict())
-    metrics["benchmark_sharpe_per_bar"] = benchmark
+    metrics["psr"] = own.psr
+    metrics["own_sharpe_per_bar"] = own.sharpe
+    metrics["dsr_benchmark"] = benchmark
+    if significance is not own and significance.reason:
+        metrics["significance_reason"] = f"excess over {benchmark}: {significance.reason}"
+    metrics["benchmark_sharpe_per_bar"] = benchmark_sharpe
     random = random_long_flat_baseline(
         window,
         exposure=float(metrics["exposure"]),
@@ -419,6 +482,38 @@ def add_judgement_metrics(
         "always_flat": always_flat(),
         "random_long_flat": random.to_dict(),
     }
+
+
+def evidence_power(
+    result: BacktestResult,
+    *,
+    gates: Mapping[str, float | None] | None,
+    benchmark: str = DEFAULT_DSR_BENCHMARK,
+    trial_sharpes: Sequence[float | None] | None = None,
+) -> dict[str, Any] | None:
+    """What this evidence could have seen: the smallest annual Sharpe ratio of the excess
+    returns that its DSR gate passes with 80% probability, at its bars, trials, skew and
+    kurtosis (engine.backtest.deflated.minimum_detectable_sharpe). Gates without a DSR
+    threshold are read at the shipped default's, the verdict decision pages lead with.
+    None with too few bars to say."""
+    threshold = (gates or {}).get("min_dsr") or DEFAULT_GATES["min_dsr"]
+    per_year = bars_per_year(pd.DatetimeIndex(result.equity.index))
+    moments = return_moments(excess_returns(result, benchmark))
+    if threshold is None or not np.isfinite(per_year) or len(result.equity) < MIN_RETURNS:
+        return None
+    skew, kurtosis = (0.0, 3.0) if isinstance(moments, str) else (moments.skew, moments.kurtosis)
+    known = [s for s in (trial_sharpes or []) if s is not None and np.isfinite(s)]
+    spread = float(np.var(np.asarray(known), ddof=1)) if len(known) >= 2 else 0.0
+    found = minimum_detectable_sharpe(
+        n_bars=len(result.equity),
+        trials=int(result.metrics.get("trials") or 1),
+        bars_per_year=per_year,
+        skew=skew,
+        kurtosis=kurtosis,
+        dsr_threshold=float(threshold),
+        trial_sharpe_variance=spread,
+    )
+    return found.to_dict()
 
 
 LOOKAHEAD_SKIPPED = "the look-ahead check was skipped"

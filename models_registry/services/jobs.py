@@ -233,11 +233,13 @@ def runs_reconcile(
         lease = running_after if running_after is not None else running_lease(model)
         running_cutoff = now - lease
         stuck_queued = model.objects.filter(status=RunStatus.QUEUED, created_at__lte=queued_cutoff)
-        stuck_running = model.objects.filter(
+        stuck_running: Any = model.objects.filter(
             Q(started_at__lte=running_cutoff)
             | Q(started_at__isnull=True, created_at__lte=running_cutoff),
             status=RunStatus.RUNNING,
         )
+        if model is ValidationRun and running_after is None:
+            stuck_running = _past_walk_forward_lease(stuck_running, now)
         for run in stuck_queued:
             ended.append(
                 run_fail(
@@ -257,6 +259,21 @@ def runs_reconcile(
                 )
             )
     return ended
+
+
+def _past_walk_forward_lease(runs: Any, now: datetime) -> list[Any]:
+    """A run fanned out into re-fitted folds runs longer: its lease counts its folds (#28)."""
+    from models_registry.services.walk_forward import CONFIG_KEY, walk_forward_lease
+
+    past = []
+    for run in runs:
+        plan = (run.config or {}).get(CONFIG_KEY)
+        if isinstance(plan, dict):
+            started = run.started_at or run.created_at
+            if started > now - walk_forward_lease(len(plan.get("folds") or [])):
+                continue  # its folds may still be running
+        past.append(run)
+    return past
 
 
 def _reconciled_event(run: Job) -> str:

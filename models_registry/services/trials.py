@@ -63,6 +63,20 @@ def trials_for_window(
 _TRAINING_KINDS = (ModelTrial.KIND_TRAINING, ModelTrial.KIND_SEARCH)
 
 
+def trials_counted_for_refit(
+    version: ModelVersion, start: datetime, stop: datetime, *, folds: int
+) -> TrialCount:
+    """A walk-forward validation's count: as for one window over its evidence, plus each fold's
+    model, which is one more model fitted and looked at (#28).
+
+    The fold models are recorded as training trials of the version when the run completes
+    (models_registry/services/walk_forward.py), so later validations count them too.
+    """
+    counted = trials_for_window(model_name=version.name, version=version, start=start, stop=stop)
+    by_kind = {**counted.by_kind, "fold_model": folds}
+    return TrialCount(counted.trials + folds, counted.sharpes, by_kind)
+
+
 def _run_kind(run: ValidationRun) -> str:
     if run.kind == ValidationRun.KIND_SCHEDULED:
         return ModelTrial.KIND_SCHEDULED

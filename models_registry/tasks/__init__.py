@@ -13,6 +13,7 @@ from models_registry.tasks import (
     monitoring,
     paper,
     training,
+    walk_forward,
     webhook,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "monitoring",
     "paper",
     "training",
+    "walk_forward",
     "webhook",
 ]

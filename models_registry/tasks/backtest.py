@@ -16,6 +16,7 @@ from deployment import crash_points
 from models_registry.models import ValidationRun
 from models_registry.services.runs import run_claim, run_fail
 from models_registry.services.validation import validation_execute
+from models_registry.services.walk_forward import walk_forward_validation_start
 from tradebot.queues import BACKTEST, queue_options
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ def run_validation(self: Task, run_id: int) -> dict[str, Any]:
     run = claim.job
     crash_points.reached("validation_claimed")  # test-only: kill -9 here when armed
     try:
+        # A policy run under a policy with refit folds fans out into fold jobs; their
+        # chord's join records it (models_registry/services/walk_forward.py).
+        if walk_forward_validation_start(run):
+            return {"run": run_id, "walk_forward": True}
         finished = validation_execute(run)
     except Exception as exc:
         # A bug, not bad input: the run must not stay 'running' for ever.

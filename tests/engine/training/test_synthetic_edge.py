@@ -35,12 +35,17 @@ DRIFT, NOISE, STAY = 0.003, 0.004, 0.97
 pytestmark = pytest.mark.slow
 
 
-def synthetic_candles(seed: int, *, drift: float) -> pd.DataFrame:
-    """Log returns: drift times a hidden +/-1 regime kept with probability STAY, plus noise."""
+def synthetic_candles(
+    seed: int, *, drift: float, rows: int = ROWS, noise: float = NOISE, stay: float = STAY
+) -> pd.DataFrame:
+    """Log returns: drift times a hidden +/-1 regime kept with probability STAY, plus noise.
+
+    Also the planted-edge market of benchmarks/bench_gate_power.py (longer, other strengths).
+    """
     rng = np.random.default_rng(seed)
-    flips = rng.random(ROWS) > STAY
+    flips = rng.random(rows) > stay
     regime = np.where(np.cumsum(flips) % 2 == 0, 1.0, -1.0)
-    closes = 100.0 * np.exp(np.cumsum(drift * regime + rng.normal(0.0, NOISE, ROWS)))
+    closes = 100.0 * np.exp(np.cumsum(drift * regime + rng.normal(0.0, noise, rows)))
     opens = np.concatenate(([100.0], closes[:-1]))
     frame = make_candles(
         opens, np.maximum(opens, closes) * 1.001, np.minimum(opens, closes) * 0.999, closes

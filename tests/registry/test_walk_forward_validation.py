@@ -1,0 +1,289 @@
+"""Policy validation on walk-forward evidence re-fitted per fold, over real Celery workers (#28).
+
+A policy with ``refit_folds`` fans a validation out: each fold's model is trained (training
+worker) on the bars before the fold and trades the fold (backtest worker); the chord's join
+judges the folds joined and records the run, one trial per fold model and the fold models
+with the report. A fold that fails ends the run as an error naming it, never a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from models_registry.models import AuditEvent, ModelTrial, ModelVersion, RunStatus, ValidationRun
+from models_registry.services import jobs, runs, walk_forward
+from models_registry.services.validation import ValidationOptions, validation_run_create_inline
+from tests.registry.conftest import requires_postgresql
+from tests.registry_commands.test_run_backtest import (  # noqa: F401 -- fixtures
+    GENEROUS_GATES,
+    media,
+    model_dir,
+    store,
+    version,
+)
+
+REFIT_POLICY = {"days": 10, "refit_folds": 2, "fold_days": 5}
+
+
+def running_run(version: ModelVersion) -> ValidationRun:  # noqa: F811
+    return validation_run_create_inline(
+        model_version=version, requested_by=None, options=ValidationOptions()
+    )
+
+
+def fold_result(fold: Any, error: str | None) -> dict[str, Any]:
+    return {"fold": fold.to_dict(), "error": error}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("failing", [[1], [2], [1, 2]])
+def test_a_failed_fold_ends_the_run_as_an_error_naming_it_never_a_pass(
+    failing: list[int],
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    settings.TRADEBOT_GATES = GENEROUS_GATES
+    plan = walk_forward.refit_plan(version)
+    run = running_run(version)
+    results = [
+        fold_result(f, "training failed: boom" if f.number in failing else None) for f in plan
+    ]
+
+    finished = walk_forward.walk_forward_join(results, run.pk)
+
+    assert finished.status == RunStatus.ERROR and finished.passed is False
+    for fold in plan:
+        assert (fold.name in finished.error) == (fold.number in failing)
+    assert f"failed in {len(failing)} of 2 folds" in finished.error
+    assert not ModelTrial.objects.filter(detail__validation_run=run.pk).exists()
+    # a late join (a redelivery) changes nothing
+    again = walk_forward.walk_forward_join([fold_result(f, None) for f in plan], run.pk)
+    assert again.status == RunStatus.ERROR
+
+
+@pytest.mark.django_db
+def test_the_plan_ends_at_the_policy_window_and_a_short_history_is_refused(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    plan = walk_forward.refit_plan(version)
+    first_unseen = pd.Timestamp(version.first_unseen_at)
+    assert plan[-1].stop == first_unseen + pd.Timedelta(days=10)
+    assert [f.stop - f.start for f in plan] == [pd.Timedelta(days=5)] * 2
+    horizon = version.metadata["horizon"]
+    assert plan[0].start - plan[0].train_stop == pd.Timedelta(hours=2 * horizon)
+    settings.TRADEBOT_VALIDATION_POLICY = {**REFIT_POLICY, "refit_folds": 40}
+    with pytest.raises(walk_forward.ValidationRefused, match="fold 1 of 40"):
+        walk_forward.refit_plan(version)
+
+
+@pytest.mark.django_db
+def test_only_a_policy_request_is_refitted(version: ModelVersion, settings: Any) -> None:  # noqa: F811
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    run = running_run(version)
+    assert walk_forward.refit_applies(run, ValidationOptions())
+    assert not walk_forward.refit_applies(run, ValidationOptions(days=5))
+    assert not walk_forward.refit_applies(run, ValidationOptions(fee_bps=0.0))
+    assert not walk_forward.refit_applies(run, ValidationOptions(comparison=True))
+    settings.TRADEBOT_VALIDATION_POLICY = {"days": 10}
+    assert not walk_forward.refit_applies(run, ValidationOptions())
+
+
+def wait_finished(run: ValidationRun, workers: list[Any], timeout: float = 600) -> ValidationRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+            return run
+        for worker in workers:
+            assert worker.poll() is None, Path(worker.log_path).read_text()[-4000:]
+        time.sleep(1)
+    logs = "\n".join(Path(w.log_path).read_text()[-3000:] for w in workers)
+    raise AssertionError(f"run still {run.status} after {timeout}s:\n{logs}")
+
+
+@requires_postgresql
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("keyed_and_anchored")
+def test_folds_fan_out_over_a_training_and_a_backtest_worker_and_the_join_records_the_run(
+    version: ModelVersion,  # noqa: F811
+    media: Path,  # noqa: F811
+    store: Path,  # noqa: F811
+    settings: Any,
+    celery_worker_factory: Any,
+    keyed_and_anchored: dict[str, str],
+) -> None:
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    settings.TRADEBOT_GATES = GENEROUS_GATES
+    env = {
+        "MEDIA_ROOT": str(media),
+        "TRADEBOT_DATA_DIR": str(store),
+        "TRADEBOT_GATES": json.dumps(GENEROUS_GATES),
+        "TRADEBOT_VALIDATION_POLICY": json.dumps(REFIT_POLICY),
+        **keyed_and_anchored,
+    }
+    trainer = celery_worker_factory(queues="training", env=env, name="trainer", ready=False)
+    tester = celery_worker_factory(queues="backtest", env=env, name="tester", ready=False)
+    trainer.wait_ready()
+    tester.wait_ready()
+
+    run = runs.validation_run_request(model_version=version, requested_by=None)
+    run = wait_finished(run, [trainer, tester])
+
+    assert run.status in (RunStatus.PASSED, RunStatus.FAILED), run.error
+    plan = walk_forward.refit_plan(version)
+    assert [f["number"] for f in run.metrics["refit_folds"]] == [1, 2]
+    assert run.window_start == plan[0].start.to_pydatetime()
+    assert run.metrics["bars"] == 2 * 5 * 24
+    recorded = run.config[walk_forward.CONFIG_KEY]["folds"]
+    assert [f["model"]["onnx_sha256"] for f in recorded] != [None, None]
+    assert recorded[0]["model"]["onnx_sha256"] != recorded[1]["model"]["onnx_sha256"]
+    assert run.config["trials"]["fold_models"] == 2
+    assert run.metrics["trials"] == run.config["trials"]["trials"] >= 4  # train+run+2 folds
+    assert run.metrics["power"]["trials"] == run.metrics["trials"]
+    fold_trials = ModelTrial.objects.filter(detail__validation_run=run.pk)
+    assert sorted(t.detail["fold"] for t in fold_trials) == [1, 2]
+    assert ModelTrial.objects.filter(validation_run=run).count() == 1
+    dispatched = AuditEvent.objects.filter(
+        event_type=walk_forward.FOLDS_DISPATCHED, object_id=str(run.pk)
+    )
+    assert dispatched.count() == 1
+    report = Path(settings.MEDIA_ROOT) / run.report_dir
+    assert len(list((report / "folds").glob("fold-*/model/*.onnx"))) == 2
+    assert "walk_forward_train_fold" in Path(trainer.log_path).read_text()
+    assert "walk_forward_trade_fold" in Path(tester.log_path).read_text()
+    assert "walk_forward_join" in Path(tester.log_path).read_text()
+    assert jobs.runs_reconcile() == []
+    assert not ValidationRun.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+
+
+@pytest.mark.django_db
+def test_a_fold_job_returns_its_error_instead_of_raising(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    plan = walk_forward.refit_plan(version)
+    run = running_run(version)
+    settings.ENVIRONMENT = "production"  # the guide: never train in production
+    trained = walk_forward.fold_train(run.pk, plan[0].to_dict())
+    assert trained["error"].startswith("training failed: TrainingRefused: refusing to train")
+    assert walk_forward.fold_trade(trained, run.pk) == trained  # passed on to the join
+    settings.ENVIRONMENT = "development"
+    finished = walk_forward.walk_forward_join(
+        [trained, walk_forward.fold_trade(fold_result(plan[1], None), run.pk)], run.pk
+    )
+    assert finished.status == RunStatus.ERROR
+    assert plan[0].name in finished.error and "never train" not in finished.error[:10]
+    late = walk_forward.fold_train(run.pk, plan[1].to_dict())
+    assert late["error"] == "the validation run is no longer running"
+
+
+@pytest.mark.django_db
+def test_a_plan_that_cannot_be_made_ends_the_run_at_once(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    settings.TRADEBOT_VALIDATION_POLICY = {**REFIT_POLICY, "refit_folds": 40}
+    run = running_run(version)
+    assert walk_forward.walk_forward_validation_start(run)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR
+    assert run.error.startswith("walk-forward evidence cannot be planned: fold 1 of 40")
+    assert not AuditEvent.objects.filter(event_type=walk_forward.FOLDS_DISPATCHED).exists()
+
+
+@pytest.mark.django_db
+def test_a_refit_run_is_left_running_while_its_folds_may_run_then_reconciled(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    run = running_run(version)
+    assert walk_forward.walk_forward_validation_start(run)
+    assert walk_forward.walk_forward_validation_start(run)  # a redelivery dispatches nothing
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+    assert len(run.config[walk_forward.CONFIG_KEY]["folds"]) == 2
+    dispatched = AuditEvent.objects.filter(event_type=walk_forward.FOLDS_DISPATCHED)
+    assert dispatched.count() == 1
+    started = run.started_at
+    lease = walk_forward.walk_forward_lease(2)
+    assert lease > jobs.running_lease(ValidationRun)
+    assert jobs.runs_reconcile(now=started + jobs.running_lease(ValidationRun) * 2) == []
+    assert jobs.runs_reconcile(now=started + lease - timedelta(seconds=5)) == []
+    ended = jobs.runs_reconcile(now=started + lease + timedelta(seconds=5))
+    assert [r.pk for r in ended] == [run.pk]
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERROR and "reconciled" in run.error
+
+
+TIMED_POLICY = {"refit_folds": 3, "fold_days": 290}
+
+
+@requires_postgresql
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("keyed_and_anchored")
+@pytest.mark.skipif(
+    not os.environ.get("TRADEBOT_TIME_REFIT_VALIDATION"),
+    reason="a measurement (minutes of CPU): set TRADEBOT_TIME_REFIT_VALIDATION=1",
+)
+def test_time_a_default_configured_version_refitted_on_two_workers(
+    shared_data_dir: Path,
+    tmp_path: Path,
+    settings: Any,
+    celery_worker_factory: Any,
+    keyed_and_anchored: dict[str, str],
+) -> None:
+    """Prints how long the policy's refit validation of a default version takes; asserts only
+    that it finished (no verdict depends on machine speed)."""
+    from engine.data import ValidationPolicy, import_klines_csv, import_sentiment_csv
+    from models_registry.services.training import training_run
+
+    full_store = tmp_path / "store"
+    import_klines_csv(
+        shared_data_dir / "BTCUSDT-1h.csv", full_store, symbol="BTCUSDT", interval="1h",
+        policy=ValidationPolicy(gaps="fill", max_fill=3),
+    )  # fmt: skip
+    import_sentiment_csv(shared_data_dir / "fear_greed_index.csv", full_store)
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.TRADEBOT_DATA_DIR = full_store
+    settings.TRADEBOT_VALIDATION_POLICY = TIMED_POLICY
+    began = time.monotonic()
+    default_version = training_run(symbol="BTCUSDT", options={}, requested_by=None)
+    trained = time.monotonic() - began
+    env = {
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "TRADEBOT_DATA_DIR": str(full_store),
+        "TRADEBOT_VALIDATION_POLICY": json.dumps(TIMED_POLICY),
+        **keyed_and_anchored,
+    }
+    workers = [
+        celery_worker_factory(queues="training,backtest", env=env, name=f"w{n}", ready=False)
+        for n in (1, 2)
+    ]
+    for worker in workers:
+        worker.wait_ready()
+    began = time.monotonic()
+    run = runs.validation_run_request(model_version=default_version, requested_by=None)
+    run = wait_finished(run, workers, timeout=3600)
+    took = time.monotonic() - began
+    print(
+        f"\ndefault version trained in {trained:.0f} s; refit validation "
+        f"({TIMED_POLICY['refit_folds']} folds of {TIMED_POLICY['fold_days']} days, two workers): "
+        f"{took:.0f} s, {run.status}, DSR {run.metrics.get('dsr')}, "
+        f"power: {(run.metrics.get('power') or {}).get('sentence')}"
+    )
+    assert run.status in (RunStatus.PASSED, RunStatus.FAILED), run.error
