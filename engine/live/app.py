@@ -14,9 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from engine.live.brokers import Broker, LiveBroker, LiveStartError, PaperBroker
 from engine.live.candles import candles_from_frame
@@ -34,6 +32,9 @@ from engine.live.runner import TradingEngine
 from engine.live.sentiment import LiveSentiment
 from engine.live.status import StatusReporter
 from engine.live.strategy import StrategyError, build_strategy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("engine.live")
 
