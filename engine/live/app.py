@@ -288,7 +288,7 @@ def _publish_quietly(status: StatusReporter, **fields: Any) -> None:
 
 
 def _run(options: EngineOptions, status: StatusReporter) -> int:
-    from engine.data.intervals import interval_timedelta
+    from engine.data.intervals import interval_step
 
     started = time.perf_counter()
     stop_event = threading.Event()
@@ -323,7 +323,7 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         model_version=predictor.version,
         model_sha256=predictor.sha256,
         serving_backup=predictor.serving_backup,
-        interval_seconds=interval_timedelta(interval).total_seconds(),
+        interval_seconds=interval_step(interval).total_seconds(),
     )
 
     broker: Broker  # paper or live: the engine only needs the protocol
@@ -356,7 +356,7 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         risk=RiskManager(limits, past_order_times=journal.state.order_candles),
         status=status,
         symbol=symbol,
-        interval=interval_timedelta(interval),
+        interval=interval_step(interval),
         history_size=history,
         initial_cash=options.initial_cash,
         sentiment=_sentiment(options, bool(metadata.get("uses_sentiment"))),
