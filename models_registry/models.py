@@ -750,6 +750,12 @@ class AuditEvent(AppendOnlyModel):
     data = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64, unique=True)
     row_hash = models.CharField(max_length=64, unique=True)
+    # The exact bytes row_hash covers (services.audit.row_payload), written with the row so
+    # that verifying hashes stored bytes instead of rebuilding JSON per row
+    # (services/audit_payload.py). Redundant by design: verification checks it against the
+    # columns and the hash, so a tampered payload is found like a tampered column. NULL only
+    # for rows written around the service; those are verified from their columns.
+    payload = models.BinaryField(null=True, editable=False)
 
     append_only_label = "Audit events"
     objects = AppendOnlyQuerySet.as_manager()

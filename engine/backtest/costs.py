@@ -1,28 +1,6 @@
-"""Trading costs, shared by the backtester and the live paper broker.
+"""Trading costs: the definitions live in engine.costs (the paper engine imports them without
+the backtest package); re-exported here for the backtester."""
 
-Kept tiny and stable: the paper broker imports these so that paper trading and the
-backtest charge exactly the same costs.
-"""
+from engine.costs import BPS, fee, fill_price
 
-from __future__ import annotations
-
-BPS = 1e-4  # one basis point as a fraction
-
-
-def fill_price(open_price: float, side: int, slippage_bps: float) -> float:
-    """The price a market order fills at: the reference price moved against the trade.
-
-    `side` is +1 for a buy and -1 for a sell; a buy pays more, a sell receives less.
-    """
-    if side not in (1, -1):
-        raise ValueError(f"side must be +1 (buy) or -1 (sell), got {side!r}")
-    if slippage_bps < 0:
-        raise ValueError(f"slippage_bps must be >= 0, got {slippage_bps}")
-    return float(open_price) * (1.0 + side * slippage_bps * BPS)
-
-
-def fee(notional: float, fee_bps: float) -> float:
-    """The fee charged on one fill: a rate of the traded notional (price x quantity, unsigned)."""
-    if fee_bps < 0:
-        raise ValueError(f"fee_bps must be >= 0, got {fee_bps}")
-    return abs(float(notional)) * fee_bps * BPS
+__all__ = ["BPS", "fee", "fill_price"]

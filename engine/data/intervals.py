@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Binance's fixed-length intervals. "1M" (a calendar month) has no fixed length
 # and is not supported by the store, whose gap checks need a constant step.
@@ -29,8 +33,15 @@ SUPPORTED_INTERVALS = tuple(_INTERVAL_SECONDS)
 
 def interval_timedelta(interval: str) -> pd.Timedelta:
     """The length of one candle; raises ValueError naming the supported intervals."""
+    import pandas as pd
+
+    return pd.Timedelta(interval_step(interval))
+
+
+def interval_step(interval: str) -> timedelta:
+    """interval_timedelta without pandas (the live engine); the same ValueError."""
     try:
-        return pd.Timedelta(seconds=_INTERVAL_SECONDS[interval])
+        return timedelta(seconds=_INTERVAL_SECONDS[interval])
     except KeyError:
         raise ValueError(
             f"unsupported interval {interval!r}; use one of {', '.join(SUPPORTED_INTERVALS)}"
@@ -38,4 +49,4 @@ def interval_timedelta(interval: str) -> pd.Timedelta:
 
 
 def interval_ms(interval: str) -> int:
-    return int(interval_timedelta(interval).total_seconds() * 1000)
+    return int(interval_step(interval).total_seconds() * 1000)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from engine.features import FeatureError, feature_params_from_metadata
+from engine.features.kernels import FeatureError, feature_params_from_metadata
 from engine.inference.artifacts import METADATA_SUFFIX, model_names_in
 
 CHECK_NAMES = (

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
-import pandas as pd
 
-from engine.data import interval_timedelta
-from engine.features import (
-    FeatureError,
-    check_no_gaps,
-    latest_model_input,
-    model_inputs,
-    required_history,
-)
+from engine.features.kernels import FeatureError, required_history
 from engine.inference.checks import (
     CheckResult,
     ModelFiles,
@@ -25,6 +17,9 @@ from engine.inference.checks import (
     raise_first_failure,
     run_checks,
 )
+
+if TYPE_CHECKING:  # frames are the batch path's; the live engine runs predict_windows only
+    import pandas as pd
 
 # Windows per ONNX Runtime call: big enough to amortise the call, small enough
 # that a multi-year backtest does not hold every window's output twice.
@@ -51,7 +46,6 @@ class OnnxPredictor:
         self.serving_backup: bool = files.serving_backup
         self._input_name: str = self.metadata["onnx"]["input_name"]
         self.required_history: int = required_history(self.metadata)
-        self._step = interval_timedelta(self.metadata["interval"])
 
     @classmethod
     def from_dir(cls, model_dir: Path | str, name: str | None = None) -> OnnxPredictor:
@@ -102,6 +96,10 @@ class OnnxPredictor:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> pd.Series:
         """One prediction per bar, made at its close from it and earlier bars; NaN in warm-up."""
+        import pandas as pd
+
+        from engine.features.pipeline import model_inputs
+
         self._check_inputs(candles, sentiment)
         inputs = model_inputs(candles, sentiment, self.metadata)
         values = self.predict_windows(inputs.windows, chunk_size)
@@ -111,6 +109,8 @@ class OnnxPredictor:
 
     def predict_latest(self, candles: pd.DataFrame, sentiment: pd.Series | None = None) -> float:
         """The prediction at the close of the last bar, from the last `required_history` bars."""
+        from engine.features.pipeline import latest_model_input
+
         recent = candles.iloc[-self.required_history :]
         self._check_inputs(recent, sentiment)
         if len(recent) < self.required_history:
@@ -124,4 +124,7 @@ class OnnxPredictor:
     def _check_inputs(self, candles: pd.DataFrame, sentiment: pd.Series | None) -> None:
         if self.uses_sentiment and sentiment is None:
             raise FeatureError(f"{self.name} uses sentiment: pass the fear_greed series")
-        check_no_gaps(candles, self._step)
+        from engine.data.intervals import interval_timedelta
+        from engine.features.pipeline import check_no_gaps
+
+        check_no_gaps(candles, interval_timedelta(self.metadata["interval"]))

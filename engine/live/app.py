@@ -14,9 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from engine.live.brokers import Broker, LiveBroker, LiveStartError, PaperBroker
 from engine.live.candles import candles_from_frame
@@ -34,6 +32,9 @@ from engine.live.runner import TradingEngine
 from engine.live.sentiment import LiveSentiment
 from engine.live.status import StatusReporter
 from engine.live.strategy import StrategyError, build_strategy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("engine.live")
 
@@ -287,7 +288,7 @@ def _publish_quietly(status: StatusReporter, **fields: Any) -> None:
 
 
 def _run(options: EngineOptions, status: StatusReporter) -> int:
-    from engine.data.intervals import interval_timedelta
+    from engine.data.intervals import interval_step
 
     started = time.perf_counter()
     stop_event = threading.Event()
@@ -322,7 +323,7 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         model_version=predictor.version,
         model_sha256=predictor.sha256,
         serving_backup=predictor.serving_backup,
-        interval_seconds=interval_timedelta(interval).total_seconds(),
+        interval_seconds=interval_step(interval).total_seconds(),
     )
 
     broker: Broker  # paper or live: the engine only needs the protocol
@@ -355,7 +356,7 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         risk=RiskManager(limits, past_order_times=journal.state.order_candles),
         status=status,
         symbol=symbol,
-        interval=interval_timedelta(interval),
+        interval=interval_step(interval),
         history_size=history,
         initial_cash=options.initial_cash,
         sentiment=_sentiment(options, bool(metadata.get("uses_sentiment"))),

@@ -66,9 +66,8 @@ FeeFn = Callable[[float, float], float]
 
 
 def _backtest_costs() -> tuple[FillPriceFn, FeeFn]:
-    # Imported here so that a missing backtest package fails the paper broker, not the
-    # whole engine (the live path does not need it).
-    from engine.backtest import costs
+    # The backtester's own cost functions (engine.costs), without the backtest package.
+    from engine import costs
 
     return costs.fill_price, costs.fee
 

@@ -5,17 +5,36 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PRICE_FIELDS = ("open", "high", "low", "close")
 FRAME_COLUMNS = (*PRICE_FIELDS, "volume")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_ns(moment: datetime) -> int:
+    """A UTC moment (datetime or pandas Timestamp) as nanoseconds since the epoch."""
+    value = getattr(moment, "value", None)  # a pandas Timestamp's exact nanoseconds
+    if isinstance(value, int):
+        return value
+    return (moment - EPOCH) // _MICROSECOND * 1000
+
+
+def utc_from_ms(milliseconds: int) -> datetime:
+    """Binance's open times (ms since the epoch) as a UTC datetime; no pandas on the live path."""
+    return EPOCH + timedelta(milliseconds=milliseconds)
 
 
 @dataclass(frozen=True)
 class Candle:
-    open_time: pd.Timestamp  # UTC, the candle's open (the frame's index)
+    open_time: datetime  # UTC, the candle's open (a pandas Timestamp from a frame)
     open: float
     high: float
     low: float
@@ -45,6 +64,8 @@ class Candle:
 
 def candles_from_frame(frame: pd.DataFrame) -> list[Candle]:
     """Rows of a candle frame (docs/interfaces.md) as Candle objects, in order."""
+    import pandas as pd  # replay and paper-from-CSV only
+
     missing = [c for c in (*PRICE_FIELDS, "volume") if c not in frame.columns]
     if missing:
         raise ValueError(f"candle frame lacks column(s) {', '.join(missing)}")
@@ -79,17 +100,20 @@ class CandleBuffer:
         self._rows.append(candle)
 
     @property
-    def last_open_time(self) -> pd.Timestamp | None:
+    def last_open_time(self) -> datetime | None:
         return self._rows[-1].open_time if self._rows else None
 
     def frame(self) -> pd.DataFrame:
+        """The strategies' frame path (a strategy without a live decider); imports pandas."""
+        import pandas as pd
+
         # Built from arrays, not from lists of Timestamps and floats: this runs at every close
         # and sits on the candle-to-decision path, where the slow constructors cost ~0.2 ms.
         rows = self._rows
         values = np.array(
             [(c.open, c.high, c.low, c.close, c.volume) for c in rows], dtype="float64"
         ).reshape(len(rows), len(FRAME_COLUMNS))
-        open_ns = np.array([c.open_time.value for c in rows], dtype="int64")
+        open_ns = np.array([epoch_ns(c.open_time) for c in rows], dtype="int64")
         index = pd.DatetimeIndex(open_ns.view("datetime64[ns]"), name="open_time").tz_localize(
             "UTC"
         )

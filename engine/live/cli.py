@@ -12,9 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from engine.dates import DateError, check_window, parse_utc
 from engine.live import app
@@ -22,11 +20,16 @@ from engine.live.config import default_journal_dir, default_model_dir, default_s
 from engine.live.journal import JournalError, read_journal
 from engine.strategies import STRATEGIES, strategy_spec
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger("engine.live")
 
 
 def _utc_time(text: str) -> pd.Timestamp:
     """ISO 8601 only (engine.dates): ``12/03/2025`` is an error, not a guess."""
+    import pandas as pd  # replay only: the live path runs without pandas
+
     try:
         return pd.Timestamp(parse_utc(text))
     except DateError as exc:

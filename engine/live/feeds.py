@@ -12,11 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-import pandas as pd
-
-from engine.live.candles import Candle
+from engine.live.candles import Candle, epoch_ns, utc_from_ms
 
 log = logging.getLogger("engine.live.feed")
 
@@ -40,10 +39,10 @@ class ReplayFeed:
         self,
         candles: Sequence[Candle],
         *,
-        interval: pd.Timedelta,
+        interval: timedelta,
         speed: float = 0.0,
         stop_event: threading.Event | None = None,
-        trade_from: pd.Timestamp | None = None,
+        trade_from: datetime | None = None,
     ) -> None:
         if speed < 0:
             raise ValueError(f"replay speed must be >= 0, got {speed}")
@@ -85,7 +84,7 @@ def parse_kline(row: Any) -> tuple[Candle, int]:
         raise FeedError(f"kline row is not a list of >= 7 fields: {str(row)[:120]!r}")
     try:
         candle = Candle(
-            open_time=pd.Timestamp(int(row[0]), unit="ms", tz="UTC"),
+            open_time=utc_from_ms(int(row[0])),
             open=float(row[1]),
             high=float(row[2]),
             low=float(row[3]),
@@ -135,8 +134,8 @@ class BinanceKlineFeed:
         *,
         symbol: str,
         interval: str,
-        interval_delta: pd.Timedelta,
-        last_processed: pd.Timestamp | None,
+        interval_delta: timedelta,
+        last_processed: datetime | None,
         history: int,
         stop_event: threading.Event,
         poll_seconds: float = 5.0,
@@ -148,7 +147,7 @@ class BinanceKlineFeed:
         self.symbol = symbol
         self.interval = interval
         self.step_ms = int(interval_delta.total_seconds() * 1000)
-        self.last_open_ms = None if last_processed is None else int(last_processed.value // 10**6)
+        self.last_open_ms = None if last_processed is None else epoch_ns(last_processed) // 10**6
         self.history = history
         self.stop_event = stop_event
         self.poll_seconds = poll_seconds
@@ -195,7 +194,7 @@ class BinanceKlineFeed:
         out: list[FeedItem] = []
         for row in rows:
             candle, close_ms = parse_kline(row)
-            open_ms = int(candle.open_time.value // 10**6)
+            open_ms = epoch_ns(candle.open_time) // 10**6
             if close_ms >= now_ms:
                 break  # still forming: never trade on an open candle
             if self.last_open_ms is not None:
@@ -207,7 +206,7 @@ class BinanceKlineFeed:
                     log.error(
                         "exchange has no %s candles from %s to %s (%d missing)",
                         self.symbol,
-                        pd.Timestamp(expected, unit="ms", tz="UTC").isoformat(),
+                        utc_from_ms(expected).isoformat(),
                         candle.key,
                         (open_ms - expected) // self.step_ms,
                     )

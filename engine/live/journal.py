@@ -101,6 +101,12 @@ def _apply(state: JournalState, record: dict[str, Any]) -> None:
         state.equity = float(record["equity"])
         state.day = record.get("day")
         state.day_start_equity = record.get("day_start_equity")
+    elif kind == "decision" and _later(record["candle"], state.last_candle):
+        # A bar that changed nothing gets no state record (engine.live.runner): its decision
+        # record says it was processed, and what it would do, so a restart does not decide
+        # it again. Its target equals the current one, or a state record follows it.
+        state.last_candle = record["candle"]
+        state.pending_target = record["target"]
     elif kind == "kill_switch":
         state.kill_switch = bool(record["latched"])
         state.kill_switch_reason = record["reason"] if record["latched"] else None
@@ -114,6 +120,10 @@ def _apply(state: JournalState, record: dict[str, Any]) -> None:
         and record["order_id"] in state.unsettled_orders
     ):
         state.unsettled_orders.remove(record["order_id"])
+
+
+def _later(candle: str, than: str | None) -> bool:
+    return than is None or datetime.fromisoformat(candle) > datetime.fromisoformat(than)
 
 
 def read_journal(path: Path) -> tuple[list[dict[str, Any]], JournalState]:

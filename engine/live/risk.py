@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import pandas as pd
+from datetime import UTC, datetime, timedelta
 
 from engine.live.config import RiskLimits
 
-ONE_HOUR = pd.Timedelta(hours=1)
+ONE_HOUR = timedelta(hours=1)
+
+
+def utc_moment(value: datetime | str) -> datetime:
+    """A candle time from the journal (ISO 8601) or a feed, as an aware UTC datetime."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,7 @@ class DailyLossCheck:
 class RiskManager:
     def __init__(self, limits: RiskLimits, *, past_order_times: Iterable[str] = ()) -> None:
         self.limits = limits
-        self._order_times: list[pd.Timestamp] = [pd.Timestamp(t) for t in past_order_times]
+        self._order_times: list[datetime] = [utc_moment(t) for t in past_order_times]
 
     def cap_quantity(self, quantity: float, price: float) -> float:
         """Shrink a target quantity so its notional stays within max_position_notional."""
@@ -37,7 +42,7 @@ class RiskManager:
         max_qty = cap / price
         return max(-max_qty, min(max_qty, quantity))
 
-    def order_refusal(self, at: pd.Timestamp) -> str | None:
+    def order_refusal(self, at: datetime) -> str | None:
         """Why an order at `at` would break the hourly order limit, or None if it may go."""
         limit = self.limits.max_orders_per_hour
         if limit is None:
@@ -47,7 +52,7 @@ class RiskManager:
             return f"max_orders_per_hour={limit} reached ({len(recent)} orders in the last hour)"
         return None
 
-    def record_order(self, at: pd.Timestamp) -> None:
+    def record_order(self, at: datetime) -> None:
         self._order_times.append(at)
         # Only the last hour matters; keep the list short on a long-running host.
         cutoff = at - ONE_HOUR

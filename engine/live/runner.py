@@ -7,8 +7,14 @@ Per candle, in this order (the backtester's semantics, docs/interfaces.md):
 3. the model predicts from this bar and earlier ones, the strategy turns that into a
    target position (a fraction of equity), which waits for the next bar's open.
 
-Every step ends with a `state` record in the journal, so a restart resumes exactly
-where the last completed step left off and never executes one decision twice.
+Every step that changes what the engine holds or intends (cash, position, a pending
+target that would trade, the day's start equity, the kill switch) ends with a fsynced
+`state` record, so a restart resumes exactly where it left off and never executes one
+decision twice. A step that changes none of it writes no state record: on a restart that
+bar is processed again and decides the same, which is safe because it traded nothing.
+
+The decision itself runs without pandas when the strategy has a live decider
+(engine.live.decider: ml_basic, buy_and_hold); any other strategy is given a frame.
 """
 
 from __future__ import annotations
@@ -19,19 +25,21 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
-
-import pandas as pd
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.live.brokers import BUY, SELL, Broker, Fill, OrderOutcomeUnknown, OrderRefused
-from engine.live.candles import Candle, CandleBuffer
+from engine.live.candles import Candle, CandleBuffer, epoch_ns
+from engine.live.decider import LiveDecider
 from engine.live.feeds import FeedItem
 from engine.live.journal import Journal
 from engine.live.risk import RiskManager
 from engine.live.sentiment import LiveSentiment
 from engine.live.status import StatusReporter
 from engine.live.strategy import LatestPredictor
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("engine.live")
 
@@ -74,7 +82,7 @@ class Strategy(Protocol):
 
 @dataclass(frozen=True)
 class Trade:
-    time: pd.Timestamp
+    time: datetime
     side: str
     quantity: float
     price: float
@@ -102,7 +110,7 @@ class TradingEngine:
         risk: RiskManager,
         status: StatusReporter,
         symbol: str,
-        interval: pd.Timedelta,
+        interval: timedelta,
         history_size: int,
         initial_cash: float,
         sentiment: pd.Series | LiveSentiment | None = None,
@@ -110,6 +118,7 @@ class TradingEngine:
         fee_bps: float = 10.0,
         slippage_bps: float = 5.0,
         stop_event: threading.Event | None = None,
+        use_decider: bool = True,
     ) -> None:
         # Sizing assumes these costs; the paper broker charges the same ones.
         self.fee_bps = fee_bps
@@ -136,13 +145,24 @@ class TradingEngine:
         self._step_started = 0.0
         # Candle in to target decided (before journal and status), for the benchmark and logs.
         self.last_decision_seconds: float | None = None
-        self.equity_curve: list[tuple[pd.Timestamp, float]] = []
+        self.equity_curve: list[tuple[datetime, float]] = []
+        # The pandas-free decision (None: this strategy decides from a frame).
+        self.decider = (
+            LiveDecider.for_strategy(
+                strategy,
+                predictor.model if predictor is not None else None,
+                history_size=history_size,
+                step_ns=epoch_ns(datetime(1970, 1, 1, tzinfo=UTC) + interval),
+            )
+            if use_decider
+            else None
+        )
 
         restored = journal.state
         self.cash = initial_cash if restored.cash is None else restored.cash
         self.quantity = restored.quantity
-        self.last_candle: pd.Timestamp | None = (
-            pd.Timestamp(restored.last_candle) if restored.last_candle else None
+        self.last_candle: datetime | None = (
+            datetime.fromisoformat(restored.last_candle) if restored.last_candle else None
         )
         self.pending_target = restored.pending_target
         self.current_target = restored.current_target
@@ -150,6 +170,7 @@ class TradingEngine:
         self.day_start_equity = restored.day_start_equity
         self.last_equity = restored.equity
         self.kill_switch = restored.kill_switch
+        self._saved_state: tuple[Any, ...] | None = None  # what the last state record holds
         if restored.unsettled_orders:
             log.warning(
                 "journal %s has orders without a fill or refusal record: %s "
@@ -209,7 +230,7 @@ class TradingEngine:
         else:
             log.debug("candle %s: history only (warm-up or catch-up), no trading", candle.key)
             self.pending_target = None
-        self.buffer.append(candle)
+        self._remember(candle)
         equity = self._mark(candle)
         if tradable and not self.kill_switch:
             result.fills.extend(self._check_daily_loss(candle, equity))
@@ -248,10 +269,15 @@ class TradingEngine:
         """Bars already processed before a restart only rebuild the history buffer."""
         newest = self.buffer.last_open_time
         if newest is None or candle.open_time > newest:
-            self.buffer.append(candle)
+            self._remember(candle)
             return
         if candle.open_time == self.last_candle:
             log.warning("duplicate candle %s ignored (already processed)", candle.key)
+
+    def _remember(self, candle: Candle) -> None:
+        self.buffer.append(candle)
+        if self.decider is not None:
+            self.decider.observe(candle)
 
     def _warn_on_gap(self, candle: Candle) -> None:
         if self.last_candle is None:
@@ -308,19 +334,17 @@ class TradingEngine:
         self.last_equity = self.cash + self.quantity * candle.close
         return fills
 
-    def _sentiment_now(self) -> pd.Series | None:
+    def _sentiment_now(self) -> pd.Series | None:  # a Series: sentiment models bring pandas
         if isinstance(self.sentiment, LiveSentiment):
             return self.sentiment.current()
         return self.sentiment
 
     def _decide(self, candle: Candle) -> tuple[float | None, float | None]:
-        frame = self.buffer.frame()
-        target = float(self.strategy.targets(frame, self._sentiment_now()).iloc[-1])
+        prediction, target, error = self._target_for_newest_bar()
         self.last_decision_seconds = time.perf_counter() - self._step_started
-        prediction = self.predictor.last if self.predictor is not None else None
-        if self.predictor is not None and self.predictor.error is not None:
+        if error is not None:
             # Bad or incomplete data: keep the position rather than act on a guess.
-            log.error("no decision at %s: %s", candle.key, self.predictor.error)
+            log.error("no decision at %s: %s", candle.key, error)
             return None, None
         if not math.isfinite(target):
             log.error("strategy gave a non-finite target %r at %s; no decision", target, candle.key)
@@ -341,6 +365,18 @@ class TradingEngine:
             target=target,
         )
         return prediction, target
+
+    def _target_for_newest_bar(self) -> tuple[float | None, float, str | None]:
+        """(prediction, target, why there is no decision) for the newest bar in history."""
+        sentiment = self._sentiment_now()
+        if self.decider is not None:
+            decision = self.decider.decide(sentiment)
+            prediction = decision.prediction if self.predictor is not None else None
+            return prediction, decision.target, decision.error
+        target = float(self.strategy.targets(self.buffer.frame(), sentiment).iloc[-1])
+        if self.predictor is None:
+            return None, target, None
+        return self.predictor.last, target, self.predictor.error
 
     def _rebalance(self, target: float, candle: Candle, *, price: float, reason: str) -> list[Fill]:
         if reason == "signal" and target == self.current_target:
@@ -460,6 +496,20 @@ class TradingEngine:
         self.cash -= signed * fill.price + fill.fee
 
     def _save_state(self, *, equity: float) -> None:
+        """A fsynced state record, when what it holds changed since the last one.
+
+        The candle time and the equity mark alone are not a change: a restart re-processes
+        such a bar, and it decides the same without trading. A pending target equal to the
+        current one is not either: executing it trades nothing.
+        """
+        pending = None if self.pending_target == self.current_target else self.pending_target
+        holds = (
+            self.cash, self.quantity, pending, self.current_target, self.day,
+            self.day_start_equity, self.kill_switch,
+        )  # fmt: skip
+        if holds == self._saved_state:
+            return
+        self._saved_state = holds
         self.journal.append(
             "state",
             last_candle=self.last_candle.isoformat() if self.last_candle is not None else None,

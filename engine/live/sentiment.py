@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("engine.live")
 
@@ -57,6 +58,8 @@ class LiveSentiment:
         except (DataError, OSError) as exc:
             log.warning("Fear & Greed refresh failed, keeping the values known so far: %s", exc)
             return
+        import pandas as pd  # sentiment models only: their series is a pandas Series
+
         if self.series is None or self.series.empty:
             self.series = recent
         else:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("engine.live")
 
@@ -36,6 +38,8 @@ class LatestPredictor:
         self.error: str | None = None
 
     def predict(self, candles: pd.DataFrame, sentiment: pd.Series | None = None) -> pd.Series:
+        import pandas as pd  # the frame path: strategies without a live decider
+
         self.last, self.error = math.nan, None
         values = np.full(len(candles), np.nan)
         if len(candles) >= self.required_history:

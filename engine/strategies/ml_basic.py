@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from engine.strategies.base import Predictor, StrategyError
+
+if TYPE_CHECKING:  # pandas only where a frame is decided: the live decider needs none
+    import pandas as pd
 
 UNITS = ("expected_return", "probability")
 
@@ -128,6 +130,8 @@ class MlBasic:
         return self.params.entry
 
     def targets(self, candles: pd.DataFrame, sentiment: pd.Series | None = None) -> pd.Series:
+        import pandas as pd
+
         predictions = self.predictor.predict(candles, sentiment)
         if not isinstance(predictions, pd.Series) or not predictions.index.equals(candles.index):
             raise StrategyError("predictor.predict must return a Series indexed like the candles")

@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from models_registry.events import event_type_checked
 from models_registry.models import AuditEvent
+from models_registry.services.audit_payload import WalkPosition, fast_walk
 
 GENESIS_HASH = "0" * 64
 
@@ -349,8 +350,13 @@ def audit_event_record(
             "object_repr": str(obj)[:200] if obj is not None else "",
             "data": _normalise_data(data),
         }
-        row_hash = compute_row_hash(prev_hash=prev_hash, key=audit_hmac_key(), **fields)
-        event = AuditEvent.objects.create(prev_hash=prev_hash, row_hash=row_hash, **fields)
+        # The bytes hashed are stored with the row: verification hashes them in bulk
+        # (services/audit_payload.py) and checks them against the columns.
+        payload = row_payload(prev_hash=prev_hash, **fields)
+        row_hash = _digester(audit_hmac_key())(payload)
+        event = AuditEvent.objects.create(
+            prev_hash=prev_hash, row_hash=row_hash, payload=payload, **fields
+        )
         _anchor_on_commit()
         return event
 
@@ -417,45 +423,73 @@ def anchors_in_conflict(anchors: Iterable[Anchor]) -> list[str]:
 
 
 def _walk(chunk_size: int, key: bytes | None, wanted: dict[int, Anchor]) -> ChainReport:
-    expected_prev = GENESIS_HASH
-    checked = 0
-    last_id: int | None = None
-    keyed = key is not None
-    with contextlib.closing(_iter_hashed(chunk_size, _digester(key))) as batches:
-        for batch in batches:
-            for pk, prev_hash, row_hash, recomputed in batch:
-                if prev_hash != expected_prev:
-                    return ChainReport(
-                        checked, False, pk, "its prev_hash does not match the row before it",
-                        keyed,
-                    )  # fmt: skip
-                if recomputed is None:
-                    return ChainReport(checked, False, pk, _UNREADABLE, keyed)
-                if recomputed != row_hash:
-                    reason = "its content does not match its hash" + (
-                        " (HMAC under the configured key)" if keyed else ""
-                    )
-                    return ChainReport(checked, False, pk, reason, keyed)
-                anchor = wanted.get(pk)
-                if anchor is not None and anchor.row_hash != row_hash:
-                    return ChainReport(
-                        checked,
-                        False,
-                        pk,
-                        f"its hash differs from the anchor in {anchor.source}: the chain was "
-                        "rewritten from here",
-                        keyed,
-                    )
-                expected_prev = row_hash
-                last_id = pk
-                checked += 1
+    """Whole batches on the fast path (stored payloads, audit_payload); a batch it doubts,
+    and every batch on a database without it, row by row on the reference path, which
+    names the first broken row. Then the fast path resumes after that batch."""
+    position = WalkPosition(0, GENESIS_HASH, 0)
+    anchors = {pk: anchor.row_hash for pk, anchor in wanted.items()}
+    digest = _digester(key)
+    while True:
+        position = fast_walk(position, chunk_size=chunk_size, digest=digest, anchors=anchors)
+        if position.done:
+            break
+        report, position = _walk_reference_batch(position, chunk_size, key, wanted)
+        if report is not None:
+            return report
+    last_id = position.after_id or None
     return ChainReport(
-        checked,
+        position.checked,
         True,
-        keyed=keyed,
+        keyed=key is not None,
         last_id=last_id,
-        last_hash=None if last_id is None else expected_prev,
+        last_hash=None if last_id is None else position.prev_hash,
     )
+
+
+def _walk_reference_batch(
+    position: WalkPosition, chunk_size: int, key: bytes | None, wanted: dict[int, Anchor]
+) -> tuple[ChainReport | None, WalkPosition]:
+    """The next batch after `position`, each row rebuilt from its columns: a report naming
+    the first broken row, or None and the position after the batch (done at the end)."""
+    expected_prev, checked, last_id = position.prev_hash, position.checked, position.after_id
+    keyed = key is not None
+    with contextlib.closing(
+        _iter_hashed(chunk_size, _digester(key), after_id=position.after_id)
+    ) as batches:
+        batch = next(batches, None)
+    if batch is None:
+        return None, WalkPosition(last_id, expected_prev, checked, done=True)
+    for pk, prev_hash, row_hash, recomputed in batch:
+        if prev_hash != expected_prev:
+            return ChainReport(
+                checked, False, pk, "its prev_hash does not match the row before it", keyed,
+            ), position  # fmt: skip
+        if recomputed is None:
+            return ChainReport(checked, False, pk, _UNREADABLE, keyed), position
+        stored_differs = isinstance(recomputed, _StoredDiffers)
+        if stored_differs:
+            recomputed = recomputed.digest
+        if recomputed != row_hash:
+            reason = "its content does not match its hash" + (
+                " (HMAC under the configured key)" if keyed else ""
+            )
+            return ChainReport(checked, False, pk, reason, keyed), position
+        anchor = wanted.get(pk)
+        if anchor is not None and anchor.row_hash != row_hash:
+            return ChainReport(
+                checked,
+                False,
+                pk,
+                f"its hash differs from the anchor in {anchor.source}: the chain was "
+                "rewritten from here",
+                keyed,
+            ), position
+        if stored_differs:  # the columns match the hash: the stored copy was changed
+            return ChainReport(checked, False, pk, _PAYLOAD_REASON, keyed), position
+        expected_prev = row_hash
+        last_id = pk
+        checked += 1
+    return None, WalkPosition(last_id, expected_prev, checked)
 
 
 def _compare_with_anchors(report: ChainReport, anchors: list[Anchor]) -> ChainReport | None:
@@ -491,11 +525,23 @@ def _compare_with_anchors(report: ChainReport, anchors: list[Anchor]) -> ChainRe
 
 # A row as the walk sees it: id, prev_hash, row_hash and `digest` of the bytes its hash
 # covers (None: the content cannot be put in canonical form, e.g. event_time 'infinity').
+# `digest` is a _StoredDiffers when the row stores payload bytes other than its columns give.
 HashedRow = tuple[int, str, str, Any]
 _UNREADABLE = "its content cannot be read back into canonical form (event_time out of range?)"
+
+
+@dataclass(frozen=True)
+class _StoredDiffers:
+    """The digest of the payload rebuilt from the columns, of a row whose stored payload
+    (what the fast path hashes) is other bytes."""
+
+    digest: Any
+
+
+_PAYLOAD_REASON = "its stored payload differs from what its columns give"
 _COLUMNS = (
     "id", "prev_hash", "row_hash", "event_time", "actor_id", "actor_repr", "event_type",
-    "object_type", "object_id", "object_repr", "data",
+    "object_type", "object_id", "object_repr", "data", "payload",
 )  # fmt: skip
 
 # PostgreSQL writes the canonical JSON around `data` itself, in its own process, so Python
@@ -516,44 +562,60 @@ _PG_PAYLOAD_SQL = (
     """|| ',"object_id":' || to_json(object_id)::text """
     """|| ',"object_repr":' || to_json(object_repr)::text """
     """|| ',"object_type":' || to_json(object_type)::text """
-    """|| ',"prev_hash":' || to_json(prev_hash)::text || '}' """
+    """|| ',"prev_hash":' || to_json(prev_hash)::text || '}', payload """
     "FROM models_registry_auditevent WHERE id > %s ORDER BY id LIMIT %s"
 )
 
 
 def _iter_hashed(
-    chunk_size: int, digest: Callable[[bytes], Any]
+    chunk_size: int, digest: Callable[[bytes], Any], after_id: int = 0
 ) -> Generator[list[HashedRow], None, None]:
     """The chain in id order, in batches of `chunk_size` rows (keyset pagination over the
     primary key: memory bounded by a few batches, no server-side cursor or transaction),
     each row with `digest` of its payload, computed in the same pass that builds it."""
     if connection.vendor == "postgresql":
-        yield from _pg_hashed(chunk_size, digest)
+        yield from _pg_hashed(chunk_size, digest, after_id)
     else:
-        yield from _orm_hashed(chunk_size, digest)
+        yield from _orm_hashed(chunk_size, digest, after_id)
+
+
+def _checked_digest(
+    payload: bytes | None, stored: bytes | memoryview | None, digest: Callable[[bytes], Any]
+) -> Any:
+    """`digest` of the payload rebuilt from the columns, wrapped in _StoredDiffers when the
+    row's stored payload (which the fast path hashes) is other bytes; None if it cannot be
+    built."""
+    if payload is None:
+        return None
+    if stored is not None and bytes(stored) != payload:
+        return _StoredDiffers(digest(payload))
+    return digest(payload)
 
 
 def _pg_hashed(
-    chunk_size: int, digest: Callable[[bytes], Any]
+    chunk_size: int, digest: Callable[[bytes], Any], after_id: int = 0
 ) -> Generator[list[HashedRow], None, None]:
     loads, encode = json.loads, canonical_json_of_loaded
     connection.ensure_connection()
-    batches = _prefetched(_pg_batches(connection.connection, chunk_size))
+    batches = _prefetched(_pg_batches(connection.connection, chunk_size, after_id))
     # Raw psycopg errors become Django's (DatabaseError and kin), as through a Django cursor.
     with contextlib.closing(batches) as rows, connection.wrap_database_errors:
         for batch in rows:
             yield [
-                (pk, prev, row_hash, None if head is None or tail is None
-                 else digest((head + encode(loads(data)) + tail).encode()))
-                for pk, prev, row_hash, head, data, tail in batch
+                (pk, prev, row_hash, _checked_digest(
+                    None if head is None or tail is None
+                    else (head + encode(loads(data)) + tail).encode(), stored, digest))
+                for pk, prev, row_hash, head, data, tail, stored in batch
             ]  # fmt: skip
 
 
-def _pg_batches(raw_connection: Any, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
+def _pg_batches(
+    raw_connection: Any, chunk_size: int, after_id: int = 0
+) -> Iterator[list[tuple[Any, ...]]]:
     # The raw psycopg connection, not Django's wrapper: the prefetch thread reads through
     # it (Django's connections are per thread), and it is the caller's own connection, so
     # a verification inside a transaction sees that transaction's rows.
-    last_id = 0
+    last_id = after_id
     while True:
         with raw_connection.cursor() as cursor:
             cursor.execute(_PG_PAYLOAD_SQL, [last_id, chunk_size])
@@ -603,10 +665,10 @@ def _prefetched(batches: Iterator[list[Any]]) -> Generator[list[Any], None, None
 
 
 def _orm_hashed(
-    chunk_size: int, digest: Callable[[bytes], Any]
+    chunk_size: int, digest: Callable[[bytes], Any], after_id: int = 0
 ) -> Generator[list[HashedRow], None, None]:
     """Other databases (the embedded SQLite): model values through row_payload itself."""
-    last_id = 0
+    last_id = after_id
     while True:
         rows = list(
             AuditEvent.objects.filter(id__gt=last_id)
@@ -615,10 +677,10 @@ def _orm_hashed(
         )
         if not rows:
             return
-        yield [(pk, prev, row_hash, digest(row_payload(
+        yield [(pk, prev, row_hash, _checked_digest(row_payload(
                     prev_hash=prev, event_time=when, actor_id=actor_id, actor_repr=actor_repr,
                     event_type=event_type, object_type=object_type, object_id=object_id,
-                    object_repr=object_repr, data=data)))
+                    object_repr=object_repr, data=data), stored, digest))
                for (pk, prev, row_hash, when, actor_id, actor_repr, event_type, object_type,
-                    object_id, object_repr, data) in rows]  # fmt: skip
+                    object_id, object_repr, data, stored) in rows]  # fmt: skip
         last_id = rows[-1][0]

@@ -11,7 +11,7 @@ from django.db import ProgrammingError as DjangoProgrammingError
 from django.db import connection, transaction
 
 from models_registry.models import AuditEvent
-from models_registry.services import audit
+from models_registry.services import audit, audit_payload
 from models_registry.services.audit import (
     GENESIS_HASH,
     audit_event_record,
@@ -158,6 +158,10 @@ def test_a_database_error_while_reading_is_raised_as_djangos(monkeypatch) -> Non
     audit_event_record(event_type="host_check", data={})
     monkeypatch.setattr(
         audit, "_PG_PAYLOAD_SQL", "SELECT no_such_column FROM auditevent WHERE id > %s LIMIT %s"
+    )
+    # The stored-payload path reads first; it raises the same way.
+    monkeypatch.setattr(
+        audit_payload, "FAST_BATCH_SQL", "SELECT no_such_column FROM auditevent WHERE %(n)s > 0"
     )
     with pytest.raises(DjangoProgrammingError, match="auditevent"), transaction.atomic():
         verify_audit_chain()

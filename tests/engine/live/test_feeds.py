@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
+from engine.live.candles import epoch_ns
 from engine.live.feeds import BinanceKlineFeed, FeedItem, make_binance_client
 from tests.fakes.binance_server import DEFAULT_NOW_MS, FakeBinanceServer
 from tests.fakes.http_fake import FakeResponse, Fault, html_error
@@ -43,7 +44,8 @@ def _feed(server: FakeBinanceServer, last: pd.Timestamp | None = None) -> Binanc
 
 
 def _opens(items: list[FeedItem]) -> list[int]:
-    return [int(i.candle.open_time.value // 10**6) for i in items if i.candle is not None]
+    # Live candles carry a datetime, not a pandas Timestamp (the live path has no pandas).
+    return [epoch_ns(i.candle.open_time) // 10**6 for i in items if i.candle is not None]
 
 
 def test_first_fetch_warms_up_and_only_the_newest_closed_bar_is_tradable(server) -> None:

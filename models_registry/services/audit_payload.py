@@ -1,0 +1,173 @@
+"""Verifying the audit chain from the bytes each row stores (AuditEvent.payload).
+
+The writer (services.audit.audit_event_record) stores, with each row, the exact bytes its
+hash covers: `row_payload`, the one definition. Verifying then rebuilds no JSON per row.
+On PostgreSQL one query per batch checks, in the database's own process, the payload
+against the row's columns: the bytes before and after `data` are what the columns give
+(the same expressions as audit._PG_PAYLOAD_SQL, held byte-identical to row_payload by
+tests/registry/test_audit_verify_fast.py), and the `data` in between, read as jsonb,
+prints exactly as the stored `data` column prints. Python then checks, per batch, the
+links (prev_hash against the row before), the anchors, and each payload's hash (sha256,
+or the HMAC, whose key never goes to the database) while the next batch is read.
+
+Any doubt about a batch (a failed check, a payload PostgreSQL cannot read, a row written
+without a payload) ends the fast walk at that batch; audit._walk checks that batch row by
+row on the reference path, which names the broken row and why, and the fast walk resumes
+after it. A tampered column, payload or hash is found either way, and always reported as
+the reference path reports it (tests/registry/test_audit_payload.py changes each column of
+a random row).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from django.db import connection
+
+# The payload minus `data`, from the columns: keys in sorted order, strings through to_json
+# (json's escaping with ensure_ascii=False), the time as isoformat(timespec="microseconds").
+_HEAD_SQL = (
+    """'{"actor_id":' || coalesce(b.actor_id::text, 'null') """
+    """|| ',"actor_repr":' || to_json(b.actor_repr)::text || ',"data":'"""
+)
+_TAIL_SQL = (
+    """',"event_time":"' """
+    """|| to_char(b.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') """
+    """|| '","event_type":' || to_json(b.event_type)::text """
+    """|| ',"object_id":' || to_json(b.object_id)::text """
+    """|| ',"object_repr":' || to_json(b.object_repr)::text """
+    """|| ',"object_type":' || to_json(b.object_type)::text """
+    """|| ',"prev_hash":' || to_json(b.prev_hash)::text || '}'"""
+)
+# Per batch, one row: the ids, links, hashes and payloads of the batch in id order (the
+# aggregates read the ordered LIMIT subquery as it comes), and whether every row's columns
+# agree with its payload. Links, anchors and hashes are checked in Python, where they are
+# list comparisons and hashlib calls (several times faster per row than PostgreSQL's
+# sha256()), while the database reads the next batch. `data` is only read as jsonb once the
+# bytes around it match (a CASE is evaluated in order); a payload that is not UTF-8 JSON
+# there still raises, and that batch then goes to the reference path.
+FAST_BATCH_SQL = f"""
+SELECT array_agg(id), array_agg(prev_hash), array_agg(row_hash), array_agg(payload),
+       coalesce(bool_and(
+         payload IS NOT NULL
+         AND CASE WHEN length(payload) >= length(head) + length(tail)
+                   AND substr(payload, 1, length(head)) = head
+                   AND substr(payload, length(payload) - length(tail) + 1) = tail
+              THEN convert_from(substr(payload, length(head) + 1,
+                                       length(payload) - length(head) - length(tail)),
+                                'UTF8')::jsonb::text = data::text
+              ELSE false END), true)
+FROM (
+  SELECT b.id, b.prev_hash, b.row_hash, b.payload, b.data,
+         convert_to({_HEAD_SQL}, 'UTF8') AS head, convert_to({_TAIL_SQL}, 'UTF8') AS tail
+  FROM models_registry_auditevent b WHERE b.id > %(after)s ORDER BY b.id LIMIT %(n)s
+) c
+"""  # noqa: S608 - constant SQL fragments; every value is bound
+
+# What reading a payload can raise in PostgreSQL: not UTF-8, not JSON where `data` is.
+_UNREADABLE_PAYLOAD = (psycopg.DataError,)  # SQLSTATE class 22, every subclass
+
+
+@dataclass(frozen=True)
+class WalkPosition:
+    """How far the chain is verified: every row up to `after_id`, `checked` rows in all,
+    and the row_hash the next row must link to."""
+
+    after_id: int
+    prev_hash: str
+    checked: int
+    done: bool = False
+
+
+def fast_walk(
+    position: WalkPosition,
+    *,
+    chunk_size: int,
+    digest: Callable[[bytes], str],
+    anchors: Mapping[int, str],
+) -> WalkPosition:
+    """Verify whole batches from `position` on PostgreSQL while every check passes.
+
+    `digest` is the row-hash function (sha256, or the HMAC, whose key never goes to the
+    database). The next batch is read in a thread while this one is hashed. Returns the
+    position after the last batch that verified: `done` when the chain ended there,
+    otherwise the next batch needs the reference path. Other databases: the position,
+    unchanged.
+    """
+    if connection.vendor != "postgresql":
+        return position
+    from models_registry.services.audit import _prefetched  # audit imports this module
+
+    connection.ensure_connection()
+    anchor_ids = sorted(anchors)
+    batches = _prefetched(_batches(connection.connection, position.after_id, chunk_size))
+    with contextlib.closing(batches) as rows, connection.wrap_database_errors:
+        for row in rows:
+            if row is None:
+                return position
+            ids, prevs, hashes, payloads, columns_agree = row
+            if not ids:
+                return WalkPosition(position.after_id, position.prev_hash, position.checked, True)
+            if not (
+                columns_agree
+                and prevs[0] == position.prev_hash
+                and prevs[1:] == hashes[:-1]
+                and _anchors_agree(ids, hashes, anchor_ids, anchors)
+                and list(map(digest, payloads)) == hashes
+            ):
+                return position
+            position = WalkPosition(ids[-1], hashes[-1], position.checked + len(ids))
+    return position
+
+
+def _anchors_agree(
+    ids: list[int], hashes: list[str], anchor_ids: list[int], anchors: Mapping[int, str]
+) -> bool:
+    """Every anchor that falls on a row of the batch has that row's hash."""
+    first = bisect.bisect_left(anchor_ids, ids[0])
+    last = bisect.bisect_right(anchor_ids, ids[-1])
+    for anchor_id in anchor_ids[first:last]:
+        at = bisect.bisect_left(ids, anchor_id)
+        if at < len(ids) and ids[at] == anchor_id and hashes[at] != anchors[anchor_id]:
+            return False
+    return True
+
+
+def _batches(raw: Any, after_id: int, chunk_size: int) -> Iterator[tuple[Any, ...] | None]:
+    """Each batch's row from `after_id` on, following the batches by their own last id, so
+    the reader never waits for the hashing. Ends after an empty batch, or one PostgreSQL
+    could not read (None)."""
+    while True:
+        row = _fetch_batch(raw, FAST_BATCH_SQL, {"after": after_id, "n": chunk_size})
+        yield row
+        if row is None or not row[0]:
+            return
+        after_id = row[0][-1]
+
+
+def _fetch_batch(raw: Any, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The batch's summary row; None when PostgreSQL cannot read a payload in it. Inside
+    the caller's transaction a savepoint keeps that transaction usable after such an
+    error; in autocommit a failed statement leaves nothing behind."""
+    guarded = not raw.autocommit
+    # A server-side-binding cursor (Django's raw connection makes client-side ones), for
+    # binary results.
+    with psycopg.Cursor(raw) as cursor:
+        if guarded:
+            cursor.execute("SAVEPOINT audit_fast_batch")
+        try:
+            # Binary: the arrays of hashes and payloads arrive without text escaping.
+            cursor.execute(sql, params, binary=True)
+            row = cursor.fetchone()
+        except _UNREADABLE_PAYLOAD:
+            if guarded:
+                cursor.execute("ROLLBACK TO SAVEPOINT audit_fast_batch")
+            return None
+        if guarded:
+            cursor.execute("RELEASE SAVEPOINT audit_fast_batch")
+    return tuple(row)
