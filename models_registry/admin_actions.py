@@ -324,8 +324,10 @@ def version_page_context(object_id: str, user: Any = None) -> dict[str, Any]:
         .order_by("-created_at")
         .first()
     )
+    evidence = admin_cockpit.decision_evidence(version, Environment.PRODUCTION)
     return {
         "version_obj": version,
+        "evidence": evidence,
         "cockpit": admin_cockpit.banner(user, version) if user is not None else None,
         "search": (version.metadata or {}).get("search"),
         "search_plot_url": _search_plot_url(version),
@@ -347,9 +349,7 @@ def version_page_context(object_id: str, user: Any = None) -> dict[str, Any]:
         ),
         "production_version": production,
         # Like for like: the version in production on this version's own validation window.
-        "comparison": admin_cockpit.comparison_on_same_window(
-            version, lifecycle.passing_validation_run(version) or version.validation_runs.first()
-        ),
+        "comparison": evidence["comparison"],
     }
 
 

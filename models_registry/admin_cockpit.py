@@ -17,7 +17,7 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 
-from models_registry import formatting
+from models_registry import formatting, svg_charts, verdicts
 from models_registry.gates import gates_for
 from models_registry.models import (
     Approval,
@@ -245,13 +245,20 @@ def run_evidence(run: ValidationRun | PaperTradingRun | None, what: str) -> dict
             {
                 "name": g.get("name"),
                 "passed": bool(g.get("passed")),
-                "value": formatting.metric(_gate_key(g.get("name")), g.get("value")),
-                "threshold": formatting.metric(_gate_key(g.get("name")), g.get("threshold")),
+                "value": _gate_number(g.get("name"), g.get("value")),
+                "threshold": _gate_number(g.get("name"), g.get("threshold")),
             }
             for g in (run.gate_results or [])
         ],
         "warnings": warnings,
     }
+
+
+def _gate_number(name: Any, value: Any) -> str:
+    """Counts without decimals, fractions as %, the rest rounded: never ``1440.00``."""
+    if value is None or isinstance(value, str):
+        return formatting.DASH if value is None else value
+    return verdicts.threshold_text(str(name or ""), value)
 
 
 def _gate_key(name: Any) -> str:
@@ -265,6 +272,13 @@ def comparison_on_same_window(
     """This version against what runs on production now, on the very same window, or say why not."""
     live = _production_versions(version)
     if not live:
+        serving = [t.name for t in live_targets(version) if t.environment == Environment.PRODUCTION]
+        if serving:
+            return {
+                "rows": [],
+                "note": f"{version} is the version production runs now (on {', '.join(serving)});"
+                " no other production version to compare with.",
+            }
         return {"rows": [], "note": f"No {version.symbol} version runs on a production target now."}
     other, target = live[0]
     if validation is None:
@@ -304,6 +318,8 @@ def comparison_on_same_window(
     return {
         "other": other,
         "target": target,
+        "this_run": validation,
+        "their_run": theirs,
         "window": formatting.window(validation.window_start, validation.window_end),
         "rows": rows,
         "note": "" if rows else "Neither run on this window recorded metrics to compare.",
@@ -341,7 +357,9 @@ def decision_evidence(version: ModelVersion, environment: str) -> dict[str, Any]
         )
         if e
     ]
-    warnings = [w for e in runs for w in e["warnings"]]
+    comparison = comparison_on_same_window(version, validation)
+    verdict = verdict_block(version, validation, paper, comparison)
+    warnings = [*verdict["warnings"], *(w for e in runs for w in e["warnings"])]
     if validation is None:
         warnings.append("no out-of-sample validation run")
     if paper is None:
@@ -358,7 +376,8 @@ def decision_evidence(version: ModelVersion, environment: str) -> dict[str, Any]
         "next_step": next_step(version),
         "runs": runs,
         "warnings": warnings,
-        "comparison": comparison_on_same_window(version, validation),
+        "comparison": comparison,
+        "verdict": verdict,
         "search": (version.metadata or {}).get("search"),
         "strategy": (version.metadata or {}).get("strategy"),
         "targets": [
@@ -371,6 +390,83 @@ def decision_evidence(version: ModelVersion, environment: str) -> dict[str, Any]
         ],
         "gate_thresholds": gates_for(version.name, "validation"),
     }
+
+
+# --- the verdict block: what a decision page says first -----------------------------
+
+THIS_COLOUR, HOLD_COLOUR, PRODUCTION_COLOUR = "#0d6efd", "#777777", "#d62728"
+
+
+def verdict_block(
+    version: ModelVersion,
+    validation: ValidationRun | None,
+    paper: PaperTradingRun | None,
+    comparison: dict[str, Any],
+) -> dict[str, Any]:
+    """The policy, each run's verdict under the shipped defaults, production, one chart."""
+    judged = [
+        verdicts.verdict_under_defaults(run, what)
+        for run, what in ((validation, "validation run"), (paper, "paper run"))
+        if run is not None
+    ]
+    production_run = comparison.get("their_run")
+    warnings = verdicts.verdict_warnings(
+        judged, validation, production_run, str(comparison.get("other") or "")
+    )
+    policies = [
+        {"what": f"{v.what} #{v.pk}", "name": v.policy.name, "loosened": v.policy.loosened}
+        for v in judged
+    ]
+    return {
+        "policies": policies,
+        "loosened": any(p["loosened"] for p in policies),
+        "verdicts": [
+            {"text": v.text, "passes": v.passes_defaults, "pk": v.pk, "what": v.what}
+            for v in judged
+        ],
+        "passes_defaults": bool(judged) and all(v.passes_defaults for v in judged),
+        "warnings": warnings,
+        "comparison": comparison,
+        "chart": equity_against_hold_and_production(
+            version, validation, production_run, comparison
+        ),
+    }
+
+
+def equity_against_hold_and_production(
+    version: ModelVersion,
+    validation: ValidationRun | None,
+    production_run: ValidationRun | None,
+    comparison: dict[str, Any],
+) -> Any:
+    """One chart: this version's equity, buy-and-hold's and production's, on one window."""
+    from models_registry.admin_compare import stored_curve
+
+    mine = stored_curve(validation)
+    title = f"{version}: equity on its validation window (1.00 = start)"
+    if mine is None:
+        return svg_charts.no_data(title)
+    lines = [svg_charts.Series(str(version), THIS_COLOUR, _curve_points(mine, "strategy"))]
+    lines.append(
+        svg_charts.Series("buy and hold", HOLD_COLOUR, _curve_points(mine, "buy_and_hold"), "6 4")
+    )
+    theirs = stored_curve(production_run)
+    if theirs is not None:
+        label = f"{comparison.get('other')} (production)"
+        lines.append(svg_charts.Series(label, PRODUCTION_COLOUR, _curve_points(theirs, "strategy")))
+    return svg_charts.lines_chart(lines, title=title)
+
+
+def _curve_points(curve: dict[str, Any], key: str) -> list[tuple[Any, float]]:
+    from datetime import datetime
+
+    values = curve.get(key) or []
+    stamps = curve.get("index") or []
+    return [
+        (datetime.fromisoformat(stamp), float(value))
+        for stamp, value in zip(stamps, values, strict=False)
+        if value is not None
+    ]
 
 
 def rollback_preview(target: DeploymentTarget, model_name: str | None) -> dict[str, Any]:

@@ -145,3 +145,21 @@ def _cell(key: Any, value: Any) -> str:
     if isinstance(key, str) and key.endswith(("_at", "_time")):
         return utc(value)
     return metric(str(key), value)
+
+
+# Column headers people read: "total return", never "totalreturn" or "total_return".
+METRIC_LABELS = {
+    "total_return": "return after costs",
+    "sharpe": "Sharpe",
+    "psr": "PSR",
+    "dsr": "DSR",
+    "trials": "trials",
+    "max_drawdown": "max drawdown",
+    "win_rate": "win rate",
+    "trades": "trades",
+}
+
+
+def metric_label(key: Any) -> str:
+    text = str(key or "")
+    return METRIC_LABELS.get(text, text.replace("_", " "))
