@@ -1,0 +1,67 @@
+"""The admin home shows each user what waits for their roles, each item linked."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from models_registry.models import (
+    Approval,
+    ApprovalSuspension,
+    ModelState,
+    RunStatus,
+)
+from tests.registry.conftest import passing_validation_run
+from tests.registry.test_admin_permissions import csrf_client
+
+HOME = "admin:index"
+
+
+def inbox(client) -> str:
+    page = client.get(reverse(HOME)).text
+    return page.split('id="inbox"', 1)[1].split("</div>", 1)[0]
+
+
+@pytest.mark.django_db
+def test_each_role_sees_what_waits_for_it_with_a_link(
+    engineer, approver, deployer, version_factory
+) -> None:
+    staged = version_factory(ModelState.STAGED)
+    approved = version_factory(ModelState.APPROVED)
+    run = passing_validation_run(
+        staged, requested_by=engineer, status=RunStatus.FAILED, passed=False,
+        finished_at=timezone.now(),
+    )  # fmt: skip
+    approve_url = reverse(
+        "admin:models_registry_version_action", args=[staged.pk, "approve_versions"]
+    )
+    deploy_url = reverse(
+        "admin:models_registry_version_action", args=[approved.pk, "deploy_versions"]
+    )
+    run_url = reverse("admin:models_registry_validationrun_change", args=[run.pk])
+
+    mine = inbox(csrf_client(approver)[0])
+    assert f'href="{approve_url}"' in mine and f"{staged} waits for your approval" in mine
+    assert deploy_url not in mine and run_url not in mine
+
+    theirs = inbox(csrf_client(deployer)[0])
+    assert f'href="{deploy_url}"' in theirs and approve_url not in theirs
+
+    engineers = inbox(csrf_client(engineer)[0])
+    assert f'href="{run_url}"' in engineers and "failed gates" in engineers
+    assert approve_url not in engineers  # four eyes: never your own version to approve
+
+
+@pytest.mark.django_db
+def test_a_suspended_approval_asks_the_approver_and_leaves_the_deployer(
+    approver, deployer, version_factory
+) -> None:
+    approved = version_factory(ModelState.APPROVED)
+    decision = Approval.objects.get(model_version=approved, decision="approved")
+    ApprovalSuspension.objects.create(approval=decision, reason="drift")
+    assert "needs a new decision" in inbox(csrf_client(approver)[0])
+    deploy_url = reverse(
+        "admin:models_registry_version_action", args=[approved.pk, "deploy_versions"]
+    )
+    assert deploy_url not in inbox(csrf_client(deployer)[0])
