@@ -311,6 +311,8 @@ def rollback_production(
 
 
 def version_page_context(object_id: str, user: Any = None) -> dict[str, Any]:
+    if not str(object_id).isdigit():
+        return {}  # the admin answers 404 for an id that cannot be a key
     version = (
         ModelVersion.objects.filter(pk=object_id)
         .select_related("created_by", "approval_requested_by")

@@ -168,3 +168,16 @@ def test_the_approval_mail_says_the_verdict_in_words_with_a_link(
     assert (
         f"https://tradebot.example/admin/models_registry/modelversion/{version.pk}/change/" in body
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [True, False])
+@pytest.mark.parametrize(
+    "model", ["modelversion", "validationrun", "deployment", "deploymenttarget", "auditevent"]
+)
+def test_a_malformed_id_in_an_admin_url_is_a_404(superuser, settings, debug, model) -> None:
+    settings.DEBUG = debug
+    client, _ = csrf_client(superuser)
+    for bad in ("abc", "1.5", "-", "%20"):
+        response = client.get(f"/admin/models_registry/{model}/{bad}/change/")
+        assert response.status_code == 404, (model, bad, response.status_code)
