@@ -272,6 +272,11 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 name="models_registry_version_action",
             ),
             path(
+                "<int:pk>/jobs.json",
+                self.admin_site.admin_view(admin_actions.version_jobs_view),
+                name="models_registry_version_jobs",
+            ),
+            path(
                 "compare/",
                 self.admin_site.admin_view(admin_compare.compare_view),
                 name="models_registry_compare",

@@ -17,7 +17,14 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -382,6 +389,14 @@ def version_action_view(
         return HttpResponseRedirect(page)
     response = CONFIRM_ACTIONS[action](modeladmin, request, queryset)
     return response if response is not None else HttpResponseRedirect(page)
+
+
+def version_jobs_view(request: HttpRequest, pk: int) -> JsonResponse:
+    """The version's queued and running jobs and latest outcomes, for the page's polling."""
+    if not request.user.has_perm("models_registry.view_modelversion"):
+        raise PermissionDenied("viewing versions needs the view permission")
+    version = get_object_or_404(ModelVersion, pk=pk)
+    return JsonResponse(admin_cockpit.jobs_payload(version))
 
 
 def _search_plot_url(version: ModelVersion) -> str | None:

@@ -84,7 +84,11 @@ def user_may(user: User, rule: ActionRule) -> bool:
 
 
 def actions_for_version(user: User, version: ModelVersion) -> list[dict[str, str]]:
-    """The buttons for this user on this version in its state, each to its confirmation page."""
+    """The buttons for this user on this version in its state, each to its confirmation page.
+
+    An action whose job is queued or running for this version is not offered again.
+    """
+    busy = {name for job in running_jobs(version) for name in job["blocks"]}
     return [
         {
             "name": rule.name,
@@ -92,8 +96,95 @@ def actions_for_version(user: User, version: ModelVersion) -> list[dict[str, str
             "url": reverse("admin:models_registry_version_action", args=[version.pk, rule.name]),
         }
         for rule in ACTION_RULES
-        if version.state in rule.states and user_may(user, rule)
+        if version.state in rule.states and user_may(user, rule) and rule.name not in busy
     ]
+
+
+# --- jobs: what a queued action is doing now ----------------------------------------
+
+PENDING_RUNS = (RunStatus.QUEUED, RunStatus.RUNNING)
+DEPLOY_ACTIONS = ("stage_versions", "deploy_versions", "rollback_production")
+
+
+def _job(kind: str, obj: Any, url_name: str, blocks: tuple[str, ...]) -> dict[str, Any]:
+    from django.utils import timezone
+
+    since = obj.started_at or obj.created_at
+    seconds = int((timezone.now() - since).total_seconds()) if since else 0
+    status = obj.get_status_display().lower()
+    verb = "running for" if obj.status == RunStatus.RUNNING else "waiting for a worker for"
+    finished = getattr(obj, "finished_at", None)
+    return {
+        "kind": kind,
+        "pk": obj.pk,
+        "status": obj.status,
+        "status_text": status,
+        "running": obj.status in (*PENDING_RUNS, *ACTIVE_DEPLOYMENTS),
+        "progress": f"{verb} {seconds} s" if not finished else f"ended {formatting.utc(finished)}",
+        "url": reverse(url_name, args=[obj.pk]),
+        "blocks": blocks,
+    }
+
+
+ACTIVE_DEPLOYMENTS = (DeploymentStatus.QUEUED, DeploymentStatus.RUNNING)
+
+
+def running_jobs(version: ModelVersion) -> list[dict[str, Any]]:
+    """This version's queued or running runs and deployments: three small queries."""
+    jobs = [
+        _job(f"validation run #{r.pk}", r, "admin:models_registry_validationrun_change",
+             ("validate_versions",))
+        for r in version.validation_runs.filter(status__in=PENDING_RUNS)
+    ]  # fmt: skip
+    jobs += [
+        _job(f"paper run #{r.pk}", r, "admin:models_registry_papertradingrun_change",
+             ("paper_trade_versions",))
+        for r in version.paper_runs.filter(status__in=PENDING_RUNS)
+    ]  # fmt: skip
+    jobs += [
+        _job(f"{d.kind} #{d.pk} to {d.target.name}", d, "admin:models_registry_deployment_change",
+             DEPLOY_ACTIONS)
+        for d in version.deployments.filter(status__in=ACTIVE_DEPLOYMENTS).select_related("target")
+    ]  # fmt: skip
+    return jobs
+
+
+def recent_jobs(version: ModelVersion, limit: int = 3) -> list[dict[str, Any]]:
+    """The latest finished jobs of this version, newest first: the outcome of what was queued."""
+    done: list[Any] = [
+        *version.validation_runs.exclude(status__in=PENDING_RUNS).order_by("-id")[:limit],
+        *version.paper_runs.exclude(status__in=PENDING_RUNS).order_by("-id")[:limit],
+        *version.deployments.exclude(status__in=ACTIVE_DEPLOYMENTS)
+        .exclude(status=DeploymentStatus.SCHEDULED)
+        .select_related("target")
+        .order_by("-id")[:limit],
+    ]
+    done.sort(key=lambda o: o.finished_at or o.created_at, reverse=True)
+    names = {
+        ValidationRun: ("validation run", "admin:models_registry_validationrun_change"),
+        PaperTradingRun: ("paper run", "admin:models_registry_papertradingrun_change"),
+        Deployment: ("deployment", "admin:models_registry_deployment_change"),
+    }
+    return [
+        {
+            "kind": f"{names[type(o)][0]} #{o.pk}",
+            "status_text": o.get_status_display().lower(),
+            "progress": f"ended {formatting.utc(o.finished_at)}",
+            "url": reverse(names[type(o)][1], args=[o.pk]),
+        }
+        for o in done[:limit]
+    ]
+
+
+def jobs_payload(version: ModelVersion) -> dict[str, Any]:
+    """What the version page polls while a job runs (JSON)."""
+    jobs = running_jobs(version)
+    return {
+        "running": [{k: v for k, v in job.items() if k != "blocks"} for job in jobs],
+        "recent": recent_jobs(version),
+        "state": version.state,
+        "next_step": next_step(version),
+    }
 
 
 def actions_for_states(user: User, states: set[str]) -> set[str]:
@@ -195,6 +286,8 @@ def banner(user: User, version: ModelVersion) -> dict[str, Any]:
         "targets": [t.name for t in targets],
         "next_step": next_step(version),
         "actions": actions_for_version(user, version),
+        "jobs": jobs_payload(version),
+        "jobs_url": reverse("admin:models_registry_version_jobs", args=[version.pk]),
     }
 
 

@@ -65,3 +65,36 @@ def test_a_suspended_approval_asks_the_approver_and_leaves_the_deployer(
         "admin:models_registry_version_action", args=[approved.pk, "deploy_versions"]
     )
     assert deploy_url not in inbox(csrf_client(deployer)[0])
+
+
+# --- jobs are visible ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_queued_validation_shows_as_a_job_and_is_not_offered_again(
+    engineer, version_factory
+) -> None:
+    import json
+    import re
+
+    trained = version_factory(ModelState.TRAINED)
+    client, token = csrf_client(engineer)
+    page_url = reverse("admin:models_registry_modelversion_change", args=[trained.pk])
+    before = client.get(page_url).text
+    assert 'data-action="validate_versions"' in before and 'data-running="0"' in before
+    client.post(
+        reverse("admin:models_registry_version_action", args=[trained.pk, "validate_versions"]),
+        {"csrfmiddlewaretoken": token},
+    )
+    run = trained.validation_runs.order_by("-id").first()
+    assert run is not None and run.status in ("queued", "running")
+    after = client.get(page_url).text
+    banner = after.split('id="cockpit"', 1)[1].split('id="verdict"', 1)[0]
+    assert 'data-action="validate_versions"' not in banner
+    assert f"validation run #{run.pk}" in banner and 'data-running="1"' in banner
+    assert re.search(r"window\.setTimeout\(poll", after)
+    payload = json.loads(
+        client.get(reverse("admin:models_registry_version_jobs", args=[trained.pk])).content
+    )
+    assert [j["kind"] for j in payload["running"]] == [f"validation run #{run.pk}"]
+    assert payload["running"][0]["status"] in ("queued", "running")
