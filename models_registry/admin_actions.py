@@ -202,9 +202,11 @@ def approve_versions(
 ) -> HttpResponse | None:
     return _decision_action(
         modeladmin, request, queryset, action="approve_versions", title="Approve for production",
-        decide=lambda version, user, comment: lifecycle.model_version_approve(
-            model_version=version, approved_by=user, comment=comment
-        ),
+        decide=lambda version, user, comment: (
+            lifecycle.model_version_reapprove
+            if lifecycle.needs_new_approval(version)
+            else lifecycle.model_version_approve
+        )(model_version=version, approved_by=user, comment=comment),
         done="approved",
     )  # fmt: skip
 

@@ -96,8 +96,15 @@ def actions_for_version(user: User, version: ModelVersion) -> list[dict[str, str
             "url": reverse("admin:models_registry_version_action", args=[version.pk, rule.name]),
         }
         for rule in ACTION_RULES
-        if version.state in rule.states and user_may(user, rule) and rule.name not in busy
+        if _applies(rule, version) and user_may(user, rule) and rule.name not in busy
     ]
+
+
+def _applies(rule: ActionRule, version: ModelVersion) -> bool:
+    """The rule's source states; an approval also applies again once it was suspended."""
+    if version.state in rule.states:
+        return True
+    return rule.name == "approve_versions" and lifecycle.needs_new_approval(version)
 
 
 # --- jobs: what a queued action is doing now ----------------------------------------

@@ -98,3 +98,36 @@ def test_a_queued_validation_shows_as_a_job_and_is_not_offered_again(
     )
     assert [j["kind"] for j in payload["running"]] == [f"validation run #{run.pk}"]
     assert payload["running"][0]["status"] in ("queued", "running")
+
+
+@pytest.mark.django_db
+def test_a_version_needing_a_new_approval_offers_the_approver_the_action(
+    approver, engineer, version_factory
+) -> None:
+    from models_registry.models import AuditEvent
+    from models_registry.services.lifecycle import current_approval
+
+    approved = version_factory(ModelState.APPROVED)
+    decision = Approval.objects.get(model_version=approved, decision="approved")
+    ApprovalSuspension.objects.create(approval=decision, reason="re-validation failed")
+    page_url = reverse("admin:models_registry_modelversion_change", args=[approved.pk])
+    client, token = csrf_client(approver)
+    banner = client.get(page_url).text.split('id="cockpit"', 1)[1].split('id="jobs"', 1)[0]
+    assert 'data-action="approve_versions"' in banner
+    action = reverse("admin:models_registry_version_action", args=[approved.pk, "approve_versions"])
+    client.post(action, {"comment": "re-checked the drift", "apply": "1",
+                         "csrfmiddlewaretoken": token})  # fmt: skip
+    approved.refresh_from_db()
+    assert approved.state == ModelState.APPROVED
+    assert current_approval(approved) is not None
+    assert (
+        AuditEvent.objects.filter(
+            event_type="model_version_reapproved", object_id=str(approved.pk)
+        ).count()
+        == 1
+    )
+    again = client.get(page_url).text.split('id="cockpit"', 1)[1].split('id="jobs"', 1)[0]
+    assert 'data-action="approve_versions"' not in again
+    # The engineer who trained it never gets the button (four eyes).
+    engineers = csrf_client(engineer)[0].get(page_url).text
+    assert 'data-action="approve_versions"' not in engineers.split('id="jobs"', 1)[0]
