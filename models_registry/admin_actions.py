@@ -122,17 +122,33 @@ class TargetForm(forms.Form):
 
 
 class RollbackForm(forms.Form):
-    target = forms.ModelChoiceField(
-        queryset=DeploymentTarget.objects.filter(environment=Environment.PRODUCTION)
+    """Choices, not free text: the (target, version) pairs a rollback can restore now."""
+
+    restore = forms.ChoiceField(
+        label="Restore",
+        help_text="Only versions that ran on the target and whose approval is in force. "
+        "The default is the one named in 'What a rollback restores' above.",
     )
-    to_version = forms.IntegerField(
-        required=False,
-        help_text=(
-            "Version number to restore. Leave empty to restore the version named in "
-            "'What a rollback restores' above (the one that ran before the current one)."
-        ),
-    )
-    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "cols": 80}))
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "cols": 60}))
+
+    def __init__(self, *args: Any, model_name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pairs = {
+            f"{target.pk}:{version.pk}": (target, version)
+            for target, version in admin_cockpit.restorable_versions(model_name)
+        }
+        field = cast(forms.ChoiceField, self.fields["restore"])
+        field.choices = [
+            (key, f"{version} on {target.name} (sha256 {version.onnx_sha256[:12]})")
+            for key, (target, version) in self.pairs.items()
+        ]
+        if self.pairs:
+            field.initial = next(iter(self.pairs))
+        else:
+            field.help_text = "No version can be restored now: see 'What a rollback restores'."
+
+    def chosen(self) -> tuple[DeploymentTarget, ModelVersion]:
+        return self.pairs[self.cleaned_data["restore"]]
 
 
 def _confirmation_page(
@@ -286,26 +302,27 @@ def rollback_production(
     modeladmin: Any, request: HttpRequest, queryset: QuerySet
 ) -> HttpResponse | None:
     versions = _each_fresh(queryset)
-    form = RollbackForm(request.POST if "apply" in request.POST else None)
+    model_name = versions[0].name if versions else None
+    form = RollbackForm(request.POST if "apply" in request.POST else None, model_name=model_name)
     if "apply" in request.POST and form.is_valid():
-        target = form.cleaned_data["target"]
+        target, version = form.chosen()
         try:
             deployment = deployments.rollback_request(
                 target=target,
-                to_version_number=form.cleaned_data["to_version"],
+                to_version_number=version.version,
                 requested_by=admin_cockpit.staff_user(request),
                 comment=form.cleaned_data["comment"],
-                model_name=versions[0].name if versions else None,
+                model_name=version.name,
             )
         except RegistryError as exc:
-            messages.error(request, f"rollback of {target.name} refused: {exc}")
+            # The page again, the comment kept: the person corrects, not retypes.
+            form.add_error(None, f"rollback of {target.name} refused: {exc}")
         else:
             messages.success(
                 request,
                 f"rollback #{deployment.pk} of {target.name} to {deployment.model_version} queued",
             )
-        return None
-    model_name = versions[0].name if versions else None
+            return None
     previews = [
         admin_cockpit.rollback_preview(target, model_name)
         for target in DeploymentTarget.objects.filter(environment=Environment.PRODUCTION)

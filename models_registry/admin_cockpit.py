@@ -13,7 +13,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 
@@ -584,3 +584,58 @@ def rollback_preview(target: DeploymentTarget, model_name: str | None) -> dict[s
     except RegistryError as exc:
         return {"target": target, "current": current, "restores": None, "reason": str(exc)}
     return {"target": target, "current": current, "restores": restores, "reason": ""}
+
+
+def restorable_versions(model_name: str | None) -> list[tuple[DeploymentTarget, ModelVersion]]:
+    """(target, version) pairs a rollback can restore now: ran there, not live, approved.
+
+    The rollback preview's version comes first for each target, so the form's default is
+    one that can be restored.
+    """
+    from models_registry.services.deployments import live_version_on_target
+
+    pairs: list[tuple[DeploymentTarget, ModelVersion]] = []
+    for target in DeploymentTarget.objects.filter(environment=Environment.PRODUCTION).order_by(
+        "name"
+    ):
+        current = live_version_on_target(target)
+        if current is None:
+            continue
+        name = model_name or current.name
+        preview = rollback_preview(target, name)["restores"]
+        ran = (
+            ModelVersion.objects.filter(
+                name=name,
+                deployments__target=target,
+                deployments__status=DeploymentStatus.SUCCEEDED,
+            )
+            .exclude(pk=current.pk)
+            .distinct()
+            .order_by("-version")
+            .prefetch_related(
+                Prefetch(
+                    "approvals",
+                    queryset=Approval.objects.order_by("-decided_at", "-id").prefetch_related(
+                        "suspensions"
+                    ),
+                )
+            )[:RESTORABLE_LIMIT]
+        )
+        candidates = sorted(ran, key=lambda v: (preview is None or v.pk != preview.pk, -v.version))
+        pairs += [(target, version) for version in candidates if _approval_in_force(version)]
+    return pairs
+
+
+RESTORABLE_LIMIT = 20
+
+
+def _approval_in_force(version: ModelVersion) -> bool:
+    """lifecycle.current_approval on prefetched rows: a constant number of queries per page."""
+    approvals = list(version.approvals.all())
+    latest = approvals[0] if approvals else None
+    return (
+        latest is not None
+        and latest.decision == Approval.DECISION_APPROVED
+        and latest.sha256 == version.onnx_sha256
+        and not latest.suspensions.all()
+    )

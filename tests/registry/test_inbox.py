@@ -131,3 +131,33 @@ def test_a_version_needing_a_new_approval_offers_the_approver_the_action(
     # The engineer who trained it never gets the button (four eyes).
     engineers = csrf_client(engineer)[0].get(page_url).text
     assert 'data-action="approve_versions"' not in engineers.split('id="jobs"', 1)[0]
+
+
+# --- rollback: choices, not free text ------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_rollback_offers_only_restorable_versions_and_a_refusal_keeps_the_comment(
+    deployer, version_factory
+) -> None:
+    from models_registry.models import ModelVersion
+
+    old = version_factory(ModelState.RETIRED)
+    live = ModelVersion.objects.get(state=ModelState.IN_PRODUCTION)
+    client, token = csrf_client(deployer)
+    url = reverse("admin:models_registry_version_action", args=[live.pk, "rollback_production"])
+    page = client.get(url).text
+    form = page.split("<form", 1)[1]
+    assert 'name="to_version"' not in form and 'name="restore"' in form
+    assert f"{old} on " in form and f"{live} on " not in form  # never the one running
+    choice = form.split('<option value="', 1)[1].split('"', 1)[0]
+    assert "selected" in form.split(choice, 1)[1].split("</option>", 1)[0]
+
+    # The old version's approval is suspended meanwhile: refused, the comment stays.
+    decision = Approval.objects.filter(model_version=old, decision="approved").latest("id")
+    ApprovalSuspension.objects.create(approval=decision, reason="drift")
+    response = client.post(url, {"restore": choice, "comment": "host is failing, go back",
+                                 "apply": "1", "csrfmiddlewaretoken": token})  # fmt: skip
+    assert response.status_code == 200
+    assert "host is failing, go back" in response.text
+    assert "refused" in response.text or "Select a valid choice" in response.text
