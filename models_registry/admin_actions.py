@@ -530,7 +530,12 @@ def _progress_text(status: str, info: Any) -> str:
 class TrainForm(forms.Form):
     """The train_model command's options a person needs, checked by the same service."""
 
-    symbol = forms.RegexField(regex=r"^[A-Z0-9]{5,20}$", initial="BTCUSDT")
+    symbol = forms.CharField(
+        max_length=20,
+        initial="BTCUSDT",
+        help_text="a symbol with candles in the data store",
+        widget=forms.Select(),
+    )
     kind = forms.ChoiceField(
         choices=[("sentiment", "sentiment (price and sentiment)"), ("price", "price only")],
         initial="sentiment",
@@ -554,6 +559,24 @@ class TrainForm(forms.Form):
         max_value=500,
         help_text="hyper-parameter search budget (trials); empty: no search",
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from models_registry.services.training import stored_symbols
+
+        super().__init__(*args, **kwargs)
+        self.symbols = stored_symbols()
+        widget = cast(forms.Select, self.fields["symbol"].widget)
+        widget.choices = [(s, s) for s in self.symbols] or [("", "no symbol in the store yet")]
+
+    def clean_symbol(self) -> str:
+        # Lowercase is the same symbol: Binance and the store spell it in capitals.
+        symbol = str(self.cleaned_data["symbol"]).strip().upper()
+        if symbol not in self.symbols:
+            stored = ", ".join(self.symbols) or "none yet"
+            raise forms.ValidationError(
+                f"{symbol or 'no symbol'} has no candles in the data store (stored: {stored})"
+            )
+        return symbol
 
     def training_options(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -589,16 +612,14 @@ def train_view(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"training not queued: {form_errors_sentence(form)}")
     elif request.method == "POST":
         from models_registry.models import RegistryError as Refused
-        from models_registry.services.training import (
-            refuse_training_in_production,
-            training_options_parse,
-        )
+        from models_registry.services.training import training_data_check
         from models_registry.tasks.training import train_model_task
 
         options = form.training_options()
         try:
-            refuse_training_in_production()
-            training_options_parse(options)
+            # The refusal to train in production lives on the worker that would train; the
+            # web only queues onto the training queue (a training host's worker takes it).
+            training_data_check(form.cleaned_data["symbol"], options)
         except (Refused, ValueError, TypeError) as exc:
             messages.error(request, f"training not queued: {exc}")
         else:

@@ -161,3 +161,45 @@ def test_rollback_offers_only_restorable_versions_and_a_refusal_keeps_the_commen
     assert response.status_code == 200
     assert "host is failing, go back" in response.text
     assert "refused" in response.text or "Select a valid choice" in response.text
+
+
+# --- train: choices, refused before queueing ------------------------------------------
+
+
+def _train_post(client, token, **fields):
+    form = {"kind": "price", "gap_policy": "refuse", "max_fill": 3, "epochs": 2,
+            "csrfmiddlewaretoken": token, **fields}  # fmt: skip
+    return client.post(reverse("admin:models_registry_train"), form, follow=True)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("environment", ["production", "staging"])
+def test_train_lists_stored_symbols_normalises_case_and_refuses_thin_data_before_queueing(
+    engineer, monkeypatch, stored_candles, settings, environment
+) -> None:
+    import re
+
+    from models_registry.tasks import training
+
+    settings.ENVIRONMENT = environment  # the web queues in production too: the worker refuses
+    queued: list[tuple] = []
+
+    class Result:
+        id = "0123456789abcdef"
+
+    monkeypatch.setattr(training.train_model_task, "delay", lambda *a: queued.append(a) or Result())
+    store = stored_candles("BTCUSDT", "2023-06-01")
+    stored_candles("ETHUSDT", "2024-11-01", days=40)
+    client, token = csrf_client(engineer)
+    page = client.get(reverse("admin:models_registry_train")).text
+    assert re.findall(r'<option value="([A-Z]+)"', page) == ["BTCUSDT", "ETHUSDT"]
+
+    assert "training of BTCUSDT queued" in _train_post(client, token, symbol="btcusdt").text
+    assert queued[-1][0] == "BTCUSDT"
+
+    for symbol, words in (("ETHUSDT", "40 days"), ("SOLUSDT", "no candles in the data store")):
+        text = _train_post(client, token, symbol=symbol).text
+        message = re.search(r'<li class="error">([^<]*)</li>', text).group(1)
+        assert message.startswith("training not queued") and words in message, message
+        assert "[" not in message and str(store) not in message
+    assert len(queued) == 1
