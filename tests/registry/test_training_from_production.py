@@ -20,7 +20,8 @@ from tradebot.celery import app
 pytestmark = pytest.mark.slow
 
 # The worker trains on 800 hours of it: tiny, as every training in the tests.
-TINY = {"start": "2024-09-01", "end": "2024-10-04 08:00", "window": 12, "units": 8, "epochs": 1, "allow_short_history": True,
+TINY = {"start": "2024-09-01", "end": "2024-10-04 08:00", "window": 12, "units": 8,
+        "epochs": 1, "allow_short_history": True,
         "allow_missing_conditions": "tiny test data", "hold_out_days": 0}  # fmt: skip
 
 
