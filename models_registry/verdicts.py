@@ -48,6 +48,8 @@ FRACTION_GATES = frozenset(
         "beats_always_flat_by",
         "min_excess_return",
         "min_win_rate",
+        "max_hit_rate_drop",
+        "max_live_divergence",
     }
 )
 COUNT_GATES = frozenset({"min_trades", "min_bars"})

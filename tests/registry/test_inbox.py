@@ -203,3 +203,14 @@ def test_train_lists_stored_symbols_normalises_case_and_refuses_thin_data_before
         assert message.startswith("training not queued") and words in message, message
         assert "[" not in message and str(store) not in message
     assert len(queued) == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [True, False])
+def test_periodic_tasks_for_an_auditor_is_a_readable_403(auditor, settings, debug) -> None:
+    settings.DEBUG = debug
+    client, _ = csrf_client(auditor)
+    response = client.get("/admin/django_celery_beat/periodictask/")
+    assert response.status_code == 403
+    assert "You may not open this page" in response.text
+    assert auditor.username in response.text and 'href="/admin/"' in response.text

@@ -181,3 +181,14 @@ def test_a_malformed_id_in_an_admin_url_is_a_404(superuser, settings, debug, mod
     for bad in ("abc", "1.5", "-", "%20"):
         response = client.get(f"/admin/models_registry/{model}/{bad}/change/")
         assert response.status_code == 404, (model, bad, response.status_code)
+
+
+def test_a_suspension_reason_reads_numbers_as_people_do() -> None:
+    from models_registry.services.monitoring import _failed_gate_text
+
+    text = _failed_gate_text({"name": "max_sharpe_drop", "value": 1.743301511595308,
+                              "threshold": 1.0})  # fmt: skip
+    assert text == "max_sharpe_drop: 1.74 (limit 1.00)"
+    assert _failed_gate_text({"name": "min_bars", "value": 1439.0, "threshold": 1440.0}) == (
+        "min_bars: 1,439 (limit 1,440)"
+    )
