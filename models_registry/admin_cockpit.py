@@ -543,7 +543,7 @@ def equity_against_hold_and_production(
     from models_registry.admin_compare import stored_curve
 
     mine = stored_curve(validation)
-    title = f"{version}: equity on its validation window (1.00 = start)"
+    title = f"{version}: return since the start of its validation window"
     if mine is None:
         return svg_charts.no_data(title)
     lines = [svg_charts.Series(str(version), THIS_COLOUR, _curve_points(mine, "strategy"))]
@@ -554,7 +554,9 @@ def equity_against_hold_and_production(
     if theirs is not None:
         label = f"{comparison.get('other')} (production)"
         lines.append(svg_charts.Series(label, PRODUCTION_COLOUR, _curve_points(theirs, "strategy")))
-    return svg_charts.lines_chart(lines, title=title)
+    return svg_charts.lines_chart(
+        lines, title=title, y_format=lambda y: formatting.percent(float(y) - 1.0)
+    )
 
 
 def _curve_points(curve: dict[str, Any], key: str) -> list[tuple[Any, float]]:

@@ -120,7 +120,7 @@ def key_value_table(data: Any, *, css_class: str = "kv") -> str:
         return format_html('<table class="{}">{}</table>', css_class, rows)
     if isinstance(data, list):
         if all(isinstance(item, dict) for item in data):
-            columns = sorted({key for item in data for key in item})
+            columns = sorted({key for item in data for key in item}, key=_column_order)
             head = format_html_join("", "<th>{}</th>", ((c,) for c in columns))
             body = format_html_join(
                 "",
@@ -137,6 +137,18 @@ def key_value_table(data: Any, *, css_class: str = "kv") -> str:
             return format_html('<table class="{}"><tr>{}</tr>{}</table>', css_class, head, body)
         return ", ".join(number(item) for item in data)
     return number(data)
+
+
+# What a row is and whether it passed come first; the long detail last.
+_LEADING_COLUMNS = ("host", "name", "step", "passed", "ok", "result", "status")
+
+
+def _column_order(key: Any) -> tuple[int, str]:
+    text = str(key)
+    return (
+        _LEADING_COLUMNS.index(text) if text in _LEADING_COLUMNS else len(_LEADING_COLUMNS),
+        text,
+    )
 
 
 def _cell(key: Any, value: Any) -> str:
