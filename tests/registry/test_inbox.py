@@ -214,3 +214,39 @@ def test_periodic_tasks_for_an_auditor_is_a_readable_403(auditor, settings, debu
     assert response.status_code == 403
     assert "You may not open this page" in response.text
     assert auditor.username in response.text and 'href="/admin/"' in response.text
+
+
+# --- compare works for everyone -------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_compare_shows_existing_runs_on_a_shared_window_to_an_approver(
+    approver, engineer, version_factory, stored_candles
+) -> None:
+    from datetime import UTC, datetime
+
+    from models_registry.models import ValidationRun
+
+    stored_candles("BTCUSDT", "2023-06-01", days=580)
+    versions = [version_factory(ModelState.STAGED) for _ in range(3)]
+    for n, version in enumerate(versions):
+        ValidationRun.objects.filter(model_version=version).update(
+            metrics={"total_return": 0.01 * (n + 1), "sharpe": 1.0 + n, "trades": 5 + n},
+            config={"engine": {"fee_bps": 10.0, "slippage_bps": 5.0}},
+            # 90 days after everything they trained on (data up to 2024-06-01).
+            window_start=datetime(2024, 7, 1, tzinfo=UTC),
+            window_end=datetime(2024, 9, 28, 23, tzinfo=UTC),
+        )
+    ids = ",".join(str(v.pk) for v in versions)
+    url = reverse("admin:models_registry_compare") + f"?ids={ids}"
+    page = csrf_client(approver)[0].get(url).text
+    metrics = page.split('class="compare-metrics"', 1)[1].split("</table>", 1)[0]
+    assert "1.00 %" in metrics and "2.00 %" in metrics and "3.00 %" in metrics
+    assert "nothing was run again" in page
+    assert "Run 3 comparison" not in page and '<form method="post">' not in page
+    assert "window=newest" in page
+
+    # On the newest window nothing exists yet: the engineer may fill it, told it is a trial.
+    newest = csrf_client(engineer)[0].get(url + "&window=newest").text
+    assert "counts as a trial" in newest and "Run 3 comparison backtests" in newest
+    assert "Run 3 comparison" not in csrf_client(approver)[0].get(url + "&window=newest").text
