@@ -31,7 +31,7 @@ def progress_reporter(
     min_interval: float = PLAIN_LINE_SECONDS,
 ) -> Iterator[ProgressCallback]:
     """Yield a ``progress(done, total)`` callback drawing a bar or writing plain lines."""
-    out = stream if stream is not None else sys.stderr
+    out = _raw(stream if stream is not None else sys.stderr)
     if not enabled:
         yield lambda done, total: None
     elif _is_terminal(out):
@@ -92,3 +92,51 @@ def _plain_lines(
 def _is_terminal(stream: TextIO) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+StageCallback = Callable[[str], None]
+
+
+@contextmanager
+def stage_reporter(
+    description: str, *, stream: TextIO | None = None, enabled: bool = True
+) -> Iterator[StageCallback]:
+    """Yield a ``stage(message)`` callback: one tqdm line naming the stage on a terminal,
+    one plain line per new stage elsewhere (no carriage return, no colour)."""
+    out = _raw(stream if stream is not None else sys.stderr)
+    if not enabled:
+        yield lambda message: None
+    elif _is_terminal(out):
+        bar = tqdm(
+            desc=description,
+            total=None,
+            bar_format="{desc} [{elapsed}]",
+            file=out,
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+        def on_terminal(message: str) -> None:
+            bar.set_description_str(f"{description}: {message}", refresh=True)
+
+        try:
+            yield on_terminal
+        finally:
+            bar.close()
+    else:
+        last: list[str] = []
+
+        def plain(message: str) -> None:
+            if last and last[-1] == message:
+                return
+            last.append(message)
+            out.write(f"{description}: {message}\n")
+            out.flush()
+
+        yield plain
+
+
+def _raw(stream: TextIO) -> TextIO:
+    """Django's OutputWrapper colours stderr red and ends every write with a newline: a bar
+    drawn through it becomes a red line per update. Write to the stream it wraps."""
+    return getattr(stream, "_out", stream)

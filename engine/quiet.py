@@ -16,6 +16,11 @@ import os
 QUIET_ENVIRONMENT = {
     "TF_CPP_MIN_LOG_LEVEL": "3",  # C++ core and absl: nothing below FATAL
     "GRPC_VERBOSITY": "ERROR",
+    # TensorFlow 2.21 prints "oneDNN custom operations are on" through absl before it reads
+    # TF_CPP_MIN_LOG_LEVEL, and no logging variable stops it; only switching the oneDNN
+    # custom operations off does. They reorder floating-point sums: off, CPU results no
+    # longer depend on the thread layout, which suits a registry that re-runs trainings.
+    "TF_ENABLE_ONEDNN_OPTS": "0",
 }
 # Python-side loggers of TensorFlow, absl and tf2onnx ("Using tensorflow=... onnx=...").
 QUIET_LOGGERS = ("tensorflow", "absl", "tf2onnx", "h5py")

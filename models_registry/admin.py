@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import (
     Http404,
@@ -60,7 +60,31 @@ STATE_COLOURS: dict[str, str] = {
 }
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class MalformedIdIs404:
+    """``.../modelversion/abc/change/`` is a 404: an id that cannot be a key names nothing.
+
+    Django redirects to the admin home for such an id; a page for one record is a 404 when
+    the record cannot exist, with DEBUG on or off.
+    """
+
+    model: Any
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Any:
+        field = (
+            self.model._meta.pk if from_field is None else self.model._meta.get_field(from_field)
+        )
+        try:
+            field.to_python(object_id)
+        except (ValidationError, ValueError, TypeError):
+            raise Http404(
+                f"no {self.model._meta.verbose_name} with id {object_id[:40]!r}"
+            ) from None
+        return super().get_object(request, object_id, from_field)  # type: ignore[misc]
+
+
+class ReadOnlyAdmin(MalformedIdIs404, admin.ModelAdmin):
     """Records that only services write: viewable, never added, changed or deleted here."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -249,6 +273,11 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                     )
                 ),
                 name="models_registry_version_action",
+            ),
+            path(
+                "<int:pk>/jobs.json",
+                self.admin_site.admin_view(admin_actions.version_jobs_view),
+                name="models_registry_version_jobs",
             ),
             path(
                 "compare/",
@@ -471,7 +500,7 @@ class DeploymentHostInline(admin.TabularInline):
 
 
 @admin.register(DeploymentTarget)
-class DeploymentTargetAdmin(admin.ModelAdmin):
+class DeploymentTargetAdmin(MalformedIdIs404, admin.ModelAdmin):
     list_display = ("name", "environment", "is_local", "host_list", "service_name", "allowed_hours")
     list_filter = ("environment", "is_local")
     inlines = (DeploymentHostInline,)

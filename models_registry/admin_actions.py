@@ -17,7 +17,14 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -115,17 +122,33 @@ class TargetForm(forms.Form):
 
 
 class RollbackForm(forms.Form):
-    target = forms.ModelChoiceField(
-        queryset=DeploymentTarget.objects.filter(environment=Environment.PRODUCTION)
+    """Choices, not free text: the (target, version) pairs a rollback can restore now."""
+
+    restore = forms.ChoiceField(
+        label="Restore",
+        help_text="Only versions that ran on the target and whose approval is in force. "
+        "The default is the one named in 'What a rollback restores' above.",
     )
-    to_version = forms.IntegerField(
-        required=False,
-        help_text=(
-            "Version number to restore. Leave empty to restore the version named in "
-            "'What a rollback restores' above (the one that ran before the current one)."
-        ),
-    )
-    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "cols": 80}))
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "cols": 60}))
+
+    def __init__(self, *args: Any, model_name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pairs = {
+            f"{target.pk}:{version.pk}": (target, version)
+            for target, version in admin_cockpit.restorable_versions(model_name)
+        }
+        field = cast(forms.ChoiceField, self.fields["restore"])
+        field.choices = [
+            (key, f"{version} on {target.name} (sha256 {version.onnx_sha256[:12]})")
+            for key, (target, version) in self.pairs.items()
+        ]
+        if self.pairs:
+            field.initial = next(iter(self.pairs))
+        else:
+            field.help_text = "No version can be restored now: see 'What a rollback restores'."
+
+    def chosen(self) -> tuple[DeploymentTarget, ModelVersion]:
+        return self.pairs[self.cleaned_data["restore"]]
 
 
 def _confirmation_page(
@@ -195,9 +218,11 @@ def approve_versions(
 ) -> HttpResponse | None:
     return _decision_action(
         modeladmin, request, queryset, action="approve_versions", title="Approve for production",
-        decide=lambda version, user, comment: lifecycle.model_version_approve(
-            model_version=version, approved_by=user, comment=comment
-        ),
+        decide=lambda version, user, comment: (
+            lifecycle.model_version_reapprove
+            if lifecycle.needs_new_approval(version)
+            else lifecycle.model_version_approve
+        )(model_version=version, approved_by=user, comment=comment),
         done="approved",
     )  # fmt: skip
 
@@ -277,26 +302,27 @@ def rollback_production(
     modeladmin: Any, request: HttpRequest, queryset: QuerySet
 ) -> HttpResponse | None:
     versions = _each_fresh(queryset)
-    form = RollbackForm(request.POST if "apply" in request.POST else None)
+    model_name = versions[0].name if versions else None
+    form = RollbackForm(request.POST if "apply" in request.POST else None, model_name=model_name)
     if "apply" in request.POST and form.is_valid():
-        target = form.cleaned_data["target"]
+        target, version = form.chosen()
         try:
             deployment = deployments.rollback_request(
                 target=target,
-                to_version_number=form.cleaned_data["to_version"],
+                to_version_number=version.version,
                 requested_by=admin_cockpit.staff_user(request),
                 comment=form.cleaned_data["comment"],
-                model_name=versions[0].name if versions else None,
+                model_name=version.name,
             )
         except RegistryError as exc:
-            messages.error(request, f"rollback of {target.name} refused: {exc}")
+            # The page again, the comment kept: the person corrects, not retypes.
+            form.add_error(None, f"rollback of {target.name} refused: {exc}")
         else:
             messages.success(
                 request,
                 f"rollback #{deployment.pk} of {target.name} to {deployment.model_version} queued",
             )
-        return None
-    model_name = versions[0].name if versions else None
+            return None
     previews = [
         admin_cockpit.rollback_preview(target, model_name)
         for target in DeploymentTarget.objects.filter(environment=Environment.PRODUCTION)
@@ -311,6 +337,8 @@ def rollback_production(
 
 
 def version_page_context(object_id: str, user: Any = None) -> dict[str, Any]:
+    if not str(object_id).isdigit():
+        return {}  # the admin answers 404 for an id that cannot be a key
     version = (
         ModelVersion.objects.filter(pk=object_id)
         .select_related("created_by", "approval_requested_by")
@@ -324,8 +352,10 @@ def version_page_context(object_id: str, user: Any = None) -> dict[str, Any]:
         .order_by("-created_at")
         .first()
     )
+    evidence = admin_cockpit.decision_evidence(version, Environment.PRODUCTION)
     return {
         "version_obj": version,
+        "evidence": evidence,
         "cockpit": admin_cockpit.banner(user, version) if user is not None else None,
         "search": (version.metadata or {}).get("search"),
         "search_plot_url": _search_plot_url(version),
@@ -347,9 +377,7 @@ def version_page_context(object_id: str, user: Any = None) -> dict[str, Any]:
         ),
         "production_version": production,
         # Like for like: the version in production on this version's own validation window.
-        "comparison": admin_cockpit.comparison_on_same_window(
-            version, lifecycle.passing_validation_run(version) or version.validation_runs.first()
-        ),
+        "comparison": evidence["comparison"],
     }
 
 
@@ -380,6 +408,14 @@ def version_action_view(
         return HttpResponseRedirect(page)
     response = CONFIRM_ACTIONS[action](modeladmin, request, queryset)
     return response if response is not None else HttpResponseRedirect(page)
+
+
+def version_jobs_view(request: HttpRequest, pk: int) -> JsonResponse:
+    """The version's queued and running jobs and latest outcomes, for the page's polling."""
+    if not request.user.has_perm("models_registry.view_modelversion"):
+        raise PermissionDenied("viewing versions needs the view permission")
+    version = get_object_or_404(ModelVersion, pk=pk)
+    return JsonResponse(admin_cockpit.jobs_payload(version))
 
 
 def _search_plot_url(version: ModelVersion) -> str | None:
@@ -494,7 +530,12 @@ def _progress_text(status: str, info: Any) -> str:
 class TrainForm(forms.Form):
     """The train_model command's options a person needs, checked by the same service."""
 
-    symbol = forms.RegexField(regex=r"^[A-Z0-9]{5,20}$", initial="BTCUSDT")
+    symbol = forms.CharField(
+        max_length=20,
+        initial="BTCUSDT",
+        help_text="a symbol with candles in the data store",
+        widget=forms.Select(),
+    )
     kind = forms.ChoiceField(
         choices=[("sentiment", "sentiment (price and sentiment)"), ("price", "price only")],
         initial="sentiment",
@@ -518,6 +559,24 @@ class TrainForm(forms.Form):
         max_value=500,
         help_text="hyper-parameter search budget (trials); empty: no search",
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from models_registry.services.training import stored_symbols
+
+        super().__init__(*args, **kwargs)
+        self.symbols = stored_symbols()
+        widget = cast(forms.Select, self.fields["symbol"].widget)
+        widget.choices = [(s, s) for s in self.symbols] or [("", "no symbol in the store yet")]
+
+    def clean_symbol(self) -> str:
+        # Lowercase is the same symbol: Binance and the store spell it in capitals.
+        symbol = str(self.cleaned_data["symbol"]).strip().upper()
+        if symbol not in self.symbols:
+            stored = ", ".join(self.symbols) or "none yet"
+            raise forms.ValidationError(
+                f"{symbol or 'no symbol'} has no candles in the data store (stored: {stored})"
+            )
+        return symbol
 
     def training_options(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -553,16 +612,14 @@ def train_view(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"training not queued: {form_errors_sentence(form)}")
     elif request.method == "POST":
         from models_registry.models import RegistryError as Refused
-        from models_registry.services.training import (
-            refuse_training_in_production,
-            training_options_parse,
-        )
+        from models_registry.services.training import training_data_check
         from models_registry.tasks.training import train_model_task
 
         options = form.training_options()
         try:
-            refuse_training_in_production()
-            training_options_parse(options)
+            # The refusal to train in production lives on the worker that would train; the
+            # web only queues onto the training queue (a training host's worker takes it).
+            training_data_check(form.cleaned_data["symbol"], options)
         except (Refused, ValueError, TypeError) as exc:
             messages.error(request, f"training not queued: {exc}")
         else:

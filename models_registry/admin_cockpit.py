@@ -13,11 +13,11 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 
-from models_registry import formatting
+from models_registry import formatting, svg_charts, verdicts
 from models_registry.gates import gates_for
 from models_registry.models import (
     Approval,
@@ -84,7 +84,11 @@ def user_may(user: User, rule: ActionRule) -> bool:
 
 
 def actions_for_version(user: User, version: ModelVersion) -> list[dict[str, str]]:
-    """The buttons for this user on this version in its state, each to its confirmation page."""
+    """The buttons for this user on this version in its state, each to its confirmation page.
+
+    An action whose job is queued or running for this version is not offered again.
+    """
+    busy = {name for job in running_jobs(version) for name in job["blocks"]}
     return [
         {
             "name": rule.name,
@@ -92,8 +96,102 @@ def actions_for_version(user: User, version: ModelVersion) -> list[dict[str, str
             "url": reverse("admin:models_registry_version_action", args=[version.pk, rule.name]),
         }
         for rule in ACTION_RULES
-        if version.state in rule.states and user_may(user, rule)
+        if _applies(rule, version) and user_may(user, rule) and rule.name not in busy
     ]
+
+
+def _applies(rule: ActionRule, version: ModelVersion) -> bool:
+    """The rule's source states; an approval also applies again once it was suspended."""
+    if version.state in rule.states:
+        return True
+    return rule.name == "approve_versions" and lifecycle.needs_new_approval(version)
+
+
+# --- jobs: what a queued action is doing now ----------------------------------------
+
+PENDING_RUNS = (RunStatus.QUEUED, RunStatus.RUNNING)
+DEPLOY_ACTIONS = ("stage_versions", "deploy_versions", "rollback_production")
+
+
+def _job(kind: str, obj: Any, url_name: str, blocks: tuple[str, ...]) -> dict[str, Any]:
+    from django.utils import timezone
+
+    since = obj.started_at or obj.created_at
+    seconds = int((timezone.now() - since).total_seconds()) if since else 0
+    status = obj.get_status_display().lower()
+    verb = "running for" if obj.status == RunStatus.RUNNING else "waiting for a worker for"
+    finished = getattr(obj, "finished_at", None)
+    return {
+        "kind": kind,
+        "pk": obj.pk,
+        "status": obj.status,
+        "status_text": status,
+        "running": obj.status in (*PENDING_RUNS, *ACTIVE_DEPLOYMENTS),
+        "progress": f"{verb} {seconds} s" if not finished else f"ended {formatting.utc(finished)}",
+        "url": reverse(url_name, args=[obj.pk]),
+        "blocks": blocks,
+    }
+
+
+ACTIVE_DEPLOYMENTS = (DeploymentStatus.QUEUED, DeploymentStatus.RUNNING)
+
+
+def running_jobs(version: ModelVersion) -> list[dict[str, Any]]:
+    """This version's queued or running runs and deployments: three small queries."""
+    jobs = [
+        _job(f"validation run #{r.pk}", r, "admin:models_registry_validationrun_change",
+             ("validate_versions",))
+        for r in version.validation_runs.filter(status__in=PENDING_RUNS)
+    ]  # fmt: skip
+    jobs += [
+        _job(f"paper run #{r.pk}", r, "admin:models_registry_papertradingrun_change",
+             ("paper_trade_versions",))
+        for r in version.paper_runs.filter(status__in=PENDING_RUNS)
+    ]  # fmt: skip
+    jobs += [
+        _job(f"{d.kind} #{d.pk} to {d.target.name}", d, "admin:models_registry_deployment_change",
+             DEPLOY_ACTIONS)
+        for d in version.deployments.filter(status__in=ACTIVE_DEPLOYMENTS).select_related("target")
+    ]  # fmt: skip
+    return jobs
+
+
+def recent_jobs(version: ModelVersion, limit: int = 3) -> list[dict[str, Any]]:
+    """The latest finished jobs of this version, newest first: the outcome of what was queued."""
+    done: list[Any] = [
+        *version.validation_runs.exclude(status__in=PENDING_RUNS).order_by("-id")[:limit],
+        *version.paper_runs.exclude(status__in=PENDING_RUNS).order_by("-id")[:limit],
+        *version.deployments.exclude(status__in=ACTIVE_DEPLOYMENTS)
+        .exclude(status=DeploymentStatus.SCHEDULED)
+        .select_related("target")
+        .order_by("-id")[:limit],
+    ]
+    done.sort(key=lambda o: o.finished_at or o.created_at, reverse=True)
+    names = {
+        ValidationRun: ("validation run", "admin:models_registry_validationrun_change"),
+        PaperTradingRun: ("paper run", "admin:models_registry_papertradingrun_change"),
+        Deployment: ("deployment", "admin:models_registry_deployment_change"),
+    }
+    return [
+        {
+            "kind": f"{names[type(o)][0]} #{o.pk}",
+            "status_text": o.get_status_display().lower(),
+            "progress": f"ended {formatting.utc(o.finished_at)}",
+            "url": reverse(names[type(o)][1], args=[o.pk]),
+        }
+        for o in done[:limit]
+    ]
+
+
+def jobs_payload(version: ModelVersion) -> dict[str, Any]:
+    """What the version page polls while a job runs (JSON)."""
+    jobs = running_jobs(version)
+    return {
+        "running": [{k: v for k, v in job.items() if k != "blocks"} for job in jobs],
+        "recent": recent_jobs(version),
+        "state": version.state,
+        "next_step": next_step(version),
+    }
 
 
 def actions_for_states(user: User, states: set[str]) -> set[str]:
@@ -195,6 +293,8 @@ def banner(user: User, version: ModelVersion) -> dict[str, Any]:
         "targets": [t.name for t in targets],
         "next_step": next_step(version),
         "actions": actions_for_version(user, version),
+        "jobs": jobs_payload(version),
+        "jobs_url": reverse("admin:models_registry_version_jobs", args=[version.pk]),
     }
 
 
@@ -245,13 +345,20 @@ def run_evidence(run: ValidationRun | PaperTradingRun | None, what: str) -> dict
             {
                 "name": g.get("name"),
                 "passed": bool(g.get("passed")),
-                "value": formatting.metric(_gate_key(g.get("name")), g.get("value")),
-                "threshold": formatting.metric(_gate_key(g.get("name")), g.get("threshold")),
+                "value": _gate_number(g.get("name"), g.get("value")),
+                "threshold": _gate_number(g.get("name"), g.get("threshold")),
             }
             for g in (run.gate_results or [])
         ],
         "warnings": warnings,
     }
+
+
+def _gate_number(name: Any, value: Any) -> str:
+    """Counts without decimals, fractions as %, the rest rounded: never ``1440.00``."""
+    if value is None or isinstance(value, str):
+        return formatting.DASH if value is None else value
+    return verdicts.threshold_text(str(name or ""), value)
 
 
 def _gate_key(name: Any) -> str:
@@ -265,6 +372,13 @@ def comparison_on_same_window(
     """This version against what runs on production now, on the very same window, or say why not."""
     live = _production_versions(version)
     if not live:
+        serving = [t.name for t in live_targets(version) if t.environment == Environment.PRODUCTION]
+        if serving:
+            return {
+                "rows": [],
+                "note": f"{version} is the version production runs now (on {', '.join(serving)});"
+                " no other production version to compare with.",
+            }
         return {"rows": [], "note": f"No {version.symbol} version runs on a production target now."}
     other, target = live[0]
     if validation is None:
@@ -304,6 +418,8 @@ def comparison_on_same_window(
     return {
         "other": other,
         "target": target,
+        "this_run": validation,
+        "their_run": theirs,
         "window": formatting.window(validation.window_start, validation.window_end),
         "rows": rows,
         "note": "" if rows else "Neither run on this window recorded metrics to compare.",
@@ -341,7 +457,9 @@ def decision_evidence(version: ModelVersion, environment: str) -> dict[str, Any]
         )
         if e
     ]
-    warnings = [w for e in runs for w in e["warnings"]]
+    comparison = comparison_on_same_window(version, validation)
+    verdict = verdict_block(version, validation, paper, comparison)
+    warnings = [*verdict["warnings"], *(w for e in runs for w in e["warnings"])]
     if validation is None:
         warnings.append("no out-of-sample validation run")
     if paper is None:
@@ -358,7 +476,8 @@ def decision_evidence(version: ModelVersion, environment: str) -> dict[str, Any]
         "next_step": next_step(version),
         "runs": runs,
         "warnings": warnings,
-        "comparison": comparison_on_same_window(version, validation),
+        "comparison": comparison,
+        "verdict": verdict,
         "search": (version.metadata or {}).get("search"),
         "strategy": (version.metadata or {}).get("strategy"),
         "targets": [
@@ -371,6 +490,85 @@ def decision_evidence(version: ModelVersion, environment: str) -> dict[str, Any]
         ],
         "gate_thresholds": gates_for(version.name, "validation"),
     }
+
+
+# --- the verdict block: what a decision page says first -----------------------------
+
+THIS_COLOUR, HOLD_COLOUR, PRODUCTION_COLOUR = "#0d6efd", "#777777", "#d62728"
+
+
+def verdict_block(
+    version: ModelVersion,
+    validation: ValidationRun | None,
+    paper: PaperTradingRun | None,
+    comparison: dict[str, Any],
+) -> dict[str, Any]:
+    """The policy, each run's verdict under the shipped defaults, production, one chart."""
+    judged = [
+        verdicts.verdict_under_defaults(run, what)
+        for run, what in ((validation, "validation run"), (paper, "paper run"))
+        if run is not None
+    ]
+    production_run = comparison.get("their_run")
+    warnings = verdicts.verdict_warnings(
+        judged, validation, production_run, str(comparison.get("other") or "")
+    )
+    policies = [
+        {"what": f"{v.what} #{v.pk}", "name": v.policy.name, "loosened": v.policy.loosened}
+        for v in judged
+    ]
+    return {
+        "policies": policies,
+        "loosened": any(p["loosened"] for p in policies),
+        "verdicts": [
+            {"text": v.text, "passes": v.passes_defaults, "pk": v.pk, "what": v.what}
+            for v in judged
+        ],
+        "passes_defaults": bool(judged) and all(v.passes_defaults for v in judged),
+        "warnings": warnings,
+        "comparison": comparison,
+        "chart": equity_against_hold_and_production(
+            version, validation, production_run, comparison
+        ),
+    }
+
+
+def equity_against_hold_and_production(
+    version: ModelVersion,
+    validation: ValidationRun | None,
+    production_run: ValidationRun | None,
+    comparison: dict[str, Any],
+) -> Any:
+    """One chart: this version's equity, buy-and-hold's and production's, on one window."""
+    from models_registry.admin_compare import stored_curve
+
+    mine = stored_curve(validation)
+    title = f"{version}: return since the start of its validation window"
+    if mine is None:
+        return svg_charts.no_data(title)
+    lines = [svg_charts.Series(str(version), THIS_COLOUR, _curve_points(mine, "strategy"))]
+    lines.append(
+        svg_charts.Series("buy and hold", HOLD_COLOUR, _curve_points(mine, "buy_and_hold"), "6 4")
+    )
+    theirs = stored_curve(production_run)
+    if theirs is not None:
+        label = f"{comparison.get('other')} (production)"
+        lines.append(svg_charts.Series(label, PRODUCTION_COLOUR, _curve_points(theirs, "strategy")))
+    return svg_charts.lines_chart(
+        lines, title=title, y_format=lambda y: formatting.percent(float(y) - 1.0)
+    )
+
+
+def _curve_points(curve: dict[str, Any], key: str) -> list[tuple[Any, float]]:
+    from datetime import datetime
+
+    values = curve.get(key) or []
+    stamps = curve.get("index") or []
+    return [
+        (datetime.fromisoformat(stamp), float(value))
+        for stamp, value in zip(stamps, values, strict=False)
+        if value is not None
+    ]
 
 
 def rollback_preview(target: DeploymentTarget, model_name: str | None) -> dict[str, Any]:
@@ -388,3 +586,58 @@ def rollback_preview(target: DeploymentTarget, model_name: str | None) -> dict[s
     except RegistryError as exc:
         return {"target": target, "current": current, "restores": None, "reason": str(exc)}
     return {"target": target, "current": current, "restores": restores, "reason": ""}
+
+
+def restorable_versions(model_name: str | None) -> list[tuple[DeploymentTarget, ModelVersion]]:
+    """(target, version) pairs a rollback can restore now: ran there, not live, approved.
+
+    The rollback preview's version comes first for each target, so the form's default is
+    one that can be restored.
+    """
+    from models_registry.services.deployments import live_version_on_target
+
+    pairs: list[tuple[DeploymentTarget, ModelVersion]] = []
+    for target in DeploymentTarget.objects.filter(environment=Environment.PRODUCTION).order_by(
+        "name"
+    ):
+        current = live_version_on_target(target)
+        if current is None:
+            continue
+        name = model_name or current.name
+        preview = rollback_preview(target, name)["restores"]
+        ran = (
+            ModelVersion.objects.filter(
+                name=name,
+                deployments__target=target,
+                deployments__status=DeploymentStatus.SUCCEEDED,
+            )
+            .exclude(pk=current.pk)
+            .distinct()
+            .order_by("-version")
+            .prefetch_related(
+                Prefetch(
+                    "approvals",
+                    queryset=Approval.objects.order_by("-decided_at", "-id").prefetch_related(
+                        "suspensions"
+                    ),
+                )
+            )[:RESTORABLE_LIMIT]
+        )
+        candidates = sorted(ran, key=lambda v: (preview is None or v.pk != preview.pk, -v.version))
+        pairs += [(target, version) for version in candidates if _approval_in_force(version)]
+    return pairs
+
+
+RESTORABLE_LIMIT = 20
+
+
+def _approval_in_force(version: ModelVersion) -> bool:
+    """lifecycle.current_approval on prefetched rows: a constant number of queries per page."""
+    approvals = list(version.approvals.all())
+    latest = approvals[0] if approvals else None
+    return (
+        latest is not None
+        and latest.decision == Approval.DECISION_APPROVED
+        and latest.sha256 == version.onnx_sha256
+        and not latest.suspensions.all()
+    )

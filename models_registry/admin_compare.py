@@ -68,7 +68,7 @@ def compare_view(request: HttpRequest) -> HttpResponse:
     back = reverse("admin:models_registry_modelversion_changelist")
     try:
         versions = selected_versions(request.GET.get("ids", ""))
-        window = comparison.common_window(versions)
+        window = chosen_window(versions, newest_only=request.GET.get("window") == "newest")
     except comparison.ComparisonRefused as exc:
         messages.error(request, f"cannot compare: {exc}")
         return HttpResponseRedirect(back)
@@ -83,6 +83,20 @@ def compare_view(request: HttpRequest) -> HttpResponse:
         "changelist_url": back,
     }
     return TemplateResponse(request, "admin/models_registry/modelversion/compare.html", context)
+
+
+def chosen_window(
+    versions: list[ModelVersion], *, newest_only: bool = False
+) -> comparison.CommonWindow:
+    """The newest unseen window when every version has a run there (or when asked for it);
+    otherwise the newest window where every version already has one, so the page shows
+    figures at once to anyone, with no backtest and no new trial."""
+    newest = comparison.common_window(versions)
+    if newest_only:
+        return newest
+    if newest.exists and all(comparison.run_on_window(v, newest) for v in versions):
+        return newest
+    return comparison.shared_run_window(versions, newest) or newest
 
 
 def _queue_missing(
@@ -175,6 +189,12 @@ def comparison_context(
 def window_sentence(versions: Sequence[ModelVersion], window: comparison.CommonWindow) -> str:
     if not window.exists:
         return window.reason
+    if window.from_existing_runs:
+        return (
+            f"Every figure below is from one window, {window.text()}, on which each of these "
+            "versions already has a finished run at policy costs, after everything any of them "
+            "trained on: nothing was run again for this page."
+        )
     latest = max(versions, key=lambda v: window.unseen_from[v.pk])
     seen_until = window.unseen_from[latest.pk] - window.step
     return (

@@ -1,12 +1,15 @@
 """The demo's walk through the lifecycle, each step through the commands and services a user has.
 
-Every step is idempotent, so `make demo` can be run again on the same `var/`:
-data already imported is merged, and a model already in production is left
-where it is.
+`make demo` can be run again on the same `var/`. A walk that finished leaves a marker
+(``var/demo-walked.json``) and a second run only serves the admin. A walk that stopped
+part way continues from what the registry records: a version left half-walked is
+rejected by the demo's approver (a recorded decision, as a person would), and the walk
+goes on from the first step not done. `make clean-demo` starts over from nothing.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from models_registry.demo_data import (
     import_candles,
 )
 from models_registry.demo_data import call_json as _call_json
-from models_registry.models import ModelState, ModelVersion
+from models_registry.models import HealthStatus, ModelState, ModelVersion
 
 Say = Callable[[str], None]
 
@@ -60,21 +63,63 @@ def latest_demo_version() -> ModelVersion | None:
     return ModelVersion.objects.filter(symbol=DEMO_SYMBOL).order_by("-created_at").first()
 
 
+WALKED_MARKER = "demo-walked.json"
+
+
+def walked_marker() -> Path:
+    return Path(settings.VAR_DIR) / WALKED_MARKER
+
+
 def walk_lifecycle(*, users: dict[str, Any], say: Say) -> None:
     from models_registry.management.commands.setup_periodic_tasks import ensure_periodic_tasks
 
     ensure_periodic_tasks()
     say("Celery beat schedules are in place (admin: Periodic tasks)")
+    marker = walked_marker()
+    if marker.exists():
+        say(f"the demo already walked the lifecycle on this state ({marker}): serving what it "
+            "left (make clean-demo to start over)")  # fmt: skip
+        return
     import_demo_data(say)
     steps = _lifecycle_steps()
-    version = latest_demo_version()
-    if version is not None and version.state == ModelState.IN_PRODUCTION:
-        say(f"{version} is already in production: nothing to walk (make clean-demo to start over)")
-        return
-    for step in steps:
+    start, version = resume_point(users=users, say=say)
+    if start:
+        say(f"a previous demo run stopped part way: continuing at step {start + 1} of {len(steps)}")
+    for step in steps[start:]:
         version = step(users=users, say=say, version=version)
         if version is None:
             return
+    marker.write_text(json.dumps({"version": str(version) if version else None}))
+
+
+def resume_point(*, users: dict[str, Any], say: Say) -> tuple[int, ModelVersion | None]:
+    """The first demo step not done, from the registry's record, and the version it takes.
+
+    The steps: 0 the first version to production, 1 the second, 2 the rollback, 3 the
+    monitoring, 4 the audit check. A version left before production is rejected first.
+    """
+    from models_registry.services import lifecycle
+
+    versions = list(ModelVersion.objects.filter(symbol=DEMO_SYMBOL).order_by("created_at", "id"))
+    for version in versions:
+        if version.state in lifecycle.PRE_PRODUCTION_STATES:
+            lifecycle.model_version_reject(
+                model_version=version,
+                rejected_by=users["approver"],
+                comment="Demo re-run: the previous run stopped before this version reached "
+                "production; it is set aside and the step runs again.",
+            )
+            say(f"  {version} was left {version.get_state_display().lower()}: rejected, set aside")
+    walked = [v for v in versions if v.state in (ModelState.IN_PRODUCTION, ModelState.RETIRED)]
+    if not walked:
+        return 0, None
+    if len(walked) == 1:
+        return 1, walked[0]
+    first, second = walked[0], walked[-1]
+    if second.state == ModelState.IN_PRODUCTION:
+        return 2, second
+    first.refresh_from_db()
+    return (4 if first.health == HealthStatus.DEGRADED else 3), first
 
 
 def _lifecycle_steps() -> list[Callable[..., ModelVersion | None]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from models_registry.services.local_targets import local_target_ensure
 
 TRAIN_END = "2024-11-01"  # everything after stays out-of-sample: validation, paper, replay
 REPLAY_FROM = "2025-02-20"
-EPOCHS = "8"
+# TRADEBOT_DEMO_EPOCHS: fewer epochs for a quick look or a test; the walk is the same.
+EPOCHS = os.environ.get("TRADEBOT_DEMO_EPOCHS", "8")
 Say = Callable[[str], None]
 
 

@@ -120,7 +120,7 @@ def key_value_table(data: Any, *, css_class: str = "kv") -> str:
         return format_html('<table class="{}">{}</table>', css_class, rows)
     if isinstance(data, list):
         if all(isinstance(item, dict) for item in data):
-            columns = sorted({key for item in data for key in item})
+            columns = sorted({key for item in data for key in item}, key=_column_order)
             head = format_html_join("", "<th>{}</th>", ((c,) for c in columns))
             body = format_html_join(
                 "",
@@ -139,9 +139,39 @@ def key_value_table(data: Any, *, css_class: str = "kv") -> str:
     return number(data)
 
 
+# What a row is and whether it passed come first; the long detail last.
+_LEADING_COLUMNS = ("host", "name", "step", "passed", "ok", "result", "status")
+
+
+def _column_order(key: Any) -> tuple[int, str]:
+    text = str(key)
+    return (
+        _LEADING_COLUMNS.index(text) if text in _LEADING_COLUMNS else len(_LEADING_COLUMNS),
+        text,
+    )
+
+
 def _cell(key: Any, value: Any) -> str:
     if isinstance(value, dict | list):
         return key_value_table(value)
     if isinstance(key, str) and key.endswith(("_at", "_time")):
         return utc(value)
     return metric(str(key), value)
+
+
+# Column headers people read: "total return", never "totalreturn" or "total_return".
+METRIC_LABELS = {
+    "total_return": "return after costs",
+    "sharpe": "Sharpe",
+    "psr": "PSR",
+    "dsr": "DSR",
+    "trials": "trials",
+    "max_drawdown": "max drawdown",
+    "win_rate": "win rate",
+    "trades": "trades",
+}
+
+
+def metric_label(key: Any) -> str:
+    text = str(key or "")
+    return METRIC_LABELS.get(text, text.replace("_", " "))

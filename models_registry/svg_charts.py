@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from models_registry import formatting
@@ -119,4 +120,112 @@ def line_chart(
         x_title=x_title,
         points=polyline,
         dots=dots,
+    )
+
+
+# --- several series on one time axis ----------------------------------------------
+
+MULTI_W, MULTI_H = 620, 220
+MULTI_MAX_POINTS = 300  # per series: finer than the chart's pixels are wide
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    colour: str
+    points: Sequence[Point]
+    dash: str = ""
+
+
+def _thinned(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if len(points) <= MULTI_MAX_POINTS:
+        return points
+    stride = len(points) / MULTI_MAX_POINTS
+    return [*(points[int(i * stride)] for i in range(MULTI_MAX_POINTS)), points[-1]]
+
+
+def lines_chart(
+    series: Sequence[Series],
+    *,
+    title: str,
+    y_format: Callable[[Any], str] = formatting.number,
+) -> SafeString:
+    """Several series (equity curves) on one inline SVG, each labelled in a legend.
+
+    620 px wide and ``max-width:100%``: it fits a laptop's page beside nothing else.
+    """
+    drawn = [
+        (
+            s,
+            [
+                (_x_number(x), y)
+                for x, y in sorted(_finite(s.points), key=lambda p: _x_number(p[0]))
+            ],
+        )
+        for s in series
+    ]
+    drawn = [(s, pts) for s, pts in drawn if pts]
+    if not drawn:
+        return no_data(title)
+    xs = [x for _s, pts in drawn for x, _y in pts]
+    ys = [y for _s, pts in drawn for _x, y in pts]
+    plot_w, plot_h = MULTI_W - LEFT - RIGHT, MULTI_H - TOP - BOTTOM
+    sx, sy = _scale(min(xs), max(xs), plot_w), _scale(min(ys), max(ys), plot_h)
+    polylines = format_html_join(
+        "",
+        '<polyline class="series" data-label="{}" fill="none" stroke="{}" stroke-width="1.6" '
+        'stroke-dasharray="{}" points="{}"><title>{}</title></polyline>',
+        (
+            (
+                s.label,
+                s.colour,
+                s.dash or "none",
+                " ".join(
+                    f"{LEFT + sx(x):.1f},{TOP + plot_h - sy(y):.1f}" for x, y in _thinned(pts)
+                ),
+                s.label,
+            )
+            for s, pts in drawn
+        ),
+    )
+    legend = format_html_join(
+        "",
+        '<g class="legend"><rect x="{}" y="{}" width="14" height="3" fill="{}"/>'
+        '<text x="{}" y="{}" font-size="11">{}</text></g>',
+        (
+            (LEFT + 8, TOP + 6 + 14 * i, s.colour, LEFT + 26, TOP + 10 + 14 * i, s.label)
+            for i, (s, _pts) in enumerate(drawn)
+        ),
+    )
+    first_x = min(xs)
+    last_x = max(xs)
+    return format_html(
+        '<figure class="svg-chart lines-chart" data-series="{n}"><figcaption>{title}</figcaption>'
+        '<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{title}" '
+        'viewBox="0 0 {w} {h}" width="{w}" height="{h}" style="max-width:100%;height:auto">'
+        '<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/>'
+        '<g font-size="10" fill="#333">'
+        '<text class="y-max" x="{ylab}" y="{top}" text-anchor="end" dy="4">{ymax}</text>'
+        '<text class="y-min" x="{ylab}" y="{base}" text-anchor="end">{ymin}</text>'
+        '<text class="x-first" x="{left}" y="{xlab}">{xfirst}</text>'
+        '<text class="x-last" x="{right}" y="{xlab}" text-anchor="end">{xlast}</text></g>'
+        "{polylines}{legend}</svg></figure>",
+        n=len(drawn),
+        title=title,
+        w=MULTI_W,
+        h=MULTI_H,
+        left=LEFT,
+        top=TOP,
+        pw=plot_w,
+        ph=plot_h,
+        right=MULTI_W - RIGHT,
+        base=TOP + plot_h,
+        ylab=LEFT - 4,
+        xlab=MULTI_H - 6,
+        ymax=y_format(max(ys)),
+        ymin=y_format(min(ys)),
+        xfirst=formatting.utc(datetime.fromtimestamp(first_x, tz=UTC)),
+        xlast=formatting.utc(datetime.fromtimestamp(last_x, tz=UTC)),
+        polylines=polylines,
+        legend=legend,
     )

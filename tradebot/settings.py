@@ -169,6 +169,8 @@ AXES_RESET_ON_SUCCESS = True
 # --- E-mail (console backend unless configured) ---
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="tradebot@localhost")
+# The admin's address as people reach it: mails link to a version's page and to the inbox.
+TRADEBOT_ADMIN_URL = env.str("TRADEBOT_ADMIN_URL", default="http://127.0.0.1:8000/admin/")
 # Every lifecycle audit event can also be POSTed here, signed with HMAC-SHA256 of the
 # body under TRADEBOT_WEBHOOK_SECRET (header X-Tradebot-Signature: sha256=<hex>).
 TRADEBOT_WEBHOOK_URL = env.str("TRADEBOT_WEBHOOK_URL", default="")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-# Quiet TensorFlow's start-up chatter before it is first imported.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from engine.quiet import silence_tensorflow
 
-import keras
-import numpy as np
-import tensorflow as tf
+# Quiet TensorFlow's start-up chatter before it is first imported, also for a plain script
+# that imports the engine without manage.py or the Celery app (which silence it first).
+silence_tensorflow()
 
-from engine.training.config import EpochCallback, TrainingConfig
+import keras  # noqa: E402 -- after the silencing above, on purpose
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from engine.training.config import EpochCallback, TrainingConfig  # noqa: E402
 
 
 def seed_everything(seed: int) -> None:

@@ -49,6 +49,8 @@ class CommonWindow:
     days: float
     unseen_from: dict[int, pd.Timestamp] = field(default_factory=dict)
     reason: str = ""  # why there is no window; empty when there is one
+    # True: a window where every selected version already has a finished run (no new trial).
+    from_existing_runs: bool = False
 
     @property
     def exists(self) -> bool:
@@ -143,6 +145,42 @@ def common_window(
             f"the policy's {days:g} days.",
         )  # fmt: skip
     return CommonWindow(start, stop, step, days, unseen)
+
+
+def shared_run_window(
+    versions: Sequence[ModelVersion], newest: CommonWindow
+) -> CommonWindow | None:
+    """The newest window on which every version already has a finished like-for-like run
+    that none of them trained on, at least the policy's length; None when there is none.
+
+    Comparing there costs no new backtest and no new trial: the figures exist already.
+    """
+    step, days = newest.step, newest.days
+    unseen = newest.unseen_from or {v.pk: unseen_from(v, step) for v in versions}
+    earliest = max(unseen.values())
+    per_version: list[set[tuple[datetime, datetime]]] = []
+    for version in versions:
+        policy = validation_policy_for(version.name)
+        windows = {
+            (run.window_start, run.window_end)
+            for run in ValidationRun.objects.filter(
+                model_version=version,
+                strategy=COMPARE_STRATEGY,
+                status__in=FINISHED,
+                in_sample=False,
+                window_start__isnull=False,
+                window_end__isnull=False,
+                window_start__gte=_dt(earliest),
+            )
+            if _like_for_like(run, policy)
+            and (_utc(run.window_end) + step - _utc(run.window_start)) >= pd.Timedelta(days=days)
+        }
+        per_version.append(windows)
+    shared = set.intersection(*per_version) if per_version else set()
+    if not shared:
+        return None
+    start, last = max(shared, key=lambda w: w[1])
+    return CommonWindow(_utc(start), _utc(last) + step, step, days, unseen, from_existing_runs=True)
 
 
 def run_on_window(version: ModelVersion, window: CommonWindow) -> ValidationRun | None:

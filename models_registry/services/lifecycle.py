@@ -345,6 +345,66 @@ def model_version_approve(
     return approval
 
 
+def needs_new_approval(version: ModelVersion) -> bool:
+    """Approved or live, with its latest approval suspended: a new decision is due."""
+    if version.state not in (ModelState.APPROVED, ModelState.IN_PRODUCTION):
+        return False
+    latest = version.approvals.order_by("-decided_at", "-id").first()
+    return (
+        latest is not None
+        and latest.decision == Approval.DECISION_APPROVED
+        and latest.suspensions.exists()
+    )
+
+
+@audited_refusal(EventType.MODEL_VERSION_REAPPROVE_REFUSED, "approved_by")
+def model_version_reapprove(
+    *, model_version: ModelVersion, approved_by: User, comment: str
+) -> Approval:
+    """A new approval for a version whose approval was suspended; its state does not change.
+
+    The same four-eyes and evidence gate as the first approval; the version's row is locked,
+    and the decision and its audit event are written in one transaction.
+    """
+    if not comment or not comment.strip():
+        raise GateFailed("An approval needs a comment saying what was checked.")
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
+        if not needs_new_approval(locked):
+            raise TransitionRefused(
+                f"{locked} is {locked.get_state_display().lower()} and no suspended approval "
+                "waits for a new decision."
+            )
+        suspended = locked.approvals.order_by("-decided_at", "-id").first()
+        gate_data = _approval_gate(approved_by)(locked)
+        approval = Approval.objects.create(
+            model_version=locked,
+            decision=Approval.DECISION_APPROVED,
+            decided_by=approved_by,
+            comment=comment.strip(),
+            sha256=locked.onnx_sha256,
+            requested_by_id=locked.approval_requested_by_id,
+        )
+        event = audit_event_record(
+            event_type=EventType.MODEL_VERSION_REAPPROVED,
+            actor=approved_by,
+            obj=locked,
+            data={
+                "state": locked.state,
+                "comment": comment.strip(),
+                "approval": approval.pk,
+                "replaces_suspended_approval": suspended.pk if suspended else None,
+                **gate_data,
+            },
+        )
+        transaction.on_commit(lambda: notifications.webhook_queue(event.pk), robust=True)
+        transaction.on_commit(
+            lambda: notifications.notify_requester_decided(approval.pk), robust=True
+        )
+    model_version.refresh_from_db()
+    return approval
+
+
 @audited_refusal(EventType.MODEL_VERSION_REJECT_REFUSED, "rejected_by")
 def model_version_reject(
     *, model_version: ModelVersion, rejected_by: User, comment: str

@@ -805,9 +805,7 @@ def _judge(version: ModelVersion, run: ValidationRun) -> None:
         model_version_mark_passing(model_version=locked, validation_run=run)
     elif run.status == RunStatus.FAILED:
         failed = [g for g in run.gate_results if not g.get("passed")]
-        reason = "; ".join(
-            f"{g.get('name')}: {g.get('value')} (limit {g.get('threshold')})" for g in failed
-        )
+        reason = "; ".join(_failed_gate_text(g) for g in failed)
         model_version_flag_degraded(
             model_version=locked,
             validation_run=run,
@@ -908,3 +906,13 @@ def walk_forward_reports(
             logger.exception("walk-forward report of %s crashed", version)
             results.append(ScheduledResult(version.pk, weekly_slot(now), skipped=f"error: {exc}"))
     return results
+
+
+def _failed_gate_text(gate: dict[str, Any]) -> str:
+    """``max_sharpe_drop: 1.74 (limit 1.00)``: numbers as people read them, never 1.7433015115."""
+    from models_registry.verdicts import threshold_text
+
+    name = str(gate.get("name") or "?")
+    value = gate.get("value")
+    shown = threshold_text(name, value) if isinstance(value, int | float) else str(value)
+    return f"{name}: {shown} (limit {threshold_text(name, gate.get('threshold'))})"

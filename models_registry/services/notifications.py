@@ -61,9 +61,11 @@ def notify_approvers_awaiting(model_version_id: int) -> int:
     return _send(
         f"[tradebot] {version} awaits your approval",
         (
-            f"{version} ({version.symbol}) passed validation, paper trading and staging.\n"
-            f"Approval requested by {requester}.\nsha256: {version.onnx_sha256}\n"
-            + _policy_text(version)
+            f"{version} ({version.symbol}) is staged and waits for your decision.\n"
+            f"Approval requested by {requester}.\nsha256: {version.onnx_sha256}\n\n"
+            f"{verdict_in_words(version)}\n"
+            f"Decide on its page: {admin_link(version)}\n"
+            f"Your inbox: {admin_link(None)}\n" + _policy_text(version)
         ),
         recipients,
     )
@@ -74,6 +76,50 @@ def _policy_text(version: ModelVersion) -> str:
     from models_registry.selectors_policy import policy_lines
 
     return "".join(f"{line}\n" for line in policy_lines(version))
+
+
+def admin_link(version: ModelVersion | None) -> str:
+    """An absolute link to a version's admin page, or to the admin home (the inbox)."""
+    from django.urls import reverse
+
+    base = str(getattr(settings, "TRADEBOT_ADMIN_URL", "") or "").rstrip("/")
+    home = reverse("admin:index")
+    path = (
+        home
+        if version is None
+        else reverse("admin:models_registry_modelversion_change", args=[version.pk])
+    )
+    # TRADEBOT_ADMIN_URL names the admin's own address: join the paths below it.
+    return base + "/" + path[len(home) :] if base else path
+
+
+def verdict_in_words(version: ModelVersion) -> str:
+    """What the decision pages say first, as lines of a mail (admin_cockpit.verdict_block)."""
+    from models_registry import admin_cockpit
+
+    evidence = admin_cockpit.decision_evidence(version, "production")
+    verdict = evidence["verdict"]
+    lines = [
+        "Under the shipped default gates: "
+        + ("its evidence PASSES." if verdict["passes_defaults"] else "its evidence does NOT pass.")
+    ]
+    lines += [f"- {v['text']}" for v in verdict["verdicts"]]
+    for policy in verdict["policies"]:
+        if policy["loosened"]:
+            lines.append(
+                f"- {policy['what']} was judged under a looser policy: "
+                + "; ".join(policy["loosened"])
+            )
+    comparison = verdict["comparison"]
+    if comparison.get("rows"):
+        lines.append(f"Against {comparison['other']} in production, same window:")
+        lines += [f"  {r['metric']}: {r['this']} vs {r['other']}" for r in comparison["rows"]]
+    else:
+        lines.append(comparison.get("note") or "")
+    if evidence["warnings"]:
+        lines.append("Warnings:")
+        lines += [f"- {w}" for w in evidence["warnings"]]
+    return "\n".join(line for line in lines if line)
 
 
 def notify_requester_decided(approval_id: int) -> int:
@@ -87,7 +133,9 @@ def notify_requester_decided(approval_id: int) -> int:
         f"[tradebot] {decision.model_version} was {decision.decision}",
         (
             f"{decision.decided_by.get_username()} {decision.decision} {decision.model_version}.\n"
-            f"Comment: {decision.comment}\n" + _policy_text(decision.model_version)
+            f"Comment: {decision.comment}\n"
+            f"Its page: {admin_link(decision.model_version)}\n"
+            + _policy_text(decision.model_version)
         ),
         [requester.email],
     )
@@ -131,7 +179,7 @@ def notify_deployers(deployment_id: int) -> int:
             f"({deployment.target.environment}) ended {deployment.status}.\n"
             f"{deployment.error}\n\n"
             "Check the hosts with `manage.py deployment_status` and the deployment's steps "
-            "in the admin.\n"
+            f"in the admin; your inbox: {admin_link(None)}\n"
         ),
         recipients,
     )

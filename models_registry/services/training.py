@@ -289,6 +289,48 @@ def default_hold_out(symbol: str, options: TrainingOptions) -> dict[str, Any] | 
     return {"from": start.isoformat(), "until": stop.isoformat(), "days": days, "why": why}
 
 
+def stored_symbols(data_dir: Path | None = None, interval: str = "1h") -> list[str]:
+    """The symbols with candles of ``interval`` in the store, sorted: what a form offers."""
+    root = Path(data_dir or settings.TRADEBOT_DATA_DIR) / "candles"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / f"{interval}.parquet").is_file())
+
+
+def training_data_check(symbol: str, options: dict[str, Any]) -> None:
+    """Refuse before queueing when the store cannot feed this training: one line, no path.
+
+    The same rule the engine applies later (six months, ``MIN_HISTORY_DAYS``), on the store's
+    range after the default hold-out, so a person learns now rather than from a failed job.
+    """
+    from engine.training.config import MIN_HISTORY_DAYS
+
+    parsed = training_options_parse(options)
+    stored = stored_candle_range(parsed.store_dir, symbol, parsed.interval)
+    if stored is None:
+        known = ", ".join(stored_symbols(parsed.store_dir, parsed.interval)) or "none yet"
+        raise TrainingRefused(
+            f"no {symbol} {parsed.interval} candles in the data store (stored: {known}); "
+            "import or fetch them first."
+        )
+    first, last = stored
+    start = max(first, pd.Timestamp(parsed.start, tz="UTC")) if parsed.start else first
+    if parsed.end:
+        end = min(last, pd.Timestamp(parsed.end, tz="UTC"))
+    else:
+        held = default_hold_out(symbol, parsed)
+        end = pd.Timestamp(held["from"]) if held else last
+    days = max((end - start).total_seconds() / 86400, 0.0)
+    if days < MIN_HISTORY_DAYS and not parsed.allow_short_history:
+        stored_days = (last - first).total_seconds() / 86400
+        raise TrainingRefused(
+            f"{symbol} has {stored_days:.0f} days of {parsed.interval} candles stored "
+            f"({first:%Y-%m-%d} to {last:%Y-%m-%d}), {days:.0f} of them to train on in the "
+            f"chosen window with the newest days kept unseen; training needs at least "
+            f"{MIN_HISTORY_DAYS}."
+        )
+
+
 def _hold_out_days(symbol: str, options: TrainingOptions) -> tuple[float, str]:
     if options.hold_out_days is not None:
         return float(options.hold_out_days), "--hold-out-days"

@@ -21,3 +21,11 @@ def fleet_home(context: Any) -> dict[str, Any]:
         "visible": True,
         "can_check": user.has_perm("models_registry.deploy_modelversion"),
     }
+
+
+@register.simple_tag(takes_context=True)
+def inbox_home(context: Any) -> list[dict[str, Any]]:
+    """{% inbox_home as inbox %}: what waits for the signed-in user's roles."""
+    from models_registry.inbox import inbox_for
+
+    return inbox_for(context["request"].user)

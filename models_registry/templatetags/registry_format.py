@@ -41,3 +41,8 @@ def metric(value: Any, key: str) -> str:
 @register.filter
 def get(mapping: Any, key: str) -> Any:
     return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+@register.filter
+def label(value: Any) -> str:
+    return formatting.metric_label(value)

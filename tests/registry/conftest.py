@@ -388,3 +388,27 @@ requires_postgresql = pytest.mark.skipif(
     reason="needs PostgreSQL (run through `python -m tests.stack -- pytest ...`); "
     "the database here is SQLite",
 )
+
+
+@pytest.fixture
+def stored_candles(settings: Any, tmp_path: Path) -> Callable[..., Path]:
+    """``stored_candles("BTCUSDT", "2023-06-01", days=500)``: hourly candles in a data store."""
+    import numpy as np
+    import pandas as pd
+
+    from engine.data.store import merge_candles
+
+    settings.TRADEBOT_DATA_DIR = tmp_path / "store"
+
+    def store(symbol: str = "BTCUSDT", start: str = "2023-06-01", days: int = 580) -> Path:
+        index = pd.date_range(start, periods=days * 24, freq="1h", tz="UTC", name="open_time")
+        close = 100.0 + np.arange(len(index), dtype="float64") * 0.01
+        frame = pd.DataFrame(
+            {"open": close - 0.5, "high": close + 1, "low": close - 1, "close": close,
+             "volume": 1.0},
+            index=index,
+        )  # fmt: skip
+        merge_candles(settings.TRADEBOT_DATA_DIR, symbol, "1h", frame)
+        return Path(settings.TRADEBOT_DATA_DIR)
+
+    return store

@@ -206,9 +206,12 @@ def test_verify_audit_log_export_names_the_first_row_that_differs(
 
 
 @pytest.mark.django_db
-def test_train_form_passes_window_end_gap_policy_kind_and_epochs(engineer, monkeypatch) -> None:
+def test_train_form_passes_window_end_gap_policy_kind_and_epochs(
+    engineer, monkeypatch, stored_candles
+) -> None:
     from models_registry.tasks import training
 
+    stored_candles("BTCUSDT", "2023-06-01")
     queued: list[tuple] = []
 
     class Result:
@@ -227,9 +230,10 @@ def test_train_form_passes_window_end_gap_policy_kind_and_epochs(engineer, monke
 
 
 @pytest.mark.django_db
-def test_train_form_error_is_one_readable_sentence(engineer, monkeypatch) -> None:
+def test_train_form_error_is_one_readable_sentence(engineer, monkeypatch, stored_candles) -> None:
     from models_registry.tasks import training
 
+    stored_candles("BTCUSDT", "2023-06-01")
     monkeypatch.setattr(training.train_model_task, "delay", lambda *a: pytest.fail("queued"))
     client, token = csrf_client(engineer)
     form = {"symbol": "BTCUSDT", "kind": "sentiment", "start": "2024-06-01",
@@ -254,11 +258,12 @@ def test_history_button_shows_the_audit_trail(auditor, version_factory) -> None:
 
 @pytest.mark.django_db
 def test_train_form_sends_the_search_budget_under_the_name_the_service_takes(
-    engineer, monkeypatch
+    engineer, monkeypatch, stored_candles
 ) -> None:
     from models_registry.services.training import training_options_parse
     from models_registry.tasks import training
 
+    stored_candles("BTCUSDT", "2023-06-01")
     queued: list[tuple] = []
 
     class Result:

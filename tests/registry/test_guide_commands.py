@@ -158,3 +158,28 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise() -> None:
     with progress_reporter("BTCUSDT 1h", unit="candle", stream=terminal) as update:
         update(500, 1000)
     assert "\r" in terminal.getvalue() and "500/1000" in terminal.getvalue()
+
+
+def test_backtest_stages_are_one_bar_on_a_terminal_and_plain_lines_in_a_pipe() -> None:
+    from django.core.management.base import OutputWrapper
+
+    from models_registry.management.commands.run_backtest import stage_progress
+
+    piped = io.StringIO()
+    # Through Django's stderr wrapper, as the command passes it: no colour, no \r.
+    with stage_progress(OutputWrapper(piped), disabled=False) as stage:
+        for message in ("loading data", "loading data", "predicting", "simulating"):
+            stage(message)
+    assert piped.getvalue().splitlines() == [
+        "backtest: loading data", "backtest: predicting", "backtest: simulating",
+    ]  # fmt: skip
+    assert "\r" not in piped.getvalue() and "\x1b[" not in piped.getvalue()
+
+    terminal = _Terminal()
+    with stage_progress(OutputWrapper(terminal), disabled=False) as stage:
+        stage("predicting")
+        stage("simulating")
+    drawn = terminal.getvalue()
+    assert "\r" in drawn and "backtest: simulating" in drawn
+    assert "\x1b[31" not in drawn  # not Django's red error style
+    assert drawn.count("\n") <= 1  # one line redrawn, not a line per update

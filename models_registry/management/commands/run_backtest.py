@@ -24,10 +24,10 @@ from typing import Any
 import pandas as pd
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
 from engine.backtest.report import json_safe
 from engine.dates import iso_date_argument
+from engine.progress import stage_reporter
 from engine.strategies import STRATEGIES
 from models_registry.gates import gates_for
 from models_registry.management.commands._users import user_named
@@ -364,24 +364,10 @@ def default_output_dir(strategy: str) -> Path:
 
 @contextmanager
 def stage_progress(stream: Any, *, disabled: bool) -> Iterator[Progress]:
-    """A tqdm line on stderr naming the stage the backtest is in (load, predict, simulate)."""
-    bar = tqdm(
-        desc="backtest",
-        total=None,
-        bar_format="{desc} [{elapsed}]",
-        file=stream,
-        leave=False,
-        disable=disabled,
-    )
-
-    def progress(message: str) -> None:
-        bar.set_description_str(message, refresh=False)
-        bar.update(1)
-
-    try:
-        yield progress
-    finally:
-        bar.close()
+    """The stage the backtest is in (load, predict, simulate): a tqdm line on a terminal,
+    plain lines in a pipe or a log (engine.progress.stage_reporter)."""
+    with stage_reporter("backtest", stream=stream, enabled=not disabled) as stage:
+        yield stage
 
 
 # --- summaries --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from models_registry import roles
 
@@ -71,12 +71,12 @@ class Command(BaseCommand):
         self.demo_policy(users)
         try:
             # Inside the try: a step that fails must not leave the local hosts' engines running.
-            if not options["skip_lifecycle"]:
-                from models_registry.demo import walk_lifecycle
-
-                walk_lifecycle(users=users, say=self.say)
+            stopped = "" if options["skip_lifecycle"] else self.walk(users)
             if not options["no_serve"]:
+                # Always end with the admin served: what the walk recorded is there to read.
                 self.serve(port=self.pick_port(options["port"]))
+            if stopped:
+                raise CommandError(stopped)
         finally:
             self.stop_demo_hosts()
 
@@ -104,6 +104,22 @@ class Command(BaseCommand):
             label="demo",
             comment="Demo: a tiny model has no edge; loosened so the whole walk can be seen",
         )
+    def walk(self, users: dict[str, Any]) -> str:
+        """Walk the lifecycle; a step that fails is reported, not a crash: returns why."""
+        from models_registry.demo import walk_lifecycle
+        from models_registry.demo_steps import DemoStepFailed
+        from models_registry.models import RegistryError
+
+        try:
+            walk_lifecycle(users=users, say=self.say)
+        except (DemoStepFailed, CommandError, RegistryError) as exc:
+            why = (
+                f"the demo's walk stopped: {exc}. The admin shows what was recorded; "
+                "`make demo` again continues from there, `make clean-demo` starts over."
+            )
+            self.stderr.write(why)
+            return why
+        return ""
 
     def stop_demo_hosts(self) -> None:
         """The engines the demo's local targets run are the demo's processes too."""

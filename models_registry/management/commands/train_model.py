@@ -7,6 +7,7 @@ a progress bar per epoch, report the result. Refused with ENVIRONMENT=production
 from __future__ import annotations
 
 import json
+import sys
 from argparse import ArgumentParser
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from engine.dates import iso_date_argument
+from engine.progress import progress_reporter
 from engine.training.config import EpochCallback
 from models_registry.management.commands._users import user_named
 from models_registry.models import ModelVersion
@@ -229,6 +231,11 @@ def epoch_progress(*, disabled: bool) -> Iterator[EpochCallback]:
 
     Created at the first epoch, so a run refused before training shows no bar.
     """
+    if not disabled and not sys.stderr.isatty():
+        # In a pipe or a log: plain lines, never a bar's carriage returns.
+        with progress_reporter("training", unit="epoch") as update:
+            yield lambda epoch, total, _logs: update(epoch, total)
+        return
     bars: list[tqdm] = []
 
     def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
