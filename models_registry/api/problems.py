@@ -9,6 +9,7 @@ reads one shape: ``type`` (a URI naming the kind of problem, documented at that 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -139,9 +140,9 @@ def problem_body(
 
 
 def sentence(text: str) -> str:
-    """One readable sentence: capitalised, ending with a full stop, on one line."""
+    """One readable sentence on one line, ending with a full stop. Not capitalised: a
+    sentence may begin with a name (``erin``, ``btcusdt_price v3``) that must stay as it is."""
     text = " ".join(str(text).split()) or "The request was refused"
-    text = text[0].upper() + text[1:]
     return text if text.endswith((".", "?", "!")) else text + "."
 
 
@@ -189,7 +190,7 @@ def _validation_detail(errors: dict[str, list[str]]) -> str:
 
 def _detail_text(exc: exceptions.APIException) -> str:
     if isinstance(exc, exceptions.Throttled):
-        wait = f" retry in {int(exc.wait) + 1} seconds" if exc.wait is not None else " retry later"
+        wait = f" retry in {math.ceil(exc.wait)} seconds" if exc.wait is not None else " retry later"
         return f"too many requests for this token;{wait}"
     detail = exc.detail
     if isinstance(detail, list | dict):
@@ -205,7 +206,7 @@ def api_exception_problem(exc: exceptions.APIException, request: HttpRequest | N
     )
     headers: dict[str, str] = {}
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(int(exc.wait) + 1)
+        headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
     auth_header = getattr(exc, "auth_header", None)
     if auth_header:
         headers["WWW-Authenticate"] = auth_header

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 class TokenRateThrottle(SimpleRateThrottle):
     scope = "token"
 
+    def get_rate(self) -> str:
+        # Read per request, not frozen at import, so a changed setting applies at once.
+        return str(settings.TRADEBOT_API_RATE)
+
     def get_cache_key(self, request: Request, view: APIView) -> str | None:
         token = request.auth
         if not isinstance(token, ApiToken):
@@ -28,6 +33,9 @@ class TokenRateThrottle(SimpleRateThrottle):
 
 class AnonymousRateThrottle(SimpleRateThrottle):
     scope = "anonymous"
+
+    def get_rate(self) -> str:
+        return str(settings.TRADEBOT_API_ANON_RATE)
 
     def get_cache_key(self, request: Request, view: APIView) -> str | None:
         if isinstance(request.auth, ApiToken):
