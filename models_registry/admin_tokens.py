@@ -35,8 +35,9 @@ class ApiTokenForm(forms.ModelForm):
     def __init__(self, *args: Any, request_user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.request_user = request_user
-        user_field = self.fields["user"]
-        assert isinstance(user_field, forms.ModelChoiceField)
+        user_field = self.fields.get("user")
+        if not isinstance(user_field, forms.ModelChoiceField):
+            return  # a token's own page: every field is read-only
         users = get_user_model().objects.filter(is_active=True)
         if request_user is not None and not request_user.is_superuser:
             users = users.filter(pk=request_user.pk)
