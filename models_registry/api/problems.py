@@ -190,7 +190,9 @@ def _validation_detail(errors: dict[str, list[str]]) -> str:
 
 def _detail_text(exc: exceptions.APIException) -> str:
     if isinstance(exc, exceptions.Throttled):
-        wait = f" retry in {math.ceil(exc.wait)} seconds" if exc.wait is not None else " retry later"
+        wait = (
+            f" retry in {math.ceil(exc.wait)} seconds" if exc.wait is not None else " retry later"
+        )
         return f"too many requests for this token;{wait}"
     detail = exc.detail
     if isinstance(detail, list | dict):

@@ -360,6 +360,14 @@ class RegisterInput(serializers.Serializer):
     onnx_file = serializers.FileField(help_text="The .onnx model.")
     metadata_file = serializers.FileField(help_text="Its *_metadata.json.")
     plot_file = serializers.FileField(required=False, help_text="Optional training plot (PNG).")
+    allow_missing_conditions = serializers.CharField(
+        required=False,
+        max_length=2000,
+        help_text=(
+            "Register although the training data lacks an up, down or sideways 30-day window: "
+            "the reason, recorded with the version (as register_model --allow-missing-conditions)."
+        ),
+    )
 
 
 class EmptyInput(serializers.Serializer):

@@ -174,6 +174,7 @@ class VersionViewSet(RegistryViewSet, mixins.ListModelMixin, mixins.RetrieveMode
                 metadata_upload=form.validated_data["metadata_file"],
                 plot_upload=form.validated_data.get("plot_file"),
                 registered_by=request.user,
+                allow_missing_conditions=form.validated_data.get("allow_missing_conditions"),
             )
             fresh = self.get_queryset().get(pk=version.pk)
             return created(s.VersionDetailSerializer(fresh, context={"request": request}).data)

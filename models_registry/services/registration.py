@@ -37,6 +37,7 @@ def model_version_register_upload(
     metadata_upload: Any,
     plot_upload: Any | None,
     registered_by: User,
+    allow_missing_conditions: str | None = None,
 ) -> ModelVersion:
     if onnx_upload.size > max_upload_bytes():
         raise ArtifactError(
@@ -60,7 +61,11 @@ def model_version_register_upload(
         (folder / f"{name}_metadata.json").write_text(json.dumps(metadata))
         if plot_upload is not None:
             _write_upload(plot_upload, folder / f"{symbol}_{name.rsplit('_', 1)[1]}_training.png")
-        version, _report = model_version_register(source_dir=folder, registered_by=registered_by)
+        version, _report = model_version_register(
+            source_dir=folder,
+            registered_by=registered_by,
+            allow_missing_conditions=allow_missing_conditions,
+        )
         return version
     finally:
         shutil.rmtree(folder, ignore_errors=True)

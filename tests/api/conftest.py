@@ -85,7 +85,12 @@ def nobody(db: None) -> Any:
 
 @pytest.fixture
 def people(
-    engineer: Any, approver: Any, deployer: Any, auditor: Any, superuser: Any, nobody: Any
+    engineer: Any,  # noqa: F811
+    approver: Any,  # noqa: F811
+    deployer: Any,  # noqa: F811
+    auditor: Any,  # noqa: F811
+    superuser: Any,  # noqa: F811
+    nobody: Any,
 ) -> dict[str, Any]:
     return {
         roles.ML_ENGINEER: engineer,

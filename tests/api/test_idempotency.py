@@ -85,7 +85,9 @@ def test_validation_request_repeated_with_one_key_creates_one_run(
     assert first.json()["id"] == second.json()["id"]
     assert ValidationRun.objects.filter(model_version=version).count() == 1
     assert AuditEvent.objects.filter(event_type="validation_requested").count() == 1
-    assert first.json()["verdict"] == "pending" and first.json()["requested_by"] == engineer.username
+    assert (
+        first.json()["verdict"] == "pending" and first.json()["requested_by"] == engineer.username
+    )
 
 
 def test_a_refused_upload_leaves_nothing_in_the_store_and_is_replayed_as_refused(
