@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 
 from models_registry import exports, roles
 from models_registry.api import serializers as s
-from models_registry.api.idempotency import run_once
+from models_registry.api.idempotency import idempotency_key, run_once
 from models_registry.api.pagination import NamePagination
 from models_registry.api.permissions import HasApiToken, HoldsRolePermission, record_api_refusal
 from models_registry.api.problems import (
@@ -61,6 +61,37 @@ class RegistryViewSet(viewsets.GenericViewSet):
     action_permissions: ClassVar[dict[str, str]] = {}
     filter_serializer: ClassVar[type[Any] | None] = None
     lookup_value_regex = "[^/]+"
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            idempotency_key(request)  # a malformed key is refused on every write, used or not
+        self.refuse_unknown_query_parameters(request)
+
+    def known_query_parameters(self) -> set[str]:
+        if self.action == "list":
+            paging = (
+                {"limit", "offset"} if self.pagination_class is NamePagination
+                else {"cursor", "page_size"}
+            )  # fmt: skip
+            fields = set(self.filter_serializer().fields) if self.filter_serializer else set()
+            return fields | paging
+        if self.action == "export":
+            return set(s.ExportFormatFilter().fields)
+        return set()
+
+    def refuse_unknown_query_parameters(self, request: Request) -> None:
+        """A misspelt filter must not silently return every row."""
+        unknown = sorted(set(request.query_params) - self.known_query_parameters())
+        if unknown:
+            known = sorted(self.known_query_parameters())
+            raise exceptions.ValidationError(
+                {
+                    unknown[0][:60]: [
+                        f"unknown query parameter; this resource takes {known or 'none'}"
+                    ]
+                }
+            )
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         if self.filter_serializer is None or self.action != "list":
