@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from django.db.models import Count, Max, QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, parsers, renderers, status, viewsets
@@ -498,7 +498,7 @@ class AuditEventViewSet(RegistryViewSet, mixins.ListModelMixin, mixins.RetrieveM
         methods=["get"],
         renderer_classes=[JsonLinesRenderer, CsvRenderer, renderers.JSONRenderer],
     )
-    def export(self, request: Request) -> HttpResponse:
+    def export(self, request: Request) -> StreamingHttpResponse:
         checked = s.ExportFormatFilter(data=request.query_params)
         checked.is_valid(raise_exception=True)
         fmt = checked.validated_data.pop("format")
