@@ -810,3 +810,9 @@ class AuditEventAdmin(ExportAllMixin, ReadOnlyAdmin):
 # Task results: each person's own jobs, read-only (models_registry/admin_tasks.py).
 admin_tasks.register(admin.site)
 admin_policy.register(admin.site)
+
+# API tokens: created (secret shown once) and revoked here (models_registry/admin_tokens.py).
+from models_registry.admin_tokens import ApiTokenAdmin  # noqa: E402
+from models_registry.models import ApiToken  # noqa: E402
+
+admin.site.register(ApiToken, ApiTokenAdmin)

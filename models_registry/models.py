@@ -1047,3 +1047,77 @@ class TargetAttention(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.target.name}: {self.reason[:80]}"
+
+
+class ApiToken(models.Model):
+    """A user's token for the HTTP API (issue 30): it acts as that user, with that user's roles.
+
+    Only the SHA-256 of the secret is stored; the secret is shown once, when the token is
+    created in the admin. A token is never deleted: revoking it stamps ``revoked_at``, and
+    both acts are audit events (``models_registry.services.api_tokens``).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What uses it, e.g. 'ci-training-job'.")
+    prefix = models.CharField(
+        max_length=16, help_text="The secret's first characters, to recognise it in logs."
+    )
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NoDeleteQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"API token {self.prefix}… ({self.name}) of {self.user}"
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise DeletionRefused("API tokens are never deleted: revoke them.")
+
+
+class IdempotencyRecord(AppendOnlyModel):
+    """The response to a write sent with an ``Idempotency-Key``, kept to answer a repeat.
+
+    One row per (user, key): the same key again with the same request gets the stored
+    response; with another request it is refused (models_registry/api/idempotency.py).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    append_only_label = "Idempotency records"
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering: ClassVar = ["-id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["user", "key"], name="one_response_per_idempotency_key")
+        ]
+        triggers: ClassVar = [
+            pgtrigger.Protect(
+                name="idempotency_append_only", operation=pgtrigger.Update | pgtrigger.Delete
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} with key {self.key[:20]}"

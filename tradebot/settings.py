@@ -52,6 +52,9 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "pgtrigger",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "models_registry",
 ]
 
@@ -213,3 +216,58 @@ TRADEBOT_GATE_OVERRIDES = env.json("TRADEBOT_GATE_OVERRIDES", default={})
 # Fee, slippage and window length of gated validation (models_registry/gates.py).
 TRADEBOT_VALIDATION_POLICY = env.json("TRADEBOT_VALIDATION_POLICY", default={})
 TRADEBOT_VALIDATION_POLICY_OVERRIDES = env.json("TRADEBOT_VALIDATION_POLICY_OVERRIDES", default={})
+
+# --- HTTP API (/api/v1/, models_registry/api; docs/api.md) ---
+# Rate limits per token (and per address for requests without one), counted in Django's
+# default cache: local memory, per process (no CACHES setting), so with N gunicorn workers a
+# token gets at most N times the rate.
+TRADEBOT_API_RATE = env.str("TRADEBOT_API_RATE", default="600/minute")
+TRADEBOT_API_ANON_RATE = env.str("TRADEBOT_API_ANON_RATE", default="60/minute")
+# A token's lifetime when the admin does not say (days), and the longest allowed.
+TRADEBOT_API_TOKEN_DAYS = env.int("TRADEBOT_API_TOKEN_DAYS", default=90)
+TRADEBOT_API_TOKEN_MAX_DAYS = env.int("TRADEBOT_API_TOKEN_MAX_DAYS", default=365)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["models_registry.api.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["models_registry.api.permissions.HasApiToken"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "models_registry.api.throttling.TokenRateThrottle",
+        "models_registry.api.throttling.AnonymousRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"token": TRADEBOT_API_RATE, "anonymous": TRADEBOT_API_ANON_RATE},
+    "DEFAULT_PAGINATION_CLASS": "models_registry.api.pagination.IdCursorPagination",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "models_registry.api.problems.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "tradebot registry API",
+    "DESCRIPTION": (
+        "Register models, request validation, paper trading, staging and deploys, and read "
+        "what runs where, under the same rules as the admin. Authenticate with "
+        "`Authorization: Bearer <token>` (a user's token, created in the admin). Approvals "
+        "are a person's act in the admin: the API refuses them. Errors are RFC 9457 problem "
+        "details. See docs/api.md."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "models_registry.api.schema.add_problem_responses",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "models_registry.models.RunStatus",
+        "DeploymentStatusEnum": "models_registry.models.DeploymentStatus",
+    },
+}

@@ -376,6 +376,46 @@ def _rollback_destination(
     return previous
 
 
+def deployment_cancel(*, deployment: Deployment, cancelled_by: User, reason: str) -> Deployment:
+    """Cancel a deployment scheduled for its target's next window, before it starts.
+
+    Only a scheduled deployment is cancelled: a queued one has its task sent already and a
+    running one is on the hosts (wait for it, or roll back). The person must hold the role
+    that could have requested it (stage for a staging target, deploy for production).
+    """
+    target = deployment.target
+    try:
+        needed = (
+            "stage_modelversion"
+            if target.environment == Environment.STAGING
+            else "deploy_modelversion"
+        )
+        if not cancelled_by.has_perm(f"models_registry.{needed}"):
+            raise DeploymentRefused(
+                f"{cancelled_by.get_username()} may not cancel deployments to {target.name}."
+            )
+        if not reason.strip():
+            raise DeploymentRefused("cancelling a deployment needs a reason.")
+        with transaction.atomic():
+            locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+            if locked.status != DeploymentStatus.SCHEDULED:
+                raise DeploymentRefused(
+                    f"deployment #{locked.pk} is {locked.get_status_display().lower()}; only a "
+                    "scheduled deployment can be cancelled."
+                )
+            return jobs.job_transition(
+                job=locked,
+                to=DeploymentStatus.CANCELLED,
+                event_type="deployment_cancelled",
+                actor=cancelled_by,
+                data={"reason": reason.strip(), "target": target.name},
+                fields={"finished_at": timezone.now()},
+            )
+    except RegistryError as exc:
+        _record_refusal("deployment_cancel_refused", cancelled_by, None, target, exc)
+        raise
+
+
 def _record_refusal(
     event_type: str,
     user: User | None,

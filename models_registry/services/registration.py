@@ -47,6 +47,7 @@ def model_version_register_upload(
     metadata_upload: Any,
     plot_upload: Any | None,
     registered_by: User,
+    allow_missing_conditions: str | None = None,
 ) -> ModelVersion:
     """Every name is built by safe_name from checked metadata before anything is written;
     the temporary folder goes whatever happens, and a refusal stores nothing."""
@@ -63,7 +64,11 @@ def model_version_register_upload(
         (folder / names["metadata"]).write_text(json.dumps(metadata))
         if plot_upload is not None:
             _write_upload(plot_upload, folder / names["plot"], kind="plot")
-        version, _report = model_version_register(source_dir=folder, registered_by=registered_by)
+        version, _report = model_version_register(
+            source_dir=folder,
+            registered_by=registered_by,
+            allow_missing_conditions=allow_missing_conditions,
+        )
         return version
     finally:
         shutil.rmtree(folder, ignore_errors=True)
