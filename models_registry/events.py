@@ -173,6 +173,14 @@ class EventType(models.TextChoices):
         "pending -> applied: a second deployer confirmed a production target change.",
     )
     HOST_CHECK = "host_check", "Someone looked at what each host of a target really serves."
+    MODEL_VERSION_REAPPROVED = (
+        "model_version_reapproved",
+        "A version whose approval was suspended was approved again (its state is unchanged).",
+    )
+    MODEL_VERSION_REAPPROVE_REFUSED = (
+        "model_version_reapprove_refused",
+        "A new approval of a suspended version was refused (four eyes, evidence or state).",
+    )
     # --- the admin --------------------------------------------------------------------------
     ADMIN_ACTION_REFUSED = (
         "admin_action_refused",

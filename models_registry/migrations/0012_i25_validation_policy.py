@@ -65,7 +65,7 @@ def grant_policy_permissions(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('models_registry', '0011_issue15b_deployment_served_index'),
+        ("models_registry", "0013_i24_status_guards"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -35,7 +35,7 @@ def respell_identities(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('models_registry', '0011_issue15b_deployment_served_index'),
+        ("models_registry", "0012_i25_validation_policy"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

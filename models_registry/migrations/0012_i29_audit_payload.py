@@ -81,7 +81,7 @@ def _sqlite_triggers() -> Any:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models_registry", "0011_issue15b_deployment_served_index")]
+    dependencies = [("models_registry", "0012_i26a_host_identity")]
 
     operations = [
         migrations.AddField(

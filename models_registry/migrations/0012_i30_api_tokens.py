@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('models_registry', '0011_issue15b_deployment_served_index'),
+        ("models_registry", "0012_i29_audit_payload"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
