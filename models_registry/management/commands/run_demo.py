@@ -104,6 +104,7 @@ class Command(BaseCommand):
             label="demo",
             comment="Demo: a tiny model has no edge; loosened so the whole walk can be seen",
         )
+
     def walk(self, users: dict[str, Any]) -> str:
         """Walk the lifecycle; a step that fails is reported, not a crash: returns why."""
         from models_registry.demo import walk_lifecycle
