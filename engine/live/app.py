@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.live.brokers import Broker, LiveBroker, LiveStartError, PaperBroker
 from engine.live.candles import candles_from_frame
 from engine.live.config import ConfigError, RiskLimits, load_risk_limits
@@ -76,8 +77,8 @@ class EngineOptions:
     replay_to: pd.Timestamp | None = None
     speed: float = 0.0
     initial_cash: float = 10_000.0
-    fee_bps: float = 10.0
-    slippage_bps: float = 5.0
+    fee_bps: float = DEFAULT_FEE_BPS
+    slippage_bps: float = DEFAULT_SLIPPAGE_BPS
     risk_config: Path | None = None
     reset_kill_switch: bool = False
     poll_seconds: float = 5.0

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.live.brokers import BUY, SELL, Broker, Fill, OrderOutcomeUnknown, OrderRefused
 from engine.live.candles import Candle, CandleBuffer
 from engine.live.feeds import FeedItem
@@ -107,8 +108,8 @@ class TradingEngine:
         initial_cash: float,
         sentiment: pd.Series | LiveSentiment | None = None,
         execute_on_close: bool = False,
-        fee_bps: float = 10.0,
-        slippage_bps: float = 5.0,
+        fee_bps: float = DEFAULT_FEE_BPS,
+        slippage_bps: float = DEFAULT_SLIPPAGE_BPS,
         stop_event: threading.Event | None = None,
     ) -> None:
         # Sizing assumes these costs; the paper broker charges the same ones.

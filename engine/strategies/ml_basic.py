@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.strategies.base import Predictor, StrategyError
 
 UNITS = ("expected_return", "probability")
@@ -89,8 +90,8 @@ class MlBasic:
         self,
         predictor: Predictor,
         *,
-        fee_bps: float = 10.0,
-        slippage_bps: float = 5.0,
+        fee_bps: float = DEFAULT_FEE_BPS,
+        slippage_bps: float = DEFAULT_SLIPPAGE_BPS,
         threshold: float | None = None,
         units: str = "expected_return",
         entry: float | None = None,
