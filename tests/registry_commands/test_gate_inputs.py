@@ -552,3 +552,23 @@ def test_a_no_db_look_through_a_copied_folder_is_counted_under_its_model_name(
         "--output-dir", str(tmp_path / "out2"),
     )  # fmt: skip
     assert ModelTrial.objects.filter(detail__look=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_paper_trade_version_at_zero_fee_says_it_is_exploratory(version: ModelVersion) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    validated(version)
+    out = StringIO()
+    call_command(
+        "paper_trade_version", version.name, "--version", "1", "--fee-bps", "0", stdout=out
+    )
+    text = out.getvalue()
+    assert (
+        "EXPLORATORY run (it can never move a version): fee_bps 0 is below the policy's 10" in text
+    )
+    assert "the version stays validated" in text
+    version.refresh_from_db()
+    assert version.state == ModelState.VALIDATED
