@@ -1,13 +1,21 @@
-"""Trading costs, shared by the backtester and the live paper broker.
+"""Trading costs, shared by the backtester and the live paper broker, and the engine's one
+plain-Python default cost, in basis points of a fill's notional.
 
 Kept tiny and stable: the paper broker imports these so that paper trading and the
 backtest charge exactly the same costs. Outside engine.backtest, whose package imports
 pandas, so that the paper engine starts without it; engine.backtest.costs re-exports them.
+
+The defaults are used where the engine runs without the registry (a script,
+``python -m engine.live`` without ``--fee-bps``, a test). The registry never relies on them:
+validation, paper runs, monitoring and the hosts take their costs from the validation policy
+in force (``models_registry.policy.CostPolicy``), which is seeded from these values.
 """
 
 from __future__ import annotations
 
 BPS = 1e-4  # one basis point as a fraction
+DEFAULT_FEE_BPS = 10.0  # Binance spot taker fee, 0.1%
+DEFAULT_SLIPPAGE_BPS = 5.0  # half a typical BTCUSDT hourly spread plus impact, 0.05%
 
 
 def fill_price(open_price: float, side: int, slippage_bps: float) -> float:

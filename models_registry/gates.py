@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.backtest.gates import DEFAULT_GATES as ENGINE_VALIDATION_GATES
+from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 
 DEFAULT_GATES: dict[str, dict[str, Any]] = {
     # Out-of-sample backtest on the policy window: a Sharpe ratio that survives deflation for
@@ -47,12 +48,12 @@ def gates_for(model_name: str, stage: str) -> dict[str, Any]:
 
 
 # Costs and window of a gated validation: policy, never the validating person's choice.
-# ``end`` (ISO date, optional) caps the window. These are the engine's documented
-# plain-Python defaults too (engine.backtest.simulator.SimulationConfig); the registry
-# reads costs only from the policy in force (``models_registry.policy.CostPolicy``).
+# ``end`` (ISO date, optional) caps the window. The costs are the engine's one documented
+# plain-Python default (``engine/costs.py``); the registry reads costs only from the policy
+# in force (``models_registry.policy.CostPolicy``), which these seed.
 DEFAULT_VALIDATION_POLICY: dict[str, Any] = {
-    "fee_bps": 10.0,
-    "slippage_bps": 5.0,
+    "fee_bps": DEFAULT_FEE_BPS,
+    "slippage_bps": DEFAULT_SLIPPAGE_BPS,
     "days": 90,  # the guide's 90 out-of-sample days
     "end": None,
     # Walk-forward evidence re-fitted per fold (#28; models_registry/services/walk_forward.py):

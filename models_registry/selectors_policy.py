@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.backtest.errors import BacktestError
 from engine.backtest.gates import GATE_RULES, evaluate_gates
 from models_registry.models import ModelVersion, PaperTradingRun, ValidationPolicy, ValidationRun
 from models_registry.policy import (
@@ -93,17 +94,26 @@ def default_policy_verdict(run: ValidationRun | None) -> DefaultVerdict | None:
         return None
     metrics = {**run.metrics, "buy_and_hold": run.benchmark_metrics or {}}
     shipped = shipped_policy_content()
-    results = evaluate_gates(
-        metrics,
-        shipped["gates"]["validation"],
-        sample_status=str(run.metrics.get("sample_status") or "out_of_sample"),
+    try:
+        results = evaluate_gates(
+            metrics,
+            shipped["gates"]["validation"],
+            sample_status=str(run.metrics.get("sample_status") or "out_of_sample"),
+        )
+    except (KeyError, TypeError, ValueError, BacktestError) as exc:
+        # Figures recorded without a metric a shipped gate reads: say so, never pass quietly.
+        return DefaultVerdict(False, [f"the shipped gates cannot be evaluated ({exc})"])
+    # What an approver weighs first: against buy-and-hold, then luck (DSR), then the rest.
+    first = ("beats_buy_and_hold_by", "min_excess_return", "min_dsr", "min_psr")
+    failed = sorted(
+        (r for r in results if not r.passed),
+        key=lambda r: first.index(r.name) if r.name in first else len(first),
     )
     failures = [
         _failure_text(r.name, r.value, r.threshold, metrics)
         if r.name in GATE_RULES
         else f"{r.name}: {r.value}"
-        for r in results
-        if not r.passed
+        for r in failed
     ]
     for warning in plausibility_of_run(run):
         failures.append(warning)

@@ -34,6 +34,7 @@ from engine.backtest.guards import NOT_APPLICABLE, check_out_of_sample
 from engine.backtest.metrics import bars_per_year, per_bar_returns
 from engine.backtest.report import json_safe, write_report
 from engine.backtest.simulator import BacktestResult, SimulationConfig, simulate, validate_candles
+from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.features import FeatureError
 from engine.strategies import (
     LookaheadError,
@@ -230,8 +231,8 @@ def run_backtest(
     days: float | None = None,
     start: pd.Timestamp | str | None = None,
     end: pd.Timestamp | str | None = None,
-    fee_bps: float = 10.0,
-    slippage_bps: float = 5.0,
+    fee_bps: float = DEFAULT_FEE_BPS,
+    slippage_bps: float = DEFAULT_SLIPPAGE_BPS,
     initial_equity: float = 10_000.0,
     stop_loss_pct: float | None = None,
     take_profit_pct: float | None = None,

@@ -30,6 +30,7 @@ import pandas as pd
 
 from engine.backtest.costs import BPS
 from engine.backtest.errors import BacktestError
+from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 TRADE_COLUMNS = [
@@ -53,8 +54,8 @@ EXIT_SIGNAL, EXIT_STOP, EXIT_TAKE_PROFIT, EXIT_OPEN = "signal", "stop_loss", "ta
 class SimulationConfig:
     """Costs, sizing limits and protective exits of one simulation."""
 
-    fee_bps: float = 10.0
-    slippage_bps: float = 5.0
+    fee_bps: float = DEFAULT_FEE_BPS
+    slippage_bps: float = DEFAULT_SLIPPAGE_BPS
     initial_equity: float = 10_000.0
     allow_short: bool = False
     max_leverage: float = 1.0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.live.brokers import Broker, LiveBroker, LiveStartError, PaperBroker
 from engine.live.candles import candles_from_frame
 from engine.live.config import ConfigError, RiskLimits, load_risk_limits
@@ -77,8 +78,8 @@ class EngineOptions:
     replay_to: pd.Timestamp | None = None
     speed: float = 0.0
     initial_cash: float = 10_000.0
-    fee_bps: float = 10.0
-    slippage_bps: float = 5.0
+    fee_bps: float = DEFAULT_FEE_BPS
+    slippage_bps: float = DEFAULT_SLIPPAGE_BPS
     risk_config: Path | None = None
     reset_kill_switch: bool = False
     poll_seconds: float = 5.0

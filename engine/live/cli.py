@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.dates import DateError, check_window, parse_utc
 from engine.live import app
 from engine.live.config import default_journal_dir, default_model_dir, default_status_file
@@ -80,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", dest="replay_to", type=_utc_time, default=None)
     parser.add_argument("--speed", type=float, default=0.0, help="replay time multiplier; 0 = max")
     parser.add_argument("--initial-cash", type=float, default=10_000.0, help="paper cash (USDT)")
-    parser.add_argument("--fee-bps", type=float, default=10.0)
-    parser.add_argument("--slippage-bps", type=float, default=5.0)
+    parser.add_argument("--fee-bps", type=float, default=DEFAULT_FEE_BPS)
+    parser.add_argument("--slippage-bps", type=float, default=DEFAULT_SLIPPAGE_BPS)
     parser.add_argument("--risk-config", type=Path, default=None, help="JSON or INI risk limits")
     parser.add_argument("--reset-kill-switch", action="store_true", help="unlatch, then start")
     parser.add_argument("--poll-seconds", type=float, default=5.0, help="live klines poll period")

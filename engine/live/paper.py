@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.live.brokers import BUY, PaperBroker
 from engine.live.candles import candles_from_frame
 from engine.live.config import RiskLimits
@@ -119,8 +120,8 @@ def run_paper_replay(
     model_name: str | None = None,
     predictor: Any | None = None,
     initial_cash: float = 10_000.0,
-    fee_bps: float = 10.0,
-    slippage_bps: float = 5.0,
+    fee_bps: float = DEFAULT_FEE_BPS,
+    slippage_bps: float = DEFAULT_SLIPPAGE_BPS,
     risk_limits: RiskLimits | None = None,
     journal_dir: Path | str | None = None,
     status_file: Path | str | None = None,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.live.brokers import BUY, SELL, Broker, Fill, OrderOutcomeUnknown, OrderRefused
 from engine.live.candles import Candle, CandleBuffer, epoch_ns
 from engine.live.decider import LiveDecider
@@ -115,8 +116,8 @@ class TradingEngine:
         initial_cash: float,
         sentiment: pd.Series | LiveSentiment | None = None,
         execute_on_close: bool = False,
-        fee_bps: float = 10.0,
-        slippage_bps: float = 5.0,
+        fee_bps: float = DEFAULT_FEE_BPS,
+        slippage_bps: float = DEFAULT_SLIPPAGE_BPS,
         stop_event: threading.Event | None = None,
         use_decider: bool = True,
     ) -> None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.strategies.base import Predictor, StrategyError
 
 if TYPE_CHECKING:  # pandas only where a frame is decided: the live decider needs none
@@ -91,8 +92,8 @@ class MlBasic:
         self,
         predictor: Predictor,
         *,
-        fee_bps: float = 10.0,
-        slippage_bps: float = 5.0,
+        fee_bps: float = DEFAULT_FEE_BPS,
+        slippage_bps: float = DEFAULT_SLIPPAGE_BPS,
         threshold: float | None = None,
         units: str = "expected_return",
         entry: float | None = None,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.strategies.base import Predictor, Strategy, StrategyError, UnknownStrategyError
 from engine.strategies.buy_and_hold import BuyAndHold
 from engine.strategies.ml_basic import MlBasic, params_from_metadata
@@ -52,8 +53,8 @@ def get_strategy(
     name: str,
     *,
     predictor: Predictor | None = None,
-    fee_bps: float = 10.0,
-    slippage_bps: float = 5.0,
+    fee_bps: float = DEFAULT_FEE_BPS,
+    slippage_bps: float = DEFAULT_SLIPPAGE_BPS,
     **params: Any,
 ) -> Strategy:
     """Build the strategy registered as `name`; model strategies need a `predictor`.

@@ -801,7 +801,9 @@ def _judge(version: ModelVersion, run: ValidationRun) -> None:
     ):
         locked.last_scheduled_window_end = run.window_end
         locked.save(update_fields=["last_scheduled_window_end"])
-    if run.status == RunStatus.PASSED:
+    # An exploratory run (a process whose settings disagree with the policy in force) cannot
+    # certify health; a failure under the policy in force still flags the version (safe side).
+    if run.status == RunStatus.PASSED and not run.exploratory:
         model_version_mark_passing(model_version=locked, validation_run=run)
     elif run.status == RunStatus.FAILED:
         failed = [g for g in run.gate_results if not g.get("passed")]

@@ -528,3 +528,47 @@ def test_sibling_trainings_on_the_same_history_count_for_the_dsr(version: ModelV
         stop=first_unseen + pd.Timedelta(days=10),
     )
     assert counted.trials == alone.trials + 3
+
+
+@pytest.mark.django_db
+def test_a_no_db_look_through_a_copied_folder_is_counted_under_its_model_name(
+    version: ModelVersion, model_dir: Path, store: Path, tmp_path: Path
+) -> None:
+    """Copying a version's files to a folder does not make the look free."""
+    folder = tmp_path / "copy"
+    shutil.copytree(model_dir, folder)
+    backtest_json(
+        "ml_basic", "--days", "10", "--no-db", "--model-path", str(folder),
+        "--data-dir", str(store), "--output-dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    look = ModelTrial.objects.get(detail__look=True)
+    assert look.model_name == version.name and look.model_version is None
+    assert AuditEvent.objects.filter(event_type="policy_window_looked").count() == 1
+
+    # A look at bars before the policy window (the in-sample year) is not a trial.
+    backtest_json(
+        "ml_basic", "--start", "2024-01-05", "--days", "5", "--no-db", "--allow-in-sample",
+        "--model-path", str(folder), "--data-dir", str(store),
+        "--output-dir", str(tmp_path / "out2"),
+    )  # fmt: skip
+    assert ModelTrial.objects.filter(detail__look=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_paper_trade_version_at_zero_fee_says_it_is_exploratory(version: ModelVersion) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    validated(version)
+    out = StringIO()
+    call_command(
+        "paper_trade_version", version.name, "--version", "1", "--fee-bps", "0", stdout=out
+    )
+    text = out.getvalue()
+    assert (
+        "EXPLORATORY run (it can never move a version): fee_bps 0 is below the policy's 10" in text
+    )
+    assert "the version stays validated" in text
+    version.refresh_from_db()
+    assert version.state == ModelState.VALIDATED

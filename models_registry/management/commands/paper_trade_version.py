@@ -119,6 +119,9 @@ def summary_of_run(run: PaperTradingRun) -> dict[str, Any]:
         "metrics": run.metrics,
         "divergence": run.divergence,
         "gates": run.gate_results,
+        "exploratory": run.exploratory,
+        "exploratory_reasons": run.exploratory_reasons,
+        "policy_hash": run.policy_hash,
         "failed_gates": [g["name"] for g in run.gate_results if not g.get("passed")],
         "report_dir": run.report_dir,
         "plot_file": run.plot_file,
@@ -140,6 +143,14 @@ def text_report(summary: dict[str, Any]) -> str:
     divergence = summary["divergence"]
     lines = [
         f"{head}: gates {'PASSED' if summary['passed'] else 'FAILED'}; {moved}",
+        *(
+            [
+                "  EXPLORATORY run (it can never move a version): "
+                + "; ".join(summary.get("exploratory_reasons") or [])
+            ]
+            if summary.get("exploratory")
+            else []
+        ),
         f"  period: {summary['period_start']} to {summary['period_end']} ({summary['bars']} bars)",
         f"  trades: paper {divergence.get('paper_trades')}, backtest "
         f"{divergence.get('backtest_trades')}, mismatched {divergence.get('mismatched_trades')}",

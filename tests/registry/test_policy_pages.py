@@ -1,0 +1,89 @@
+"""Every decision shows the policy it was made under (issue 25): approve page and mail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from models_registry.models import ModelState, ValidationRun
+from models_registry.services.notifications import notify_approvers_awaiting
+from tests.registry.test_admin_permissions import csrf_client
+from tests.support.policy import policy_set
+
+# The issue's example: a run that loses to buy-and-hold, passed only under loosened gates.
+LOSING = {
+    "total_return": -0.039,
+    "sharpe": -0.4,
+    "dsr": 0.08,
+    "psr": 0.1,
+    "max_drawdown": 0.12,
+    "n_trades": 14,
+    "n_bars": 24 * 90,
+    "exposure": 0.4,
+    "baselines": {"always_flat": {"total_return": 0.0}},
+}
+LOOSE = {
+    "gates.validation.min_dsr": None,
+    "gates.validation.total_return_above": None,
+    "gates.validation.beats_buy_and_hold_by": None,
+    "gates.validation.beats_always_flat_by": None,
+}
+
+
+def staged_under_a_loose_policy(version_factory: Any) -> Any:
+    policy = policy_set(LOOSE, label="loose")
+    staged = version_factory(ModelState.STAGED)
+    ValidationRun.objects.filter(model_version=staged).update(
+        policy=policy,
+        policy_hash=policy.content_hash,
+        metrics=LOSING,
+        benchmark_metrics={"total_return": 0.476},
+    )
+    return staged
+
+
+@pytest.mark.django_db
+def test_the_approve_page_lists_the_loosened_gates_and_the_default_verdict_in_red(
+    approver: Any, version_factory: Any
+) -> None:
+    staged = staged_under_a_loose_policy(version_factory)
+    client, _ = csrf_client(approver)
+    url = reverse("admin:models_registry_version_action", args=[staged.pk, "approve_versions"])
+    text = client.get(url).text
+
+    assert "Judged under <strong>&quot;loose&quot; v2" in text
+    assert "Looser than the shipped defaults" in text
+    for gate in ("min_dsr", "beats_buy_and_hold_by", "total_return_above"):
+        assert f"gates.validation.{gate} is off" in text
+    assert (
+        "the default policy would refuse: return \u22123.9% against buy-and-hold +47.6%; "
+        "DSR 8% &lt; 95%" in text
+    )
+
+
+@pytest.mark.django_db
+def test_under_the_shipped_policy_the_approve_page_lists_nothing_in_red(
+    approver: Any, version_factory: Any
+) -> None:
+    staged = version_factory(ModelState.STAGED)
+    client, _ = csrf_client(approver)
+    url = reverse("admin:models_registry_version_action", args=[staged.pk, "approve_versions"])
+    text = client.get(url).text
+    assert "policy-in-force" in text
+    assert "Looser than the shipped defaults" not in text
+
+
+@pytest.mark.django_db
+def test_the_approval_mail_names_the_policy_and_what_it_loosens(
+    approver: Any, version_factory: Any
+) -> None:
+    staged = staged_under_a_loose_policy(version_factory)
+    mail.outbox.clear()
+    assert notify_approvers_awaiting(staged.pk) >= 1
+    body = mail.outbox[-1].body
+    assert 'Policy: "loose" v2' in body
+    assert "LOOSER than the shipped defaults: gates.validation.min_dsr is off" in body
+    assert "the default policy would refuse: return \u22123.9% against buy-and-hold +47.6%" in body
