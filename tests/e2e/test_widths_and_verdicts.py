@@ -222,7 +222,7 @@ def test_every_workflow_page_fits_1366_px_and_leads_with_the_verdict(
 
     approve_demo = texts["alice-approve-demo"]
     assert approve_demo.index("Verdict under the shipped default gates") < approve_demo.index(
-        "Runs, gates as recorded"
+        "Gates as recorded, runs"
     )
     assert "does NOT pass the shipped default gates" in approve_demo
     assert "passed only under a loosened policy" in approve_demo
