@@ -285,15 +285,21 @@ def failed_gates(run: Any) -> str:
 
 def banner(user: User, version: ModelVersion) -> dict[str, Any]:
     targets = live_targets(version)
+    jobs = jobs_payload(version)
+    step = next_step(version)
+    if jobs["running"]:
+        # The queued action shows at once: the next step waits for it, not for a person.
+        doing = "; ".join(f"{j['kind']} {j['status_text']}" for j in jobs["running"])
+        step = f"in progress: {doing} (this page follows it); then, {step}"
     return {
         "state": version.get_state_display(),
         "state_code": version.state,
         "health": version.get_health_display(),
         "health_code": version.health,
         "targets": [t.name for t in targets],
-        "next_step": next_step(version),
+        "next_step": step,
         "actions": actions_for_version(user, version),
-        "jobs": jobs_payload(version),
+        "jobs": jobs,
         "jobs_url": reverse("admin:models_registry_version_jobs", args=[version.pk]),
     }
 

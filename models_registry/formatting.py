@@ -76,8 +76,12 @@ def metric(key: str, value: Any) -> str:
 
 
 def gate_value(name: Any, value: Any) -> str:
-    """A gate's value or threshold: drawdown and divergence gates are fractions of equity."""
+    """A gate's value or threshold: drawdown and divergence gates are fractions of equity;
+    bar and trade counts are whole numbers (1,440, never 1440.00)."""
     text = str(name or "")
+    counted = text.endswith(("_bars", "_trades")) and isinstance(value, int | float)
+    if counted and not isinstance(value, bool) and math.isfinite(value):
+        return f"{value:,.0f}"
     key = "max_drawdown" if "drawdown" in text or "divergence" in text else text
     return metric(key, value)
 
@@ -126,11 +130,7 @@ def key_value_table(data: Any, *, css_class: str = "kv") -> str:
                 "",
                 "<tr>{}</tr>",
                 (
-                    (
-                        format_html_join(
-                            "", "<td>{}</td>", ((_cell(c, item.get(c)),) for c in columns)
-                        ),
-                    )
+                    (format_html_join("", "<td>{}</td>", ((_row_cell(item, c),) for c in columns)),)
                     for item in data
                 ),
             )
@@ -149,6 +149,15 @@ def _column_order(key: Any) -> tuple[int, str]:
         _LEADING_COLUMNS.index(text) if text in _LEADING_COLUMNS else len(_LEADING_COLUMNS),
         text,
     )
+
+
+def _row_cell(item: dict[str, Any], column: Any) -> str:
+    """A gate row's value and threshold read by the gate's name (counts, %), not the column's."""
+    if column in ("value", "threshold") and "name" in item:
+        value = item.get(column)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return gate_value(item["name"], value)
+    return _cell(column, item.get(column))
 
 
 def _cell(key: Any, value: Any) -> str:

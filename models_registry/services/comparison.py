@@ -158,7 +158,7 @@ def shared_run_window(
     step, days = newest.step, newest.days
     unseen = newest.unseen_from or {v.pk: unseen_from(v, step) for v in versions}
     earliest = max(unseen.values())
-    per_version: list[set[tuple[datetime, datetime]]] = []
+    per_version: list[set[tuple[datetime | None, datetime | None]]] = []
     for version in versions:
         policy = validation_policy_for(version.name)
         windows = {
@@ -179,7 +179,7 @@ def shared_run_window(
     shared = set.intersection(*per_version) if per_version else set()
     if not shared:
         return None
-    start, last = max(shared, key=lambda w: w[1])
+    start, last = max(shared, key=lambda w: _utc(w[1]))
     return CommonWindow(_utc(start), _utc(last) + step, step, days, unseen, from_existing_runs=True)
 
 

@@ -222,7 +222,7 @@ def test_every_workflow_page_fits_1366_px_and_leads_with_the_verdict(
 
     approve_demo = texts["alice-approve-demo"]
     assert approve_demo.index("Verdict under the shipped default gates") < approve_demo.index(
-        "Runs, gates as recorded"
+        "Gates as recorded, runs"
     )
     assert "does NOT pass the shipped default gates" in approve_demo
     assert "passed only under a loosened policy" in approve_demo
@@ -250,4 +250,29 @@ def test_the_deployment_page_keeps_check_names_and_results_in_view_at_1400_px(
         cell = visitor.page.locator(".field-compatibility_table th", has_text=header).first
         box = cell.bounding_box()
         assert box is not None and box["x"] + box["width"] <= 1400, (header, box)
+    visitor.context.close()
+
+
+def test_a_queued_job_shows_its_progress_and_its_outcome_without_a_reload(
+    live_server: Any, browser: Any, world: dict[str, Any]
+) -> None:
+    from models_registry.services.runs import run_fail
+
+    trained = world["trained"]
+    queued = trained.validation_runs.get(status=RunStatus.QUEUED)
+    visitor = Visitor(browser, live_server.url, "erin")
+    visitor.visit(_version(trained), "erin-job-queued")
+    page = visitor.page
+    assert page.get_attribute("#jobs", "data-running") == "1"
+    assert f"validation run #{queued.pk}" in page.inner_text("#jobs")
+    # Validate is not offered again while its run waits.
+    assert page.query_selector("#cockpit a[data-action='validate_versions']") is None
+    with page.expect_response(lambda r: "jobs.json" in r.url, timeout=15_000):
+        pass
+    run_fail(run=queued, error="the worker lost the market data (test)")
+    page.wait_for_selector("#jobs[data-running='0']", timeout=20_000)  # reloaded by itself
+    outcome = page.inner_text("#jobs")
+    assert f"validation run #{queued.pk} error" in outcome
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "width-erin-job-finished.png"), full_page=True)
     visitor.context.close()

@@ -92,6 +92,7 @@ def test_a_queued_validation_shows_as_a_job_and_is_not_offered_again(
     banner = after.split('id="cockpit"', 1)[1].split('id="verdict"', 1)[0]
     assert 'data-action="validate_versions"' not in banner
     assert f"validation run #{run.pk}" in banner and 'data-running="1"' in banner
+    assert f"in progress: validation run #{run.pk}" in banner  # the next line says so too
     assert re.search(r"window\.setTimeout\(poll", after)
     payload = json.loads(
         client.get(reverse("admin:models_registry_version_jobs", args=[trained.pk])).content

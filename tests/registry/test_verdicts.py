@@ -192,3 +192,31 @@ def test_a_suspension_reason_reads_numbers_as_people_do() -> None:
     assert _failed_gate_text({"name": "min_bars", "value": 1439.0, "threshold": 1440.0}) == (
         "min_bars: 1,439 (limit 1,440)"
     )
+
+
+def test_a_paper_run_judged_under_the_demo_s_paper_gates_warns() -> None:
+    run = PaperTradingRun(
+        pk=7, status=RunStatus.PASSED, passed=True, bars=200, trades=4,
+        metrics={"max_drawdown": 0.05}, divergence={"equity_relative": 0.001},
+        gate_results=[{"name": n, "passed": True, "threshold": t}
+                      for n, t in DEMO_GATES["paper"].items()],
+    )  # fmt: skip
+    verdict = verdicts.verdict_under_defaults(run)
+    assert verdict.policy.loosened == [
+        "bars judged: 168 (shipped: 336)",
+        "worst loss (drawdown): 50.00 % (shipped: 35.00 %)",
+    ]
+    assert verdict.failures == ["judged on 200 bars, fewer than the 336 needed"]
+    warnings = verdicts.verdict_warnings([verdict], None, None)
+    assert warnings[0].startswith("paper run #7 passed only under a loosened policy")
+
+
+def test_gate_tables_show_counts_whole_and_fractions_as_percentages() -> None:
+    from models_registry import formatting
+
+    html = formatting.key_value_table(
+        [{"name": "min_bars", "value": 2160.0, "threshold": 1440.0, "passed": True},
+         {"name": "max_drawdown", "value": 0.12, "threshold": 0.35, "passed": True}]
+    )  # fmt: skip
+    assert "1,440" in html and "2,160" in html and "1440.00" not in html
+    assert "35.00 %" in html and "12.00 %" in html
