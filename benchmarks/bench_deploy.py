@@ -5,7 +5,9 @@
 Prints, each as the median of --runs runs:
 - a deploy to one loopback host, restart and health check included (target < 6 s);
 - a rollback to the previous version on that host (target < 6 s);
-- a deploy to four hosts in parallel (target < 1.5 x the single-host deploy);
+- a deploy to four hosts in parallel (target <= 1.3 x the single-host deploy), with how busy
+  the machine's CPUs were meanwhile (all four "hosts" share them: a ratio above the target
+  beside CPUs near 100% busy names the bound, this machine, not the deploy's code);
 and the median time of each step of the single-host deploy.
 
 Hosts are OpenSSH servers on 127.0.0.1 (free ports, throwaway keys) with install roots
@@ -116,6 +118,19 @@ def bench_single(target: TargetSpec, versions: list[ArtifactSpec], runs: int):
     return deploy_times, rollback_times, step_times
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of every CPU since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Share of all CPUs' time that was busy between two cpu_ticks() readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else float("nan")
+
+
 def bench_parallel(target: TargetSpec, versions: list[ArtifactSpec], runs: int) -> list[float]:
     times = []
     for run in range(runs):
@@ -158,7 +173,9 @@ def main() -> int:
             target = TargetSpec(
                 **{**target_settings(four, key), "parallelism": 4, "health_poll_interval": 0.2}
             )
+            ticks = cpu_ticks()
             parallel_times = bench_parallel(target, versions, max(3, args.runs // 2))
+            parallel_busy = busy_share(ticks, cpu_ticks())
         finally:
             stop_hosts(four)
 
@@ -182,14 +199,19 @@ def main() -> int:
     )
     print(
         f"deploy, 4 hosts in parallel: median {parallel_median:.2f} s = {ratio:.2f} x single  "
-        f"target < 1.5 x: {'ok' if ratio < 1.5 else 'MISSED'}"
+        f"target <= 1.3 x: {'ok' if ratio <= 1.3 else 'MISSED'}; all CPUs "
+        f"{parallel_busy:.0%} busy meanwhile (near 100%: the shared CPUs bound it)"
     )
     print("single-host deploy, median per step:")
     for step, values in step_times.items():
         print(f"  {step:<14} {statistics.median(values):.3f} s")
     _figures.record(
         "deploy, 1 host vs 4 in parallel, median (s)", single_median, "s",
-        peer=parallel_median, peer_label="the same deploy to 4 hosts", target=("ratio", "<=", 1.5),
+        peer=parallel_median, peer_label="the same deploy to 4 hosts", target=("ratio", "<=", 1.3),
+    )  # fmt: skip
+    _figures.record(
+        "CPUs busy during the 4-host deploys (the bound when near 100%)", parallel_busy * 100,
+        "%",
     )  # fmt: skip
     _figures.record(
         "deploy, 1 host, median (s)", single_median, "s", target=("tradebot", "<=", 6.0)

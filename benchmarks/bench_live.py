@@ -130,6 +130,78 @@ def keras_startup(keras_path: Path, folder: Path) -> tuple[float, int]:
     return ready, _peak_rss_of(process)
 
 
+# Runs a command and reports its own CPU and peak RSS: a child of this small process, not of
+# the benchmark (which has TensorFlow loaded: a forked child's ru_maxrss would start there).
+MEASURE = textwrap.dedent(
+    """
+    import json, os, subprocess, sys, time
+    started = time.perf_counter()
+    child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    print(json.dumps({"status": status, "wall": time.perf_counter() - started,
+                      "cpu": usage.ru_utime + usage.ru_stime, "rss_kib": usage.ru_maxrss}))
+    """
+)
+
+
+def process_cost(command: list[str], repeat: int = 5) -> dict[str, float]:
+    """Least CPU seconds and peak RSS (MiB) of `command` over `repeat` fresh runs."""
+    runs = []
+    for _ in range(repeat):
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE, *command], cwd=ROOT, capture_output=True, text=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True,
+        )  # fmt: skip
+        run = json.loads(out.stdout)
+        if run["status"] != 0:
+            raise SystemExit(f"{command} failed (status {run['status']})")
+        runs.append(run)
+    return {
+        "cpu": min(r["cpu"] for r in runs),
+        "wall": min(r["wall"] for r in runs),
+        "rss_mib": min(r["rss_kib"] for r in runs) / 1024,
+    }
+
+
+def startup_costs(model_dir: Path) -> dict[str, dict[str, float]]:
+    """The engine's start-up (--help; --check-only: model files, hash, ONNX load, golden
+    parity) beside its floor, `import onnxruntime`, in the same run."""
+    engine = [sys.executable, "-m", "engine.live"]
+    return {
+        "floor": process_cost([sys.executable, "-c", "import onnxruntime"]),
+        "help": process_cost([*engine, "--help"]),
+        "check_only": process_cost(
+            [*engine, "ml_basic", "--check-only", "--model-dir", str(model_dir)]
+        ),
+    }
+
+
+def decision_floor(model_dir: Path, items: list, sentiment: pd.Series, warmup: int) -> list[float]:
+    """Per bar, the least the decision can cost: the bar's features from ring buffers plus
+    ONNX Runtime on the window (a bare session), nothing of the engine around them."""
+    import onnxruntime as ort
+
+    from engine.features.live import LiveFeatureWindow
+    from engine.inference import OnnxPredictor, session_options
+    from engine.live.candles import epoch_ns
+
+    predictor = OnnxPredictor.from_dir(model_dir)
+    session = ort.InferenceSession(
+        str(predictor.onnx_path), sess_options=session_options(),
+        providers=["CPUExecutionProvider"],
+    )  # fmt: skip
+    name = session.get_inputs()[0].name
+    window = LiveFeatureWindow(predictor.metadata, step_ns=3600 * 10**9)
+    times = []
+    for n, c in enumerate(items):
+        started = time.perf_counter()
+        window.append(epoch_ns(c.open_time), (c.open, c.high, c.low, c.close, c.volume))
+        if n >= warmup:
+            session.run(None, {name: window.latest(sentiment)})
+            times.append(time.perf_counter() - started)
+    return times
+
+
 def decision_latency(
     model_dir: Path, candles: pd.DataFrame, sentiment: pd.Series, bars: int, folder: Path
 ) -> dict[str, float]:
@@ -166,6 +238,7 @@ def decision_latency(
     warmup, measured = items[: predictor.required_history], items[predictor.required_history :]
     for candle in warmup:
         engine.on_candle(candle)
+    floor = decision_floor(model_dir, items, sentiment, predictor.required_history)
     step: list[float] = []
     decision: list[float] = []
     model_only: list[float] = []
@@ -202,6 +275,8 @@ def decision_latency(
         "decision_p99_ms": float(np.percentile(decision, 99) * ms),
         "step_p50_ms": float(np.percentile(step, 50) * ms),
         "step_p99_ms": float(np.percentile(step, 99) * ms),
+        "floor_p50_ms": float(np.percentile(floor, 50) * ms),
+        "floor_p99_ms": float(np.percentile(floor, 99) * ms),
         "model_p50_ms": float(np.percentile(model_only, 50) * ms),
         "model_p99_ms": float(np.percentile(model_only, 99) * ms),
     }
@@ -219,6 +294,7 @@ def main() -> None:
         engine_ready, engine_rss = engine_startup(model_dir, folder)
         keras_ready, keras_rss = keras_startup(keras_path, folder)
         latency = decision_latency(model_dir, candles, sentiment, args.bars, folder)
+        startup = startup_costs(model_dir)
     mib = 1024 * 1024
     print()
     print("start-up to ready (model verified, first status written), fresh process:")
@@ -246,7 +322,24 @@ def main() -> None:
           f"  p99 {latency['step_p99_ms']:.2f} ms")  # fmt: skip
     print(f"  of which features + ONNX (predict_latest):  p50 {latency['model_p50_ms']:.2f} ms"
           f"  p99 {latency['model_p99_ms']:.2f} ms")  # fmt: skip
+    print(
+        f"  floor, same bars: features of the bar + ONNX Runtime alone: "
+        f"p50 {latency['floor_p50_ms']:.3f} ms  p99 {latency['floor_p99_ms']:.3f} ms; ratio "
+        f"p50 {latency['decision_p50_ms'] / latency['floor_p50_ms']:.2f}x "
+        f"p99 {latency['decision_p99_ms'] / latency['floor_p99_ms']:.2f}x (target <= 3x)"
+    )
+    floor = startup["floor"]
+    print(f"start-up CPU and peak RSS, fresh process (floor: import onnxruntime "
+          f"{floor['cpu']:.3f} s CPU, {floor['rss_mib']:.1f} MiB):")  # fmt: skip
+    for label in ("help", "check_only"):
+        cost = startup[label]
+        print(
+            f"  engine.live {label.replace('_', '-')}: {cost['cpu']:.3f} s CPU "
+            f"({cost['cpu'] / floor['cpu']:.2f}x), {cost['rss_mib']:.1f} MiB "
+            f"({cost['rss_mib'] / floor['rss_mib']:.2f}x)  (targets <= 2x, <= 100 MiB)"
+        )
     record_figures(engine_ready, engine_rss / mib, keras_ready, keras_rss / mib, latency)
+    record_floor_figures(latency, startup)
     _figures.write(args.json)
 
 
@@ -269,6 +362,35 @@ def record_figures(
     _figures.record(
         "features + ONNX (predict_latest) p99 (ms)", latency["model_p99_ms"], "ms",
         target=("tradebot", "<=", 0.3),
+    )  # fmt: skip
+
+
+def record_floor_figures(latency: dict, startup: dict[str, dict[str, float]]) -> None:
+    """Each figure beside its floor from the same run; ratio targets as issue 29 sets them."""
+    floor_label = "features of the bar + ONNX Runtime alone"
+    for q in ("p50", "p99"):
+        _figures.record(
+            f"candle-to-decision {q} vs its floor (ms)", latency[f"decision_{q}_ms"], "ms",
+            peer=latency[f"floor_{q}_ms"], peer_label=floor_label,
+            target=("ratio", ">=", 1 / 3),
+        )  # fmt: skip
+    floor = startup["floor"]
+    check = startup["check_only"]
+    _figures.record(
+        "engine --check-only CPU vs import onnxruntime (s)", check["cpu"], "s",
+        peer=floor["cpu"], peer_label="import onnxruntime", target=("ratio", ">=", 0.5),
+    )  # fmt: skip
+    _figures.record(
+        "engine --check-only peak RSS vs import onnxruntime (MiB)", check["rss_mib"], "MiB",
+        peer=floor["rss_mib"], peer_label="import onnxruntime", target=("ratio", ">=", 0.5),
+    )  # fmt: skip
+    _figures.record(
+        "engine --check-only peak RSS (MiB)", check["rss_mib"], "MiB",
+        target=("tradebot", "<=", 100.0),
+    )  # fmt: skip
+    _figures.record(
+        "engine --help CPU vs import onnxruntime (s)", startup["help"]["cpu"], "s",
+        peer=floor["cpu"], peer_label="import onnxruntime", target=("ratio", ">=", 0.5),
     )  # fmt: skip
 
 

@@ -39,24 +39,21 @@ def write_trades_csv(result: BacktestResult, path: Path) -> Path:
     return path
 
 
-def _pyplot() -> Any:
-    """matplotlib is imported here, not at module level: a production host runs the engine
-    from requirements/engine.txt, which has no matplotlib, and never writes a plot."""
-    import matplotlib
+def _figure(**options: Any) -> Any:
+    """A matplotlib Figure, imported here, not at module level: a production host runs the
+    engine from requirements/engine.txt, which has no matplotlib, and never writes a plot.
+    The Figure itself, not pyplot: no backend or figure manager to start (files only;
+    workers and hosts have no display), and a third of the import time."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only: workers and hosts have no display
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**options)
 
 
 def plot_equity(result: BacktestResult, path: Path, title: str = "") -> Path:
     """Strategy against buy-and-hold, entries and exits marked, drawdowns below."""
-    plt = _pyplot()
     initial = result.config.initial_equity
-    figure, (top, bottom) = plt.subplots(
-        2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-    )
+    figure = _figure(figsize=(11, 6.5))
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot(result.equity.index, result.equity.to_numpy(), label="strategy", color="tab:blue")
     if result.buy_and_hold_equity is not None:
         top.plot(
@@ -100,7 +97,6 @@ def plot_equity(result: BacktestResult, path: Path, title: str = "") -> Path:
     bottom.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
 
 

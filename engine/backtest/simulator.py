@@ -221,18 +221,8 @@ def simulate(
     validate_candles(candles)
     wanted = _target_array(candles, targets, config)
     bars = _Bars(*(candles[c].to_numpy(dtype=np.float64) for c in PRICE_COLUMNS))
-    in_force = np.concatenate(([0.0], wanted[:-1]))  # the target acting from each bar's open
-    previous = np.concatenate(([0.0], in_force[:-1]))
-    changes = in_force != previous
-    through_flat = not np.any(changes & (previous != 0) & (in_force != 0))
-    run = _simulate_via_flat if through_flat else _simulate_event_loop
-    seg_start, seg_cash, seg_qty, trades = run(bars, in_force, changes, config)
-
-    segment = np.searchsorted(seg_start, np.arange(len(candles)), side="right") - 1
-    quantity = seg_qty[segment]
-    equity = pd.Series(
-        seg_cash[segment] + quantity * bars.close, index=candles.index, name="equity"
-    )
+    cash, quantity, trades = _run_core(bars, wanted, config)
+    equity = pd.Series(cash + quantity * bars.close, index=candles.index, name="equity")
     position = pd.Series(quantity, index=candles.index, name="position")
     trades_frame = _trades_frame(trades, candles.index)
     target_series = pd.Series(wanted, index=candles.index, name="target")
@@ -247,6 +237,38 @@ def simulate(
     return BacktestResult(
         equity, position, trades_frame, metrics, config, target_series, hold_equity
     )
+
+
+def simulate_equity(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    targets: np.ndarray,
+    config: SimulationConfig | None = None,
+) -> np.ndarray:
+    """The equity curve alone, from plain float64 arrays: `simulate` without the frames, the
+    trade list and the metrics (the inputs are not checked; `simulate` checks them). What a
+    peer's `from_signals(...).value()` computes: benchmarks/bench_backtest.py times the two
+    on the same arrays."""
+    config = config or SimulationConfig()
+    bars = _Bars(open_, high, low, close)
+    cash, quantity, _trades = _run_core(bars, np.asarray(targets, dtype=np.float64), config)
+    return cash + quantity * bars.close
+
+
+def _run_core(
+    bars: _Bars, wanted: np.ndarray, config: SimulationConfig
+) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """(cash, quantity) held during each bar, and the trades, for targets decided at closes."""
+    in_force = np.concatenate(([0.0], wanted[:-1]))  # the target acting from each bar's open
+    previous = np.concatenate(([0.0], in_force[:-1]))
+    changes = in_force != previous
+    through_flat = not np.any(changes & (previous != 0) & (in_force != 0))
+    run = _simulate_via_flat if through_flat else _simulate_event_loop
+    seg_start, seg_cash, seg_qty, trades = run(bars, in_force, changes, config)
+    segment = np.searchsorted(seg_start, np.arange(len(wanted)), side="right") - 1
+    return seg_cash[segment], seg_qty[segment], trades
 
 
 def _without_exits(config: SimulationConfig) -> SimulationConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,9 +263,11 @@ def _use_backup_metadata(files: ModelFiles, actual: str) -> bool:
 
 
 def session_options() -> ort.SessionOptions:
-    """Few threads: the model is small, and a host runs other work beside the engine."""
+    """One thread: the engine runs one window per bar, and for one window a second thread
+    only adds hand-over (measured, benchmarks/bench_live.py: p50 8 us with one thread, 10 us
+    with two, and a p99 of 1.6 ms with two when the host is busy, against 11 us)."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = min(2, os.cpu_count() or 1)
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return options

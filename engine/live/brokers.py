@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Protocol
 
-import requests
-
 log = logging.getLogger(__name__)
 
 BUY = "buy"
@@ -196,6 +194,8 @@ class LiveBroker:
                 f"notional {notional:.8f} below minimum {self.filters.min_notional} "
                 f"for {self.filters.symbol}"
             )
+        import requests  # with python-binance, only where an order goes out: not at start-up
+
         try:
             response = self.client.create_order(
                 symbol=self.filters.symbol,

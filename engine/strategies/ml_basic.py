@@ -117,7 +117,7 @@ class MlBasic:
         self.predictor = predictor
         self.threshold = self.params.entry
         self.last_predictions: pd.Series | None = None
-        self._memory: dict[pd.Timestamp, tuple[float, int]] = {}
+        self._memory: dict[Any, tuple[float, int]] | _FrameStates = {}
         # A backtest starts flat at its window, as a freshly started engine does: holding is
         # path-dependent, so state carried in from the warm-up history would decide the first
         # trades of the window from bars outside it.
@@ -138,23 +138,46 @@ class MlBasic:
             raise StrategyError("predictor.predict must return a Series indexed like the candles")
         self.last_predictions = predictions
         values = predictions.to_numpy(dtype=np.float64)
-        out = np.zeros(len(values))
-        position, held = 0.0, 0
-        memory: dict[pd.Timestamp, tuple[float, int]] = {}
         # Only a newest-bar-only frame (the live engine's) resumes remembered state; any other
         # frame is decided from its predictions alone, so memory can never hide a leak.
-        resume = len(values) > 1 and np.isnan(values[:-1]).all()
-        for i, (bar, prediction) in enumerate(zip(candles.index, values, strict=True)):
+        if len(values) > 1 and np.isnan(values[:-1]).all():
+            out = self._resume_frame(candles.index, values)
+        else:
+            out = self._whole_frame(candles.index, values)
+        return pd.Series(out, index=candles.index, name="target")
+
+    def _whole_frame(self, index: pd.Index, values: np.ndarray) -> np.ndarray:
+        """Every bar stepped from its prediction, flat before decide_from: a plain loop over
+        floats (a backtest's, and each of the look-ahead check's dozens of re-runs over the
+        whole history). The states are kept as arrays; a later live frame reads them."""
+        first = 0 if self.decide_from is None else int(index.searchsorted(self.decide_from))
+        positions, helds = [0.0] * len(values), [0] * len(values)
+        position, held, step = 0.0, 0, self.step
+        for i, prediction in enumerate(values[first:].tolist(), start=first):
+            position, held = step(prediction, position, held)
+            positions[i], helds[i] = position, held
+        self._memory = _FrameStates(index, positions, helds)
+        return np.array(positions, dtype=np.float64)
+
+    def _resume_frame(self, index: pd.Index, values: np.ndarray) -> np.ndarray:
+        """The live engine's frame: bars decided before resume their remembered state."""
+        remembered = (
+            self._memory.as_dict() if isinstance(self._memory, _FrameStates) else self._memory
+        )
+        out = np.zeros(len(values))
+        position, held = 0.0, 0
+        memory: dict[Any, tuple[float, int]] = {}
+        for i, (bar, prediction) in enumerate(zip(index, values, strict=True)):
             if self.decide_from is not None and bar < self.decide_from:
                 position, held = 0.0, 0
-            elif resume and i < len(values) - 1 and bar in self._memory:
-                position, held = self._memory[bar]
+            elif i < len(values) - 1 and bar in remembered:
+                position, held = remembered[bar]
             else:
                 position, held = self.step(prediction, position, held)
             out[i] = position
             memory[bar] = (position, held)
         self._memory = memory  # only bars of the latest frame: bounded by the live buffer
-        return pd.Series(out, index=candles.index, name="target")
+        return out
 
     def step(self, prediction: float, position: float, held: int) -> tuple[float, int]:
         """(target, bars held) at a bar from the previous bar's (position, bars held)."""
@@ -167,3 +190,14 @@ class MlBasic:
         if not math.isnan(prediction) and prediction > self.entry_level:
             return 1.0, 1
         return 0.0, 0
+
+
+class _FrameStates:
+    """(position, bars held) per bar of a whole frame, as lists: a dict only when a live
+    frame asks (building one per bar of a three-year history cost more than the rule)."""
+
+    def __init__(self, index: pd.Index, positions: list[float], helds: list[int]) -> None:
+        self.index, self.positions, self.helds = index, positions, helds
+
+    def as_dict(self) -> dict[Any, tuple[float, int]]:
+        return dict(zip(self.index, zip(self.positions, self.helds, strict=True), strict=True))

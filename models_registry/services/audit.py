@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any, Final, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -627,9 +627,10 @@ def _pg_batches(
 
 
 _DONE = object()
+_Batch = TypeVar("_Batch")
 
 
-def _prefetched(batches: Iterator[list[Any]]) -> Generator[list[Any], None, None]:
+def _prefetched(batches: Iterator[_Batch]) -> Generator[_Batch, None, None]:
     """`batches`, with the next one fetched in a thread while the caller hashes this one.
 
     PostgreSQL formats rows in its own process and psycopg waits without the GIL, so the

@@ -170,4 +170,5 @@ def _fetch_batch(raw: Any, sql: str, params: dict[str, Any]) -> tuple[Any, ...] 
             return None
         if guarded:
             cursor.execute("RELEASE SAVEPOINT audit_fast_batch")
+    assert row is not None  # an aggregate over any batch, even an empty one, is one row
     return tuple(row)
