@@ -181,6 +181,64 @@ class EventType(models.TextChoices):
         "model_version_reapprove_refused",
         "A new approval of a suspended version was refused (four eyes, evidence or state).",
     )
+    # --- the validation policy (models_registry/services/policies.py) -------------------
+    POLICY_SEEDED = (
+        "policy_seeded",
+        "The first validation policy was written from the settings (once, when none existed).",
+    )
+    POLICY_PROPOSED = (
+        "policy_proposed",
+        "A validation policy change was proposed (in force once a second person confirms).",
+    )
+    POLICY_CONFIRMED = (
+        "policy_confirmed",
+        "proposed -> in force: a second person confirmed a validation policy change.",
+    )
+    POLICY_WINDOW_LOOKED = (
+        "policy_window_looked",
+        "A --no-db run looked at a version's policy window: recorded as a counted trial.",
+    )
+    # --- targets that need attention (models_registry/services/attention.py) -------------
+    TARGET_ATTENTION_RAISED = (
+        "target_attention_raised",
+        "A target needs attention (a deploy ended needs_attention, or a host check disagreed).",
+    )
+    TARGET_ATTENTION_ACKNOWLEDGED = (
+        "target_attention_acknowledged",
+        "open -> acknowledged: a deployer cleared a target after a clean host check.",
+    )
+    TARGET_ATTENTION_ACKNOWLEDGE_REFUSED = (
+        "target_attention_acknowledge_refused",
+        "Acknowledging a target's attention was refused (role, or the hosts still disagree).",
+    )
+    # --- deployments requested through the API ---------------------------------------------
+    DEPLOYMENT_CANCELLED = (
+        "deployment_cancelled",
+        "scheduled -> cancelled: a deployer cancelled a deployment waiting for its window.",
+    )
+    DEPLOYMENT_CANCEL_REFUSED = (
+        "deployment_cancel_refused",
+        "Cancelling a deployment was refused (role, or it no longer waits).",
+    )
+    # --- the audit chain's witnesses (models_registry/services/audit_witness.py) ---------
+    AUDIT_WITNESS_CHECKED = (
+        "audit_witness_checked",
+        "The scheduled check found the chain matching every witness host's copy of its head.",
+    )
+    AUDIT_WITNESS_MISMATCH = (
+        "audit_witness_mismatch",
+        "The chain is behind, or disagrees with, a witness host's copy of its head.",
+    )
+    # --- the HTTP API (models_registry/api/) ---------------------------------------------------
+    API_TOKEN_CREATED = (
+        "api_token_created",
+        "An API token was created for a user (its secret shown once).",
+    )
+    API_TOKEN_REVOKED = "api_token_revoked", "An API token was revoked; it no longer authenticates."
+    API_ACTION_REFUSED = (
+        "api_action_refused",
+        "An API request was refused (an approval through a token, or a role the token lacks).",
+    )
     # --- the admin --------------------------------------------------------------------------
     ADMIN_ACTION_REFUSED = (
         "admin_action_refused",
