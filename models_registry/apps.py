@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.db.backends.signals import connection_created
+from django.db.models.signals import post_migrate
 
 
 class ModelsRegistryConfig(AppConfig):
@@ -12,5 +13,11 @@ class ModelsRegistryConfig(AppConfig):
 
         # Every SQLite connection gets the gate function its status triggers call.
         connection_created.connect(register_sqlite_gate, dispatch_uid="tradebot_sqlite_gate")
+        from models_registry.sqlite_triggers import sqlite_triggers_reinstall
+
+        # A table rebuilt by a later migration on SQLite loses its triggers: put them back.
+        post_migrate.connect(
+            sqlite_triggers_reinstall, sender=self, dispatch_uid="tradebot_sqlite_triggers"
+        )
         # The deploy checks (check --deploy) register themselves on import.
         from models_registry import checks  # noqa: F401
