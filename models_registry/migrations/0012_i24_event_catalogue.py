@@ -81,7 +81,9 @@ def replace_event_type_check(values):
             schema_editor.execute(f"ALTER TABLE {TABLE} DROP CONSTRAINT IF EXISTS {CHECK_NAME}")
             schema_editor.execute(
                 f"ALTER TABLE {TABLE} ADD CONSTRAINT {CHECK_NAME} "
-                f"CHECK (event_type IN ({_in_list(values)}))"
+                # NOT VALID: every new row is checked; rows written before the catalogue
+                # (an older type, hash-chained and append-only) are kept as they are.
+                f"CHECK (event_type IN ({_in_list(values)})) NOT VALID"
             )
         elif vendor == "sqlite":
             schema_editor.execute(f"DROP TRIGGER IF EXISTS {SQLITE_TRIGGER}")

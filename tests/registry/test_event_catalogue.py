@@ -194,3 +194,21 @@ def test_a_refused_registration_is_audited_by_the_service(engineer: Any, tmp_pat
     refusal = AuditEvent.objects.get(event_type=EventType.MODEL_VERSION_REGISTER_REFUSED)
     assert refusal.actor_id == engineer.pk
     assert refusal.data["folder"] == str(empty)
+
+
+def test_every_catalogued_type_is_written_somewhere() -> None:
+    """No dead member: each type is named in the source (a literal or ``EventType.<NAME>``)."""
+    named: set[str] = set()
+    for path in _source_files():
+        if path.name == "events.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                named.add(node.value)
+            elif (
+                isinstance(node, ast.Attribute)
+                and getattr(node.value, "id", "") == "EventType"
+                and node.attr in EventType.__members__
+            ):
+                named.add(EventType[node.attr].value)
+    assert sorted(set(EventType.values) - named) == []

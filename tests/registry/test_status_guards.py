@@ -175,13 +175,24 @@ def test_other_columns_still_save(version_factory: Any) -> None:
     os.environ.get("TRADEBOT_GUARDS_ON_SQLITE") == "1", reason="already the SQLite child"
 )
 def test_the_same_guards_hold_on_sqlite(tmp_path: Path) -> None:
-    """Run this module against the embedded default (SQLite) in a child process."""
+    """Run this module (and the event catalogue's database check) against the embedded
+    default (SQLite) in a child process."""
     if connection.vendor == "sqlite":
         pytest.skip("this run is on SQLite already")
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(TRADEBOT_GUARDS_ON_SQLITE="1")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", __file__],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-x",
+            __file__,
+            str(Path(__file__).with_name("test_event_catalogue.py")),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
