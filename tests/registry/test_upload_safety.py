@@ -262,6 +262,14 @@ JSON_TREE = st.recursive(
 )
 
 
+# The fields the registry reads from metadata.
+METADATA_FIELDS = [
+    "interval", "data", "out_of_sample_from", "onnx", "market_conditions", "search",
+    "metrics", "onnx_sha256", "allow_short_history", "kind", "window", "splits",
+    "hold_out", "version",
+]  # fmt: skip
+
+
 @hsettings(
     max_examples=60,
     deadline=None,
@@ -302,6 +310,26 @@ def test_no_generated_upload_gives_a_500_or_writes_outside(
     assert set(os.listdir("/")) - root_before == set()
     assert list(sandbox.iterdir()) == []
     assert not list(store.glob("models/.incoming-*"))
+
+
+@hsettings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(fields=st.dictionaries(st.sampled_from(METADATA_FIELDS), JSON_TREE, min_size=1, max_size=3))
+def test_no_generated_metadata_field_gives_a_500(
+    fields: dict[str, Any], client_of: Client, tmp_path: Path, settings: Any, sandbox: Path
+) -> None:
+    """A valid name and symbol, and any JSON at the fields the registry reads."""
+    count = ModelVersion.objects.count()
+    metadata, onnx = valid_parts(tmp_path / "src" / hashlib.sha256(os.urandom(8)).hexdigest())
+    metadata.update(fields)
+    response = upload(client_of, metadata, onnx, None)
+    assert response.status_code in (302, 400), (response.status_code, fields)
+    assert ModelVersion.objects.count() - count == (1 if response.status_code == 302 else 0)
+    assert list(sandbox.iterdir()) == []
+    assert not list(Path(settings.MEDIA_ROOT).glob("models/.incoming-*"))
 
 
 ENTRY = st.sampled_from(["file", "dir", "symlink-secret", "symlink-dir", "fifo"])
