@@ -282,6 +282,28 @@ def test_an_unreachable_witness_does_not_confirm_the_chain(
     assert code == 1 and "NOT CONFIRMED" in text, text
 
 
+def test_witnesses_hidden_in_the_database_do_not_pass_with_a_minimum_set(
+    keyed_anchor: Path,
+    witness_root: Path,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    events = committed_events(django_capture_on_commit_callbacks, 4)
+    audit_witness.audit_witness_write()
+    settings.AUDIT_MIN_WITNESSES = 1
+    assert verify()[0] == 0
+    # An intruder with the database makes the production target look like staging, so no
+    # witness is read; then deletes the newest events and empties the anchor file.
+    DeploymentTarget.objects.filter(name="prod-witness").update(environment="staging")
+    attack_delete_newest_and_empty(events, keyed_anchor)
+    code, text = verify()
+    assert code == 1 and "AUDIT_MIN_WITNESSES is 1" in text, text
+    # Without the minimum the same attack passes: no witness was read at all.
+    settings.AUDIT_MIN_WITNESSES = 0
+    code, text = verify()
+    assert code == 0 and "0 witness host(s)" in text, text
+
+
 # --------------------------------------------------------------------------- generated members
 
 TREATMENTS = {
