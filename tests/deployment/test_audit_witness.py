@@ -13,14 +13,17 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
+from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -256,6 +259,12 @@ def test_the_scheduled_check_alerts_and_keeps_the_evidence(
     client.force_login(auditor)
     page = client.get("/admin/").content.decode()
     assert '<p class="mismatch">MISMATCH' in page
+    assert "NOT CHECKED since" not in page
+    # A check that stopped coming is red too (beat or the workers are down).
+    later = timezone.now() + timedelta(hours=4)
+    with mock.patch("django.utils.timezone.now", return_value=later):
+        page = client.get("/admin/").content.decode()
+    assert '<p class="mismatch">NOT CHECKED since' in page
 
 
 def test_a_forged_witness_line_is_refused(
