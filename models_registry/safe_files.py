@@ -199,6 +199,10 @@ def scan_folder(folder: Path) -> list[Path]:
                 raise UnsafeInput(f"{shown(str(where), 80)} is not a regular file.")
             if path.parent == folder:
                 refuse_oversized(info.st_size, kind=kind_of(path), what=path.name)
+                if info.st_nlink > 1:
+                    # A second name for some other file (a hard link): the same leak as a
+                    # symbolic link, for a file the offerer may not be able to read.
+                    raise UnsafeInput(f"{shown(path.name, 80)} has other hard links; offer a copy.")
             files.append(path)
     except OSError as exc:
         raise UnsafeInput(f"{folder} cannot be read: {exc.strerror}.") from exc
@@ -219,6 +223,8 @@ def copy_regular(source: Path, destination: Path, *, kind: str) -> None:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise UnsafeInput(f"{source.name} is not a regular file.")
+        if info.st_nlink > 1:
+            raise UnsafeInput(f"{source.name} has other hard links; offer a copy.")
         refuse_oversized(info.st_size, kind=kind, what=source.name)
         limit = max_bytes(kind)
         written = 0

@@ -204,7 +204,8 @@ def store_holds(settings: Any, content: bytes) -> bool:
 
 
 @pytest.mark.parametrize(
-    "member", ["symlinked plot", "symlinked metadata", "fifo", "link in a subfolder"]
+    "member",
+    ["symlinked plot", "symlinked metadata", "fifo", "link in a subfolder", "hard-linked plot"],
 )
 def test_register_model_refuses_links_and_special_files_anywhere(
     member: str, tmp_path: Path, settings: Any
@@ -220,10 +221,12 @@ def test_register_model_refuses_links_and_special_files_anywhere(
         real.symlink_to(moved)
     elif member == "fifo":
         os.mkfifo(folder / "BTCUSDT_price_training.png")
+    elif member == "hard-linked plot":
+        os.link(secret, folder / "BTCUSDT_price_training.png")
     else:
         (folder / "extra" / "deeper").mkdir(parents=True)
         (folder / "extra" / "deeper" / "key").symlink_to(secret)
-    with pytest.raises(CommandError, match=r"symbolic link|not a regular file"):
+    with pytest.raises(CommandError, match=r"symbolic link|not a regular file|hard links"):
         call_command("register_model", str(folder))
     assert not ModelVersion.objects.exists()
     assert not store_holds(settings, b"PRIVATE KEY")
@@ -332,7 +335,7 @@ def test_no_generated_metadata_field_gives_a_500(
     assert not list(Path(settings.MEDIA_ROOT).glob("models/.incoming-*"))
 
 
-ENTRY = st.sampled_from(["file", "dir", "symlink-secret", "symlink-dir", "fifo"])
+ENTRY = st.sampled_from(["file", "dir", "symlink-secret", "symlink-dir", "fifo", "hardlink"])
 
 
 @hsettings(
@@ -376,6 +379,11 @@ def test_no_generated_folder_tree_leaks_a_file_into_the_store(
         elif entry == "symlink-dir":
             path.symlink_to(secret.parent, target_is_directory=True)
             hostile = True
+        elif entry == "hardlink":
+            os.link(secret, path)
+            # A hard link at the top, where the registry reads, is refused; one deeper in
+            # the tree is never read.
+            hostile = hostile or path.parent == folder
         else:
             os.mkfifo(path)
             hostile = True
