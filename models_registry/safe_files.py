@@ -130,6 +130,9 @@ def parse_metadata(raw: bytes | str, *, source: str) -> dict[str, Any]:
         raise UnsafeInput(f"{source} must hold a JSON object.")
     if json_depth(value) > MAX_JSON_DEPTH:
         raise UnsafeInput(f"{source} nests deeper than {MAX_JSON_DEPTH} levels.")
+    shape = metadata_shape_problem(value)
+    if shape is not None:
+        raise UnsafeInput(f"{source}: {shape}.")
     bad = first_unstorable_string(value)
     if bad is not None:
         raise UnsafeInput(
@@ -196,6 +199,10 @@ def scan_folder(folder: Path) -> list[Path]:
                 raise UnsafeInput(f"{shown(str(where), 80)} is not a regular file.")
             if path.parent == folder:
                 refuse_oversized(info.st_size, kind=kind_of(path), what=path.name)
+                if info.st_nlink > 1:
+                    # A second name for some other file (a hard link): the same leak as a
+                    # symbolic link, for a file the offerer may not be able to read.
+                    raise UnsafeInput(f"{shown(path.name, 80)} has other hard links; offer a copy.")
             files.append(path)
     except OSError as exc:
         raise UnsafeInput(f"{folder} cannot be read: {exc.strerror}.") from exc
@@ -216,6 +223,8 @@ def copy_regular(source: Path, destination: Path, *, kind: str) -> None:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise UnsafeInput(f"{source.name} is not a regular file.")
+        if info.st_nlink > 1:
+            raise UnsafeInput(f"{source.name} has other hard links; offer a copy.")
         refuse_oversized(info.st_size, kind=kind, what=source.name)
         limit = max_bytes(kind)
         written = 0
@@ -225,3 +234,73 @@ def copy_regular(source: Path, destination: Path, *, kind: str) -> None:
                 if written > limit:  # grew after the check
                     raise UnsafeInput(f"{source.name} grew above the {kind} limit while copied.")
                 out.write(block)
+
+
+# --------------------------------------------------------------------------- metadata shape
+
+# The JSON type of each metadata field the registry and the engine read (absent or null
+# is always allowed): anything else is refused here with the field's name, instead of
+# crashing the first reader that calls .get() on a list (#26).
+_OBJECT, _STRING, _LIST = dict, str, list
+METADATA_SHAPE: dict[str, tuple[type, ...]] = {
+    "name": (_STRING,),
+    "symbol": (_STRING,),
+    "interval": (_STRING,),
+    "kind": (_STRING,),
+    "onnx_sha256": (_STRING,),
+    "out_of_sample_from": (_STRING,),
+    "allow_short_history": (bool,),
+    "version": (int,),
+    "window": (int,),
+    "onnx": (_OBJECT,),
+    "data": (_OBJECT,),
+    "splits": (_OBJECT,),
+    "hold_out": (_OBJECT,),
+    "market_conditions": (_OBJECT,),
+    "metrics": (_OBJECT,),
+    "search": (_OBJECT,),
+    "parity": (_OBJECT,),
+}
+NESTED_SHAPE: dict[tuple[str, str], tuple[type, ...]] = {
+    ("data", "start"): (_STRING,),
+    ("data", "end"): (_STRING,),
+    ("data", "content_hash"): (_STRING,),
+    ("search", "trials"): (_LIST,),
+    ("search", "plot"): (_STRING,),
+    ("onnx", "input_name"): (_STRING,),
+    ("onnx", "output_name"): (_STRING,),
+}
+_NAMES = {
+    dict: "an object",
+    str: "a string",
+    list: "a list",
+    bool: "true or false",
+    int: "an integer",
+}
+
+
+def _shape_ok(value: Any, allowed: tuple[type, ...]) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool) and bool not in allowed:
+        return False  # JSON true is not a number
+    return isinstance(value, allowed)
+
+
+def metadata_shape_problem(metadata: dict[str, Any]) -> str | None:
+    """The first field whose JSON type is not the one its readers expect, as a sentence."""
+    for field, allowed in METADATA_SHAPE.items():
+        if not _shape_ok(metadata.get(field), allowed):
+            return f"metadata field {field!r} must be {_NAMES[allowed[0]]}"
+    for (outer, inner), allowed in NESTED_SHAPE.items():
+        container = metadata.get(outer)
+        if isinstance(container, dict) and not _shape_ok(container.get(inner), allowed):
+            return f"metadata field '{outer}.{inner}' must be {_NAMES[allowed[0]]}"
+    splits = metadata.get("splits")
+    for split_name, split in (splits or {}).items():
+        if split is not None and not isinstance(split, dict):
+            return f"metadata field 'splits.{split_name}' must be an object"
+        for bar, value in (split or {}).items():
+            if not _shape_ok(value, (_STRING, int, float)):
+                return f"metadata field 'splits.{split_name}.{bar}' must be a date or number"
+    return None

@@ -169,6 +169,12 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 AXES_RESET_ON_SUCCESS = True
 
+# --- Audit chain (docs/audit.md) ---
+# The key and anchor file are read from the environment by models_registry.services.audit
+# (AUDIT_HMAC_KEY_FILE, AUDIT_ANCHOR_FILE). How many production hosts must answer as
+# witnesses when the chain is verified; check --deploy requires at least 1 in production.
+AUDIT_MIN_WITNESSES = env.int("AUDIT_MIN_WITNESSES", default=0)
+
 # --- E-mail (console backend unless configured) ---
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="tradebot@localhost")

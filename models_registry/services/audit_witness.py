@@ -58,10 +58,21 @@ class WitnessedReport:
     # Hosts that hold no witness yet (never deployed to, or emptied): a notice.
     empty: list[str] = field(default_factory=list)
     witnesses_skipped: bool = False
+    # AUDIT_MIN_WITNESSES: how many witness hosts must answer. Set outside the database,
+    # so an intruder who flips a target's environment there cannot make witnesses vanish.
+    required: int = 0
+
+    @property
+    def reachable(self) -> int:
+        return sum(1 for copy in self.witnesses if copy.error is None)
+
+    @property
+    def too_few(self) -> bool:
+        return not self.witnesses_skipped and self.reachable < self.required
 
     @property
     def ok(self) -> bool:
-        return self.chain.ok and not self.unreadable
+        return self.chain.ok and not self.unreadable and not self.too_few
 
     @property
     def witnessed(self) -> int:
@@ -79,6 +90,12 @@ class WitnessedReport:
         if self.unreadable:
             return "witness unreadable, the chain cannot be confirmed: " + "; ".join(
                 self.unreadable
+            )
+        if self.too_few:
+            return (
+                f"only {self.reachable} witness host(s) answered and AUDIT_MIN_WITNESSES is "
+                f"{self.required}: the chain cannot be confirmed (were production targets "
+                "or hosts changed in the database?)"
             )
         return ""
 
@@ -99,6 +116,7 @@ class WitnessedReport:
             "reason": self.reason,
             "anchored": self.anchored,
             "witnesses_read": self.witnessed,
+            "witnesses_required": self.required,
             "witnesses_unreadable": list(self.unreadable),
             "witnesses_empty": list(self.empty),
             "warnings": self.warnings(),
@@ -159,7 +177,12 @@ def verify_audit_chain_witnessed(
         unreadable=[f"{c.source}: {c.error}" for c in copies if c.error is not None],
         empty=[c.source for c in copies if c.error is None and not c.present],
         witnesses_skipped=not witnesses,
+        required=min_witnesses(),
     )
+
+
+def min_witnesses() -> int:
+    return int(getattr(settings, "AUDIT_MIN_WITNESSES", 0) or 0)
 
 
 def audit_witness_write(*, connect: Connect = open_connection) -> dict[str, str | None]:
@@ -250,6 +273,11 @@ def production_audit_problems(
         has_key = True
     if not has_key:
         problems.append("no audit key: set AUDIT_HMAC_KEY_FILE (a file outside the database)")
+    if min_witnesses() < 1:
+        problems.append(
+            "AUDIT_MIN_WITNESSES is 0: set it to the number of production hosts that must "
+            "answer (at least 1)"
+        )
     sink = anchor_file if anchor_file is not None else audit_anchor_file()
     if sink is None:
         problems.append("no anchor sink: set AUDIT_ANCHOR_FILE (an append-only file)")

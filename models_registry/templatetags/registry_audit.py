@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import template
+from django.utils import timezone
 
 from models_registry.services.audit_witness import WITNESS_MISMATCH_EVENT, latest_witness_check
 
 register = template.Library()
+STALE_AFTER = timedelta(hours=3)
 
 
 @register.simple_tag(takes_context=True)
@@ -24,6 +27,8 @@ def audit_witness_home(context: Any) -> dict[str, Any]:
         "visible": True,
         "checked": True,
         "mismatch": event.event_type == WITNESS_MISMATCH_EVENT,
+        # The check is hourly: one missing for longer means beat or the workers stopped.
+        "stale": timezone.now() - event.event_time > STALE_AFTER,
         "reason": event.data.get("reason", ""),
         "witnesses": event.data.get("witnesses_read", 0),
         "warnings": event.data.get("warnings", []),

@@ -13,14 +13,17 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
+from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -256,6 +259,12 @@ def test_the_scheduled_check_alerts_and_keeps_the_evidence(
     client.force_login(auditor)
     page = client.get("/admin/").content.decode()
     assert '<p class="mismatch">MISMATCH' in page
+    assert "NOT CHECKED since" not in page
+    # A check that stopped coming is red too (beat or the workers are down).
+    later = timezone.now() + timedelta(hours=4)
+    with mock.patch("django.utils.timezone.now", return_value=later):
+        page = client.get("/admin/").content.decode()
+    assert '<p class="mismatch">NOT CHECKED since' in page
 
 
 def test_a_forged_witness_line_is_refused(
@@ -280,6 +289,28 @@ def test_an_unreachable_witness_does_not_confirm_the_chain(
     DeploymentHost.objects.filter(pk=host.pk).update(port=1)
     code, text = verify()
     assert code == 1 and "NOT CONFIRMED" in text, text
+
+
+def test_witnesses_hidden_in_the_database_do_not_pass_with_a_minimum_set(
+    keyed_anchor: Path,
+    witness_root: Path,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    events = committed_events(django_capture_on_commit_callbacks, 4)
+    audit_witness.audit_witness_write()
+    settings.AUDIT_MIN_WITNESSES = 1
+    assert verify()[0] == 0
+    # An intruder with the database makes the production target look like staging, so no
+    # witness is read; then deletes the newest events and empties the anchor file.
+    DeploymentTarget.objects.filter(name="prod-witness").update(environment="staging")
+    attack_delete_newest_and_empty(events, keyed_anchor)
+    code, text = verify()
+    assert code == 1 and "AUDIT_MIN_WITNESSES is 1" in text, text
+    # Without the minimum the same attack passes: no witness was read at all.
+    settings.AUDIT_MIN_WITNESSES = 0
+    code, text = verify()
+    assert code == 0 and "0 witness host(s)" in text, text
 
 
 # --------------------------------------------------------------------------- generated members
@@ -343,7 +374,10 @@ def test_generated_control_host_attacks_are_caught_exactly_up_to_the_witnessed_h
     reaches_witness = first_touched.pk <= events[witnessed - 1].pk
     if reaches_witness:
         assert code == 1, text
-    elif treatment != "keep":
+    elif treatment in ("empty", "resign") or (treatment == "trim" and not rewrite):
         # After the witnessed head, only the control host's own anchor file could tell,
-        # and the attacker rewrote it: the documented limit of a witness.
+        # and the attacker made it agree: the documented limit of a witness. (Trimming
+        # does not hide a rewrite: every id is still there, with its old anchored hash.)
         assert code == 0, text
+    else:
+        assert code == 1, text  # the untouched (or trimmed) anchor file still catches it

@@ -65,9 +65,17 @@ def get(base: str, *, timeout: float) -> int:
         return response.status
 
 
-def slow_client(port: int) -> socket.socket:
+SLOW_HEADER = b"GET /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+# Complete headers, then a body that trickles: the other member of the class.
+SLOW_BODY = (
+    b"POST /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\na="
+)
+
+
+def slow_client(port: int, start: bytes) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.sendall(b"GET /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    sock.sendall(start)
     return sock
 
 
@@ -90,9 +98,10 @@ def trickle(socks: list[socket.socket], closed_at: dict[int, float], stop: threa
         stop.wait(1.0)
 
 
-def test_sixty_slow_header_clients_do_not_take_the_admin_down(gunicorn: str) -> None:
+@pytest.mark.parametrize("start", [SLOW_HEADER, SLOW_BODY], ids=["header", "body"])
+def test_sixty_slow_clients_do_not_take_the_admin_down(gunicorn: str, start: bytes) -> None:
     port = int(gunicorn.rsplit(":", 1)[1])
-    socks = [slow_client(port) for _ in range(SLOW_CLIENTS)]
+    socks = [slow_client(port, start) for _ in range(SLOW_CLIENTS)]
     closed_at: dict[int, float] = {}
     stop = threading.Event()
     thread = threading.Thread(target=trickle, args=(socks, closed_at, stop), daemon=True)

@@ -112,7 +112,11 @@ def audit_witness_env(tmp_path: Path) -> dict[str, str]:
     """The audit key and anchor sink production requires (check --deploy, #26)."""
     key = tmp_path / "audit.key"
     key.write_text("a-production-audit-key-outside-the-database\n")
-    return {"AUDIT_HMAC_KEY_FILE": str(key), "AUDIT_ANCHOR_FILE": str(tmp_path / "anchors")}
+    return {
+        "AUDIT_HMAC_KEY_FILE": str(key),
+        "AUDIT_ANCHOR_FILE": str(tmp_path / "anchors"),
+        "AUDIT_MIN_WITNESSES": "1",
+    }
 
 
 def test_deploy_check_passes_without_warnings_in_production(tmp_path: Path) -> None:
@@ -142,6 +146,7 @@ def test_deploy_check_passes_without_warnings_in_production(tmp_path: Path) -> N
     [
         ("AUDIT_HMAC_KEY_FILE", "no audit key"),
         ("AUDIT_ANCHOR_FILE", "no anchor sink"),
+        ("AUDIT_MIN_WITNESSES", "AUDIT_MIN_WITNESSES is 0"),
     ],
 )
 def test_deploy_check_fails_in_production_without_the_audit_key_or_anchor_sink(

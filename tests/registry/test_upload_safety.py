@@ -204,7 +204,8 @@ def store_holds(settings: Any, content: bytes) -> bool:
 
 
 @pytest.mark.parametrize(
-    "member", ["symlinked plot", "symlinked metadata", "fifo", "link in a subfolder"]
+    "member",
+    ["symlinked plot", "symlinked metadata", "fifo", "link in a subfolder", "hard-linked plot"],
 )
 def test_register_model_refuses_links_and_special_files_anywhere(
     member: str, tmp_path: Path, settings: Any
@@ -220,10 +221,12 @@ def test_register_model_refuses_links_and_special_files_anywhere(
         real.symlink_to(moved)
     elif member == "fifo":
         os.mkfifo(folder / "BTCUSDT_price_training.png")
+    elif member == "hard-linked plot":
+        os.link(secret, folder / "BTCUSDT_price_training.png")
     else:
         (folder / "extra" / "deeper").mkdir(parents=True)
         (folder / "extra" / "deeper" / "key").symlink_to(secret)
-    with pytest.raises(CommandError, match=r"symbolic link|not a regular file"):
+    with pytest.raises(CommandError, match=r"symbolic link|not a regular file|hard links"):
         call_command("register_model", str(folder))
     assert not ModelVersion.objects.exists()
     assert not store_holds(settings, b"PRIVATE KEY")
@@ -260,6 +263,14 @@ JSON_TREE = st.recursive(
     ),
     max_leaves=12,
 )
+
+
+# The fields the registry reads from metadata.
+METADATA_FIELDS = [
+    "interval", "data", "out_of_sample_from", "onnx", "market_conditions", "search",
+    "metrics", "onnx_sha256", "allow_short_history", "kind", "window", "splits",
+    "hold_out", "version",
+]  # fmt: skip
 
 
 @hsettings(
@@ -304,7 +315,27 @@ def test_no_generated_upload_gives_a_500_or_writes_outside(
     assert not list(store.glob("models/.incoming-*"))
 
 
-ENTRY = st.sampled_from(["file", "dir", "symlink-secret", "symlink-dir", "fifo"])
+@hsettings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(fields=st.dictionaries(st.sampled_from(METADATA_FIELDS), JSON_TREE, min_size=1, max_size=3))
+def test_no_generated_metadata_field_gives_a_500(
+    fields: dict[str, Any], client_of: Client, tmp_path: Path, settings: Any, sandbox: Path
+) -> None:
+    """A valid name and symbol, and any JSON at the fields the registry reads."""
+    count = ModelVersion.objects.count()
+    metadata, onnx = valid_parts(tmp_path / "src" / hashlib.sha256(os.urandom(8)).hexdigest())
+    metadata.update(fields)
+    response = upload(client_of, metadata, onnx, None)
+    assert response.status_code in (302, 400), (response.status_code, fields)
+    assert ModelVersion.objects.count() - count == (1 if response.status_code == 302 else 0)
+    assert list(sandbox.iterdir()) == []
+    assert not list(Path(settings.MEDIA_ROOT).glob("models/.incoming-*"))
+
+
+ENTRY = st.sampled_from(["file", "dir", "symlink-secret", "symlink-dir", "fifo", "hardlink"])
 
 
 @hsettings(
@@ -348,6 +379,11 @@ def test_no_generated_folder_tree_leaks_a_file_into_the_store(
         elif entry == "symlink-dir":
             path.symlink_to(secret.parent, target_is_directory=True)
             hostile = True
+        elif entry == "hardlink":
+            os.link(secret, path)
+            # A hard link at the top, where the registry reads, is refused; one deeper in
+            # the tree is never read.
+            hostile = hostile or path.parent == folder
         else:
             os.mkfifo(path)
             hostile = True
