@@ -173,12 +173,14 @@ def null_family_tally(plan: Plan, windows: int, seeds: int) -> dict[str, Tally]:
     return tallies
 
 
-def measure(plan: Plan, drifts: list[float], seeds: int, null_windows: int) -> dict[str, Any]:
+def measure(
+    plan: Plan, drifts: list[float], seeds: int, null_windows: int, first_seed: int = 0
+) -> dict[str, Any]:
     planted: dict[float, Tally] = {}
     with tempfile.TemporaryDirectory(prefix="bench-gate-power-") as folder:
         for drift in drifts:
             tally = planted.setdefault(drift, Tally())
-            for seed in range(seeds):
+            for seed in range(first_seed, first_seed + seeds):
                 began = time.monotonic()
                 work = Path(folder) / f"{plan.label}-{drift}-{seed}"
                 passed, annual, failed = planted_evidence(plan, drift, 1000 + seed, work)
@@ -274,10 +276,13 @@ def main() -> None:
     parser.add_argument("--drifts", type=float, nargs="+", default=list(DEFAULT_DRIFTS))
     parser.add_argument("--plans", default="2x435,3x290,6x145")
     parser.add_argument("--null-windows", type=int, default=12)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     plans = [Plan(*map(int, text.split("x"))) for text in args.plans.split(",")]
-    outcomes = [measure(plan, args.drifts, args.seeds, args.null_windows) for plan in plans]
+    outcomes = [
+        measure(plan, args.drifts, args.seeds, args.null_windows, args.first_seed) for plan in plans
+    ]
     summary = report(outcomes)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
