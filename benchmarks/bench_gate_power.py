@@ -61,7 +61,7 @@ STEP = pd.Timedelta(hours=1)
 HORIZON = 6
 MIN_TRAIN_DAYS = 50  # the first fold's model trains on at least this much
 DATA = Path(os.environ.get("TRADEBOT_SHARED_DATA_DIR") or PROJECT.parent / "shared" / "data")
-DEFAULT_DRIFTS = (0.0, 0.0004, 0.0007, 0.001)
+DEFAULT_DRIFTS = (0.0, 0.001, 0.0011, 0.0013, 0.0016)
 TARGET_SHARPE = 2.0
 MIN_FOLDS = 2
 # The shipped candles hold 1,095 days; a default-configured version needs 183 days of history
@@ -109,7 +109,9 @@ class Tally:
         return f"{self.passed}/{self.total} ({self.share:.0%})"
 
 
-def planted_evidence(plan: Plan, drift: float, seed: int, work: Path) -> tuple[bool, float]:
+def planted_evidence(
+    plan: Plan, drift: float, seed: int, work: Path
+) -> tuple[bool, float, list[str]]:
     """Train each fold's model on the planted market, trade its fold, judge the joined run."""
     from engine.inference import OnnxPredictor
     from engine.training.refit import train_fold_model
@@ -143,7 +145,7 @@ def planted_evidence(plan: Plan, drift: float, seed: int, work: Path) -> tuple[b
     )
     sharpe = result.metrics.get("sharpe_per_bar")
     annual = float(sharpe) * np.sqrt(HOURS_PER_YEAR) if sharpe is not None else 0.0
-    return gates_passed(judged), annual
+    return gates_passed(judged), annual, [g.name for g in judged if not g.passed]
 
 
 def null_family_tally(plan: Plan, windows: int, seeds: int) -> dict[str, Tally]:
@@ -171,22 +173,25 @@ def null_family_tally(plan: Plan, windows: int, seeds: int) -> dict[str, Tally]:
     return tallies
 
 
-def measure(plan: Plan, drifts: list[float], seeds: int, null_windows: int) -> dict[str, Any]:
+def measure(
+    plan: Plan, drifts: list[float], seeds: int, null_windows: int, first_seed: int = 0
+) -> dict[str, Any]:
     planted: dict[float, Tally] = {}
     with tempfile.TemporaryDirectory(prefix="bench-gate-power-") as folder:
         for drift in drifts:
             tally = planted.setdefault(drift, Tally())
-            for seed in range(seeds):
+            for seed in range(first_seed, first_seed + seeds):
                 began = time.monotonic()
                 work = Path(folder) / f"{plan.label}-{drift}-{seed}"
-                passed, annual = planted_evidence(plan, drift, 1000 + seed, work)
+                passed, annual, failed = planted_evidence(plan, drift, 1000 + seed, work)
                 tally.seconds.append(time.monotonic() - began)
                 tally.passed += passed
                 tally.total += 1
                 tally.sharpes.append(annual)
                 print(
                     f"  {plan.label} drift {drift:g} seed {seed}: "
-                    f"{'PASS' if passed else 'fail'}, excess Sharpe {annual:.2f}",
+                    f"{'PASS' if passed else 'fail'}, excess Sharpe {annual:.2f}"
+                    + (f", failed {', '.join(failed)}" if failed else ""),
                     flush=True,
                 )
     nulls = null_family_tally(plan, null_windows, max(1, seeds // 2))
@@ -271,10 +276,13 @@ def main() -> None:
     parser.add_argument("--drifts", type=float, nargs="+", default=list(DEFAULT_DRIFTS))
     parser.add_argument("--plans", default="2x435,3x290,6x145")
     parser.add_argument("--null-windows", type=int, default=12)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     plans = [Plan(*map(int, text.split("x"))) for text in args.plans.split(",")]
-    outcomes = [measure(plan, args.drifts, args.seeds, args.null_windows) for plan in plans]
+    outcomes = [
+        measure(plan, args.drifts, args.seeds, args.null_windows, args.first_seed) for plan in plans
+    ]
     summary = report(outcomes)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))

@@ -189,6 +189,15 @@ def cost_reasons(options: ValidationOptions, policy: Mapping[str, Any]) -> list[
     return given.below(required)
 
 
+def single_window_reasons(policy: Mapping[str, Any]) -> list[str]:
+    """Under a policy that judges on re-fitted folds (#28), one window is exploratory: only
+    the fold evidence (models_registry/services/walk_forward.py) may validate a version."""
+    folds = int(policy.get("refit_folds") or 0)
+    if folds <= 0:
+        return []
+    return [f"the policy judges on {folds} re-fitted walk-forward folds, not on one window"]
+
+
 @dataclass
 class ModelSource:
     """Where a backtest's model comes from: a folder of artifacts (a registry version's or not)."""
@@ -417,6 +426,7 @@ def policy_run(
     reasons = cost_reasons(options, policy)
     policy_window = None
     if judge_window:
+        reasons.extend(single_window_reasons(policy))
         policy_only = ValidationOptions(strategy=options.strategy)
         try:
             policy_window = choose_window(

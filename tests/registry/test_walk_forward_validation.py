@@ -287,3 +287,33 @@ def test_time_a_default_configured_version_refitted_on_two_workers(
         f"power: {(run.metrics.get('power') or {}).get('sentence')}"
     )
     assert run.status in (RunStatus.PASSED, RunStatus.FAILED), run.error
+
+
+@pytest.mark.django_db
+def test_the_backtest_command_states_the_power_of_its_evidence(
+    version: ModelVersion,  # noqa: F811
+) -> None:
+    from tests.registry_commands.test_run_backtest import backtest
+
+    text = backtest("ml_basic", "--days", "10", "--no-db", "--model", version.name)
+    line = next(line for line in text.splitlines() if line.strip().startswith("power:"))
+    assert "this evidence detects an annual Sharpe ratio of" in line
+    assert "with 80% probability at N = 2 trials (240 bars" in line  # training + this run
+    assert "in excess of buy-and-hold" in line
+
+
+@pytest.mark.django_db
+def test_under_a_refit_policy_a_single_window_run_is_exploratory_and_moves_nothing(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    from tests.registry_commands.test_run_backtest import backtest
+
+    settings.TRADEBOT_GATES = GENEROUS_GATES
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    text = backtest("ml_basic", "--model", version.name)  # the command's inline single window
+    assert "EXPLORATORY run" in text and "2 re-fitted walk-forward folds" in text
+    run = ValidationRun.objects.get(model_version=version)
+    assert run.exploratory and run.status == RunStatus.PASSED
+    version.refresh_from_db()
+    assert version.state == "trained"

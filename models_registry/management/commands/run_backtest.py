@@ -518,6 +518,9 @@ def judgement_lines(metrics: dict[str, Any]) -> list[str]:
         f"{metrics.get('trials', '?')} counted trial(s)"
         + (f" ({metrics['significance_reason']})" if metrics.get("significance_reason") else "")
     ]
+    power = metrics.get("power") or {}
+    if power.get("sentence"):
+        lines.append(f"  power: {power['sentence']} (DSR of the return in excess of buy-and-hold)")
     random = (metrics.get("baselines") or {}).get("random_long_flat")
     if random:
         spread = random["total_return_percentiles"]
