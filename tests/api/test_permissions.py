@@ -272,3 +272,41 @@ def test_a_scheduled_deployment_is_cancelled_by_a_deployer_only(
     again = dora.post(f"deployments/{deployment_id}/cancel/", json={"reason": "twice"})
     assert "only a scheduled deployment" in assert_problem(again, 409)["detail"]
     assert AuditEvent.objects.filter(event_type="deployment_cancel_refused").count() == 1
+
+
+def test_a_token_follows_its_user_roles_at_once(
+    api_for: Any, engineer: Any, version_factory: Any
+) -> None:
+    from django.contrib.auth.models import Group
+
+    api = api_for(engineer)
+    version = version_factory(ModelState.TRAINED)
+    engineer.groups.remove(Group.objects.get(name=roles.ML_ENGINEER))
+    # The role is gone: the same token cannot read or request any more, at the next request.
+    assert_problem(api.get("versions/"), 403, "permission-denied")
+    assert_problem(api.post(f"versions/{version.pk}/validate/", json={}), 403)
+    assert not ValidationRun.objects.exists()
+    # And it opens no admin session: the admin does not know bearer tokens.
+    admin = requests.get(
+        api.base + "/admin/", headers=api.headers(), allow_redirects=False, timeout=30
+    )
+    assert admin.status_code == 302 and "/admin/login/" in admin.headers["Location"]
+
+
+def test_requests_without_a_token_are_limited_per_address(live_server: Any, settings: Any) -> None:
+    settings.TRADEBOT_API_ANON_RATE = "2/minute"
+    schema = f"{live_server.url}/api/schema/"
+    assert [requests.get(schema, timeout=30).status_code for _ in range(2)] == [200, 200]
+    assert_problem(requests.get(schema, timeout=30), 429, "rate-limited")
+
+
+def test_an_oversized_json_body_is_a_413_problem_not_a_500(
+    api_for: Any, engineer: Any, version_factory: Any, settings: Any
+) -> None:
+    version = version_factory(ModelState.TRAINED)
+    huge = '{"x": "' + "a" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10) + '"}'
+    response = api_for(engineer).post(
+        f"versions/{version.pk}/validate/", data=huge, headers={"Content-Type": "application/json"}
+    )
+    assert_problem(response, 413, "request-too-large")
+    assert not ValidationRun.objects.exists()
