@@ -105,3 +105,21 @@ def test_the_schema_and_the_browsable_docs_are_served_without_a_cdn(live_server:
     assert redoc.status_code == 200 and "redoc" in redoc.text.lower()
     problem = requests.get(f"{live_server.url}/api/problems/conflict/", timeout=30).json()
     assert problem["title"] == "Refused by a lifecycle rule"
+
+
+def test_a_deployer_rolls_production_back_over_the_api(
+    api_for: Any, deployer: Any, version_factory: Any, production_target: Any
+) -> None:
+    retired = version_factory(ModelState.RETIRED)  # ran before the version now live
+    api: Api = api_for(deployer)
+    empty = api.post(f"targets/{production_target.pk}/rollback/", json={"comment": " "})
+    assert empty.status_code == 400 and "comment" in empty.json()["errors"]
+    response = api.post(
+        f"targets/{production_target.pk}/rollback/", json={"comment": "live loss above limit"}
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["kind"] == "rollback" and body["model_version"] == retired.pk
+    assert body["status"] == "queued" and body["requested_by"] == deployer.username
+    event = AuditEvent.objects.get(event_type="rollback_requested")
+    assert event.actor == deployer and event.data["comment"] == "live loss above limit"
