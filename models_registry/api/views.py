@@ -63,7 +63,18 @@ class RegistryViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[^/]+"
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
+        """DRF's ``initial`` with the rate limit before the permission check, so a token that
+        is refused (and each refusal audited) is limited like any other."""
+        self.format_kwarg = self.get_format_suffix(**kwargs)
+        request.accepted_renderer, request.accepted_media_type = self.perform_content_negotiation(
+            request
+        )
+        request.version, request.versioning_scheme = self.determine_version(
+            request, *args, **kwargs
+        )
+        self.perform_authentication(request)
+        self.check_throttles(request)
+        self.check_permissions(request)
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             idempotency_key(request)  # a malformed key is refused on every write, used or not
         self.refuse_unknown_query_parameters(request)

@@ -208,6 +208,18 @@ def test_rate_limit_is_per_token_with_retry_after(
     assert other.get("versions/").status_code == 200
 
 
+def test_refused_writes_count_against_the_rate_limit_too(
+    api_for: Any, nobody: Any, version_factory: Any, settings: Any
+) -> None:
+    settings.TRADEBOT_API_RATE = "3/minute"
+    version = version_factory(ModelState.TRAINED)
+    api = api_for(nobody)
+    statuses = [api.post(f"versions/{version.pk}/validate/", json={}).status_code for _ in range(5)]
+    assert statuses == [403, 403, 403, 429, 429]
+    # Only the refusals that were let through are on record: a flood cannot fill the trail.
+    assert AuditEvent.objects.filter(event_type="api_action_refused").count() == 3
+
+
 def test_bad_input_is_a_problem_naming_the_field_never_a_500(
     api_for: Any, engineer: Any, deployer: Any, version_factory: Any
 ) -> None:
