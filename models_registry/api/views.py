@@ -120,6 +120,12 @@ class RegistryViewSet(viewsets.GenericViewSet):
 
 
 def apply_filters(queryset: QuerySet, serializer_class: type[Any], params: Any) -> QuerySet:
+    empty = sorted(name for name in serializer_class().fields if params.get(name, None) == "")
+    if empty:
+        # A form would read an empty field as "not given"; a query asks for something.
+        raise exceptions.ValidationError(
+            {empty[0]: ["is empty: give a value, or leave the parameter out"]}
+        )
     checked = serializer_class(data=params)
     checked.is_valid(raise_exception=True)
     for name, value in checked.validated_data.items():

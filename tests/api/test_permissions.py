@@ -231,6 +231,7 @@ def test_bad_input_is_a_problem_naming_the_field_never_a_500(
         (api.get("versions/", params={"created_after": "yesterday"}), 400, "created_after"),
         (api.get("versions/", params={"name": "a\x00b"}), 400, "name"),
         (api.get("versions/", params={"stat": "failed"}), 400, "stat"),
+        (api.get("deployments/", params={"target": ""}), 400, "target"),
         (api.get("versions/", params={"page_size": "lots"}), 400, "page_size"),
         (api.get("models/", params={"limit": "-1"}), 400, "limit"),
         (api.get("versions/99999999999999999999999/"), 404, None),
