@@ -26,7 +26,12 @@ from models_registry import exports, roles
 from models_registry.api import serializers as s
 from models_registry.api.idempotency import idempotency_key, run_once
 from models_registry.api.pagination import NamePagination
-from models_registry.api.permissions import HasApiToken, HoldsRolePermission, record_api_refusal
+from models_registry.api.permissions import (
+    HasApiToken,
+    HoldsRolePermission,
+    record_api_refusal,
+    role_holding,
+)
 from models_registry.api.problems import (
     PROBLEM_TYPES,
     ApprovalRefused,
@@ -437,7 +442,7 @@ class DeploymentViewSet(RegistryViewSet, mixins.ListModelMixin, mixins.RetrieveM
         if not request.user.has_perm(f"models_registry.{needed}"):
             reason = (
                 f"{request.user.get_username()} may not cancel deployments to "
-                f"{deployment.target.name}: it needs the {roles_for(needed)} role ({needed})"
+                f"{deployment.target.name}: it needs the {role_holding(needed)} role ({needed})"
             )
             record_api_refusal(request, action="cancel", reason=reason, obj=deployment)
             raise exceptions.PermissionDenied(reason)
@@ -454,12 +459,6 @@ class DeploymentViewSet(RegistryViewSet, mixins.ListModelMixin, mixins.RetrieveM
             return Response(s.DeploymentSerializer(fresh, context={"request": request}).data)
 
         return run_once(request, cancel)
-
-
-def roles_for(codename: str) -> str:
-    from models_registry.api.permissions import role_holding
-
-    return role_holding(codename)
 
 
 # --- audit --------------------------------------------------------------------------------
