@@ -622,8 +622,9 @@ def api_not_found(
     from django.views.defaults import page_not_found
 
     if request.path.startswith("/api/"):
+        hint = "" if request.path.endswith("/") else f"; did you mean {request.path[:200]}/?"
         return problem_response(
             request, slug="not-found", status_code=404,
-            detail=f"the API has no resource at {request.path[:200]}",
+            detail=f"the API has no resource at {request.path[:200]}{hint}",
         )  # fmt: skip
     return page_not_found(request, exception or Exception("not found"))

@@ -42,7 +42,7 @@ def assert_problem(response: requests.Response, status: int, slug: str | None = 
     body = response.json()
     assert body["status"] == status and body["title"] and body["type"].startswith("http")
     detail = body["detail"]
-    assert detail.endswith(".") and "\n" not in detail and len(detail) > 10, detail
+    assert detail.endswith((".", "?")) and "\n" not in detail and len(detail) > 10, detail
     if slug is not None:
         assert body["type"].endswith(f"/api/problems/{slug}/"), body
     return body
@@ -238,6 +238,7 @@ def test_bad_input_is_a_problem_naming_the_field_never_a_500(
         (api.get("versions/abc/"), 404, None),
         (api.get("versions/", params={"cursor": "garbage"}), 404, None),
         (api.get("no-such-thing/"), 404, None),
+        (api.post("versions", json={}), 404, None),
         (api.post(f"versions/{version.pk}/stage/", data="{not json",
                   headers={"Content-Type": "application/json"}), 400, None),
         (api.post(f"versions/{version.pk}/stage/", json={}), 400, "target"),
