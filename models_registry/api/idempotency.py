@@ -26,6 +26,7 @@ from rest_framework.response import Response
 from models_registry.api.problems import (
     PROBLEM_CONTENT_TYPE,
     IdempotencyKeyReused,
+    ProblemResponse,
     api_exception_problem,
     registry_exception,
 )
@@ -86,8 +87,12 @@ def _lock(user_id: int, key: str) -> None:
 
 
 def _replay(record: IdempotencyRecord) -> Response:
-    content_type = PROBLEM_CONTENT_TYPE if record.status_code >= 400 else None
-    response = Response(record.response, status=record.status_code, content_type=content_type)
+    if record.status_code >= 400:
+        response: Response = ProblemResponse(
+            record.response, status=record.status_code, content_type=PROBLEM_CONTENT_TYPE
+        )
+    else:
+        response = Response(record.response, status=record.status_code)
     response["Idempotent-Replayed"] = "true"
     location = record.response.get("url") if isinstance(record.response, dict) else None
     if location and record.status_code in (201, 202):

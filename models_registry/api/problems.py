@@ -12,9 +12,12 @@ import logging
 import math
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -72,8 +75,23 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "a new request.",
     ),
     "rate-limited": ("Too many requests", "This token sent too many requests; wait and retry."),
+    "request-too-large": (
+        "Request too large",
+        "The request's body (other than uploaded files) is larger than the server accepts.",
+    ),
     "server-error": ("Server error", "Something failed inside the registry; it is logged."),
 }
+
+
+class ProblemResponse(Response):
+    """A problem document, always JSON, whatever renderer the view chose for its success
+    (the schema view answers YAML, the export CSV): the body matches its content type."""
+
+    @property
+    def rendered_content(self) -> Any:
+        self.accepted_renderer = JSONRenderer()
+        self.accepted_media_type = PROBLEM_CONTENT_TYPE
+        return super().rendered_content
 
 
 class ApprovalRefused(exceptions.PermissionDenied):
@@ -91,6 +109,11 @@ class IdempotencyKeyReused(exceptions.APIException):
 class LifecycleConflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     problem_type = "conflict"
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    problem_type = "request-too-large"
 
 
 class RegistrationRefused(exceptions.APIException):
@@ -219,7 +242,7 @@ def api_exception_problem(exc: exceptions.APIException, request: HttpRequest | N
         detail=_detail_text(exc),
         errors=errors,
     )
-    return Response(
+    return ProblemResponse(
         body, status=exc.status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE
     )
 
@@ -233,6 +256,14 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         exc = exceptions.NotFound(str(exc) or "no such resource")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge(
+            f"the request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; "
+            "send models as multipart files"
+        )
+    elif isinstance(exc, SuspiciousOperation):
+        # Django's refusals of a malformed request (too many fields, a bad header, ...).
+        exc = exceptions.ParseError(str(exc) or "the request is malformed")
     if isinstance(exc, exceptions.APIException):
         # DRF's own handler adds WWW-Authenticate to a 401 and rolls back atomic requests.
         drf_response = exception_handler(exc, context)
@@ -247,7 +278,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         status_code=500,
         detail="the registry failed to answer this request; the error is logged",
     )
-    return Response(body, status=500, content_type=PROBLEM_CONTENT_TYPE)
+    return ProblemResponse(body, status=500, content_type=PROBLEM_CONTENT_TYPE)
 
 
 def problem_response(

@@ -410,14 +410,26 @@ class VerifyExportInput(serializers.Serializer):
 # --- query filters -----------------------------------------------------------------------------
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "example": "2025-03-12T14:00Z",
+        "description": "ISO 8601 date and time; UTC unless it gives an offset.",
+    }
+)
+class IsoDateTimeFilter(serializers.DateTimeField):
+    """The project's date rule (README: ISO 8601 only, UTC unless an offset is given), which is
+    wider than OpenAPI's RFC 3339 ``date-time``: the schema says what is really accepted."""
+
+
 class VersionFilter(serializers.Serializer):
     name = serializers.CharField(required=False, max_length=100)
     version = serializers.IntegerField(required=False, min_value=1, max_value=MAX_INT)
     state = serializers.ChoiceField(required=False, choices=ModelState.choices)
     health = serializers.ChoiceField(required=False, choices=HealthStatus.choices)
     symbol = serializers.CharField(required=False, max_length=20)
-    created_after = serializers.DateTimeField(required=False)
-    created_before = serializers.DateTimeField(required=False)
+    created_after = IsoDateTimeFilter(required=False)
+    created_before = IsoDateTimeFilter(required=False)
 
     lookups = {
         "name": "name", "version": "version", "state": "state", "health": "health",
@@ -478,8 +490,8 @@ class AuditEventFilter(serializers.Serializer):
     object_id = serializers.CharField(required=False, max_length=60)
     actor = serializers.CharField(required=False, max_length=150, help_text="actor_repr")
     after_id = serializers.IntegerField(required=False, min_value=0, max_value=MAX_ID)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = IsoDateTimeFilter(required=False)
+    until = IsoDateTimeFilter(required=False)
 
     lookups = {
         "event_type": "event_type", "object_type": "object_type", "object_id": "object_id",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
@@ -29,4 +30,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("problems/<str:slug>/", views.problem_type_view, name="api-problem-type"),
+    # Anything else under /api/: a problem document, with DEBUG on or off alike.
+    # (csrf_exempt: a token client's POST to a wrong path gets the 404, not a CSRF page.)
+    re_path(r"^", csrf_exempt(views.api_not_found)),
 ]

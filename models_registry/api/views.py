@@ -26,7 +26,12 @@ from models_registry import exports, roles
 from models_registry.api import serializers as s
 from models_registry.api.idempotency import idempotency_key, run_once
 from models_registry.api.pagination import NamePagination
-from models_registry.api.permissions import HasApiToken, HoldsRolePermission, record_api_refusal
+from models_registry.api.permissions import (
+    HasApiToken,
+    HoldsRolePermission,
+    record_api_refusal,
+    role_holding,
+)
 from models_registry.api.problems import (
     PROBLEM_TYPES,
     ApprovalRefused,
@@ -63,7 +68,18 @@ class RegistryViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[^/]+"
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
+        """DRF's ``initial`` with the rate limit before the permission check, so a token that
+        is refused (and each refusal audited) is limited like any other."""
+        self.format_kwarg = self.get_format_suffix(**kwargs)
+        request.accepted_renderer, request.accepted_media_type = self.perform_content_negotiation(
+            request
+        )
+        request.version, request.versioning_scheme = self.determine_version(
+            request, *args, **kwargs
+        )
+        self.perform_authentication(request)
+        self.check_throttles(request)
+        self.check_permissions(request)
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             idempotency_key(request)  # a malformed key is refused on every write, used or not
         self.refuse_unknown_query_parameters(request)
@@ -109,6 +125,12 @@ class RegistryViewSet(viewsets.GenericViewSet):
 
 
 def apply_filters(queryset: QuerySet, serializer_class: type[Any], params: Any) -> QuerySet:
+    empty = sorted(name for name in serializer_class().fields if params.get(name, None) == "")
+    if empty:
+        # A form would read an empty field as "not given"; a query asks for something.
+        raise exceptions.ValidationError(
+            {empty[0]: ["is empty: give a value, or leave the parameter out"]}
+        )
     checked = serializer_class(data=params)
     checked.is_valid(raise_exception=True)
     for name, value in checked.validated_data.items():
@@ -420,7 +442,7 @@ class DeploymentViewSet(RegistryViewSet, mixins.ListModelMixin, mixins.RetrieveM
         if not request.user.has_perm(f"models_registry.{needed}"):
             reason = (
                 f"{request.user.get_username()} may not cancel deployments to "
-                f"{deployment.target.name}: it needs the {roles_for(needed)} role ({needed})"
+                f"{deployment.target.name}: it needs the {role_holding(needed)} role ({needed})"
             )
             record_api_refusal(request, action="cancel", reason=reason, obj=deployment)
             raise exceptions.PermissionDenied(reason)
@@ -437,12 +459,6 @@ class DeploymentViewSet(RegistryViewSet, mixins.ListModelMixin, mixins.RetrieveM
             return Response(s.DeploymentSerializer(fresh, context={"request": request}).data)
 
         return run_once(request, cancel)
-
-
-def roles_for(codename: str) -> str:
-    from models_registry.api.permissions import role_holding
-
-    return role_holding(codename)
 
 
 # --- audit --------------------------------------------------------------------------------
@@ -606,8 +622,9 @@ def api_not_found(
     from django.views.defaults import page_not_found
 
     if request.path.startswith("/api/"):
+        hint = "" if request.path.endswith("/") else f"; did you mean {request.path[:200]}/?"
         return problem_response(
             request, slug="not-found", status_code=404,
-            detail=f"the API has no resource at {request.path[:200]}",
+            detail=f"the API has no resource at {request.path[:200]}{hint}",
         )  # fmt: skip
     return page_not_found(request, exception or Exception("not found"))

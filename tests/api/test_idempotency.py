@@ -126,3 +126,61 @@ def test_a_malformed_key_is_refused(api_for: Any, engineer: Any, version_factory
     )
     assert response.status_code == 400 and "Idempotency-Key" in response.json()["errors"]
     assert not ValidationRun.objects.exists()
+
+
+def _refusals() -> dict[str, Any]:
+    """Each kind of bad upload, as a change to a good job folder: (how to spoil it, expected)."""
+
+    def not_onnx(folder: Path) -> None:
+        (folder / "btcusdt_price.onnx").write_bytes(b"MZ not a model")
+        _rehash(folder)
+
+    def path_in_name(folder: Path) -> None:
+        _edit_metadata(folder, name="../../etc/btcusdt_price")
+
+    def sha_mismatch(folder: Path) -> None:
+        _edit_metadata(folder, onnx_sha256="0" * 64)
+
+    def wrong_input_name(folder: Path) -> None:
+        _edit_metadata(folder, onnx={"input_name": "x", "output_name": "prediction"})
+
+    def not_an_object(folder: Path) -> None:
+        (folder / "btcusdt_price_metadata.json").write_text("[1, 2, 3]")
+
+    return {
+        "not onnx": not_onnx,
+        "path in name": path_in_name,
+        "sha mismatch": sha_mismatch,
+        "wrong input name": wrong_input_name,
+        "metadata not an object": not_an_object,
+    }
+
+
+def _edit_metadata(folder: Path, **changes: Any) -> None:
+    path = folder / "btcusdt_price_metadata.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _rehash(folder: Path) -> None:
+    digest = hashlib.sha256((folder / "btcusdt_price.onnx").read_bytes()).hexdigest()
+    _edit_metadata(folder, onnx_sha256=digest)
+
+
+def test_every_kind_of_refused_upload_is_a_422_and_leaves_nothing(
+    api_for: Any, engineer: Any, tmp_path: Path, media_root: Path, settings: Any
+) -> None:
+    api: Api = api_for(engineer)
+    before = store_entries(media_root)
+    events_before = AuditEvent.objects.count()
+    for kind, spoil in _refusals().items():
+        folder = write_artifact_dir(tmp_path / kind.replace(" ", "-"), name="btcusdt_price")
+        spoil(folder)
+        response = api.post("versions/", files=upload_files(folder))
+        assert response.status_code == 422, (kind, response.text)
+        assert response.json()["type"].endswith("/registration-refused/"), kind
+    settings.TRADEBOT_MAX_UPLOAD_BYTES = 100
+    big = api.post("versions/", files=upload_files(write_artifact_dir(tmp_path / "big")))
+    assert big.status_code == 422 and "limit" in big.json()["detail"]
+    assert store_entries(media_root) == before
+    assert not ModelVersion.objects.exists()
+    assert AuditEvent.objects.count() == events_before

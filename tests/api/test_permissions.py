@@ -42,7 +42,7 @@ def assert_problem(response: requests.Response, status: int, slug: str | None = 
     body = response.json()
     assert body["status"] == status and body["title"] and body["type"].startswith("http")
     detail = body["detail"]
-    assert detail.endswith(".") and "\n" not in detail and len(detail) > 10, detail
+    assert detail.endswith((".", "?")) and "\n" not in detail and len(detail) > 10, detail
     if slug is not None:
         assert body["type"].endswith(f"/api/problems/{slug}/"), body
     return body
@@ -208,6 +208,18 @@ def test_rate_limit_is_per_token_with_retry_after(
     assert other.get("versions/").status_code == 200
 
 
+def test_refused_writes_count_against_the_rate_limit_too(
+    api_for: Any, nobody: Any, version_factory: Any, settings: Any
+) -> None:
+    settings.TRADEBOT_API_RATE = "3/minute"
+    version = version_factory(ModelState.TRAINED)
+    api = api_for(nobody)
+    statuses = [api.post(f"versions/{version.pk}/validate/", json={}).status_code for _ in range(5)]
+    assert statuses == [403, 403, 403, 429, 429]
+    # Only the refusals that were let through are on record: a flood cannot fill the trail.
+    assert AuditEvent.objects.filter(event_type="api_action_refused").count() == 3
+
+
 def test_bad_input_is_a_problem_naming_the_field_never_a_500(
     api_for: Any, engineer: Any, deployer: Any, version_factory: Any
 ) -> None:
@@ -219,12 +231,14 @@ def test_bad_input_is_a_problem_naming_the_field_never_a_500(
         (api.get("versions/", params={"created_after": "yesterday"}), 400, "created_after"),
         (api.get("versions/", params={"name": "a\x00b"}), 400, "name"),
         (api.get("versions/", params={"stat": "failed"}), 400, "stat"),
+        (api.get("deployments/", params={"target": ""}), 400, "target"),
         (api.get("versions/", params={"page_size": "lots"}), 400, "page_size"),
         (api.get("models/", params={"limit": "-1"}), 400, "limit"),
         (api.get("versions/99999999999999999999999/"), 404, None),
         (api.get("versions/abc/"), 404, None),
         (api.get("versions/", params={"cursor": "garbage"}), 404, None),
         (api.get("no-such-thing/"), 404, None),
+        (api.post("versions", json={}), 404, None),
         (api.post(f"versions/{version.pk}/stage/", data="{not json",
                   headers={"Content-Type": "application/json"}), 400, None),
         (api.post(f"versions/{version.pk}/stage/", json={}), 400, "target"),
@@ -272,3 +286,41 @@ def test_a_scheduled_deployment_is_cancelled_by_a_deployer_only(
     again = dora.post(f"deployments/{deployment_id}/cancel/", json={"reason": "twice"})
     assert "only a scheduled deployment" in assert_problem(again, 409)["detail"]
     assert AuditEvent.objects.filter(event_type="deployment_cancel_refused").count() == 1
+
+
+def test_a_token_follows_its_user_roles_at_once(
+    api_for: Any, engineer: Any, version_factory: Any
+) -> None:
+    from django.contrib.auth.models import Group
+
+    api = api_for(engineer)
+    version = version_factory(ModelState.TRAINED)
+    engineer.groups.remove(Group.objects.get(name=roles.ML_ENGINEER))
+    # The role is gone: the same token cannot read or request any more, at the next request.
+    assert_problem(api.get("versions/"), 403, "permission-denied")
+    assert_problem(api.post(f"versions/{version.pk}/validate/", json={}), 403)
+    assert not ValidationRun.objects.exists()
+    # And it opens no admin session: the admin does not know bearer tokens.
+    admin = requests.get(
+        api.base + "/admin/", headers=api.headers(), allow_redirects=False, timeout=30
+    )
+    assert admin.status_code == 302 and "/admin/login/" in admin.headers["Location"]
+
+
+def test_requests_without_a_token_are_limited_per_address(live_server: Any, settings: Any) -> None:
+    settings.TRADEBOT_API_ANON_RATE = "2/minute"
+    schema = f"{live_server.url}/api/schema/"
+    assert [requests.get(schema, timeout=30).status_code for _ in range(2)] == [200, 200]
+    assert_problem(requests.get(schema, timeout=30), 429, "rate-limited")
+
+
+def test_an_oversized_json_body_is_a_413_problem_not_a_500(
+    api_for: Any, engineer: Any, version_factory: Any, settings: Any
+) -> None:
+    version = version_factory(ModelState.TRAINED)
+    huge = '{"x": "' + "a" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10) + '"}'
+    response = api_for(engineer).post(
+        f"versions/{version.pk}/validate/", data=huge, headers={"Content-Type": "application/json"}
+    )
+    assert_problem(response, 413, "request-too-large")
+    assert not ValidationRun.objects.exists()
