@@ -239,6 +239,10 @@ class EventType(models.TextChoices):
         "api_action_refused",
         "An API request was refused (an approval through a token, or a role the token lacks).",
     )
+    VALIDATION_FOLDS_DISPATCHED = (
+        "validation_folds_dispatched",
+        "A policy validation's re-fitted walk-forward folds were sent to the workers (a chord).",
+    )
     # --- the admin --------------------------------------------------------------------------
     ADMIN_ACTION_REFUSED = (
         "admin_action_refused",

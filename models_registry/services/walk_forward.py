@@ -62,6 +62,7 @@ from engine.data import (
 )
 from engine.data import ValidationPolicy as CandlePolicy
 from engine.strategies import LookaheadFinding, StrategyError
+from models_registry.events import EventType
 from models_registry.gates import gates_for, validation_policy_for
 from models_registry.models import ModelTrial, ModelVersion, RunStatus, ValidationRun
 from models_registry.services.audit import audit_event_record
@@ -89,7 +90,7 @@ from tradebot.queues import BACKTEST, QUEUE_LIMITS, TRAINING
 logger = logging.getLogger(__name__)
 
 # New audit event type (for the event catalogue): the folds a run was fanned out into.
-FOLDS_DISPATCHED = "validation_folds_dispatched"
+FOLDS_DISPATCHED = EventType.VALIDATION_FOLDS_DISPATCHED
 TRAIN_FOLD_TASK = "models_registry.walk_forward_train_fold"
 TRADE_FOLD_TASK = "models_registry.walk_forward_trade_fold"
 JOIN_TASK = "models_registry.walk_forward_join"
