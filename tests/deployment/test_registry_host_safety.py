@@ -33,6 +33,8 @@ from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.test import Client
+from django.urls import reverse
 
 from deployment.targets import ArtifactSpec
 from engine.live.journal import Journal
@@ -604,9 +606,21 @@ def test_the_beat_flags_a_model_swapped_behind_the_registry_and_blocks_the_targe
     host.install(registry_files(v1))  # put back
     host.restart()
     host.wait_until_serving(v1.onnx_sha256)
-    attention.target_attention_acknowledge(
-        target=production, acknowledged_by=deployer, comment="v2 was copied by hand; removed"
+    # through the admin, as a deployer would: the action reads the hosts, then closes it
+    client = Client()
+    client.force_login(deployer)
+    response = client.post(
+        reverse("admin:models_registry_deploymenttarget_changelist"),
+        {
+            "action": "acknowledge_attention",
+            "_selected_action": [str(production.pk)],
+            "apply": "1",
+            "comment": "v2 was copied by hand; removed",
+        },
+        follow=True,
     )
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == [f"{production.name}: acknowledged; deploys accepted again"], shown
     assert attention.open_attention(production) == []
     assert_five([(host, v1)])
     assert os.environ.get(TERMINATE_ENV_VAR) is None
