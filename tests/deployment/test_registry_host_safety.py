@@ -624,3 +624,87 @@ def test_the_beat_flags_a_model_swapped_behind_the_registry_and_blocks_the_targe
     assert attention.open_attention(production) == []
     assert_five([(host, v1)])
     assert os.environ.get(TERMINATE_ENV_VAR) is None
+
+
+def test_a_deploy_holds_its_machine_against_every_other_target_until_it_ends(
+    machine: Any,
+    ssh_user_key: Path,
+    versions: Any,
+    people: Any,
+    engine: tuple[EngineSetup, Path | None],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two roots on one machine, two production targets: while a deploy to one is running
+    (held in its restart by the test), a deploy to the other is refused before upload;
+    once the first has ended, the second goes. Not a race: the first is held."""
+    deployer = people["deployer"]
+    v1, v2 = versions.make(), versions.make()
+    host_machine = machine(registry_files(v1))
+    first_root = host_machine.host
+    production = target_on(
+        host_machine, "production-ssh", Environment.PRODUCTION, user_key=ssh_user_key
+    )
+    DeploymentTarget.objects.filter(pk=production.pk).update(command_timeout_seconds=120)
+    assert deploy_now(v1, production, deployer).status == DeploymentStatus.SUCCEEDED
+    second_root = make_fake_host(
+        tmp_path_factory.mktemp("second-root"), engine[0], name="second",
+        server=host_machine.server,
+    )  # fmt: skip
+    second_root.install(registry_files(v1))
+    second_root.restart()
+    second_root.wait_until_serving(v1.onnx_sha256)
+    other = target_on(
+        host_machine, "production-b", Environment.PRODUCTION, user_key=ssh_user_key,
+        root=str(second_root.root),
+    )  # fmt: skip
+    DeploymentHost.objects.filter(target=other).update(upload_dir=str(second_root.upload_dir))
+    (first_root.root / "hang-once").touch()  # the first deploy's restart hangs until released
+    held = deployments.deployment_request(
+        model_version=v2, target=production, requested_by=deployer
+    )
+    runner_thread = threading.Thread(target=lambda: (run_deployment(held.pk), connection.close()))
+    runner_thread.start()
+    try:
+        wait_for_step(held, "swap")
+
+        refused = deploy_now(v2, other, deployer)
+
+        assert refused.status == DeploymentStatus.FAILED, describe(refused)
+        assert f"being deployed by deployment #{held.pk} to target production-ssh" in (
+            refused.error
+        ), describe(refused)
+        assert "upload" not in [s["name"] for s in refused.steps]
+    finally:
+        release_hanging_restart(host_machine.server)
+        runner_thread.join(timeout=300)
+    assert fresh(held).status == DeploymentStatus.ROLLED_BACK, describe(fresh(held))
+
+    after = deploy_now(v2, other, deployer)
+
+    assert after.status == DeploymentStatus.SUCCEEDED, describe(after)
+    assert_five([(first_root, v1), (second_root, v2)])
+    second_root.stop_engine()
+
+
+def wait_for_step(deployment: Deployment, name: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while name not in [s["name"] for s in fresh(deployment).steps]:
+        assert time.monotonic() < deadline, describe(fresh(deployment))
+        time.sleep(0.1)
+
+
+def release_hanging_restart(server: SshServer) -> None:
+    """End the `sleep` a hanging restart runs in (a child of this test's own sshd only)."""
+    assert server.pid is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sleeping = [
+            child
+            for child in psutil.Process(server.pid).children(recursive=True)
+            if child.name() == "sleep"
+        ]
+        if sleeping:
+            for child in sleeping:
+                child.kill()
+            return
+        time.sleep(0.1)
