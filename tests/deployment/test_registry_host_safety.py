@@ -99,7 +99,7 @@ class Machine:
     def known_hosts(self) -> str:
         return "".join(
             self.server.known_hosts_line(address, port)
-            for address in ("127.0.0.1", "::1", "localhost")
+            for address in ("127.0.0.1", "::1", "localhost", "127.9.8.7")
             for port in (self.server.port, self.other_port)
         )
 
@@ -118,7 +118,7 @@ def machine(
             port=free_port(),
             authorized_key=ssh_user_key.with_suffix(".pub"),
             extra_ports=(free_port(),),
-            extra_listen=("::1",),
+            extra_listen=("::1", "127.9.8.7"),
         )
         server.start()
         folder = tmp_path_factory.mktemp("machine")
@@ -708,3 +708,81 @@ def release_hanging_restart(server: SshServer) -> None:
                 child.kill()
             return
         time.sleep(0.1)
+
+
+def test_generated_spellings_of_a_production_host_are_refused_at_creation_or_preflight(
+    machine: Any, ssh_user_key: Path, versions: Any, people: Any
+) -> None:
+    """Every way to write the production host (address: 127.0.0.1, ::1, localhost in any
+    case; either sshd port; the root direct or through its symlink, with `.`, `..`, `//`
+    and trailing slashes): a staging target on it is refused when it is created, or its
+    deploy is refused at preflight naming both targets. Never an upload."""
+    from hypothesis import HealthCheck, example, given, settings
+    from hypothesis import strategies as st
+
+    from models_registry.services import targets
+
+    deployer, engineer = people["deployer"], people["engineer"]
+    v1 = versions.make()
+    host_machine = machine(registry_files(v1))
+    production = production_on(host_machine, ssh_user_key)
+    assert deploy_now(v1, production, deployer).status == DeploymentStatus.SUCCEEDED
+    candidate = versions.make(ModelState.PAPER_TESTED)
+    root, alias = host_machine.host.root, host_machine.alias
+    made = iter(range(1, 1000))
+
+    @st.composite
+    def spellings(draw: Any) -> dict[str, Any]:
+        address = draw(st.sampled_from(["127.0.0.1", "::1", "localhost", "LOCALHOST", "127.9.8.7"]))
+        port = draw(st.sampled_from([host_machine.server.port, host_machine.other_port]))
+        start = draw(st.sampled_from([str(root), str(alias)]))
+        detour = draw(st.sampled_from(["", "/.", "/src/..", "//var/../."]))
+        return {
+            "hostname": address,
+            "port": port,
+            "install_root": start + detour + draw(st.sampled_from(["", "/", "//"])),
+        }
+
+    @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @example(  # known only at preflight: the other port and the symlink
+        {"hostname": "::1", "port": host_machine.other_port, "install_root": f"{alias}/./"}
+    )
+    @example(  # known at creation: loopback, same port, the root with a detour
+        {
+            "hostname": "LocalHost.",
+            "port": host_machine.server.port,
+            "install_root": f"{root}//src/..",
+        }
+    )
+    @given(spellings())
+    def attempt(spelled: dict[str, Any]) -> None:
+        staging = ssh_target(
+            f"staging-{next(made)}", Environment.STAGING, [], ssh_user_key,
+            known_hosts=host_machine.known_hosts(),
+        )  # fmt: skip
+        try:
+            targets.host_save(
+                host=DeploymentHost(
+                    target=staging, upload_dir=str(host_machine.host.upload_dir), **spelled
+                ),
+                actor=engineer,
+            )
+        except targets.TargetChangeRefused as refused_early:
+            # the production host, or an earlier example's staging host spelled the same
+            text = str(refused_early)
+            assert "production-ssh (production)" in text or "(staging) as" in text, text
+            outcomes.append("creation")
+            return
+        refused = deploy_now(candidate, staging, engineer)
+        assert refused.status == DeploymentStatus.FAILED, describe(refused)
+        assert "production-ssh (production)" in refused.error, (spelled, refused.error)
+        assert "upload" not in [s["name"] for s in refused.steps]
+        outcomes.append("preflight")
+
+    outcomes: list[str] = []
+    attempt()
+
+    assert {"creation", "preflight"} <= set(outcomes), outcomes
+
+    assert fresh(candidate).state == ModelState.PAPER_TESTED
+    assert_five([(host_machine.host, v1)])
