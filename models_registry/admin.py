@@ -504,6 +504,10 @@ class DeploymentTargetAdmin(MalformedIdIs404, admin.ModelAdmin):
     list_display = ("name", "environment", "is_local", "host_list", "service_name", "allowed_hours")
     list_filter = ("environment", "is_local")
     inlines = (DeploymentHostInline,)
+    actions = (admin_actions.acknowledge_attention,)
+
+    def has_deploy_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("models_registry.deploy_modelversion")
 
     @admin.display(description="hosts")
     def host_list(self, obj: DeploymentTarget) -> str:

@@ -690,3 +690,43 @@ CONFIRM_ACTIONS: dict[str, Any] = {
     "deploy_versions": deploy_versions,
     "rollback_production": rollback_production,
 }
+
+
+# --- targets that need attention (issue 26) ---------------------------------------------
+
+
+class AcknowledgeForm(forms.Form):
+    comment = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        help_text="What you checked and repaired on the hosts (audited). The hosts are read "
+        "first: only a target serving the registry's version everywhere is accepted.",
+    )
+
+
+@admin.action(
+    description="Acknowledge needs attention (after a consistent host check)",
+    permissions=["deploy"],
+)
+def acknowledge_attention(
+    modeladmin: Any, request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
+    from models_registry.services import attention
+
+    form = AcknowledgeForm(request.POST if "apply" in request.POST else None)
+    if "apply" in request.POST and form.is_valid():
+        for target in queryset:
+            try:
+                attention.target_attention_acknowledge(
+                    target=target,
+                    acknowledged_by=admin_cockpit.staff_user(request),
+                    comment=form.cleaned_data["comment"],
+                )
+            except RegistryError as exc:
+                messages.error(request, f"{target.name}: not acknowledged: {exc}")
+            else:
+                messages.success(request, f"{target.name}: acknowledged; deploys accepted again")
+        return None
+    return _confirmation_page(
+        modeladmin, request, queryset, action="acknowledge_attention",
+        title="Acknowledge needs attention", form=form, details=[],
+    )  # fmt: skip

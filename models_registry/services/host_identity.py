@@ -178,25 +178,29 @@ def _lock(key: str, deployment: Deployment, label: str, identity: HostIdentity) 
             with transaction.atomic():
                 HostLock.objects.create(key=key, deployment=deployment, label=label)
         except IntegrityError as exc:
-            raise _busy(label, identity, None) from exc
+            raise _busy(deployment, label, identity, None) from exc
         return
     if held.deployment_id == deployment.pk:
         return
     holder = Deployment.objects.select_related("target").get(pk=held.deployment_id)
     if holder.status in ACTIVE_DEPLOYMENT_STATUSES:
-        raise _busy(label, identity, holder)
+        raise _busy(deployment, label, identity, holder)
     held.deployment = deployment
     held.label = label
     held.save(update_fields=["deployment", "label", "acquired_at"])
 
 
-def _busy(label: str, identity: HostIdentity, holder: Deployment | None) -> SameMachineRefused:
+def _busy(
+    deployment: Deployment, label: str, identity: HostIdentity, holder: Deployment | None
+) -> SameMachineRefused:
     by = (
         f"deployment #{holder.pk} to target {holder.target.name} ({holder.status})"
         if holder is not None
         else "another deployment that claimed it a moment ago"
     )
+    target = deployment.target
     return SameMachineRefused(
-        f"the machine behind {label} ({identity.fingerprint}, root {identity.real_root}) is "
-        f"being deployed by {by}: one deploy per machine at a time; nothing was uploaded"
+        f"the machine behind {label} of target {target.name} ({target.environment}; "
+        f"{identity.fingerprint}, root {identity.real_root}) is being deployed by {by}: one "
+        "deploy per machine at a time; nothing was uploaded"
     )

@@ -392,3 +392,85 @@ def test_a_halted_engine_is_never_healthy() -> None:
         assert problem is not None and problem.fatal and "kill switch" in problem.text
     running = {"state": "running", "model_sha256": sha, "pid": 1, "kill_switch": False}
     assert engine_problem(EngineStatus(running, alive=True), sha) is None
+
+
+# --------------------------------------------------------------------------- at preflight
+
+
+@pytest.fixture(scope="module")
+def install_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An install root with its model folder, and a symlink to it."""
+    base = tmp_path_factory.mktemp("spelled-root")
+    root = base / "opt" / "ai-trading-bot"
+    (root / "src" / "ml").mkdir(parents=True)
+    (root / "var").mkdir()
+    (base / "link").symlink_to(root)
+    return root, base / "link"
+
+
+@st.composite
+def spelled_paths(draw: Any, root: Path, alias: Path) -> str:
+    """The root as a shell would reach it: through the symlink or not, with `.` segments,
+    detours through its own existing subfolders (`src/..`), repeated and trailing slashes."""
+    start = draw(st.sampled_from([str(root), str(alias)]))
+    parts: list[str] = []
+    for _ in range(draw(st.integers(0, 3))):
+        parts.extend(draw(st.sampled_from([["."], ["src", ".."], ["src", "ml", "..", ".."]])))
+    slashes = [draw(st.sampled_from(["/", "//"])) for _ in parts]
+    text = start + "".join(s + p for s, p in zip(slashes, parts, strict=True))
+    return text + draw(st.sampled_from(["", "/", "//", "/."]))
+
+
+@given(data=st.data())
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_every_spelling_of_a_root_reports_one_real_root_and_one_host_id(
+    install_root: tuple[Path, Path], data: Any
+) -> None:
+    from deployment.connection import LocalConnection
+    from deployment.identity import new_host_id
+    from deployment.steps import preflight
+    from deployment.targets import HostSpec, TargetSpec
+
+    root, alias = install_root
+    spelled = data.draw(spelled_paths(root, alias))
+    host = HostSpec("localhost", install_root=spelled, upload_dir=str(root.parent / "upload"))
+    target = TargetSpec(name="t", hosts=(host,), local=True, min_free_bytes=1)
+    report = preflight(
+        LocalConnection("localhost"),
+        target.layout_for(host, "btcusdt_sentiment"),
+        name="btcusdt_sentiment",
+        needed_bytes=0,
+        min_free_bytes=1,
+        new_host_id=new_host_id(),
+    )
+    written = (root / ".tradebot-host-id").read_text().strip()
+    assert report.real_root == str(root.resolve()), spelled
+    assert report.host_id == written, "the first deploy's id, whatever the spelling"
+    assert list(root.glob(".tradebot-host-id.tmp*")) == [], "no temporary id file left"
+
+
+def test_first_deploys_at_the_same_moment_agree_on_one_host_id(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deployment.connection import LocalConnection
+    from deployment.identity import new_host_id
+    from deployment.steps import preflight
+    from deployment.targets import HostSpec, TargetSpec
+
+    root = tmp_path / "opt"
+    (root / "src" / "ml").mkdir(parents=True)
+    host = HostSpec("localhost", install_root=str(root), upload_dir=str(tmp_path / "upload"))
+    layout = TargetSpec(name="t", hosts=(host,), local=True).layout_for(host, "m")
+
+    def look(_: int) -> str:
+        return preflight(
+            LocalConnection("localhost"), layout, name="m", needed_bytes=0, min_free_bytes=1,
+            new_host_id=new_host_id(),
+        ).host_id  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = set(pool.map(look, range(16)))
+    assert ids == {(root / ".tradebot-host-id").read_text().strip()}
+    assert len(next(iter(ids))) == 36

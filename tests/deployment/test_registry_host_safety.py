@@ -33,6 +33,8 @@ from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.test import Client
+from django.urls import reverse
 
 from deployment.targets import ArtifactSpec
 from engine.live.journal import Journal
@@ -97,7 +99,7 @@ class Machine:
     def known_hosts(self) -> str:
         return "".join(
             self.server.known_hosts_line(address, port)
-            for address in ("127.0.0.1", "::1", "localhost")
+            for address in ("127.0.0.1", "::1", "localhost", "127.9.8.7")
             for port in (self.server.port, self.other_port)
         )
 
@@ -116,7 +118,7 @@ def machine(
             port=free_port(),
             authorized_key=ssh_user_key.with_suffix(".pub"),
             extra_ports=(free_port(),),
-            extra_listen=("::1",),
+            extra_listen=("::1", "127.9.8.7"),
         )
         server.start()
         folder = tmp_path_factory.mktemp("machine")
@@ -604,9 +606,183 @@ def test_the_beat_flags_a_model_swapped_behind_the_registry_and_blocks_the_targe
     host.install(registry_files(v1))  # put back
     host.restart()
     host.wait_until_serving(v1.onnx_sha256)
-    attention.target_attention_acknowledge(
-        target=production, acknowledged_by=deployer, comment="v2 was copied by hand; removed"
+    # through the admin, as a deployer would: the action reads the hosts, then closes it
+    client = Client()
+    client.force_login(deployer)
+    response = client.post(
+        reverse("admin:models_registry_deploymenttarget_changelist"),
+        {
+            "action": "acknowledge_attention",
+            "_selected_action": [str(production.pk)],
+            "apply": "1",
+            "comment": "v2 was copied by hand; removed",
+        },
+        follow=True,
     )
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == [f"{production.name}: acknowledged; deploys accepted again"], shown
     assert attention.open_attention(production) == []
     assert_five([(host, v1)])
     assert os.environ.get(TERMINATE_ENV_VAR) is None
+
+
+def test_a_deploy_holds_its_machine_against_every_other_target_until_it_ends(
+    machine: Any,
+    ssh_user_key: Path,
+    versions: Any,
+    people: Any,
+    engine: tuple[EngineSetup, Path | None],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two roots on one machine, two production targets: while a deploy to one is running
+    (held in its restart by the test), a deploy to the other is refused before upload;
+    once the first has ended, the second goes. Not a race: the first is held."""
+    deployer = people["deployer"]
+    v1, v2 = versions.make(), versions.make()
+    host_machine = machine(registry_files(v1))
+    first_root = host_machine.host
+    production = target_on(
+        host_machine, "production-ssh", Environment.PRODUCTION, user_key=ssh_user_key
+    )
+    DeploymentTarget.objects.filter(pk=production.pk).update(command_timeout_seconds=120)
+    assert deploy_now(v1, production, deployer).status == DeploymentStatus.SUCCEEDED
+    second_root = make_fake_host(
+        tmp_path_factory.mktemp("second-root"), engine[0], name="second",
+        server=host_machine.server,
+    )  # fmt: skip
+    second_root.install(registry_files(v1))
+    second_root.restart()
+    second_root.wait_until_serving(v1.onnx_sha256)
+    other = target_on(
+        host_machine, "production-b", Environment.PRODUCTION, user_key=ssh_user_key,
+        root=str(second_root.root),
+    )  # fmt: skip
+    DeploymentHost.objects.filter(target=other).update(upload_dir=str(second_root.upload_dir))
+    (first_root.root / "hang-once").touch()  # the first deploy's restart hangs until released
+    held = deployments.deployment_request(
+        model_version=v2, target=production, requested_by=deployer
+    )
+    runner_thread = threading.Thread(target=lambda: (run_deployment(held.pk), connection.close()))
+    runner_thread.start()
+    try:
+        wait_for_step(held, "swap")
+
+        refused = deploy_now(v2, other, deployer)
+
+        assert refused.status == DeploymentStatus.FAILED, describe(refused)
+        assert f"being deployed by deployment #{held.pk} to target production-ssh" in (
+            refused.error
+        ), describe(refused)
+        assert "upload" not in [s["name"] for s in refused.steps]
+    finally:
+        release_hanging_restart(host_machine.server)
+        runner_thread.join(timeout=300)
+    assert fresh(held).status == DeploymentStatus.ROLLED_BACK, describe(fresh(held))
+
+    after = deploy_now(v2, other, deployer)
+
+    assert after.status == DeploymentStatus.SUCCEEDED, describe(after)
+    assert_five([(first_root, v1), (second_root, v2)])
+    second_root.stop_engine()
+
+
+def wait_for_step(deployment: Deployment, name: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while name not in [s["name"] for s in fresh(deployment).steps]:
+        assert time.monotonic() < deadline, describe(fresh(deployment))
+        time.sleep(0.1)
+
+
+def release_hanging_restart(server: SshServer) -> None:
+    """End the `sleep` a hanging restart runs in (a child of this test's own sshd only)."""
+    assert server.pid is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sleeping = [
+            child
+            for child in psutil.Process(server.pid).children(recursive=True)
+            if child.name() == "sleep"
+        ]
+        if sleeping:
+            for child in sleeping:
+                child.kill()
+            return
+        time.sleep(0.1)
+
+
+def test_generated_spellings_of_a_production_host_are_refused_at_creation_or_preflight(
+    machine: Any, ssh_user_key: Path, versions: Any, people: Any
+) -> None:
+    """Every way to write the production host (address: 127.0.0.1, ::1, localhost in any
+    case; either sshd port; the root direct or through its symlink, with `.`, `..`, `//`
+    and trailing slashes): a staging target on it is refused when it is created, or its
+    deploy is refused at preflight naming both targets. Never an upload."""
+    from hypothesis import HealthCheck, example, given, settings
+    from hypothesis import strategies as st
+
+    from models_registry.services import targets
+
+    deployer, engineer = people["deployer"], people["engineer"]
+    v1 = versions.make()
+    host_machine = machine(registry_files(v1))
+    production = production_on(host_machine, ssh_user_key)
+    assert deploy_now(v1, production, deployer).status == DeploymentStatus.SUCCEEDED
+    candidate = versions.make(ModelState.PAPER_TESTED)
+    root, alias = host_machine.host.root, host_machine.alias
+    made = iter(range(1, 1000))
+
+    @st.composite
+    def spellings(draw: Any) -> dict[str, Any]:
+        address = draw(st.sampled_from(["127.0.0.1", "::1", "localhost", "LOCALHOST", "127.9.8.7"]))
+        port = draw(st.sampled_from([host_machine.server.port, host_machine.other_port]))
+        start = draw(st.sampled_from([str(root), str(alias)]))
+        detour = draw(st.sampled_from(["", "/.", "/src/..", "//var/../."]))
+        return {
+            "hostname": address,
+            "port": port,
+            "install_root": start + detour + draw(st.sampled_from(["", "/", "//"])),
+        }
+
+    @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @example(  # known only at preflight: the other port and the symlink
+        {"hostname": "::1", "port": host_machine.other_port, "install_root": f"{alias}/./"}
+    )
+    @example(  # known at creation: loopback, same port, the root with a detour
+        {
+            "hostname": "LocalHost.",
+            "port": host_machine.server.port,
+            "install_root": f"{root}//src/..",
+        }
+    )
+    @given(spellings())
+    def attempt(spelled: dict[str, Any]) -> None:
+        staging = ssh_target(
+            f"staging-{next(made)}", Environment.STAGING, [], ssh_user_key,
+            known_hosts=host_machine.known_hosts(),
+        )  # fmt: skip
+        try:
+            targets.host_save(
+                host=DeploymentHost(
+                    target=staging, upload_dir=str(host_machine.host.upload_dir), **spelled
+                ),
+                actor=engineer,
+            )
+        except targets.TargetChangeRefused as refused_early:
+            # the production host, or an earlier example's staging host spelled the same
+            text = str(refused_early)
+            assert "production-ssh (production)" in text or "(staging) as" in text, text
+            outcomes.append("creation")
+            return
+        refused = deploy_now(candidate, staging, engineer)
+        assert refused.status == DeploymentStatus.FAILED, describe(refused)
+        assert "production-ssh (production)" in refused.error, (spelled, refused.error)
+        assert "upload" not in [s["name"] for s in refused.steps]
+        outcomes.append("preflight")
+
+    outcomes: list[str] = []
+    attempt()
+
+    assert {"creation", "preflight"} <= set(outcomes), outcomes
+
+    assert fresh(candidate).state == ModelState.PAPER_TESTED
+    assert_five([(host_machine.host, v1)])
