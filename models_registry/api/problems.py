@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from models_registry.models import RegistryError
+from models_registry.safe_files import UnsafeInput
 from models_registry.services.model_versions import ArtifactError
 
 logger = logging.getLogger(__name__)
@@ -171,7 +172,8 @@ def sentence(text: str) -> str:
 
 def registry_exception(exc: RegistryError) -> exceptions.APIException:
     """A service's refusal as an HTTP error: a refused upload is 422, any other rule 409."""
-    if isinstance(exc, ArtifactError):
+    # An unsafe name, link or oversized file in an upload is a refused upload too (issue 26).
+    if isinstance(exc, (ArtifactError, UnsafeInput)):
         return RegistrationRefused(detail=str(exc))
     return LifecycleConflict(detail=str(exc))
 
