@@ -87,7 +87,7 @@ def committed_events(capture: Any, count: int) -> list[AuditEvent]:
     events = []
     for n in range(count):
         with capture(execute=True):
-            events.append(audit_event_record(event_type="test_event", data={"n": n}))
+            events.append(audit_event_record(event_type="host_check", data={"n": n}))
     return events
 
 

@@ -154,18 +154,18 @@ def test_a_genuine_export_of_a_keyed_chain_verifies(
     key_file.write_text("an-audit-key-outside-the-database\n")
     settings.AUDIT_HMAC_KEY_FILE = str(key_file)
     for n in range(4):
-        audit_event_record(event_type="note", data={"n": n, "text": "ünïcode\n"})
+        audit_event_record(event_type="host_check", data={"n": n, "text": "ünïcode\n"})
     client = Client()
     client.force_login(auditor)
     url = reverse("admin:models_registry_auditevent_export", args=[fmt])
     path = tmp_path / f"keyed.{fmt}"
-    path.write_bytes(b"".join(client.get(url + "?event_type__exact=note").streaming_content))
+    path.write_bytes(b"".join(client.get(url + "?event_type__exact=host_check").streaming_content))
     out = io.StringIO()
     call_command("verify_audit_log", "--export", str(path), stdout=out)
     assert "4 rows match" in out.getvalue()
     # An edit is still found, under the key.
     rows = rows_of(client.get(reverse("admin:models_registry_auditevent_export", args=["jsonl"])
-                              + "?event_type__exact=note"), "jsonl")  # fmt: skip
+                              + "?event_type__exact=host_check"), "jsonl")  # fmt: skip
     rows[1]["data"]["n"] = 7
     edited = tmp_path / "edited.jsonl"
     edited.write_text("".join(json.dumps(r) + "\n" for r in rows))

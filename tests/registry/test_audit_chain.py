@@ -17,6 +17,7 @@ from models_registry.services.audit import (
     GENESIS_HASH,
     audit_event_record,
     compute_row_hash,
+    row_payload,
     verify_audit_chain,
 )
 from tests.registry.conftest import on_postgresql
@@ -279,15 +280,18 @@ def rewrite_chain_from(event_id: int, key: bytes | None = None) -> None:
     with append_only_trigger_disabled():
         for row in rows:
             data = {**row.data, "n": 999} if row.pk == event_id else row.data
-            new_hash = compute_row_hash(
-                prev_hash=prev, event_time=row.event_time, actor_id=row.actor_id,
-                actor_repr=row.actor_repr, event_type=row.event_type,
-                object_type=row.object_type, object_id=row.object_id,
-                object_repr=row.object_repr, data=data, key=key,
-            )  # fmt: skip
+            content = {
+                "prev_hash": prev, "event_time": row.event_time, "actor_id": row.actor_id,
+                "actor_repr": row.actor_repr, "event_type": row.event_type,
+                "object_type": row.object_type, "object_id": row.object_id,
+                "object_repr": row.object_repr, "data": data,
+            }  # fmt: skip
+            new_hash = compute_row_hash(**content, key=key)
+            # A thorough intruder also rewrites the stored payload (the hashed bytes).
             raw_sql(
-                f"UPDATE {TABLE} SET data = %s, prev_hash = %s, row_hash = %s WHERE id = %s",
-                [json.dumps(data), prev, new_hash, row.pk],
+                f"UPDATE {TABLE} SET data = %s, prev_hash = %s, row_hash = %s, payload = %s "
+                "WHERE id = %s",
+                [json.dumps(data), prev, new_hash, row_payload(**content), row.pk],
             )
             prev = new_hash
 
