@@ -36,7 +36,9 @@ POLICY_SETTINGS = (
     "TRADEBOT_VALIDATION_POLICY_OVERRIDES",
 )
 STAGES = ("validation", "paper", "drift")
-WINDOW_KEYS = ("fee_bps", "slippage_bps", "days", "end")
+WINDOW_KEYS = ("fee_bps", "slippage_bps", "days", "end", "refit_folds", "fold_days")
+# Keys a policy written before they existed may lack: read with the shipped value.
+LATER_WINDOW_KEYS = ("refit_folds", "fold_days")
 COST_KEYS = ("fee_bps", "slippage_bps")
 
 # "Too good to be true": not a gate unless ``as_gate`` is true. An annual Sharpe ratio above
@@ -85,8 +87,11 @@ def policy_content_check(content: Any) -> dict[str, Any]:
     missing = sorted(set(shipped) - set(content))
     if missing:
         raise PolicyContentError(f"policy key(s) {missing} missing")
-    for key in ("fee_bps", "slippage_bps", "days"):
-        _number(content[key], key, positive=key == "days")
+    for key in ("fee_bps", "slippage_bps", "days", "fold_days"):
+        _number(content[key], key, positive=key in ("days", "fold_days"))
+    folds = content["refit_folds"]
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 0:
+        raise PolicyContentError(f"refit_folds must be a whole number of folds >= 0, got {folds!r}")
     if content["end"] is not None and not isinstance(content["end"], str):
         raise PolicyContentError(f"end must be an ISO date or null, got {content['end']!r}")
     gates = content["gates"]
@@ -246,7 +251,14 @@ def stage_gates(policy: ValidationPolicy, stage: str) -> dict[str, Any]:
 
 
 def window_policy(policy: ValidationPolicy) -> dict[str, Any]:
-    return {key: policy.content[key] for key in WINDOW_KEYS}
+    from models_registry.gates import DEFAULT_VALIDATION_POLICY
+
+    content = policy.content
+    return {
+        key: content[key] if key in content or key not in LATER_WINDOW_KEYS
+        else DEFAULT_VALIDATION_POLICY[key]
+        for key in WINDOW_KEYS
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)

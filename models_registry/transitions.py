@@ -237,6 +237,14 @@ def _deployment_moves() -> tuple[Move, ...]:
     moves = [
         Move(scheduled, DeploymentStatus.QUEUED, EventType.DEPLOYMENT_WINDOW_OPENED),
         Move(queued, DeploymentStatus.RUNNING, EventType.DEPLOYMENT_STARTED),
+        # A deployer withdraws a deployment still waiting for its window (nothing left).
+        Move(
+            scheduled,
+            DeploymentStatus.CANCELLED,
+            EventType.DEPLOYMENT_CANCELLED,
+            permission="models_registry.deploy_modelversion",
+            role="the deployer role",
+        ),
     ]
     for finished in (EventType.DEPLOY_FINISHED, EventType.ROLLBACK_FINISHED):
         # Queued and never started (broker refused, lease passed): failed, hosts untouched.

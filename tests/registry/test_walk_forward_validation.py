@@ -29,6 +29,7 @@ from tests.registry_commands.test_run_backtest import (  # noqa: F401 -- fixture
     store,
     version,
 )
+from tests.support.policy import adopt_settings_policy, policy_set
 
 REFIT_POLICY = {"days": 10, "refit_folds": 2, "fold_days": 5}
 
@@ -83,6 +84,7 @@ def test_the_plan_ends_at_the_policy_window_and_a_short_history_is_refused(
     horizon = version.metadata["horizon"]
     assert plan[0].start - plan[0].train_stop == pd.Timedelta(hours=2 * horizon)
     settings.TRADEBOT_VALIDATION_POLICY = {**REFIT_POLICY, "refit_folds": 40}
+    adopt_settings_policy()  # settings only seed: the change goes through four eyes
     with pytest.raises(walk_forward.ValidationRefused, match="fold 1 of 40"):
         walk_forward.refit_plan(version)
 
@@ -96,6 +98,7 @@ def test_only_a_policy_request_is_refitted(version: ModelVersion, settings: Any)
     assert not walk_forward.refit_applies(run, ValidationOptions(fee_bps=0.0))
     assert not walk_forward.refit_applies(run, ValidationOptions(comparison=True))
     settings.TRADEBOT_VALIDATION_POLICY = {"days": 10}
+    policy_set({"refit_folds": 0})  # settings only seed: the change goes through four eyes
     assert not walk_forward.refit_applies(run, ValidationOptions())
 
 
