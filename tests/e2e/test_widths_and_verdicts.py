@@ -32,6 +32,7 @@ from models_registry.models import (
 )
 from tests.e2e.test_admin_lifecycle import PASSWORD, SCREENSHOTS
 from tests.registry.conftest import VersionFactory, make_user
+from tests.support.walk import create_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -111,8 +112,9 @@ def world(tmp_path: Path, settings: Any) -> dict[str, Any]:
     ValidationRun.objects.create(
         model_version=trained, status=RunStatus.QUEUED, requested_by=people["engineer"],
     )  # fmt: skip
-    failed = ValidationRun.objects.create(
-        model_version=trained, status=RunStatus.FAILED, passed=False,
+    # Born queued and walked to failed: no run row is born finished (guards.py).
+    failed = create_in(
+        ValidationRun, RunStatus.FAILED, model_version=trained, passed=False,
         requested_by=people["engineer"], finished_at=timezone.now(),
     )  # fmt: skip
     deployment = live.deployments.filter(target=production).values_list("pk", flat=True)[0]
@@ -127,7 +129,9 @@ def _plant_a_wordy_fleet(target: DeploymentTarget, live: ModelVersion, deployer:
     for n in range(3):
         DeploymentHost.objects.create(
             target=target, hostname=f"trading-host-{n}.eu-central-1.internal.example.com",
-            port=2222, install_root="/opt/ai-trading-bot",
+            # Each its own install root: on a local target the host name is not what tells
+            # machines apart, and a host belongs to one target (host_belongs_to_one_target).
+            port=2222, install_root=f"/opt/ai-trading-bot-{n}",
         )  # fmt: skip
     checks = [
         {"name": f"check_{name}", "passed": n % 3 != 0,
