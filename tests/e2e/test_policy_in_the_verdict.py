@@ -21,7 +21,15 @@ from models_registry.models import (
     ValidationRun,
 )
 from tests.e2e.test_admin_lifecycle import PASSWORD, SCREENSHOTS
-from tests.e2e.test_widths_and_verdicts import HOLD, LOSING, WIDTH, Visitor, _action, _judge
+from tests.e2e.test_widths_and_verdicts import (
+    HOLD,
+    LOSING,
+    WIDTH,
+    Visitor,
+    _action,
+    _judge,
+    _version,
+)
 from tests.registry.conftest import VersionFactory, make_user
 from tests.support.policy import gates_dotted, policy_set
 
@@ -87,4 +95,11 @@ def test_the_approve_page_says_the_policy_once_inside_the_verdict(
     assert any("check for leakage" in w for w in warnings), warnings
     assert body.count("check for leakage") == 1
     assert "No warnings" not in body
+    # The version page and the reject page say it once too, inside the verdict block.
+    for path in (_version(demo_judged), _action(demo_judged, "reject_versions")):
+        page.goto(path)
+        body = page.inner_text("body")
+        assert body.count("Policy the evidence was judged under") == 1, path
+        assert body.count("Power of the evidence") == 1, path
+        assert "Policy the evidence was judged under" in page.inner_text("#verdict"), path
     visitor.context.close()
