@@ -523,8 +523,11 @@ def verdict_block(
         {"what": f"{v.what} #{v.pk}", "name": v.policy.name, "loosened": v.policy.loosened}
         for v in judged
     ]
+    policy = decision_policy(version, judged)
+    warnings += [w for w in policy["plausibility"] if w not in warnings]
     return {
         "policies": policies,
+        "policy": policy,
         "loosened": any(p["loosened"] for p in policies),
         "verdicts": [
             {"text": v.text, "passes": v.passes_defaults, "pk": v.pk, "what": v.what}
@@ -536,6 +539,37 @@ def verdict_block(
         "chart": equity_against_hold_and_production(
             version, validation, production_run, comparison
         ),
+    }
+
+
+def decision_policy(version: ModelVersion, judged: list[verdicts.RunVerdict]) -> dict[str, Any]:
+    """The policy part of the verdict block: said once for the runs judged under it.
+
+    Runs judged under the same policy share one entry (name, hash, what it loosens in red);
+    then the leakage warnings, the exploratory reasons and the lineage note of the version
+    (``selectors_policy.policy_summary``), and what is in force now if that changed since.
+    """
+    from models_registry.selectors_policy import policy_summary
+
+    grouped: dict[tuple[str, tuple[str, ...], str], list[str]] = {}
+    for v in judged:
+        key = (v.policy.name, tuple(v.policy.loosened), v.policy.note)
+        grouped.setdefault(key, []).append(f"{v.what} #{v.pk}")
+    summary = policy_summary(version)
+    if not grouped:
+        # No evidence yet: what the version would be judged under now.
+        key = (summary["in_force_now_name"], tuple(summary["loosened"]), "no run yet")
+        grouped[key] = ["in force now"]
+    return {
+        "judged": [
+            {"what": ", ".join(runs), "name": name, "loosened": list(loosened), "note": note}
+            for (name, loosened, note), runs in grouped.items()
+        ],
+        "changed_since": summary["changed_since"],
+        "in_force_now_name": summary["in_force_now_name"],
+        "plausibility": summary["plausibility"],
+        "exploratory_reasons": summary["exploratory_reasons"],
+        "lineage_note": summary["lineage_note"],
     }
 
 

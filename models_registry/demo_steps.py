@@ -48,6 +48,7 @@ def demo_policy_set(
         validation_policy_confirm,
         validation_policy_propose,
     )
+    from models_registry.verdicts import loosening_words
 
     content = content_with(policy_in_force("").content, dotted)
     proposal = validation_policy_propose(
@@ -56,7 +57,7 @@ def demo_policy_set(
     policy = validation_policy_confirm(policy=proposal, confirmed_by=users["approver"])
     say(f"  policy {policy_name(policy)}: proposed by admin, confirmed by approver")
     for item in loosenings(policy.content):
-        say(f"  LOOSER than the shipped defaults: {item.text}")
+        say(f"  LOOSER than the shipped defaults: {loosening_words(item)}")
 
 
 def demo_targets() -> tuple[Any, Any]:

@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.backtest.errors import BacktestError
-from engine.backtest.gates import GATE_RULES, evaluate_gates
 from models_registry.models import ModelVersion, PaperTradingRun, ValidationPolicy, ValidationRun
 from models_registry.policy import (
     Loosening,
@@ -26,7 +24,6 @@ from models_registry.policy import (
     plausibility_warnings,
     policy_in_force,
     policy_name,
-    shipped_policy_content,
 )
 
 
@@ -69,62 +66,18 @@ class DefaultVerdict:
         return f"{verdict} ({self.cost_note})" if self.cost_note else verdict
 
 
-def _pct(value: Any) -> str:
-    return f"{float(value):+.1%}".replace("-", "\u2212")
-
-
-def _failure_text(name: str, value: Any, threshold: Any, metrics: dict[str, Any]) -> str:
-    hold = (metrics.get("buy_and_hold") or {}).get("total_return")
-    total = metrics.get("total_return")
-    if name in ("beats_buy_and_hold_by", "min_excess_return") and hold is not None:
-        return f"return {_pct(total)} against buy-and-hold {_pct(hold)}"
-    if name in ("min_dsr", "min_psr") and value is not None:
-        label = "DSR" if name == "min_dsr" else "PSR"
-        return f"{label} {float(value):.0%} < {float(threshold):.0%}"
-    if name in ("total_return_above", "min_total_return") and total is not None:
-        return f"return {_pct(total)} not above {float(threshold):.1%}"
-    metric, how = GATE_RULES.get(name, (name, "?"))
-    shown = "not computed" if value is None else f"{float(value):.4g}"
-    return f"{metric} {shown} fails {how} {float(threshold):g}"
-
-
 def default_policy_verdict(run: ValidationRun | None) -> DefaultVerdict | None:
-    """The shipped validation gates applied to the run's recorded metrics (None: no figures)."""
+    """The shipped validation gates applied to the run's recorded metrics (None: no figures).
+
+    The same judgement the verdict block shows (``verdicts.verdict_under_defaults``: one
+    definition of what the shipped defaults say of a run), plus its leakage warnings.
+    """
+    from models_registry import verdicts
+
     if run is None or not run.metrics or not isinstance(run, ValidationRun):
         return None
-    metrics = {**run.metrics, "buy_and_hold": run.benchmark_metrics or {}}
-    shipped = shipped_policy_content()
-    try:
-        results = evaluate_gates(
-            metrics,
-            shipped["gates"]["validation"],
-            sample_status=str(run.metrics.get("sample_status") or "out_of_sample"),
-        )
-    except (KeyError, TypeError, ValueError, BacktestError) as exc:
-        # Figures recorded without a metric a shipped gate reads: say so, never pass quietly.
-        return DefaultVerdict(False, [f"the shipped gates cannot be evaluated ({exc})"])
-    # What an approver weighs first: against buy-and-hold, then luck (DSR), then the rest.
-    first = ("beats_buy_and_hold_by", "min_excess_return", "min_dsr", "min_psr")
-    failed = sorted(
-        (r for r in results if not r.passed),
-        key=lambda r: first.index(r.name) if r.name in first else len(first),
-    )
-    failures = [
-        _failure_text(r.name, r.value, r.threshold, metrics)
-        if r.name in GATE_RULES
-        else f"{r.name}: {r.value}"
-        for r in failed
-    ]
-    for warning in plausibility_of_run(run):
-        failures.append(warning)
-    engine = (run.config or {}).get("engine") or {}
-    cheaper = [
-        f"{name} {float(engine[name]):g} bps, the shipped policy charges {float(shipped[name]):g}"
-        for name in ("fee_bps", "slippage_bps")
-        if isinstance(engine.get(name), int | float) and float(engine[name]) < float(shipped[name])
-    ]
-    cost_note = ("figures at " + ", ".join(cheaper)) if cheaper else ""
-    return DefaultVerdict(not failures and not cheaper, failures, cost_note)
+    failures = [*verdicts.failures_under_defaults(run), *plausibility_of_run(run)]
+    return DefaultVerdict(not failures, failures)
 
 
 def plausibility_of_run(run: ValidationRun | None) -> list[str]:
@@ -145,7 +98,7 @@ def policy_summary(obj: ModelVersion | ValidationRun | PaperTradingRun) -> dict[
     run = deciding_run(obj) if isinstance(obj, ModelVersion) else obj
     policy = policy_of(obj)
     now = policy_in_force(version.name)
-    loosened = loosened_against_defaults(policy if policy is not None else now)
+    loosened = _loosened_words(run, now)
     validation = run if isinstance(run, ValidationRun) else deciding_run(version)
     verdict = default_policy_verdict(validation) if loosened else None
     return {
@@ -155,13 +108,25 @@ def policy_summary(obj: ModelVersion | ValidationRun | PaperTradingRun) -> dict[
         "in_force_now": now,
         "in_force_now_name": policy_name(now),
         "changed_since": policy is not None and policy.pk != now.pk,
-        "loosened": [item.text for item in loosened],
+        "loosened": loosened,
         "default_verdict": verdict.text if verdict is not None else "",
         "default_passes": verdict.passed if verdict is not None else True,
         "plausibility": plausibility_of_run(validation),
         "exploratory_reasons": list(getattr(run, "exploratory_reasons", None) or []),
         "lineage_note": lineage_note(version),
     }
+
+
+def _loosened_words(
+    run: ValidationRun | PaperTradingRun | None, now: ValidationPolicy
+) -> list[str]:
+    """What the run's policy loosens, in the words of the verdict block (``verdicts``); with
+    no run yet, what the policy in force now loosens."""
+    from models_registry import verdicts
+
+    if run is not None:
+        return verdicts.judged_policy(run).loosened
+    return [verdicts.loosening_words(item) for item in loosened_against_defaults(now)]
 
 
 def policy_lines(obj: ModelVersion | ValidationRun | PaperTradingRun) -> list[str]:

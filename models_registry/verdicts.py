@@ -11,8 +11,11 @@ shipped defaults are ``models_registry.gates.DEFAULT_GATES`` and
   shipped defaults, each failure in words ("returned -3.87 % while buy-and-hold made
   +47.60 %").
 
-The policy-as-data work replaces ``judged_policy`` with a lookup of the recorded policy;
-nothing else here needs to change.
+``judged_policy`` reads the run's recorded ``ValidationPolicy`` (issue 25: its name, number
+and hash) and what it loosens (``selectors_policy.loosened_against_defaults``); only a run
+recorded before policies were data falls back to its recorded thresholds, compared by the
+same ``policy.loosenings``. There is one definition of "looser than the shipped defaults";
+this module only puts each loosening into words.
 """
 
 from __future__ import annotations
@@ -22,11 +25,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.backtest.gates import ABOVE, AT_LEAST, AT_MOST, GATE_RULES, evaluate_gates
+from engine.backtest.errors import BacktestError
+from engine.backtest.gates import AT_LEAST, AT_MOST, evaluate_gates
 from engine.backtest.guards import IN_SAMPLE, OUT_OF_SAMPLE
 from models_registry import formatting
-from models_registry.gates import DEFAULT_GATES, DEFAULT_VALIDATION_POLICY
+from models_registry.gates import DEFAULT_GATES
 from models_registry.models import PaperTradingRun, RunStatus, ValidationRun
+from models_registry.policy import (
+    Loosening,
+    loosenings,
+    policy_name,
+    shipped_policy_content,
+    stage_gates,
+)
+from models_registry.selectors_policy import loosened_against_defaults, policy_of
 
 # Paper gates compare like the engine's: min_* at least, max_* at most.
 PAPER_RULES: dict[str, str] = {
@@ -95,63 +107,53 @@ class JudgedPolicy:
     name: str
     thresholds: dict[str, Any]
     loosened: list[str] = field(default_factory=list)
+    label: str = ""
+    number: int | None = None
+    content_hash: str = ""
+    recorded: bool = False  # False: an old run, judged from its recorded thresholds
+    note: str = ""
 
     @property
     def is_default(self) -> bool:
         return not self.loosened
 
 
-def _direction(stage: str, name: str) -> str | None:
-    if stage == "paper":
-        return PAPER_RULES.get(name)
-    rule = GATE_RULES.get(name)
-    return rule[1] if rule else None
-
-
-def _is_looser(direction: str | None, used: float, default: float) -> bool:
-    if direction in (AT_LEAST, ABOVE):
-        return used < default
-    if direction == AT_MOST:
-        return used > default
-    return used != default
+def loosening_words(item: Loosening, stage: str = "validation") -> str:
+    """One loosening as a person reads it; a gate of another stage names its stage."""
+    parts = item.key.split(".")
+    if parts[0] == "gates" and len(parts) == 3:
+        gate_stage, name = parts[1], parts[2]
+        prefix = "" if gate_stage == stage else f"{gate_stage} stage: "
+        shipped = threshold_text(name, item.shipped)
+        if item.in_force is None:
+            return f"{prefix}{gate_label(name)} gate switched off (shipped: {shipped})"
+        used = threshold_text(name, item.in_force)
+        return f"{prefix}{gate_label(name)}: {used} (shipped: {shipped})"
+    if parts[0] == "plausibility":
+        name = parts[-1].replace("_", " ")
+        if item.in_force is None:
+            return f"leakage warning {name} switched off (shipped: {item.shipped:g})"
+        return f"leakage warning {name}: {item.in_force:g} (shipped: {item.shipped:g})"
+    if item.in_force is None:
+        return f"{item.key.replace('_', ' ')}: not set (shipped: {item.shipped:g})"
+    return f"{item.key.replace('_', ' ')}: {item.in_force:g} (shipped: {item.shipped:g})"
 
 
 def loosened_gates(stage: str, used: Mapping[str, Any]) -> list[str]:
-    """Each shipped default gate that ``used`` switches off or sets more kindly, in words."""
-    words = []
-    for name, default in DEFAULT_GATES[stage].items():
-        if default is None:
-            continue
-        value = used.get(name, default) if name in used else None
-        if value is None:
-            words.append(
-                f"{gate_label(name)} gate switched off (shipped: {threshold_text(name, default)})"
-            )
-            continue
-        try:
-            looser = _is_looser(_direction(stage, name), float(value), float(default))
-        except (TypeError, ValueError):
-            looser = True
-        if looser:
-            words.append(
-                f"{gate_label(name)}: {threshold_text(name, value)} "
-                f"(shipped: {threshold_text(name, default)})"
-            )
-    return words
+    """Each shipped default gate that ``used`` switches off (absent or None) or sets more
+    kindly, in words: ``policy.loosenings`` on a policy with only these gates."""
+    shipped = shipped_policy_content()
+    content = {**shipped, "gates": {**shipped["gates"], stage: dict(used)}}
+    prefix = f"gates.{stage}."
+    return [loosening_words(i, stage) for i in loosenings(content) if i.key.startswith(prefix)]
 
 
 def loosened_costs(policy: Mapping[str, Any]) -> list[str]:
-    words = []
-    for key in POLICY_LOOSER_WHEN_LOWER:
-        default, used = DEFAULT_VALIDATION_POLICY.get(key), policy.get(key)
-        if default is None or used is None:
-            continue
-        try:
-            if float(used) < float(default):
-                words.append(f"{key.replace('_', ' ')}: {used:g} (shipped: {default:g})")
-        except (TypeError, ValueError):
-            continue
-    return words
+    """Each cost or window length in ``policy`` lower than the shipped one (absent: shipped)."""
+    shipped = shipped_policy_content()
+    said = {k: policy[k] for k in POLICY_LOOSER_WHEN_LOWER if policy.get(k) is not None}
+    content = {**shipped, **said}
+    return [loosening_words(i) for i in loosenings(content) if i.key in POLICY_LOOSER_WHEN_LOWER]
 
 
 def _recorded_thresholds(run: ValidationRun | PaperTradingRun) -> dict[str, Any]:
@@ -159,28 +161,50 @@ def _recorded_thresholds(run: ValidationRun | PaperTradingRun) -> dict[str, Any]
     config = run.config or {}
     if isinstance(run, ValidationRun) and isinstance(config.get("gates"), dict):
         return dict(config["gates"])
+    # A gate result without a "threshold" key records no threshold (not even "off").
     return {
         str(g.get("name")): g.get("threshold")
         for g in (run.gate_results or [])
-        if g.get("name") and g.get("name") != "out_of_sample"
+        if g.get("name") and g.get("name") != "out_of_sample" and "threshold" in g
     }
 
 
 def judged_policy(run: ValidationRun | PaperTradingRun) -> JudgedPolicy:
-    """The policy this run was judged under, and what it loosens against the shipped defaults."""
+    """The policy this run was judged under, and what it loosens against the shipped defaults.
+
+    The recorded policy when the run has one; a run recorded before policies were data is
+    judged from the thresholds it recorded.
+    """
     stage = "validation" if isinstance(run, ValidationRun) else "paper"
+    policy = policy_of(run) if getattr(run, "policy_id", None) else None
+    if policy is not None:
+        return JudgedPolicy(
+            name=policy_name(policy),
+            thresholds=stage_gates(policy, stage),
+            loosened=[loosening_words(i, stage) for i in loosened_against_defaults(policy)],
+            label=policy.label,
+            number=policy.number,
+            content_hash=policy.content_hash,
+            recorded=True,
+        )
     thresholds = _recorded_thresholds(run)
     if not thresholds:
+        # Not a loosening that is known: said as a note, and judged by its figures alone.
         return JudgedPolicy(
             name="not recorded",
             thresholds={},
-            loosened=["the run recorded no thresholds: it cannot show it met the shipped ones"],
+            note="the run recorded neither a policy nor its thresholds: it cannot show which "
+            "gates it met; only its figures are judged under the shipped defaults",
         )
     loosened = loosened_gates(stage, thresholds)
     if stage == "validation":
         loosened += loosened_costs((run.config or {}).get("policy") or {})
     name = "the shipped defaults" if not loosened else "a policy looser than the shipped defaults"
-    return JudgedPolicy(name=name, thresholds=thresholds, loosened=loosened)
+    return JudgedPolicy(
+        name=f"{name} (no policy recorded: from the run's thresholds)",
+        thresholds=thresholds,
+        loosened=loosened,
+    )
 
 
 # --- the run judged again under the shipped defaults --------------------------------------
@@ -204,12 +228,20 @@ class RunVerdict:
         if self.passes_defaults:
             return f"{head} passes the shipped default gates"
         reasons = "; ".join(self.failures) or "see its gates"
-        recorded = " (it passed only under a loosened policy)" if self.recorded_passed else ""
-        return f"{head} fails the shipped default gates{recorded}: {reasons}"
+        recorded = ""
+        if self.passed_only_loosened:
+            recorded = " (it passed only under a loosened policy)"
+        elif self.recorded_passed:
+            recorded = " (it passed under gates that do not show why)"
+        return f"{head}: the default policy would refuse it{recorded}: {reasons}"
 
     @property
     def passed_only_loosened(self) -> bool:
-        return bool(self.recorded_passed) and self.passes_defaults is False
+        return (
+            bool(self.recorded_passed)
+            and self.passes_defaults is False
+            and bool(self.policy.loosened)
+        )
 
 
 def _validation_metrics(run: ValidationRun) -> dict[str, Any]:
@@ -241,6 +273,9 @@ def _failure_words(name: str, value: Any, threshold: Any, metrics: Mapping[str, 
         return f"made {shown} trades, fewer than the {limit} needed"
     if name == "min_bars":
         return f"judged on {shown} bars, fewer than the {limit} needed"
+    if name in ("min_dsr", "min_psr"):
+        short = "DSR" if name == "min_dsr" else "PSR"
+        return f"{gate_label(name)} ({short}) {shown}, below the {limit} needed"
     if name.startswith("max_"):
         return f"{gate_label(name)} {shown}, above the {limit} allowed"
     return f"{gate_label(name)} {shown}, below the {limit} needed"
@@ -263,7 +298,7 @@ def _validation_failures(run: ValidationRun) -> list[str]:
             continue
         try:
             result = evaluate_gates(metrics, {name: threshold}, sample_status=OUT_OF_SAMPLE)[0]
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, BacktestError):
             failures.append(_failure_words(name, None, threshold, metrics))
             continue
         if not result.passed:
@@ -271,7 +306,31 @@ def _validation_failures(run: ValidationRun) -> list[str]:
             failures.append(_failure_words(name, value, threshold, metrics))
     if sample != OUT_OF_SAMPLE:
         failures.append(f"its window is {str(sample).replace('_', '-')}, not out of sample")
-    return failures
+    return _weighed_first(failures) + _cheaper_costs(run)
+
+
+# What an approver weighs first: against buy-and-hold, then luck (DSR), then the rest.
+FIRST_WEIGHED = ("while buy-and-hold", "(DSR)", "(PSR)")
+
+
+def _weighed_first(failures: list[str]) -> list[str]:
+    def rank(text: str) -> int:
+        found = [i for i, mark in enumerate(FIRST_WEIGHED) if mark in text]
+        return found[0] if found else len(FIRST_WEIGHED)
+
+    return sorted(failures, key=rank)
+
+
+def _cheaper_costs(run: ValidationRun) -> list[str]:
+    """Figures computed at costs below the shipped ones cannot meet the shipped policy."""
+    engine = (run.config or {}).get("engine") or {}
+    shipped = shipped_policy_content()
+    return [
+        f"its figures are at {name.replace('_', ' ')} {float(engine[name]):g} bps; the shipped "
+        f"policy charges {float(shipped[name]):g}"
+        for name in ("fee_bps", "slippage_bps")
+        if isinstance(engine.get(name), int | float) and float(engine[name]) < float(shipped[name])
+    ]
 
 
 def _paper_failures(run: PaperTradingRun) -> list[str]:
@@ -292,16 +351,17 @@ def _paper_failures(run: PaperTradingRun) -> list[str]:
     return failures
 
 
+def failures_under_defaults(run: ValidationRun | PaperTradingRun) -> list[str]:
+    """Each way the run's recorded figures fail the shipped default gates, in words."""
+    return _validation_failures(run) if isinstance(run, ValidationRun) else _paper_failures(run)
+
+
 def verdict_under_defaults(run: ValidationRun | PaperTradingRun, what: str = "") -> RunVerdict:
     """The run's recorded figures judged again under the shipped default gates."""
     is_validation = isinstance(run, ValidationRun)
     what = what or ("validation run" if is_validation else "paper run")
     finished = run.status in (RunStatus.PASSED, RunStatus.FAILED)
-    failures = (
-        (_validation_failures(run) if isinstance(run, ValidationRun) else _paper_failures(run))
-        if finished
-        else []
-    )
+    failures = failures_under_defaults(run) if finished else []
     return RunVerdict(
         what=what,
         pk=run.pk,
@@ -322,20 +382,28 @@ def verdict_warnings(
     production: ValidationRun | None,
     production_name: str = "",
 ) -> list[str]:
-    """Warnings for a losing run, too few trades, a loosened policy or a loss to production."""
+    """Warnings for a losing run, too few trades, a loosened policy or a loss to production.
+
+    One line per run that fails the shipped defaults: its reasons are in its verdict line and
+    what its policy loosens is under "Policy", neither is repeated here.
+    """
     warnings = []
     for verdict in verdicts:
         if verdict.passes_defaults is not False:
             continue
         head = f"{verdict.what} #{verdict.pk}"
+        count = len(verdict.failures)
+        fails = "fails the shipped default gates" + (
+            f" ({count} reasons, in its verdict above)" if count else ""
+        )
         if verdict.passed_only_loosened:
+            loosened = len(verdict.policy.loosened)
             warnings.append(
-                f"{head} passed only under a loosened policy "
-                f"({'; '.join(verdict.policy.loosened) or 'see its gates'})"
+                f"{head} passed only under a loosened policy ({loosened} gates or costs "
+                f"looser than the shipped defaults); it {fails}"
             )
         else:
-            warnings.append(f"{head} fails the shipped default gates")
-        warnings.extend(f"{head}: {failure}" for failure in verdict.failures)
+            warnings.append(f"{head} {fails}")
     if validation is not None and production is not None:
         mine = _safe_float((validation.metrics or {}).get("total_return"))
         theirs = _safe_float((production.metrics or {}).get("total_return"))

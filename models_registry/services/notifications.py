@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 import urllib.request
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -65,17 +66,33 @@ def notify_approvers_awaiting(model_version_id: int) -> int:
             f"Approval requested by {requester}.\nsha256: {version.onnx_sha256}\n\n"
             f"{verdict_in_words(version)}\n"
             f"Decide on its page: {admin_link(version)}\n"
-            f"Your inbox: {admin_link(None)}\n" + _policy_text(version)
+            f"Your inbox: {admin_link(None)}\n"
         ),
         recipients,
     )
 
 
 def _policy_text(version: ModelVersion) -> str:
-    """The policy the version was judged under, what it loosens and what the defaults say."""
-    from models_registry.selectors_policy import policy_lines
+    """The policy paragraph of a mail: the one the verdict block shows (``policy_paragraph``)."""
+    from models_registry import admin_cockpit
 
-    return "".join(f"{line}\n" for line in policy_lines(version))
+    evidence = admin_cockpit.decision_evidence(version, "production")
+    return "".join(f"{line}\n" for line in policy_paragraph(evidence["verdict"]))
+
+
+def policy_paragraph(verdict: dict[str, Any]) -> list[str]:
+    """The policy the evidence was judged under, as mail lines: said once per mail."""
+    policy = verdict["policy"]
+    lines = []
+    for judged in policy["judged"]:
+        note = f": {judged['note']}" if judged["note"] else ""
+        lines.append(f"Policy: {judged['name']} ({judged['what']}){note}")
+        lines += [f"LOOSER than the shipped defaults: {item}" for item in judged["loosened"]]
+    if policy["changed_since"]:
+        lines.append(f"Policy in force now: {policy['in_force_now_name']}")
+    if policy["lineage_note"]:
+        lines.append(policy["lineage_note"])
+    return lines
 
 
 def admin_link(version: ModelVersion | None) -> str:
@@ -104,12 +121,7 @@ def verdict_in_words(version: ModelVersion) -> str:
         + ("its evidence PASSES." if verdict["passes_defaults"] else "its evidence does NOT pass.")
     ]
     lines += [f"- {v['text']}" for v in verdict["verdicts"]]
-    for policy in verdict["policies"]:
-        if policy["loosened"]:
-            lines.append(
-                f"- {policy['what']} was judged under a looser policy: "
-                + "; ".join(policy["loosened"])
-            )
+    lines += policy_paragraph(verdict)
     comparison = verdict["comparison"]
     if comparison.get("rows"):
         lines.append(f"Against {comparison['other']} in production, same window:")

@@ -112,6 +112,7 @@ def world(tmp_path: Path, settings: Any) -> dict[str, Any]:
     ValidationRun.objects.create(
         model_version=trained, status=RunStatus.QUEUED, requested_by=people["engineer"],
     )  # fmt: skip
+    # Born queued and walked to failed: no run row is born finished (guards.py).
     failed = create_in(
         ValidationRun, RunStatus.FAILED, model_version=trained, passed=False,
         requested_by=people["engineer"], finished_at=timezone.now(),
@@ -127,11 +128,11 @@ def _plant_a_wordy_fleet(target: DeploymentTarget, live: ModelVersion, deployer:
 
     for n in range(3):
         DeploymentHost.objects.create(
-            target=target,
-            hostname=f"trading-host-{n}.eu-central-1.internal.example.com",
-            port=2222,
-            install_root=f"/opt/ai-trading-bot-{n}",
-        )  # fmt: skip  (one machine and root per host: issue 26's host identity)
+            target=target, hostname=f"trading-host-{n}.eu-central-1.internal.example.com",
+            # Each its own install root: on a local target the host name is not what tells
+            # machines apart, and a host belongs to one target (host_belongs_to_one_target).
+            port=2222, install_root=f"/opt/ai-trading-bot-{n}",
+        )  # fmt: skip
     checks = [
         {"name": f"check_{name}", "passed": n % 3 != 0,
          "detail": "the engine loaded btcusdt_price.onnx with onnxruntime 1.20 and produced "

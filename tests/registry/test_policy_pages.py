@@ -56,11 +56,13 @@ def test_the_approve_page_lists_the_loosened_gates_and_the_default_verdict_in_re
 
     assert "Judged under <strong>&quot;loose&quot; v2" in text
     assert "Looser than the shipped defaults" in text
-    for gate in ("min_dsr", "beats_buy_and_hold_by", "total_return_above"):
-        assert f"gates.validation.{gate} is off" in text
+    # One text for a loosened gate and one for the default verdict, the verdict block's.
+    for gate in ("deflated Sharpe ratio", "return above buy-and-hold&#x27;s", "return after costs"):
+        assert f"{gate} gate switched off (shipped: " in text
     assert (
-        "the default policy would refuse: return \u22123.9% against buy-and-hold +47.6%; "
-        "DSR 8% &lt; 95%" in text
+        "the default policy would refuse it (it passed only under a loosened policy): returned "
+        "-3.90 % while buy-and-hold made 47.60 %; deflated Sharpe ratio (DSR) 8.00 %, below the "
+        "95.00 % needed" in text
     )
 
 
@@ -85,5 +87,11 @@ def test_the_approval_mail_names_the_policy_and_what_it_loosens(
     assert notify_approvers_awaiting(staged.pk) >= 1
     body = mail.outbox[-1].body
     assert 'Policy: "loose" v2' in body
-    assert "LOOSER than the shipped defaults: gates.validation.min_dsr is off" in body
-    assert "the default policy would refuse: return \u22123.9% against buy-and-hold +47.6%" in body
+    assert (
+        "LOOSER than the shipped defaults: deflated Sharpe ratio gate switched off "
+        "(shipped: 95.00 %)" in body
+    )
+    assert "the default policy would refuse it" in body
+    assert "returned -3.90 % while buy-and-hold made 47.60 %" in body
+    assert body.count("deflated Sharpe ratio gate switched") == 1  # one policy paragraph
+    assert body.count("returned -3.90 % while buy-and-hold") == 1  # said once, not in warnings too

@@ -490,7 +490,7 @@ def test_the_version_page_names_the_policy_and_lists_what_it_loosens_in_red(
         .content.decode()
     )
     assert "Looser than the shipped defaults" in page
-    assert "gates.validation.min_dsr is off" in page
+    assert "deflated Sharpe ratio gate switched off" in page
     assert "the default policy would refuse" in page
     assert "color:#dc3545" in page
 
