@@ -710,13 +710,13 @@ class AcknowledgeForm(forms.Form):
 def acknowledge_attention(
     modeladmin: Any, request: HttpRequest, queryset: QuerySet
 ) -> HttpResponse | None:
-    from models_registry.services import attention
+    from models_registry.services import attention_checks
 
     form = AcknowledgeForm(request.POST if "apply" in request.POST else None)
     if "apply" in request.POST and form.is_valid():
         for target in queryset:
             try:
-                attention.target_attention_acknowledge(
+                attention_checks.target_attention_acknowledge(
                     target=target,
                     acknowledged_by=admin_cockpit.staff_user(request),
                     comment=form.cleaned_data["comment"],

@@ -9,15 +9,11 @@ lineage sit side by side with the rows that differ highlighted.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -29,8 +25,8 @@ from django.utils.safestring import SafeString
 from models_registry import formatting
 from models_registry.admin_cockpit import staff_user
 from models_registry.models import ModelVersion, ValidationRun
+from models_registry.selectors import stored_curve
 from models_registry.services import comparison
-from models_registry.services.validation import EQUITY_CURVE_FILE
 
 METRIC_ROWS = (
     ("total_return", "return after costs"),
@@ -252,23 +248,6 @@ def metric_rows(columns: Sequence[Column]) -> list[dict[str, Any]]:
 
 
 # --- curves -------------------------------------------------------------------
-
-
-def stored_curve(run: ValidationRun | None) -> dict[str, Any] | None:
-    """The curves the run stored with its report, or None (a run older than stored curves)."""
-    if run is None or not run.report_dir:
-        return None
-    media = Path(settings.MEDIA_ROOT).resolve()
-    path = (media / run.report_dir / EQUITY_CURVE_FILE).resolve()
-    if not path.is_relative_to(media) or not path.is_file():
-        return None
-    return _read_curve(str(path), path.stat().st_mtime_ns)
-
-
-@lru_cache(maxsize=64)
-def _read_curve(path: str, mtime_ns: int) -> dict[str, Any]:
-    # Keyed on the file's mtime: a run's curve is written once, so it is read once.
-    return json.loads(Path(path).read_text())
 
 
 def _thin(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

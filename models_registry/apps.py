@@ -19,5 +19,14 @@ class ModelsRegistryConfig(AppConfig):
         post_migrate.connect(
             sqlite_triggers_reinstall, sender=self, dispatch_uid="tradebot_sqlite_triggers"
         )
+        from models_registry import approval_mails, signals
+
+        # The approval mails are built from page evidence: the lifecycle signals, they write.
+        signals.approval_requested.connect(
+            approval_mails.on_approval_requested, dispatch_uid="tradebot_approval_requested"
+        )
+        signals.approval_decided.connect(
+            approval_mails.on_approval_decided, dispatch_uid="tradebot_approval_decided"
+        )
         # The deploy checks (check --deploy) register themselves on import.
         from models_registry import checks  # noqa: F401

@@ -8,6 +8,12 @@ from importing each other in a circle (see tests/registry/test_import_cycles.py)
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
 from django.db.models import Count
 
 from models_registry.events import EventType
@@ -101,3 +107,24 @@ def current_approval(version: ModelVersion) -> Approval | None:
     if latest.sha256 != version.onnx_sha256 or latest.suspensions.exists():
         return None
     return latest
+
+
+# The equity curves a run stored with its report (services.validation writes them).
+EQUITY_CURVE_FILE = "equity_curve.json"
+
+
+def stored_curve(run: ValidationRun | None) -> dict[str, Any] | None:
+    """The curves the run stored with its report, or None (a run older than stored curves)."""
+    if run is None or not run.report_dir:
+        return None
+    media = Path(settings.MEDIA_ROOT).resolve()
+    path = (media / run.report_dir / EQUITY_CURVE_FILE).resolve()
+    if not path.is_relative_to(media) or not path.is_file():
+        return None
+    return _read_curve(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _read_curve(path: str, mtime_ns: int) -> dict[str, Any]:
+    # Keyed on the file's mtime: a run's curve is written once, so it is read once.
+    return json.loads(Path(path).read_text())

@@ -1023,19 +1023,8 @@ def engine_halted(state: Any) -> bool:
     return document.get("state") == "halted" or document.get("kill_switch") is True
 
 
-def unresolved_needs_attention(target: DeploymentTarget) -> list[int]:
-    """Ids of needs-attention deployments on the target that no later success has repaired."""
-    last_success = (
-        target.deployments.filter(status=DeploymentStatus.SUCCEEDED)
-        .order_by("-finished_at")
-        .values_list("finished_at", flat=True)
-        .first()
-    )
-    flagged = target.deployments.filter(status=DeploymentStatus.NEEDS_ATTENTION)
-    if last_success is not None:
-        flagged = flagged.filter(finished_at__gt=last_success)
-    flagged = flagged.exclude(pk__in=attention.acknowledged_deployment_ids(target))
-    return list(flagged.order_by("pk").values_list("pk", flat=True))
+# Moved to attention.py (it reads only flags and deployments); the name stays here too.
+unresolved_needs_attention = attention.unresolved_needs_attention
 
 
 def _model_name_on(target: DeploymentTarget, expected: ModelVersion | None) -> str:

@@ -45,7 +45,7 @@ from models_registry.transitions import (
 from models_registry.transitions import (
     JobTransitionRefused as JobTransitionRefused,  # re-exported: callers catch jobs.<it>
 )
-from tradebot.queues import BACKTEST, QUEUE_LIMITS
+from tradebot.queues import BACKTEST, QUEUE_LIMITS, TRAINING
 
 logger = logging.getLogger(__name__)
 
@@ -261,13 +261,21 @@ def runs_reconcile(
     return ended
 
 
+# Where a validation run fanned out into re-fitted folds keeps its plan (services/walk_forward).
+WALK_FORWARD_CONFIG_KEY = "walk_forward_refit"
+
+
+def walk_forward_lease(folds: int) -> timedelta:
+    """How long a refit run may stay running: every fold one after the other on one worker."""
+    per_fold = QUEUE_LIMITS[TRAINING].hard_seconds + QUEUE_LIMITS[BACKTEST].hard_seconds
+    return timedelta(seconds=folds * per_fold + QUEUE_LIMITS[BACKTEST].hard_seconds + 60)
+
+
 def _past_walk_forward_lease(runs: Any, now: datetime) -> list[Any]:
     """A run fanned out into re-fitted folds runs longer: its lease counts its folds (#28)."""
-    from models_registry.services.walk_forward import CONFIG_KEY, walk_forward_lease
-
     past = []
     for run in runs:
-        plan = (run.config or {}).get(CONFIG_KEY)
+        plan = (run.config or {}).get(WALK_FORWARD_CONFIG_KEY)
         if isinstance(plan, dict):
             started = run.started_at or run.created_at
             if started > now - walk_forward_lease(len(plan.get("folds") or [])):

@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from models_registry import selectors
+from models_registry import selectors, signals
 from models_registry.events import EventType
 from models_registry.gates import gates_for
 from models_registry.models import (
@@ -311,7 +311,8 @@ def model_version_stage(
             },
         )
         transaction.on_commit(
-            lambda: notifications.notify_approvers_awaiting(staged.pk), robust=True
+            lambda: signals.approval_requested.send(ModelVersion, model_version_id=staged.pk),
+            robust=True,
         )
     return staged
 
@@ -340,7 +341,7 @@ def model_version_approve(
             requested_by_id=approved.approval_requested_by_id,
         )
         transaction.on_commit(
-            lambda: notifications.notify_requester_decided(approval.pk), robust=True
+            lambda: signals.approval_decided.send(Approval, approval_id=approval.pk), robust=True
         )
     return approval
 
@@ -399,7 +400,7 @@ def model_version_reapprove(
         )
         transaction.on_commit(lambda: notifications.webhook_queue(event.pk), robust=True)
         transaction.on_commit(
-            lambda: notifications.notify_requester_decided(approval.pk), robust=True
+            lambda: signals.approval_decided.send(Approval, approval_id=approval.pk), robust=True
         )
     model_version.refresh_from_db()
     return approval
@@ -430,7 +431,7 @@ def model_version_reject(
             requested_by_id=rejected.approval_requested_by_id,
         )
         transaction.on_commit(
-            lambda: notifications.notify_requester_decided(decision.pk), robust=True
+            lambda: signals.approval_decided.send(Approval, approval_id=decision.pk), robust=True
         )
     return decision
 

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import logging
 import urllib.request
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -14,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import send_mail
 from django.db.models import Q
 
-from models_registry.models import Approval, ModelVersion
+from models_registry.models import ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -48,53 +47,6 @@ def _send(subject: str, message: str, recipients: list[str]) -> int:
         return 0
 
 
-def notify_approvers_awaiting(model_version_id: int) -> int:
-    version = ModelVersion.objects.select_related("approval_requested_by").get(pk=model_version_id)
-    recipients = approvers_emails(
-        excluding=(version.created_by_id, version.approval_requested_by_id)
-    )
-    if not recipients:
-        logger.warning("%s awaits approval but no approver has an e-mail address", version)
-        return 0
-    requester = (
-        version.approval_requested_by.get_username() if version.approval_requested_by else "?"
-    )
-    return _send(
-        f"[tradebot] {version} awaits your approval",
-        (
-            f"{version} ({version.symbol}) is staged and waits for your decision.\n"
-            f"Approval requested by {requester}.\nsha256: {version.onnx_sha256}\n\n"
-            f"{verdict_in_words(version)}\n"
-            f"Decide on its page: {admin_link(version)}\n"
-            f"Your inbox: {admin_link(None)}\n"
-        ),
-        recipients,
-    )
-
-
-def _policy_text(version: ModelVersion) -> str:
-    """The policy paragraph of a mail: the one the verdict block shows (``policy_paragraph``)."""
-    from models_registry import admin_cockpit
-
-    evidence = admin_cockpit.decision_evidence(version, "production")
-    return "".join(f"{line}\n" for line in policy_paragraph(evidence["verdict"]))
-
-
-def policy_paragraph(verdict: dict[str, Any]) -> list[str]:
-    """The policy the evidence was judged under, as mail lines: said once per mail."""
-    policy = verdict["policy"]
-    lines = []
-    for judged in policy["judged"]:
-        note = f": {judged['note']}" if judged["note"] else ""
-        lines.append(f"Policy: {judged['name']} ({judged['what']}){note}")
-        lines += [f"LOOSER than the shipped defaults: {item}" for item in judged["loosened"]]
-    if policy["changed_since"]:
-        lines.append(f"Policy in force now: {policy['in_force_now_name']}")
-    if policy["lineage_note"]:
-        lines.append(policy["lineage_note"])
-    return lines
-
-
 def admin_link(version: ModelVersion | None) -> str:
     """An absolute link to a version's admin page, or to the admin home (the inbox)."""
     from django.urls import reverse
@@ -108,49 +60,6 @@ def admin_link(version: ModelVersion | None) -> str:
     )
     # TRADEBOT_ADMIN_URL names the admin's own address: join the paths below it.
     return base + "/" + path[len(home) :] if base else path
-
-
-def verdict_in_words(version: ModelVersion) -> str:
-    """What the decision pages say first, as lines of a mail (admin_cockpit.verdict_block)."""
-    from models_registry import admin_cockpit
-
-    evidence = admin_cockpit.decision_evidence(version, "production")
-    verdict = evidence["verdict"]
-    lines = [
-        "Under the shipped default gates: "
-        + ("its evidence PASSES." if verdict["passes_defaults"] else "its evidence does NOT pass.")
-    ]
-    lines += [f"- {v['text']}" for v in verdict["verdicts"]]
-    lines += policy_paragraph(verdict)
-    comparison = verdict["comparison"]
-    if comparison.get("rows"):
-        lines.append(f"Against {comparison['other']} in production, same window:")
-        lines += [f"  {r['metric']}: {r['this']} vs {r['other']}" for r in comparison["rows"]]
-    else:
-        lines.append(comparison.get("note") or "")
-    if evidence["warnings"]:
-        lines.append("Warnings:")
-        lines += [f"- {w}" for w in evidence["warnings"]]
-    return "\n".join(line for line in lines if line)
-
-
-def notify_requester_decided(approval_id: int) -> int:
-    decision = Approval.objects.select_related("model_version", "requested_by", "decided_by").get(
-        pk=approval_id
-    )
-    requester = decision.requested_by or decision.model_version.created_by
-    if requester is None or not requester.email:
-        return 0
-    return _send(
-        f"[tradebot] {decision.model_version} was {decision.decision}",
-        (
-            f"{decision.decided_by.get_username()} {decision.decision} {decision.model_version}.\n"
-            f"Comment: {decision.comment}\n"
-            f"Its page: {admin_link(decision.model_version)}\n"
-            + _policy_text(decision.model_version)
-        ),
-        [requester.email],
-    )
 
 
 # --- deployers -----------------------------------------------------------------------

@@ -52,6 +52,7 @@ from models_registry.policy import (
     stage_gates,
     window_policy,
 )
+from models_registry.selectors import EQUITY_CURVE_FILE
 from models_registry.services import lifecycle
 from models_registry.services.audit import audit_event_record
 from models_registry.services.model_versions import version_dir
@@ -70,7 +71,6 @@ DEFAULT_MAX_FILL = 3
 REPORT_FOLDER = "validation"
 # The run's equity and buy-and-hold curves as JSON, written once with the report, so a page
 # that overlays curves (Compare) reads them instead of re-running or re-plotting per request.
-EQUITY_CURVE_FILE = "equity_curve.json"
 COMPARISON_REASON = "a comparison run (admin Compare): exploratory by design, it moves no version"
 # Metric names the registry (and the admin page) reads, from the engine's names.
 METRIC_ALIASES = {"trades": "n_trades", "bars": "n_bars"}

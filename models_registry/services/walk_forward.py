@@ -31,7 +31,6 @@ import logging
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +65,7 @@ from models_registry.events import EventType
 from models_registry.gates import gates_for, validation_policy_for
 from models_registry.models import ModelTrial, ModelVersion, RunStatus, ValidationRun
 from models_registry.services.audit import audit_event_record
+from models_registry.services.jobs import WALK_FORWARD_CONFIG_KEY
 from models_registry.services.runs import run_fail
 from models_registry.services.trials import trials_counted_for_refit
 from models_registry.services.validation import (
@@ -85,7 +85,7 @@ from models_registry.services.validation import (
     validation_run_record,
     write_equity_curve,
 )
-from tradebot.queues import BACKTEST, QUEUE_LIMITS, TRAINING
+from tradebot.queues import BACKTEST, TRAINING
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ TRAIN_FOLD_TASK = "models_registry.walk_forward_train_fold"
 TRADE_FOLD_TASK = "models_registry.walk_forward_trade_fold"
 JOIN_TASK = "models_registry.walk_forward_join"
 CHORD_FAILED_TASK = "models_registry.walk_forward_chord_failed"
-CONFIG_KEY = "walk_forward_refit"
+CONFIG_KEY = WALK_FORWARD_CONFIG_KEY
 FOLDS_FOLDER = "folds"
 
 
@@ -123,12 +123,6 @@ def refit_applies(run: ValidationRun, options: ValidationOptions) -> bool:
     if options.walk_forward != 1 or options.allow_in_sample:
         return False
     return RefitPolicy.from_policy(validation_policy_for(run.model_version.name)).folds > 0
-
-
-def walk_forward_lease(folds: int) -> timedelta:
-    """How long a refit run may stay running: every fold one after the other on one worker."""
-    per_fold = QUEUE_LIMITS[TRAINING].hard_seconds + QUEUE_LIMITS[BACKTEST].hard_seconds
-    return timedelta(seconds=folds * per_fold + QUEUE_LIMITS[BACKTEST].hard_seconds + 60)
 
 
 # --- planning and dispatch -------------------------------------------------------------------

@@ -26,6 +26,6 @@ def check_production_hosts() -> list[dict[str, Any]]:
     """Beat: every production host's serving sha256 against the registry's; a mismatch
     (or a halted engine) flags the target and mails the deployers. Idempotent: a flag
     is raised once while open."""
-    from models_registry.services.attention import production_hosts_check
+    from models_registry.services.attention_checks import production_hosts_check
 
     return production_hosts_check()

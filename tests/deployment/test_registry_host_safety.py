@@ -53,7 +53,7 @@ from models_registry.models import (
     RunStatus,
     ValidationRun,
 )
-from models_registry.services import attention, deployments
+from models_registry.services import attention, attention_checks, deployments
 from models_registry.services.audit import verify_audit_chain
 from models_registry.services.durable_writes import TERMINATE_ENV_VAR, DeploymentJournal
 from models_registry.tasks.deploy import run_deployment
@@ -478,7 +478,7 @@ def test_needs_attention_blocks_the_target_until_acknowledged_after_a_consistent
     assert "\n" not in str(blocked.value) and "acknowledge" in str(blocked.value)
     assert f"#{broken.pk}" in str(blocked.value)
     with pytest.raises(attention.AcknowledgeRefused, match="not consistent"):
-        attention.target_attention_acknowledge(
+        attention_checks.target_attention_acknowledge(
             target=production, acknowledged_by=deployer, comment="looked"
         )
     with pytest.raises(attention.AttentionOpen):

@@ -8,8 +8,8 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
+from models_registry.approval_mails import notify_approvers_awaiting
 from models_registry.models import ModelState, ValidationRun
-from models_registry.services.notifications import notify_approvers_awaiting
 from tests.registry.test_admin_permissions import csrf_client
 from tests.support.policy import policy_set
 

@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from models_registry.management.commands._deploy_common import get_target
 from models_registry.management.commands._users import user_named
 from models_registry.models import RegistryError
-from models_registry.services.attention import open_attention, target_attention_acknowledge
+from models_registry.services.attention import open_attention
+from models_registry.services.attention_checks import target_attention_acknowledge
 
 
 class Command(BaseCommand):
