@@ -13,29 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.backtest.gates import DEFAULT_GATES as ENGINE_VALIDATION_GATES
-from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
-
-DEFAULT_GATES: dict[str, dict[str, Any]] = {
-    # Out-of-sample backtest on the policy window: a Sharpe ratio that survives deflation for
-    # every counted trial (DSR >= 0.95), a positive return after costs that beats buy-and-hold
-    # and always-flat on the same bars, a bounded worst loss, and enough trades and bars to
-    # judge. One rule set with the engine's; explained in docs/backtest.md.
-    "validation": dict(ENGINE_VALIDATION_GATES),
-    # Paper trading on bars the model never saw.
-    "paper": {
-        "min_bars": 24 * 14,
-        "max_drawdown": 0.35,
-        "max_divergence": 0.01,
-    },
-    # Scheduled re-validation: the same validation gates, plus drift against the baseline.
-    "drift": {
-        "max_sharpe_drop": 1.0,
-        "max_hit_rate_drop": 0.10,
-        "max_drawdown": 0.35,
-        "max_live_divergence": 0.01,
-    },
-}
+from models_registry.policy_defaults import DEFAULT_GATES as DEFAULT_GATES
+from models_registry.policy_defaults import (
+    DEFAULT_VALIDATION_POLICY as DEFAULT_VALIDATION_POLICY,
+)
 
 
 def gates_for(model_name: str, stage: str) -> dict[str, Any]:
@@ -45,23 +26,6 @@ def gates_for(model_name: str, stage: str) -> dict[str, Any]:
     if stage not in DEFAULT_GATES:
         raise KeyError(f"unknown gate stage {stage!r}; known: {', '.join(DEFAULT_GATES)}")
     return stage_gates(policy_in_force(model_name), stage)
-
-
-# Costs and window of a gated validation: policy, never the validating person's choice.
-# ``end`` (ISO date, optional) caps the window. The costs are the engine's one documented
-# plain-Python default (``engine/costs.py``); the registry reads costs only from the policy
-# in force (``models_registry.policy.CostPolicy``), which these seed.
-DEFAULT_VALIDATION_POLICY: dict[str, Any] = {
-    "fee_bps": DEFAULT_FEE_BPS,
-    "slippage_bps": DEFAULT_SLIPPAGE_BPS,
-    "days": 90,  # the guide's 90 out-of-sample days
-    "end": None,
-    # Walk-forward evidence re-fitted per fold (#28; models_registry/services/walk_forward.py):
-    # K folds of fold_days ending where the policy window ends, each a model trained with the
-    # version's own configuration on the bars before it. 0: the single policy window.
-    "refit_folds": 0,
-    "fold_days": 90,
-}
 
 
 def validation_policy_for(model_name: str) -> dict[str, Any]:

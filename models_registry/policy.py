@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 
-from models_registry.models import ValidationPolicy
+from models_registry.models import PolicyConfirmation, RegistryError, ValidationPolicy
+from models_registry.policy_defaults import DEFAULT_GATES, DEFAULT_VALIDATION_POLICY
 
 # The environment variables that may seed the first policy (and nothing more).
 POLICY_SETTINGS = (
@@ -59,8 +61,6 @@ class PolicyContentError(ValueError):
 
 def shipped_policy_content() -> dict[str, Any]:
     """The shipped defaults: what the registry is seeded with when no environment says more."""
-    from models_registry.gates import DEFAULT_GATES, DEFAULT_VALIDATION_POLICY
-
     return {
         **{key: DEFAULT_VALIDATION_POLICY[key] for key in WINDOW_KEYS},
         "gates": copy.deepcopy(DEFAULT_GATES),
@@ -210,8 +210,6 @@ def policy_in_force(model_name: str) -> ValidationPolicy:
         found = _latest_confirmed(scope)
         if found is not None:
             return found
-    from models_registry.services.policies import validation_policy_seed
-
     validation_policy_seed()
     found = _latest_confirmed(model_name) or _latest_confirmed("")
     if found is None:  # pragma: no cover - the seed always confirms a default
@@ -251,8 +249,6 @@ def stage_gates(policy: ValidationPolicy, stage: str) -> dict[str, Any]:
 
 
 def window_policy(policy: ValidationPolicy) -> dict[str, Any]:
-    from models_registry.gates import DEFAULT_VALIDATION_POLICY
-
     content = policy.content
     return {
         key: content[key] if key in content or key not in LATER_WINDOW_KEYS
@@ -388,3 +384,61 @@ def _as_float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
+
+
+# --- seeding: the one write a reader may make, when the registry holds no policy yet ------
+# Here and not in services.policies, which reads this module: the first read seeds.
+
+
+class PolicyChangeRefused(RegistryError):
+    """A policy proposal or confirmation was refused; the message says why."""
+
+
+def validation_policy_seed() -> list[ValidationPolicy]:
+    """Seed the first policies, only when the registry holds none; returns what it wrote."""
+    if ValidationPolicy.objects.exists():
+        return []
+    try:
+        with transaction.atomic():
+            base = content_with(shipped_policy_content(), settings_policy_overrides(None))
+            said = bool(settings_policy_overrides(None))
+            written = [_seed_row("", base, "environment" if said else "shipped defaults")]
+            names = set(getattr(settings, "TRADEBOT_GATE_OVERRIDES", {}) or {}) | set(
+                getattr(settings, "TRADEBOT_VALIDATION_POLICY_OVERRIDES", {}) or {}
+            )
+            for name in sorted(names):
+                own = content_with(shipped_policy_content(), settings_policy_overrides(name))
+                written.append(_seed_row(name, own, "environment"))
+            return written
+    except IntegrityError:
+        return []  # another process seeded at the same moment: its seed stands
+    except PolicyContentError as exc:
+        raise PolicyChangeRefused(f"the environment cannot seed the policy: {exc}") from exc
+
+
+def _seed_row(scope: str, content: dict[str, Any], source: str) -> ValidationPolicy:
+    from models_registry.services.audit import audit_event_record
+
+    checked = policy_content_check(content)
+    policy = ValidationPolicy.objects.create(
+        scope=scope,
+        number=1,
+        label=scope or "default",
+        content=checked,
+        content_hash=policy_content_hash(checked),
+        seeded_from=source,
+        comment=f"seeded from the {source} when the registry was first used",
+    )
+    PolicyConfirmation.objects.create(policy=policy)
+    audit_event_record(
+        event_type="policy_seeded",
+        obj=policy,
+        data={
+            "scope": scope,
+            "number": 1,
+            "source": source,
+            "hash": policy.content_hash,
+            "new": checked,
+        },
+    )
+    return policy

@@ -38,7 +38,6 @@ from models_registry.policy import (
     shipped_policy_content,
     stage_gates,
 )
-from models_registry.selectors_policy import loosened_against_defaults, policy_of
 
 # Paper gates compare like the engine's: min_* at least, max_* at most.
 PAPER_RULES: dict[str, str] = {
@@ -176,12 +175,14 @@ def judged_policy(run: ValidationRun | PaperTradingRun) -> JudgedPolicy:
     judged from the thresholds it recorded.
     """
     stage = "validation" if isinstance(run, ValidationRun) else "paper"
-    policy = policy_of(run) if getattr(run, "policy_id", None) else None
+    # The policy the run recorded (selectors_policy.policy_of, for a run; read here directly:
+    # selectors_policy reads this module).
+    policy = run.policy if getattr(run, "policy_id", None) else None
     if policy is not None:
         return JudgedPolicy(
             name=policy_name(policy),
             thresholds=stage_gates(policy, stage),
-            loosened=[loosening_words(i, stage) for i in loosened_against_defaults(policy)],
+            loosened=[loosening_words(i, stage) for i in loosenings(policy.content)],
             label=policy.label,
             number=policy.number,
             content_hash=policy.content_hash,

@@ -20,77 +20,19 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
-from models_registry.models import PolicyConfirmation, RegistryError, ValidationPolicy
+from models_registry.models import PolicyConfirmation, ValidationPolicy
 from models_registry.policy import (
+    PolicyChangeRefused,
     PolicyContentError,
-    content_with,
     policy_content_check,
     policy_content_hash,
     policy_name,
-    settings_policy_overrides,
-    shipped_policy_content,
 )
 
 PROPOSE_PERMISSION = "models_registry.propose_validationpolicy"
 CONFIRM_PERMISSION = "models_registry.confirm_validationpolicy"
-
-
-class PolicyChangeRefused(RegistryError):
-    """A policy proposal or confirmation was refused; the message says why."""
-
-
-def validation_policy_seed() -> list[ValidationPolicy]:
-    """Seed the first policies, only when the registry holds none; returns what it wrote."""
-    if ValidationPolicy.objects.exists():
-        return []
-    from django.conf import settings
-
-    try:
-        with transaction.atomic():
-            base = content_with(shipped_policy_content(), settings_policy_overrides(None))
-            said = bool(settings_policy_overrides(None))
-            written = [_seed_row("", base, "environment" if said else "shipped defaults")]
-            names = set(getattr(settings, "TRADEBOT_GATE_OVERRIDES", {}) or {}) | set(
-                getattr(settings, "TRADEBOT_VALIDATION_POLICY_OVERRIDES", {}) or {}
-            )
-            for name in sorted(names):
-                own = content_with(shipped_policy_content(), settings_policy_overrides(name))
-                written.append(_seed_row(name, own, "environment"))
-            return written
-    except IntegrityError:
-        return []  # another process seeded at the same moment: its seed stands
-    except PolicyContentError as exc:
-        raise PolicyChangeRefused(f"the environment cannot seed the policy: {exc}") from exc
-
-
-def _seed_row(scope: str, content: dict[str, Any], source: str) -> ValidationPolicy:
-    from models_registry.services.audit import audit_event_record
-
-    checked = policy_content_check(content)
-    policy = ValidationPolicy.objects.create(
-        scope=scope,
-        number=1,
-        label=scope or "default",
-        content=checked,
-        content_hash=policy_content_hash(checked),
-        seeded_from=source,
-        comment=f"seeded from the {source} when the registry was first used",
-    )
-    PolicyConfirmation.objects.create(policy=policy)
-    audit_event_record(
-        event_type="policy_seeded",
-        obj=policy,
-        data={
-            "scope": scope,
-            "number": 1,
-            "source": source,
-            "hash": policy.content_hash,
-            "new": checked,
-        },
-    )
-    return policy
 
 
 def _require(user: User | None, permission: str, what: str) -> User:
