@@ -222,7 +222,7 @@ def test_a_refit_run_is_left_running_while_its_folds_may_run_then_reconciled(
     dispatched = AuditEvent.objects.filter(event_type=walk_forward.FOLDS_DISPATCHED)
     assert dispatched.count() == 1
     started = run.started_at
-    lease = walk_forward.walk_forward_lease(2)
+    lease = jobs.walk_forward_lease(2)
     assert lease > jobs.running_lease(ValidationRun)
     assert jobs.runs_reconcile(now=started + jobs.running_lease(ValidationRun) * 2) == []
     assert jobs.runs_reconcile(now=started + lease - timedelta(seconds=5)) == []
