@@ -95,7 +95,7 @@ def admin_link(version: ModelVersion | None) -> str:
 
 def verdict_in_words(version: ModelVersion) -> str:
     """What the decision pages say first, as lines of a mail (admin_cockpit.verdict_block)."""
-    from models_registry import admin_cockpit
+    from models_registry.admin import cockpit as admin_cockpit
 
     evidence = admin_cockpit.decision_evidence(version, "production")
     verdict = evidence["verdict"]

@@ -546,7 +546,7 @@ def equity_against_hold_and_production(
     comparison: dict[str, Any],
 ) -> Any:
     """One chart: this version's equity, buy-and-hold's and production's, on one window."""
-    from models_registry.admin_compare import stored_curve
+    from models_registry.admin.compare import stored_curve
 
     mine = stored_curve(validation)
     title = f"{version}: return since the start of its validation window"

@@ -29,7 +29,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from models_registry import admin_cockpit
+from models_registry.admin import cockpit as admin_cockpit
 from models_registry.models import (
     AuditEvent,
     DeploymentTarget,
