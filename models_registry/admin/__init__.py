@@ -1,4 +1,6 @@
-"""Django admin: the product's face for staff (train, validate, approve, deploy, roll back)
+"""One concern: the ModelAdmin declarations; actions, pages and views are sibling modules.
+
+Django admin: the product's face for staff (train, validate, approve, deploy, roll back)
 and for auditors (deployment history and the audit trail, read-only).
 
 Admin actions are thin: each declares its permission, checks each selected

@@ -1,4 +1,6 @@
-"""The admin's workflow actions and pages, kept apart from the ModelAdmin declarations.
+"""One concern: the admin's workflow actions and their confirmation pages.
+
+The admin's workflow actions and pages, kept apart from the ModelAdmin declarations.
 
 Each action declares its permission, re-checks every selected version's state
 (the list the user saw may be stale), calls one service, and reports per
