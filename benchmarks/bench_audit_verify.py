@@ -31,7 +31,7 @@ from benchmarks import _figures
 from benchmarks.bench_registry import bench_database, setup_django
 
 if TYPE_CHECKING:
-    from models_registry.services.audit import RowContent
+    from models_registry.services.audit.chain import RowContent
 
 PROJECT = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 5.0
@@ -48,7 +48,7 @@ def append_events(count: int, key: bytes | None) -> None:
     from django.db import connection
 
     from models_registry.models import AuditEvent
-    from models_registry.services.audit import (
+    from models_registry.services.audit.chain import (
         GENESIS_HASH,
         _digester,
         _normalise_data,
@@ -122,7 +122,7 @@ def floor_seconds(key: bytes | None) -> tuple[float, float]:
     from django.db import connection
 
     from models_registry.models import AuditEvent
-    from models_registry.services.audit import _digester
+    from models_registry.services.audit.chain import _digester
 
     table = AuditEvent._meta.db_table
     connection.ensure_connection()
@@ -145,7 +145,7 @@ def floor_seconds(key: bytes | None) -> tuple[float, float]:
 def orm_reference_seconds(key: bytes | None) -> float:
     """verify's reading and hashing as before issue 17: model values, one dict per row."""
     from models_registry.models import AuditEvent
-    from models_registry.services.audit import GENESIS_HASH, compute_row_hash
+    from models_registry.services.audit.chain import GENESIS_HASH, compute_row_hash
 
     columns = (
         "id", "prev_hash", "row_hash", "event_time", "actor_id", "actor_repr", "event_type",

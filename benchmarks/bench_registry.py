@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
-    from models_registry.services.audit import RowContent
+    from models_registry.services.audit.chain import RowContent
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -176,7 +176,7 @@ def create_deployments(count: int, version_ids: list[int]) -> None:
 def append_audit_events(count: int) -> None:
     """A valid chain continuing from the current tail, hashed here and bulk-inserted."""
     from models_registry.models import AuditEvent
-    from models_registry.services.audit import GENESIS_HASH, _normalise_data, compute_row_hash
+    from models_registry.services.audit.chain import GENESIS_HASH, _normalise_data, compute_row_hash
 
     tail = AuditEvent.objects.order_by("-id").values_list("row_hash", "event_time").first()
     prev_hash, when = tail if tail else (GENESIS_HASH, datetime(2024, 1, 1, tzinfo=UTC))

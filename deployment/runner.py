@@ -1,4 +1,6 @@
-"""Run the deployment steps on every host of a target, and undo them when one fails.
+"""One concern: running one deployment across a target's hosts, and undoing it when one fails.
+
+Run the deployment steps on every host of a target, and undo them when one fails.
 
 The registry decides *whether* to deploy; this module knows *how*. It takes plain
 specs, reports every step through `on_step`, and returns an outcome the caller

@@ -1,4 +1,6 @@
-"""The deployment steps, each a plain function of a host connection.
+"""One concern: the deployment steps on one host, each a plain function of a connection.
+
+The deployment steps, each a plain function of a host connection.
 
 The engine only ever reads `<model_dir>/<name>.onnx`, `<name>_metadata.json` and
 `<name>.onnx.sha256`. Nothing here writes those names except `swap`, and `swap`

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from models_registry import admin_cockpit
+from models_registry.admin import cockpit as admin_cockpit
 from models_registry.models import Approval, ModelVersion
 from models_registry.services.notifications import _send, admin_link, approvers_emails
 

@@ -19,7 +19,9 @@ from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 
 from models_registry.models import AuditEvent, DeploymentStatus
-from models_registry.services.audit import audit_hmac_key, canonical_json, compute_row_hash
+from models_registry.services.audit.canonical import canonical_json
+from models_registry.services.audit.chain import compute_row_hash
+from models_registry.services.audit.key import audit_hmac_key
 
 FORMATS = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 

@@ -1,4 +1,6 @@
-"""The registry: model versions, their validations, approvals, deployments and the audit trail.
+"""One concern: the registry's tables and their guards (Django loads an app's models as one module).
+
+The registry: model versions, their validations, approvals, deployments and the audit trail.
 
 State lives here and changes only through the services in
 ``models_registry.services``: the ``state`` field refuses any other write

@@ -1,4 +1,6 @@
-"""run_backtest: one validation run from a strategy name, candles and a model to metrics and files.
+"""One concern: run_backtest, from a strategy name, candles and a model to metrics and files.
+
+run_backtest: one validation run from a strategy name, candles and a model to metrics and files.
 
 The Django command and the Celery task are thin wrappers: they load candles (and the data
 content hash) from the store, call `run_backtest`, and record `BacktestRun.to_dict()`.

@@ -1,4 +1,6 @@
-"""The execution simulator: candles plus a target position per bar in, equity and trades out.
+"""One concern: the execution simulator: a target position per bar in, equity and trades out.
+
+The execution simulator: candles plus a target position per bar in, equity and trades out.
 
 It knows nothing of strategies. The rules (also in docs/backtest.md):
 

@@ -1,4 +1,6 @@
-"""The engine loop: one closed candle in, at most one order and one decision out.
+"""One concern: the engine loop: one closed candle in, at most one order and one decision out.
+
+The engine loop: one closed candle in, at most one order and one decision out.
 
 Per candle, in this order (the backtester's semantics, docs/interfaces.md):
 1. the target decided at the previous bar's close is executed at this bar's open;

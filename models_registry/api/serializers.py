@@ -1,4 +1,6 @@
-"""What the API reads and writes. Read serializers shape registry rows; input serializers
+"""One concern: the shapes the API reads and writes, checked before a service sees them.
+
+What the API reads and writes. Read serializers shape registry rows; input serializers
 check a request before a service sees it (services check again, under their locks)."""
 
 from __future__ import annotations

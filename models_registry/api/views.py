@@ -1,4 +1,6 @@
-"""The API's views: parse input, call the admin's services, report the result.
+"""One concern: the API's views, each a thin adapter from a request to one service.
+
+The API's views: parse input, call the admin's services, report the result.
 
 Reads are paged (cursor over ids) and filtered by declared query parameters; writes run
 through ``idempotency.run_once``. No view writes a state itself.

@@ -22,14 +22,10 @@ from django.db import transaction
 from deployment.connection import open_connection
 from deployment.witness import Connect, WitnessCopy, witness_read, witness_write
 from models_registry.models import AuditEvent, DeploymentTarget
-from models_registry.services.audit import (
-    ChainReport,
-    anchor_text,
-    audit_anchor_file,
-    audit_event_record,
-    audit_hmac_key,
-    verify_audit_chain,
-)
+from models_registry.services.audit.anchors import anchor_text, audit_anchor_file
+from models_registry.services.audit.chain import audit_event_record
+from models_registry.services.audit.key import audit_hmac_key
+from models_registry.services.audit.verify import ChainReport, verify_audit_chain
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""Deployments, from the registry's side: whether a version may go to a target, and
+"""One concern: the registry's side of a deployment: request, claim, outcome, rollback.
+
+Deployments, from the registry's side: whether a version may go to a target, and
 what the outcome means for its lifecycle. How files reach hosts is `deployment/`'s job.
 
 A request is refused (with the reason) or recorded as a ``Deployment`` that is

@@ -1,4 +1,6 @@
-"""Every state change of a model version, each one guarded service.
+"""One concern: every state change of a model version, each one guarded service.
+
+Every state change of a model version, each one guarded service.
 
 A transition runs in one transaction: lock the row, check the source state and
 the gate, write the new state and exactly one audit event, and queue side

@@ -1,4 +1,6 @@
-"""Creating model versions from a folder of artifacts, and the artifact store.
+"""One concern: registering model versions into the write-once artifact store.
+
+Creating model versions from a folder of artifacts, and the artifact store.
 
 The store (``MEDIA_ROOT/models/<sha256 of the ONNX file>/``) is write-once: a
 version's files are copied into a temporary folder, checked, then published

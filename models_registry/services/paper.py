@@ -1,4 +1,6 @@
-"""Paper trading runs of registry versions: replay unseen bars through the engine, compare, record.
+"""One concern: paper trading runs of registry versions, from period to recorded outcome.
+
+Paper trading runs of registry versions: replay unseen bars through the engine, compare, record.
 
 ``paper_execute(run)`` is what the ``run_paper_trading`` task (and the ``paper_trade_version``
 command) calls on a claimed run. The period is the bars after both the model's training data

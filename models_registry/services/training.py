@@ -1,4 +1,6 @@
-"""Training a model from the data store and registering it: shared by the command, task and admin.
+"""One concern: training a model from the data store and registering the result.
+
+Training a model from the data store and registering it: shared by the command, task and admin.
 
 A run reads candles (and sentiment) from the store, repairs gaps only when the
 caller's policy says so, trains into a private temporary folder, and then

@@ -1,4 +1,6 @@
-"""Validation backtests of registry versions: data from the store, the engine's backtest, a record.
+"""One concern: validation backtests of registry versions, from window to recorded outcome.
+
+Validation backtests of registry versions: data from the store, the engine's backtest, a record.
 
 ``validation_execute(run)`` is what the ``run_validation`` task calls: it backtests the
 run's version on bars the model never saw and records the outcome through

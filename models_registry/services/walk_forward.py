@@ -1,4 +1,6 @@
-"""Policy validation on walk-forward evidence re-fitted per fold, fanned out over Celery (#28).
+"""One concern: policy validation on re-fitted walk-forward folds, fanned out over Celery.
+
+Policy validation on walk-forward evidence re-fitted per fold, fanned out over Celery (#28).
 
 When the policy names ``refit_folds`` K > 0, a policy validation of a version is judged on K
 consecutive folds of ``fold_days`` that end where the policy window ends. Each fold is an

@@ -79,6 +79,7 @@ def test_each_value_is_what_the_readme_says(values: dict[str, str]) -> None:
 
 
 def test_the_audit_settings_are_the_names_the_code_reads(values: dict[str, str]) -> None:
-    source = (README.parents[0] / "models_registry" / "services" / "audit.py").read_text()
+    package = README.parents[0] / "models_registry" / "services" / "audit"
+    source = "".join((package / name).read_text() for name in ("key.py", "anchors.py"))
     for name in ("AUDIT_HMAC_KEY_FILE", "AUDIT_ANCHOR_FILE"):
         assert name in values and f'"{name}"' in source

@@ -138,3 +138,20 @@ def test_scheduled_run_collects_the_host_journal_and_flags_a_divergence(
     assert live["comparisons"][0]["divergence"] > 0.01
     version = ModelVersion.objects.get(pk=production_version.pk)
     assert version.health == HealthStatus.DEGRADED
+
+
+@pytest.mark.django_db
+def test_an_unreadable_host_journal_is_an_entry_naming_why(
+    production_target: DeploymentTarget,
+) -> None:
+    journals = Path(production_target.install_root) / "var" / "journal"
+    journals.mkdir(parents=True, exist_ok=True)
+    (journals / "btcusdt-live.jsonl").write_text("not json\n")
+
+    collected = monitoring.collect_journal(production_target)
+
+    assert [(j["target"], j["file"]) for j in collected] == [
+        ("production-local", "btcusdt-live.jsonl")
+    ]
+    assert "records" not in collected[0]
+    assert "line 1: invalid JSON" in collected[0]["error"]

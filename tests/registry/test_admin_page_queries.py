@@ -163,7 +163,7 @@ def test_live_targets_are_those_whose_latest_success_is_this_version_on_any_data
     deployer: Any, version_factory: Any
 ) -> None:
     """One portable query (no DISTINCT ON): also runs on SQLite, the embedded default."""
-    from models_registry.admin_cockpit import live_targets
+    from models_registry.admin.cockpit import live_targets
 
     old = version_factory(ModelState.IN_PRODUCTION)
     new = version_factory(ModelState.APPROVED)

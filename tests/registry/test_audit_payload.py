@@ -8,6 +8,7 @@ be the path that does the work: a clean chain never falls back to rebuilding row
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from importlib import import_module
@@ -23,11 +24,12 @@ from hypothesis import strategies as st
 
 from models_registry.events import EventType
 from models_registry.models import AuditEvent
-from models_registry.services import audit
 from models_registry.services.audit import (
     audit_event_record,
+    chain,
     compute_row_hash,
     row_payload,
+    verify,
     verify_audit_chain,
 )
 from tests.registry.conftest import on_postgresql
@@ -82,7 +84,7 @@ def tampered_value(draw: Any, column: str, original: Any, other_user: int) -> An
         return other_user if original is None else None
     if column == "data":
         value = draw(st.dictionaries(TEXT, JSON_VALUES, max_size=4))
-        return json.dumps(audit._normalise_data(value))
+        return json.dumps(chain._normalise_data(value))
     if column in ("prev_hash", "row_hash"):  # unique columns: no other row's hash either
         taken = set(AuditEvent.objects.values_list("prev_hash", flat=True))
         taken |= set(AuditEvent.objects.values_list("row_hash", flat=True))
@@ -154,7 +156,7 @@ def test_the_writer_stores_the_bytes_it_hashed() -> None:
         event_type="host_check", object_type="", object_id="", object_repr="", data=row.data,
     )  # fmt: skip
     assert bytes(row.payload) == expected
-    assert audit.hashlib.sha256(expected).hexdigest() == row.row_hash
+    assert hashlib.sha256(expected).hexdigest() == row.row_hash
 
 
 @pytest.mark.skipif(not on_postgresql(), reason="the stored-payload path is PostgreSQL's")
@@ -166,13 +168,13 @@ def test_a_clean_chain_is_verified_without_rebuilding_any_row(
         use_a_key(settings, tmp_path)
     write_chain()
     rebuilt: list[int] = []
-    original = audit._walk_reference_batch
+    original = verify._walk_reference_batch
 
     def counted(position: Any, *args: Any) -> Any:
         rebuilt.append(position.after_id)
         return original(position, *args)
 
-    monkeypatch.setattr(audit, "_walk_reference_batch", counted)
+    monkeypatch.setattr(verify, "_walk_reference_batch", counted)
     report = verify_audit_chain(chunk_size=3)
     assert (report.ok, report.checked, rebuilt) == (True, CHAIN_LENGTH, [])
 
@@ -184,13 +186,13 @@ def test_after_a_doubted_batch_the_fast_path_resumes(monkeypatch: pytest.MonkeyP
     with append_only_trigger_disabled():
         raw_sql(f"UPDATE {TABLE} SET payload = NULL WHERE id = %s", [events[1].pk])
     rebuilt: list[int] = []
-    original = audit._walk_reference_batch
+    original = verify._walk_reference_batch
 
     def counted(position: Any, *args: Any) -> Any:
         rebuilt.append(position.after_id)
         return original(position, *args)
 
-    monkeypatch.setattr(audit, "_walk_reference_batch", counted)
+    monkeypatch.setattr(verify, "_walk_reference_batch", counted)
     report = verify_audit_chain(chunk_size=2)
     assert (report.ok, report.checked) == (True, CHAIN_LENGTH)
     assert rebuilt == [0]  # only the first batch, events[0] and events[1], was rebuilt
@@ -203,7 +205,7 @@ def test_the_migration_fills_in_the_payload_of_existing_rows() -> None:
     fields = {
         "event_time": events[-1].event_time + timedelta(seconds=1), "actor_id": None,
         "actor_repr": 'q"uote \\ ☃', "event_type": "host_check", "object_type": "", "object_id": "",
-        "object_repr": "", "data": audit._normalise_data({"x": [1e-07, 2.5, "\n"]}),
+        "object_repr": "", "data": chain._normalise_data({"x": [1e-07, 2.5, "\n"]}),
     }  # fmt: skip
     old = AuditEvent.objects.create(
         prev_hash=prev, row_hash=compute_row_hash(prev_hash=prev, **fields), **fields

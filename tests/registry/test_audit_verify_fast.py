@@ -3,7 +3,10 @@ rows too, and a broken row is named wherever it falls against the batch edges.""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -11,14 +14,18 @@ from django.db import ProgrammingError as DjangoProgrammingError
 from django.db import connection, transaction
 
 from models_registry.models import AuditEvent
-from models_registry.services import audit, audit_payload
 from models_registry.services.audit import (
     GENESIS_HASH,
     audit_event_record,
+    canonical,
+    chain,
     compute_row_hash,
+    prefetch,
     row_payload,
+    verify,
     verify_audit_chain,
 )
+from models_registry.services.audit import payload as audit_payload
 from tests.registry.conftest import on_postgresql
 from tests.registry.test_audit_chain import TABLE, append_only_trigger_disabled, raw_sql
 
@@ -49,7 +56,7 @@ def awkward_rows() -> list[AuditEvent]:
             "event_time": when, "actor_id": None, "actor_repr": AWKWARD_TEXT,
             "event_type": ("host_check", "deployment_step")[n], "object_type": AWKWARD_TEXT[:60],
             "object_id": "😀" * n, "object_repr": AWKWARD_TEXT.replace("\x00", ""),
-            "data": audit._normalise_data({"n": n, **AWKWARD_DATA}),
+            "data": chain._normalise_data({"n": n, **AWKWARD_DATA}),
         }  # fmt: skip
         row_hash = compute_row_hash(prev_hash=prev, **fields)
         events.append(AuditEvent.objects.create(prev_hash=prev, row_hash=row_hash, **fields))
@@ -57,9 +64,9 @@ def awkward_rows() -> list[AuditEvent]:
     return events
 
 
-def payloads(chunk_size: int) -> list[audit.HashedRow]:
+def payloads(chunk_size: int) -> list[verify.HashedRow]:
     """The bytes the fast path hashes (its digest, here, is the identity)."""
-    with audit.contextlib.closing(audit._iter_hashed(chunk_size, lambda p: p)) as batches:
+    with contextlib.closing(verify._iter_hashed(chunk_size, lambda p: p)) as batches:
         return [row for batch in batches for row in batch]
 
 
@@ -88,7 +95,7 @@ def test_the_writer_hash_is_the_digest_of_row_payload() -> None:
         data=stored.data,
     )  # fmt: skip
     assert payload.startswith(b'{"actor_id":null,"actor_repr":"system","data":{"a":[1.5,null]')
-    assert audit.hashlib.sha256(payload).hexdigest() == stored.row_hash
+    assert hashlib.sha256(payload).hexdigest() == stored.row_hash
 
 
 @pytest.mark.parametrize("chunk_size", [1, 3, 4, 5])
@@ -125,7 +132,7 @@ def test_an_early_stop_leaves_the_connection_usable() -> None:
         raw_sql(f"UPDATE {TABLE} SET actor_repr = 'mallory' WHERE id = %s", [events[0].pk])
     assert verify_audit_chain(chunk_size=1).first_broken_id == events[0].pk
     # the prefetch thread is gone and the connection answers again
-    assert not [t for t in audit.threading.enumerate() if t.name == "audit-prefetch"]
+    assert not [t for t in threading.enumerate() if t.name == "audit-prefetch"]
     assert AuditEvent.objects.count() == 6
 
 
@@ -134,7 +141,7 @@ def test_a_read_error_in_the_prefetch_thread_is_raised_to_the_caller() -> None:
         yield [1]
         raise RuntimeError("connection lost")
 
-    batches = audit._prefetched(failing())
+    batches = prefetch._prefetched(failing())
     assert next(batches) == [1]
     with pytest.raises(RuntimeError, match="connection lost"):
         next(batches)
@@ -157,7 +164,7 @@ def test_an_event_time_postgresql_cannot_format_names_the_row() -> None:
 def test_a_database_error_while_reading_is_raised_as_djangos(monkeypatch) -> None:
     audit_event_record(event_type="host_check", data={})
     monkeypatch.setattr(
-        audit, "_PG_PAYLOAD_SQL", "SELECT no_such_column FROM auditevent WHERE id > %s LIMIT %s"
+        verify, "_PG_PAYLOAD_SQL", "SELECT no_such_column FROM auditevent WHERE id > %s LIMIT %s"
     )
     # The stored-payload path reads first; it raises the same way.
     monkeypatch.setattr(
@@ -173,5 +180,5 @@ def test_a_database_error_while_reading_is_raised_as_djangos(monkeypatch) -> Non
     ids=["awkward", "nested", "list", "str", "float", "null", "empty-dict", "empty-list"],
 )
 def test_the_prebuilt_encoder_writes_what_canonical_json_writes(value: object) -> None:
-    assert audit._C_CANONICAL is not None  # otherwise this would compare the function to itself
-    assert audit.canonical_json_of_loaded(value) == audit.canonical_json(value)
+    assert canonical._C_CANONICAL is not None  # otherwise this would compare the function to itself
+    assert canonical.canonical_json_of_loaded(value) == canonical.canonical_json(value)

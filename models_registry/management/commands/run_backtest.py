@@ -1,4 +1,6 @@
-"""run_backtest ml_basic --days 90 [--no-db]: backtest a model on bars it never saw.
+"""One concern: the run_backtest command: a backtest of a model on bars it never saw.
+
+run_backtest ml_basic --days 90 [--no-db]: backtest a model on bars it never saw.
 
 With ``--no-db`` it only prints the report and writes the chart, trades and metrics
 files. Without it, it records a ValidationRun for a registry version, executed right

@@ -1,4 +1,6 @@
-"""Django admin: the product's face for staff (train, validate, approve, deploy, roll back)
+"""One concern: the ModelAdmin declarations; actions, pages and views are sibling modules.
+
+Django admin: the product's face for staff (train, validate, approve, deploy, roll back)
 and for auditors (deployment history and the audit trail, read-only).
 
 Admin actions are thin: each declares its permission, checks each selected
@@ -24,15 +26,12 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from models_registry import (
-    admin_actions,
-    admin_compare,
-    admin_policy,
-    admin_tasks,
-    exports,
-    formatting,
-)
-from models_registry.admin_cockpit import staff_user
+from models_registry import exports, formatting
+from models_registry.admin import actions as admin_actions
+from models_registry.admin import compare as admin_compare
+from models_registry.admin import policy as admin_policy
+from models_registry.admin import tasks as admin_tasks
+from models_registry.admin.cockpit import staff_user
 from models_registry.formatting import key_value_table as _kv_table
 from models_registry.models import (
     Approval,
@@ -256,7 +255,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     def get_urls(self) -> list[Any]:
         from django.urls import path
 
-        from models_registry.admin_health import health_urls
+        from models_registry.admin.health import health_urls
 
         extra = [
             *health_urls(self.admin_site),
@@ -323,7 +322,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         actions = super().get_actions(request)
         if request.method != "GET":
             return actions
-        from models_registry.admin_cockpit import RULES_BY_NAME, actions_for_states
+        from models_registry.admin.cockpit import RULES_BY_NAME, actions_for_states
 
         states = self._states_in_view(request)
         applicable = actions_for_states(staff_user(request), states)
@@ -783,7 +782,7 @@ class AuditEventAdmin(ExportAllMixin, ReadOnlyAdmin):
     def get_urls(self) -> list[Any]:
         from django.urls import path
 
-        from models_registry.admin_events import event_types_urls
+        from models_registry.admin.events import event_types_urls
 
         return [
             export_url(self, "auditevent"),
@@ -811,12 +810,12 @@ class AuditEventAdmin(ExportAllMixin, ReadOnlyAdmin):
         return TemplateResponse(request, "admin/models_registry/auditevent/verify.html", context)
 
 
-# Task results: each person's own jobs, read-only (models_registry/admin_tasks.py).
+# Task results: each person's own jobs, read-only (models_registry/admin/tasks.py).
 admin_tasks.register(admin.site)
 admin_policy.register(admin.site)
 
-# API tokens: created (secret shown once) and revoked here (models_registry/admin_tokens.py).
-from models_registry.admin_tokens import ApiTokenAdmin  # noqa: E402
+# API tokens: created (secret shown once) and revoked here (models_registry/admin/tokens.py).
+from models_registry.admin.tokens import ApiTokenAdmin  # noqa: E402
 from models_registry.models import ApiToken  # noqa: E402
 
 admin.site.register(ApiToken, ApiTokenAdmin)

@@ -1,17 +1,17 @@
 """Verifying the audit chain from the bytes each row stores (AuditEvent.payload).
 
-The writer (services.audit.audit_event_record) stores, with each row, the exact bytes its
+The writer (services.audit.chain.audit_event_record) stores, with each row, the exact bytes its
 hash covers: `row_payload`, the one definition. Verifying then rebuilds no JSON per row.
 On PostgreSQL one query per batch checks, in the database's own process, the payload
 against the row's columns: the bytes before and after `data` are what the columns give
-(the same expressions as audit._PG_PAYLOAD_SQL, held byte-identical to row_payload by
+(the same expressions as audit.verify._PG_PAYLOAD_SQL, held byte-identical to row_payload by
 tests/registry/test_audit_verify_fast.py), and the `data` in between, read as jsonb,
 prints exactly as the stored `data` column prints. Python then checks, per batch, the
 links (prev_hash against the row before), the anchors, and each payload's hash (sha256,
 or the HMAC, whose key never goes to the database) while the next batch is read.
 
 Any doubt about a batch (a failed check, a payload PostgreSQL cannot read, a row written
-without a payload) ends the fast walk at that batch; audit._walk checks that batch row by
+without a payload) ends the fast walk at that batch; audit.verify._walk checks that batch row by
 row on the reference path, which names the broken row and why, and the fast walk resumes
 after it. A tampered column, payload or hash is found either way, and always reported as
 the reference path reports it (tests/registry/test_audit_payload.py changes each column of
@@ -28,6 +28,8 @@ from typing import Any
 
 import psycopg
 from django.db import connection
+
+from models_registry.services.audit.prefetch import _prefetched
 
 # The payload minus `data`, from the columns: keys in sorted order, strings through to_json
 # (json's escaping with ensure_ascii=False), the time as isoformat(timespec="microseconds").
@@ -101,8 +103,6 @@ def fast_walk(
     """
     if connection.vendor != "postgresql":
         return position
-    from models_registry.services.audit import _prefetched  # audit imports this module
-
     connection.ensure_connection()
     anchor_ids = sorted(anchors)
     batches = _prefetched(_batches(connection.connection, position.after_id, chunk_size))

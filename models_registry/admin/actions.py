@@ -1,4 +1,6 @@
-"""The admin's workflow actions and pages, kept apart from the ModelAdmin declarations.
+"""One concern: the admin's workflow actions and their confirmation pages.
+
+The admin's workflow actions and pages, kept apart from the ModelAdmin declarations.
 
 Each action declares its permission, re-checks every selected version's state
 (the list the user saw may be stale), calls one service, and reports per
@@ -29,7 +31,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from models_registry import admin_cockpit
+from models_registry.admin import cockpit as admin_cockpit
 from models_registry.models import (
     AuditEvent,
     DeploymentTarget,

@@ -22,7 +22,7 @@ from django_celery_results.models import TaskResult
 from models_registry import formatting, svg_charts
 from models_registry.models import ModelVersion, ValidationRun
 from models_registry.services import lifecycle
-from models_registry.services.monitoring import WALK_FORWARD_SLOT_PREFIX
+from models_registry.services.monitoring.window import WALK_FORWARD_SLOT_PREFIX
 
 # (row key, title, how the axis labels read): fractions of equity read as percentages.
 CHART_SERIES = (

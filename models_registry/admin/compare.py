@@ -23,7 +23,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from models_registry import formatting
-from models_registry.admin_cockpit import staff_user
+from models_registry.admin.cockpit import staff_user
 from models_registry.models import ModelVersion, ValidationRun
 from models_registry.selectors import stored_curve
 from models_registry.services import comparison

@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from models_registry.admin_cockpit import staff_user
+from models_registry.admin.cockpit import staff_user
 from models_registry.models import ApiToken, RegistryError
 from models_registry.services import api_tokens
 
