@@ -38,6 +38,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+	# No import circle inside models_registry, imports inside functions counted (grimp; no database).
+	$(PY) -m pytest -q -p no:cacheprovider tests/registry/test_import_rules.py
 
 ## Start over: forget the demo's database, data store and artifacts.
 clean-demo:
