@@ -28,7 +28,9 @@ from models_registry.models import (
     RunStatus,
     ValidationRun,
 )
+from models_registry.policy import loosenings, policy_name
 from models_registry.services import deployments as deployment_services
+from models_registry.verdicts import loosening_words
 
 MAX_INT = 2**31 - 1
 MAX_ID = 2**63 - 1
@@ -96,6 +98,7 @@ class ValidationRunSerializer(_UrlMixin):
         counted trials; exploratory runs (other costs or window) never move a version."""
         config = run.config or {}
         return {
+            **_recorded_policy(run, "validation"),
             "exploratory": run.exploratory,
             "exploratory_reasons": list(run.exploratory_reasons or []),
             "costs_and_window": config.get("policy"),
@@ -140,7 +143,27 @@ class PaperRunSerializer(_UrlMixin):
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_policy(self, run: PaperTradingRun) -> dict[str, Any]:
-        return {"options": dict(run.config or {}), "gate_results": list(run.gate_results or [])}
+        return {
+            **_recorded_policy(run, "paper"),
+            "exploratory": run.exploratory,
+            "exploratory_reasons": list(run.exploratory_reasons or []),
+            "options": dict(run.config or {}),
+            "gate_results": list(run.gate_results or []),
+        }
+
+
+def _recorded_policy(run: ValidationRun | PaperTradingRun, stage: str) -> dict[str, Any]:
+    """The validation policy the run recorded (issue 25): its name, version and hash, and in
+    words each gate or cost it loosens against the shipped defaults (empty: none)."""
+    policy = run.policy if run.policy_id else None
+    if policy is None:
+        return {"name": None, "number": None, "hash": None, "loosened": []}
+    return {
+        "name": policy_name(policy),
+        "number": policy.number,
+        "hash": policy.content_hash,
+        "loosened": [loosening_words(item, stage) for item in loosenings(policy.content)],
+    }
 
 
 # --- versions ----------------------------------------------------------------------------

@@ -97,7 +97,12 @@ def test_the_documented_ci_pipeline_registers_validates_and_prints_the_verdict_a
     assert version.state == ModelState.TRAINED and version.source == "registered"
     # The policy it was judged under: the configured costs and window, not exploratory.
     assert printed["exploratory"] is False
-    assert printed["policy"] == {"days": 10, "fee_bps": 10.0, "slippage_bps": 5.0, "end": None}
+    policy = printed["policy"]
+    window = {"days": 10, "fee_bps": 10.0, "slippage_bps": 5.0, "end": None}
+    assert {k: policy["costs_and_window"][k] for k in window} == window
+    # Named, hashed and, where it is looser than the shipped defaults, saying how (issue 25).
+    assert run.policy is not None and policy["hash"] == run.policy.content_hash
+    assert policy["name"] and isinstance(policy["loosened"], list)
     assert {g["name"] for g in printed["gates"]} == {g["name"] for g in run.gate_results}
     assert printed["window"][0] is not None
     # Every step on record under the token's user, the override's reason included.
