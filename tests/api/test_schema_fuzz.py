@@ -90,6 +90,9 @@ def test_fuzzing_the_schema_finds_no_server_error_and_no_nonconforming_response(
         @given(case=operation.as_strategy(generation_mode=mode))
         @hypothesis_settings(
             max_examples=EXAMPLES,
+            # CI replays one fixed set of cases, so a landing never depends on the draw;
+            # elsewhere each run draws new cases and may find a new class of bug.
+            derandomize=bool(os.environ.get("CI")),
             deadline=None,
             database=None,
             phases=[Phase.explicit, Phase.generate],
