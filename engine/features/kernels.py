@@ -48,9 +48,8 @@ class CandleArrays:
     def from_frame(cls, candles: pd.DataFrame) -> CandleArrays:
         """Checked arrays of a candle frame; FeatureError names what is wrong with it."""
         from engine.data.join import utc_ns
-        from engine.features.pipeline import _check_layout
 
-        _check_layout(candles)
+        _check_frame_layout(candles)
         arrays = cls(
             open_ns=utc_ns(candles.index),
             **{name: candles[name].to_numpy(dtype="float64") for name in REQUIRED_COLUMNS},
@@ -207,3 +206,19 @@ def feature_params_from_metadata(metadata: Mapping[str, Any]) -> FeatureParams:
 def required_history(metadata: Mapping[str, Any]) -> int:
     """Bars of history needed for one prediction: the feature look-back plus one window."""
     return feature_params_from_metadata(metadata).lookback + int(metadata["window"])
+
+
+def _check_frame_layout(candles: pd.DataFrame) -> None:
+    """The candle layout of docs/interfaces.md; pandas is imported here, on the batch path only."""
+    import pandas as pd
+
+    if not isinstance(candles, pd.DataFrame):
+        raise FeatureError(f"candles must be a pandas DataFrame, got {type(candles).__name__}")
+    index = candles.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise FeatureError("candles must be indexed by a UTC DatetimeIndex (open_time)")
+    if not index.is_monotonic_increasing or not index.is_unique:
+        raise FeatureError("candle index (open_time) must be sorted and unique")
+    missing = [name for name in REQUIRED_COLUMNS if name not in candles.columns]
+    if missing:
+        raise FeatureError(f"candles lack column(s) {missing}")

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from engine.features.kernels import (
-    REQUIRED_COLUMNS,
     CandleArrays,
     FeatureError,
     feature_matrix,
@@ -25,19 +24,6 @@ from engine.features.params import FeatureParams
 def check_candles(candles: pd.DataFrame) -> None:
     """Refuse a frame that does not follow the candle layout of docs/interfaces.md."""
     CandleArrays.from_frame(candles)
-
-
-def _check_layout(candles: pd.DataFrame) -> None:
-    if not isinstance(candles, pd.DataFrame):
-        raise FeatureError(f"candles must be a pandas DataFrame, got {type(candles).__name__}")
-    index = candles.index
-    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
-        raise FeatureError("candles must be indexed by a UTC DatetimeIndex (open_time)")
-    if not index.is_monotonic_increasing or not index.is_unique:
-        raise FeatureError("candle index (open_time) must be sorted and unique")
-    missing = [name for name in REQUIRED_COLUMNS if name not in candles.columns]
-    if missing:
-        raise FeatureError(f"candles lack column(s) {missing}")
 
 
 def find_gaps(index: pd.DatetimeIndex, step: pd.Timedelta) -> list[tuple[pd.Timestamp, int]]:
