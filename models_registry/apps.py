@@ -28,5 +28,11 @@ class ModelsRegistryConfig(AppConfig):
         signals.approval_decided.connect(
             approval_mails.on_approval_decided, dispatch_uid="tradebot_approval_decided"
         )
+        from models_registry.services import forward
+
+        # A staged version starts paper trading forward on its staging target.
+        signals.staging_deployed.connect(
+            forward.on_staging_deployed, dispatch_uid="tradebot_forward_run_start"
+        )
         # The deploy checks (check --deploy) register themselves on import.
         from models_registry import checks  # noqa: F401

@@ -19,6 +19,8 @@ RUN_DEPLOYMENT = "models_registry.run_deployment"
 SEND_WEBHOOK = "models_registry.send_webhook"
 TRAIN_MODEL = "models_registry.train_model"
 CHECK_TARGET_HOSTS = "models_registry.check_target_hosts"
+STOP_STAGING_ENGINE = "models_registry.stop_staging_engine"
+COLLECT_FORWARD_RUNS = "models_registry.collect_forward_runs"
 
 TASK_NAMES = (
     RUN_VALIDATION,
@@ -27,6 +29,8 @@ TASK_NAMES = (
     SEND_WEBHOOK,
     TRAIN_MODEL,
     CHECK_TARGET_HOSTS,
+    STOP_STAGING_ENGINE,
+    COLLECT_FORWARD_RUNS,
 )
 
 

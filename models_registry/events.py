@@ -38,15 +38,17 @@ class EventType(models.TextChoices):
     )
     MODEL_VERSION_PAPER_TESTED = (
         "model_version_paper_tested",
-        "validated -> paper_tested: a passing paper trading run.",
+        "staged -> paper_tested: a passing forward paper run on the staging target; "
+        "approval is requested.",
     )
     MODEL_VERSION_STAGED = (
         "model_version_staged",
-        "paper_tested -> staged: a successful staging deployment; approval is requested.",
+        "validated -> staged: a successful staging deployment after a passing replay; the "
+        "forward paper run starts there.",
     )
     MODEL_VERSION_APPROVED = (
         "model_version_approved",
-        "staged -> approved: a second person approved the version's file for production.",
+        "paper_tested -> approved: a second person approved the version's file for production.",
     )
     MODEL_VERSION_REJECTED = (
         "model_version_rejected",
@@ -119,7 +121,10 @@ class EventType(models.TextChoices):
         "validation_run_reconciled",
         "A validation run stuck past its lease was ended as an error by reconcile.",
     )
-    PAPER_RUN_REQUESTED = "paper_run_requested", "A paper trading run was requested (queued)."
+    PAPER_RUN_REQUESTED = (
+        "paper_run_requested",
+        "A replay pre-check or a forward paper run was requested (queued).",
+    )
     PAPER_RUN_STARTED = "paper_run_started", "queued -> running: a worker claimed a paper run."
     PAPER_RUN_RECORDED = (
         "paper_run_recorded",
@@ -129,6 +134,20 @@ class EventType(models.TextChoices):
     PAPER_RUN_RECONCILED = (
         "paper_run_reconciled",
         "A paper run stuck past its lease was ended as an error by reconcile.",
+    )
+    PAPER_RUN_NEEDS_ATTENTION = (
+        "paper_run_needs_attention",
+        "running -> needs_attention: a forward run's staging host cannot reach market data, "
+        "or its journal could not be read after retries.",
+    )
+    PAPER_RUN_RESUMED = (
+        "paper_run_resumed",
+        "needs_attention -> running: the forward run's staging host trades on new bars again.",
+    )
+    STAGING_ENGINE_STOPPED = (
+        "staging_engine_stopped",
+        "The engine of a staged version was stopped on the staging hosts (replaced, rejected "
+        "or its forward run ended); each host's result is in the data.",
     )
     # --- deployments ------------------------------------------------------------------------
     DEPLOY_REQUESTED = "deploy_requested", "A deployment was requested (queued or scheduled)."

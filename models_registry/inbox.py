@@ -55,7 +55,7 @@ def _suspended() -> list[ModelVersion]:
 
 def approvals_waiting(user: User) -> list[dict[str, str]]:
     staged = (
-        ModelVersion.objects.filter(state=ModelState.STAGED)
+        ModelVersion.objects.filter(state=ModelState.PAPER_TESTED)
         .exclude(created_by=user)
         .exclude(approval_requested_by=user)
         .order_by("created_at")[:LIMIT]

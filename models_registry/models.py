@@ -78,8 +78,8 @@ class DeletionRefused(RegistryError):
 class ModelState(models.TextChoices):
     TRAINED = "trained", "Trained"
     VALIDATED = "validated", "Validated"
-    PAPER_TESTED = "paper_tested", "Paper tested"
     STAGED = "staged", "Staged"
+    PAPER_TESTED = "paper_tested", "Paper tested"
     APPROVED = "approved", "Approved"
     IN_PRODUCTION = "in_production", "In production"
     RETIRED = "retired", "Retired"
@@ -300,6 +300,9 @@ class RunStatus(models.TextChoices):
     PASSED = "passed", "Passed"
     FAILED = "failed", "Failed gates"
     ERROR = "error", "Error"
+    # Forward paper runs only: the staging host cannot reach market data, or its journal
+    # cannot be read; the run neither passes nor ends quietly until someone looks.
+    NEEDS_ATTENTION = "needs_attention", "Needs attention"
 
 
 FINISHED_RUN_STATUSES = (RunStatus.PASSED, RunStatus.FAILED, RunStatus.ERROR)
@@ -386,8 +389,20 @@ class PaperTradingRun(models.Model):
     status = models.CharField(
         max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
     )
-    mode = models.CharField(max_length=20, default="replay")
+    # "replay": a quick pre-check on stored held-out bars, in-process. "forward": the engine
+    # on the staging target paper trading live candles for the policy's period
+    # (models_registry/services/forward.py). Only a forward run is paper trading.
+    MODE_REPLAY = "replay"
+    MODE_FORWARD = "forward"
+    mode = models.CharField(max_length=20, default=MODE_REPLAY)
     config = models.JSONField(default=dict, blank=True)
+    # Forward runs: the staging target the engine runs on, and the deployment that put it there.
+    target = models.ForeignKey(
+        "DeploymentTarget", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    deployment = models.ForeignKey(
+        "Deployment", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     # Below the policy's costs, or from a process whose settings disagree with the policy:
     # recorded, never moves the version (models_registry/services/paper.py).
     exploratory = models.BooleanField(default=False)
@@ -427,7 +442,8 @@ class PaperTradingRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"paper run #{self.pk} of {self.model_version} ({self.status})"
+        kind = "forward paper run" if self.mode == self.MODE_FORWARD else "replay"
+        return f"{kind} #{self.pk} of {self.model_version} ({self.status})"
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise DeletionRefused("Paper trading runs are never deleted.")

@@ -39,6 +39,15 @@ SCHEDULES = (
         description="Every minute: queue deployments whose deployment window has opened.",
     ),
     Schedule(
+        name="Collect forward paper runs",
+        task="models_registry.collect_forward_runs",
+        minute="*",
+        description=(
+            "Every minute: read each staged version's journal from its staging hosts, record "
+            "the forward run's progress, and judge it by the paper gates once its period ends."
+        ),
+    ),
+    Schedule(
         name="Reconcile abandoned deployments",
         task="models_registry.reconcile_deployments",
         minute="*/10",

@@ -78,12 +78,46 @@ def passing_validation_run(version: ModelVersion) -> ValidationRun | None:
     )
 
 
-def passing_paper_run(version: ModelVersion) -> PaperTradingRun | None:
+def passing_replay_run(version: ModelVersion) -> PaperTradingRun | None:
+    """The latest passing replay pre-check (stored held-out bars, in-process)."""
     return (
-        version.paper_runs.filter(status=RunStatus.PASSED, passed=True)
+        version.paper_runs.filter(
+            status=RunStatus.PASSED, passed=True, mode=PaperTradingRun.MODE_REPLAY,
+            exploratory=False,
+        )
+        .order_by("-created_at")
+        .first()
+    )  # fmt: skip
+
+
+def passing_forward_run(version: ModelVersion) -> PaperTradingRun | None:
+    """The latest passing forward paper run of this exact file on a staging target."""
+    return (
+        version.paper_runs.filter(
+            status=RunStatus.PASSED,
+            passed=True,
+            mode=PaperTradingRun.MODE_FORWARD,
+            target__environment=Environment.STAGING,
+            config__model_sha256=version.onnx_sha256,
+        )
         .order_by("-created_at")
         .first()
     )
+
+
+def forward_run_of(version: ModelVersion) -> PaperTradingRun | None:
+    """The version's latest forward paper run, whatever its status (pages show it live)."""
+    return (
+        version.paper_runs.filter(mode=PaperTradingRun.MODE_FORWARD)
+        .select_related("target")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def passing_paper_run(version: ModelVersion) -> PaperTradingRun | None:
+    """The evidence of paper trading: the forward run, else (pages) the replay pre-check."""
+    return passing_forward_run(version) or passing_replay_run(version)
 
 
 def successful_staging_deployment(version: ModelVersion) -> Deployment | None:

@@ -14,3 +14,7 @@ from django.dispatch import Signal
 approval_requested = Signal()
 # An approval, re-approval or rejection was recorded (kwargs: approval_id).
 approval_decided = Signal()
+# A staging deployment succeeded and its version is staged (kwargs: deployment). Sent inside
+# the deployment's finishing transaction, not after commit: the forward paper run it opens
+# (services.forward) commits or rolls back with the deployment's outcome.
+staging_deployed = Signal()

@@ -120,8 +120,8 @@ def _version_refusal(row: Any, source: str, target: str, event: str) -> str:
 _PRE_PRODUCTION = (
     ModelState.TRAINED,
     ModelState.VALIDATED,
-    ModelState.PAPER_TESTED,
     ModelState.STAGED,
+    ModelState.PAPER_TESTED,
     ModelState.APPROVED,
 )
 
@@ -132,12 +132,11 @@ VERSION_STATE = Machine(
     initial=(ModelState.TRAINED,),
     moves=(
         Move((ModelState.TRAINED,), ModelState.VALIDATED, EventType.MODEL_VERSION_VALIDATED),
+        # Staged after a passing replay pre-check; paper-tested by the forward run there.
+        Move((ModelState.VALIDATED,), ModelState.STAGED, EventType.MODEL_VERSION_STAGED),
+        Move((ModelState.STAGED,), ModelState.PAPER_TESTED, EventType.MODEL_VERSION_PAPER_TESTED),
         Move(
-            (ModelState.VALIDATED,), ModelState.PAPER_TESTED, EventType.MODEL_VERSION_PAPER_TESTED
-        ),
-        Move((ModelState.PAPER_TESTED,), ModelState.STAGED, EventType.MODEL_VERSION_STAGED),
-        Move(
-            (ModelState.STAGED,),
+            (ModelState.PAPER_TESTED,),
             ModelState.APPROVED,
             EventType.MODEL_VERSION_APPROVED,
             permission="models_registry.approve_modelversion",
@@ -202,18 +201,28 @@ def _run_machine(model: type[models.Model], name: str, kind: str) -> Machine:
     )
     queued, running = (RunStatus.QUEUED,), (RunStatus.RUNNING,)
     either = (RunStatus.QUEUED, RunStatus.RUNNING)
+    moves = [
+        Move(queued, RunStatus.RUNNING, started),
+        Move(running, RunStatus.PASSED, recorded),
+        Move(running, RunStatus.FAILED, recorded),
+        Move(either, RunStatus.ERROR, error),
+        Move(either, RunStatus.ERROR, reconciled),
+    ]
+    if kind == "paper":
+        # A forward run whose staging host lost market data or its journal: never a quiet
+        # pass; it resumes when bars flow again, or ends in error (replaced, rejected).
+        attention = (RunStatus.NEEDS_ATTENTION,)
+        moves += [
+            Move(running, RunStatus.NEEDS_ATTENTION, EventType.PAPER_RUN_NEEDS_ATTENTION),
+            Move(attention, RunStatus.RUNNING, EventType.PAPER_RUN_RESUMED),
+            Move(attention, RunStatus.ERROR, error),
+        ]
     return Machine(
         name=name,
         model=model,
         field="status",
         initial=queued,
-        moves=(
-            Move(queued, RunStatus.RUNNING, started),
-            Move(running, RunStatus.PASSED, recorded),
-            Move(running, RunStatus.FAILED, recorded),
-            Move(either, RunStatus.ERROR, error),
-            Move(either, RunStatus.ERROR, reconciled),
-        ),
+        moves=tuple(moves),
         refusal=JobTransitionRefused,
     )
 

@@ -79,7 +79,7 @@ def validate_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet)
             _report(request, version, True, f"validation run #{run.pk} queued")
 
 
-@admin.action(description="Paper-trade on bars the model never saw", permissions=["papertrade"])
+@admin.action(description="Replay pre-check on bars the model never saw", permissions=["papertrade"])
 def paper_trade_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
     for version in _each_fresh(queryset):
         try:

@@ -17,7 +17,7 @@ from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 
-from models_registry import formatting, svg_charts, verdicts
+from models_registry import formatting, selectors, svg_charts, verdicts
 from models_registry.gates import gates_for
 from models_registry.models import (
     Approval,
@@ -48,12 +48,19 @@ class ActionRule:
 ACTION_RULES: tuple[ActionRule, ...] = (
     ActionRule("validate_versions", "Validate", "validate_modelversion", (ModelState.TRAINED,)),
     ActionRule(
-        "paper_trade_versions", "Paper-trade", "papertrade_modelversion", (ModelState.VALIDATED,)
+        "paper_trade_versions",
+        "Replay pre-check",
+        "papertrade_modelversion",
+        (ModelState.VALIDATED,),
     ),
+    # Staging starts the forward paper run; a staged version may go again (a new run).
     ActionRule(
-        "stage_versions", "Deploy to staging", "stage_modelversion", (ModelState.PAPER_TESTED,)
+        "stage_versions",
+        "Deploy to staging (forward paper run)",
+        "stage_modelversion",
+        (ModelState.VALIDATED, ModelState.STAGED),
     ),
-    ActionRule("approve_versions", "Approve", "approve_modelversion", (ModelState.STAGED,)),
+    ActionRule("approve_versions", "Approve", "approve_modelversion", (ModelState.PAPER_TESTED,)),
     ActionRule("reject_versions", "Reject", "reject_modelversion", PRE_PRODUCTION),
     ActionRule(
         "deploy_versions",
@@ -144,7 +151,8 @@ def running_jobs(version: ModelVersion) -> list[dict[str, Any]]:
         for r in version.validation_runs.filter(status__in=PENDING_RUNS)
     ]  # fmt: skip
     jobs += [
-        _job(f"paper run #{r.pk}", r, "admin:models_registry_papertradingrun_change",
+        _job(f"{'forward paper run' if r.mode == 'forward' else 'replay'} #{r.pk}", r,
+             "admin:models_registry_papertradingrun_change",
              ("paper_trade_versions",))
         for r in version.paper_runs.filter(status__in=PENDING_RUNS)
     ]  # fmt: skip
@@ -237,13 +245,20 @@ def next_step(version: ModelVersion) -> str:
             )
         return "next: an engineer validates it on out-of-sample data"
     if state == ModelState.VALIDATED:
-        failed = _latest_failed(version.paper_runs.all())
+        failed = _latest_failed(version.paper_runs.filter(mode=PaperTradingRun.MODE_REPLAY))
         if failed:
-            return f"blocked: paper run #{failed.pk} failed {failed_gates(failed)}"
-        return "next: an engineer paper-trades it on bars it never saw"
-    if state == ModelState.PAPER_TESTED:
-        return "next: an engineer deploys it to staging for the compatibility check"
+            return f"blocked: replay #{failed.pk} failed {failed_gates(failed)}"
+        if selectors.passing_replay_run(version) is None:
+            return "next: an engineer runs the replay pre-check on bars it never saw"
+        return "next: an engineer deploys it to staging, where it paper trades forward"
     if state == ModelState.STAGED:
+        forward = selectors.forward_run_of(version)
+        if forward is None:
+            return "next: its forward paper run on staging starts with the next staging deploy"
+        summary = forward_evidence(forward)
+        assert summary is not None
+        return summary["warning"] or summary["sentence"]
+    if state == ModelState.PAPER_TESTED:
         creator = version.created_by.get_username() if version.created_by else "its creator"
         others = [creator]
         if version.approval_requested_by and version.approval_requested_by != version.created_by:
@@ -452,24 +467,32 @@ def decision_evidence(version: ModelVersion, environment: str) -> dict[str, Any]
         .order_by("-created_at")
         .first()
     )
-    paper = (
-        lifecycle.passing_paper_run(version) or version.paper_runs.order_by("-created_at").first()
+    replay = selectors.passing_replay_run(version) or (
+        version.paper_runs.filter(mode=PaperTradingRun.MODE_REPLAY).order_by("-created_at").first()
     )
+    forward_run = selectors.forward_run_of(version)
     runs = [
         e
         for e in (
             run_evidence(validation, "validation run"),
-            run_evidence(paper, "paper run"),
+            run_evidence(replay, "replay"),
+            run_evidence(forward_run, "forward paper run"),
         )
         if e
     ]
     comparison = comparison_on_same_window(version, validation)
-    verdict = verdict_block(version, validation, paper, comparison)
+    # The paper evidence the verdict reads: the forward run once there is one.
+    verdict = verdict_block(version, validation, forward_run or replay, comparison)
     warnings = [*verdict["warnings"], *(w for e in runs for w in e["warnings"])]
     if validation is None:
         warnings.append("no out-of-sample validation run")
-    if paper is None:
-        warnings.append("no paper trading run")
+    if replay is None:
+        warnings.append("no replay pre-check")
+    forward = forward_evidence(forward_run)
+    if forward is None:
+        warnings.append("no forward paper run on staging: nothing has traded unseen bars yet")
+    elif forward["warning"]:
+        warnings.append(forward["warning"])
     targets = DeploymentTarget.objects.filter(environment=environment).prefetch_related("hosts")
     return {
         "version": version,
@@ -481,6 +504,7 @@ def decision_evidence(version: ModelVersion, environment: str) -> dict[str, Any]
         "out_of_sample_from": formatting.utc(version.out_of_sample_from),
         "next_step": next_step(version),
         "runs": runs,
+        "forward": forward,
         "warnings": warnings,
         "comparison": comparison,
         "verdict": verdict,
@@ -496,6 +520,64 @@ def decision_evidence(version: ModelVersion, environment: str) -> dict[str, Any]
         ],
         "gate_thresholds": gates_for(version.name, "validation"),
     }
+
+
+def forward_evidence(run: PaperTradingRun | None) -> dict[str, Any] | None:
+    """The forward paper run as a decision page shows it, live while it runs."""
+    if run is None:
+        return None
+    forward = (run.metrics or {}).get("forward") or {}
+    period = int((run.config or {}).get("period_bars") or 0)
+    bars = int(forward.get("bars") or run.bars or 0)
+    figures = {
+        "return": forward.get("total_return", (run.metrics or {}).get("total_return")),
+        "buy_and_hold": forward.get(
+            "buy_and_hold_return", (run.metrics or {}).get("buy_and_hold_return")
+        ),
+        "divergence": forward.get("replay_divergence"),
+    }
+    sentence = (
+        f"Forward paper run #{run.pk} on {run.target.name if run.target else '?'}: "
+        f"{bars} of {period} bars ({bars / 24:.1f} of {period / 24:.1f} days), "
+        f"{run.trades} fills"
+    )
+    if figures["return"] is not None and figures["buy_and_hold"] is not None:
+        sentence += (
+            f", return {figures['return']:+.2%} against buy-and-hold "
+            f"{figures['buy_and_hold']:+.2%} over the same bars"
+        )
+    if figures["divergence"] is not None:
+        sentence += f", {figures['divergence']:.2%} from a replay of the same candles"
+    sentence += f"; {run.get_status_display().lower()}."
+    return {
+        "run": run,
+        "pk": run.pk,
+        "status": run.status,
+        "sentence": sentence,
+        "bars": bars,
+        "period_bars": period,
+        **figures,
+        "attention": run.error if run.status == RunStatus.NEEDS_ATTENTION else "",
+        "warning": _forward_warning(run, bars, period, figures),
+    }
+
+
+def _forward_warning(run: PaperTradingRun, bars: int, period: int, figures: dict[str, Any]) -> str:
+    if run.status == RunStatus.NEEDS_ATTENTION:
+        return f"forward paper run #{run.pk} needs attention: {run.error}"
+    if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        return f"forward paper run #{run.pk} is still running ({bars} of {period} bars)"
+    if run.status == RunStatus.ERROR:
+        return f"forward paper run #{run.pk} ended in error: {run.error}"
+    if not run.passed:
+        return f"forward paper run #{run.pk} failed its gates"
+    ret, bench = figures["return"], figures["buy_and_hold"]
+    if ret is not None and bench is not None and ret < bench:
+        return (
+            f"forward paper run #{run.pk} returned {ret:+.2%}, less than buy-and-hold "
+            f"{bench:+.2%} over the same bars"
+        )
+    return ""
 
 
 # --- the verdict block: what a decision page says first -----------------------------

@@ -28,7 +28,7 @@ from deployment import crash_points, runner
 from deployment.identity import HostIdentity
 from deployment.targets import ArtifactSpec, HostSpec, TargetConfigError, TargetSpec
 from deployment.windows import WindowSpecError, next_window_start, window_allows
-from models_registry import dispatch, selectors
+from models_registry import dispatch, selectors, signals
 from models_registry.events import EventType
 from models_registry.models import (
     FINISHED_DEPLOYMENT_STATUSES,
@@ -178,10 +178,15 @@ def _check_deploy_allowed(version: ModelVersion, target: DeploymentTarget, user:
     if target.environment == Environment.STAGING:
         if not user.has_perm("models_registry.stage_modelversion"):
             raise DeploymentRefused(f"{user.get_username()} may not deploy to staging.")
-        if version.state != ModelState.PAPER_TESTED:
+        if version.state not in (ModelState.VALIDATED, ModelState.STAGED):
             raise DeploymentRefused(
-                f"{version} is {version.get_state_display().lower()}; only a paper-tested "
-                "version goes to staging."
+                f"{version} is {version.get_state_display().lower()}; only a validated "
+                "version with a passing replay pre-check goes to staging (or a staged one, "
+                "to paper trade again)."
+            )
+        if selectors.passing_replay_run(version) is None:
+            raise DeploymentRefused(
+                f"{version} has no passing replay pre-check: replay it before staging."
             )
         return None
     if not user.has_perm("models_registry.deploy_modelversion"):
@@ -827,7 +832,7 @@ def _advance_lifecycle(deployment: Deployment) -> None:
         )
         return
     try:
-        if version.state == ModelState.PAPER_TESTED:
+        if version.state == ModelState.VALIDATED:
             lifecycle.model_version_stage(
                 model_version=version, deployment=deployment, actor=deployment.requested_by
             )
@@ -835,6 +840,11 @@ def _advance_lifecycle(deployment: Deployment) -> None:
         logger.warning(
             "deployment %s succeeded but %s did not move on: %s", deployment.pk, version, exc
         )
+        return
+    version.refresh_from_db()
+    if version.state == ModelState.STAGED:
+        # The engine now paper trades forward there (services.forward, via apps.ready).
+        signals.staging_deployed.send(Deployment, deployment=deployment)
 
 
 # --- scheduled deployments and reconciliation ------------------------------------------

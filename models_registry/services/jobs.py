@@ -240,6 +240,10 @@ def runs_reconcile(
         )
         if model is ValidationRun and running_after is None:
             stuck_running = _past_walk_forward_lease(stuck_running, now)
+        if model is PaperTradingRun:
+            # A forward run's worker is the staging engine, for days: the collector
+            # (services.forward) watches it and ends it; no worker lease applies.
+            stuck_running = stuck_running.exclude(mode=PaperTradingRun.MODE_FORWARD)
         for run in stuck_queued:
             ended.append(
                 run_fail(

@@ -52,8 +52,8 @@ M = TypeVar("M", ValidationRun, PaperTradingRun, Deployment)
 PRE_PRODUCTION_STATES = (
     ModelState.TRAINED,
     ModelState.VALIDATED,
-    ModelState.PAPER_TESTED,
     ModelState.STAGED,
+    ModelState.PAPER_TESTED,
     ModelState.APPROVED,
 )
 
@@ -133,7 +133,6 @@ def _refuse_short_history(version: ModelVersion) -> None:
 
 # The evidence reads are shared with pages and commands: models_registry.selectors.
 passing_validation_run = selectors.passing_validation_run
-passing_paper_run = selectors.passing_paper_run
 successful_staging_deployment = selectors.successful_staging_deployment
 
 
@@ -179,12 +178,26 @@ def _validation_gate(offered: ValidationRun) -> Callable[[ModelVersion], dict[st
     return gate
 
 
-def _paper_gate(offered: PaperTradingRun) -> Callable[[ModelVersion], dict[str, Any]]:
+def _forward_gate(offered: PaperTradingRun) -> Callable[[ModelVersion], dict[str, Any]]:
+    """staged -> paper_tested: the engine paper traded forward on the staging target.
+
+    A replay of stored bars is a pre-check, never this evidence: only a forward run of
+    this exact file, on a staging target, for the policy's period counts."""
+
     def gate(version: ModelVersion) -> dict[str, Any]:
         _refuse_short_history(version)
-        run = _stored(PaperTradingRun, offered, "paper run")
+        run = _stored(PaperTradingRun, offered, "forward paper run")
         if run.model_version_id != version.pk:
             raise GateFailed(f"paper run #{run.pk} belongs to another version.")
+        if run.mode != PaperTradingRun.MODE_FORWARD:
+            raise GateFailed(
+                f"paper run #{run.pk} is a replay of stored bars, not forward paper trading "
+                "on the staging target."
+            )
+        if run.target is None or run.target.environment != Environment.STAGING:
+            raise GateFailed(f"paper run #{run.pk} did not run on a staging target.")
+        if (run.config or {}).get("model_sha256") != version.onnx_sha256:
+            raise GateFailed(f"paper run #{run.pk} ran a different file (sha256).")
         if not (run.status == RunStatus.PASSED and run.passed):
             failed = [g.get("name") for g in run.gate_results if not g.get("passed")]
             raise GateFailed(
@@ -218,7 +231,10 @@ def _staging_gate(offered: Deployment) -> Callable[[ModelVersion], dict[str, Any
             )
         if deployment.sha256 != version.onnx_sha256:
             raise GateFailed(f"deployment #{deployment.pk} shipped a different file (sha256).")
-        return {"staging_deployment": deployment.pk}
+        replay = selectors.passing_replay_run(version)
+        if replay is None:
+            raise GateFailed(f"{version} has no passing replay pre-check.")
+        return {"staging_deployment": deployment.pk, "replay_run": replay.pk}
 
     return gate
 
@@ -251,8 +267,12 @@ def _approval_gate(approver: User) -> Callable[[ModelVersion], dict[str, Any]]:
             what
             for what, present in (
                 ("a passing out-of-sample validation run", passing_validation_run(version)),
-                ("a passing paper trading run", passing_paper_run(version)),
+                ("a passing replay pre-check", selectors.passing_replay_run(version)),
                 ("a successful staging deployment", successful_staging_deployment(version)),
+                (
+                    "a passing forward paper run on staging",
+                    selectors.passing_forward_run(version),
+                ),
             )
             if present is None
         ]
@@ -280,43 +300,47 @@ def model_version_validate(
         )
 
 
-@audited_refusal(EventType.MODEL_VERSION_MARK_PAPER_TESTED_REFUSED, "actor")
-def model_version_mark_paper_tested(
-    *, model_version: ModelVersion, paper_run: PaperTradingRun, actor: User | None
-) -> ModelVersion:
-    with transaction.atomic():
-        return _transition(
-            model_version=model_version,
-            target=ModelState.PAPER_TESTED,
-            actor=actor,
-            event_type="model_version_paper_tested",
-            gate=_paper_gate(paper_run),
-        )
-
-
 @audited_refusal(EventType.MODEL_VERSION_STAGE_REFUSED, "actor")
 def model_version_stage(
     *, model_version: ModelVersion, deployment: Deployment, actor: User | None
 ) -> ModelVersion:
-    """Staging passed: the version now awaits approval, requested by ``actor``."""
-    requester = deployment.requested_by or actor
+    """Staging passed after a passing replay: the forward paper run starts there."""
     with transaction.atomic():
-        staged = _transition(
+        return _transition(
             model_version=model_version,
             target=ModelState.STAGED,
             actor=actor,
             event_type="model_version_staged",
             gate=_staging_gate(deployment),
+        )
+
+
+@audited_refusal(EventType.MODEL_VERSION_MARK_PAPER_TESTED_REFUSED, "actor")
+def model_version_mark_paper_tested(
+    *, model_version: ModelVersion, paper_run: PaperTradingRun, actor: User | None
+) -> ModelVersion:
+    """The forward run on staging passed: the version now awaits approval.
+
+    The approval is requested by whoever staged it (the forward run's deployment)."""
+    deployment = paper_run.deployment
+    requester = (deployment.requested_by if deployment is not None else None) or actor
+    with transaction.atomic():
+        tested = _transition(
+            model_version=model_version,
+            target=ModelState.PAPER_TESTED,
+            actor=actor,
+            event_type="model_version_paper_tested",
+            gate=_forward_gate(paper_run),
             extra_fields={
                 "approval_requested_by": requester,
                 "approval_requested_at": timezone.now(),
             },
         )
         transaction.on_commit(
-            lambda: signals.approval_requested.send(ModelVersion, model_version_id=staged.pk),
+            lambda: signals.approval_requested.send(ModelVersion, model_version_id=tested.pk),
             robust=True,
         )
-    return staged
+    return tested
 
 
 @audited_refusal(EventType.MODEL_VERSION_APPROVE_REFUSED, "approved_by")

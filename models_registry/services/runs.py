@@ -86,7 +86,7 @@ def paper_run_request(
 ) -> PaperTradingRun:
     return _run_request(
         PaperTradingRun, model_version, requested_by, config,
-        needs=ModelState.VALIDATED, what="paper traded", event_type="paper_run_requested",
+        needs=ModelState.VALIDATED, what="replayed", event_type="paper_run_requested",
     )  # fmt: skip
 
 
@@ -227,7 +227,8 @@ def validation_run_complete(*, run: ValidationRun, outcome: RunOutcome) -> Valid
 
 
 def paper_run_complete(*, run: PaperTradingRun, outcome: RunOutcome) -> PaperTradingRun:
-    """Record a finished paper run; a passing one marks the version paper-tested."""
+    """Record a finished replay or forward run; a passing forward run marks the version
+    paper-tested."""
     with transaction.atomic():
         _lock_version_of(run)
         run = PaperTradingRun.objects.select_for_update().get(pk=run.pk)
@@ -257,13 +258,15 @@ def paper_run_complete(*, run: PaperTradingRun, outcome: RunOutcome) -> PaperTra
                 "policy_hash": outcome.policy_hash,
             },
         )
-        if run.passed and not outcome.exploratory:
+        # A replay is a pre-check: staging asks for it, it moves nothing. Only a forward
+        # run on the staging target marks the version paper-tested.
+        if run.passed and not outcome.exploratory and run.mode == PaperTradingRun.MODE_FORWARD:
             _advance(
                 run,
                 lambda: lifecycle.model_version_mark_paper_tested(
                     model_version=run.model_version, paper_run=run, actor=run.requested_by
                 ),
-                ModelState.VALIDATED,
+                ModelState.STAGED,
             )
     return run
 

@@ -55,7 +55,7 @@ def demo_judged(tmp_path: Path, settings: Any) -> ModelVersion:
         for env in (Environment.STAGING, Environment.PRODUCTION)
     )
     factory = VersionFactory(tmp_path, engineer, approver, deployer, staging, production)
-    staged = factory(ModelState.STAGED)
+    staged = factory(ModelState.PAPER_TESTED)
     _judge(staged, LEAKY_LOSING, DEMO_GATES["validation"], settings.MEDIA_ROOT, "demo")
     # The demo's gates as the demo sets them: a named policy through the four-eyes change.
     demo = policy_set(gates_dotted(DEMO_GATES), label="demo")

@@ -101,8 +101,8 @@ def world(tmp_path: Path, settings: Any) -> dict[str, Any]:
         tmp_path, people["engineer"], people["approver"], people["deployer"], staging, production
     )
     live = factory(ModelState.IN_PRODUCTION)
-    demo = factory(ModelState.STAGED)
-    edge = factory(ModelState.STAGED)
+    demo = factory(ModelState.PAPER_TESTED)
+    edge = factory(ModelState.PAPER_TESTED)
     approved = factory(ModelState.APPROVED)
     trained = factory(ModelState.TRAINED)
     _judge(live, PRODUCTION, dict(DEFAULT_GATES["validation"]), settings.MEDIA_ROOT, "live")

@@ -25,7 +25,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
-from models_registry import roles
+from models_registry import roles, selectors
 from models_registry.models import (
     Deployment,
     DeploymentStatus,
@@ -238,6 +238,7 @@ def passing_validation_run(version: ModelVersion, **overrides: Any) -> Validatio
 
 
 def passing_paper_run(version: ModelVersion, **overrides: Any) -> PaperTradingRun:
+    """A passing replay pre-check (stored bars, in-process): what staging asks for."""
     fields: dict[str, Any] = {
         "model_version": version,
         "status": RunStatus.PASSED,
@@ -248,6 +249,20 @@ def passing_paper_run(version: ModelVersion, **overrides: Any) -> PaperTradingRu
         **overrides,
     }
     return create_in(PaperTradingRun, fields.pop("status"), **fields)
+
+
+def passing_forward_run(
+    version: ModelVersion, deployment: Deployment, **overrides: Any
+) -> PaperTradingRun:
+    """A passing forward paper run of ``deployment``'s staging engine: what approval asks for."""
+    fields: dict[str, Any] = {
+        "mode": PaperTradingRun.MODE_FORWARD,
+        "target": deployment.target,
+        "deployment": deployment,
+        "config": {"model_sha256": version.onnx_sha256, "target": deployment.target.name},
+        **overrides,
+    }
+    return passing_paper_run(version, **fields)
 
 
 def finished_deployment(
@@ -273,8 +288,8 @@ def finished_deployment(
 WALK_ORDER = (
     ModelState.TRAINED,
     ModelState.VALIDATED,
-    ModelState.PAPER_TESTED,
     ModelState.STAGED,
+    ModelState.PAPER_TESTED,
     ModelState.APPROVED,
     ModelState.IN_PRODUCTION,
 )
@@ -284,8 +299,8 @@ WALK_ORDER = (
 class VersionFactory:
     """``factory("approved")``: a new version walked to that state through the services.
 
-    The engineer trains, validates, paper-trades and stages it (and so requests
-    its approval); the approver approves; the deployer deploys. ``retired`` is
+    The engineer trains, validates, replays and stages it; its forward paper run on
+    staging passes (and so requests its approval); the approver approves; the deployer deploys. ``retired`` is
     an in-production version replaced by a newer one; ``rejected`` is a trained
     version the approver rejected.
     """
@@ -330,14 +345,19 @@ class VersionFactory:
             lifecycle.model_version_validate(
                 model_version=version, validation_run=passing_validation_run(version), actor=trainer
             )
-        elif step == ModelState.PAPER_TESTED:
-            lifecycle.model_version_mark_paper_tested(
-                model_version=version, paper_run=passing_paper_run(version), actor=trainer
-            )
         elif step == ModelState.STAGED:
+            passing_paper_run(version)  # the replay pre-check staging asks for
             deployment = finished_deployment(version, self.staging_target, trainer)
             lifecycle.model_version_stage(
                 model_version=version, deployment=deployment, actor=trainer
+            )
+        elif step == ModelState.PAPER_TESTED:
+            staged_by = selectors.successful_staging_deployment(version)
+            assert staged_by is not None
+            lifecycle.model_version_mark_paper_tested(
+                model_version=version,
+                paper_run=passing_forward_run(version, staged_by),
+                actor=trainer,
             )
         elif step == ModelState.APPROVED:
             lifecycle.model_version_approve(

@@ -61,7 +61,7 @@ def test_nested_data_renders_as_tables_not_json() -> None:
 def test_banner_says_who_must_approve_and_offers_only_the_approvers_buttons(
     engineer, approver, version_factory
 ) -> None:
-    staged = version_factory(ModelState.STAGED)
+    staged = version_factory(ModelState.PAPER_TESTED)
     approver_page = csrf_client(approver)[0].get(reverse(CHANGE, args=[staged.pk])).text
     assert "waits for approval by someone other than erin_engineer" in approver_page
     assert action_buttons(approver_page) == {"approve_versions", "reject_versions"}
@@ -72,7 +72,7 @@ def test_banner_says_who_must_approve_and_offers_only_the_approvers_buttons(
 
 @pytest.mark.django_db
 def test_approve_button_leads_to_evidence_then_approves(approver, version_factory) -> None:
-    staged = version_factory(ModelState.STAGED)
+    staged = version_factory(ModelState.PAPER_TESTED)
     client, token = csrf_client(approver)
     url = reverse("admin:models_registry_version_action", args=[staged.pk, "approve_versions"])
     page = client.get(url)
@@ -92,12 +92,12 @@ def test_approve_button_leads_to_evidence_then_approves(approver, version_factor
 
 @pytest.mark.django_db
 def test_button_for_an_action_the_role_lacks_refuses_in_words(engineer, version_factory) -> None:
-    staged = version_factory(ModelState.STAGED)
+    staged = version_factory(ModelState.PAPER_TESTED)
     client, _ = csrf_client(engineer)
     url = reverse("admin:models_registry_version_action", args=[staged.pk, "approve_versions"])
     response = client.get(url, follow=True)
     assert "You may not approve" in response.text
-    assert ModelVersion.objects.get(pk=staged.pk).state == ModelState.STAGED
+    assert ModelVersion.objects.get(pk=staged.pk).state == ModelState.PAPER_TESTED
 
 
 @pytest.mark.django_db
@@ -140,7 +140,7 @@ def test_messages_keep_the_names_case(engineer, version_factory) -> None:
 def test_audit_export_has_every_filtered_row_and_reverifies(
     auditor, version_factory, tmp_path: Path
 ) -> None:
-    version_factory(ModelState.STAGED)
+    version_factory(ModelState.PAPER_TESTED)
     client, _ = csrf_client(auditor)
     url = reverse("admin:models_registry_auditevent_export", args=["jsonl"])
     body = b"".join(client.get(url + "?event_type=model_version_validated").streaming_content)
@@ -336,7 +336,7 @@ def test_the_version_page_compares_with_production_on_the_same_window_only(
     approver, version_factory
 ) -> None:
     live = version_factory(ModelState.IN_PRODUCTION)
-    staged = version_factory(ModelState.STAGED)
+    staged = version_factory(ModelState.PAPER_TESTED)
     mine = staged.validation_runs.get()
     theirs = live.validation_runs.get()
     type(mine).objects.filter(pk=mine.pk).update(metrics={"total_return": 0.0412, "trades": 9})

@@ -26,7 +26,7 @@ ACTIONS: dict[str, tuple[str, set[str]]] = {
     "validate_versions": (ModelState.TRAINED, {"engineer"}),
     "paper_trade_versions": (ModelState.VALIDATED, {"engineer"}),
     "stage_versions": (ModelState.PAPER_TESTED, {"engineer"}),
-    "approve_versions": (ModelState.STAGED, {"approver"}),
+    "approve_versions": (ModelState.PAPER_TESTED, {"approver"}),
     "reject_versions": (ModelState.TRAINED, {"approver"}),
     "deploy_versions": (ModelState.APPROVED, {"deployer"}),
     "rollback_production": (ModelState.IN_PRODUCTION, {"deployer"}),
@@ -95,7 +95,7 @@ def test_permission_matrix(
 
 @pytest.mark.django_db
 def test_missing_csrf_token_is_refused_and_changes_nothing(approver, version_factory) -> None:
-    version = version_factory(ModelState.STAGED)
+    version = version_factory(ModelState.PAPER_TESTED)
     client, _token = csrf_client(approver)
     response = client.post(
         reverse(CHANGELIST),
@@ -103,13 +103,13 @@ def test_missing_csrf_token_is_refused_and_changes_nothing(approver, version_fac
          "comment": "looks fine"},
     )  # fmt: skip
     assert response.status_code == 403
-    assert ModelVersion.objects.get(pk=version.pk).state == ModelState.STAGED
+    assert ModelVersion.objects.get(pk=version.pk).state == ModelState.PAPER_TESTED
     assert not Approval.objects.exists()
 
 
 @pytest.mark.django_db
 def test_approval_through_confirmation_page_records_the_decision(approver, version_factory) -> None:
-    version = version_factory(ModelState.STAGED)
+    version = version_factory(ModelState.PAPER_TESTED)
     client, token = csrf_client(approver)
     response = client.post(
         reverse(CHANGELIST),
@@ -126,7 +126,7 @@ def test_approval_through_confirmation_page_records_the_decision(approver, versi
 
 @pytest.mark.django_db
 def test_action_on_wrong_state_is_refused_per_object_and_audited(approver, version_factory) -> None:
-    staged = version_factory(ModelState.STAGED)
+    staged = version_factory(ModelState.PAPER_TESTED)
     trained = version_factory(ModelState.TRAINED)
     client, token = csrf_client(approver)
     response = client.post(

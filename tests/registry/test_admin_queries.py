@@ -68,7 +68,7 @@ def test_cockpit_pages_query_count_does_not_grow_with_history(
 ) -> None:
     from models_registry.models import ModelVersion
 
-    version = version_factory(ModelState.STAGED)
+    version = version_factory(ModelState.PAPER_TESTED)
     if which == "rollback_page":
         version_factory(ModelState.RETIRED)
         version = ModelVersion.objects.get(state=ModelState.IN_PRODUCTION)

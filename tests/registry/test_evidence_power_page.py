@@ -21,7 +21,7 @@ def power(trials: int, n_bars: int = 2160) -> dict[str, Any]:
 def test_the_version_and_approve_pages_state_the_evidence_power(
     approver: Any, version_factory: Any
 ) -> None:
-    version = version_factory(ModelState.STAGED)
+    version = version_factory(ModelState.PAPER_TESTED)
     stated = power(trials=5, n_bars=8640)
     run = passing_validation_run(
         version, metrics={"power": stated, "refit_folds": [{"fold": 1}, {"fold": 2}]}
@@ -45,7 +45,7 @@ def test_the_version_and_approve_pages_state_the_evidence_power(
 def test_a_policy_run_is_preferred_and_no_power_is_said_plainly(
     approver: Any, version_factory: Any
 ) -> None:
-    version = version_factory(ModelState.STAGED)
+    version = version_factory(ModelState.PAPER_TESTED)
     client = Client()
     client.force_login(approver)
     url = reverse("admin:models_registry_modelversion_change", args=[version.pk])

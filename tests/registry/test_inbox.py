@@ -27,7 +27,7 @@ def inbox(client) -> str:
 def test_each_role_sees_what_waits_for_it_with_a_link(
     engineer, approver, deployer, version_factory
 ) -> None:
-    staged = version_factory(ModelState.STAGED)
+    staged = version_factory(ModelState.PAPER_TESTED)
     approved = version_factory(ModelState.APPROVED)
     run = passing_validation_run(
         staged, requested_by=engineer, status=RunStatus.FAILED, passed=False,
@@ -229,7 +229,7 @@ def test_compare_shows_existing_runs_on_a_shared_window_to_an_approver(
     from models_registry.models import ValidationRun
 
     stored_candles("BTCUSDT", "2023-06-01", days=580)
-    versions = [version_factory(ModelState.STAGED) for _ in range(3)]
+    versions = [version_factory(ModelState.PAPER_TESTED) for _ in range(3)]
     for n, version in enumerate(versions):
         ValidationRun.objects.filter(model_version=version).update(
             metrics={"total_return": 0.01 * (n + 1), "sharpe": 1.0 + n, "trades": 5 + n},

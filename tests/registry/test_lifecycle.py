@@ -22,12 +22,14 @@ from models_registry.models import (
     RunStatus,
     ValidationRun,
 )
+from models_registry import selectors
 from models_registry.services import lifecycle
 from models_registry.services.lifecycle import FourEyesViolation, GateFailed, TransitionRefused
 from tests.registry.conftest import (
     OUT_OF_SAMPLE_FROM,
     finished_deployment,
     make_user,
+    passing_forward_run,
     passing_paper_run,
     passing_validation_run,
     requires_postgresql,
@@ -147,26 +149,33 @@ def test_validate_from_the_wrong_state_is_refused(version_factory: Any, engineer
 # --- paper and staging ----------------------------------------------------------------
 
 
-def test_paper_gate(version_factory: Any, engineer: Any, settings: Any) -> None:
-    version = version_factory(ModelState.VALIDATED)
-    for fields, message in (
-        ({"status": RunStatus.FAILED, "passed": False}, "did not pass"),
-        ({"bars": 50}, "needs at least 336"),
-    ):
+def test_the_forward_gate(version_factory: Any, engineer: Any, settings: Any) -> None:
+    """staged -> paper_tested only on a passing forward run of this file on staging."""
+    version = version_factory(ModelState.STAGED)
+    staged_by = selectors.successful_staging_deployment(version)
+    assert staged_by is not None
+    for run, message in (
+        (lambda: passing_forward_run(version, staged_by, status=RunStatus.FAILED, passed=False),
+         "did not pass"),
+        (lambda: passing_forward_run(version, staged_by, bars=50), "needs at least 336"),
+        # A replay of stored bars is a pre-check, never the forward evidence.
+        (lambda: passing_paper_run(version), "replay of stored bars"),
+        (lambda: passing_forward_run(
+            version, staged_by, config={"model_sha256": "0" * 64}), "different file"),
+    ):  # fmt: skip
         with pytest.raises(GateFailed, match=message):
             lifecycle.model_version_mark_paper_tested(
-                model_version=version,
-                paper_run=passing_paper_run(version, **fields),
-                actor=engineer,
+                model_version=version, paper_run=run(), actor=engineer
             )
-        assert state_of(version) == ModelState.VALIDATED
-    # The minimum length is a setting, overridable per model name.
+        assert state_of(version) == ModelState.STAGED
+    # The period is the policy's paper.min_bars, overridable per model name.
     settings.TRADEBOT_GATE_OVERRIDES = {version.name: {"paper": {"min_bars": 40}}}
     lifecycle.model_version_mark_paper_tested(
-        model_version=version, paper_run=passing_paper_run(version, bars=50), actor=engineer
-    )
+        model_version=version, paper_run=passing_forward_run(version, staged_by, bars=50),
+        actor=engineer,
+    )  # fmt: skip
     assert state_of(version) == ModelState.PAPER_TESTED
-    assert len(events("model_version_mark_paper_tested_refused", version)) == 2
+    assert len(events("model_version_mark_paper_tested_refused", version)) == 4
 
 
 @pytest.mark.parametrize(
@@ -185,27 +194,43 @@ def test_staging_gate_refuses_bad_deployments(
     deployment_fields: dict[str, Any],
     message: str,
 ) -> None:
-    version = version_factory(ModelState.PAPER_TESTED)
+    version = version_factory(ModelState.VALIDATED)
+    passing_paper_run(version)
     deployment = finished_deployment(version, staging_target, engineer, **deployment_fields)
     with pytest.raises(GateFailed, match=message):
         lifecycle.model_version_stage(model_version=version, deployment=deployment, actor=engineer)
     assert_refused_and_recorded(
-        version, ModelState.PAPER_TESTED, "model_version_stage_refused", engineer, message
+        version, ModelState.VALIDATED, "model_version_stage_refused", engineer, message
     )
+
+
+def test_staging_needs_a_passing_replay(
+    version_factory: Any, engineer: Any, staging_target: Any
+) -> None:
+    version = version_factory(ModelState.VALIDATED)
+    deployment = finished_deployment(version, staging_target, engineer)
+    with pytest.raises(GateFailed, match="no passing replay"):
+        lifecycle.model_version_stage(model_version=version, deployment=deployment, actor=engineer)
+    assert state_of(version) == ModelState.VALIDATED
 
 
 def test_staging_gate_refuses_a_production_deployment(
     version_factory: Any, engineer: Any, production_target: Any
 ) -> None:
-    version = version_factory(ModelState.PAPER_TESTED)
+    version = version_factory(ModelState.VALIDATED)
+    passing_paper_run(version)
     deployment = finished_deployment(version, production_target, engineer)
     with pytest.raises(GateFailed, match="not staging"):
         lifecycle.model_version_stage(model_version=version, deployment=deployment, actor=engineer)
-    assert state_of(version) == ModelState.PAPER_TESTED
+    assert state_of(version) == ModelState.VALIDATED
 
 
-def test_staging_records_who_requested_the_approval(version_factory: Any, engineer: Any) -> None:
-    version = version_factory(ModelState.STAGED)
+def test_the_forward_pass_records_who_requested_the_approval(
+    version_factory: Any, engineer: Any
+) -> None:
+    staged = version_factory(ModelState.STAGED)
+    assert staged.approval_requested_by_id is None
+    version = version_factory(ModelState.PAPER_TESTED)
     assert version.approval_requested_by_id == engineer.pk
     assert version.approval_requested_at is not None
 
@@ -220,7 +245,7 @@ def approve(version: ModelVersion, user: Any, comment: str = "looked at everythi
 def test_approve_records_a_decision_for_the_exact_file(
     version_factory: Any, approver: Any, engineer: Any
 ) -> None:
-    version = version_factory(ModelState.STAGED)
+    version = version_factory(ModelState.PAPER_TESTED)
     before = AuditEvent.objects.count()
     approval = approve(version, approver, "  sharpe fine, drawdown fine  ")
     assert state_of(version) == ModelState.APPROVED
@@ -235,11 +260,11 @@ def test_approve_records_a_decision_for_the_exact_file(
 
 @pytest.mark.parametrize("comment", ["", "   "])
 def test_approve_needs_a_comment(version_factory: Any, approver: Any, comment: str) -> None:
-    version = version_factory(ModelState.STAGED)
+    version = version_factory(ModelState.PAPER_TESTED)
     with pytest.raises(GateFailed, match="needs a comment"):
         approve(version, approver, comment)
     assert_refused_and_recorded(
-        version, ModelState.STAGED, "model_version_approve_refused", approver, "comment"
+        version, ModelState.PAPER_TESTED, "model_version_approve_refused", approver, "comment"
     )
     assert not Approval.objects.filter(model_version=version).exists()
 
@@ -248,14 +273,14 @@ def test_approve_needs_a_comment(version_factory: Any, approver: Any, comment: s
     ("withdraw", "missing"),
     [
         ("validation_runs", "passing out-of-sample validation run"),
-        ("paper_runs", "passing paper trading run"),
+        ("paper_runs", "passing replay pre-check, a passing forward paper run on staging"),
         ("deployments", "successful staging deployment"),
     ],
 )
 def test_approve_needs_all_evidence_still_on_record(
     version_factory: Any, approver: Any, withdraw: str, missing: str
 ) -> None:
-    version = version_factory(ModelState.STAGED)
+    version = version_factory(ModelState.PAPER_TESTED)
     related = getattr(version, withdraw)
     # Evidence that no longer holds; the database gate is opened on purpose, as only a
     # service may (a plain update is refused by the trigger: see test_state_protection).
@@ -266,17 +291,17 @@ def test_approve_needs_all_evidence_still_on_record(
             related.update(status=RunStatus.FAILED, passed=False)
     with pytest.raises(GateFailed, match=missing):
         approve(version, approver)
-    assert state_of(version) == ModelState.STAGED
+    assert state_of(version) == ModelState.PAPER_TESTED
     assert not Approval.objects.filter(model_version=version).exists()
 
 
 def test_the_trainer_cannot_approve_even_as_an_approver(version_factory: Any) -> None:
     trainer = make_user("tessa_both", "ML engineer", "Approver")
-    version = version_factory(ModelState.STAGED, trained_by=trainer)
+    version = version_factory(ModelState.PAPER_TESTED, trained_by=trainer)
     with pytest.raises(FourEyesViolation, match="trained or registered"):
         approve(version, trainer)
     assert_refused_and_recorded(
-        version, ModelState.STAGED, "model_version_approve_refused", trainer, "another person"
+        version, ModelState.PAPER_TESTED, "model_version_approve_refused", trainer, "another person"
     )
 
 
@@ -284,28 +309,32 @@ def test_the_requester_cannot_approve(
     version_factory: Any, engineer: Any, staging_target: Any
 ) -> None:
     requester = make_user("rita_both", "ML engineer", "Approver")
-    version = version_factory(ModelState.PAPER_TESTED)
+    version = version_factory(ModelState.VALIDATED)
+    passing_paper_run(version)
     deployment = finished_deployment(version, staging_target, requester)
     lifecycle.model_version_stage(model_version=version, deployment=deployment, actor=requester)
+    lifecycle.model_version_mark_paper_tested(
+        model_version=version, paper_run=passing_forward_run(version, deployment), actor=engineer
+    )
     with pytest.raises(FourEyesViolation, match="requested the approval"):
         approve(version, requester)
-    assert state_of(version) == ModelState.STAGED
+    assert state_of(version) == ModelState.PAPER_TESTED
 
 
 def test_a_superuser_who_trained_it_gets_no_exemption(version_factory: Any, superuser: Any) -> None:
-    version = version_factory(ModelState.STAGED, trained_by=superuser)
+    version = version_factory(ModelState.PAPER_TESTED, trained_by=superuser)
     with pytest.raises(FourEyesViolation):
         approve(version, superuser)
-    assert state_of(version) == ModelState.STAGED
+    assert state_of(version) == ModelState.PAPER_TESTED
 
 
 def test_someone_without_the_approver_role_cannot_approve(
     version_factory: Any, second_engineer: Any
 ) -> None:
-    version = version_factory(ModelState.STAGED)
+    version = version_factory(ModelState.PAPER_TESTED)
     with pytest.raises(GateFailed, match="approver role"):
         approve(version, second_engineer)
-    assert state_of(version) == ModelState.STAGED
+    assert state_of(version) == ModelState.PAPER_TESTED
 
 
 # --- finality ------------------------------------------------------------------------
@@ -352,8 +381,8 @@ def test_a_suspended_approval_is_not_in_force(version_factory: Any) -> None:
     [
         ModelState.TRAINED,
         ModelState.VALIDATED,
-        ModelState.PAPER_TESTED,
         ModelState.STAGED,
+        ModelState.PAPER_TESTED,
         ModelState.APPROVED,
     ],
 )
@@ -455,7 +484,7 @@ def test_a_suspended_approval_cannot_go_live(
 def test_two_approvers_at_once_one_wins(
     version_factory: Any, approver: Any, second_approver: Any
 ) -> None:
-    version = version_factory(ModelState.STAGED)
+    version = version_factory(ModelState.PAPER_TESTED)
     barrier = threading.Barrier(2)
     outcomes: dict[str, Any] = {}
 

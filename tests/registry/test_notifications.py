@@ -53,7 +53,7 @@ def test_a_decision_mails_the_requester(
     django_capture_on_commit_callbacks: Any,
     decision: str,
 ) -> None:
-    version = version_factory(ModelState.STAGED)
+    version = version_factory(ModelState.PAPER_TESTED)
     with django_capture_on_commit_callbacks(execute=True):
         if decision == "approve":
             lifecycle.model_version_approve(

@@ -35,7 +35,7 @@ LOOSE = {
 
 def staged_under_a_loose_policy(version_factory: Any) -> Any:
     policy = policy_set(LOOSE, label="loose")
-    staged = version_factory(ModelState.STAGED)
+    staged = version_factory(ModelState.PAPER_TESTED)
     ValidationRun.objects.filter(model_version=staged).update(
         policy=policy,
         policy_hash=policy.content_hash,
@@ -70,7 +70,7 @@ def test_the_approve_page_lists_the_loosened_gates_and_the_default_verdict_in_re
 def test_under_the_shipped_policy_the_approve_page_lists_nothing_in_red(
     approver: Any, version_factory: Any
 ) -> None:
-    staged = version_factory(ModelState.STAGED)
+    staged = version_factory(ModelState.PAPER_TESTED)
     client, _ = csrf_client(approver)
     url = reverse("admin:models_registry_version_action", args=[staged.pk, "approve_versions"])
     text = client.get(url).text

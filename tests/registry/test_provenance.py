@@ -71,21 +71,21 @@ def creatorless(version: ModelVersion) -> ModelVersion:
 def test_a_version_without_a_creator_is_never_approved_there(
     environment: str, settings: Any, version_factory: Any, superuser: Any, approver: Any
 ) -> None:
-    version = creatorless(version_factory(ModelState.STAGED))
+    version = creatorless(version_factory(ModelState.PAPER_TESTED))
     settings.ENVIRONMENT = environment
     for person in (superuser, approver):
         with pytest.raises(FourEyesViolation, match="no recorded creator"):
             lifecycle.model_version_approve(
                 model_version=version, approved_by=person, comment="looks fine"
             )
-    assert ModelVersion.objects.get(pk=version.pk).state == ModelState.STAGED
+    assert ModelVersion.objects.get(pk=version.pk).state == ModelState.PAPER_TESTED
     assert not Approval.objects.filter(model_version=version).exists()
 
 
 def test_in_development_a_creatorless_version_keeps_the_old_rule(
     settings: Any, version_factory: Any, approver: Any
 ) -> None:
-    version = creatorless(version_factory(ModelState.STAGED))
+    version = creatorless(version_factory(ModelState.PAPER_TESTED))
     settings.ENVIRONMENT = "development"
     lifecycle.model_version_approve(model_version=version, approved_by=approver, comment="ok")
     assert ModelVersion.objects.get(pk=version.pk).state == ModelState.APPROVED

@@ -56,7 +56,7 @@ def verdict_html(page: str) -> str:
 def test_the_demo_version_s_approve_page_says_it_fails_the_shipped_gates_first(
     approver, version_factory
 ) -> None:
-    staged = version_factory(ModelState.STAGED)
+    staged = version_factory(ModelState.PAPER_TESTED)
     _judge(staged, LOSING, DEMO_GATES["validation"])
     client, _ = csrf_client(approver)
     page = client.get(reverse(ACTION, args=[staged.pk, "approve_versions"])).text
@@ -74,7 +74,7 @@ def test_the_demo_version_s_approve_page_says_it_fails_the_shipped_gates_first(
 def test_a_version_passing_the_shipped_gates_says_so_without_warnings(
     approver, version_factory
 ) -> None:
-    staged = version_factory(ModelState.STAGED)
+    staged = version_factory(ModelState.PAPER_TESTED)
     _judge(staged, WINNING, dict(DEFAULT_GATES["validation"]))
     client, _ = csrf_client(approver)
     block = verdict_html(client.get(reverse(ACTION, args=[staged.pk, "approve_versions"])).text)
@@ -86,7 +86,7 @@ def test_a_version_passing_the_shipped_gates_says_so_without_warnings(
 @pytest.mark.django_db
 def test_losing_to_production_on_the_same_window_is_a_warning(approver, version_factory) -> None:
     live = version_factory(ModelState.IN_PRODUCTION)
-    staged = version_factory(ModelState.STAGED)
+    staged = version_factory(ModelState.PAPER_TESTED)
     _judge(live, {**WINNING, "total_return": 0.9}, dict(DEFAULT_GATES["validation"]))
     _judge(staged, WINNING, dict(DEFAULT_GATES["validation"]))
     client, _ = csrf_client(approver)
