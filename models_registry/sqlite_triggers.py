@@ -23,7 +23,6 @@ _INSTALLERS = (
     ("0012_i25_validation_policy", "sqlite_forwards"),
     ("0013_i24_status_guards", "sqlite_forwards"),
 )
-_EVENT_TYPE_MIGRATION = "0014_integ_event_types"
 
 
 def _migration(name: str) -> Any:
@@ -32,8 +31,11 @@ def _migration(name: str) -> Any:
 
 def _installers() -> list[Callable[[Any, Any], None]]:
     found = [getattr(_migration(module), function) for module, function in _INSTALLERS]
+    from models_registry.events import EventType
+
+    # After every migration the database is at the code's catalogue: install exactly it.
     catalogue = _migration("0012_i24_event_catalogue")
-    found.append(catalogue.replace_event_type_check(_migration(_EVENT_TYPE_MIGRATION).EVENT_TYPES))
+    found.append(catalogue.replace_event_type_check(tuple(EventType.values)))
     return found
 
 

@@ -244,6 +244,7 @@ def passing_paper_run(version: ModelVersion, **overrides: Any) -> PaperTradingRu
         "status": RunStatus.PASSED,
         "passed": True,
         "bars": 24 * 15,
+        "trades": 12,
         "gate_results": [{"name": "max_drawdown", "passed": True}],
         "finished_at": timezone.now(),
         **overrides,

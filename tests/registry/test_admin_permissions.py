@@ -25,7 +25,7 @@ CHANGELIST = "admin:models_registry_modelversion_changelist"
 ACTIONS: dict[str, tuple[str, set[str]]] = {
     "validate_versions": (ModelState.TRAINED, {"engineer"}),
     "paper_trade_versions": (ModelState.VALIDATED, {"engineer"}),
-    "stage_versions": (ModelState.PAPER_TESTED, {"engineer"}),
+    "stage_versions": (ModelState.STAGED, {"engineer"}),
     "approve_versions": (ModelState.PAPER_TESTED, {"approver"}),
     "reject_versions": (ModelState.TRAINED, {"approver"}),
     "deploy_versions": (ModelState.APPROVED, {"deployer"}),
@@ -137,7 +137,7 @@ def test_action_on_wrong_state_is_refused_per_object_and_audited(approver, versi
     )  # fmt: skip
     text = response.text.lower()  # the admin capitalises each message
     assert f"{staged}: approved" in text
-    assert f"{trained}:" in text and "needs it to be staged" in text
+    assert f"{trained}:" in text and "needs it to be paper_tested" in text
     assert ModelVersion.objects.get(pk=trained.pk).state == ModelState.TRAINED
     assert AuditEvent.objects.filter(
         event_type="model_version_approve_refused", actor=approver

@@ -74,7 +74,7 @@ def test_base_manager_and_raw_sql_cannot_move_a_version_state(version_factory: A
 def test_job_statuses_are_held_by_the_database(version_factory: Any) -> None:
     version = version_factory(ModelState.PAPER_TESTED)
     validation = version.validation_runs.get()
-    paper = version.paper_runs.get()
+    paper = version.paper_runs.get(mode="forward")
     deployment = version.deployments.get()
     for model, row, to in (
         (ValidationRun, validation, "running"),

@@ -8,12 +8,13 @@ import pytest
 
 from models_registry.models import ModelState
 from models_registry.services import lifecycle
-from tests.registry.conftest import finished_deployment
+from models_registry import selectors
+from tests.registry.conftest import passing_forward_run
 
 pytestmark = pytest.mark.django_db
 
 
-def test_staging_mails_the_approvers_but_not_the_requester(
+def test_a_passing_forward_run_mails_the_approvers_but_not_the_requester(
     version_factory: Any,
     engineer: Any,
     approver: Any,
@@ -23,10 +24,15 @@ def test_staging_mails_the_approvers_but_not_the_requester(
     mailoutbox: list[Any],
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    version = version_factory(ModelState.PAPER_TESTED)
-    deployment = finished_deployment(version, staging_target, engineer)
+    version = version_factory(ModelState.STAGED)
+    deployment = selectors.successful_staging_deployment(version)
+    assert deployment is not None and mailoutbox == []  # staging alone asks no one yet
     with django_capture_on_commit_callbacks(execute=True):
-        lifecycle.model_version_stage(model_version=version, deployment=deployment, actor=engineer)
+        lifecycle.model_version_mark_paper_tested(
+            model_version=version,
+            paper_run=passing_forward_run(version, deployment),
+            actor=engineer,
+        )
     assert len(mailoutbox) == 1
     mail = mailoutbox[0]
     assert sorted(mail.to) == sorted([approver.email, second_approver.email])
@@ -38,9 +44,12 @@ def test_staging_mails_the_approvers_but_not_the_requester(
 def test_no_mail_before_the_transaction_commits(
     version_factory: Any, engineer: Any, staging_target: Any, mailoutbox: list[Any]
 ) -> None:
-    version = version_factory(ModelState.PAPER_TESTED)
-    deployment = finished_deployment(version, staging_target, engineer)
-    lifecycle.model_version_stage(model_version=version, deployment=deployment, actor=engineer)
+    version = version_factory(ModelState.STAGED)
+    deployment = selectors.successful_staging_deployment(version)
+    assert deployment is not None
+    lifecycle.model_version_mark_paper_tested(
+        model_version=version, paper_run=passing_forward_run(version, deployment), actor=engineer
+    )
     assert mailoutbox == []  # the test transaction never commits
 
 

@@ -33,7 +33,7 @@ def _judge(version, metrics, gates, *, passed=True) -> ValidationRun:
     ValidationRun.objects.filter(pk=run.pk).update(
         metrics=metrics, benchmark_metrics=HOLD, config={"gates": gates}, passed=passed
     )
-    paper = version.paper_runs.get()
+    paper = version.paper_runs.get(mode="forward")
     PaperTradingRun.objects.filter(pk=paper.pk).update(
         bars=24 * 15,
         trades=5,
@@ -152,15 +152,19 @@ def test_the_approval_mail_says_the_verdict_in_words_with_a_link(
     version_factory, engineer, approver, staging_target, mailoutbox,
     django_capture_on_commit_callbacks, settings,
 ) -> None:  # fmt: skip
+    from models_registry import selectors
     from models_registry.services import lifecycle
-    from tests.registry.conftest import finished_deployment
+    from tests.registry.conftest import passing_forward_run
 
     settings.TRADEBOT_ADMIN_URL = "https://tradebot.example/admin/"
-    version = version_factory(ModelState.PAPER_TESTED)
+    version = version_factory(ModelState.STAGED)
     _judge(version, LOSING, DEMO_GATES["validation"])
-    deployment = finished_deployment(version, staging_target, engineer)
+    deployment = selectors.successful_staging_deployment(version)
     with django_capture_on_commit_callbacks(execute=True):
-        lifecycle.model_version_stage(model_version=version, deployment=deployment, actor=engineer)
+        lifecycle.model_version_mark_paper_tested(
+            model_version=version, paper_run=passing_forward_run(version, deployment),
+            actor=engineer,
+        )  # fmt: skip
     body = mailoutbox[0].body
     assert "passed validation" not in body
     assert "does NOT pass" in body and "passed only under a loosened policy" in body
