@@ -30,6 +30,9 @@ class FeedItem:
     # False for bars older than the current one (catch-up after downtime): they rebuild
     # history but are never traded on, since their "next open" is already in the past.
     tradable: bool = True
+    # On a heartbeat: why the last poll round failed (None when it succeeded). The engine
+    # puts it in its status, so an exchange it cannot reach is visible, not a silent wait.
+    error: str | None = None
 
 
 class ReplayFeed:
@@ -119,6 +122,44 @@ def make_binance_client(
     return client
 
 
+CLOCK_CHOICES = ("system", "exchange")
+
+
+class ExchangeClock:
+    """The exchange's server time (``GET /api/v3/time``), read once per poll round.
+
+    With it the engine lives on whatever clock the exchange has: the real one in
+    production (where the system clock agrees with it anyway), an accelerated one against
+    the test and demo fake. Between two reads it stands still, so every decision of one
+    round sees the same "now". Calling it before the first read reads it.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._now: float | None = None
+
+    def refresh(self) -> float:
+        """Ask the exchange for its time; FeedError (or the client's own errors) if it cannot."""
+        answer = self.client.get_server_time()
+        server_ms = answer.get("serverTime") if isinstance(answer, dict) else None
+        if isinstance(server_ms, bool) or not isinstance(server_ms, int | float):
+            raise FeedError(f"server time answer has no numeric serverTime: {str(answer)[:120]!r}")
+        if server_ms <= 0 or server_ms != server_ms:  # NaN != NaN
+            raise FeedError(f"server time answer is not a positive time: {server_ms!r}")
+        self._now = float(server_ms) / 1000.0
+        return self._now
+
+    def __call__(self) -> float:
+        return self.refresh() if self._now is None else self._now
+
+
+def refresh_clock(clock: Callable[[], float]) -> None:
+    """Start a poll round: a clock that reads a remote time (ExchangeClock) reads it now."""
+    refresh = getattr(clock, "refresh", None)
+    if refresh is not None:
+        refresh()
+
+
 class BinanceKlineFeed:
     """Polls the klines endpoint for closed candles, resuming after the last one processed.
 
@@ -167,6 +208,10 @@ class BinanceKlineFeed:
         """One round of requests: every closed candle after the last one, oldest first."""
         from binance.exceptions import BinanceAPIException, BinanceRequestException
 
+        try:
+            refresh_clock(self.clock)
+        except (BinanceAPIException, BinanceRequestException, FeedError) as exc:
+            raise FeedError(f"server time request failed: {exc}") from exc
         items: list[FeedItem] = []
         while True:
             start = self._request_start_ms()
@@ -233,7 +278,7 @@ class BinanceKlineFeed:
                     exc,
                     wait,
                 )
-                yield FeedItem(None)
+                yield FeedItem(None, error=f"{type(exc).__name__}: {exc}"[:300])
                 self.stop_event.wait(wait)
                 continue
             if self.failures:

@@ -107,7 +107,10 @@ def slow(seconds: float, *, path: str | None = None, times: int | None = 1) -> F
 class FakeHttpServer:
     """Threaded HTTP server on 127.0.0.1 and a free port; use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, port: int = 0, host: str = "127.0.0.1") -> None:
+        # A fixed port lets a test stop the server and start it again where clients expect it.
+        self.port = port
+        self.host = host
         self.routes: dict[tuple[str, str], Handler] = {}
         self.faults: list[Fault] = []
         self.requests: list[FakeRequest] = []
@@ -149,7 +152,7 @@ class FakeHttpServer:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeHttpServer:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd = ThreadingHTTPServer((self.host, self.port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -159,6 +162,8 @@ class FakeHttpServer:
 
     def stop(self) -> None:
         if self._httpd is not None:
+            # Later starts reuse the port: clients keep their URL across a restart.
+            self.port = self._httpd.server_address[1]
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
