@@ -463,6 +463,7 @@ def _feed(
         stop_event=engine.stop_event,
         poll_seconds=options.poll_seconds,
         clock=clock,
+        rewarm=True,  # a restarted engine decides its next bar on the full history
     )
 
 

@@ -167,6 +167,11 @@ class BinanceKlineFeed:
     errors backfills what was missed instead of skipping it, and rows at or before the
     last processed bar are dropped, so nothing is processed twice. A gap the exchange
     itself has (no rows at all) is logged as an error.
+
+    After a restart (`last_processed` given, and `rewarm`), the first round also re-reads
+    the `history` bars up to the last processed one, as history only: the engine primes
+    its buffer with them (it knows them as processed), so the first new bar is decided on
+    the same history as in an uninterrupted run, not skipped for want of it.
     """
 
     def __init__(
@@ -183,6 +188,7 @@ class BinanceKlineFeed:
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         clock: Callable[[], float] = time.time,
+        rewarm: bool = False,
     ) -> None:
         self.client = client
         self.symbol = symbol
@@ -196,8 +202,16 @@ class BinanceKlineFeed:
         self.backoff_max = backoff_max
         self.clock = clock
         self.failures = 0
+        # Restart: where the first round re-reads the history of the last processed bar.
+        self._rewarm_ms = (
+            None
+            if self.last_open_ms is None or not rewarm
+            else self.last_open_ms - max(0, history - 1) * self.step_ms
+        )
 
     def _request_start_ms(self) -> int:
+        if self._rewarm_ms is not None:
+            return self._rewarm_ms
         if self.last_open_ms is not None:
             return self.last_open_ms + self.step_ms
         # Fresh start: enough closed history to warm the model up.
@@ -237,6 +251,7 @@ class BinanceKlineFeed:
 
     def _closed_new_candles(self, rows: list[Any], now_ms: int) -> list[FeedItem]:
         out: list[FeedItem] = []
+        rewarming = self._rewarm_ms is not None
         for row in rows:
             candle, close_ms = parse_kline(row)
             open_ms = epoch_ns(candle.open_time) // 10**6
@@ -244,7 +259,10 @@ class BinanceKlineFeed:
                 break  # still forming: never trade on an open candle
             if self.last_open_ms is not None:
                 if open_ms <= self.last_open_ms:
-                    log.warning("feed repeated candle %s; ignored", candle.key)
+                    if rewarming:  # history the restarted engine primes itself with
+                        out.append(FeedItem(candle, tradable=False))
+                    else:
+                        log.warning("feed repeated candle %s; ignored", candle.key)
                     continue
                 expected = self.last_open_ms + self.step_ms
                 if open_ms > expected:
@@ -258,6 +276,7 @@ class BinanceKlineFeed:
             tradable = now_ms - close_ms < self.step_ms
             out.append(FeedItem(candle, tradable=tradable))
             self.last_open_ms = open_ms
+        self._rewarm_ms = None
         return out
 
     def backoff_seconds(self) -> float:

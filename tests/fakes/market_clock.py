@@ -69,6 +69,18 @@ class PacedClock:
         self._real = monotonic()
         # Open time of the oldest bar a reader still wants (all before it were read).
         self._wanted = origin_ms // self.step_ms * self.step_ms
+        self._held = False
+
+    def hold(self) -> None:
+        """Stop the clock (a test's pause: the engine finishes what it has, then idles)."""
+        with self._lock:
+            self._advance()
+            self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            self._advance()
+            self._held = False
 
     @property
     def wanted_ms(self) -> int:
@@ -87,6 +99,8 @@ class PacedClock:
         real = self._monotonic()
         elapsed = max(0.0, real - self._real)
         self._real = real
+        if self._held:
+            return int(self._virtual)
         self._virtual = min(self._virtual + elapsed * 1000.0 * self.speed, self.limit_ms())
         return int(self._virtual)
 
