@@ -8,7 +8,9 @@ path; faults are checked before routing and can stand in for any response
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -116,6 +118,7 @@ class FakeHttpServer:
         self.requests: list[FakeRequest] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
 
     # --- routes and faults ---
@@ -167,6 +170,12 @@ class FakeHttpServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+            # A stopped exchange is gone for kept-alive clients too, not only for new ones.
+            with self._lock:
+                open_connections, self._connections = self._connections, set()
+            for connection in open_connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> FakeHttpServer:
         return self.start()
@@ -202,6 +211,17 @@ class FakeHttpServer:
 
         class RequestHandler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server._lock:
+                    server._connections.discard(self.connection)
+                with contextlib.suppress(OSError):
+                    super().finish()
 
             def _serve(self) -> None:
                 parts = urlsplit(self.path)
