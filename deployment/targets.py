@@ -21,6 +21,8 @@ SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 SAFE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 DEFAULT_RESTART_COMMAND = "sudo systemctl restart {service}"
+# Stopping a staged engine (replaced, rejected, or failed its forward paper run).
+DEFAULT_STOP_COMMAND = "sudo systemctl stop {service}"
 DEFAULT_LOG_COMMAND = "sudo journalctl -u {service} --since '{since}' --no-pager"
 
 
@@ -71,6 +73,7 @@ class TargetSpec:
     versions_dir: str = "model-versions"
     service: str = "ai-trading-bot"
     restart_command: str = DEFAULT_RESTART_COMMAND
+    stop_command: str = DEFAULT_STOP_COMMAND
     log_command: str = DEFAULT_LOG_COMMAND
     status_file: str = "{install_root}/var/status.json"
     check_command: str | None = None
@@ -128,6 +131,8 @@ class TargetSpec:
             problems.append("parallelism must be at least 1")
         if not self.restart_command.strip():
             problems.append("restart_command is empty")
+        if not self.stop_command.strip():
+            problems.append("stop_command is empty")
         if problems:
             raise TargetConfigError(f"target {self.name!r}: " + "; ".join(problems))
 
@@ -152,6 +157,7 @@ class TargetSpec:
             versions_dir=posixpath.join(install_root, self.versions_dir),
             status_file=status_file,
             restart_command=self.restart_command.format(**values),
+            stop_command=self.stop_command.format(**values),
             log_command_template=self.log_command,
             check_command_template=self.check_command,
             template_values=values,
@@ -172,6 +178,7 @@ class HostLayout:
     log_command_template: str
     check_command_template: str | None
     template_values: dict[str, str] = field(default_factory=dict)
+    stop_command: str = ""
 
     def log_command(self, since: str) -> str:
         return self.log_command_template.format(since=since, **self.template_values)

@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from engine.live.config import ConfigError, RiskLimits, load_risk_limits
 from engine.live.feeds import (
     BINANCE_URL_ENV,
     BinanceKlineFeed,
+    ExchangeClock,
     FeedItem,
     ReplayFeed,
     make_binance_client,
@@ -83,6 +85,9 @@ class EngineOptions:
     risk_config: Path | None = None
     reset_kill_switch: bool = False
     poll_seconds: float = 5.0
+    # "system": the host's clock (production). "exchange": the exchange's server time, read
+    # each poll round, so the engine follows an accelerated fake exchange in tests and demos.
+    clock: str = "system"
     binance_url: str | None = None
     fng_url: str | None = None
     strategy_params: dict[str, Any] = field(default_factory=dict)
@@ -204,13 +209,19 @@ def _replay_candles(
     return frame
 
 
-def _sentiment(options: EngineOptions, needed: bool) -> pd.Series | LiveSentiment | None:
-    """The Fear & Greed series: from a file or the store, refreshed from the API when live."""
+def _sentiment(
+    options: EngineOptions, needed: bool, clock: Callable[[], float] | None = None
+) -> pd.Series | LiveSentiment | None:
+    """The Fear & Greed series: from a file or the store, refreshed from the API when live.
+
+    `clock` paces the refreshes (the exchange's clock when the engine lives on it)."""
     if not needed:
         return None
     if not options.replay:
         initial = _sentiment_file(options) if options.sentiment_csv or options.data_dir else None
-        return LiveSentiment(initial, api_url=options.fng_url)
+        if clock is None:
+            return LiveSentiment(initial, api_url=options.fng_url)
+        return LiveSentiment(initial, api_url=options.fng_url, clock=clock)
     series = _sentiment_file(options)
     if series is None:
         raise StartError(
@@ -336,6 +347,10 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
             None,
         )
 
+    if client is None and not options.replay:  # paper on the live market: klines only
+        client = make_binance_client(base_url=options.binance_url, testnet=options.testnet)
+    clock = _market_clock(options, client)
+
     path = journal_path(options.journal_dir, symbol=symbol, mode=options.mode)
     try:
         archive = rotate_if_large(path)
@@ -360,7 +375,9 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         interval=interval_step(interval),
         history_size=history,
         initial_cash=options.initial_cash,
-        sentiment=_sentiment(options, bool(metadata.get("uses_sentiment"))),
+        sentiment=_sentiment(
+            options, bool(metadata.get("uses_sentiment")), None if clock is time.time else clock
+        ),
         execute_on_close=not options.replay,
         fee_bps=options.fee_bps,
         slippage_bps=options.slippage_bps,
@@ -397,7 +414,7 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         interval,
     )
 
-    feed = _feed(options, engine, client, symbol, interval, history)
+    feed = _feed(options, engine, client, symbol, interval, history, clock)
     try:
         engine.run(feed)
     finally:
@@ -423,6 +440,7 @@ def _feed(
     symbol: str,
     interval: str,
     history: int,
+    clock: Callable[[], float] = time.time,
 ) -> Any:
     if options.replay:
         frame = _replay_candles(options, symbol, interval, warmup=history)
@@ -444,7 +462,18 @@ def _feed(
         history=history,
         stop_event=engine.stop_event,
         poll_seconds=options.poll_seconds,
+        clock=clock,
+        rewarm=True,  # a restarted engine decides its next bar on the full history
     )
+
+
+def _market_clock(options: EngineOptions, client: Any) -> Callable[[], float]:
+    """What "now" is for the live feed: the host's clock, or the exchange's server time."""
+    if options.clock == "system" or options.replay:
+        return time.time
+    if options.clock == "exchange":
+        return ExchangeClock(client)
+    raise StartError(EXIT_CONFIG, f"unknown clock {options.clock!r}: system or exchange")
 
 
 __all__ = [

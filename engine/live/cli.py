@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.dates import DateError, check_window, parse_utc
 from engine.live import app
 from engine.live.config import default_journal_dir, default_model_dir, default_status_file
+from engine.live.feeds import CLOCK_CHOICES
 from engine.live.journal import JournalError, read_journal
 from engine.strategies import STRATEGIES, strategy_spec
 
@@ -35,6 +37,17 @@ def _utc_time(text: str) -> pd.Timestamp:
         return pd.Timestamp(parse_utc(text))
     except DateError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("date ")) from exc
+
+
+def _positive_seconds(text: str) -> float:
+    """A period in seconds: a finite number above 0 (0.02 is fine for accelerated runs)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds above 0")
+    return value
 
 
 def _unknown_strategy(name: str) -> str:
@@ -85,7 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slippage-bps", type=float, default=DEFAULT_SLIPPAGE_BPS)
     parser.add_argument("--risk-config", type=Path, default=None, help="JSON or INI risk limits")
     parser.add_argument("--reset-kill-switch", action="store_true", help="unlatch, then start")
-    parser.add_argument("--poll-seconds", type=float, default=5.0, help="live klines poll period")
+    parser.add_argument(
+        "--poll-seconds", type=_positive_seconds, default=5.0, help="live klines poll period"
+    )
+    parser.add_argument(
+        "--clock",
+        choices=CLOCK_CHOICES,
+        default="system",
+        help="what 'now' is on the live feed: this host's clock (default, production) or the "
+        "exchange's server time read each poll (an accelerated fake exchange in tests)",
+    )
     parser.add_argument("--binance-url", default=None, help="API base URL (tests, proxies)")
     parser.add_argument("--fng-url", default=None, help="Fear & Greed API base URL")
     parser.add_argument("--threshold", type=float, default=None, help="ml_basic threshold")
@@ -121,6 +143,7 @@ def options_from_args(args: argparse.Namespace) -> app.EngineOptions:
         risk_config=args.risk_config,
         reset_kill_switch=args.reset_kill_switch,
         poll_seconds=args.poll_seconds,
+        clock=args.clock,
         binance_url=args.binance_url,
         fng_url=args.fng_url,
         strategy_params=params,
@@ -223,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_window(args.replay_from, args.replay_to, start_option="--from", end_option="--to")
     except DateError as exc:
         parser.error(str(exc))
+    if args.clock == "exchange" and args.replay:
+        parser.error("--clock exchange follows a live exchange; a --replay has no exchange")
     options = options_from_args(args)
     if args.check_only:
         report = check_report(options)

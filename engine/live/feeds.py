@@ -30,6 +30,9 @@ class FeedItem:
     # False for bars older than the current one (catch-up after downtime): they rebuild
     # history but are never traded on, since their "next open" is already in the past.
     tradable: bool = True
+    # On a heartbeat: why the last poll round failed (None when it succeeded). The engine
+    # puts it in its status, so an exchange it cannot reach is visible, not a silent wait.
+    error: str | None = None
 
 
 class ReplayFeed:
@@ -119,6 +122,44 @@ def make_binance_client(
     return client
 
 
+CLOCK_CHOICES = ("system", "exchange")
+
+
+class ExchangeClock:
+    """The exchange's server time (``GET /api/v3/time``), read once per poll round.
+
+    With it the engine lives on whatever clock the exchange has: the real one in
+    production (where the system clock agrees with it anyway), an accelerated one against
+    the test and demo fake. Between two reads it stands still, so every decision of one
+    round sees the same "now". Calling it before the first read reads it.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._now: float | None = None
+
+    def refresh(self) -> float:
+        """Ask the exchange for its time; FeedError (or the client's own errors) if it cannot."""
+        answer = self.client.get_server_time()
+        server_ms = answer.get("serverTime") if isinstance(answer, dict) else None
+        if isinstance(server_ms, bool) or not isinstance(server_ms, int | float):
+            raise FeedError(f"server time answer has no numeric serverTime: {str(answer)[:120]!r}")
+        if server_ms <= 0 or server_ms != server_ms:  # NaN != NaN
+            raise FeedError(f"server time answer is not a positive time: {server_ms!r}")
+        self._now = float(server_ms) / 1000.0
+        return self._now
+
+    def __call__(self) -> float:
+        return self.refresh() if self._now is None else self._now
+
+
+def refresh_clock(clock: Callable[[], float]) -> None:
+    """Start a poll round: a clock that reads a remote time (ExchangeClock) reads it now."""
+    refresh = getattr(clock, "refresh", None)
+    if refresh is not None:
+        refresh()
+
+
 class BinanceKlineFeed:
     """Polls the klines endpoint for closed candles, resuming after the last one processed.
 
@@ -126,6 +167,11 @@ class BinanceKlineFeed:
     errors backfills what was missed instead of skipping it, and rows at or before the
     last processed bar are dropped, so nothing is processed twice. A gap the exchange
     itself has (no rows at all) is logged as an error.
+
+    After a restart (`last_processed` given, and `rewarm`), the first round also re-reads
+    the `history` bars up to the last processed one, as history only: the engine primes
+    its buffer with them (it knows them as processed), so the first new bar is decided on
+    the same history as in an uninterrupted run, not skipped for want of it.
     """
 
     def __init__(
@@ -142,6 +188,7 @@ class BinanceKlineFeed:
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         clock: Callable[[], float] = time.time,
+        rewarm: bool = False,
     ) -> None:
         self.client = client
         self.symbol = symbol
@@ -155,8 +202,16 @@ class BinanceKlineFeed:
         self.backoff_max = backoff_max
         self.clock = clock
         self.failures = 0
+        # Restart: where the first round re-reads the history of the last processed bar.
+        self._rewarm_ms = (
+            None
+            if self.last_open_ms is None or not rewarm
+            else self.last_open_ms - max(0, history - 1) * self.step_ms
+        )
 
     def _request_start_ms(self) -> int:
+        if self._rewarm_ms is not None:
+            return self._rewarm_ms
         if self.last_open_ms is not None:
             return self.last_open_ms + self.step_ms
         # Fresh start: enough closed history to warm the model up.
@@ -167,6 +222,10 @@ class BinanceKlineFeed:
         """One round of requests: every closed candle after the last one, oldest first."""
         from binance.exceptions import BinanceAPIException, BinanceRequestException
 
+        try:
+            refresh_clock(self.clock)
+        except (BinanceAPIException, BinanceRequestException, FeedError) as exc:
+            raise FeedError(f"server time request failed: {exc}") from exc
         items: list[FeedItem] = []
         while True:
             start = self._request_start_ms()
@@ -192,6 +251,7 @@ class BinanceKlineFeed:
 
     def _closed_new_candles(self, rows: list[Any], now_ms: int) -> list[FeedItem]:
         out: list[FeedItem] = []
+        rewarming = self._rewarm_ms is not None
         for row in rows:
             candle, close_ms = parse_kline(row)
             open_ms = epoch_ns(candle.open_time) // 10**6
@@ -199,7 +259,10 @@ class BinanceKlineFeed:
                 break  # still forming: never trade on an open candle
             if self.last_open_ms is not None:
                 if open_ms <= self.last_open_ms:
-                    log.warning("feed repeated candle %s; ignored", candle.key)
+                    if rewarming:  # history the restarted engine primes itself with
+                        out.append(FeedItem(candle, tradable=False))
+                    else:
+                        log.warning("feed repeated candle %s; ignored", candle.key)
                     continue
                 expected = self.last_open_ms + self.step_ms
                 if open_ms > expected:
@@ -213,6 +276,7 @@ class BinanceKlineFeed:
             tradable = now_ms - close_ms < self.step_ms
             out.append(FeedItem(candle, tradable=tradable))
             self.last_open_ms = open_ms
+        self._rewarm_ms = None
         return out
 
     def backoff_seconds(self) -> float:
@@ -233,7 +297,7 @@ class BinanceKlineFeed:
                     exc,
                     wait,
                 )
-                yield FeedItem(None)
+                yield FeedItem(None, error=f"{type(exc).__name__}: {exc}"[:300])
                 self.stop_event.wait(wait)
                 continue
             if self.failures:

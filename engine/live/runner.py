@@ -140,6 +140,7 @@ class TradingEngine:
         self.symbol = symbol
         self.interval = interval
         self.last_data_at: str | None = None
+        self.feed_error: str | None = None  # the last poll round's failure, shown in status
         self._catch_up_published_at = float("-inf")
         self.sentiment = sentiment
         self.buffer = CandleBuffer(history_size)
@@ -200,6 +201,8 @@ class TradingEngine:
     def run(self, feed: Iterable[FeedItem]) -> None:
         """Consume the feed until it ends or stop() is called; SIGTERM lands between steps."""
         for item in feed:
+            # Any item ends a poll round; only a failed round carries an error.
+            self.feed_error = item.error
             if item.candle is None:
                 self.publish_status()
             else:
@@ -261,6 +264,7 @@ class TradingEngine:
             state="halted" if self.kill_switch else "running",
             last_candle=self.last_candle.isoformat() if self.last_candle is not None else None,
             last_data_at=self.last_data_at,
+            feed_error=self.feed_error,
             position=self.quantity,
             equity=self.last_equity,
             kill_switch=self.kill_switch,

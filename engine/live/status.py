@@ -33,6 +33,9 @@ STATUS_FIELDS = (
     # health check's proof that it has market data ('running' alone is not).
     "last_data_at",
     "interval_seconds",
+    # Why the market-data feed's last poll failed (exchange unreachable, rate limited...);
+    # None while it works. The engine keeps running and retrying meanwhile.
+    "feed_error",
     # True when the engine serves the kept previous model (the guide's manual rollback).
     "serving_backup",
     "position",
@@ -80,6 +83,7 @@ class StatusReporter:
             "last_candle": None,
             "last_data_at": None,
             "interval_seconds": None,
+            "feed_error": None,
             "serving_backup": False,
             "position": 0.0,
             "equity": None,

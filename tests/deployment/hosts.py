@@ -180,6 +180,27 @@ echo $! > "$ROOT/var/engine.pid"
 """
 
 
+STOP_SCRIPT = """#!/bin/sh
+# Stand-in for `systemctl stop`: TERM the engine from its pid file, KILL it if it lingers.
+# Stopping an engine that is not running succeeds, as systemctl stop does.
+ROOT={root}
+if [ -f "$ROOT/fail-stop" ]; then echo "stop refused (test)" >&2; exit 1; fi
+if [ -f "$ROOT/var/engine.pid" ]; then
+  pid=$(cat "$ROOT/var/engine.pid")
+  kill "$pid" 2>/dev/null
+  i=0
+  while [ $i -lt 200 ]; do
+    state=$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null)
+    if [ -z "$state" ] || [ "$state" = Z ]; then break; fi
+    sleep 0.05; i=$((i+1))
+  done
+  kill -9 "$pid" 2>/dev/null
+  rm -f "$ROOT/var/engine.pid"
+fi
+echo "stopped"
+"""
+
+
 @dataclass
 class FakeHost:
     root: Path
@@ -199,6 +220,10 @@ class FakeHost:
     @property
     def restart_script(self) -> Path:
         return self.root / "bin" / "restart.sh"
+
+    @property
+    def stop_script(self) -> Path:
+        return self.root / "bin" / "stop.sh"
 
     def install(self, artifact: ArtifactSpec) -> None:
         """Put a model in place the way a first manual install would."""
@@ -302,6 +327,7 @@ def make_fake_host(
             hang_seconds=HANG_SECONDS,
         )
     )
+    host.stop_script.write_text(STOP_SCRIPT.format(root=host.root))
     return host
 
 
@@ -318,6 +344,7 @@ def target_settings(hosts: list[FakeHost], user_key: Path | None) -> dict[str, A
         if local
         else "".join(host.server.known_hosts_line() for host in hosts if host.server),
         "restart_command": "/bin/sh {install_root}/bin/restart.sh",
+        "stop_command": "/bin/sh {install_root}/bin/stop.sh",
         "log_command": "tail -n 200 {install_root}/var/engine.log",
         "health_timeout": budget(30),
         "health_poll_interval": 0.05,

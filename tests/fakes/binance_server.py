@@ -10,8 +10,19 @@ Market data endpoints as Binance serves them:
   unknown symbol -> HTTP 400 ``{"code": -1121, "msg": "Invalid symbol."}``
 
 Candles are computed from a deterministic price curve, so any symbol, interval
-and range is available without storage; ``now_ms`` is the server's clock and
-the candle containing it is served unfinished, as Binance does.
+and range is available without storage; or they are stored real candles
+(``CandleTable.from_csv``, e.g. ../shared/data/BTCUSDT-1h.csv, optionally shifted
+in time) for one interval. ``now_ms`` is the server's clock and the candle
+containing it is served unfinished, as Binance does. The clock is fixed by default;
+``PacedClock`` (tests/fakes/market_clock.py) makes it accelerated and paced by its
+readers, for forward paper runs of days in about a minute.
+
+As its own process (an engine on an SSH test host can reach it)::
+
+    python -m tests.fakes.binance_server --port 0 --speed 20000 \
+        --origin 2024-01-26T00:00:00Z [--candles-csv ../shared/data/BTCUSDT-1h.csv]
+
+prints ``url http://127.0.0.1:PORT`` on its first line and serves until SIGTERM.
 
 Fault injection (see http_fake): ``rate_limited()`` (429 + Retry-After),
 ``banned()`` (418), ``html_error()``, ``slow()``, and ``used_weight`` to set
@@ -47,13 +58,20 @@ Request weights for new paths go in ``server.weights``.
 
 from __future__ import annotations
 
+import argparse
 import math
+import signal
+import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 
 from tests.fakes.http_fake import FakeHttpServer, FakeRequest, FakeResponse, Fault
+from tests.fakes.market_clock import FixedClock, PacedClock
 
 INTERVAL_MS = {
     "1s": 1_000,
@@ -97,6 +115,38 @@ def banned(retry_after: int = 120, *, path: str | None = None, times: int | None
     return Fault(response, path=path, times=times)
 
 
+@dataclass(frozen=True)
+class CandleTable:
+    """Stored candles of one interval, served instead of the price curve.
+
+    `open_ms` is sorted and unique; `values` has one row per bar: open, high, low, close,
+    volume. Bars absent from the table are absent on the exchange too (a gap).
+    """
+
+    step_ms: int
+    open_ms: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def from_csv(cls, path: Path | str, interval: str = "1h", *, shift_ms: int = 0) -> CandleTable:
+        """A kline CSV (engine.data.csv_import layouts), every time moved by `shift_ms`."""
+        from engine.data.csv_import import read_kline_csv
+
+        frame = read_kline_csv(path, interval)
+        frame = frame[~frame.index.duplicated(keep="last")].sort_index()
+        opens = frame.index.asi8 // 1_000_000 + int(shift_ms)
+        values = frame[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64)
+        return cls(INTERVAL_MS[interval], opens.astype(np.int64), values)
+
+    def rows(self, low: int, high: int, limit: int, *, forward: bool) -> np.ndarray:
+        """Indexes of the bars opening in [low, high]: the first `limit` or the last ones."""
+        first = int(np.searchsorted(self.open_ms, low, side="left"))
+        last = int(np.searchsorted(self.open_ms, high, side="right"))
+        if forward:
+            return np.arange(first, min(last, first + limit))
+        return np.arange(max(first, last - limit), last)
+
+
 @dataclass
 class FakeSymbol:
     symbol: str
@@ -109,6 +159,7 @@ class FakeSymbol:
     step_size: str = "0.00001000"
     min_qty: str = "0.00001000"
     min_notional: str = "5.00000000"
+    table: CandleTable | None = None
 
 
 class FakeMarket:
@@ -125,6 +176,7 @@ class FakeMarket:
         base_asset: str | None = None,
         quote_asset: str = "USDT",
         base_price: float = 30_000.0,
+        table: CandleTable | None = None,
     ) -> FakeSymbol:
         entry = FakeSymbol(
             symbol=symbol,
@@ -132,6 +184,7 @@ class FakeMarket:
             quote_asset=quote_asset,
             listed_at_ms=listed_at_ms,
             base_price=base_price,
+            table=table,
         )
         self.symbols[symbol] = entry
         return entry
@@ -156,6 +209,11 @@ class FakeMarket:
         high = min(now_ms, end if end is not None else now_ms) // step * step
         if high < low:
             return []
+        if entry.table is not None:
+            if step != entry.table.step_ms:
+                return []  # stored candles exist for their own interval only
+            found = entry.table.rows(low, high, limit, forward=start is not None)
+            return [self._table_row(entry.table, int(i)) for i in found]
         # With startTime Binance pages forward from it; otherwise it serves the newest rows.
         forward = start is not None
         spare = (limit + len(entry.missing_open_times)) * step
@@ -168,6 +226,15 @@ class FakeMarket:
             opens = opens[~np.isin(opens, list(entry.missing_open_times))]
         opens = opens[:limit] if forward else opens[-limit:]
         return [self._row(entry, int(t), step) for t in opens]
+
+    def _table_row(self, table: CandleTable, i: int) -> list[object]:
+        open_ms, step = int(table.open_ms[i]), table.step_ms
+        open_, high, low, close, volume = (float(v) for v in table.values[i])
+        return [
+            open_ms, f"{open_:.8f}", f"{high:.8f}", f"{low:.8f}", f"{close:.8f}",
+            f"{volume:.8f}", open_ms + step - 1, f"{volume * close:.8f}", 100,
+            f"{volume / 2:.8f}", f"{volume / 2 * close:.8f}", "0",
+        ]  # fmt: skip
 
     def _row(self, entry: FakeSymbol, open_ms: int, step: int) -> list[object]:
         open_price, close_price = self.price(
@@ -196,9 +263,15 @@ class FakeMarket:
 class FakeBinanceServer(FakeHttpServer):
     """Binance's public spot REST endpoints on 127.0.0.1."""
 
-    def __init__(self, *, now_ms: int = DEFAULT_NOW_MS) -> None:
-        super().__init__()
-        self.now_ms = now_ms
+    def __init__(
+        self,
+        *,
+        now_ms: int = DEFAULT_NOW_MS,
+        clock: FixedClock | PacedClock | None = None,
+        port: int = 0,
+    ) -> None:
+        super().__init__(port=port)
+        self.clock = clock if clock is not None else FixedClock(now_ms)
         self.market = FakeMarket()
         self.used_weight: int | None = None  # None: count the weights of requests served
         self.weights: dict[str, int] = {
@@ -215,6 +288,17 @@ class FakeBinanceServer(FakeHttpServer):
         )
         self.add_route("GET", "/api/v3/exchangeInfo", self._exchange_info)
         self.add_route("GET", "/api/v3/klines", self._klines)
+
+    @property
+    def now_ms(self) -> int:
+        """The server's clock (``/api/v3/time``); settable when the clock is fixed."""
+        return self.clock.now_ms()
+
+    @now_ms.setter
+    def now_ms(self, value: int) -> None:
+        if not isinstance(self.clock, FixedClock):
+            raise TypeError("a paced clock cannot be set; it follows its readers")
+        self.clock.value = int(value)
 
     @property
     def api_url(self) -> str:
@@ -273,6 +357,8 @@ class FakeBinanceServer(FakeHttpServer):
             end = int(query["endTime"]) if "endTime" in query else None
         except ValueError:
             return binance_error(-1100, "Illegal characters found in a parameter.")
+        if start is not None:
+            self.clock.acknowledge(start, step)  # the reader has every bar before `start`
         rows = self.market.klines(
             entry, step, now_ms=self.now_ms, start=start, end=end, limit=limit
         )
@@ -326,3 +412,61 @@ def _symbol_info(entry: FakeSymbol) -> dict[str, object]:
             },
         ],
     }
+
+
+def _utc_ms(text: str) -> int:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone (e.g. Z)")
+    return int(moment.timestamp() * 1000)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fakes.binance_server",
+        description="A fake Binance spot API on an accelerated clock paced by its readers.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--speed", type=float, default=20_000.0, help="clock speed-up")
+    parser.add_argument("--origin", type=_utc_ms, required=True, help="clock start, ISO 8601")
+    parser.add_argument("--symbol", default="BTCUSDT")
+    parser.add_argument("--interval", default="1h", choices=sorted(INTERVAL_MS))
+    parser.add_argument("--candles-csv", type=Path, default=None, help="serve stored candles")
+    parser.add_argument(
+        "--candles-at-origin",
+        type=_utc_ms,
+        default=None,
+        help="with --candles-csv: the stored bar served at --origin (default: no shift)",
+    )
+    return parser
+
+
+def server_from_args(args: argparse.Namespace) -> FakeBinanceServer:
+    step = INTERVAL_MS[args.interval]
+    clock = PacedClock(origin_ms=args.origin, speed=args.speed, step_ms=step)
+    server = FakeBinanceServer(clock=clock, port=args.port)
+    server.host = args.host
+    if args.candles_csv is None:
+        server.market.add_symbol(args.symbol, listed_at_ms=args.origin - 5000 * step)
+        return server
+    shift = 0 if args.candles_at_origin is None else args.origin - args.candles_at_origin
+    table = CandleTable.from_csv(args.candles_csv, args.interval, shift_ms=shift)
+    server.market.add_symbol(args.symbol, listed_at_ms=int(table.open_ms[0]), table=table)
+    return server
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    server = server_from_args(args).start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"url {server.url}", flush=True)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

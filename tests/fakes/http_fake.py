@@ -8,7 +8,9 @@ path; faults are checked before routing and can stand in for any response
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -107,12 +109,16 @@ def slow(seconds: float, *, path: str | None = None, times: int | None = 1) -> F
 class FakeHttpServer:
     """Threaded HTTP server on 127.0.0.1 and a free port; use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, port: int = 0, host: str = "127.0.0.1") -> None:
+        # A fixed port lets a test stop the server and start it again where clients expect it.
+        self.port = port
+        self.host = host
         self.routes: dict[tuple[str, str], Handler] = {}
         self.faults: list[Fault] = []
         self.requests: list[FakeRequest] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
 
     # --- routes and faults ---
@@ -149,7 +155,7 @@ class FakeHttpServer:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeHttpServer:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd = ThreadingHTTPServer((self.host, self.port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -159,9 +165,17 @@ class FakeHttpServer:
 
     def stop(self) -> None:
         if self._httpd is not None:
+            # Later starts reuse the port: clients keep their URL across a restart.
+            self.port = self._httpd.server_address[1]
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+            # A stopped exchange is gone for kept-alive clients too, not only for new ones.
+            with self._lock:
+                open_connections, self._connections = self._connections, set()
+            for connection in open_connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> FakeHttpServer:
         return self.start()
@@ -197,6 +211,17 @@ class FakeHttpServer:
 
         class RequestHandler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server._lock:
+                    server._connections.discard(self.connection)
+                with contextlib.suppress(OSError):
+                    super().finish()
 
             def _serve(self) -> None:
                 parts = urlsplit(self.path)
