@@ -471,6 +471,8 @@ class DeploymentTarget(models.Model):
     upload_dir = models.CharField(max_length=300, default="/tmp/ai-trading-bot-staging")  # noqa: S108 -- the guide's upload folder on the host
     service_name = models.CharField(max_length=100, default="ai-trading-bot")
     restart_command = models.CharField(max_length=500, default="sudo systemctl restart {service}")
+    # Stops a staged engine whose version was replaced, rejected or failed its forward run.
+    stop_command = models.CharField(max_length=500, default="sudo systemctl stop {service}")
     log_command = models.CharField(
         max_length=500, default="sudo journalctl -u {service} --since '{since}' --no-pager"
     )

@@ -399,6 +399,9 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         model_version=predictor.version,
         model_sha256=predictor.sha256,
         pid=os.getpid(),
+        # Where this session's orders fill: at the decision bar's close on a live feed, at
+        # the next bar's open in a replay (what a comparison with a backtest must know).
+        fills_at="next_open" if options.replay else "close",
     )
     if engine.resumed():
         log.info(

@@ -79,7 +79,9 @@ def validate_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet)
             _report(request, version, True, f"validation run #{run.pk} queued")
 
 
-@admin.action(description="Replay pre-check on bars the model never saw", permissions=["papertrade"])
+@admin.action(
+    description="Replay pre-check on bars the model never saw", permissions=["papertrade"]
+)
 def paper_trade_versions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
     for version in _each_fresh(queryset):
         try:
@@ -89,7 +91,7 @@ def paper_trade_versions(modeladmin: Any, request: HttpRequest, queryset: QueryS
         except RegistryError as exc:
             _report(request, version, False, str(exc))
         else:
-            _report(request, version, True, f"paper trading run #{run.pk} queued")
+            _report(request, version, True, f"replay #{run.pk} queued")
 
 
 # --- actions with a confirmation page ------------------------------------------

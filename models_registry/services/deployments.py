@@ -109,6 +109,7 @@ def target_spec(target: DeploymentTarget) -> TargetSpec:
             upload_dir=target.upload_dir,
             service=target.service_name,
             restart_command=target.restart_command,
+            stop_command=target.stop_command,
             log_command=target.log_command,
             status_file=target.status_file or "{install_root}/var/status.json",
             check_command=target.check_command or None,

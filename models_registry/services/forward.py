@@ -31,10 +31,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from deployment import runner as deploy_runner
+from deployment.service import engine_stop
 from deployment.steps import data_problem
 from engine.backtest.report import json_safe
 from engine.data import DataError, read_candles
 from engine.data.binance_source import fetch_klines
+from engine.data.fear_greed import download_fear_greed
 from engine.data.intervals import interval_ms
 from engine.features.kernels import required_history
 from models_registry import dispatch
@@ -52,7 +54,6 @@ from models_registry.services import jobs, runs
 from models_registry.services.audit import audit_event_record
 from models_registry.services.deployments import target_spec
 from models_registry.services.monitoring.live import (
-    _sentiment_for,
     collect_journal,
     compare_live_with_backtest,
     version_records,
@@ -237,8 +238,10 @@ class Evaluation:
     def summary(self) -> dict[str, Any]:
         if self.error:
             return {"evaluation_error": self.error}
-        divergence = self.comparison.get("divergence") if self.comparison.get("compared") else None
-        return {**self.figures, "replay_divergence": divergence}
+        if not self.comparison.get("compared"):
+            return {**self.figures, "replay_divergence": None,
+                    "replay_not_compared": self.comparison.get("reason")}  # fmt: skip
+        return {**self.figures, "replay_divergence": self.comparison.get("divergence")}
 
 
 def evaluate(run: PaperTradingRun, progress: Progress) -> Evaluation:
@@ -253,14 +256,34 @@ def evaluate(run: PaperTradingRun, progress: Progress) -> Evaluation:
         return Evaluation(error=f"the candles of the period could not be fetched: {exc}")
     if candles.empty or candles.index[-1] < progress.bars[-1]:
         return Evaluation(error="the exchange does not serve the period's candles yet")
+    try:
+        sentiment = exchange_sentiment(version)
+    except (DataError, OSError, ValueError) as exc:
+        return Evaluation(error=f"the Fear & Greed index could not be fetched: {exc}")
     comparison = compare_live_with_backtest(
-        version,
-        progress.records,
-        candles,
-        sentiment=_sentiment_for(version, Path(_data_dir())),
-        costs=costs,
+        version, progress.records, candles, sentiment=sentiment, costs=costs
     )
-    return Evaluation(json_safe(forward_figures(progress, candles)), json_safe(comparison))
+    figures = forward_figures(progress, candles)
+    return Evaluation(json_safe(figures), json_safe(_marked_at_the_end(comparison, figures)))
+
+
+def _marked_at_the_end(comparison: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
+    """The equity gap at the period's last close, not at the journal's last state record.
+
+    A state record is written only when the holdings change, so its equity is the mark of
+    that bar; the run's own curve (``forward_figures``) is marked at every close."""
+    if not comparison.get("compared") or figures.get("final_equity") is None:
+        return comparison
+    expected = float(comparison["backtest_final_equity"])
+    gap = abs(figures["final_equity"] - expected) / max(abs(expected), 1e-12)
+    return {
+        **comparison,
+        "live_final_equity": figures["final_equity"],
+        "final_equity_divergence": gap,
+        "divergence": max(
+            gap, comparison["max_price_divergence"], comparison["trade_mismatch_share"]
+        ),
+    }
 
 
 def _ended_elsewhere(run: PaperTradingRun, version: ModelVersion) -> str | None:
@@ -413,11 +436,18 @@ def forward_figures(progress: Progress, candles: pd.DataFrame) -> dict[str, Any]
     opens = candles["open"].reindex(index)
     cash, quantity = _start_holdings(progress.records)
     start_equity = cash + quantity * float(opens.iloc[0])
-    fills = [r for r in progress.records if r.get("type") == "fill"]
+    # A live order fills as its decision bar closes, i.e. at the next bar's open: one made
+    # at the period's last close trades in the bar after it, as a replay of the period
+    # would not, so it is not this period's.
+    fills = [
+        r
+        for r in progress.records
+        if r.get("type") == "fill" and pd.Timestamp(r["candle"]) < index[-1]
+    ]
     equity = []
     for stamp, close in closes.items():
         for fill in (f for f in fills if pd.Timestamp(f["candle"]) == stamp):
-            signed = float(fill["quantity"]) * (1 if fill["side"] == "BUY" else -1)
+            signed = float(fill["quantity"]) * (1 if str(fill["side"]).lower() == "buy" else -1)
             quantity += signed - float(fill.get("base_fee") or 0.0)
             cash -= signed * float(fill["price"]) + float(fill["fee"])
         equity.append(cash + quantity * float(close))
@@ -466,10 +496,12 @@ def exchange_candles(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _data_dir() -> str:
-    from django.conf import settings
-
-    return str(settings.TRADEBOT_DATA_DIR)
+def exchange_sentiment(version: ModelVersion) -> pd.Series | None:
+    """The Fear & Greed index from the API the staging engine reads
+    (``TRADEBOT_FNG_API_URL``), for a model that uses it; None otherwise."""
+    if not (version.metadata or {}).get("uses_sentiment"):
+        return None
+    return download_fear_greed()
 
 
 # --------------------------------------------------------------------------- end and stop
@@ -489,8 +521,6 @@ def _stop_staging_engine(run: PaperTradingRun, reason: str) -> None:
 
 def staging_engine_stop(run_id: int, reason: str) -> dict[str, Any]:
     """Stop the engine of a forward run's target on every host; one audit event."""
-    from deployment.service import engine_stop
-
     run = PaperTradingRun.objects.select_related("target", "model_version").get(pk=run_id)
     assert run.target is not None
     results = engine_stop(target_spec(run.target))

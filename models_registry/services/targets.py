@@ -35,7 +35,7 @@ GUARDED_TARGET_FIELDS = frozenset(
     {
         "environment", "is_local", "ssh_user", "ssh_port", "ssh_key_path", "known_hosts",
         "install_root", "model_dir", "upload_dir", "service_name", "restart_command",
-        "log_command", "status_file", "check_command",
+        "stop_command", "log_command", "status_file", "check_command",
     }
 )  # fmt: skip
 GUARDED_HOST_FIELDS = frozenset(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from deployment.targets import ArtifactSpec
+from models_registry import selectors
 from models_registry.models import (
     AuditEvent,
     Deployment,
@@ -26,6 +27,7 @@ from models_registry.services.model_versions import model_version_create
 from tests.deployment.hosts import FakeHost
 from tests.registry.conftest import (
     finished_deployment,
+    passing_forward_run,
     passing_paper_run,
     passing_validation_run,
 )
@@ -61,9 +63,10 @@ def walk_to(
     approver: Any,
     staging_records: DeploymentTarget | None = None,
 ) -> ModelVersion:
-    """Walk `version` up to `state` with recorded evidence. Past paper_tested the staging
-    evidence is a recorded deployment to `staging_records` (a target never deployed to)."""
-    order = [ModelState.VALIDATED, ModelState.PAPER_TESTED, ModelState.STAGED, ModelState.APPROVED]
+    """Walk `version` up to `state` with recorded evidence. From staged on, the staging
+    evidence is a recorded deployment to `staging_records` (a target never deployed to),
+    and paper_tested a recorded passing forward run there."""
+    order = [ModelState.VALIDATED, ModelState.STAGED, ModelState.PAPER_TESTED, ModelState.APPROVED]
     for step in order[: order.index(state) + 1]:
         if step == ModelState.VALIDATED:
             start = (version.out_of_sample_from or version.data_end) + timedelta(hours=1)
@@ -73,16 +76,20 @@ def walk_to(
             lifecycle.model_version_validate(
                 model_version=version, validation_run=run, actor=engineer
             )
-        elif step == ModelState.PAPER_TESTED:
-            run = passing_paper_run(version, bars=PAPER_BARS)
-            lifecycle.model_version_mark_paper_tested(
-                model_version=version, paper_run=run, actor=engineer
-            )
+            passing_paper_run(version, bars=PAPER_BARS)  # the replay pre-check staging needs
         elif step == ModelState.STAGED:
             assert staging_records is not None
             evidence = finished_deployment(version, staging_records, engineer)
             lifecycle.model_version_stage(
                 model_version=version, deployment=evidence, actor=engineer
+            )
+        elif step == ModelState.PAPER_TESTED:
+            staged_by = selectors.successful_staging_deployment(version)
+            assert staged_by is not None
+            lifecycle.model_version_mark_paper_tested(
+                model_version=version,
+                paper_run=passing_forward_run(version, staged_by, bars=PAPER_BARS),
+                actor=engineer,
             )
         elif step == ModelState.APPROVED:
             lifecycle.model_version_approve(

@@ -41,6 +41,8 @@ from models_registry.models import (
     Environment,
     ModelState,
     ModelVersion,
+    PaperTradingRun,
+    RunStatus,
 )
 from models_registry.services import deployments, lifecycle
 from models_registry.services.local_targets import local_target_ensure
@@ -48,6 +50,7 @@ from models_registry.tasks.deploy import run_deployment
 from tests.conftest import PROJECT_ROOT, database_url_for_subprocesses
 from tests.deployment.hosts import FakeHost
 from tests.deployment.registry_support import (
+    PAPER_BARS,
     audit_data,
     audit_types,
     describe,
@@ -59,6 +62,7 @@ from tests.deployment.registry_support import (
     walk_to,
 )
 from tests.registry.conftest import make_user
+from tests.support.walk import walk
 
 # host_identity (issue 26): the registry checks and locks the hosts before any upload.
 DEPLOY_STEPS = ["connect", "preflight", "host_identity", "upload", "verify", "stage", "backup",
@@ -168,7 +172,7 @@ def test_staging_then_production_then_newer_then_rollback(
     production = ssh_target(
         "production-ssh", Environment.PRODUCTION, [production_host], ssh_user_key
     )
-    first = versions.make(ModelState.PAPER_TESTED)
+    first = versions.make(ModelState.VALIDATED)
 
     # staging through the command, run here: no task is sent for a worker to race it
     with django_capture_on_commit_callbacks() as sent:
@@ -190,8 +194,20 @@ def test_staging_then_production_then_newer_then_rollback(
     assert trail.count("deployment_step") == len(staging_deployment.steps)
     assert audit_data(first, "model_version_staged")["staging_deployment"] == staging_deployment.pk
 
+    # staged: its engine there now paper trades forward (tests/deployment/
+    # test_forward_paper_run.py runs one to its end); here its pass is recorded
+    forward = first.paper_runs.get(mode=PaperTradingRun.MODE_FORWARD)
+    assert forward.status == RunStatus.RUNNING and forward.target == staging
+    assert forward.config["model_sha256"] == first.onnx_sha256
+    walk(forward, RunStatus.PASSED, fields={"passed": True, "bars": PAPER_BARS})
+    lifecycle.model_version_mark_paper_tested(
+        model_version=first, paper_run=fresh(forward), actor=engineer
+    )
+
     # a second person approves; the deployer deploys through the admin action
-    lifecycle.model_version_approve(model_version=first, approved_by=approver, comment="checked")
+    lifecycle.model_version_approve(
+        model_version=fresh(first), approved_by=approver, comment="checked"
+    )
     client = Client(enforce_csrf_checks=True)
     client.force_login(deployer)
     changelist = reverse("admin:models_registry_modelversion_changelist")

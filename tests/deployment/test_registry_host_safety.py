@@ -245,7 +245,7 @@ def test_a_staging_deploy_through_a_production_host_written_otherwise_is_refused
         user_key=ssh_user_key,
         **SPELLINGS[spelling](host_machine),
     )
-    candidate = versions.make(ModelState.PAPER_TESTED)
+    candidate = versions.make(ModelState.VALIDATED)
 
     refused = deploy_now(candidate, staging, people["engineer"])  # an engineer's staging deploy
 
@@ -255,7 +255,7 @@ def test_a_staging_deploy_through_a_production_host_written_otherwise_is_refused
     assert "\n" not in refused.error and len(refused.error) < 600
     names = [step["name"] for step in refused.steps]
     assert "upload" not in names and names[-1] == "host_identity", describe(refused)
-    assert fresh(candidate).state == ModelState.PAPER_TESTED, "never staged"
+    assert fresh(candidate).state == ModelState.VALIDATED, "never staged"
     assert deployments.target_status(production)["consistent"] is True
     assert_five([(host_machine.host, v1)])
 
@@ -727,7 +727,7 @@ def test_generated_spellings_of_a_production_host_are_refused_at_creation_or_pre
     host_machine = machine(registry_files(v1))
     production = production_on(host_machine, ssh_user_key)
     assert deploy_now(v1, production, deployer).status == DeploymentStatus.SUCCEEDED
-    candidate = versions.make(ModelState.PAPER_TESTED)
+    candidate = versions.make(ModelState.VALIDATED)
     root, alias = host_machine.host.root, host_machine.alias
     made = iter(range(1, 1000))
 
@@ -784,5 +784,5 @@ def test_generated_spellings_of_a_production_host_are_refused_at_creation_or_pre
 
     assert {"creation", "preflight"} <= set(outcomes), outcomes
 
-    assert fresh(candidate).state == ModelState.PAPER_TESTED
+    assert fresh(candidate).state == ModelState.VALIDATED
     assert_five([(host_machine.host, v1)])

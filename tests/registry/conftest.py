@@ -301,8 +301,8 @@ class VersionFactory:
     """``factory("approved")``: a new version walked to that state through the services.
 
     The engineer trains, validates, replays and stages it; its forward paper run on
-    staging passes (and so requests its approval); the approver approves; the deployer deploys. ``retired`` is
-    an in-production version replaced by a newer one; ``rejected`` is a trained
+    staging passes (and so requests its approval); the approver approves; the deployer
+    deploys. ``retired`` is an in-production version replaced by a newer one; ``rejected`` is a trained
     version the approver rejected.
     """
 

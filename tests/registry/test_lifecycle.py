@@ -10,6 +10,7 @@ import pytest
 from django.db import connection, transaction
 from django.db.models import Q
 
+from models_registry import selectors
 from models_registry.guards import transition_write
 from models_registry.models import (
     Approval,
@@ -22,7 +23,6 @@ from models_registry.models import (
     RunStatus,
     ValidationRun,
 )
-from models_registry import selectors
 from models_registry.services import lifecycle
 from models_registry.services.lifecycle import FourEyesViolation, GateFailed, TransitionRefused
 from tests.registry.conftest import (

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from models_registry import selectors
 from models_registry.models import ModelState
 from models_registry.services import lifecycle
-from models_registry import selectors
 from tests.registry.conftest import passing_forward_run
 
 pytestmark = pytest.mark.django_db

@@ -16,6 +16,7 @@ from deployment.journals import journals_fetch
 from engine.backtest import BacktestError, run_backtest
 from engine.backtest.report import json_safe
 from engine.data import DataError, StoreEmptyError, read_candles, read_sentiment
+from engine.data.intervals import interval_ms
 from engine.live.journal import JournalError, read_journal
 from engine.live.paper import FILL_COLUMNS, round_trips
 from models_registry.models import DeploymentTarget, Environment, ModelVersion
@@ -70,13 +71,21 @@ def version_records(version: ModelVersion, records: Iterable[Mapping[str, Any]])
     return kept
 
 
-def _live_fills(records: list[dict[str, Any]]) -> pd.DataFrame:
-    rows = [
-        (_utc(r["candle"]), r["side"], float(r["quantity"]), float(r["price"]), float(r["fee"]),
-         "signal")
-        for r in records
-        if r.get("type") == "fill"
-    ]  # fmt: skip
+def _live_fills(records: list[dict[str, Any]], interval: pd.Timedelta) -> pd.DataFrame:
+    """The journal's fills, each at the bar whose open the backtester would fill it at.
+
+    On a live feed an order fills as its decision bar closes (the session says
+    ``fills_at: close``), which is the next bar's open: the same trade as the backtest's."""
+    rows = []
+    shift = pd.Timedelta(0)
+    for r in records:
+        if r.get("type") == "session_start":
+            shift = interval if r.get("fills_at") == "close" else pd.Timedelta(0)
+        elif r.get("type") == "fill":
+            rows.append(
+                (_utc(r["candle"]) + shift, r["side"], float(r["quantity"]), float(r["price"]),
+                 float(r["fee"]), "signal")
+            )  # fmt: skip
     frame = pd.DataFrame(rows, columns=FILL_COLUMNS)
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     return frame
@@ -151,7 +160,12 @@ def compare_live_with_backtest(
     except BacktestError as exc:
         return {"compared": False, "reason": f"backtest failed: {exc}"}
     index = candles.loc[window_start:window_end].index
-    live_trades = round_trips(_live_fills(records), index, float(candles["close"].loc[window_end]))
+    interval = pd.Timedelta(milliseconds=interval_ms(version.interval))
+    live_fills = _live_fills(records, interval)
+    # An order filled as the last bar closed belongs to the bar after the window, which the
+    # backtest does not trade either.
+    live_fills = live_fills[live_fills["time"] <= window_end]
+    live_trades = round_trips(live_fills, index, float(candles["close"].loc[window_end]))
     expected = backtest.result.trades
     live_final = float(states[-1]["equity"])
     report = _trade_by_trade(live_trades, expected)
