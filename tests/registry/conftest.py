@@ -302,8 +302,8 @@ class VersionFactory:
 
     The engineer trains, validates, replays and stages it; its forward paper run on
     staging passes (and so requests its approval); the approver approves; the deployer
-    deploys. ``retired`` is an in-production version replaced by a newer one; ``rejected`` is a trained
-    version the approver rejected.
+    deploys. ``retired`` is an in-production version replaced by a newer one;
+    ``rejected`` is a trained version the approver rejected.
     """
 
     tmp_path: Path
