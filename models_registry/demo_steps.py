@@ -1,7 +1,9 @@
 """The demo's lifecycle after the data import (see models_registry/demo.py).
 
 Two versions walk the whole way, each step by the demo user whose role it is:
-the engineer trains, validates, paper-trades and stages; the approver approves;
+the engineer trains, validates, replays and stages, where the engine paper trades
+forward on the local fake exchange until the policy's period is judged; the approver
+approves;
 the deployer deploys to the local production target. The second version
 replaces the first in production; then the deployer rolls back to the first.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,12 +21,18 @@ from typing import Any
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from models_registry.demo_data import DEMO_DATA
+from models_registry.demo_exchange import SPEED, demo_exchange
 from models_registry.models import Environment, ModelState, ModelVersion
 from models_registry.services import lifecycle
 from models_registry.services.local_targets import local_target_ensure
 
 TRAIN_END = "2024-11-01"  # everything after stays out-of-sample: validation, paper, replay
 REPLAY_FROM = "2025-02-20"
+# The fake exchange's clock starts here for the forward paper run on staging: bars after
+# the validation window and the replay pre-check, never shown to the model before.
+FORWARD_FROM = "2025-03-01T00:00:00Z"
+FORWARD_PATIENCE_SECONDS = 600.0
 # TRADEBOT_DEMO_EPOCHS: fewer epochs for a quick look or a test; the walk is the same.
 EPOCHS = os.environ.get("TRADEBOT_DEMO_EPOCHS", "8")
 Say = Callable[[str], None]
@@ -60,7 +69,33 @@ def demo_policy_set(
         say(f"  LOOSER than the shipped defaults: {loosening_words(item)}")
 
 
-def demo_targets() -> tuple[Any, Any]:
+def _collect_forward_run(version: ModelVersion, say: Say) -> Any:
+    """What beat's collection does every minute, here every two seconds until it is judged."""
+    from models_registry.models import PaperTradingRun, RunStatus
+    from models_registry.services.forward import forward_runs_collect
+
+    run = version.paper_runs.filter(mode=PaperTradingRun.MODE_FORWARD).latest("created_at")
+    deadline = time.monotonic() + FORWARD_PATIENCE_SECONDS
+    reported = -1
+    while run.status == RunStatus.RUNNING and time.monotonic() < deadline:
+        forward_runs_collect()
+        run.refresh_from_db()
+        if run.bars // 48 != reported // 48:
+            reported = run.bars
+            say(f"  forward run #{run.pk}: {run.bars} of {run.config.get('period_bars')} bars")
+        time.sleep(2.0)
+    return run
+
+
+def _stop_staging_engine(staging: Any) -> None:
+    """The fake exchange goes away with the demo's walk: so does the engine trading it."""
+    from deployment.service import engine_stop
+    from models_registry.services.deployments import target_spec
+
+    engine_stop(target_spec(staging))
+
+
+def demo_targets(exchange: tuple[str, str] | None = None) -> tuple[Any, Any]:
     hosts = Path(settings.VAR_DIR) / "demo-hosts"
     for host in ("staging", "production"):
         # Provisioned hosts: the install root and its model folder exist before a first deploy.
@@ -70,6 +105,7 @@ def demo_targets() -> tuple[Any, Any]:
         environment=Environment.STAGING,
         install_root=hosts / "staging",
         replay_from=REPLAY_FROM,
+        exchange=exchange,
     )
     production = local_target_ensure(
         name="demo-production",
@@ -101,23 +137,35 @@ def walk_version(*, users: dict[str, Any], say: Say, seed: str, epochs: str) -> 
     say_against_default_gates(validation, say)
     _expect(version, ModelState.VALIDATED, say)
 
-    say(f"engineer paper-trades {version} on the bars after its validation window")
-    paper = _command("paper_trade_version", version.name, "--version", str(version.version),
-                     "--days", "14", "--user", engineer.username)  # fmt: skip
-    say(f"  paper run: {_trades(paper)} trade(s)")
-    _expect(version, ModelState.PAPER_TESTED, say)
+    say(f"engineer replays {version} on the bars after its validation window (a pre-check)")
+    replay = _command("paper_trade_version", version.name, "--version", str(version.version),
+                      "--days", "14", "--user", engineer.username)  # fmt: skip
+    say(f"  replay: {_trades(replay)} trade(s), passed: {replay.get('passed')}")
+    _expect(version, ModelState.VALIDATED, say)
 
-    staging, production = demo_targets()
-    say(f"engineer stages {version} on {staging.name} (engine start-up checks on the host)")
-    _command("deploy_model", version.name, "--version", str(version.version),
-             "--target", staging.name, "--user", engineer.username, "--inline")  # fmt: skip
-    _expect(version, ModelState.STAGED, say)
+    with demo_exchange(
+        candles_csv=DEMO_DATA / "BTCUSDT-1h.csv.gz",
+        sentiment_csv=DEMO_DATA / "fear_greed_index.csv.gz",
+        origin=FORWARD_FROM,
+    ) as exchange:
+        staging, production = demo_targets((exchange.binance_url, exchange.fng_url))
+        say(f"engineer stages {version} on {staging.name}: start-up checks, then its engine "
+            f"paper trades forward on the local fake exchange from {FORWARD_FROM} "
+            f"({SPEED:g}x clock)")  # fmt: skip
+        _command("deploy_model", version.name, "--version", str(version.version),
+                 "--target", staging.name, "--user", engineer.username, "--inline")  # fmt: skip
+        _expect(version, ModelState.STAGED, say)
+        run = _collect_forward_run(version, say)
+        say(f"  {run}: {run.bars} bars, {run.trades} fills; gates "
+            f"{'passed' if run.passed else 'FAILED'}")  # fmt: skip
+        _expect(version, ModelState.PAPER_TESTED, say)
+        _stop_staging_engine(staging)
 
     say(f"approver approves {version} (four eyes: not the engineer who trained and staged it)")
     lifecycle.model_version_approve(
         model_version=version,
         approved_by=approver,
-        comment="Demo: validation, paper run and staging checks reviewed.",
+        comment="Demo: validation, replay and the forward paper run on staging reviewed.",
     )
     say(f"deployer deploys {version} to {production.name}: upload, verify, swap, restart, check")
     _command("deploy_model", version.name, "--version", str(version.version),
@@ -176,7 +224,8 @@ def _expect(version: ModelVersion, state: str, say: Say) -> ModelVersion:
         return version
     run = (
         version.validation_runs.first() if state == ModelState.VALIDATED
-        else version.paper_runs.first() if state == ModelState.PAPER_TESTED
+        else version.paper_runs.first() if state in (ModelState.PAPER_TESTED,
+                                                     ModelState.STAGED)
         else version.deployments.order_by("-id").first()
     )  # fmt: skip
     detail = getattr(run, "error", "") or getattr(run, "gate_results", "") or "see the admin"
