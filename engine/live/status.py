@@ -35,6 +35,8 @@ STATUS_FIELDS = (
     "interval_seconds",
     # True when the engine serves the kept previous model (the guide's manual rollback).
     "serving_backup",
+    # The costs traded at, their source and the policy they come from (config.EngineCosts).
+    "costs",
     "position",
     "equity",
     "heartbeat_at",
@@ -81,6 +83,7 @@ class StatusReporter:
             "last_data_at": None,
             "interval_seconds": None,
             "serving_backup": False,
+            "costs": None,
             "position": 0.0,
             "equity": None,
             "heartbeat_at": None,

@@ -252,7 +252,10 @@ class FakeHost:
         names = model_filenames(artifact.name)
         files = self.model_files()
         live = {name for name in files if not name.endswith(".backup")}
-        assert live == set(names.all()), f"unexpected files in the model folder: {sorted(files)}"
+        shipped = set(names.managed() if artifact.costs_json is not None else names.all())
+        assert live == shipped, f"unexpected files in the model folder: {sorted(files)}"
+        if artifact.costs_json is not None:
+            assert files[names.costs] == artifact.costs_sha256
         assert files[names.onnx] == artifact.onnx_sha256
         assert files[names.metadata] == artifact.metadata_sha256
         expected = (self.model_dir / names.expected_sha).read_text().split()[0]
