@@ -605,11 +605,13 @@ def deployment_execute(
     )
     if outcome.status == "succeeded" and artifact.costs_json is not None:
         shipped = artifact.costs_json
-        with contextlib.suppress(DatabaseUnavailable):
-            db_write(
-                lambda: engine_costs_check(finished, outcome, shipped),
-                what="check the engine costs",
-            )
+        problems = engine_costs_problems(outcome, shipped)
+        if problems:
+            with contextlib.suppress(DatabaseUnavailable):
+                db_write(
+                    lambda: engine_costs_flag(finished, problems, shipped),
+                    what="flag the engine costs",
+                )
     return finished
 
 
@@ -629,19 +631,16 @@ def engine_costs_problems(outcome: runner.DeploymentOutcome, costs_json: str) ->
     return problems
 
 
-def engine_costs_check(
-    deployment: Deployment, outcome: runner.DeploymentOutcome, costs_json: str
+def engine_costs_flag(
+    deployment: Deployment, problems: Mapping[str, str], costs_json: str
 ) -> TargetAttention | None:
-    """After a deploy that went out: an engine not trading at the policy costs it was
-    shipped (``costs_json``) raises a target attention flag (audited; deployers mailed)."""
-    problems = engine_costs_problems(outcome, costs_json)
-    if not problems:
-        return None
+    """After a deploy that went out: engines not trading at the policy costs they were
+    shipped (``costs_json``) raise a target attention flag (audited; deployers mailed)."""
     reason = "; ".join(f"{host}: {problem}" for host, problem in sorted(problems.items()))
     return attention.attention_raise_for_mismatch(
         target=deployment.target,
         reason=f"after deployment #{deployment.pk}: {reason}",
-        report={"shipped_costs": json.loads(costs_json), "hosts": problems},
+        report={"shipped_costs": json.loads(costs_json), "hosts": dict(problems)},
     )
 
 

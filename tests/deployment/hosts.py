@@ -206,6 +206,8 @@ class FakeHost:
         shutil.copy(artifact.onnx_path, self.model_dir / names.onnx)
         shutil.copy(artifact.metadata_path, self.model_dir / names.metadata)
         (self.model_dir / names.expected_sha).write_text(artifact.onnx_sha256 + "\n")
+        if artifact.costs_json is not None:  # the policy costs, as a registry deploy leaves them
+            (self.model_dir / names.costs).write_text(artifact.costs_json)
 
     def restart(self) -> None:
         subprocess.run(["/bin/sh", str(self.restart_script)], check=True, timeout=10)

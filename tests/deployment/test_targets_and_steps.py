@@ -163,3 +163,45 @@ def test_engine_status_parsing_treats_a_zombie_as_dead():
     gone = steps.parse_engine_status({"status": document, "pid_state": ""})
     assert alive.alive is True and zombie.alive is False and gone.alive is False
     assert steps.parse_engine_status({"status": "{not json"}).state == "unreadable"
+
+
+# --------------------------------------------------------------------------- policy costs
+
+SHIPPED = {"fee_bps": 10.0, "slippage_bps": 5.0, "policy_hash": "a" * 64}
+
+
+@pytest.mark.parametrize(
+    ("shipped", "engine", "says"),
+    [
+        (None, None, None),  # nothing shipped (a hand install): nothing to hold it to
+        (SHIPPED, {**SHIPPED, "source": "policy"}, None),
+        (SHIPPED, {**SHIPPED, "fee_bps": 10}, None),  # 10 and 10.0 are one cost
+        (SHIPPED, None, "does not report"),
+        (SHIPPED, "10", "does not report"),
+        (SHIPPED, {**SHIPPED, "fee_bps": 20.0}, "fee_bps 20.0 (shipped 10.0)"),
+        (SHIPPED, {**SHIPPED, "slippage_bps": 0}, "slippage_bps 0 (shipped 5.0)"),
+        (SHIPPED, {**SHIPPED, "fee_bps": True}, "fee_bps True"),
+        (SHIPPED, {**SHIPPED, "fee_bps": None}, "fee_bps None"),
+        (SHIPPED, {**SHIPPED, "policy_hash": "b" * 64}, "policy bbbbbbbbbbbb (shipped aaaa"),
+        ({"unreadable": "{oops"}, SHIPPED, "unreadable"),
+        ("a list", SHIPPED, "unreadable"),
+    ],
+)
+def test_costs_problem_names_each_way_an_engine_is_not_at_the_shipped_costs(shipped, engine, says):
+    problem = steps.costs_problem(shipped, engine)
+    if says is None:
+        assert problem is None
+    else:
+        assert problem is not None and says in problem
+
+
+def test_an_artifact_costs_file_must_be_whole_lines(tmp_path):
+    onnx, metadata = tmp_path / "m.onnx", tmp_path / "m_metadata.json"
+    onnx.write_bytes(b"x")
+    metadata.write_text("{}")
+    artifact = ArtifactSpec.from_files(name="m", version=1, onnx_path=onnx, metadata_path=metadata)
+    assert artifact.costs_sha256 is None
+    with pytest.raises(TargetConfigError, match="costs_json must end with a newline"):
+        ArtifactSpec(**{**artifact.__dict__, "costs_json": '{"fee_bps": 10}'})
+    shipped = ArtifactSpec(**{**artifact.__dict__, "costs_json": '{"fee_bps": 10}\n'})
+    assert shipped.costs_sha256 == hashlib.sha256(b'{"fee_bps": 10}\n').hexdigest()
