@@ -248,12 +248,25 @@ class _JsonConstant(str):
         return f"{self!s} (not a number JSON allows)"
 
 
+def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # {"fee_bps": 0, "fee_bps": 10} reads as 10 in Python and as 0 elsewhere: ambiguous.
+    document: dict[str, object] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"field {key!r} appears twice")
+        document[key] = value
+    return document
+
+
 def _cost_value(raw: object, *, field: str, where: str) -> float:
     # A JSON number only: "10" (a string), true (a bool), NaN or Infinity mean that
     # something other than the registry wrote the file.
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise ConfigError(f"{where}: {field} must be a number, got {raw!r}")
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer past the largest float: no cost is that
+        value = math.inf
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{where}: {field} must be a finite number >= 0, got {raw!r}")
     return value
@@ -278,8 +291,10 @@ def parse_costs_document(raw: bytes, *, where: str, model_name: str) -> PolicyCo
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from None
     try:
-        document = json.loads(text, parse_constant=_JsonConstant)
-    except ValueError as exc:  # JSONDecodeError
+        document = json.loads(
+            text, parse_constant=_JsonConstant, object_pairs_hook=_object_without_duplicates
+        )
+    except ValueError as exc:  # JSONDecodeError, or a key written twice
         raise ConfigError(f"{where}: invalid JSON: {str(exc).splitlines()[0]}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"{where}: expected a JSON object, got {type(document).__name__}")

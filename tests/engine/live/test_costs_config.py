@@ -78,6 +78,8 @@ def test_a_good_document_is_read_exactly() -> None:
 
 NOT_A_COST = st.one_of(
     st.floats(max_value=-1e-12, allow_nan=False),  # negative
+    st.integers(min_value=10**309, max_value=10**400),  # past the largest float
+    st.integers(max_value=-1),
     st.sampled_from([math.nan, math.inf, -math.inf]),
     st.text(max_size=8),  # "10", "", "NaN"
     st.booleans(),
@@ -93,6 +95,7 @@ NOT_A_COST = st.one_of(
 @example(field="slippage_bps", value=math.nan)
 @example(field="fee_bps", value=-0.5)
 @example(field="fee_bps", value=True)
+@example(field="fee_bps", value=10**400)
 def test_a_cost_that_is_not_a_finite_number_at_least_zero_is_refused(
     field: str, value: Any
 ) -> None:
@@ -117,6 +120,7 @@ def test_every_finite_number_at_least_zero_is_read_as_itself(value: float) -> No
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_json_constants_are_refused_by_name(token: str) -> None:
+    # JSON has no such numbers; Python's reader takes them unless told not to.
     raw = json.dumps(good_document()).replace('"fee_bps": 10.0', f'"fee_bps": {token}').encode()
     with pytest.raises(ConfigError, match=f"fee_bps must be a number, got {token} .not a"):
         parse_costs_document(raw, where=WHERE, model_name=NAME)
@@ -183,6 +187,9 @@ def test_any_bytes_give_costs_or_one_line_naming_the_file(raw: bytes) -> None:
         (b"[1, 2]", "expected a JSON object"),
         (b"", "invalid JSON"),
         (b'{"fee_bps": 10', "invalid JSON"),
+        (("\ufeff" + json.dumps(good_document())).encode(), "invalid JSON"),  # a BOM
+        (b'{"fee_bps": 0, "fee_bps": 10}', "'fee_bps' appears twice"),
+        (b'{"fee_bps": 0x10}', "invalid JSON"),
     ],
 )
 def test_text_that_is_not_a_json_object_is_refused(raw: bytes, message: str) -> None:
