@@ -157,7 +157,13 @@ def policy_costs_document(model_name: str) -> dict[str, Any]:
 
 
 def policy_costs_json(model_name: str) -> str:
-    return json.dumps(policy_costs_document(model_name), indent=2, sort_keys=True) + "\n"
+    return costs_file_text(policy_costs_document(model_name))
+
+
+def costs_file_text(document: Mapping[str, Any]) -> str:
+    """The bytes of ``<name>_costs.json``: ASCII JSON (any other character escaped), so it
+    passes through a shell argument and the host's sha256 unchanged."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
 
 
 # --- requests ----------------------------------------------------------------------
