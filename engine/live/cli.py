@@ -177,8 +177,15 @@ def _engine_fit_check(options: app.EngineOptions) -> dict[str, Any]:
 def _costs_check(options: app.EngineOptions) -> dict[str, Any]:
     """The costs the engine would trade at, and their source (the policy costs file)."""
     from engine.inference import OnnxPredictor
+    from engine.inference.artifacts import model_names_in
 
-    name = OnnxPredictor.from_dir(options.model_dir, options.model_name).name
+    # The model checks passed: the folder holds the model (one, unless --model names it).
+    found = model_names_in(options.model_dir)
+    name = options.model_name or (
+        found[0]
+        if len(found) == 1
+        else OnnxPredictor.from_dir(options.model_dir, options.model_name).name
+    )
     try:
         costs = app.engine_costs(options, name)
     except app.StartError as exc:
