@@ -327,9 +327,10 @@ class HostRun:
 class Sources:
     """Where on the host the files to install are, and what they must hash to."""
 
-    paths: Mapping[str, str]  # "onnx" / "metadata" -> path on the host
+    paths: Mapping[str, str]  # "onnx" / "metadata" / "costs" (optional) -> path on the host
     onnx_sha256: str
     metadata_sha256: str | None
+    costs_sha256: str | None = None
 
 
 @dataclass
@@ -471,6 +472,7 @@ def prepare_host(op: OperationContext, run: HostRun) -> None:
             metadata_sha256=sources.metadata_sha256,
             tag=op.deployment_id,
             timeout=target.command_timeout,
+            costs_sha256=sources.costs_sha256,
         ),
         describe="complete copies verified in the model directory under temporary names",
     )
@@ -530,13 +532,17 @@ def prepare_upload(artifact: ArtifactSpec) -> Callable[[OperationContext, HostRu
                 data_of=lambda report: report,
             )
         names = model_filenames(artifact.name)
+        paths = {
+            "onnx": posixpath.join(candidate, names.onnx),
+            "metadata": posixpath.join(candidate, names.metadata),
+        }
+        if artifact.costs_json is not None:
+            paths["costs"] = posixpath.join(candidate, names.costs)
         return Sources(
-            paths={
-                "onnx": posixpath.join(candidate, names.onnx),
-                "metadata": posixpath.join(candidate, names.metadata),
-            },
+            paths=paths,
             onnx_sha256=artifact.onnx_sha256,
             metadata_sha256=artifact.metadata_sha256,
+            costs_sha256=artifact.costs_sha256,
         )
 
     return prepare
@@ -569,23 +575,36 @@ def prepare_from_host(onnx_sha256: str | None) -> Callable[[OperationContext, Ho
 def previous_sources(
     connection: HostConnection, layout: HostLayout, name: str, onnx_sha256: str
 ) -> Sources:
-    """The host's own copy of a version: the kept-versions folder first, then `.backup`."""
+    """The host's own copy of a version: the kept-versions folder first, then `.backup`;
+    with the costs file kept beside it, if that version ran with one."""
     names = model_filenames(name)
     kept = posixpath.join(layout.versions_dir, onnx_sha256)
     candidates = [
-        (posixpath.join(kept, names.onnx), posixpath.join(kept, names.metadata)),
+        (
+            posixpath.join(kept, names.onnx),
+            posixpath.join(kept, names.metadata),
+            posixpath.join(kept, names.costs),
+        ),
         (
             steps.model_path(layout, names.onnx + steps.BACKUP_SUFFIX),
             steps.model_path(layout, names.metadata + steps.BACKUP_SUFFIX),
+            steps.model_path(layout, names.costs + steps.BACKUP_SUFFIX),
         ),
     ]
-    digests = steps.sha256_of_files(connection, [onnx for onnx, _ in candidates])
-    for onnx, metadata in candidates:
+    digests = steps.sha256_of_files(
+        connection, [path for onnx, _, costs in candidates for path in (onnx, costs)]
+    )
+    for onnx, metadata, costs in candidates:
         if digests[onnx] == onnx_sha256:
+            costs_sha256 = digests[costs]
+            paths = {"onnx": onnx, "metadata": metadata}
+            if costs_sha256 is not None:
+                paths["costs"] = costs
             return Sources(
-                paths={"onnx": onnx, "metadata": metadata},
+                paths=paths,
                 onnx_sha256=onnx_sha256,
                 metadata_sha256=None,
+                costs_sha256=costs_sha256,
             )
     raise StepFailed(f"version {onnx_sha256[:12]} is neither kept in {kept} nor the .backup copy")
 
@@ -684,19 +703,31 @@ def restore_host(op: OperationContext, run: HostRun) -> bool:
             )
             return True
         previous_sha = previous.onnx_sha256
-        staged = op.step(
-            "rollback_stage",
-            run,
-            lambda: steps.stage(
+
+        def stage_previous() -> StagedFiles:
+            found = previous_sources(connection, run.layout, op.name, previous_sha)
+            if previous.costs_sha256 is not None and "costs" not in found.paths:
+                raise StepFailed(
+                    f"the costs file {previous_sha[:12]} ran with is not kept on the host: "
+                    "restoring the model without it would trade at other costs"
+                )
+            return steps.stage(
                 connection,
                 run.layout,
                 name=op.name,
-                sources=previous_sources(connection, run.layout, op.name, previous_sha).paths,
+                sources=found.paths,
                 onnx_sha256=previous_sha,
                 metadata_sha256=previous.metadata_sha256,
                 tag=f"{op.deployment_id}-restore",
                 timeout=op.target.command_timeout,
-            ),
+                # What ran before this deployment (its preflight), else the kept copy's.
+                costs_sha256=previous.costs_sha256 or found.costs_sha256,
+            )
+
+        staged = op.step(
+            "rollback_stage",
+            run,
+            stage_previous,
             describe=f"previous files {previous_sha[:12]} verified and staged",
         )
         op.step(

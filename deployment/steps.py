@@ -2,8 +2,9 @@
 
 The deployment steps, each a plain function of a host connection.
 
-The engine only ever reads `<model_dir>/<name>.onnx`, `<name>_metadata.json` and
-`<name>.onnx.sha256`. Nothing here writes those names except `swap`, and `swap`
+The engine only ever reads `<model_dir>/<name>.onnx`, `<name>_metadata.json`,
+`<name>.onnx.sha256` and `<name>_costs.json` (the policy costs shipped with the model).
+Nothing here writes those names except `swap`, and `swap`
 only renames complete, verified files that already sit in the model directory
 (same filesystem, so each rename is atomic). Everything before `swap` leaves the
 files the engine reads untouched.
@@ -95,6 +96,16 @@ class HostState:
     model_names: tuple[str, ...] = ()
     # What the kept `_metadata.json.backup` says its model's sha256 is.
     backup_metadata_onnx_sha256: str | None = None
+    # The policy costs file shipped with the model (and its kept copy), as on disk.
+    costs_sha256: str | None = None
+    costs_document: Any = None
+    backup_costs_sha256: str | None = None
+
+    @property
+    def engine_costs(self) -> dict[str, Any] | None:
+        """The costs the running engine reports it trades at (engine/live/config.py)."""
+        costs = (self.status.document or {}).get("costs")
+        return costs if isinstance(costs, dict) and self.engine_alive else None
 
     @property
     def engine_alive(self) -> bool | None:
@@ -126,6 +137,13 @@ class HostState:
         if self.metadata_onnx_sha256 not in (None, self.onnx_sha256):
             return False
         return self.expected_sha256 in (None, self.onnx_sha256)
+
+    @property
+    def costs_problem(self) -> str | None:
+        """Why the running engine does not trade at the costs shipped to this host."""
+        if self.engine_alive is False or self.status.document is None:
+            return None  # no engine running: nothing trades
+        return costs_problem(self.costs_document, (self.status.document or {}).get("costs"))
 
     def other_models(self, name: str) -> list[str]:
         """Models other than `name` this host holds or its engine serves."""
@@ -161,6 +179,11 @@ class HostState:
             "files_consistent": self.files_consistent,
             "model_names": list(self.model_names),
             "stray_files": list(self.stray_files),
+            "costs_sha256": self.costs_sha256,
+            "costs_file": self.costs_document,
+            "backup_costs_sha256": self.backup_costs_sha256,
+            "engine_costs": self.engine_costs,
+            "costs_problem": self.costs_problem,
         }
 
 
@@ -194,6 +217,8 @@ class StagedFiles:
     """Verified copies waiting in the model directory under temporary names."""
 
     incoming: Mapping[str, str] = field(default_factory=dict)  # final name -> temporary path
+    # Live files the swap removes (a costs file the staged model was not shipped with).
+    remove: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -340,6 +365,47 @@ def check_deployment_id(deployment_id: str) -> None:
         raise ValueError(f"deployment id {deployment_id!r} must match {SAFE_NAME_PATTERN.pattern}")
 
 
+def costs_fields(text: str | None) -> Any:
+    """The costs file as read from a host: its JSON, or {"unreadable": ...} if damaged."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"unreadable": text[:200]}
+
+
+def costs_problem(shipped: Any, engine: Any) -> str | None:
+    """Why an engine's reported costs (its status `costs`) are not the shipped costs file's
+    (None when they are, or when no costs file was shipped)."""
+    if shipped is None:
+        return None
+    if not isinstance(shipped, dict) or "unreadable" in shipped:
+        return "the costs file on the host is unreadable"
+    if not isinstance(engine, dict):
+        return "the engine does not report the costs it trades at"
+    differences = [
+        f"{key} {engine.get(key)!r} (shipped {shipped.get(key)!r})"
+        for key in ("fee_bps", "slippage_bps")
+        if not _same_number(engine.get(key), shipped.get(key))
+    ]
+    if engine.get("policy_hash") != shipped.get("policy_hash"):
+        differences.append(
+            f"policy {str(engine.get('policy_hash'))[:12]} "
+            f"(shipped {str(shipped.get('policy_hash'))[:12]})"
+        )
+    if not differences:
+        return None
+    return "engine trades at " + ", ".join(differences) + ", not the shipped policy costs"
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    numbers = (int, float)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return False
+    return isinstance(a, numbers) and isinstance(b, numbers) and float(a) == float(b)
+
+
 def metadata_fields(text: str | None) -> tuple[str | None, Any]:
     """(onnx_sha256, version) from a metadata document, tolerant of a damaged one."""
     if not text:
@@ -367,6 +433,7 @@ def host_state_parts(layout: HostLayout, name: str) -> dict[str, str]:
         "metadata": f"cat {q(model_path(layout, names.metadata))}",
         "expected": f"cat {q(model_path(layout, names.expected_sha))}",
         "backup_metadata": f"cat {q(model_path(layout, names.metadata + BACKUP_SUFFIX))}",
+        "costs": f"head -c 4096 {q(model_path(layout, names.costs))}",
         "models": f"ls -1 {q(layout.model_dir)} | grep -E '^[^.].*_metadata[.]json$'",
         "stray": f"ls -A {q(layout.model_dir)} | grep -F .incoming-",
         **status_parts(layout),
@@ -377,14 +444,22 @@ def host_state_paths(layout: HostLayout, name: str) -> list[str]:
     names = model_filenames(name)
     onnx = model_path(layout, names.onnx)
     metadata = model_path(layout, names.metadata)
-    return [onnx, metadata, onnx + BACKUP_SUFFIX, metadata + BACKUP_SUFFIX]
+    costs = model_path(layout, names.costs)
+    return [
+        onnx,
+        metadata,
+        onnx + BACKUP_SUFFIX,
+        metadata + BACKUP_SUFFIX,
+        costs,
+        costs + BACKUP_SUFFIX,
+    ]
 
 
 def parse_host_state(
     label: str, layout: HostLayout, name: str, sections: Mapping[str, str]
 ) -> HostState:
     paths = host_state_paths(layout, name)
-    onnx, metadata, backup_onnx, backup_metadata = paths
+    onnx, metadata, backup_onnx, backup_metadata, costs, backup_costs = paths
     digests = parse_sha256sums(sections.get("sha256", ""), paths)
     metadata_sha_field, version = metadata_fields(sections.get("metadata"))
     expected_words = sections.get("expected", "").split()
@@ -407,6 +482,9 @@ def parse_host_state(
         stray_files=tuple(sections.get("stray", "").split()),
         model_names=model_names,
         backup_metadata_onnx_sha256=backup_metadata_sha,
+        costs_sha256=digests[costs],
+        costs_document=costs_fields(sections.get("costs")),
+        backup_costs_sha256=digests[backup_costs],
     )
 
 
@@ -531,10 +609,18 @@ def upload(
     # The expected-sha file makes the upload folder a complete model folder, which is
     # what the engine's --check-only reads in the staging compatibility check.
     expected_sha_file = posixpath.join(candidate, names.expected_sha)
+    # The costs file is a few hundred bytes of JSON: written by the same command (printf
+    # '%s' copies its argument byte for byte), then sha-verified like the model files.
+    costs = (
+        ""
+        if artifact.costs_json is None
+        else f" && printf '%s' {q(artifact.costs_json)} > "
+        f"{q(posixpath.join(candidate, names.costs))}"
+    )
     run_checked(
         connection,
         f"rm -rf {q(candidate)} && mkdir -p {q(candidate)} && "
-        f"printf '%s\\n' {q(artifact.onnx_sha256)} > {q(expected_sha_file)}",
+        f"printf '%s\\n' {q(artifact.onnx_sha256)} > {q(expected_sha_file)}{costs}",
         timeout=timeout,
         what="create upload folder",
     )
@@ -550,6 +636,8 @@ def verify_upload(connection: HostConnection, artifact: ArtifactSpec, candidate:
         posixpath.join(candidate, names.onnx): artifact.onnx_sha256,
         posixpath.join(candidate, names.metadata): artifact.metadata_sha256,
     }
+    if artifact.costs_sha256 is not None:
+        expected[posixpath.join(candidate, names.costs)] = artifact.costs_sha256
     verify_digests(sha256_of_files(connection, list(expected)), expected, where="upload")
 
 
@@ -611,27 +699,41 @@ def stage(
     metadata_sha256: str | None,
     tag: str,
     timeout: float,
+    costs_sha256: str | None = None,
 ) -> StagedFiles:
     """Copy complete files into the model directory under temporary names and verify them.
 
-    `sources` maps "onnx" and "metadata" to paths on the host. The expected-sha
-    file is written from `onnx_sha256`. On failure the temporary files are removed.
+    `sources` maps "onnx", "metadata" and, when the model was shipped with one, "costs"
+    to paths on the host. The expected-sha file is written from `onnx_sha256`. Without a
+    costs source the swap removes the live costs file: costs belong to the model they
+    were shipped with. On failure the temporary files are removed.
     """
     check_deployment_id(tag)
     names = model_filenames(name)
-    incoming = {final: model_path(layout, f".{final}.incoming-{tag}") for final in names.all()}
+    finals = names.managed() if "costs" in sources else names.all()
+    incoming = {final: model_path(layout, f".{final}.incoming-{tag}") for final in finals}
+    copy_costs = (
+        [f"cp {q(sources['costs'])} {q(incoming[names.costs])}"] if "costs" in sources else []
+    )
     copies = " && ".join(
         [
             f"cp {q(sources['onnx'])} {q(incoming[names.onnx])}",
             f"cp {q(sources['metadata'])} {q(incoming[names.metadata])}",
+            *copy_costs,
             f"printf '%s\\n' {q(onnx_sha256)} > {q(incoming[names.expected_sha])}",
             # Data must be on disk before a rename makes it visible, or a crash could
             # leave a complete name pointing to incomplete content.
             f"sync {' '.join(q(path) for path in incoming.values())}",
         ]
     )
-    staged = StagedFiles(incoming=incoming)
-    checked = [incoming[names.onnx], incoming[names.metadata]]
+    staged = StagedFiles(
+        incoming=incoming,
+        remove=() if "costs" in sources else (model_path(layout, names.costs),),
+    )
+    wanted = {incoming[names.onnx]: onnx_sha256, incoming[names.metadata]: metadata_sha256}
+    if "costs" in sources:
+        wanted[incoming[names.costs]] = costs_sha256
+    checked = list(wanted)
     try:
         result = run_checked(
             connection,
@@ -641,7 +743,7 @@ def stage(
         )
         verify_digests(
             parse_sha256sums(result.stdout, checked),
-            {incoming[names.onnx]: onnx_sha256, incoming[names.metadata]: metadata_sha256},
+            wanted,
             where="copy into the model directory",
         )
     except StepFailed:
@@ -673,7 +775,7 @@ def backup_current(
         return "no current model to keep"
     names = model_filenames(name)
     commands = []
-    for filename in names.all():
+    for filename in names.managed():
         path = model_path(layout, filename)
         temporary = f"{path}{BACKUP_SUFFIX}.tmp"
         # Copy to a temporary name first, so a crash never leaves half a backup.
@@ -688,7 +790,10 @@ def backup_current(
 
 
 def store_version_script(layout: HostLayout, name: str, onnx_sha256: str) -> str:
-    """Copy the live files into `<versions_dir>/<onnx sha256>/` unless already there."""
+    """Copy the live files into `<versions_dir>/<onnx sha256>/` unless already there.
+
+    The costs file is refreshed in a kept version either way: the kept copy holds the
+    costs that version last ran at, which a rollback to it restores."""
     names = model_filenames(name)
     target = posixpath.join(layout.versions_dir, onnx_sha256)
     temporary = f"{target}.tmp"
@@ -696,10 +801,16 @@ def store_version_script(layout: HostLayout, name: str, onnx_sha256: str) -> str
         f"cp -p {q(model_path(layout, filename))} {q(temporary)}/"
         for filename in (names.onnx, names.metadata)
     )
+    live_costs = q(model_path(layout, names.costs))
+    kept_costs = q(posixpath.join(target, names.costs))
+    refresh_costs = (
+        f"if [ -f {live_costs} ]; then cp -p {live_costs} {kept_costs}.tmp && "
+        f"mv -f {kept_costs}.tmp {kept_costs}; else rm -f {kept_costs}; fi"
+    )
     return (
         f"mkdir -p {q(layout.versions_dir)} && if [ ! -d {q(target)} ]; then "
         f"rm -rf {q(temporary)} && mkdir {q(temporary)} && {copies} && "
-        f"mv {q(temporary)} {q(target)}; else touch {q(target)}; fi"
+        f"mv {q(temporary)} {q(target)}; else touch {q(target)}; fi && {refresh_costs}"
     )
 
 
@@ -719,10 +830,14 @@ def swap(connection: HostConnection, staged: StagedFiles, *, timeout: float) -> 
         f"mv -f {q(temporary)} {q(posixpath.join(posixpath.dirname(temporary), final))}"
         for final, temporary in staged.incoming.items()
     ]
+    removals = [f"rm -f {' '.join(q(path) for path in staged.remove)}"] if staged.remove else []
     folder = posixpath.dirname(next(iter(staged.incoming.values())))
     # sync on the folder makes the renames themselves durable.
     run_checked(
-        connection, " && ".join([*renames, f"sync {q(folder)}"]), timeout=timeout, what="swap"
+        connection,
+        " && ".join([*renames, *removals, f"sync {q(folder)}"]),
+        timeout=timeout,
+        what="swap",
     )
 
 
@@ -730,7 +845,9 @@ def remove_model_files(
     connection: HostConnection, layout: HostLayout, *, name: str, timeout: float
 ) -> None:
     """Used only when rolling back the first deployment a host ever had."""
-    paths = " ".join(q(model_path(layout, filename)) for filename in model_filenames(name).all())
+    paths = " ".join(
+        q(model_path(layout, filename)) for filename in model_filenames(name).managed()
+    )
     run_checked(connection, f"rm -f {paths}", timeout=timeout, what="remove model files")
 
 

@@ -196,6 +196,12 @@ class ArtifactSpec:
 
     `name` is the file stem the engine reads (`btcusdt_sentiment` gives
     `btcusdt_sentiment.onnx` and `btcusdt_sentiment_metadata.json`).
+
+    `costs_json` is the text of `<name>_costs.json`: the costs of the validation policy in
+    force for the model, which the engine trades at. It travels with the model files
+    (uploaded, sha-verified, swapped, kept and rolled back with them), so a host never
+    runs a model at costs it was not shipped with. None ships no costs file and removes a
+    previous one at the swap.
     """
 
     name: str
@@ -204,6 +210,7 @@ class ArtifactSpec:
     metadata_path: Path
     onnx_sha256: str
     metadata_sha256: str
+    costs_json: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "onnx_path", Path(self.onnx_path))
@@ -214,8 +221,16 @@ class ArtifactSpec:
         for field_name in ("onnx_sha256", "metadata_sha256"):
             if not SHA256_PATTERN.match(getattr(self, field_name)):
                 problems.append(f"{field_name} is not 64 lowercase hex digits")
+        if self.costs_json is not None and not self.costs_json.endswith("\n"):
+            problems.append("costs_json must end with a newline (it is written as a file)")
         if problems:
             raise TargetConfigError(f"artifact {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def costs_sha256(self) -> str | None:
+        if self.costs_json is None:
+            return None
+        return hashlib.sha256(self.costs_json.encode()).hexdigest()
 
     @classmethod
     def from_files(
@@ -249,9 +264,16 @@ class ModelFilenames:
     onnx: str
     metadata: str
     expected_sha: str
+    # The policy costs shipped with the model (optional: a host installed by hand has none).
+    costs: str = ""
 
     def all(self) -> tuple[str, str, str]:
+        """The files every installed model has."""
         return (self.onnx, self.metadata, self.expected_sha)
+
+    def managed(self) -> tuple[str, ...]:
+        """Every file a deploy installs, backs up, swaps and removes together."""
+        return (*self.all(), self.costs)
 
 
 def model_filenames(name: str) -> ModelFilenames:
@@ -260,6 +282,7 @@ def model_filenames(name: str) -> ModelFilenames:
         onnx=f"{name}.onnx",
         metadata=f"{name}_metadata.json",
         expected_sha=f"{name}.onnx.sha256",
+        costs=f"{name}_costs.json",
     )
 
 

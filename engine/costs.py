@@ -6,9 +6,11 @@ backtest charge exactly the same costs. Outside engine.backtest, whose package i
 pandas, so that the paper engine starts without it; engine.backtest.costs re-exports them.
 
 The defaults are used where the engine runs without the registry (a script,
-``python -m engine.live`` without ``--fee-bps``, a test). The registry never relies on them:
-validation, paper runs, monitoring and the hosts take their costs from the validation policy
-in force (``models_registry.policy.CostPolicy``), which is seeded from these values.
+``python -m engine.live`` on a model folder without a ``<name>_costs.json`` and without
+``--fee-bps``, a test). The registry never relies on them: validation, paper runs,
+monitoring and the hosts take their costs from the validation policy in force
+(``models_registry.policy.CostPolicy``), which is seeded from these values; a deploy ships
+them to the host as ``<name>_costs.json`` (engine.live.config.resolve_costs).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Start-up, wiring and shutdown of the engine process (`python -m engine.live`).
 
-Start-up order: risk limits, model checks (engine.inference), then exactly one
+Start-up order: risk limits, model checks (engine.inference), trading costs (the policy
+costs file shipped with the model), then exactly one
 `model loaded: <name> version=<v> sha256=<sha>` log line, then broker, journal and feed.
 Nothing trades before every check has passed.
 """
@@ -20,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.live.brokers import Broker, LiveBroker, LiveStartError, PaperBroker
 from engine.live.candles import candles_from_frame
-from engine.live.config import ConfigError, RiskLimits, load_risk_limits
+from engine.live.config import (
+    ConfigError,
+    EngineCosts,
+    RiskLimits,
+    load_risk_limits,
+    resolve_costs,
+)
 from engine.live.feeds import (
     BINANCE_URL_ENV,
     BinanceKlineFeed,
@@ -80,8 +87,10 @@ class EngineOptions:
     replay_to: pd.Timestamp | None = None
     speed: float = 0.0
     initial_cash: float = 10_000.0
-    fee_bps: float = DEFAULT_FEE_BPS
-    slippage_bps: float = DEFAULT_SLIPPAGE_BPS
+    # Explicit costs (--fee-bps/--slippage-bps); None: the model's policy costs file, else
+    # the engine's defaults (engine_costs).
+    fee_bps: float | None = None
+    slippage_bps: float | None = None
     risk_config: Path | None = None
     reset_kill_switch: bool = False
     poll_seconds: float = 5.0
@@ -146,6 +155,22 @@ def _risk_limits(options: EngineOptions) -> RiskLimits:
             "max_daily_loss, max_orders_per_hour); see deployment/systemd/README.md",
         )
     return limits
+
+
+def engine_costs(options: EngineOptions, name: str) -> EngineCosts:
+    """The costs to trade at: the policy costs shipped with the model, explicit flags only
+    at or above them (engine.live.config.resolve_costs)."""
+    try:
+        return resolve_costs(
+            options.model_dir,
+            name,
+            fee_bps=options.fee_bps,
+            slippage_bps=options.slippage_bps,
+            default_fee_bps=DEFAULT_FEE_BPS,
+            default_slippage_bps=DEFAULT_SLIPPAGE_BPS,
+        )
+    except ConfigError as exc:
+        raise StartError(EXIT_CONFIG, f"trading costs: {exc}") from exc
 
 
 def _live_broker(options: EngineOptions, symbol: str) -> tuple[LiveBroker, Any]:
@@ -311,12 +336,14 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
     symbol = options.symbol or metadata["symbol"]
     interval = options.interval or metadata["interval"]
     check_model_fits(metadata, symbol=symbol, interval=interval)
+    costs = engine_costs(options, predictor.name)
+    log.info("trading costs: %s", costs.describe())
     try:
         strategy, strategy_predictor = build_strategy(
             options.strategy,
             model=predictor,
-            fee_bps=options.fee_bps,
-            slippage_bps=options.slippage_bps,
+            fee_bps=costs.fee_bps,
+            slippage_bps=costs.slippage_bps,
             **options.strategy_params,
         )
     except StrategyError as exc:
@@ -336,6 +363,7 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         model_sha256=predictor.sha256,
         serving_backup=predictor.serving_backup,
         interval_seconds=interval_step(interval).total_seconds(),
+        costs=costs.record(),
     )
 
     broker: Broker  # paper or live: the engine only needs the protocol
@@ -343,7 +371,7 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         broker, client = _live_broker(options, symbol)
     else:
         broker, client = (
-            PaperBroker(fee_bps=options.fee_bps, slippage_bps=options.slippage_bps),
+            PaperBroker(fee_bps=costs.fee_bps, slippage_bps=costs.slippage_bps),
             None,
         )
 
@@ -379,8 +407,8 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
             options, bool(metadata.get("uses_sentiment")), None if clock is time.time else clock
         ),
         execute_on_close=not options.replay,
-        fee_bps=options.fee_bps,
-        slippage_bps=options.slippage_bps,
+        fee_bps=costs.fee_bps,
+        slippage_bps=costs.slippage_bps,
         stop_event=stop_event,
     )
     if isinstance(broker, LiveBroker):
@@ -402,6 +430,7 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         # Where this session's orders fill: at the decision bar's close on a live feed, at
         # the next bar's open in a replay (what a comparison with a backtest must know).
         fills_at="next_open" if options.replay else "close",
+        costs=costs.record(),
     )
     if engine.resumed():
         log.info(

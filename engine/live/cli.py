@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.dates import DateError, check_window, parse_utc
 from engine.live import app
-from engine.live.config import default_journal_dir, default_model_dir, default_status_file
+from engine.live.config import (
+    COSTS_SUFFIX,
+    default_journal_dir,
+    default_model_dir,
+    default_status_file,
+)
 from engine.live.feeds import CLOCK_CHOICES
 from engine.live.journal import JournalError, read_journal
 from engine.strategies import STRATEGIES, strategy_spec
@@ -94,8 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", dest="replay_to", type=_utc_time, default=None)
     parser.add_argument("--speed", type=float, default=0.0, help="replay time multiplier; 0 = max")
     parser.add_argument("--initial-cash", type=float, default=10_000.0, help="paper cash (USDT)")
-    parser.add_argument("--fee-bps", type=float, default=DEFAULT_FEE_BPS)
-    parser.add_argument("--slippage-bps", type=float, default=DEFAULT_SLIPPAGE_BPS)
+    parser.add_argument(
+        "--fee-bps",
+        type=float,
+        default=None,
+        help=f"default: the model's <name>{COSTS_SUFFIX} (policy costs; lower is refused), "
+        f"else {DEFAULT_FEE_BPS:g}",
+    )
+    parser.add_argument(
+        "--slippage-bps",
+        type=float,
+        default=None,
+        help=f"default: the model's <name>{COSTS_SUFFIX}, else {DEFAULT_SLIPPAGE_BPS:g}",
+    )
     parser.add_argument("--risk-config", type=Path, default=None, help="JSON or INI risk limits")
     parser.add_argument("--reset-kill-switch", action="store_true", help="unlatch, then start")
     parser.add_argument(
@@ -160,6 +176,7 @@ def check_report(options: app.EngineOptions) -> dict[str, Any]:
     ]
     if all(c["ok"] for c in checks):
         checks.append(_engine_fit_check(options))
+        checks.append(_costs_check(options))
     checks.append(_risk_check(options))
     checks.append(_journal_check(options))
     return {
@@ -178,6 +195,25 @@ def _engine_fit_check(options: app.EngineOptions) -> dict[str, Any]:
     except app.StartError as exc:
         return {"name": "engine_fit", "ok": False, "detail": str(exc)}
     return {"name": "engine_fit", "ok": True, "detail": detail}
+
+
+def _costs_check(options: app.EngineOptions) -> dict[str, Any]:
+    """The costs the engine would trade at, and their source (the policy costs file)."""
+    from engine.inference import OnnxPredictor
+    from engine.inference.artifacts import model_names_in
+
+    # The model checks passed: the folder holds the model (one, unless --model names it).
+    found = model_names_in(options.model_dir)
+    name = options.model_name or (
+        found[0]
+        if len(found) == 1
+        else OnnxPredictor.from_dir(options.model_dir, options.model_name).name
+    )
+    try:
+        costs = app.engine_costs(options, name)
+    except app.StartError as exc:
+        return {"name": "costs", "ok": False, "detail": str(exc)}
+    return {"name": "costs", "ok": True, "detail": costs.describe(), "costs": costs.record()}
 
 
 def _risk_check(options: app.EngineOptions) -> dict[str, Any]:

@@ -38,6 +38,8 @@ STATUS_FIELDS = (
     "feed_error",
     # True when the engine serves the kept previous model (the guide's manual rollback).
     "serving_backup",
+    # The costs traded at, their source and the policy they come from (config.EngineCosts).
+    "costs",
     "position",
     "equity",
     "heartbeat_at",
@@ -85,6 +87,7 @@ class StatusReporter:
             "interval_seconds": None,
             "feed_error": None,
             "serving_backup": False,
+            "costs": None,
             "position": 0.0,
             "equity": None,
             "heartbeat_at": None,

@@ -73,6 +73,10 @@ def inconsistency(report: dict[str, Any]) -> str:
     wrong = [label for label, host in hosts.items() if not host.get("matches_registry")]
     if not hosts or wrong:
         return f"hosts not serving the registry's version: {', '.join(sorted(wrong)) or 'none'}"
+    costs = [f"{label}: {host['costs_problem']}" for label, host in sorted(hosts.items())
+             if host.get("costs_problem")]  # fmt: skip
+    if costs:
+        return "engines not trading at the shipped policy costs: " + "; ".join(costs)
     return ""
 
 

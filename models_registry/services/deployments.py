@@ -13,6 +13,7 @@ the outcome, then moves the version on through the lifecycle service.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from django.utils import timezone
 
 from deployment import crash_points, runner
 from deployment.identity import HostIdentity
+from deployment.steps import costs_problem
 from deployment.targets import ArtifactSpec, HostSpec, TargetConfigError, TargetSpec
 from deployment.windows import WindowSpecError, next_window_start, window_allows
 from models_registry import dispatch, selectors, signals
@@ -39,7 +41,9 @@ from models_registry.models import (
     ModelState,
     ModelVersion,
     RegistryError,
+    TargetAttention,
 )
+from models_registry.policy import CostPolicy, policy_in_force
 from models_registry.services import attention, host_identity, jobs, lifecycle
 from models_registry.services.audit import anchor_text, audit_event_record
 from models_registry.services.durable_writes import (
@@ -123,6 +127,8 @@ def target_spec(target: DeploymentTarget) -> TargetSpec:
 
 
 def artifact_spec(version: ModelVersion) -> ArtifactSpec:
+    """The files a deploy ships: the version's model and metadata, and the costs of the
+    policy in force for its model name (``<name>_costs.json``, which the engine trades at)."""
     folder = version_dir(version)
     return ArtifactSpec(
         name=version.name,
@@ -131,7 +137,34 @@ def artifact_spec(version: ModelVersion) -> ArtifactSpec:
         metadata_path=folder / version.metadata_file,
         onnx_sha256=version.onnx_sha256,
         metadata_sha256=version.metadata_sha256,
+        costs_json=policy_costs_json(version.name),
     )
+
+
+def policy_costs_document(model_name: str) -> dict[str, Any]:
+    """What a host is told of the policy costs (engine/live/config.py reads it)."""
+    policy = policy_in_force(model_name)
+    costs = CostPolicy.of(policy)
+    return {
+        "model_name": model_name,
+        "fee_bps": costs.fee_bps,
+        "slippage_bps": costs.slippage_bps,
+        "policy_id": policy.pk,
+        "policy_number": policy.number,
+        "policy_label": policy.label,
+        "policy_scope": policy.scope,
+        "policy_hash": policy.content_hash,
+    }
+
+
+def policy_costs_json(model_name: str) -> str:
+    return costs_file_text(policy_costs_document(model_name))
+
+
+def costs_file_text(document: Mapping[str, Any]) -> str:
+    """The bytes of ``<name>_costs.json``: ASCII JSON (any other character escaped), so it
+    passes through a shell argument and the host's sha256 unchanged."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
 
 
 # --- requests ----------------------------------------------------------------------
@@ -547,20 +580,23 @@ def deployment_execute(
     try:
         spec = db_write(lambda: target_spec(deployment.target), what="read the target")
         anchor = db_write(anchor_text, what="read the audit chain head")
+        artifact = db_write(
+            lambda: artifact_spec(deployment.model_version), what="read the policy costs"
+        )
         if deployment.kind == Deployment.KIND_ROLLBACK:
             outcome = runner.rollback(
                 spec,
                 name=deployment.model_version.name,
                 deployment_id=f"d{deployment.pk}",
                 on_step=recorder,
-                to_artifact=artifact_spec(deployment.model_version),
+                to_artifact=artifact,
                 audit_anchor=anchor,
                 claim_hosts=claim,
             )
         else:
             outcome = runner.deploy(
                 spec,
-                artifact_spec(deployment.model_version),
+                artifact,
                 f"d{deployment.pk}",
                 recorder,
                 audit_anchor=anchor,
@@ -571,13 +607,52 @@ def deployment_execute(
         return deployment_finish(
             deployment, status=DeploymentStatus.FAILED, reason=f"{type(exc).__name__}: {exc}"
         )
-    return deployment_finish(
+    finished = deployment_finish(
         deployment,
         status=outcome.status,
         reason=outcome.reason,
         compatibility=outcome.compatibility,
         log_tail=outcome.log_tail,
         needs_attention=outcome.needs_attention,
+    )
+    if outcome.status == "succeeded" and artifact.costs_json is not None:
+        shipped = artifact.costs_json
+        problems = engine_costs_problems(outcome, shipped)
+        if problems:
+            with contextlib.suppress(DatabaseUnavailable):
+                db_write(
+                    lambda: engine_costs_flag(finished, problems, shipped),
+                    what="flag the engine costs",
+                )
+    return finished
+
+
+def engine_costs_problems(outcome: runner.DeploymentOutcome, costs_json: str) -> dict[str, str]:
+    """Per host, why the engine its health check found does not trade at the shipped
+    policy costs (empty when every engine does)."""
+    shipped = json.loads(costs_json)
+    statuses: dict[str, Any] = {}
+    for record in outcome.steps:
+        if record.step == "health_check" and record.ok:
+            statuses[record.host] = (record.data or {}).get("status") or {}
+    problems = {}
+    for host in outcome.hosts:
+        problem = costs_problem(shipped, (statuses.get(host) or {}).get("costs"))
+        if problem is not None:
+            problems[host] = problem
+    return problems
+
+
+def engine_costs_flag(
+    deployment: Deployment, problems: Mapping[str, str], costs_json: str
+) -> TargetAttention | None:
+    """After a deploy that went out: engines not trading at the policy costs they were
+    shipped (``costs_json``) raise a target attention flag (audited; deployers mailed)."""
+    reason = "; ".join(f"{host}: {problem}" for host, problem in sorted(problems.items()))
+    return attention.attention_raise_for_mismatch(
+        target=deployment.target,
+        reason=f"after deployment #{deployment.pk}: {reason}",
+        report={"shipped_costs": json.loads(costs_json), "hosts": dict(problems)},
     )
 
 
@@ -992,7 +1067,9 @@ def target_status(target: DeploymentTarget) -> dict[str, Any]:
     """
     expected = live_version_on_target(target)
     expected_sha = expected.onnx_sha256 if expected else None
-    reports = runner.read_status(target_spec(target), name=_model_name_on(target, expected))
+    name = _model_name_on(target, expected)
+    policy_hash = policy_in_force(name).content_hash
+    reports = runner.read_status(target_spec(target), name=name)
     hosts = {}
     for label, report in reports.items():
         state = report.state
@@ -1012,6 +1089,10 @@ def target_status(target: DeploymentTarget) -> dict[str, Any]:
             "serving_backup": bool(state and state.serving_backup and serving),
             # Alive but trading nothing: its kill switch latched. Never "ok".
             "halted": engine_halted(state),
+            # The engine does not trade at the policy costs shipped to the host.
+            "costs_problem": state.costs_problem if state is not None else None,
+            # The shipped costs are not the policy in force now (changed since): redeploy.
+            "costs_stale": costs_stale(state, policy_hash),
         }
     busy = active_deployment(target)
     return {
@@ -1026,6 +1107,21 @@ def target_status(target: DeploymentTarget) -> dict[str, Any]:
         "consistent": bool(hosts)
         and all(h["matches_registry"] and not h["halted"] for h in hosts.values()),
     }
+
+
+def costs_stale(state: Any, policy_hash: str) -> str | None:
+    """Why the costs file on a host is not the policy in force (None when it is)."""
+    if state is None or state.onnx_sha256 is None:
+        return None
+    document = state.costs_document
+    if not isinstance(document, dict):
+        return "no policy costs file on the host: deploy to ship the policy's costs"
+    if document.get("policy_hash") != policy_hash:
+        return (
+            f"the host has the costs of policy {str(document.get('policy_hash'))[:12]}, the "
+            f"policy in force is {policy_hash[:12]}: deploy again to ship its costs"
+        )
+    return None
 
 
 def engine_halted(state: Any) -> bool:

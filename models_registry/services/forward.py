@@ -56,6 +56,7 @@ from models_registry.services.deployments import target_spec
 from models_registry.services.monitoring.live import (
     collect_journal,
     compare_live_with_backtest,
+    session_costs_differences,
     version_records,
 )
 from models_registry.services.paper import paper_gates
@@ -247,9 +248,7 @@ class Evaluation:
 def evaluate(run: PaperTradingRun, progress: Progress) -> Evaluation:
     """Figures so far, against a replay of the exchange's same candles at the run's costs."""
     version = run.model_version
-    costs = CostPolicy(
-        fee_bps=float(run.config["fee_bps"]), slippage_bps=float(run.config["slippage_bps"])
-    )
+    costs = _run_costs(run)
     try:
         candles = exchange_candles(version, progress.bars[0], progress.bars[-1])
     except (DataError, OSError, ValueError) as exc:
@@ -265,6 +264,13 @@ def evaluate(run: PaperTradingRun, progress: Progress) -> Evaluation:
     )
     figures = forward_figures(progress, candles)
     return Evaluation(json_safe(figures), json_safe(_marked_at_the_end(comparison, figures)))
+
+
+def _run_costs(run: PaperTradingRun) -> CostPolicy:
+    """The policy's costs when the run started: what its engine was shipped to trade at."""
+    return CostPolicy(
+        fee_bps=float(run.config["fee_bps"]), slippage_bps=float(run.config["slippage_bps"])
+    )
 
 
 def _marked_at_the_end(comparison: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
@@ -409,6 +415,10 @@ def forward_run_judge(
         policy_id=run.policy_id,
         policy_hash=run.policy_hash,
     )
+    # An engine that traded at other costs than the run's (the policy's, shipped with the
+    # model) is not evidence: recorded, exploratory, and it never moves the version.
+    reasons = session_costs_differences(progress.records, _run_costs(run))
+    outcome.exploratory, outcome.exploratory_reasons = bool(reasons), reasons
     finished = runs.paper_run_complete(run=run, outcome=outcome)
     if not finished.passed:
         _stop_staging_engine(finished, "its forward run failed the paper gates")

@@ -28,6 +28,9 @@ def host_check_summary(report: dict[str, Any]) -> dict[str, Any]:
             "serving_version": host.get("serving_version"),
             "serving_backup": bool(host.get("serving_backup")),
             "halted": bool(host.get("halted")),
+            "engine_costs": host.get("engine_costs"),
+            "costs_problem": host.get("costs_problem"),
+            "costs_stale": host.get("costs_stale"),
             "error": host.get("error"),
         }
         for label, host in report["hosts"].items()

@@ -78,6 +78,20 @@ def run_checks(model_dir: Path, name: str) -> tuple[list[dict[str, Any]], dict[s
     return checks, {**metadata, "actual_sha256": actual}
 
 
+def shipped_costs(model_dir: Path, name: str) -> dict[str, Any] | None:
+    """The costs the real engine would report: the shipped policy costs file's."""
+    path = model_dir / f"{name}_costs.json"
+    if not path.is_file():
+        return None
+    shipped = json.loads(path.read_text())
+    return {
+        "fee_bps": shipped["fee_bps"],
+        "slippage_bps": shipped["slippage_bps"],
+        "source": "policy",
+        "policy_hash": shipped["policy_hash"],
+    }
+
+
 def write_status(path: Path | None, document: dict[str, Any]) -> None:
     if path is None:
         return
@@ -115,7 +129,11 @@ def main(argv: list[str]) -> int:
         return 1
     sha = metadata["actual_sha256"]
     status.update(
-        state="running", model_name=name, model_version=metadata.get("version"), model_sha256=sha
+        state="running",
+        model_name=name,
+        model_version=metadata.get("version"),
+        model_sha256=sha,
+        costs=shipped_costs(args.model_dir, name),
     )
     print(f"model loaded: {name} version={metadata.get('version')} sha256={sha}", flush=True)
 

@@ -231,6 +231,8 @@ class FakeHost:
         shutil.copy(artifact.onnx_path, self.model_dir / names.onnx)
         shutil.copy(artifact.metadata_path, self.model_dir / names.metadata)
         (self.model_dir / names.expected_sha).write_text(artifact.onnx_sha256 + "\n")
+        if artifact.costs_json is not None:  # the policy costs, as a registry deploy leaves them
+            (self.model_dir / names.costs).write_text(artifact.costs_json)
 
     def restart(self) -> None:
         subprocess.run(["/bin/sh", str(self.restart_script)], check=True, timeout=10)
@@ -277,7 +279,10 @@ class FakeHost:
         names = model_filenames(artifact.name)
         files = self.model_files()
         live = {name for name in files if not name.endswith(".backup")}
-        assert live == set(names.all()), f"unexpected files in the model folder: {sorted(files)}"
+        shipped = set(names.managed() if artifact.costs_json is not None else names.all())
+        assert live == shipped, f"unexpected files in the model folder: {sorted(files)}"
+        if artifact.costs_json is not None:
+            assert files[names.costs] == artifact.costs_sha256
         assert files[names.onnx] == artifact.onnx_sha256
         assert files[names.metadata] == artifact.metadata_sha256
         expected = (self.model_dir / names.expected_sha).read_text().split()[0]

@@ -6,9 +6,16 @@ import threading
 
 from deployment.connection import LocalConnection, open_connection
 from deployment.runner import deploy, read_status, reconcile, rollback
+from deployment.targets import model_filenames
 from tests.deployment.hosts import HANG_SECONDS
 from tests.deployment.support import MODEL_NAME
-from tests.deployment.test_deploy_ssh import describe, failed_steps, run_until_swap, step_names
+from tests.deployment.test_deploy_ssh import (
+    describe,
+    failed_steps,
+    run_until_swap,
+    step_names,
+    with_costs,
+)
 
 
 def test_local_target_deploys_and_rolls_back_without_ssh(host_factory, make_target, models):
@@ -157,3 +164,26 @@ def test_step_callbacks_come_on_the_calling_thread_and_cannot_break_a_deploy(
     assert "host1:health_check" in delivered and "host2:health_check" in delivered
     first.assert_serves(v2)
     second.assert_serves(v2)
+
+
+def test_a_restore_without_the_previous_costs_is_refused_not_run_at_other_costs(
+    host_factory, make_target, models
+):
+    """The previous model ran with a costs file; if its kept copy is gone, restoring the model
+    alone would run it at the engine's defaults. The restore refuses: needs attention."""
+    v1 = with_costs(models.make(1), 11.0, "a" * 64)
+    refused = with_costs(models.make(2, metadata_sha256="f" * 64), 13.0, "b" * 64)
+    host = host_factory(v1, ssh=False)
+    target = make_target([host])
+    costs = model_filenames(MODEL_NAME).costs
+
+    def lose_the_kept_costs(record):
+        if record.step == "backup" and record.ok:
+            (host.root / "model-versions" / v1.onnx_sha256 / costs).unlink()
+            (host.model_dir / f"{costs}.backup").unlink()
+
+    outcome = deploy(target, refused, "local-lost-costs", lose_the_kept_costs)
+
+    assert outcome.status == "needs_attention", describe(outcome)
+    stage = next(r for r in outcome.steps if r.step == "rollback_stage")
+    assert not stage.ok and "costs file" in stage.detail and "not kept" in stage.detail

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -533,3 +535,63 @@ def test_local_artifact_not_matching_registry_sha_is_refused(host_factory, make_
     assert outcome.status == "failed", describe(outcome)
     assert step_names(outcome.steps) == ["verify_local"]
     host.assert_serves(v1)
+
+
+def with_costs(artifact, fee_bps: float, policy_hash: str):
+    """The artifact with a policy costs file, as the registry ships it."""
+    document = {
+        "model_name": artifact.name, "fee_bps": fee_bps, "slippage_bps": 5.0,
+        "policy_id": 1, "policy_number": 1, "policy_label": "default", "policy_scope": "",
+        "policy_hash": policy_hash,
+    }  # fmt: skip
+    return dataclasses.replace(artifact, costs_json=json.dumps(document, indent=2) + "\n")
+
+
+def test_costs_file_is_swapped_kept_and_rolled_back_with_its_model(
+    host_factory, make_target, models
+):
+    v1, v2 = with_costs(models.make(1), 11.0, "a" * 64), with_costs(models.make(2), 13.0, "b" * 64)
+    host = host_factory(None)
+    target = make_target([host])
+    costs = model_filenames(MODEL_NAME).costs
+
+    for number, artifact in enumerate((v1, v2), start=1):
+        outcome = deploy(target, artifact, f"dep-{number}")
+        assert outcome.status == "succeeded", describe(outcome)
+        host.assert_serves(artifact)
+        assert host.status()["costs"]["fee_bps"] == json.loads(artifact.costs_json)["fee_bps"]
+    assert host.model_files()[costs + ".backup"] == v1.costs_sha256
+    assert (host.root / "model-versions" / v1.onnx_sha256 / costs).read_text() == v1.costs_json
+    state = read_status(target, name=MODEL_NAME)[host.spec.label].state
+    assert state.costs_sha256 == v2.costs_sha256 and state.costs_problem is None
+
+    back = rollback(target, name=MODEL_NAME, deployment_id="rb-costs")
+
+    assert back.status == "succeeded", describe(back)
+    host.assert_serves(v1)
+    assert host.status()["costs"]["policy_hash"] == "a" * 64
+
+    # A model shipped without costs does not inherit the previous model's.
+    bare = models.make(3)
+    assert deploy(target, bare, "dep-bare").status == "succeeded"
+    host.assert_serves(bare)
+    assert costs not in host.model_files()
+    assert (host.status().get("costs") or {}).get("source") in ("engine defaults", None)
+
+
+def test_a_costs_file_changed_in_transit_fails_the_verify(host_factory, make_target, models):
+    v1 = with_costs(models.make(1), 11.0, "a" * 64)
+    host = host_factory(None)
+    forged = dataclasses.replace(v1, costs_json=v1.costs_json.replace("11.0", "0.0"))
+    sha_claimed = v1.costs_sha256
+
+    class Claimed(type(forged)):  # the registry's sha256 is the real file's, the bytes are not
+        @property
+        def costs_sha256(self):
+            return sha_claimed
+
+    outcome = deploy(make_target([host]), Claimed(**forged.__dict__), "dep-forged")
+
+    assert outcome.status == "failed"
+    assert "sha256 mismatch after upload" in outcome.reason and "_costs.json" in outcome.reason
+    assert host.model_files() == {}

@@ -9,6 +9,7 @@ and the audit trail.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -44,7 +45,8 @@ from models_registry.models import (
     PaperTradingRun,
     RunStatus,
 )
-from models_registry.services import deployments, lifecycle
+from models_registry.services import attention, deployments, lifecycle
+from models_registry.services.attention_checks import inconsistency
 from models_registry.services.local_targets import local_target_ensure
 from models_registry.tasks.deploy import run_deployment
 from tests.conftest import PROJECT_ROOT, database_url_for_subprocesses
@@ -61,7 +63,9 @@ from tests.deployment.registry_support import (
     step_names,
     walk_to,
 )
+from tests.deployment.support import MODEL_NAME
 from tests.registry.conftest import make_user
+from tests.support.policy import policy_set
 from tests.support.walk import walk
 
 # host_identity (issue 26): the registry checks and locks the hosts before any upload.
@@ -526,3 +530,84 @@ def test_local_target_takes_a_deploy_and_a_rollback(
     finally:
         local_service.stop(root)
     assert local_service.running_pid(root) is None
+
+
+# --------------------------------------------------------------------------- policy costs
+
+
+def host_costs(host: FakeHost, suffix: str = "") -> str | None:
+    path = host.model_dir / f"{MODEL_NAME}_costs.json{suffix}"
+    return path.read_text() if path.exists() else None
+
+
+@pytest.mark.django_db
+def test_hosts_trade_at_the_policy_costs_shipped_with_the_model(
+    host_factory, ssh_user_key, versions, people, baseline
+):
+    """The costs file goes out with the model, equals the policy in force, comes back with the
+    previous model when a deploy is rolled back, and an engine not trading at it is flagged."""
+    deployer = people["deployer"]
+    host = host_factory(baseline)
+    production = ssh_target("production-costs", Environment.PRODUCTION, [host], ssh_user_key)
+    first = versions.make()
+    policy_a = policy_set({"fee_bps": 12.0, "slippage_bps": 6.0}, scope=first.name, label="A")
+
+    deployed = deploy_now(first, production, deployer)
+
+    assert deployed.status == DeploymentStatus.SUCCEEDED, describe(deployed)
+    host.assert_serves(registry_files(first))
+    shipped_a = host_costs(host)
+    assert shipped_a is not None
+    assert json.loads(shipped_a) == {
+        "model_name": first.name, "fee_bps": 12.0, "slippage_bps": 6.0,
+        "policy_id": policy_a.pk, "policy_number": policy_a.number, "policy_label": "A",
+        "policy_scope": first.name, "policy_hash": policy_a.content_hash,
+    }  # fmt: skip
+    engine = host.status()["costs"]
+    assert (engine["fee_bps"], engine["slippage_bps"], engine["source"]) == (12.0, 6.0, "policy")
+    assert engine["policy_hash"] == policy_a.content_hash
+    status = deployments.target_status(production)
+    (report,) = status["hosts"].values()
+    assert report["costs_problem"] is None and report["costs_stale"] is None
+
+    # The policy's costs go up; a deploy the engine refuses is rolled back, and the host is
+    # left with the costs its previous model ran with, byte for byte.
+    policy_b = policy_set({"fee_bps": 15.0}, scope=first.name, label="B")
+    refused = versions.make(break_golden=True)
+
+    rolled = deploy_now(refused, production, deployer)
+
+    assert rolled.status == DeploymentStatus.ROLLED_BACK, describe(rolled)
+    host.assert_serves(dataclasses.replace(registry_files(first), costs_json=shipped_a))
+    assert host_costs(host) == shipped_a
+    assert host.status()["costs"]["policy_hash"] == policy_a.content_hash
+    (report,) = deployments.target_status(production)["hosts"].values()
+    assert report["costs_problem"] is None
+    assert policy_b.content_hash[:12] in report["costs_stale"]
+
+    # The next deploy ships policy B; the kept backup is A.
+    second = versions.make()
+    assert deploy_now(second, production, deployer).status == DeploymentStatus.SUCCEEDED
+    assert json.loads(host_costs(host) or "{}")["policy_hash"] == policy_b.content_hash
+    assert json.loads(host_costs(host) or "{}")["fee_bps"] == 15.0
+    assert host_costs(host, ".backup") == shipped_a
+    assert host.status()["costs"]["fee_bps"] == 15.0
+
+    # An engine told to trade at other costs (a higher fee, which the engine allows) is
+    # reported after the deploy: a target attention flag, and deploys wait for a deployer.
+    script = host.restart_script.read_text()
+    host.restart_script.write_text(script.replace("--model ", "--fee-bps 20 --model ", 1))
+    third = versions.make()
+
+    flagged = deploy_now(third, production, deployer)
+
+    assert flagged.status == DeploymentStatus.SUCCEEDED, describe(flagged)
+    assert host.status()["costs"]["fee_bps"] == 20.0
+    (line,) = attention.open_attention(production)
+    assert f"after deployment #{flagged.pk}" in line
+    assert "fee_bps 20.0 (shipped 15.0)" in line
+    raised = audit_data(production, "target_attention_raised")
+    assert raised["hosts"]["shipped_costs"]["policy_hash"] == policy_b.content_hash
+    assert "not trading at the shipped policy costs" in inconsistency(
+        deployments.target_status(production)
+    )

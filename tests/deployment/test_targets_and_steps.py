@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from deployment import steps
 from deployment.connection import LocalConnection
@@ -163,3 +165,95 @@ def test_engine_status_parsing_treats_a_zombie_as_dead():
     gone = steps.parse_engine_status({"status": document, "pid_state": ""})
     assert alive.alive is True and zombie.alive is False and gone.alive is False
     assert steps.parse_engine_status({"status": "{not json"}).state == "unreadable"
+
+
+# --------------------------------------------------------------------------- policy costs
+
+SHIPPED = {"fee_bps": 10.0, "slippage_bps": 5.0, "policy_hash": "a" * 64}
+
+
+@pytest.mark.parametrize(
+    ("shipped", "engine", "says"),
+    [
+        (None, None, None),  # nothing shipped (a hand install): nothing to hold it to
+        (SHIPPED, {**SHIPPED, "source": "policy"}, None),
+        (SHIPPED, {**SHIPPED, "fee_bps": 10}, None),  # 10 and 10.0 are one cost
+        (SHIPPED, None, "does not report"),
+        (SHIPPED, "10", "does not report"),
+        (SHIPPED, {**SHIPPED, "fee_bps": 20.0}, "fee_bps 20.0 (shipped 10.0)"),
+        (SHIPPED, {**SHIPPED, "slippage_bps": 0}, "slippage_bps 0 (shipped 5.0)"),
+        (SHIPPED, {**SHIPPED, "fee_bps": True}, "fee_bps True"),
+        (SHIPPED, {**SHIPPED, "fee_bps": None}, "fee_bps None"),
+        (SHIPPED, {**SHIPPED, "policy_hash": "b" * 64}, "policy bbbbbbbbbbbb (shipped aaaa"),
+        ({"unreadable": "{oops"}, SHIPPED, "unreadable"),
+        ("a list", SHIPPED, "unreadable"),
+    ],
+)
+def test_costs_problem_names_each_way_an_engine_is_not_at_the_shipped_costs(shipped, engine, says):
+    problem = steps.costs_problem(shipped, engine)
+    if says is None:
+        assert problem is None
+    else:
+        assert problem is not None and says in problem
+
+
+def test_an_artifact_costs_file_must_be_whole_lines(tmp_path):
+    onnx, metadata = tmp_path / "m.onnx", tmp_path / "m_metadata.json"
+    onnx.write_bytes(b"x")
+    metadata.write_text("{}")
+    artifact = ArtifactSpec.from_files(name="m", version=1, onnx_path=onnx, metadata_path=metadata)
+    assert artifact.costs_sha256 is None
+    with pytest.raises(TargetConfigError, match="costs_json must end with a newline"):
+        ArtifactSpec(**{**artifact.__dict__, "costs_json": '{"fee_bps": 10}'})
+    shipped = ArtifactSpec(**{**artifact.__dict__, "costs_json": '{"fee_bps": 10}\n'})
+    assert shipped.costs_sha256 == hashlib.sha256(b'{"fee_bps": 10}\n').hexdigest()
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(label=st.text(max_size=60), scope=st.text(max_size=20))
+@example(label="it's $(touch pwned) `id` %s %% \\n \\ -e\n", scope="'; rm -rf / #")
+@example(label="\u00e9\u4e2d\U0001f600\x00", scope="")
+def test_any_policy_label_reaches_the_host_byte_for_byte_and_reads_back(tmp_path, label, scope):
+    """The label and scope are people's text: quotes, $( ), backslashes, newlines, any script.
+    The costs file is written on the host through a shell argument; it must arrive exactly,
+    pass the sha256 verify, and be what the engine reads."""
+    from engine.live.config import parse_costs_document
+    from models_registry.services.deployments import costs_file_text
+
+    document = {
+        "model_name": "m", "fee_bps": 10.0, "slippage_bps": 5.0, "policy_id": 1,
+        "policy_number": 1, "policy_label": label, "policy_scope": scope,
+        "policy_hash": "c" * 64,
+    }  # fmt: skip
+    folder = tmp_path / f"case-{abs(hash((label, scope)))}"
+    folder.mkdir()
+    onnx, metadata = folder / "m.onnx", folder / "m_metadata.json"
+    onnx.write_bytes(b"onnx")
+    metadata.write_text("{}")
+    artifact = ArtifactSpec(
+        **{
+            **ArtifactSpec.from_files(
+                name="m", version=1, onnx_path=onnx, metadata_path=metadata
+            ).__dict__,
+            "costs_json": costs_file_text(document),
+        }
+    )
+    target = TargetSpec(
+        name="t",
+        hosts=[HostSpec("localhost")],
+        local=True,
+        install_root=str(folder / "root"),
+        upload_dir=str(folder / "up"),
+    )
+    layout = target.layout_for(target.hosts[0], "m")
+    connection = LocalConnection()
+
+    candidate = steps.upload(connection, layout, artifact, deployment_id="d1", timeout=budget(10))
+    steps.verify_upload(connection, artifact, candidate)
+
+    shipped = (Path(candidate) / "m_costs.json").read_bytes()
+    assert shipped == artifact.costs_json.encode()
+    read = parse_costs_document(shipped, where="costs file", model_name="m")
+    assert (read.policy_label, read.policy_scope) == (label, scope)

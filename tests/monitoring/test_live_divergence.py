@@ -19,6 +19,7 @@ from models_registry.models import (
 )
 from models_registry.services import monitoring
 from models_registry.services.model_versions import version_dir
+from models_registry.services.monitoring.live import session_costs_differences
 from tests.monitoring.conftest import BASELINE_HOURS, out_of_sample_start
 
 PLANTED_PRICE_FACTOR = 1.03
@@ -155,3 +156,20 @@ def test_an_unreadable_host_journal_is_an_entry_naming_why(
     ]
     assert "records" not in collected[0]
     assert "line 1: invalid JSON" in collected[0]["error"]
+
+
+def test_sessions_at_other_costs_than_the_policys_are_named() -> None:
+    from models_registry.policy import CostPolicy
+
+    policy = CostPolicy(fee_bps=10.0, slippage_bps=5.0)
+    at_policy = {"fee_bps": 10.0, "slippage_bps": 5.0, "source": "policy"}
+    records = [
+        {"type": "session_start", "at": "t1", "costs": at_policy},
+        {"type": "fill", "fee": 1.0},
+        {"type": "session_start", "at": "t2", "costs": {**at_policy, "fee_bps": 0.0}},
+        {"type": "session_start", "at": "t3"},
+    ]
+    assert session_costs_differences(records, policy) == [
+        "session started t2: fee_bps 0.0, the policy's is 10",
+        "session started t3: the engine did not record its costs",
+    ]

@@ -183,3 +183,25 @@ def test_backtest_stages_are_one_bar_on_a_terminal_and_plain_lines_in_a_pipe() -
     assert "\r" in drawn and "backtest: simulating" in drawn
     assert "\x1b[31" not in drawn  # not Django's red error style
     assert drawn.count("\n") <= 1  # one line redrawn, not a line per update
+
+
+@pytest.mark.django_db
+def test_run_live_trading_on_the_production_model_trades_at_the_policy_costs(
+    version_factory: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from models_registry.management.commands.run_live_trading import policy_cost_args
+    from tests.support.policy import policy_set
+
+    live = version_factory(ModelState.IN_PRODUCTION)
+    policy_set({"fee_bps": 12.0, "slippage_bps": 6.0}, scope=live.name, label="hosts")
+    with pytest.raises(SystemExit):  # the engine's exit code (the tiny model may fail a check)
+        call_command("run_live_trading", "ml_basic", "--paper-trading", "--check-only")
+    out = capsys.readouterr().out
+    assert "costs: fee 12 bps, slippage 6 bps at least (the policy in force" in out
+    argv, _ = policy_cost_args(["ml_basic", "--paper-trading"], live.name)
+    assert argv[2:] == ["--fee-bps", "12.0", "--slippage-bps", "6.0"]
+    argv, _ = policy_cost_args(["ml_basic", "--slippage-bps", "7"], live.name)
+    assert argv[1:] == ["--slippage-bps", "7", "--fee-bps", "12.0"]  # higher is kept
+
+    with pytest.raises(CommandError, match=r"--fee-bps 0 is below the cost of the policy"):
+        call_command("run_live_trading", "ml_basic", "--paper-trading", "--fee-bps", "0")

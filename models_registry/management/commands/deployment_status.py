@@ -51,6 +51,10 @@ class Command(BaseCommand):
                 line = f"  {label:<24} live {live}  files {files}  {verdict}{error}"
                 bad = host.get("halted") or not host["matches_registry"]
                 self.stdout.write(self.style.ERROR(line) if bad else line)
+                if host.get("costs_problem"):
+                    self.stdout.write(self.style.ERROR(f"    COSTS: {host['costs_problem']}"))
+                if host.get("costs_stale"):
+                    self.stdout.write(self.style.WARNING(f"    costs: {host['costs_stale']}"))
             for pk in report["needs_attention"]:
                 self.stdout.write(
                     self.style.ERROR(f"  deployment #{pk} NEEDS ATTENTION: host may not be serving")
@@ -74,6 +78,14 @@ class Command(BaseCommand):
         if halted:
             raise CommandError(
                 f"{report['target']}: engine HALTED by its kill switch on {', '.join(halted)}."
+            )
+        costs = sorted(
+            label for label, host in report["hosts"].items() if host.get("costs_problem")
+        )
+        if costs:
+            raise CommandError(
+                f"{report['target']}: engine not trading at the shipped policy costs on "
+                f"{', '.join(costs)}."
             )
         mismatched = [
             label

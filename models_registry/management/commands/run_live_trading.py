@@ -6,7 +6,9 @@ install root (/opt/ai-trading-bot), this command uses folders of this Django ins
 
   --data-dir     settings.TRADEBOT_DATA_DIR (the candle and sentiment store)
   --model-dir    the artifact folder of the version in production (from the registry;
-                 with several in production, --model NAME picks one), named in the output
+                 with several in production, --model NAME picks one), named in the output;
+                 it then trades at the costs of the policy in force for that model
+                 (--fee-bps/--slippage-bps below them are refused), as a host would
   --journal-dir  <VAR_DIR>/live/journal
   --status-file  <VAR_DIR>/live/status.json
 
@@ -56,6 +58,12 @@ def production_model_dir(model_name: str | None) -> tuple[Path, str]:
     CommandError (one line, naming --model-dir) when there is none, or several and no
     --model to choose between them.
     """
+    folder, line, _ = _production_model(model_name)
+    return folder, line
+
+
+def _production_model(model_name: str | None) -> tuple[Path, str, str]:
+    """``production_model_dir`` and the version's model name."""
     from models_registry.models import ModelState, ModelVersion
     from models_registry.services.model_versions import version_dir
 
@@ -81,7 +89,42 @@ def production_model_dir(model_name: str | None) -> tuple[Path, str]:
         raise CommandError(f"several versions are in production ({names}): add --model NAME.")
     version = found[0]
     folder = version_dir(version)
-    return folder, f"model: {version.name} v{version.version} (in production), from {folder}"
+    line = f"model: {version.name} v{version.version} (in production), from {folder}"
+    return folder, line, version.name
+
+
+def policy_cost_args(argv: list[str], model_name: str) -> tuple[list[str], str]:
+    """The policy's costs for ``model_name`` as engine flags where none was given, and a line
+    naming them; CommandError (one line) for a flag below the policy's cost.
+
+    The registry's artifact folder has no ``<name>_costs.json`` (a deploy writes that on the
+    host), so the policy reaches this engine as flags, held to the same floor.
+    """
+    from models_registry.policy import CostPolicy, policy_in_force, policy_name
+
+    policy = policy_in_force(model_name)
+    costs = CostPolicy.of(policy)
+    parser = argparse.ArgumentParser(add_help=False)
+    for option in ("--fee-bps", "--slippage-bps"):
+        parser.add_argument(option, type=float)
+    given, _ = parser.parse_known_args(argv[1:])
+    added: list[str] = []
+    for option in ("--fee-bps", "--slippage-bps"):
+        floor = getattr(costs, _dest(option))
+        value = getattr(given, _dest(option))
+        if value is None:
+            added += [option, repr(floor)]
+        elif value < floor:
+            raise CommandError(
+                f"{option} {value:g} is below the cost of the policy in force for {model_name} "
+                f"({floor:g}, {policy_name(policy)}): the engine trades at the policy's costs "
+                "or higher."
+            )
+    line = (
+        f"costs: fee {costs.fee_bps:g} bps, slippage {costs.slippage_bps:g} bps at least "
+        f"(the policy in force, {policy_name(policy)})"
+    )
+    return [*argv, *added], line
 
 
 def engine_argv(argv: list[str]) -> list[str]:
@@ -145,8 +188,10 @@ class Command(BaseCommand):
         argv = engine_argv([options["strategy"], *options["engine_args"]])
         wanted, model_name = needs_model_dir(argv)
         if wanted:
-            folder, line = production_model_dir(model_name)
+            folder, line, name = _production_model(model_name)
+            argv, costs_line = policy_cost_args(argv, name)
             self.stdout.write(line)
+            self.stdout.write(costs_line)
             self.stdout.flush()
             argv = [*argv, "--model-dir", str(folder)]
         code = engine_cli.main(argv)

@@ -71,6 +71,27 @@ def version_records(version: ModelVersion, records: Iterable[Mapping[str, Any]])
     return kept
 
 
+def session_costs_differences(records: Iterable[Mapping[str, Any]], costs: CostPolicy) -> list[str]:
+    """Each session whose engine says (journal ``session_start``, engine/live/config.py) it
+    traded at other costs than ``costs``, or did not say: a divergence then has a cause
+    that is not the model."""
+    found = []
+    for record in records:
+        if record.get("type") != "session_start":
+            continue
+        said = record.get("costs")
+        where = f"session started {record.get('at')}"
+        if not isinstance(said, Mapping):
+            found.append(f"{where}: the engine did not record its costs")
+            continue
+        for name in ("fee_bps", "slippage_bps"):
+            if said.get(name) != getattr(costs, name):
+                found.append(
+                    f"{where}: {name} {said.get(name)!r}, the policy's is {getattr(costs, name):g}"
+                )
+    return found
+
+
 def _live_fills(records: list[dict[str, Any]], interval: pd.Timedelta) -> pd.DataFrame:
     """The journal's fills, each at the bar whose open the backtester would fill it at.
 
@@ -181,6 +202,8 @@ def compare_live_with_backtest(
             "live_final_equity": live_final,
             "backtest_final_equity": backtest.result.final_equity,
             "final_equity_divergence": equity_gap,
+            "costs": costs.engine_options(),
+            "live_costs_differ": session_costs_differences(records, costs),
         }
     )
     report["divergence"] = max(

@@ -112,3 +112,114 @@ def test_check_only_reports_every_check(model_dir: Path, tmp_path: Path) -> None
     assert "[FAIL] sha256:" in bad.stdout
     assert "checks FAILED" in bad.stdout
     assert not (tmp_path / "root" / "var").exists(), "--check-only writes nothing"
+
+
+# --------------------------------------------------------------------------- policy costs
+
+
+def _write_costs(model_dir: Path, **changes: object) -> Path:
+    document: dict[str, object] = {
+        "model_name": "btcusdt_sentiment",
+        "fee_bps": 12.0,
+        "slippage_bps": 6.0,
+        "policy_id": 4,
+        "policy_number": 2,
+        "policy_label": "default",
+        "policy_scope": "",
+        "policy_hash": "cd" * 32,
+    }
+    document.update(changes)
+    path = model_dir / "btcusdt_sentiment_costs.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _replay_start(tmp_path: Path, model_dir: Path, data: Path, start, *extra: str):
+    import pandas as pd
+
+    return run_engine(
+        tmp_path, "ml_basic", "--paper-trading", "--model-dir", model_dir,
+        "--status-file", tmp_path / "status.json", "--journal-dir", tmp_path / "journal",
+        "--replay", "--candles-csv", data / "BTCUSDT-1h.csv",
+        "--sentiment-csv", data / "fear_greed_index.csv",
+        "--from", start.isoformat(), "--to", (start + pd.Timedelta(hours=3)).isoformat(),
+        *extra,
+    )  # fmt: skip
+
+
+def test_engine_trades_at_the_shipped_policy_costs_and_records_them(
+    model_dir: Path, after_training, shared_data_dir: Path, tmp_path: Path
+) -> None:
+    path = _write_costs(model_dir)
+    # threshold -1: the model's every bar says buy, so the replay fills an order.
+    result = _replay_start(
+        tmp_path, model_dir, shared_data_dir, after_training, "--threshold", "-1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "trading costs: fee 12 bps, slippage 6 bps from policy" in result.stderr
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["costs"]["fee_bps"] == 12.0 and status["costs"]["slippage_bps"] == 6.0
+    assert status["costs"]["policy_hash"] == "cd" * 32 and status["costs"]["at_policy"] is True
+    assert status["costs"]["file"] == str(path)
+    journal = tmp_path / "journal" / "btcusdt-paper.jsonl"
+    starts = [
+        record
+        for record in map(json.loads, journal.read_text().splitlines())
+        if record["type"] == "session_start"
+    ]
+    assert starts[-1]["costs"] == status["costs"]
+    fills = [
+        record
+        for record in map(json.loads, journal.read_text().splitlines())
+        if record["type"] == "fill"
+    ]
+    assert fills, "the replay must trade for its fee to be checked"
+    for fill in fills:  # each fee charged at the file's 12 bps, not the engine's default 10
+        assert fill["fee"] == pytest.approx(abs(fill["quantity"] * fill["price"]) * 12e-4)
+
+
+def test_engine_refuses_a_fee_flag_below_the_policy_costs(
+    model_dir: Path, after_training, shared_data_dir: Path, tmp_path: Path
+) -> None:
+    _write_costs(model_dir)
+    result = _replay_start(tmp_path, model_dir, shared_data_dir, after_training, "--fee-bps", "0")
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "--fee-bps 0 is below the policy's 12" in errors[0]
+    assert "model loaded:" not in result.stderr
+    assert not (tmp_path / "journal").exists(), "nothing journaled (or traded)"
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "failed" and "below the policy's" in status["detail"]
+
+
+def test_engine_refuses_a_malformed_costs_file_naming_file_and_field(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    path = _write_costs(model_dir, slippage_bps="5")
+    result = run_engine(
+        tmp_path, "ml_basic", "--model-dir", model_dir,
+        "--status-file", tmp_path / "s.json", "--journal-dir", tmp_path / "j",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"costs file {path}: slippage_bps must be a number, got '5'" in result.stderr
+    assert "model loaded:" not in result.stderr
+
+
+def test_check_only_reports_the_costs_and_their_source(model_dir: Path, tmp_path: Path) -> None:
+    without = run_engine(tmp_path, "ml_basic", "--check-only", "--json", "--model-dir", model_dir)
+    check = next(c for c in json.loads(without.stdout)["checks"] if c["name"] == "costs")
+    assert check["ok"] and check["costs"]["source"] == "engine defaults"
+    assert "no policy costs file" in check["detail"]
+
+    path = _write_costs(model_dir)
+    shipped = run_engine(tmp_path, "ml_basic", "--check-only", "--json", "--model-dir", model_dir)
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    check = next(c for c in json.loads(shipped.stdout)["checks"] if c["name"] == "costs")
+    assert check["costs"]["source"] == "policy" and check["costs"]["fee_bps"] == 12.0
+    assert str(path) in check["detail"]
+
+    below = run_engine(
+        tmp_path, "ml_basic", "--check-only", "--model-dir", model_dir, "--slippage-bps", "1"
+    )
+    assert below.returncode == 1
+    assert "[FAIL] costs: trading costs: --slippage-bps 1 is below the policy's 6" in below.stdout
