@@ -208,3 +208,83 @@ def test_stored_candles_are_served_shifted_with_their_gaps(tmp_path) -> None:
     assert [float(r[4]) for r in rows] == [11.0, 12.0, 13.0]
     assert rows[0][6] == ORIGIN + HOUR - 1 and float(rows[0][5]) == 1.5
     assert other == [], "stored candles exist for their own interval only"
+
+
+# ----------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--poll-seconds", "0"], "'0' must be a finite number of seconds above 0"),
+        (["--poll-seconds", "-1"], "'-1' must be a finite number of seconds above 0"),
+        (["--poll-seconds", "inf"], "'inf' must be a finite number of seconds above 0"),
+        (["--poll-seconds", "nan"], "'nan' must be a finite number of seconds above 0"),
+        (["--poll-seconds", "soon"], "'soon' is not a number of seconds"),
+        (["--clock", "ntp"], "argument --clock: invalid choice: 'ntp'"),
+        (["--clock", "exchange", "--replay"], "--clock exchange follows a live exchange"),
+    ],
+)
+def test_bad_clock_options_are_one_line_errors(argv, message, capsys) -> None:
+    from engine.live.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ml_basic", *argv])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+
+
+def test_clock_options_reach_the_engine() -> None:
+    from engine.live.cli import build_parser, options_from_args
+
+    fast = options_from_args(
+        build_parser().parse_args(["ml_basic", "--clock", "exchange", "--poll-seconds", "0.02"])
+    )
+    assert (fast.clock, fast.poll_seconds) == ("exchange", 0.02)
+    default = options_from_args(build_parser().parse_args(["ml_basic"]))
+    assert (default.clock, default.poll_seconds) == ("system", 5.0)
+
+
+@pytest.mark.parametrize("module", ["tests.fakes.binance_server", "tests.fakes.fng_server"])
+def test_the_fakes_run_as_their_own_processes(module, shared_data_dir) -> None:
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.engine.live.conftest import PROJECT_ROOT
+
+    binance = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.binance_server", "--origin", "2024-01-26T00:00:00Z",
+         "--speed", "20000", "--candles-csv", str(shared_data_dir / "BTCUSDT-1h.csv")],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    processes = [binance]
+    try:
+        url = binance.stdout.readline().split()[1]
+        if module == "tests.fakes.fng_server":
+            fng = subprocess.Popen(
+                [sys.executable, "-m", module, "--binance-url", url,
+                 "--sentiment-csv", str(shared_data_dir / "fear_greed_index.csv")],
+                cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            processes.append(fng)
+            fng_url = fng.stdout.readline().split()[1]
+            with urllib.request.urlopen(f"{fng_url}/fng/?limit=2", timeout=10) as answer:
+                newest = json.load(answer)["data"][0]
+            # Served up to the exchange's clock (2024-01-26), not the stored series' end.
+            assert newest["timestamp"] == str(1_706_227_200)
+        else:
+            with urllib.request.urlopen(f"{url}/api/v3/time", timeout=10) as answer:
+                server_ms = json.load(answer)["serverTime"]
+            assert ORIGIN <= server_ms <= ORIGIN + 2 * HOUR - 2, "paced: waits for a reader"
+            query = f"symbol=BTCUSDT&interval=1h&startTime={ORIGIN - HOUR}&limit=2"
+            with urllib.request.urlopen(f"{url}/api/v3/klines?{query}", timeout=10) as answer:
+                rows = json.load(answer)
+            assert rows[0][0] == ORIGIN - HOUR and float(rows[0][4]) > 1000, "stored candles"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+    assert [p.returncode for p in processes] == [0] * len(processes)
