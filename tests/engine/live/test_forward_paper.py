@@ -25,15 +25,8 @@ import pytest
 
 from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.inference import OnnxPredictor
-from engine.live.brokers import PaperBroker
-from engine.live.candles import candles_from_frame
-from engine.live.config import RiskLimits
-from engine.live.feeds import ReplayFeed
-from engine.live.journal import Journal, JournalError, read_journal
-from engine.live.risk import RiskManager
-from engine.live.runner import TradingEngine
-from engine.live.status import StatusReporter
-from engine.live.strategy import build_strategy
+from engine.live.journal import JournalError, read_journal
+from engine.live.paper import PaperRunResult, run_paper_replay
 from engine.strategies.ml_basic import round_trip_cost
 from tests.engine.live.conftest import PROJECT_ROOT, engine_command, engine_env
 from tests.fakes.binance_server import CandleTable, FakeBinanceServer, banned, rate_limited
@@ -154,31 +147,18 @@ def _replay(
     bars: pd.DatetimeIndex,
     threshold: float,
     folder: Path,
-) -> tuple[TradingEngine, list[dict[str, Any]]]:
+) -> tuple[PaperRunResult, list[dict[str, Any]]]:
     """The same candles through the same engine loop in-process, orders at each close
     (as the live engine places them), at the same costs, from a flat start."""
-    predictor = OnnxPredictor.from_dir(model_dir)
-    strategy, latest = build_strategy(
-        "ml_basic", model=predictor, fee_bps=DEFAULT_FEE_BPS,
-        slippage_bps=DEFAULT_SLIPPAGE_BPS, threshold=threshold,
-    )  # fmt: skip
-    history = predictor.required_history + 1
+    history = OnnxPredictor.from_dir(model_dir).required_history + 1
     start = candles.index.get_loc(bars[0]) - history - 5
     window = candles.iloc[start : candles.index.get_loc(bars[-1]) + 1]
-    journal = Journal(folder / "btcusdt-paper.jsonl")
-    engine = TradingEngine(
-        strategy=strategy, predictor=latest,
-        broker=PaperBroker(fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS),
-        journal=journal, risk=RiskManager(RiskLimits()),
-        status=StatusReporter(None, mode="paper"), symbol="BTCUSDT", interval=HOUR,
-        history_size=history, initial_cash=10_000.0, sentiment=sentiment,
-        execute_on_close=True, fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS,
+    result = run_paper_replay(
+        model_dir, window, sentiment, strategy_params={"threshold": threshold},
+        journal_dir=folder / "replay", execute_on_close=True, trade_from=bars[0],
     )  # fmt: skip
-    for item in ReplayFeed(candles_from_frame(window), interval=HOUR, trade_from=bars[0]):
-        assert item.candle is not None
-        engine.on_candle(item.candle, tradable=item.tradable)
-    journal.close()
-    return engine, read_journal(journal.path)[0]
+    assert result.journal is not None
+    return result, read_journal(result.journal)[0]
 
 
 def _fills(records: list[dict[str, Any]]) -> list[tuple[str, str, float, float, float]]:
@@ -251,8 +231,10 @@ def test_a_killed_engine_resumes_without_losing_a_bar_and_trades_as_a_replay(
         assert live[2:] == pytest.approx(same[2:], rel=1e-9)
     final = read_journal(journal)[1]  # what a third start would resume from
     assert final.last_candle == bars[-1].isoformat()
-    assert final.quantity == pytest.approx(replay.quantity, rel=1e-9, abs=1e-12)
-    assert final.cash == pytest.approx(replay.cash, rel=1e-9)
+    assert final.quantity == pytest.approx(replay.position.iloc[-1], rel=1e-9, abs=1e-12)
+    assert final.cash is not None
+    marked = final.cash + final.quantity * float(all_candles["close"].loc[bars[-1]])
+    assert marked == pytest.approx(replay.equity.iloc[-1], rel=1e-9)
 
 
 def test_an_unreachable_exchange_is_a_feed_error_then_the_run_resumes_without_losing_bars(
