@@ -288,3 +288,22 @@ def test_the_fakes_run_as_their_own_processes(module, shared_data_dir) -> None:
             process.terminate()
             process.wait(timeout=30)
     assert [p.returncode for p in processes] == [0] * len(processes)
+
+
+def test_a_restarted_feed_rereads_the_history_of_its_last_bar_first(paced) -> None:
+    server, monotonic = paced
+    last = pd.Timestamp(ORIGIN - HOUR, unit="ms", tz="UTC")
+    feed = BinanceKlineFeed(
+        make_binance_client(base_url=server.url),
+        symbol="BTCUSDT", interval="1h", interval_delta=pd.Timedelta(hours=1),
+        last_processed=last, history=HISTORY, stop_event=threading.Event(),
+        clock=ExchangeClock(make_binance_client(base_url=server.url)), rewarm=True,
+    )  # fmt: skip
+    monotonic.now += 1.5
+    items = feed.fetch_closed()
+    opens = [epoch_ns(i.candle.open_time) // 10**6 for i in items if i.candle is not None]
+    history = [ORIGIN - (HISTORY - k) * HOUR for k in range(HISTORY)]
+    assert opens == [*history, ORIGIN], "the last bar's history, then the new bar"
+    assert [i.tradable for i in items] == [False] * HISTORY + [True]
+    monotonic.now += 1.0
+    assert feed.fetch_closed() == [], "history is re-read once, not every round"
