@@ -21,7 +21,7 @@ import pytest
 from deployment.connection import open_connection
 from deployment.journals import journals_fetch
 from deployment.service import engine_stop
-from engine.live.journal import JournalError, read_journal
+from engine.live.journal import read_journal
 from tests.deployment.hosts import make_fake_host
 from tests.fakes.processes import exchange_processes
 from tests.support.budgets import budget
@@ -30,10 +30,7 @@ pytestmark = pytest.mark.slow
 
 
 def _decisions(journal: Path) -> int:
-    try:
-        return sum(1 for r in read_journal(journal)[0] if r["type"] == "decision")
-    except (JournalError, FileNotFoundError):
-        return 0
+    return sum(1 for r in read_journal(journal, running=True)[0] if r["type"] == "decision")
 
 
 def _wait_for(condition, seconds: float, what: str) -> None:
@@ -85,7 +82,7 @@ def test_a_staging_host_trades_forward_and_stops_cleanly(
                 ("staging1", "btcusdt-paper.jsonl", None)
             ]
             assert fetched[0].local is not None
-            records = read_journal(fetched[0].local)[0]
+            records = read_journal(fetched[0].local, running=True)[0]  # copied mid-run
             assert records[0]["type"] == "session_start"
             assert records[0]["model_sha256"] == version.onnx_sha256
             assert sum(r["type"] == "decision" for r in records) >= 24

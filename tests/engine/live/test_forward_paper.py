@@ -25,7 +25,7 @@ import pytest
 
 from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.inference import OnnxPredictor
-from engine.live.journal import JournalError, read_journal
+from engine.live.journal import read_journal
 from engine.live.paper import PaperRunResult, run_paper_replay
 from engine.strategies.ml_basic import round_trip_cost
 from tests.engine.live.conftest import PROJECT_ROOT, engine_command, engine_env
@@ -90,10 +90,7 @@ def _start(tmp_path: Path, args: list, log_name: str) -> subprocess.Popen:
 
 
 def _records(journal: Path) -> list[dict[str, Any]]:
-    try:
-        return read_journal(journal)[0]
-    except (JournalError, FileNotFoundError):
-        return []  # a line being written: read again
+    return read_journal(journal, running=True)[0]  # the engine may be writing a line
 
 
 def _decided(journal: Path) -> list[pd.Timestamp]:
