@@ -126,9 +126,7 @@ def _later(candle: str, than: str | None) -> bool:
     return than is None or datetime.fromisoformat(candle) > datetime.fromisoformat(than)
 
 
-def read_journal(
-    path: Path, *, running: bool = False
-) -> tuple[list[dict[str, Any]], JournalState]:
+def read_journal(path: Path, *, running: bool = False) -> tuple[list[dict[str, Any]], JournalState]:
     """Every record, validated, and the state they add up to.
 
     `running=True` reads a copy taken while the engine runs (a registry collecting a
