@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from engine.live.candles import epoch_ns
 from engine.live.feeds import BinanceKlineFeed, ExchangeClock, FeedError, make_binance_client
-from tests.fakes.binance_server import CandleTable, FakeBinanceServer, banned
+from tests.fakes.binance_server import CandleTable, FakeBinanceServer, banned, rate_limited
 from tests.fakes.http_fake import FakeResponse, Fault
 from tests.fakes.market_clock import PacedClock
 
@@ -307,3 +307,28 @@ def test_a_restarted_feed_rereads_the_history_of_its_last_bar_first(paced) -> No
     assert [i.tradable for i in items] == [False] * HISTORY + [True]
     monotonic.now += 1.0
     assert feed.fetch_closed() == [], "history is re-read once, not every round"
+
+
+@pytest.mark.parametrize("ban", [banned(retry_after=1), rate_limited(retry_after=1)])
+def test_retry_after_is_honoured_with_heartbeats_while_waiting(paced, monkeypatch, ban) -> None:
+    """Retrying inside a ban extends it: the feed waits the exchange's Retry-After (not its
+    own shorter backoff), heartbeating with the error meanwhile."""
+    import time
+
+    from engine.live import feeds
+
+    monkeypatch.setattr(feeds, "HEARTBEAT_SECONDS", 0.05)
+    server, monotonic = paced
+    monotonic.now += 1.5
+    feed = _feed(server, ExchangeClock(make_binance_client(base_url=server.url)))
+    server.inject(ban)
+    started = time.monotonic()
+    heartbeats = []
+    for item in feed:
+        if item.candle is not None:
+            break
+        heartbeats.append(item)
+    waited = time.monotonic() - started
+    assert waited >= 1.0, f"retried after {waited:.2f} s, inside the exchange's Retry-After"
+    assert len(heartbeats) >= 5 and all("APIError(code=-1003)" in h.error for h in heartbeats)
+    assert len(server.requests_to("/api/v3/time")) == 2, "one refused attempt, one retry"
