@@ -89,9 +89,12 @@ def test_a_staging_host_trades_forward_and_stops_cleanly(
             pid = host.engine_pid()
             assert pid is not None
 
-            results = engine_stop(spec)
+            results = engine_stop(spec, archive_journals=True)  # the version is replaced
 
             assert [(r.host, r.ok, r.detail) for r in results] == [("staging1", True, "stopped")]
+            (archive,) = results[0].archived
+            assert archive.startswith("btcusdt-paper.") and not journal.exists()
+            journal = journal.with_name(archive)
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
             final = read_journal(journal)[0]
             assert final[-1]["type"] == "session_stop" and final[-1]["reason"] == "signal"
