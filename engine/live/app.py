@@ -399,6 +399,8 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         model_version=predictor.version,
         model_sha256=predictor.sha256,
         pid=os.getpid(),
+        # Whose "now" this session lived on: a run on an accelerated exchange says so.
+        clock="replay" if options.replay else options.clock,
     )
     if engine.resumed():
         log.info(
