@@ -274,3 +274,37 @@ def test_an_unreachable_exchange_is_a_feed_error_then_the_run_resumes_without_lo
         _stop(engine, tmp_path, "engine.log")
     bars = _every_bar_once(read_journal(journal)[0])
     assert stalled_at + HOUR in bars, "the bar that closed during the outage was traded"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kills_at_any_moment_never_lose_or_repeat_a_bar(
+    seed, model_dir, all_candles, sentiment, shared_data_dir, exchange, tmp_path
+) -> None:
+    """SIGKILL wherever it lands (mid-bar too, unlike the replay comparison above): every
+    bar from the first traded one is decided exactly once, and the journal stays readable."""
+    import random
+
+    pick = random.Random(seed)
+    threshold = _threshold(model_dir, all_candles, sentiment, exchange.origin)
+    args = _engine_args(model_dir, tmp_path, shared_data_dir, exchange, threshold)
+    journal = tmp_path / "journal" / "btcusdt-paper.jsonl"
+    for run in range(3):
+        engine = _start(tmp_path, args, f"run{run}.log")
+        try:
+            seen = len(_decided(journal))
+            _wait_for(lambda seen=seen: len(_decided(journal)) > seen, 60, "a new bar decided")
+            time.sleep(pick.uniform(0.0, 1.0))  # anywhere: between bars or inside one
+            engine.send_signal(signal.SIGKILL)
+            engine.wait(timeout=budget(10))
+        finally:
+            if engine.poll() is None:
+                engine.kill()
+    last = _start(tmp_path, args, "last.log")
+    try:
+        seen = len(_decided(journal))
+        _wait_for(lambda: len(_decided(journal)) >= seen + 5, 60, "five bars after the kills")
+    finally:
+        _stop(last, tmp_path, "last.log")
+    records = read_journal(journal)[0]  # whole: a kill never leaves half a record
+    assert sum(r["type"] == "session_start" for r in records) == 4
+    _every_bar_once(records)
