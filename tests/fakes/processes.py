@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -45,16 +46,22 @@ def exchange_processes(
     speed: float = 20_000.0,
     candles_csv: Path | None = None,
     sentiment_csv: Path | None = None,
-    candles_at_origin: str | None = None,
+    shift_days: int = 0,
 ) -> Iterator[ExchangeUrls]:
-    """Start the fake Binance (and, with `sentiment_csv`, Fear & Greed); stop them after."""
+    """Start the fake Binance (and, with `sentiment_csv`, Fear & Greed); stop them after.
+
+    `shift_days` moves the stored candles and the sentiment together: the bar served at
+    `origin` is the stored one `shift_days` days earlier. An engine then needs no
+    `--sentiment-csv` (its dates are the stored ones): it reads the shifted series from
+    the Fear & Greed fake."""
     arguments = [
         "tests.fakes.binance_server", "--port", "0", "--speed", repr(speed), "--origin", origin,
     ]  # fmt: skip
     if candles_csv is not None:
         arguments += ["--candles-csv", str(candles_csv)]
-    if candles_at_origin is not None:
-        arguments += ["--candles-at-origin", candles_at_origin]
+    if shift_days:
+        stored = datetime.fromisoformat(origin.replace("Z", "+00:00")) - timedelta(days=shift_days)
+        arguments += ["--candles-at-origin", stored.isoformat()]
     processes: list[subprocess.Popen[str]] = []
     try:
         binance, binance_url = _start(arguments)
@@ -63,7 +70,7 @@ def exchange_processes(
         if sentiment_csv is not None:
             fng, fng_url = _start(
                 ["tests.fakes.fng_server", "--port", "0", "--binance-url", binance_url,
-                 "--sentiment-csv", str(sentiment_csv)]
+                 "--sentiment-csv", str(sentiment_csv), "--shift-days", str(shift_days)]
             )  # fmt: skip
             processes.append(fng)
         yield ExchangeUrls(binance_url, fng_url)

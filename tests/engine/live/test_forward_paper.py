@@ -308,3 +308,51 @@ def test_kills_at_any_moment_never_lose_or_repeat_a_bar(
     records = read_journal(journal)[0]  # whole: a kill never leaves half a record
     assert sum(r["type"] == "session_start" for r in records) == 4
     _every_bar_once(records)
+
+
+def test_shifted_candles_and_sentiment_trade_as_the_stored_era(
+    model_dir, all_candles, sentiment, shared_data_dir, after_training, tmp_path
+) -> None:
+    """The fakes as processes, the stored bars and Fear & Greed moved 1001 days (whole
+    weeks) later together: the engine, with no sentiment file, learns the index from the
+    fake API as the days pass and decides exactly as a replay of the stored era."""
+    from tests.fakes.processes import exchange_processes
+
+    shift = pd.Timedelta(days=1001)
+    stored_origin = after_training + pd.Timedelta(hours=6)
+    threshold = _threshold(model_dir, all_candles, sentiment, stored_origin)
+    with exchange_processes(
+        origin=(stored_origin + shift).isoformat(),
+        candles_csv=shared_data_dir / "BTCUSDT-1h.csv",
+        sentiment_csv=shared_data_dir / "fear_greed_index.csv",
+        shift_days=shift.days,
+    ) as urls:
+        assert urls.fng is not None
+        journal = tmp_path / "journal" / "btcusdt-paper.jsonl"
+        engine = _start(tmp_path, [
+            "ml_basic", "--paper-trading", "--clock", "exchange", "--poll-seconds", "0.02",
+            "--binance-url", urls.binance, "--fng-url", urls.fng, "--model-dir", model_dir,
+            "--status-file", tmp_path / "status.json", "--journal-dir", journal.parent,
+            "--threshold", repr(threshold),
+        ], "engine.log")  # fmt: skip
+        try:
+            _wait_for(lambda: len(_decided(journal)) >= 30, 60, "30 bars decided")
+        finally:
+            _stop(engine, tmp_path, "engine.log")
+    records = read_journal(journal)[0]
+    bars = _every_bar_once(records)
+    assert stored_origin + shift - HOUR <= bars[0] <= stored_origin + shift
+    live = [
+        (pd.Timestamp(r["candle"]) - shift, r["prediction"], r["target"])
+        for r in records
+        if r["type"] == "decision"
+    ]
+    assert all(p is not None for _, p, _ in live), "sentiment known for every bar"
+    _, replayed = _replay(model_dir, all_candles, sentiment, bars - shift, threshold, tmp_path)
+    expected = [
+        (pd.Timestamp(r["candle"]), r["prediction"], r["target"])
+        for r in replayed
+        if r["type"] == "decision"
+    ]
+    assert [(t, target) for t, _, target in live] == [(t, target) for t, _, target in expected]
+    assert [p for _, p, _ in live] == pytest.approx([p for _, p, _ in expected], rel=1e-9)
