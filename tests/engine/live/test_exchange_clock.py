@@ -332,3 +332,38 @@ def test_retry_after_is_honoured_with_heartbeats_while_waiting(paced, monkeypatc
     assert waited >= 1.0, f"retried after {waited:.2f} s, inside the exchange's Retry-After"
     assert len(heartbeats) >= 5 and all("APIError(code=-1003)" in h.error for h in heartbeats)
     assert len(server.requests_to("/api/v3/time")) == 2, "one refused attempt, one retry"
+
+
+def test_a_restarted_fake_exchange_resumes_its_clock_from_its_state_file(tmp_path) -> None:
+    """Started afresh at its origin, a fake would be behind its readers, and pace them for
+    ever at a bar they already have: with --state-file it goes on where it was."""
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.engine.live.conftest import PROJECT_ROOT
+
+    state = tmp_path / "clock.json"
+    command = [
+        sys.executable, "-m", "tests.fakes.binance_server", "--origin", "2024-01-26T00:00:00Z",
+        "--speed", "3600000", "--state-file", str(state),
+    ]  # fmt: skip
+
+    def run_once(start_ms: int) -> int:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            url = process.stdout.readline().split()[1]
+            query = f"symbol=BTCUSDT&interval=1h&startTime={start_ms}&limit=5"
+            with urllib.request.urlopen(f"{url}/api/v3/klines?{query}", timeout=10):
+                pass  # a reader that has every bar before start_ms
+            with urllib.request.urlopen(f"{url}/api/v3/time", timeout=10) as answer:
+                return int(json.load(answer)["serverTime"])
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    first = run_once(ORIGIN + HOUR)
+    assert json.loads(state.read_text())["wanted_ms"] == ORIGIN + HOUR
+    again = run_once(ORIGIN + 2 * HOUR)
+    assert again >= first and json.loads(state.read_text())["wanted_ms"] == ORIGIN + 2 * HOUR
