@@ -431,6 +431,8 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
         # the next bar's open in a replay (what a comparison with a backtest must know).
         fills_at="next_open" if options.replay else "close",
         costs=costs.record(),
+        # Whose "now" this session lived on: a run on an accelerated exchange says so.
+        clock="replay" if options.replay else options.clock,
     )
     if engine.resumed():
         log.info(

@@ -7,6 +7,7 @@ waiting so the status file stays fresh between candles.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -160,6 +161,26 @@ def refresh_clock(clock: Callable[[], float]) -> None:
         refresh()
 
 
+# A Retry-After longer than this is not believed (a broken header must not park the engine).
+RETRY_AFTER_MAX = 900.0
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The Retry-After (seconds) of the HTTP answer behind a feed error, if it had one."""
+    for error in (exc, exc.__cause__):
+        response = getattr(error, "response", None)
+        headers = getattr(response, "headers", None)
+        if headers is None:
+            continue
+        try:
+            seconds = float(headers.get("Retry-After", ""))
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    return None
+
+
 class BinanceKlineFeed:
     """Polls the klines endpoint for closed candles, resuming after the last one processed.
 
@@ -282,6 +303,22 @@ class BinanceKlineFeed:
     def backoff_seconds(self) -> float:
         return min(self.backoff_max, self.backoff_initial * 2 ** max(0, self.failures - 1))
 
+    def _wait_after_failure(self, exc: BaseException, error: str) -> Iterator[FeedItem]:
+        """Back off (at least the exchange's Retry-After: retrying inside a 418 ban extends
+        it), with a heartbeat carrying the error at least every HEARTBEAT_SECONDS."""
+        wait = max(self.backoff_seconds(), min(retry_after_seconds(exc) or 0.0, RETRY_AFTER_MAX))
+        log.warning(
+            "klines feed error (attempt %d): %s; retrying in %.1fs", self.failures, exc, wait
+        )
+        deadline = time.monotonic() + wait
+        while True:
+            yield FeedItem(None, error=error)
+            left = deadline - time.monotonic()
+            if left <= 0 or self.stop_event.wait(min(left, HEARTBEAT_SECONDS)):
+                return
+            if deadline - time.monotonic() <= 0:
+                return
+
     def __iter__(self) -> Iterator[FeedItem]:
         import requests
 
@@ -290,15 +327,7 @@ class BinanceKlineFeed:
                 items = self.fetch_closed()
             except (FeedError, requests.RequestException, ValueError) as exc:
                 self.failures += 1
-                wait = self.backoff_seconds()
-                log.warning(
-                    "klines feed error (attempt %d): %s; retrying in %.1fs",
-                    self.failures,
-                    exc,
-                    wait,
-                )
-                yield FeedItem(None, error=f"{type(exc).__name__}: {exc}"[:300])
-                self.stop_event.wait(wait)
+                yield from self._wait_after_failure(exc, f"{type(exc).__name__}: {exc}"[:300])
                 continue
             if self.failures:
                 log.info("klines feed reconnected after %d failed attempt(s)", self.failures)

@@ -126,8 +126,13 @@ def _later(candle: str, than: str | None) -> bool:
     return than is None or datetime.fromisoformat(candle) > datetime.fromisoformat(than)
 
 
-def read_journal(path: Path) -> tuple[list[dict[str, Any]], JournalState]:
-    """Every record, validated, and the state they add up to."""
+def read_journal(path: Path, *, running: bool = False) -> tuple[list[dict[str, Any]], JournalState]:
+    """Every record, validated, and the state they add up to.
+
+    `running=True` reads a copy taken while the engine runs (a registry collecting a
+    forward run): a last line without its newline is a record being written, left for the
+    next read instead of being an error. Anything else wrong is still an error.
+    """
     state = JournalState()
     records: list[dict[str, Any]] = []
     if not path.exists():
@@ -135,6 +140,8 @@ def read_journal(path: Path) -> tuple[list[dict[str, Any]], JournalState]:
     with open(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.endswith("\n"):
+                if running:
+                    break  # being written: the next copy has it whole
                 raise JournalError(
                     f"journal {path} line {line_no}: truncated last line (interrupted write); "
                     "inspect it and remove the partial line by hand"

@@ -126,11 +126,18 @@ def run_paper_replay(
     journal_dir: Path | str | None = None,
     status_file: Path | str | None = None,
     strategy_params: dict[str, Any] | None = None,
+    execute_on_close: bool = False,
+    trade_from: pd.Timestamp | None = None,
 ) -> PaperRunResult:
     """Paper-trade `candles` bar by bar through the engine loop and report what happened.
 
     The model is loaded from `model_dir` with every start-up check (or `predictor` is used
     as given). `journal_dir` defaults to a temporary folder: pass one to keep the journal.
+
+    `execute_on_close=True` places each decision's order at that bar's close, as the live
+    engine does on a live feed (default: at the next bar's open, the backtester's rule);
+    it is the replay to compare a forward paper run's journal with, fill for fill. Bars
+    before `trade_from` only warm the model up, as a live engine's history does.
     """
     _check_replay_input(candles)
     if predictor is None and model_dir is not None:
@@ -169,11 +176,13 @@ def run_paper_replay(
             sentiment=sentiment,
             fee_bps=fee_bps,
             slippage_bps=slippage_bps,
+            execute_on_close=execute_on_close,
         )
         positions: list[float] = []
-        for item in ReplayFeed(candles_from_frame(candles), interval=interval):
+        feed = ReplayFeed(candles_from_frame(candles), interval=interval, trade_from=trade_from)
+        for item in feed:
             assert item.candle is not None
-            engine.on_candle(item.candle)
+            engine.on_candle(item.candle, tradable=item.tradable)
             positions.append(engine.quantity)
         journal.close()
     kept = journal.path if journal_dir is not None else None

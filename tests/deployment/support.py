@@ -8,6 +8,7 @@ iterations); a real engine that fails to start fails the tests instead.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -70,6 +71,15 @@ class EngineSetup:
     real: bool
     data_dir: Path | None = None
     replay_from: pd.Timestamp | None = None
+    # Forward paper trading: the live feed against a fake exchange on its accelerated clock
+    # (tests.fakes.processes) instead of a replay. Set with `forward()`.
+    binance_url: str | None = None
+    fng_url: str | None = None
+    poll_seconds: float = 0.02
+
+    def forward(self, binance_url: str, fng_url: str | None) -> EngineSetup:
+        """The same engine, paper trading forward on the exchange at `binance_url`."""
+        return dataclasses.replace(self, binance_url=binance_url, fng_url=fng_url)
 
     def command(self, model_dir: Path, status_file: Path, journal_dir: Path) -> list[str]:
         common = [
@@ -85,6 +95,14 @@ class EngineSetup:
         if not self.real:
             return [sys.executable, str(FAKE_ENGINE), *common]
         assert self.data_dir is not None and self.replay_from is not None
+        if self.binance_url is not None:
+            return [
+                sys.executable, "-m", "engine.live", *common, "--journal-dir", str(journal_dir),
+                "--clock", "exchange", "--poll-seconds", repr(self.poll_seconds),
+                "--binance-url", self.binance_url,
+                *(["--fng-url", self.fng_url] if self.fng_url else []),
+                "--sentiment-csv", str(self.data_dir / "fear_greed_index.csv"),
+            ]  # fmt: skip
         # Replaying real candles at real speed (one bar an hour) keeps the engine running
         # as a service would, without any network.
         return [

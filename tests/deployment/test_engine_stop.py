@@ -78,3 +78,27 @@ def test_the_stop_command_defaults_to_systemd_and_is_formatted_per_host():
         assert "stop_command is empty" in str(exc)
     else:
         raise AssertionError("an empty stop command was accepted")
+
+
+def test_archiving_sets_the_paper_journals_aside_and_never_a_live_one(host_factory, make_target):
+    host = host_factory(None, ssh=False)
+    folder = host.root / "var" / "journal"
+    folder.mkdir(parents=True)
+    (folder / "btcusdt-paper.jsonl").write_text("the replaced version's paper run\n")
+    (folder / "ethusdt-paper.jsonl").write_text("another paper run\n")
+    (folder / "btcusdt-live.jsonl").write_text("a real position\n")
+    (folder / "btcusdt-paper.20240101T000000Z.jsonl").write_text("an older archive\n")
+    spec = make_target([host])
+
+    (result,) = engine_stop(spec, archive_journals=True)
+
+    assert (result.ok, result.detail) == (True, "stopped")
+    assert len(result.archived) == 2
+    names = sorted(p.name for p in folder.iterdir())
+    assert "btcusdt-live.jsonl" in names and "btcusdt-paper.jsonl" not in names
+    assert "ethusdt-paper.jsonl" not in names
+    for name in result.archived:
+        assert name in names and (folder / name).read_text().endswith("run\n")
+    assert (folder / "btcusdt-paper.20240101T000000Z.jsonl").exists()
+    (again,) = engine_stop(spec, archive_journals=True)
+    assert (again.ok, again.archived) == (True, ()), "nothing left to set aside"

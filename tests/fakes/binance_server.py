@@ -59,6 +59,7 @@ Request weights for new paths go in ``server.weights``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import signal
 import sys
@@ -190,6 +191,10 @@ class FakeMarket:
         return entry
 
     def price(self, entry: FakeSymbol, times_ms: np.ndarray) -> np.ndarray:
+        if entry.table is not None:  # the open of the stored bar each time falls in
+            table = entry.table
+            index = np.searchsorted(table.open_ms, times_ms, side="right") - 1
+            return table.values[np.clip(index, 0, len(table.open_ms) - 1), 0]
         days = times_ms / 86_400_000.0
         return entry.base_price * (
             1.0 + 0.05 * np.sin(days * 2 * math.pi / 7) + 0.01 * np.sin(days * 40)
@@ -430,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--speed", type=float, default=20_000.0, help="clock speed-up")
     parser.add_argument("--origin", type=_utc_ms, required=True, help="clock start, ISO 8601")
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="keep the clock here, so a restarted fake resumes it instead of going back",
+    )
     parser.add_argument("--symbol", default="BTCUSDT")
     parser.add_argument("--interval", default="1h", choices=sorted(INTERVAL_MS))
     parser.add_argument("--candles-csv", type=Path, default=None, help="serve stored candles")
@@ -456,15 +467,31 @@ def server_from_args(args: argparse.Namespace) -> FakeBinanceServer:
     return server
 
 
+def _save_clock(clock: PacedClock, path: Path) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(clock.snapshot()))
+    temporary.replace(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    server = server_from_args(args).start()
+    server = server_from_args(args)
+    clock = server.clock
+    assert isinstance(clock, PacedClock)
+    if args.state_file is not None and args.state_file.exists():
+        clock.restore(json.loads(args.state_file.read_text()))
+    server.start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     print(f"url {server.url}", flush=True)
-    stop.wait()
+    # Saved a few times a second (a killed fake loses at most that), and at the end.
+    while not stop.wait(0.2):
+        if args.state_file is not None:
+            _save_clock(clock, args.state_file)
     server.stop()
+    if args.state_file is not None:
+        _save_clock(clock, args.state_file)
     return 0
 
 

@@ -109,13 +109,15 @@ class FakeFearGreedServer(FakeHttpServer):
         )
 
 
-def entries_from_csv(path: Path | str) -> list[IndexEntry]:
-    """The stored daily series (engine.data.csv_import layouts) as published entries."""
+def entries_from_csv(path: Path | str, *, shift_days: int = 0) -> list[IndexEntry]:
+    """The stored daily series (engine.data.csv_import layouts) as published entries,
+    moved by whole days (as the fake exchange's candles may be moved)."""
     from engine.data.csv_import import read_sentiment_csv
 
     series = read_sentiment_csv(path)
+    shift = shift_days * 86_400
     return [
-        IndexEntry(int(moment.timestamp()), round(float(value)))
+        IndexEntry(int(moment.timestamp()) + shift, round(float(value)))
         for moment, value in series.dropna().items()
     ]
 
@@ -139,9 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--sentiment-csv", type=Path, required=True)
     parser.add_argument("--binance-url", default=None, help="serve days up to this clock's time")
+    parser.add_argument("--shift-days", type=int, default=0, help="move the series by N days")
     args = parser.parse_args(argv)
     clock = binance_time(args.binance_url) if args.binance_url else None
-    server = FakeFearGreedServer(entries_from_csv(args.sentiment_csv), now_ms=clock, port=args.port)
+    entries = entries_from_csv(args.sentiment_csv, shift_days=args.shift_days)
+    server = FakeFearGreedServer(entries, now_ms=clock, port=args.port)
     server.host = args.host
     server.start()
     stop = threading.Event()

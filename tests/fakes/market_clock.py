@@ -71,6 +71,18 @@ class PacedClock:
         self._wanted = origin_ms // self.step_ms * self.step_ms
         self._held = False
 
+    def snapshot(self) -> dict[str, int]:
+        """Where the clock is and which bar its readers want (a restarted fake resumes it:
+        started afresh at its origin, it would be behind its readers and wait for ever)."""
+        with self._lock:
+            return {"now_ms": self._advance(), "wanted_ms": self._wanted}
+
+    def restore(self, snapshot: dict[str, int]) -> None:
+        with self._lock:
+            self._real = self._monotonic()
+            self._wanted = max(self._wanted, int(snapshot["wanted_ms"]))
+            self._virtual = max(self._virtual, float(snapshot["now_ms"]))
+
     def hold(self) -> None:
         """Stop the clock (a test's pause: the engine finishes what it has, then idles)."""
         with self._lock:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from engine.live.candles import epoch_ns
 from engine.live.feeds import BinanceKlineFeed, ExchangeClock, FeedError, make_binance_client
-from tests.fakes.binance_server import CandleTable, FakeBinanceServer, banned
+from tests.fakes.binance_server import CandleTable, FakeBinanceServer, banned, rate_limited
 from tests.fakes.http_fake import FakeResponse, Fault
 from tests.fakes.market_clock import PacedClock
 
@@ -208,3 +208,162 @@ def test_stored_candles_are_served_shifted_with_their_gaps(tmp_path) -> None:
     assert [float(r[4]) for r in rows] == [11.0, 12.0, 13.0]
     assert rows[0][6] == ORIGIN + HOUR - 1 and float(rows[0][5]) == 1.5
     assert other == [], "stored candles exist for their own interval only"
+
+
+# ----------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--poll-seconds", "0"], "'0' must be a finite number of seconds above 0"),
+        (["--poll-seconds", "-1"], "'-1' must be a finite number of seconds above 0"),
+        (["--poll-seconds", "inf"], "'inf' must be a finite number of seconds above 0"),
+        (["--poll-seconds", "nan"], "'nan' must be a finite number of seconds above 0"),
+        (["--poll-seconds", "soon"], "'soon' is not a number of seconds"),
+        (["--clock", "ntp"], "argument --clock: invalid choice: 'ntp'"),
+        (["--clock", "exchange", "--replay"], "--clock exchange follows a live exchange"),
+    ],
+)
+def test_bad_clock_options_are_one_line_errors(argv, message, capsys) -> None:
+    from engine.live.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ml_basic", *argv])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+
+
+def test_clock_options_reach_the_engine() -> None:
+    from engine.live.cli import build_parser, options_from_args
+
+    fast = options_from_args(
+        build_parser().parse_args(["ml_basic", "--clock", "exchange", "--poll-seconds", "0.02"])
+    )
+    assert (fast.clock, fast.poll_seconds) == ("exchange", 0.02)
+    default = options_from_args(build_parser().parse_args(["ml_basic"]))
+    assert (default.clock, default.poll_seconds) == ("system", 5.0)
+
+
+@pytest.mark.parametrize("module", ["tests.fakes.binance_server", "tests.fakes.fng_server"])
+def test_the_fakes_run_as_their_own_processes(module, shared_data_dir) -> None:
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.engine.live.conftest import PROJECT_ROOT
+
+    binance = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.binance_server", "--origin", "2024-01-26T00:00:00Z",
+         "--speed", "20000", "--candles-csv", str(shared_data_dir / "BTCUSDT-1h.csv")],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    processes = [binance]
+    try:
+        url = binance.stdout.readline().split()[1]
+        if module == "tests.fakes.fng_server":
+            fng = subprocess.Popen(
+                [sys.executable, "-m", module, "--binance-url", url,
+                 "--sentiment-csv", str(shared_data_dir / "fear_greed_index.csv")],
+                cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            processes.append(fng)
+            fng_url = fng.stdout.readline().split()[1]
+            with urllib.request.urlopen(f"{fng_url}/fng/?limit=2", timeout=10) as answer:
+                newest = json.load(answer)["data"][0]
+            # Served up to the exchange's clock (2024-01-26), not the stored series' end.
+            assert newest["timestamp"] == str(1_706_227_200)
+        else:
+            with urllib.request.urlopen(f"{url}/api/v3/time", timeout=10) as answer:
+                server_ms = json.load(answer)["serverTime"]
+            assert ORIGIN <= server_ms <= ORIGIN + 2 * HOUR - 2, "paced: waits for a reader"
+            query = f"symbol=BTCUSDT&interval=1h&startTime={ORIGIN - HOUR}&limit=2"
+            with urllib.request.urlopen(f"{url}/api/v3/klines?{query}", timeout=10) as answer:
+                rows = json.load(answer)
+            assert rows[0][0] == ORIGIN - HOUR and float(rows[0][4]) > 1000, "stored candles"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+    assert [p.returncode for p in processes] == [0] * len(processes)
+
+
+def test_a_restarted_feed_rereads_the_history_of_its_last_bar_first(paced) -> None:
+    server, monotonic = paced
+    last = pd.Timestamp(ORIGIN - HOUR, unit="ms", tz="UTC")
+    feed = BinanceKlineFeed(
+        make_binance_client(base_url=server.url),
+        symbol="BTCUSDT", interval="1h", interval_delta=pd.Timedelta(hours=1),
+        last_processed=last, history=HISTORY, stop_event=threading.Event(),
+        clock=ExchangeClock(make_binance_client(base_url=server.url)), rewarm=True,
+    )  # fmt: skip
+    monotonic.now += 1.5
+    items = feed.fetch_closed()
+    opens = [epoch_ns(i.candle.open_time) // 10**6 for i in items if i.candle is not None]
+    history = [ORIGIN - (HISTORY - k) * HOUR for k in range(HISTORY)]
+    assert opens == [*history, ORIGIN], "the last bar's history, then the new bar"
+    assert [i.tradable for i in items] == [False] * HISTORY + [True]
+    monotonic.now += 1.0
+    assert feed.fetch_closed() == [], "history is re-read once, not every round"
+
+
+@pytest.mark.parametrize("ban", [banned(retry_after=1), rate_limited(retry_after=1)])
+def test_retry_after_is_honoured_with_heartbeats_while_waiting(paced, monkeypatch, ban) -> None:
+    """Retrying inside a ban extends it: the feed waits the exchange's Retry-After (not its
+    own shorter backoff), heartbeating with the error meanwhile."""
+    import time
+
+    from engine.live import feeds
+
+    monkeypatch.setattr(feeds, "HEARTBEAT_SECONDS", 0.05)
+    server, monotonic = paced
+    monotonic.now += 1.5
+    feed = _feed(server, ExchangeClock(make_binance_client(base_url=server.url)))
+    server.inject(ban)
+    started = time.monotonic()
+    heartbeats = []
+    for item in feed:
+        if item.candle is not None:
+            break
+        heartbeats.append(item)
+    waited = time.monotonic() - started
+    assert waited >= 1.0, f"retried after {waited:.2f} s, inside the exchange's Retry-After"
+    assert len(heartbeats) >= 5 and all("APIError(code=-1003)" in h.error for h in heartbeats)
+    assert len(server.requests_to("/api/v3/time")) == 2, "one refused attempt, one retry"
+
+
+def test_a_restarted_fake_exchange_resumes_its_clock_from_its_state_file(tmp_path) -> None:
+    """Started afresh at its origin, a fake would be behind its readers, and pace them for
+    ever at a bar they already have: with --state-file it goes on where it was."""
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.engine.live.conftest import PROJECT_ROOT
+
+    state = tmp_path / "clock.json"
+    command = [
+        sys.executable, "-m", "tests.fakes.binance_server", "--origin", "2024-01-26T00:00:00Z",
+        "--speed", "3600000", "--state-file", str(state),
+    ]  # fmt: skip
+
+    def run_once(start_ms: int) -> int:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            url = process.stdout.readline().split()[1]
+            query = f"symbol=BTCUSDT&interval=1h&startTime={start_ms}&limit=5"
+            with urllib.request.urlopen(f"{url}/api/v3/klines?{query}", timeout=10):
+                pass  # a reader that has every bar before start_ms
+            with urllib.request.urlopen(f"{url}/api/v3/time", timeout=10) as answer:
+                return int(json.load(answer)["serverTime"])
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+    first = run_once(ORIGIN + HOUR)
+    assert json.loads(state.read_text())["wanted_ms"] == ORIGIN + HOUR
+    again = run_once(ORIGIN + 2 * HOUR)
+    assert again >= first and json.loads(state.read_text())["wanted_ms"] == ORIGIN + 2 * HOUR

@@ -25,15 +25,8 @@ import pytest
 
 from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from engine.inference import OnnxPredictor
-from engine.live.brokers import PaperBroker
-from engine.live.candles import candles_from_frame
-from engine.live.config import RiskLimits
-from engine.live.feeds import ReplayFeed
-from engine.live.journal import Journal, JournalError, read_journal
-from engine.live.risk import RiskManager
-from engine.live.runner import TradingEngine
-from engine.live.status import StatusReporter
-from engine.live.strategy import build_strategy
+from engine.live.journal import read_journal
+from engine.live.paper import PaperRunResult, run_paper_replay
 from engine.strategies.ml_basic import round_trip_cost
 from tests.engine.live.conftest import PROJECT_ROOT, engine_command, engine_env
 from tests.fakes.binance_server import CandleTable, FakeBinanceServer, banned, rate_limited
@@ -97,10 +90,7 @@ def _start(tmp_path: Path, args: list, log_name: str) -> subprocess.Popen:
 
 
 def _records(journal: Path) -> list[dict[str, Any]]:
-    try:
-        return read_journal(journal)[0]
-    except (JournalError, FileNotFoundError):
-        return []  # a line being written: read again
+    return read_journal(journal, running=True)[0]  # the engine may be writing a line
 
 
 def _decided(journal: Path) -> list[pd.Timestamp]:
@@ -154,31 +144,18 @@ def _replay(
     bars: pd.DatetimeIndex,
     threshold: float,
     folder: Path,
-) -> tuple[TradingEngine, list[dict[str, Any]]]:
+) -> tuple[PaperRunResult, list[dict[str, Any]]]:
     """The same candles through the same engine loop in-process, orders at each close
     (as the live engine places them), at the same costs, from a flat start."""
-    predictor = OnnxPredictor.from_dir(model_dir)
-    strategy, latest = build_strategy(
-        "ml_basic", model=predictor, fee_bps=DEFAULT_FEE_BPS,
-        slippage_bps=DEFAULT_SLIPPAGE_BPS, threshold=threshold,
-    )  # fmt: skip
-    history = predictor.required_history + 1
+    history = OnnxPredictor.from_dir(model_dir).required_history + 1
     start = candles.index.get_loc(bars[0]) - history - 5
     window = candles.iloc[start : candles.index.get_loc(bars[-1]) + 1]
-    journal = Journal(folder / "btcusdt-paper.jsonl")
-    engine = TradingEngine(
-        strategy=strategy, predictor=latest,
-        broker=PaperBroker(fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS),
-        journal=journal, risk=RiskManager(RiskLimits()),
-        status=StatusReporter(None, mode="paper"), symbol="BTCUSDT", interval=HOUR,
-        history_size=history, initial_cash=10_000.0, sentiment=sentiment,
-        execute_on_close=True, fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS,
+    result = run_paper_replay(
+        model_dir, window, sentiment, strategy_params={"threshold": threshold},
+        journal_dir=folder / "replay", execute_on_close=True, trade_from=bars[0],
     )  # fmt: skip
-    for item in ReplayFeed(candles_from_frame(window), interval=HOUR, trade_from=bars[0]):
-        assert item.candle is not None
-        engine.on_candle(item.candle, tradable=item.tradable)
-    journal.close()
-    return engine, read_journal(journal.path)[0]
+    assert result.journal is not None
+    return result, read_journal(result.journal)[0]
 
 
 def _fills(records: list[dict[str, Any]]) -> list[tuple[str, str, float, float, float]]:
@@ -232,7 +209,8 @@ def test_a_killed_engine_resumes_without_losing_a_bar_and_trades_as_a_replay(
     assert "resumed from journal" in log
 
     records = read_journal(journal)[0]
-    assert [r["type"] for r in records].count("session_start") == 2
+    sessions = [r for r in records if r["type"] == "session_start"]
+    assert [s["clock"] for s in sessions] == ["exchange", "exchange"]
     bars = _every_bar_once(records)
     # The paced clock waits for the first engine with the origin's bar closed and tradable
     # (one bar earlier if the engine asked before that bar closed).
@@ -251,8 +229,10 @@ def test_a_killed_engine_resumes_without_losing_a_bar_and_trades_as_a_replay(
         assert live[2:] == pytest.approx(same[2:], rel=1e-9)
     final = read_journal(journal)[1]  # what a third start would resume from
     assert final.last_candle == bars[-1].isoformat()
-    assert final.quantity == pytest.approx(replay.quantity, rel=1e-9, abs=1e-12)
-    assert final.cash == pytest.approx(replay.cash, rel=1e-9)
+    assert final.quantity == pytest.approx(replay.position.iloc[-1], rel=1e-9, abs=1e-12)
+    assert final.cash is not None
+    marked = final.cash + final.quantity * float(all_candles["close"].loc[bars[-1]])
+    assert marked == pytest.approx(replay.equity.iloc[-1], rel=1e-9)
 
 
 def test_an_unreachable_exchange_is_a_feed_error_then_the_run_resumes_without_losing_bars(
@@ -294,3 +274,85 @@ def test_an_unreachable_exchange_is_a_feed_error_then_the_run_resumes_without_lo
         _stop(engine, tmp_path, "engine.log")
     bars = _every_bar_once(read_journal(journal)[0])
     assert stalled_at + HOUR in bars, "the bar that closed during the outage was traded"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kills_at_any_moment_never_lose_or_repeat_a_bar(
+    seed, model_dir, all_candles, sentiment, shared_data_dir, exchange, tmp_path
+) -> None:
+    """SIGKILL wherever it lands (mid-bar too, unlike the replay comparison above): every
+    bar from the first traded one is decided exactly once, and the journal stays readable."""
+    import random
+
+    pick = random.Random(seed)
+    threshold = _threshold(model_dir, all_candles, sentiment, exchange.origin)
+    args = _engine_args(model_dir, tmp_path, shared_data_dir, exchange, threshold)
+    journal = tmp_path / "journal" / "btcusdt-paper.jsonl"
+    for run in range(3):
+        engine = _start(tmp_path, args, f"run{run}.log")
+        try:
+            seen = len(_decided(journal))
+            _wait_for(lambda seen=seen: len(_decided(journal)) > seen, 60, "a new bar decided")
+            time.sleep(pick.uniform(0.0, 1.0))  # anywhere: between bars or inside one
+            engine.send_signal(signal.SIGKILL)
+            engine.wait(timeout=budget(10))
+        finally:
+            if engine.poll() is None:
+                engine.kill()
+    last = _start(tmp_path, args, "last.log")
+    try:
+        seen = len(_decided(journal))
+        _wait_for(lambda: len(_decided(journal)) >= seen + 5, 60, "five bars after the kills")
+    finally:
+        _stop(last, tmp_path, "last.log")
+    records = read_journal(journal)[0]  # whole: a kill never leaves half a record
+    assert sum(r["type"] == "session_start" for r in records) == 4
+    _every_bar_once(records)
+
+
+def test_shifted_candles_and_sentiment_trade_as_the_stored_era(
+    model_dir, all_candles, sentiment, shared_data_dir, after_training, tmp_path
+) -> None:
+    """The fakes as processes, the stored bars and Fear & Greed moved 1001 days (whole
+    weeks) later together: the engine, with no sentiment file, learns the index from the
+    fake API as the days pass and decides exactly as a replay of the stored era."""
+    from tests.fakes.processes import exchange_processes
+
+    shift = pd.Timedelta(days=1001)
+    stored_origin = after_training + pd.Timedelta(hours=6)
+    threshold = _threshold(model_dir, all_candles, sentiment, stored_origin)
+    with exchange_processes(
+        origin=(stored_origin + shift).isoformat(),
+        candles_csv=shared_data_dir / "BTCUSDT-1h.csv",
+        sentiment_csv=shared_data_dir / "fear_greed_index.csv",
+        shift_days=shift.days,
+    ) as urls:
+        assert urls.fng is not None
+        journal = tmp_path / "journal" / "btcusdt-paper.jsonl"
+        engine = _start(tmp_path, [
+            "ml_basic", "--paper-trading", "--clock", "exchange", "--poll-seconds", "0.02",
+            "--binance-url", urls.binance, "--fng-url", urls.fng, "--model-dir", model_dir,
+            "--status-file", tmp_path / "status.json", "--journal-dir", journal.parent,
+            "--threshold", repr(threshold),
+        ], "engine.log")  # fmt: skip
+        try:
+            _wait_for(lambda: len(_decided(journal)) >= 30, 60, "30 bars decided")
+        finally:
+            _stop(engine, tmp_path, "engine.log")
+    records = read_journal(journal)[0]
+    bars = _every_bar_once(records)
+    assert stored_origin + shift - HOUR <= bars[0] <= stored_origin + shift
+    live = [
+        (pd.Timestamp(r["candle"]) - shift, r["prediction"], r["target"])
+        for r in records
+        if r["type"] == "decision"
+    ]
+    assert all(p is not None for _, p, _ in live), "sentiment known for every bar"
+    _, replayed = _replay(model_dir, all_candles, sentiment, bars - shift, threshold, tmp_path)
+    expected = [
+        (pd.Timestamp(r["candle"]), r["prediction"], r["target"])
+        for r in replayed
+        if r["type"] == "decision"
+    ]
+    assert [(t, target) for t, _, target in live] == [(t, target) for t, _, target in expected]
+    assert [p for _, p, _ in live] == pytest.approx([p for _, p, _ in expected], rel=1e-9)
