@@ -36,7 +36,13 @@ from engine.live.feeds import (
     ReplayFeed,
     make_binance_client,
 )
-from engine.live.journal import Journal, JournalError, journal_path, rotate_if_large
+from engine.live.journal import (
+    Journal,
+    JournalError,
+    archive_other_model,
+    journal_path,
+    rotate_if_large,
+)
 from engine.live.risk import RiskManager
 from engine.live.runner import TradingEngine
 from engine.live.sentiment import LiveSentiment
@@ -381,6 +387,10 @@ def _run(options: EngineOptions, status: StatusReporter) -> int:
 
     path = journal_path(options.journal_dir, symbol=symbol, mode=options.mode)
     try:
+        if not options.live:
+            earlier = archive_other_model(path, predictor.sha256)
+            if earlier is not None:
+                log.info("paper journal of another model archived as %s; fresh cash", earlier.name)
         archive = rotate_if_large(path)
         if archive is not None:
             log.info("journal %s archived as %s; state carried over", path, archive.name)

@@ -212,6 +212,24 @@ def journal_path(journal_dir: Path, *, symbol: str, mode: str) -> Path:
     return journal_dir / f"{symbol.lower()}-{mode}.jsonl"
 
 
+def archive_other_model(path: Path, model_sha256: str | None) -> Path | None:
+    """Set aside a paper journal whose last session ran another model; None if not.
+
+    A paper position is simulated: a newly staged version must start from the initial
+    cash, not trade on with the position and cash its predecessor built up (its forward
+    run would judge the two together). The archive is renamed, never edited."""
+    if not path.exists():
+        return None
+    records, _ = read_journal(path)
+    sessions = [r for r in records if r.get("type") == "session_start"]
+    if not sessions or sessions[-1].get("model_sha256") == model_sha256:
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    archive = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+    path.replace(archive)
+    return archive
+
+
 def rotate_if_large(path: Path, *, max_records: int = ROTATE_AFTER_RECORDS) -> Path | None:
     """Archive a long journal and start a new one that carries its state over.
 

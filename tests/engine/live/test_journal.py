@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.live.journal import Journal, JournalError, read_journal
+from engine.live.journal import Journal, JournalError, archive_other_model, read_journal
 
 
 def _write_sample(path: Path) -> None:
@@ -98,3 +98,31 @@ def test_a_long_journal_is_archived_and_its_state_carried_over(tmp_path: Path) -
     assert (state.quantity, state.cash, state.last_candle) == (1.0, 89.99, "c1")
     assert state.kill_switch is True and state.kill_switch_reason == "test"
     assert state.order_candles == ["c1"]
+
+
+def test_a_paper_journal_of_another_model_is_set_aside_and_never_inherited(
+    tmp_path: Path,
+) -> None:
+    """A newly staged version starts from the initial cash: its forward run is its own."""
+    path = tmp_path / "btcusdt-paper.jsonl"
+    assert archive_other_model(path, "a" * 64) is None  # no journal yet: nothing to do
+    journal = Journal(path)
+    journal.append(
+        "session_start",
+        mode="paper",
+        model_name="m",
+        model_version=1,
+        pid=1,
+        model_sha256="a" * 64,
+    )
+    journal.append(
+        "state", last_candle="2024-01-01T00:00:00+00:00", cash=5.0, quantity=1.0,
+        pending_target=None, current_target=1.0, equity=100.0, day="2024-01-01",
+        day_start_equity=100.0,
+    )  # fmt: skip
+    journal.close()
+    assert archive_other_model(path, "a" * 64) is None  # the same model resumes its run
+    archive = archive_other_model(path, "b" * 64)
+    assert archive is not None and archive.name.startswith("btcusdt-paper.")
+    assert not path.exists()
+    assert read_journal(archive)[1].quantity == 1.0  # the record itself is kept whole
