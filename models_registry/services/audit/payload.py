@@ -46,16 +46,12 @@ _TAIL_SQL = (
     """|| ',"object_type":' || to_json(b.object_type)::text """
     """|| ',"prev_hash":' || to_json(b.prev_hash)::text || '}'"""
 )
-# Per batch, one row: the ids, links, hashes and payloads of the batch in id order (the
-# aggregates read the ordered LIMIT subquery as it comes), and whether every row's columns
-# agree with its payload. Links, anchors and hashes are checked in Python, where they are
-# list comparisons and hashlib calls (several times faster per row than PostgreSQL's
-# sha256()), while the database reads the next batch. `data` is only read as jsonb once the
-# bytes around it match (a CASE is evaluated in order); a payload that is not UTF-8 JSON
-# there still raises, and that batch then goes to the reference path.
-FAST_BATCH_SQL = f"""
-SELECT array_agg(id), array_agg(prev_hash), array_agg(row_hash), array_agg(payload),
-       coalesce(bool_and(
+# Whether every row of a batch agrees with its payload: the bytes before and after `data`
+# are what the columns give, and `data` in between, read as jsonb, prints exactly as the
+# stored `data` column prints. `data` is only read as jsonb once the bytes around it match
+# (a CASE is evaluated in order); a payload that is not UTF-8 JSON there still raises, and
+# that batch then goes to the reference path.
+_AGREE_SQL = """coalesce(bool_and(
          payload IS NOT NULL
          AND CASE WHEN length(payload) >= length(head) + length(tail)
                    AND substr(payload, 1, length(head)) = head
@@ -63,13 +59,30 @@ SELECT array_agg(id), array_agg(prev_hash), array_agg(row_hash), array_agg(paylo
               THEN convert_from(substr(payload, length(head) + 1,
                                        length(payload) - length(head) - length(tail)),
                                 'UTF8')::jsonb::text = data::text
-              ELSE false END), true)
-FROM (
+              ELSE false END), true)"""
+# The batch after %(after)s: %(n)s rows in id order, with the payload's expected head and
+# tail (the aggregates read the ordered LIMIT subquery as it comes).
+_BATCH_SQL = f"""(
   SELECT b.id, b.prev_hash, b.row_hash, b.payload, b.data,
          convert_to({_HEAD_SQL}, 'UTF8') AS head, convert_to({_TAIL_SQL}, 'UTF8') AS tail
   FROM models_registry_auditevent b WHERE b.id > %(after)s ORDER BY b.id LIMIT %(n)s
-) c
-"""  # noqa: S608 - constant SQL fragments; every value is bound
+) c"""  # noqa: S608 - constant SQL fragments; every value is bound
+_LISTS_SQL = "array_agg(id), array_agg(prev_hash), array_agg(row_hash), array_agg(payload)"
+# Per batch, one row: the ids, links, hashes and payloads of the batch in id order, and
+# whether every row's columns agree with its payload. Links, anchors and hashes are checked
+# in Python, where they are list comparisons and hashlib calls (several times faster per
+# row than PostgreSQL's sha256()), while the database reads the next batch.
+FAST_BATCH_SQL = f"SELECT {_LISTS_SQL}, {_AGREE_SQL} FROM {_BATCH_SQL}"  # noqa: S608
+
+# The same batch split in two, for two connections that share one snapshot
+# (_two_connection_batches): the rows to hash (cheap for the database), and the check of
+# the columns against the payloads (most of the database's work: formatting the columns,
+# reading `data` as jsonb), which then runs on the other core, at the same time.
+READ_BATCH_SQL = f"""SELECT {_LISTS_SQL} FROM (
+  SELECT id, prev_hash, row_hash, payload FROM models_registry_auditevent
+  WHERE id > %(after)s ORDER BY id LIMIT %(n)s
+) c"""  # noqa: S608 - constant SQL; every value is bound
+CHECK_BATCH_SQL = f"SELECT max(id), count(*), {_AGREE_SQL} FROM {_BATCH_SQL}"  # noqa: S608
 
 # What reading a payload can raise in PostgreSQL: not UTF-8, not JSON where `data` is.
 _UNREADABLE_PAYLOAD = (psycopg.DataError,)  # SQLSTATE class 22, every subclass
@@ -105,8 +118,13 @@ def fast_walk(
         return position
     connection.ensure_connection()
     anchor_ids = sorted(anchors)
-    batches = _prefetched(_batches(connection.connection, position.after_id, chunk_size))
-    with contextlib.closing(batches) as rows, connection.wrap_database_errors:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(connection.wrap_database_errors)
+        if _in_a_transaction():  # only this connection sees the caller's own rows
+            batches = _batches(connection.connection, position.after_id, chunk_size)
+            rows = stack.enter_context(contextlib.closing(_prefetched(batches)))
+        else:
+            rows = _two_connection_batches(stack, position.after_id, chunk_size)
         for row in rows:
             if row is None:
                 return position
@@ -138,16 +156,68 @@ def _anchors_agree(
     return True
 
 
-def _batches(raw: Any, after_id: int, chunk_size: int) -> Iterator[tuple[Any, ...] | None]:
+def _in_a_transaction() -> bool:
+    return connection.in_atomic_block or not connection.get_autocommit()
+
+
+def _two_connection_batches(
+    stack: contextlib.ExitStack, after_id: int, chunk_size: int
+) -> Iterator[tuple[Any, ...] | None]:
+    """FAST_BATCH_SQL's rows, from two new connections in one snapshot, each read in its own
+    thread: one reads the rows to hash (READ_BATCH_SQL), the other checks them against their
+    columns (CHECK_BATCH_SQL), so the database's two halves of the work run at once. The
+    check must cover exactly the rows read: same snapshot, same bounds, and its last id and
+    count are compared with the batch's; anything else is a doubted batch."""
+    reader, checker = _snapshot_pair(stack)
+    read_batches = _batches(reader, after_id, chunk_size, READ_BATCH_SQL)
+    check_batches = _batches(checker, after_id, chunk_size, CHECK_BATCH_SQL)
+    reads = stack.enter_context(contextlib.closing(_prefetched(read_batches)))
+    checks = stack.enter_context(contextlib.closing(_prefetched(check_batches)))
+    for read, check in zip(reads, checks, strict=False):
+        if read is None or check is None:
+            yield None
+            return
+        ids = read[0] or []
+        last_id, count, columns_agree = check
+        same_rows = (last_id, count) == ((ids[-1], len(ids)) if ids else (None, 0))
+        yield (ids, read[1], read[2], read[3], bool(columns_agree) and same_rows)
+        if not ids:
+            return
+
+
+def _snapshot_pair(stack: contextlib.ExitStack) -> tuple[Any, Any]:
+    """Two new read-only connections (closed with `stack`) that see one snapshot: the second
+    imports the snapshot the first exports, as pg_dump's parallel workers do."""
+    params = connection.get_connection_params()
+    pair = []
+    for _ in range(2):
+        raw = stack.enter_context(contextlib.closing(connection.Database.connect(**params)))
+        raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        raw.read_only = True
+        pair.append(raw)
+    reader, checker = pair
+    with psycopg.Cursor(reader) as cursor:  # opens the reader's transaction
+        cursor.execute("SELECT pg_export_snapshot()")
+        row = cursor.fetchone()
+    assert row is not None
+    with psycopg.ClientCursor(checker) as cursor:  # SET takes no bound parameters
+        cursor.execute("SET TRANSACTION SNAPSHOT %s", [row[0]])
+    return reader, checker
+
+
+def _batches(
+    raw: Any, after_id: int, chunk_size: int, sql: str | None = None
+) -> Iterator[tuple[Any, ...] | None]:
     """Each batch's row from `after_id` on, following the batches by their own last id, so
     the reader never waits for the hashing. Ends after an empty batch, or one PostgreSQL
-    could not read (None)."""
+    could not read (None). The batch's last id is its first column's last element, or the
+    first column itself (CHECK_BATCH_SQL's max(id)). `sql` defaults to FAST_BATCH_SQL."""
     while True:
-        row = _fetch_batch(raw, FAST_BATCH_SQL, {"after": after_id, "n": chunk_size})
+        row = _fetch_batch(raw, sql or FAST_BATCH_SQL, {"after": after_id, "n": chunk_size})
         yield row
         if row is None or not row[0]:
             return
-        after_id = row[0][-1]
+        after_id = row[0][-1] if isinstance(row[0], list) else row[0]
 
 
 def _fetch_batch(raw: Any, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
