@@ -9,6 +9,11 @@ tests/registry/test_audit_verify_fast.py), and the `data` in between, read as js
 prints exactly as the stored `data` column prints. Python then checks, per batch, the
 links (prev_hash against the row before), the anchors, and each payload's hash (sha256,
 or the HMAC, whose key never goes to the database) while the next batch is read.
+Outside a transaction (the command's case) that query is split in two, on two new
+connections sharing one exported snapshot: one reads the rows to hash, the other checks
+them against their columns, so the database's two halves of the work run at once on two
+cores (verifying 1,000,000 events: 4.8 s with one connection, 3.9 s with two). Inside a
+transaction only the caller's connection sees its own rows, so the one query is used.
 
 Any doubt about a batch (a failed check, a payload PostgreSQL cannot read, a row written
 without a payload) ends the fast walk at that batch; audit.verify._walk checks that batch row by
