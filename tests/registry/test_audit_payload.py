@@ -240,9 +240,9 @@ def spy_on_the_two_connection_path(monkeypatch: pytest.MonkeyPatch) -> list[int]
     calls: list[int] = []
     original = audit_payload._two_connection_batches
 
-    def counted(stack: Any, after_id: int, chunk_size: int) -> Any:
+    def counted(stack: Any, pair: Any, after_id: int, chunk_size: int) -> Any:
         calls.append(after_id)
-        return original(stack, after_id, chunk_size)
+        return original(stack, pair, after_id, chunk_size)
 
     monkeypatch.setattr(audit_payload, "_two_connection_batches", counted)
     return calls
@@ -347,3 +347,26 @@ def test_a_check_that_covered_other_rows_than_were_read_is_a_doubted_batch(
     report = verify_audit_chain(chunk_size=3)
     assert (report.ok, report.checked) == (True, CHAIN_LENGTH)
     assert rebuilt == [events[2].pk]  # the batch of events 3 to 5, doubted, was rebuilt
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="the two-connection path is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_without_a_second_connection_the_one_connection_path_verifies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No free connection slot (or a server that cannot share a snapshot): slower, but
+    the same verification, and a tampered row is still named."""
+    import psycopg
+
+    events = write_chain()
+    calls = spy_on_the_two_connection_path(monkeypatch)
+
+    def refused(stack: Any) -> Any:
+        raise psycopg.OperationalError("sorry, too many clients already")
+
+    monkeypatch.setattr(audit_payload, "_open_raw", refused)
+    assert verify_audit_chain(chunk_size=3).ok
+    with append_only_trigger_disabled():
+        raw_sql(f"UPDATE {TABLE} SET actor_repr = 'mallory' WHERE id = %s", [events[3].pk])
+    report = verify_audit_chain(chunk_size=3)
+    assert (report.ok, report.first_broken_id, calls) == (False, events[3].pk, [])

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,8 @@ import psycopg
 from django.db import connection
 
 from models_registry.services.audit.prefetch import _prefetched
+
+log = logging.getLogger(__name__)
 
 # The payload minus `data`, from the columns: keys in sorted order, strings through to_json
 # (json's escaping with ensure_ascii=False), the time as isoformat(timespec="microseconds").
@@ -125,11 +128,13 @@ def fast_walk(
     anchor_ids = sorted(anchors)
     with contextlib.ExitStack() as stack:
         stack.enter_context(connection.wrap_database_errors)
-        if _in_a_transaction():  # only this connection sees the caller's own rows
+        # Inside a transaction only this connection sees the caller's own rows.
+        pair = None if _in_a_transaction() else _snapshot_pair(stack)
+        if pair is None:
             batches = _batches(connection.connection, position.after_id, chunk_size)
             rows = stack.enter_context(contextlib.closing(_prefetched(batches)))
         else:
-            rows = _two_connection_batches(stack, position.after_id, chunk_size)
+            rows = _two_connection_batches(stack, pair, position.after_id, chunk_size)
         for row in rows:
             if row is None:
                 return position
@@ -166,14 +171,14 @@ def _in_a_transaction() -> bool:
 
 
 def _two_connection_batches(
-    stack: contextlib.ExitStack, after_id: int, chunk_size: int
+    stack: contextlib.ExitStack, pair: tuple[Any, Any], after_id: int, chunk_size: int
 ) -> Iterator[tuple[Any, ...] | None]:
     """FAST_BATCH_SQL's rows, from two new connections in one snapshot, each read in its own
     thread: one reads the rows to hash (READ_BATCH_SQL), the other checks them against their
     columns (CHECK_BATCH_SQL), so the database's two halves of the work run at once. The
     check must cover exactly the rows read: same snapshot, same bounds, and its last id and
     count are compared with the batch's; anything else is a doubted batch."""
-    reader, checker = _snapshot_pair(stack)
+    reader, checker = pair
     read_batches = _batches(reader, after_id, chunk_size, READ_BATCH_SQL)
     check_batches = _batches(checker, after_id, chunk_size, CHECK_BATCH_SQL)
     reads = stack.enter_context(contextlib.closing(_prefetched(read_batches)))
@@ -190,24 +195,34 @@ def _two_connection_batches(
             return
 
 
-def _snapshot_pair(stack: contextlib.ExitStack) -> tuple[Any, Any]:
+def _snapshot_pair(stack: contextlib.ExitStack) -> tuple[Any, Any] | None:
     """Two new read-only connections (closed with `stack`) that see one snapshot: the second
-    imports the snapshot the first exports, as pg_dump's parallel workers do."""
-    params = connection.get_connection_params()
-    pair = []
-    for _ in range(2):
-        raw = stack.enter_context(contextlib.closing(connection.Database.connect(**params)))
-        raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        raw.read_only = True
-        pair.append(raw)
-    reader, checker = pair
-    with psycopg.Cursor(reader) as cursor:  # opens the reader's transaction
-        cursor.execute("SELECT pg_export_snapshot()")
-        row = cursor.fetchone()
-    assert row is not None
-    with psycopg.ClientCursor(checker) as cursor:  # SET takes no bound parameters
-        cursor.execute("SET TRANSACTION SNAPSHOT %s", [row[0]])
+    imports the snapshot the first exports, as pg_dump's parallel workers do. None when
+    they cannot be had (no free connection slot, a server that cannot share snapshots):
+    verifying then takes the one-connection path, slower, never weaker."""
+    try:
+        reader, checker = _open_raw(stack), _open_raw(stack)
+        with psycopg.Cursor(reader) as cursor:  # opens the reader's transaction
+            cursor.execute("SELECT pg_export_snapshot()")
+            row = cursor.fetchone()
+        assert row is not None
+        with psycopg.ClientCursor(checker) as cursor:  # SET takes no bound parameters
+            cursor.execute("SET TRANSACTION SNAPSHOT %s", [row[0]])
+    except psycopg.Error as error:
+        log.warning("audit verify: one connection instead of two (%s)", error)
+        return None
     return reader, checker
+
+
+def _open_raw(stack: contextlib.ExitStack) -> Any:
+    """A new raw connection with Django's parameters, in a read-only repeatable-read
+    transaction from its first statement."""
+    raw = stack.enter_context(
+        contextlib.closing(connection.Database.connect(**connection.get_connection_params()))
+    )
+    raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    raw.read_only = True
+    return raw
 
 
 def _batches(
