@@ -130,6 +130,7 @@ def fast_walk(
         stack.enter_context(connection.wrap_database_errors)
         # Inside a transaction only this connection sees the caller's own rows.
         pair = None if _in_a_transaction() else _snapshot_pair(stack)
+        rows: Iterator[tuple[Any, ...] | None]
         if pair is None:
             batches = _batches(connection.connection, position.after_id, chunk_size)
             rows = stack.enter_context(contextlib.closing(_prefetched(batches)))
@@ -218,7 +219,7 @@ def _open_raw(stack: contextlib.ExitStack) -> Any:
     """A new raw connection with Django's parameters, in a read-only repeatable-read
     transaction from its first statement."""
     raw = stack.enter_context(
-        contextlib.closing(connection.Database.connect(**connection.get_connection_params()))
+        contextlib.closing(psycopg.connect(**connection.get_connection_params()))
     )
     raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     raw.read_only = True
