@@ -370,3 +370,30 @@ def test_without_a_second_connection_the_one_connection_path_verifies(
         raw_sql(f"UPDATE {TABLE} SET actor_repr = 'mallory' WHERE id = %s", [events[3].pk])
     report = verify_audit_chain(chunk_size=3)
     assert (report.ok, report.first_broken_id, calls) == (False, events[3].pk, [])
+
+
+def backends_of_this_database() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="the two-connection path is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_the_two_connections_are_closed_after_a_clean_a_broken_and_a_failed_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = write_chain()
+    before = backends_of_this_database()
+    calls = spy_on_the_two_connection_path(monkeypatch)
+    assert verify_audit_chain(chunk_size=2).ok
+    with append_only_trigger_disabled():
+        raw_sql(f"UPDATE {TABLE} SET object_repr = 'x' WHERE id = %s", [events[2].pk])
+    assert verify_audit_chain(chunk_size=2).first_broken_id == events[2].pk
+    monkeypatch.setattr(
+        audit_payload, "CHECK_BATCH_SQL", "SELECT no_such_column FROM auditevent WHERE %(n)s > 0"
+    )
+    with pytest.raises(Exception, match="auditevent"):
+        verify_audit_chain(chunk_size=2)
+    assert len(calls) >= 3
+    assert backends_of_this_database() == before
