@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -82,37 +82,51 @@ def append_events(count: int, key: bytes | None) -> None:
         cursor.execute(f"ANALYZE {AuditEvent._meta.db_table}")
 
 
+# Runs a command and writes its peak RSS (KiB) and CPU seconds to a file. Linux carries a
+# process's peak RSS over into what it forks and execs, so a command started straight from
+# this (by then large) process would report this one's peak; started from this small
+# launcher, its figures are its own.
+_LAUNCHER = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "open(sys.argv[1], 'w').write(f'{u.ru_maxrss} {u.ru_utime + u.ru_stime}'); sys.exit(code)"
+)
+
+
+def launched(command: list[str], env: dict[str, str] | None = None) -> tuple[Any, float, float]:
+    """(the completed launcher, peak RSS in MiB, CPU seconds) of `command`."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rusage") as figures:
+        result = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, figures.name, *command],
+            cwd=PROJECT, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        text = figures.read().split()
+    if result.returncode != 0 or len(text) != 2:
+        raise SystemExit(f"{command[1:]} failed: {result.stdout}{result.stderr}")
+    return result, int(text[0]) / 1024, float(text[1])
+
+
 def verify_in_a_process(database_url: str) -> dict:
     """The command as an operator runs it; its own wall time, CPU and peak RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    result = subprocess.run(
+    result, peak_mib, cpu = launched(
         [sys.executable, "manage.py", "verify_audit_log", "--json"],
-        cwd=PROJECT, env={**os.environ, "DATABASE_URL": database_url},
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        raise SystemExit(f"verify_audit_log failed: {result.stdout}{result.stderr}")
+        env={**os.environ, "DATABASE_URL": database_url},
+    )
     report = json.loads(result.stdout)
-    report["process_seconds"] = wall
-    report["cpu_seconds"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    report["peak_rss_mib"] = after.ru_maxrss / 1024  # the largest child: this one
+    report["process_seconds"] = time.perf_counter() - started
+    report["cpu_seconds"] = cpu
+    report["peak_rss_mib"] = peak_mib
     return report
 
 
 def idle_command_rss_mib() -> float:
     """Peak RSS of the same process doing nothing but start Django: the baseline."""
     code = (
-        "import django, os, resource; os.environ.setdefault('DJANGO_SETTINGS_MODULE', "
-        "'tradebot.settings'); django.setup(); import models_registry.services.audit; "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', "
+        "'tradebot.settings'); django.setup(); import models_registry.services.audit"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True
-    )
-    return int(out.stdout.split()[-1]) / 1024
+    return launched([sys.executable, "-c", code])[1]
 
 
 def floor_seconds(key: bytes | None) -> tuple[float, float]:
@@ -132,14 +146,24 @@ def floor_seconds(key: bytes | None) -> tuple[float, float]:
         for _block in copy:
             pass
     copy_seconds = time.perf_counter() - started
-    with raw.cursor() as cursor:
-        cursor.execute(f"SELECT payload FROM {table} ORDER BY id")
-        payloads = [row[0] for row in cursor.fetchall()]
-    digest = _digester(key)
-    started = time.perf_counter()
-    for payload in payloads:
-        digest(payload)
-    return copy_seconds, time.perf_counter() - started
+    # Hashing timed alone, batch by batch of payloads already in memory: this process stays
+    # small, as the peak RSS of the commands it forks afterwards starts from its size.
+    digest, hash_seconds, last_id = _digester(key), 0.0, 0
+    while True:
+        with raw.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, payload FROM {table} WHERE id > %s ORDER BY id LIMIT 50000",
+                [last_id],
+            )
+            rows = cursor.fetchall()
+        if not rows:
+            return copy_seconds, hash_seconds
+        payloads = [bytes(row[1]) for row in rows]
+        started = time.perf_counter()
+        for payload in payloads:
+            digest(payload)
+        hash_seconds += time.perf_counter() - started
+        last_id = rows[-1][0]
 
 
 def halves_seconds(key: bytes | None, chunk_size: int = 20_000) -> tuple[float, float]:
