@@ -30,6 +30,7 @@ def benchmarks(bench_python: str, project_python: str) -> list[tuple[str, list[s
         ("live", [project_python, "benchmarks/bench_live.py"]),
         ("deploy", [project_python, "benchmarks/bench_deploy.py", "--runs", "3"]),
         ("backtest", [bench_python, "benchmarks/bench_backtest.py"]),
+        ("run_backtest", [project_python, "benchmarks/bench_run_backtest.py"]),
         ("admin", [project_python, "benchmarks/bench_admin_pages.py"]),
         ("audit", [project_python, "benchmarks/bench_audit_verify.py", "--compare"]),
     ]
@@ -82,7 +83,9 @@ def main() -> int:
     parser.add_argument("--bench-python", default=sys.executable, help="venv with vectorbt")
     parser.add_argument("--project-python", default=sys.executable, help="venv with TensorFlow")
     parser.add_argument(
-        "--only", nargs="*", help="run only these (backtest, live, deploy, admin, audit)"
+        "--only",
+        nargs="*",
+        help="run only these (backtest, run_backtest, live, deploy, admin, audit)",
     )
     args = parser.parse_args()
     started = time.monotonic()

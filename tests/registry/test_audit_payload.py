@@ -32,6 +32,7 @@ from models_registry.services.audit import (
     verify,
     verify_audit_chain,
 )
+from models_registry.services.audit import payload as audit_payload
 from tests.registry.conftest import on_postgresql
 from tests.registry.test_audit_chain import TABLE, append_only_trigger_disabled, raw_sql
 
@@ -227,3 +228,188 @@ def test_the_migration_fills_in_the_payload_of_existing_rows() -> None:
     # and the guard is back
     with pytest.raises(Exception, match="append-only"), transaction.atomic():
         raw_sql(f"UPDATE {TABLE} SET payload = NULL WHERE id = %s", [old.pk])
+
+
+# ------------------------------------------ outside a transaction: parallel connections
+# A verification outside any transaction (the command's) reads the rows on one connection
+# and checks them against their columns on others, all in one exported snapshot. The same
+# class of defect, an edit to any stored column, must be found there too.
+
+
+def spy_on_the_parallel_path(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    original = audit_payload._parallel_batches
+
+    def counted(stack: Any, group: Any, after_id: int, chunk_size: int) -> Any:
+        calls.append(after_id)
+        return original(stack, group, after_id, chunk_size)
+
+    monkeypatch.setattr(audit_payload, "_parallel_batches", counted)
+    return calls
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="the parallel path is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("chain_key", ["unkeyed", "keyed"])
+@hypothesis_settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_outside_a_transaction_changing_any_column_is_found_on_the_parallel_path(
+    chain_key: str,
+    data: st.DataObject,
+    settings: Any,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if chain_key == "keyed":
+        use_a_key(settings, tmp_path)
+    other_user = User.objects.get_or_create(username="mallory")[0].pk
+    events = list(AuditEvent.objects.order_by("id")) or write_chain()  # committed, kept
+    column = data.draw(st.sampled_from(HASHED_COLUMNS), label="column")
+    victim_index = data.draw(st.integers(0, len(events) - 1), label="victim")
+    chunk_size = data.draw(st.sampled_from([1, 2, 3, 1000]), label="chunk_size")
+    victim = events[victim_index]
+    original = stored(victim.pk, column)
+    value = tampered_value(data.draw, column, original, other_user)
+    if _data_equal(column, original, value):
+        return
+    if column == "data" and not isinstance(original, str):
+        original = json.dumps(original)
+    if isinstance(original, memoryview):
+        original = bytes(original)
+    calls = spy_on_the_parallel_path(monkeypatch)
+    with append_only_trigger_disabled():
+        raw_sql(f"UPDATE {TABLE} SET {column} = %s WHERE id = %s", [value, victim.pk])
+    try:
+        assert not connection.in_atomic_block and connection.get_autocommit()
+        report = verify_audit_chain(chunk_size=chunk_size)
+    finally:
+        with append_only_trigger_disabled():
+            raw_sql(f"UPDATE {TABLE} SET {column} = %s WHERE id = %s", [original, victim.pk])
+
+    assert calls, "the parallel path was not taken"
+    assert not report.ok, (column, value)
+    if column == "row_hash" and victim_index < len(events) - 1:
+        assert report.first_broken_id in (victim.pk, events[victim_index + 1].pk)
+    else:
+        assert report.first_broken_id == victim.pk, (column, value, report)
+    assert report.checked == victim_index
+    assert verify_audit_chain(chunk_size=chunk_size).ok  # put back: verifies again
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="the parallel path is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_a_clean_chain_verifies_on_the_parallel_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_chain()
+    calls = spy_on_the_parallel_path(monkeypatch)
+    rebuilt: list[int] = []
+    original = verify._walk_reference_batch
+
+    def counted(position: Any, *args: Any) -> Any:
+        rebuilt.append(position.after_id)
+        return original(position, *args)
+
+    monkeypatch.setattr(verify, "_walk_reference_batch", counted)
+    report = verify_audit_chain(chunk_size=3)
+    assert (report.ok, report.checked, rebuilt, calls) == (True, CHAIN_LENGTH, [], [0])
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="the parallel path is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_a_check_that_covered_other_rows_than_were_read_is_a_doubted_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check must cover exactly the rows hashed: if the two halves ever disagree on
+    which rows a batch holds (here the check leaves one out, the links still hold), that
+    batch is verified row by row instead."""
+    events = write_chain()
+    skipped = events[4].pk
+    monkeypatch.setattr(
+        audit_payload,
+        "CHECK_BATCH_SQL",
+        audit_payload.CHECK_BATCH_SQL.replace(
+            "WHERE b.id > %(after)s", f"WHERE b.id > %(after)s AND b.id <> {skipped}"
+        ),
+    )
+    rebuilt: list[int] = []
+    original = verify._walk_reference_batch
+
+    def counted(position: Any, *args: Any) -> Any:
+        rebuilt.append(position.after_id)
+        return original(position, *args)
+
+    monkeypatch.setattr(verify, "_walk_reference_batch", counted)
+    report = verify_audit_chain(chunk_size=3)
+    assert (report.ok, report.checked) == (True, CHAIN_LENGTH)
+    assert rebuilt == [events[2].pk]  # the batch of events 3 to 5, doubted, was rebuilt
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="the parallel path is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_without_extra_connections_the_one_connection_path_verifies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No free connection slot (or a server that cannot share a snapshot): slower, but
+    the same verification, and a tampered row is still named."""
+    import psycopg
+
+    events = write_chain()
+    calls = spy_on_the_parallel_path(monkeypatch)
+
+    def refused(stack: Any) -> Any:
+        raise psycopg.OperationalError("sorry, too many clients already")
+
+    monkeypatch.setattr(audit_payload, "_open_raw", refused)
+    assert verify_audit_chain(chunk_size=3).ok
+    with append_only_trigger_disabled():
+        raw_sql(f"UPDATE {TABLE} SET actor_repr = 'mallory' WHERE id = %s", [events[3].pk])
+    report = verify_audit_chain(chunk_size=3)
+    assert (report.ok, report.first_broken_id, calls) == (False, events[3].pk, [])
+
+
+def backends_still_open(pids: list[int], within: float = 10.0) -> set[int]:
+    """Those of `pids` whose backend is still there after `within` seconds: a backend ends
+    a moment after its client closes, so this waits for that, never for less."""
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", [pids])
+            alive = {row[0] for row in cursor.fetchall()}
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="the parallel path is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_the_extra_connections_are_closed_after_a_clean_a_broken_and_a_failed_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = write_chain()
+    opened: list[int] = []
+    original = audit_payload._open_raw
+
+    def recorded(stack: Any) -> Any:
+        raw = original(stack)
+        opened.append(raw.info.backend_pid)
+        return raw
+
+    monkeypatch.setattr(audit_payload, "_open_raw", recorded)
+    assert verify_audit_chain(chunk_size=2).ok
+    with append_only_trigger_disabled():
+        raw_sql(f"UPDATE {TABLE} SET object_repr = 'x' WHERE id = %s", [events[2].pk])
+    assert verify_audit_chain(chunk_size=2).first_broken_id == events[2].pk
+    monkeypatch.setattr(
+        audit_payload, "CHECK_BATCH_SQL", "SELECT no_such_column FROM auditevent WHERE %(last)s > 0"
+    )
+    with pytest.raises(Exception, match="auditevent"):
+        verify_audit_chain(chunk_size=2)
+    assert len(opened) >= 3 * (1 + audit_payload.CHECKERS)
+    assert backends_still_open(opened) == set()
