@@ -75,6 +75,8 @@ def verdict_in_words(version: ModelVersion) -> str:
     ]
     lines += [f"- {v['text']}" for v in verdict["verdicts"]]
     lines += policy_paragraph(verdict)
+    forward = evidence.get("forward")
+    lines.append(forward["sentence"] if forward else "No forward paper run on staging yet.")
     comparison = verdict["comparison"]
     if comparison.get("rows"):
         lines.append(f"Against {comparison['other']} in production, same window:")

@@ -33,8 +33,7 @@ def _judge(version, metrics, gates, *, passed=True) -> ValidationRun:
     ValidationRun.objects.filter(pk=run.pk).update(
         metrics=metrics, benchmark_metrics=HOLD, config={"gates": gates}, passed=passed
     )
-    paper = version.paper_runs.get(mode="forward")
-    PaperTradingRun.objects.filter(pk=paper.pk).update(
+    PaperTradingRun.objects.filter(model_version=version).update(
         bars=24 * 15,
         trades=5,
         metrics={"max_drawdown": 0.05},
