@@ -594,7 +594,7 @@ def paper_run_create_inline(
     if model_version.state != ModelState.VALIDATED:
         raise lifecycle.TransitionRefused(
             f"{model_version} is {model_version.get_state_display().lower()}; "
-            "only a validated version is paper traded."
+            "only a validated version is replayed (the pre-check before staging)."
         )
     actor = requested_by if requested_by and requested_by.is_authenticated else None
     with transaction.atomic():

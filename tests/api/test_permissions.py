@@ -66,6 +66,7 @@ def test_each_role_can_do_exactly_what_its_role_allows(
     trained = version_factory(ModelState.TRAINED)
     validated = version_factory(ModelState.VALIDATED)
     paper_tested = version_factory(ModelState.PAPER_TESTED)
+    staged = version_factory(ModelState.STAGED)  # staged again: a new forward run
     approved = version_factory(ModelState.APPROVED)
     refusals_before = AuditEvent.objects.filter(event_type="api_action_refused").count()
     may_read = holds(person, "view_modelversion")
@@ -100,7 +101,7 @@ def test_each_role_can_do_exactly_what_its_role_allows(
         "validate_modelversion": lambda: api.post(f"versions/{trained.pk}/validate/", json={}),
         "papertrade_modelversion": lambda: api.post(f"versions/{validated.pk}/paper/", json={}),
         "stage_modelversion": lambda: api.post(
-            f"versions/{paper_tested.pk}/stage/", json={"target": staging_target.name}
+            f"versions/{staged.pk}/stage/", json={"target": staging_target.name}
         ),
         "deploy_modelversion": lambda: api.post(
             f"versions/{approved.pk}/deploy/", json={"target": production_target.name}

@@ -47,7 +47,8 @@ CHECKS = [
 def seeded(version_factory: Any, production_target: Any, staging_target: Any) -> None:
     """Rows for generated ids to find: versions in every state, with runs and deployments."""
     for state in (
-        ModelState.TRAINED, ModelState.VALIDATED, ModelState.PAPER_TESTED, ModelState.APPROVED,
+        ModelState.TRAINED, ModelState.VALIDATED, ModelState.STAGED, ModelState.PAPER_TESTED,
+        ModelState.APPROVED,
         ModelState.IN_PRODUCTION, ModelState.REJECTED,
     ):  # fmt: skip
         version_factory(state)

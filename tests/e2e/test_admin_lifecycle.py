@@ -32,7 +32,11 @@ from models_registry.services import lifecycle
 from models_registry.services.local_targets import local_target_ensure
 from models_registry.services.model_versions import model_version_create
 from tests.conftest import PROJECT_ROOT
-from tests.registry.conftest import finished_deployment, passing_paper_run
+from tests.registry.conftest import (
+    finished_deployment,
+    passing_forward_run,
+    passing_paper_run,
+)
 from tests.support.gates import loose_validation
 from tests.support.tiny_world import build_btc_store, tiny_full_model
 
@@ -222,16 +226,17 @@ def test_three_people_take_a_version_to_production_and_an_auditor_reads_it(
         erin.close()
         assert run.passed
 
-        # Paper trading and staging are covered by their own tests; here they are recorded.
-        lifecycle.model_version_mark_paper_tested(
-            model_version=version, paper_run=passing_paper_run(version), actor=engineer
-        )
+        # The replay, staging and the forward paper run there are covered by their own
+        # tests (tests/deployment/test_forward_paper_run.py); here they are recorded.
+        passing_paper_run(version)
         staging = production.__class__.objects.create(
             name="staging-local", environment=Environment.STAGING, is_local=True
         )
-        lifecycle.model_version_stage(
+        staged_by = finished_deployment(version, staging, engineer)
+        lifecycle.model_version_stage(model_version=version, deployment=staged_by, actor=engineer)
+        lifecycle.model_version_mark_paper_tested(
             model_version=version,
-            deployment=finished_deployment(version, staging, engineer),
+            paper_run=passing_forward_run(version, staged_by),
             actor=engineer,
         )
 

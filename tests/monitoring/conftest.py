@@ -165,7 +165,7 @@ def walk_to_production(
     lifecycle.model_version_validate(
         model_version=version, validation_run=baseline, actor=people.engineer
     )
-    paper = create_in(
+    create_in(  # the replay pre-check staging asks for
         PaperTradingRun,
         RunStatus.PASSED,
         model_version=version,
@@ -173,16 +173,27 @@ def walk_to_production(
         bars=24 * 15,
         finished_at=now,
     )
-    lifecycle.model_version_mark_paper_tested(
-        model_version=version, paper_run=paper, actor=people.engineer
-    )
     staging, _ = DeploymentTarget.objects.get_or_create(
         name="staging-local", defaults={"environment": Environment.STAGING, "is_local": True}
     )
+    staged_by = _succeeded(version, staging, people.engineer)
     lifecycle.model_version_stage(
+        model_version=version, deployment=staged_by, actor=people.engineer
+    )
+    forward = create_in(  # its forward paper run on staging, passed
+        PaperTradingRun,
+        RunStatus.PASSED,
         model_version=version,
-        deployment=_succeeded(version, staging, people.engineer),
-        actor=people.engineer,
+        mode=PaperTradingRun.MODE_FORWARD,
+        target=staging,
+        deployment=staged_by,
+        config={"model_sha256": version.onnx_sha256},
+        passed=True,
+        bars=24 * 15,
+        finished_at=now,
+    )
+    lifecycle.model_version_mark_paper_tested(
+        model_version=version, paper_run=forward, actor=people.engineer
     )
     approval = lifecycle.model_version_approve(
         model_version=version, approved_by=people.approver, comment="checked the backtest"

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from models_registry import selectors
 from models_registry.models import (
     AuditEvent,
     ModelState,
@@ -237,13 +238,14 @@ def test_a_zero_fee_paper_run_is_exploratory_and_moves_nothing(version: ModelVer
     assert run.exploratory is True
     assert any("fee_bps 0 is below the policy's" in r for r in run.exploratory_reasons)
     assert version.state == ModelState.VALIDATED
+    assert selectors.passing_replay_run(version) is None  # not the pre-check staging needs
 
-    # The control: the same run at the policy's costs moves the version.
+    # The control: the same run at the policy's costs is the pre-check staging asks for.
     at_policy = paper_trade(version, days=14)
     version.refresh_from_db()
     assert at_policy.exploratory is False and at_policy.metrics["run"]["fee_bps"] == 10.0
     assert at_policy.policy_hash == policy_in_force(version.name).content_hash
-    assert version.state == ModelState.PAPER_TESTED
+    assert selectors.passing_replay_run(version) == at_policy
 
 
 # --- 6. too good to be true ----------------------------------------------------------------------

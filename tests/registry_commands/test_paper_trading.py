@@ -21,6 +21,7 @@ from celery.result import AsyncResult
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from models_registry import selectors
 from models_registry.models import (
     AuditEvent,
     ModelState,
@@ -69,7 +70,7 @@ def store_end() -> pd.Timestamp:
 
 
 @pytest.mark.django_db
-def test_passing_run_matches_the_backtest_and_moves_the_version_once(
+def test_a_passing_replay_matches_the_backtest_and_readies_staging_without_moving_it(
     version: ModelVersion, media: Path, settings: Any
 ) -> None:
     validated(version, settings)
@@ -78,9 +79,11 @@ def test_passing_run_matches_the_backtest_and_moves_the_version_once(
 
     version.refresh_from_db()
     assert run.status == RunStatus.PASSED and run.passed is True, run.gate_results
-    assert version.state == ModelState.PAPER_TESTED
-    moved = AuditEvent.objects.filter(event_type="model_version_paper_tested")
-    assert moved.count() == 1 and moved.get().object_id == str(version.pk)
+    assert run.mode == PaperTradingRun.MODE_REPLAY
+    # A replay is a pre-check: only a forward run on staging makes a version paper_tested.
+    assert version.state == ModelState.VALIDATED
+    assert not AuditEvent.objects.filter(event_type="model_version_paper_tested").exists()
+    assert selectors.passing_replay_run(version) == run
     # The period: after the validation window, clipped to the end of the store.
     validation = ValidationRun.objects.get(model_version=version, passed=True)
     assert validation.window_start is not None and validation.window_end is not None
@@ -123,7 +126,7 @@ def test_strict_gates_keep_the_version_validated_and_name_the_gate(
     run = PaperTradingRun.objects.get()
     version.refresh_from_db()
     text = out.getvalue()
-    assert f"paper run {run.pk} of {version.name} v1: gates FAILED" in text
+    assert f"replay {run.pk} of {version.name} v1: gates FAILED" in text
     assert "the version stays validated" in text
     assert "gate min_bars" in text and "FAIL" in text.split("gate min_bars")[1].splitlines()[0]
     assert run.status == RunStatus.FAILED and run.passed is False
@@ -155,7 +158,7 @@ def test_too_few_bars_after_validation_is_an_error_and_keeps_the_state(
 
 @pytest.mark.django_db
 def test_a_version_that_is_not_validated_is_refused(version: ModelVersion) -> None:
-    with pytest.raises(CommandError, match="only a validated version is paper traded"):
+    with pytest.raises(CommandError, match="only a validated version is replayed"):
         call_command("paper_trade_version", version.name, "--version", "1", stdout=StringIO())
     assert PaperTradingRun.objects.count() == 0
 
@@ -171,7 +174,8 @@ def test_command_records_a_run_and_reports_the_move(version: ModelVersion, setti
     summary = json.loads(out.getvalue())
     run = PaperTradingRun.objects.get()
     assert summary["run_id"] == run.pk and summary["bars"] == 72 == run.bars
-    assert summary["moved_to_paper_tested"] is True and summary["version_state"] == "paper_tested"
+    # A replay is a pre-check: it readies the version for staging, it moves nothing.
+    assert summary["ready_for_staging"] is True and summary["version_state"] == "validated"
     requested = AuditEvent.objects.get(event_type="paper_run_requested")
     assert requested.object_id == str(run.pk) and requested.data["days"] == 3.0
 
@@ -253,6 +257,6 @@ def test_worker_runs_a_requested_paper_run(
     version.refresh_from_db()
     assert outcome["status"] == RunStatus.PASSED, outcome["error"]
     assert run.status == RunStatus.PASSED and run.bars == 120
-    assert version.state == ModelState.PAPER_TESTED
+    assert version.state == ModelState.VALIDATED  # a replay readies staging, nothing more
     assert (media / run.report_dir / run.plot_file).is_file()
-    assert AuditEvent.objects.filter(event_type="model_version_paper_tested").count() == 1
+    assert selectors.passing_replay_run(version) == run

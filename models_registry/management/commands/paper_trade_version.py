@@ -1,8 +1,10 @@
-"""paper_trade_version NAME --version N [--days D]: paper trade a validated version right here.
+"""paper_trade_version NAME --version N [--days D]: the replay pre-check of a validated version.
 
-Records a PaperTradingRun for the version (not queued: executed in this process), the same
-run the ``run_paper_trading`` task records, and says whether the version moved on to
-``paper_tested``. For the demo and for operators; the admin queues the task instead.
+Replays the held-out bars after its validation window through the engine, right here (not
+queued), recording the same run (mode ``replay``) the ``run_paper_trading`` task records,
+and says whether it is ready for staging. A replay is never paper trading: the version is
+``paper_tested`` only by its forward run on a staging target (services/forward.py). For the
+demo and for operators; the admin queues the task instead.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ SHOWN_METRICS = ("total_return", "sharpe", "max_drawdown", "n_trades", "win_rate
 
 class Command(BaseCommand):
     help = (
-        "Paper trade a validated registry version on the bars after its training data and its "
-        "validation window, compare with a backtest over the same bars, and record a paper "
-        "trading run; a passing run moves the version to paper_tested."
+        "Replay a validated registry version on the bars after its training data and its "
+        "validation window (a pre-check before staging), compare with a backtest over the "
+        "same bars, and record the replay; staging needs a passing one."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
@@ -85,7 +87,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(text_report(summary))
         if summary["status"] == "error":
-            raise CommandError(f"paper run {run.pk} could not run: {summary['error']}")
+            raise CommandError(f"replay {run.pk} could not run: {summary['error']}")
 
 
 def _version(name: str, number: int) -> ModelVersion:
@@ -111,7 +113,10 @@ def summary_of_run(run: PaperTradingRun) -> dict[str, Any]:
         "passed": run.passed,
         "error": run.error,
         "version_state": version.state,
-        "moved_to_paper_tested": bool(run.passed and version.state == ModelState.PAPER_TESTED),
+        # A passing replay at the policy's costs is what staging asks for; it moves nothing.
+        "ready_for_staging": bool(
+            run.passed and not run.exploratory and version.state == ModelState.VALIDATED
+        ),
         "period_start": run.period_start.isoformat() if run.period_start else None,
         "period_end": run.period_end.isoformat() if run.period_end else None,
         "bars": run.bars,
@@ -129,15 +134,15 @@ def summary_of_run(run: PaperTradingRun) -> dict[str, Any]:
 
 
 def text_report(summary: dict[str, Any]) -> str:
-    head = f"paper run {summary['run_id']} of {summary['model']}"
+    head = f"replay {summary['run_id']} of {summary['model']}"
     if summary["status"] == "error":
         return (
             f"{head} could not run: {summary['error']}; "
             f"the version stays {summary['version_state']}"
         )
     moved = (
-        "the version moved to paper_tested"
-        if summary["moved_to_paper_tested"]
+        "ready for staging, where it paper trades forward"
+        if summary["ready_for_staging"]
         else f"the version stays {summary['version_state']}"
     )
     divergence = summary["divergence"]
