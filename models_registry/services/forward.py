@@ -518,7 +518,8 @@ def exchange_sentiment(version: ModelVersion) -> pd.Series | None:
 
 
 def _end(run: PaperTradingRun, reason: str, *, stop_engine: bool) -> PaperTradingRun:
-    ended = runs.run_fail(run=run, error=reason)
+    runs.run_fail(run=run, error=reason)
+    ended = PaperTradingRun.objects.get(pk=run.pk)
     if stop_engine:
         _stop_staging_engine(ended, reason)
     return ended
