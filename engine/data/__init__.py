@@ -32,7 +32,6 @@ if TYPE_CHECKING:
         SourceError,
         StoreEmptyError,
         UnknownSymbolError,
-        ValidationFailed,
     )
     from engine.data.fear_greed import (
         ENV_FNG_API_URL,
@@ -57,6 +56,7 @@ if TYPE_CHECKING:
     )
     from engine.data.validation import (
         STRICT,
+        ValidationFailed,
         ValidationPolicy,
         ValidationReport,
         apply_candle_policy,
@@ -86,7 +86,6 @@ __getattr__, __dir__ = lazy_exports(
             "SourceError",
             "StoreEmptyError",
             "UnknownSymbolError",
-            "ValidationFailed",
         ),
         "engine.data.fear_greed": (
             "ENV_FNG_API_URL",
@@ -123,6 +122,7 @@ __getattr__, __dir__ = lazy_exports(
         ),
         "engine.data.validation": (
             "STRICT",
+            "ValidationFailed",
             "ValidationPolicy",
             "ValidationReport",
             "apply_candle_policy",

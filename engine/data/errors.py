@@ -1,12 +1,12 @@
-"""Errors raised by the data layer; each message names the file, line, symbol or check at fault."""
+"""Errors raised by the data layer; each message names the file, line, symbol or check at fault.
+
+``ValidationFailed`` carries a validation report, so it lives beside it in
+``engine.data.validation`` (here it would close an import circle).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from engine.data.validation import ValidationReport
 
 
 class DataError(Exception):
@@ -22,15 +22,6 @@ class CsvFormatError(DataError):
         self.problem = problem
         where = f"{self.path}, line {line}" if line is not None else str(self.path)
         super().__init__(f"{where}: {problem}")
-
-
-class ValidationFailed(DataError):
-    """The data broke a check that the caller's policy refuses; carries the full report."""
-
-    def __init__(self, report: ValidationReport, *, source: str) -> None:
-        self.report = report
-        self.source = source
-        super().__init__(f"{source}: refused by validation policy: {report.summary()}")
 
 
 class SourceError(DataError):

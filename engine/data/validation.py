@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from engine.data.errors import ValidationFailed
+from engine.data.errors import DataError
 from engine.data.frames import CORE_COLUMNS, PRICE_COLUMNS
 from engine.data.intervals import interval_timedelta
 
@@ -347,3 +347,12 @@ def _any(masks: dict[str, np.ndarray], length: int) -> np.ndarray:
 
 def _iso(stamp: pd.Timestamp) -> str:
     return pd.Timestamp(stamp).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ValidationFailed(DataError):
+    """The data broke a check that the caller's policy refuses; carries the full report."""
+
+    def __init__(self, report: ValidationReport, *, source: str) -> None:
+        self.report = report
+        self.source = source
+        super().__init__(f"{source}: refused by validation policy: {report.summary()}")
