@@ -79,6 +79,7 @@ def walk_lifecycle(*, users: dict[str, Any], say: Say) -> None:
     if marker.exists():
         say(f"the demo already walked the lifecycle on this state ({marker}): serving what it "
             "left (make clean-demo to start over)")  # fmt: skip
+        restart_local_production(say)
         return
     import_demo_data(say)
     steps = _lifecycle_steps()
@@ -90,6 +91,34 @@ def walk_lifecycle(*, users: dict[str, Any], say: Say) -> None:
         if version is None:
             return
     marker.write_text(json.dumps({"version": str(version) if version else None}))
+
+
+def restart_local_production(say: Say) -> None:
+    """Start the local production hosts' engines again, as systemd would at boot.
+
+    The demo stopped them when it last exited; without this the host check would find
+    production not serving its version and block the target until a deployer looked."""
+    from deployment.connection import open_connection
+    from deployment.steps import StepFailed, restart
+    from models_registry.models import DeploymentTarget, Environment
+    from models_registry.services.deployments import live_version_on_target, target_spec
+
+    for target in DeploymentTarget.objects.filter(
+        is_local=True, environment=Environment.PRODUCTION
+    ):
+        version = live_version_on_target(target)
+        if version is None:
+            continue
+        spec = target_spec(target)
+        for host in spec.hosts:
+            connection = open_connection(spec, host)
+            try:
+                restart(connection, spec.layout_for(host, version.name), timeout=60)
+                say(f"  {target.name}: its engine serves {version} again (service started)")
+            except StepFailed as exc:
+                say(f"  {target.name}: its engine did not start: {exc}")
+            finally:
+                connection.close()
 
 
 def resume_point(*, users: dict[str, Any], say: Say) -> tuple[int, ModelVersion | None]:
