@@ -585,6 +585,11 @@ def _forward_warning(run: PaperTradingRun, bars: int, period: int, figures: dict
 THIS_COLOUR, HOLD_COLOUR, PRODUCTION_COLOUR = "#0d6efd", "#777777", "#d62728"
 
 
+def _paper_label(run: PaperTradingRun | None) -> str:
+    forward = run is not None and run.mode == PaperTradingRun.MODE_FORWARD
+    return "forward paper run" if forward else "replay"
+
+
 def verdict_block(
     version: ModelVersion,
     validation: ValidationRun | None,
@@ -594,7 +599,7 @@ def verdict_block(
     """The policy, each run's verdict under the shipped defaults, production, one chart."""
     judged = [
         verdicts.verdict_under_defaults(run, what)
-        for run, what in ((validation, "validation run"), (paper, "paper run"))
+        for run, what in ((validation, "validation run"), (paper, _paper_label(paper)))
         if run is not None
     ]
     production_run = comparison.get("their_run")

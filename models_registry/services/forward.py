@@ -411,7 +411,8 @@ def forward_run_judge(
         passed=all(g["passed"] for g in gate_results),
         bars=len(progress.bars),
         trades=progress.fills,
-        divergence=comparison,
+        # equity_relative: the figure the paper gate and the verdicts read, as for a replay.
+        divergence={**comparison, "equity_relative": divergence},
         policy_id=run.policy_id,
         policy_hash=run.policy_hash,
     )
