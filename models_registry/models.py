@@ -436,6 +436,8 @@ class PaperTradingRun(models.Model):
 
     class Meta:
         ordering: ClassVar = ["-created_at", "-id"]
+        # A replay pre-check, or paper trading forward on staging (the field ``mode``).
+        verbose_name = "paper run (replay or forward)"
         triggers: ClassVar = [
             lifecycle_column_guard("paper_status_guard", "status"),
             born_in_guard("paper_born_queued", "status", ("queued",)),

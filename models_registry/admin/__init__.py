@@ -460,11 +460,11 @@ def task_result_link(task_id: str) -> str:
 @admin.register(PaperTradingRun)
 class PaperTradingRunAdmin(ReadOnlyAdmin):
     list_display = (
-        "id", "model_version", "mode", "status", "passed", "period_start", "period_end", "bars",
-        "trades", "created_at",
+        "id", "model_version", "mode", "target", "status", "passed", "period_start",
+        "period_end", "bars", "trades", "created_at",
     )  # fmt: skip
     list_filter = ("status", "passed", "mode")
-    list_select_related = ("model_version",)
+    list_select_related = ("model_version", "target")
     show_full_result_count = False
     readonly_fields = ("report_plot", "metrics_table", "gates_table", "config_table")
     exclude = ("config", "metrics", "divergence", "gate_results")
