@@ -1,4 +1,7 @@
-"""Start-up, wiring and shutdown of the engine process (`python -m engine.live`).
+"""One concern: start-up, wiring and shutdown of the engine process (`python -m engine.live`).
+
+Whole because the order is the safety: each check and each part (costs, clock, broker,
+journal, feed) is wired in the one sequence below, and nothing trades before all passed.
 
 Start-up order: risk limits, model checks (engine.inference), trading costs (the policy
 costs file shipped with the model), then exactly one
