@@ -535,8 +535,9 @@ def staging_engine_stop(run_id: int, reason: str) -> dict[str, Any]:
     """Stop the engine of a forward run's target on every host; one audit event."""
     run = PaperTradingRun.objects.select_related("target", "model_version").get(pk=run_id)
     assert run.target is not None
-    results = engine_stop(target_spec(run.target))
-    hosts = {r.host: {"ok": r.ok, "detail": r.detail} for r in results}
+    # Its paper journal is set aside too: the next staged version starts flat.
+    results = engine_stop(target_spec(run.target), archive_journals=True)
+    hosts = {r.host: r.as_dict() for r in results}
     audit_event_record(
         event_type=EventType.STAGING_ENGINE_STOPPED,
         actor=None,
