@@ -32,6 +32,7 @@ from engine.live.journal import read_journal
 from engine.strategies.ml_basic import round_trip_cost
 from models_registry import roles
 from models_registry.models import (
+    AuditEvent,
     DeploymentStatus,
     Environment,
     ModelState,
@@ -245,6 +246,15 @@ def test_a_staged_version_paper_trades_forward_and_is_judged_against_a_replay(
         assert version.approval_requested_by == engineer
     else:
         assert version.state == ModelState.STAGED
+
+    # Replaced, rejected or failed: the staging engine stops, its paper journal set aside.
+    hosts = forward.staging_engine_stop(run.pk, "test: the period is over")
+    assert [h["ok"] for h in hosts.values()] == [True], hosts
+    assert not staging_host.engine_alive()
+    assert not list((staging_host.root / "var" / "journal").glob("*-paper.jsonl"))
+    assert AuditEvent.objects.filter(
+        event_type="staging_engine_stopped", object_id=str(run.pk)
+    ).exists()
 
 
 def staging_host_exchange_url(host: FakeHost, api: str = "binance") -> str:
