@@ -44,6 +44,6 @@ DEFAULT_VALIDATION_POLICY: dict[str, Any] = {
     # Walk-forward evidence re-fitted per fold (#28; models_registry/services/walk_forward.py):
     # K folds of fold_days ending where the policy window ends, each a model trained with the
     # version's own configuration on the bars before it. 0: the single policy window.
-    "refit_folds": 0,
-    "fold_days": 90,
+    "refit_folds": 3,
+    "fold_days": 290,
 }
