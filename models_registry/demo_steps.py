@@ -27,11 +27,14 @@ from models_registry.models import Environment, ModelState, ModelVersion
 from models_registry.services import lifecycle
 from models_registry.services.local_targets import local_target_ensure
 
-TRAIN_END = "2024-11-01"  # everything after stays out-of-sample: validation, paper, replay
-REPLAY_FROM = "2025-02-20"
+# The policy judges a version on 3 re-fitted folds of 290 days that end where its 90-day
+# window after TRAIN_END ends; the first fold's model still gets the six months of history
+# training asks for. Everything after TRAIN_END stays out-of-sample for the version itself.
+TRAIN_END = "2024-12-24"
+REPLAY_FROM = "2025-03-24"  # the validation window's end: the replay pre-check's 14 days
 # The fake exchange's clock starts here for the forward paper run on staging: bars after
 # the validation window and the replay pre-check, never shown to the model before.
-FORWARD_FROM = "2025-03-01T00:00:00Z"
+FORWARD_FROM = "2025-04-07T00:00:00Z"
 FORWARD_PATIENCE_SECONDS = 600.0
 # TRADEBOT_DEMO_EPOCHS: fewer epochs for a quick look or a test; the walk is the same.
 EPOCHS = os.environ.get("TRADEBOT_DEMO_EPOCHS", "8")
@@ -129,9 +132,10 @@ def walk_version(*, users: dict[str, Any], say: Say, seed: str, epochs: str) -> 
     say(f"  {version}: sha256 {version.onnx_sha256[:12]}, test directional accuracy "
         f"{version.metrics.get('test_directional_accuracy', '?')}")  # fmt: skip
 
-    say(f"engineer validates {version}: ml_basic backtest on 90 out-of-sample days")
+    say(f"engineer validates {version} under the policy: {_evidence_in_force(version)}, each "
+        "fold's model trained with its configuration on the bars before the fold")  # fmt: skip
     validation = _command(
-        "run_backtest", "ml_basic", "--days", "90", "--model", version.name,
+        "run_backtest", "ml_basic", "--model", version.name,
         "--model-version", str(version.version), "--user", engineer.username,
     )  # fmt: skip
     say_against_default_gates(validation, say)
@@ -171,6 +175,12 @@ def walk_version(*, users: dict[str, Any], say: Say, seed: str, epochs: str) -> 
     _command("deploy_model", version.name, "--version", str(version.version),
              "--target", production.name, "--user", deployer.username, "--inline")  # fmt: skip
     return _expect(version, ModelState.IN_PRODUCTION, say)
+
+
+def _evidence_in_force(version: ModelVersion) -> str:
+    from models_registry.policy import evidence_words, policy_in_force
+
+    return evidence_words(policy_in_force(version.name).content)
 
 
 def _trades(summary: dict[str, Any]) -> Any:

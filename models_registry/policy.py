@@ -314,9 +314,32 @@ def _looser(key: str, shipped: Any, value: Any) -> bool:
     return float(value) < float(shipped)
 
 
+def evidence_words(content: Mapping[str, Any]) -> str:
+    """What a policy validation is judged on, in words: its re-fitted folds or one window."""
+    folds = int(content.get("refit_folds") or 0)
+    if folds > 0:
+        return f"{folds} re-fitted walk-forward folds of {float(content['fold_days']):g} days"
+    return f"one {float(content['days']):g}-day window"
+
+
+def _evidence_days(content: Mapping[str, Any]) -> float:
+    folds = int(content.get("refit_folds") or 0)
+    return folds * float(content.get("fold_days") or 0) if folds > 0 else float(content["days"])
+
+
+def evidence_looser(content: Mapping[str, Any], shipped: Mapping[str, Any]) -> bool:
+    """Less evidence than shipped: one window where the shipped policy re-fits folds, or
+    fewer days of out-of-sample bars. Either has less power to tell an edge from luck."""
+    if int(shipped.get("refit_folds") or 0) > 0 and int(content.get("refit_folds") or 0) <= 0:
+        return True
+    return _evidence_days(content) < _evidence_days(shipped)
+
+
 def loosenings(content: Mapping[str, Any]) -> list[Loosening]:
     shipped = shipped_policy_content()
     found = []
+    if evidence_looser(content, shipped):
+        found.append(Loosening("evidence", evidence_words(shipped), evidence_words(content)))
     for key in (*COST_KEYS, "days"):
         if _looser(key, shipped[key], content.get(key)):
             found.append(Loosening(key, shipped[key], content.get(key)))

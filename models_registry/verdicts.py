@@ -120,6 +120,8 @@ class JudgedPolicy:
 def loosening_words(item: Loosening, stage: str = "validation") -> str:
     """One loosening as a person reads it; a gate of another stage names its stage."""
     parts = item.key.split(".")
+    if item.key == "evidence":
+        return f"judged on {item.in_force} (shipped: {item.shipped})"
     if parts[0] == "gates" and len(parts) == 3:
         gate_stage, name = parts[1], parts[2]
         prefix = "" if gate_stage == stage else f"{gate_stage} stage: "

@@ -11,12 +11,14 @@ recorded as an audit event when a user asked for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from models_registry import selectors, signals
 from models_registry.events import EventType
@@ -35,6 +37,7 @@ from models_registry.models import (
 )
 from models_registry.services import notifications
 from models_registry.services.audit import audit_event_record
+from models_registry.services.jobs import WALK_FORWARD_CONFIG_KEY
 from models_registry.services.provenance import ProvenanceMissing, refuse_approval_without_creator
 from models_registry.transitions import (
     VERSION_STATE,
@@ -168,7 +171,9 @@ def _validation_gate(offered: ValidationRun) -> Callable[[ModelVersion], dict[st
                 f"validation run #{run.pk} did not pass: {', '.join(failed) or run.status}."
             )
         oos = version.out_of_sample_from
-        if oos and run.window_start and run.window_start < oos:
+        if _refit_evidence(run):
+            _refuse_refit_evidence_in_sample(run, oos)
+        elif oos and run.window_start and run.window_start < oos:
             raise GateFailed(
                 f"validation run #{run.pk} starts {run.window_start:%Y-%m-%d %H:%M}, "
                 f"before the out-of-sample period ({oos:%Y-%m-%d %H:%M})."
@@ -176,6 +181,35 @@ def _validation_gate(offered: ValidationRun) -> Callable[[ModelVersion], dict[st
         return {"validation_run": run.pk}
 
     return gate
+
+
+def _refit_evidence(run: ValidationRun) -> bool:
+    return bool(((run.config or {}).get(WALK_FORWARD_CONFIG_KEY) or {}).get("folds"))
+
+
+def _refuse_refit_evidence_in_sample(run: ValidationRun, oos: datetime | None) -> None:
+    """Re-fitted fold evidence starts before the version's own unseen bars by design: what
+    must hold is that each fold's model never touched a bar of its fold (purged and
+    embargoed), as recorded by the fold's training, and that the last fold reaches into the
+    version's own out-of-sample period (docs/backtest.md)."""
+    folds = run.config[WALK_FORWARD_CONFIG_KEY]["folds"]
+    for fold in folds:
+        name = f"fold {fold.get('number')} of {fold.get('of')}"
+        last_seen = parse_datetime(str((fold.get("model") or {}).get("data_end") or ""))
+        start = parse_datetime(str(fold.get("start") or ""))
+        if last_seen is None or start is None:
+            raise GateFailed(f"validation run #{run.pk}: {name} records no training end.")
+        if last_seen >= start:
+            raise GateFailed(
+                f"validation run #{run.pk}: {name}'s model was trained on bars up to "
+                f"{last_seen:%Y-%m-%d %H:%M}, inside its fold (from {start:%Y-%m-%d %H:%M})."
+            )
+    stop = parse_datetime(str(folds[-1].get("stop") or ""))
+    if oos and (stop is None or stop <= oos):
+        raise GateFailed(
+            f"validation run #{run.pk}: its folds end before the version's out-of-sample "
+            f"period ({oos:%Y-%m-%d %H:%M})."
+        )
 
 
 def _forward_gate(offered: PaperTradingRun) -> Callable[[ModelVersion], dict[str, Any]]:

@@ -64,8 +64,17 @@ from engine.data import (
 from engine.data import ValidationPolicy as CandlePolicy
 from engine.strategies import LookaheadFinding, StrategyError
 from models_registry.events import EventType
-from models_registry.gates import gates_for, validation_policy_for
+from models_registry.gates import validation_policy_for
 from models_registry.models import ModelTrial, ModelVersion, RunStatus, ValidationRun
+from models_registry.policy import (
+    plausibility_gate,
+    plausibility_warnings,
+    policy_in_force,
+    policy_name,
+    policy_reference,
+    stage_gates,
+    window_policy,
+)
 from models_registry.services.audit import audit_event_record
 from models_registry.services.jobs import WALK_FORWARD_CONFIG_KEY
 from models_registry.services.runs import run_fail
@@ -75,15 +84,18 @@ from models_registry.services.validation import (
     EQUITY_CURVE_FILE,
     INPUT_ERRORS,
     ModelSource,
+    Progress,
     ValidationBacktest,
     ValidationOptions,
     ValidationRefused,
     _options_part,
     choose_window,
+    policy_reasons,
     report_root,
     staging_report_dir,
     store_candles_read,
     store_sentiment_read,
+    validation_run_create_inline,
     validation_run_record,
     write_equity_curve,
 )
@@ -119,12 +131,17 @@ def refit_applies(run: ValidationRun, options: ValidationOptions) -> bool:
     """
     if run.kind != ValidationRun.KIND_BACKTEST:
         return False
+    return refit_applies_to(run.model_version, options)
+
+
+def refit_applies_to(version: ModelVersion, options: ValidationOptions) -> bool:
+    """Whether a policy validation of `version` with `options` is judged on re-fitted folds."""
     asked = (options.days, options.start, options.end, options.fee_bps, options.slippage_bps)
     if any(value is not None for value in asked) or options.comparison:
         return False
     if options.walk_forward != 1 or options.allow_in_sample:
         return False
-    return RefitPolicy.from_policy(validation_policy_for(run.model_version.name)).folds > 0
+    return RefitPolicy.from_policy(validation_policy_for(version.name)).folds > 0
 
 
 # --- planning and dispatch -------------------------------------------------------------------
@@ -196,20 +213,70 @@ def walk_forward_validation_start(run: ValidationRun) -> bool:
     except INPUT_ERRORS as exc:
         run_fail(run=run, error=f"walk-forward evidence cannot be planned: {exc}")
         return True
+    if fold_plan_record(run, plan):
+        transaction.on_commit(lambda: _send_chord(run.pk, plan))
+    return True
+
+
+def fold_plan_record(run: ValidationRun, plan: list[RefitFold]) -> bool:
+    """Write the plan on the running run with its audit event; False when there is nothing
+    to run (the run finished or was reconciled meanwhile, or a redelivery finds it written)."""
     with transaction.atomic():
         locked = ValidationRun.objects.select_for_update().get(pk=run.pk)
         if locked.status != RunStatus.RUNNING:
-            return True  # finished or reconciled meanwhile: nothing to fan out
+            return False  # finished or reconciled meanwhile: nothing to fan out
         if CONFIG_KEY in (locked.config or {}):
-            return True  # a redelivery: the first delivery dispatched the folds already
-        record = {"folds": [fold.to_dict() for fold in plan]}
+            return False  # a redelivery: the first delivery dispatched the folds already
+        in_force = policy_in_force(locked.model_version.name)
+        planned_under = {"name": policy_name(in_force), "hash": in_force.content_hash}
+        record = {"folds": [fold.to_dict() for fold in plan], "policy": planned_under}
         # Not a status: the plan the join and reconcile read, written with its audit event.
         ValidationRun.objects.filter(pk=run.pk).update(config={**locked.config, CONFIG_KEY: record})
         audit_event_record(
             event_type=FOLDS_DISPATCHED, actor=None, obj=locked, data=json_safe(record)
         )
-        transaction.on_commit(lambda: _send_chord(run.pk, plan))
     return True
+
+
+def walk_forward_validation_inline(
+    *,
+    model_version: ModelVersion,
+    requested_by: Any,
+    options: ValidationOptions,
+    progress: Progress | None = None,
+) -> ValidationRun:
+    """A policy validation on re-fitted folds run right here, one fold after another (the
+    ``run_backtest`` command, like ``deploy_model --inline``): the same fold jobs and the same
+    join as the chord the workers run, so the evidence and its record are the same.
+
+    The plan is made first, so a plan that cannot be made leaves no run behind; once the run
+    exists it always ends terminal, an interruption (Ctrl-C) included.
+    """
+    options.check_recordable()
+    plan = refit_plan(model_version)
+    run = validation_run_create_inline(
+        model_version=model_version, requested_by=requested_by, options=options
+    )
+    try:
+        if not fold_plan_record(run, plan):
+            raise AssertionError(f"validation run {run.pk} stopped running before its folds")
+        results = [_fold_here(run.pk, fold, progress) for fold in plan]
+        if progress is not None:
+            progress(f"judging the {len(plan)} folds joined")
+        return walk_forward_join(results, run.pk)
+    except BaseException as exc:
+        run_fail(run=run, error=f"walk-forward validation interrupted: {type(exc).__name__}: {exc}")
+        _discard_folds(run.pk)
+        raise
+
+
+def _fold_here(run_id: int, fold: RefitFold, progress: Progress | None) -> dict[str, Any]:
+    if progress is not None:
+        progress(f"{fold.name}: training on the bars before {fold.train_stop.date()}")
+    trained = fold_train(run_id, fold.to_dict())
+    if progress is not None and not trained.get("error"):
+        progress(f"{fold.name}: trading {fold.start.date()} to {fold.stop.date()}")
+    return fold_trade(trained, run_id)
 
 
 def fold_chord(run_id: int, plan: list[RefitFold]) -> Any:
@@ -406,8 +473,10 @@ def _judge(
 ) -> tuple[ValidationBacktest, list[dict[str, Any]]]:
     version = run.model_version
     source = ModelSource.for_version(version)
-    policy = validation_policy_for(version.name)
-    gates = gates_for(version.name, "validation")
+    # Read once: the costs, gates and plausibility all come from this one row.
+    in_force = policy_in_force(version.name)
+    policy = window_policy(in_force)
+    gates = stage_gates(in_force, "validation")
     data_dir = Path(settings.TRADEBOT_DATA_DIR)
     folds = [_fold_trades(result) for result in results]
     folds.sort(key=lambda trades: trades.fold.number)
@@ -428,6 +497,7 @@ def _judge(
         trial_sharpes=counted.sharpes,
     )
     fold_sharpes = _fold_sharpes(result, folds)
+    reasons = fold_policy_reasons(run, in_force, gates)
     backtest = BacktestRun(
         strategy=run.strategy,
         window_start=result.equity.index[0],
@@ -457,8 +527,10 @@ def _judge(
         "gates": dict(gates),
         "engine": backtest.config,
         "policy": dict(policy),
+        "policy_in_force": policy_reference(in_force),
+        "plausibility": plausibility_warnings(result.metrics, in_force),
         "policy_window": [start.isoformat(), stop.isoformat()],
-        "exploratory_reasons": [],
+        "exploratory_reasons": reasons,
         "trials": {**counted.to_dict(), "fold_models": len(folds)},
         CONFIG_KEY: {
             "folds": [
@@ -466,10 +538,19 @@ def _judge(
                 for trades in folds
             ],
             "fold_sharpes_per_bar": fold_sharpes,
+            "policy": ((run.config or {}).get(CONFIG_KEY) or {}).get("policy"),
         },
     }
     computed = ValidationBacktest(
-        backtest, options, store_hash, json_safe(record), staged, files, exploratory_reasons=[]
+        backtest,
+        options,
+        store_hash,
+        json_safe(record),
+        staged,
+        files,
+        exploratory_reasons=reasons,
+        policy_ref=policy_reference(in_force),
+        extra_gates=[g for g in [plausibility_gate(result.metrics, in_force)] if g is not None],
     )
     trials = [
         {
@@ -492,6 +573,20 @@ def _judge(
         for trades in folds
     ]
     return computed, trials
+
+
+def fold_policy_reasons(run: ValidationRun, in_force: Any, gates: Mapping[str, Any]) -> list[str]:
+    """Why the joined folds are not judged by the policy in force: this process's settings
+    disagree with it, or the policy changed while the folds ran (they were planned under
+    another one: its fold count, length or costs may differ)."""
+    reasons = policy_reasons(run.model_version.name, in_force, gates)
+    planned = ((run.config or {}).get(CONFIG_KEY) or {}).get("policy") or {}
+    if planned.get("hash") and planned["hash"] != in_force.content_hash:
+        reasons.append(
+            f"the policy changed while the folds ran: planned under {planned.get('name')}, "
+            f"judged under {policy_name(in_force)}"
+        )
+    return reasons
 
 
 def _fold_trades(result: Mapping[str, Any]) -> FoldTrades:

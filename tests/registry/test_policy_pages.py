@@ -95,3 +95,22 @@ def test_the_approval_mail_names_the_policy_and_what_it_loosens(
     assert "returned -3.90 % while buy-and-hold made 47.60 %" in body
     assert body.count("deflated Sharpe ratio gate switched") == 1  # one policy paragraph
     assert body.count("returned -3.90 % while buy-and-hold") == 1  # said once, not in warnings too
+
+
+@pytest.mark.django_db
+def test_a_policy_that_judges_on_one_window_is_shown_as_looser_on_the_approve_page(
+    approver: Any, version_factory: Any
+) -> None:
+    """The shipped policy judges on re-fitted folds (#28): one window has less power."""
+    policy = policy_set({"refit_folds": 0}, label="one window")
+    staged = version_factory(ModelState.PAPER_TESTED)
+    ValidationRun.objects.filter(model_version=staged).update(
+        policy=policy, policy_hash=policy.content_hash
+    )
+    client, _ = csrf_client(approver)
+    url = reverse("admin:models_registry_version_action", args=[staged.pk, "approve_versions"])
+    text = client.get(url).text
+    assert "Looser than the shipped defaults" in text
+    assert (
+        "judged on one 90-day window (shipped: 3 re-fitted walk-forward folds of 290 days)" in text
+    )

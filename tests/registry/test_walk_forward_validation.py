@@ -306,7 +306,7 @@ def test_the_backtest_command_states_the_power_of_its_evidence(
 
 
 @pytest.mark.django_db
-def test_under_a_refit_policy_a_single_window_run_is_exploratory_and_moves_nothing(
+def test_under_a_refit_policy_an_asked_window_is_exploratory_and_moves_nothing(
     version: ModelVersion,  # noqa: F811
     settings: Any,
 ) -> None:
@@ -314,9 +314,104 @@ def test_under_a_refit_policy_a_single_window_run_is_exploratory_and_moves_nothi
 
     settings.TRADEBOT_GATES = GENEROUS_GATES
     settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
-    text = backtest("ml_basic", "--model", version.name)  # the command's inline single window
+    text = backtest("ml_basic", "--days", "10", "--model", version.name)
     assert "EXPLORATORY run" in text and "2 re-fitted walk-forward folds" in text
     run = ValidationRun.objects.get(model_version=version)
     assert run.exploratory and run.status == RunStatus.PASSED
+    version.refresh_from_db()
+    assert version.state == "trained"
+
+
+@pytest.mark.django_db
+def test_the_backtest_command_validates_on_the_policys_folds_trained_here(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    """`run_backtest` (the guide's command) runs the same fold jobs and join in-process."""
+    from tests.registry_commands.test_run_backtest import backtest
+
+    settings.TRADEBOT_GATES = GENEROUS_GATES
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    summary = json.loads(backtest("ml_basic", "--model", version.name, "--json"))
+
+    run = ValidationRun.objects.get(model_version=version)
+    assert run.pk == summary["run_id"] and summary["passed"] is True
+    assert run.status == RunStatus.PASSED and not run.exploratory, run.exploratory_reasons
+    plan = walk_forward.refit_plan(version)
+    assert [f["number"] for f in run.metrics["refit_folds"]] == [1, 2]
+    assert run.window_start == plan[0].start.to_pydatetime()
+    recorded = run.config[walk_forward.CONFIG_KEY]
+    assert recorded["policy"]["hash"] == run.policy_hash != ""
+    assert run.config["policy_in_force"]["hash"] == run.policy_hash
+    assert sorted(t.detail["fold"] for t in ModelTrial.objects.filter(
+        detail__validation_run=run.pk)) == [1, 2]  # fmt: skip
+    assert AuditEvent.objects.filter(
+        event_type=walk_forward.FOLDS_DISPATCHED, object_id=str(run.pk)
+    ).count() == 1
+    version.refresh_from_db()
+    assert version.state == "validated"  # fold evidence before its own unseen bars counts
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, MemoryError])
+def test_an_interrupted_inline_refit_run_ends_as_an_error_and_leaves_no_fold_folder(
+    interruption: type[BaseException],
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    trained = []
+
+    def train_then_stop(run_id: int, fold: dict[str, Any]) -> dict[str, Any]:
+        if trained:
+            raise interruption()
+        trained.append(fold)
+        return {"fold": fold, "error": "training failed: stand-in"}
+
+    monkeypatch.setattr(walk_forward, "fold_train", train_then_stop)
+    with pytest.raises(interruption):
+        walk_forward.walk_forward_validation_inline(
+            model_version=version, requested_by=None, options=ValidationOptions()
+        )
+    run = ValidationRun.objects.get(model_version=version)
+    assert run.status == RunStatus.ERROR and interruption.__name__ in run.error
+    assert not (walk_forward.report_root() / f".folds-{run.pk}").exists()
+
+
+@pytest.mark.django_db
+def test_a_plan_that_cannot_be_made_inline_leaves_no_run(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    settings.TRADEBOT_VALIDATION_POLICY = {**REFIT_POLICY, "refit_folds": 40}
+    with pytest.raises(walk_forward.ValidationRefused, match="fold 1 of 40"):
+        walk_forward.walk_forward_validation_inline(
+            model_version=version, requested_by=None, options=ValidationOptions()
+        )
+    assert not ValidationRun.objects.filter(model_version=version).exists()
+
+
+@pytest.mark.django_db
+def test_folds_judged_under_another_policy_than_they_were_planned_under_are_exploratory(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    settings.TRADEBOT_GATES = GENEROUS_GATES
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    run = running_run(version)
+    plan = walk_forward.refit_plan(version)
+    assert walk_forward.fold_plan_record(run, plan)
+    results = [
+        walk_forward.fold_trade(walk_forward.fold_train(run.pk, f.to_dict()), run.pk)
+        for f in plan
+    ]
+    policy_set({"fee_bps": 20.0}, label="dearer while the folds ran")
+    settings.TRADEBOT_VALIDATION_POLICY = {**REFIT_POLICY, "fee_bps": 20.0}
+
+    finished = walk_forward.walk_forward_join(results, run.pk)
+
+    assert finished.exploratory
+    assert any("the policy changed while the folds ran" in r for r in finished.exploratory_reasons)
     version.refresh_from_db()
     assert version.state == "trained"

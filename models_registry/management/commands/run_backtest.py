@@ -52,6 +52,10 @@ from models_registry.services.validation import (
     validation_backtest,
     validation_run_inline,
 )
+from models_registry.services.walk_forward import (
+    refit_applies_to,
+    walk_forward_validation_inline,
+)
 
 # Metrics shown side by side with buy-and-hold in the text report.
 REPORT_METRICS = (
@@ -256,8 +260,15 @@ class Command(BaseCommand):
         version = self._version(options)
         _checked_source(ModelSource.for_version(version), options)
         user = user_named(options["user"])
+        # Under a policy that judges on re-fitted folds, a policy run trains and trades each
+        # fold here, one after another; the admin, the API and beat fan them out to workers.
+        validate = (
+            walk_forward_validation_inline
+            if refit_applies_to(version, run_options)
+            else validation_run_inline
+        )
         with stage_progress(self.stderr, disabled=options["json"]) as progress:
-            run = validation_run_inline(
+            run = validate(
                 model_version=version, requested_by=user, options=run_options, progress=progress
             )
         return summary_of_run(run)
