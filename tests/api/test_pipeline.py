@@ -21,6 +21,7 @@ from tests.registry_commands.test_run_backtest import (  # noqa: F401 -- fixture
     model_dir,
     store,
 )
+from tests.support.policy import ONE_WINDOW
 
 DOC = PROJECT_ROOT / "docs" / "api.md"
 
@@ -53,7 +54,7 @@ def test_the_documented_ci_pipeline_registers_validates_and_prints_the_verdict_a
         env={
             "MEDIA_ROOT": str(media),
             "TRADEBOT_DATA_DIR": str(store),
-            "TRADEBOT_VALIDATION_POLICY": json.dumps({"days": 10}),
+            "TRADEBOT_VALIDATION_POLICY": json.dumps({"days": 10, **ONE_WINDOW}),
         },
         ready=False,
     )

@@ -38,6 +38,7 @@ from tests.registry.conftest import (
     passing_paper_run,
 )
 from tests.support.gates import loose_validation
+from tests.support.policy import ONE_WINDOW
 from tests.support.tiny_world import build_btc_store, tiny_full_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -182,10 +183,13 @@ def test_three_people_take_a_version_to_production_and_an_auditor_reads_it(
     media = tmp_path / "media"
     settings.MEDIA_ROOT, settings.TRADEBOT_DATA_DIR = media, store
     settings.TRADEBOT_GATES = GENEROUS_GATES
+    # The store holds months, not the shipped folds' three years: one window, shown as looser.
+    settings.TRADEBOT_VALIDATION_POLICY = ONE_WINDOW
     worker = celery_worker_factory(
         queues="backtest,deploy",
         env={"MEDIA_ROOT": str(media), "TRADEBOT_DATA_DIR": str(store),
-             "TRADEBOT_GATES": json.dumps(GENEROUS_GATES)},
+             "TRADEBOT_GATES": json.dumps(GENEROUS_GATES),
+             "TRADEBOT_VALIDATION_POLICY": json.dumps(ONE_WINDOW)},
     )  # fmt: skip
     ensure_role_permissions()
     engineer = person("erin", roles.ML_ENGINEER)

@@ -27,6 +27,7 @@ from tests.e2e.test_admin_lifecycle import (  # noqa: F401 -- fixtures
     store,
 )
 from tests.registry.test_admin_compare import later_copy
+from tests.support.policy import ONE_WINDOW
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -41,7 +42,7 @@ def test_an_engineer_compares_two_versions_on_one_window_in_the_browser(
 ) -> None:
     settings.MEDIA_ROOT, settings.TRADEBOT_DATA_DIR = tmp_path / "media", store
     settings.TRADEBOT_GATES = GENEROUS_GATES
-    settings.TRADEBOT_VALIDATION_POLICY = {"days": 30}
+    settings.TRADEBOT_VALIDATION_POLICY = {"days": 30, **ONE_WINDOW}
     ensure_role_permissions()
     engineer = person("erin", roles.ML_ENGINEER)
     first = model_version_create(source_dir=model_dir, created_by=engineer)

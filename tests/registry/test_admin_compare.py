@@ -32,6 +32,7 @@ from tests.registry_commands.test_run_backtest import (  # noqa: F401 -- fixture
     model_dir,
     store,
 )
+from tests.support.policy import ONE_WINDOW
 
 SHIFT = pd.Timedelta(hours=100)
 COMPARE = "admin:models_registry_compare"
@@ -185,7 +186,7 @@ def test_without_a_common_window_the_page_says_why_in_one_sentence(
     two_versions: list[ModelVersion], engineer: Any, settings: Any
 ) -> None:
     # 20 days do not fit between the later version's last seen bar and the end of the data.
-    settings.TRADEBOT_VALIDATION_POLICY = {"days": 20}
+    settings.TRADEBOT_VALIDATION_POLICY = {"days": 20, **ONE_WINDOW}
     page = client_for(engineer).get(compare_url(two_versions)).text
 
     sentence = re.search(r'<p class="compare-window errornote">([^<]+)</p>', page).group(1)

@@ -67,6 +67,7 @@ def test_a_worker_killed_between_result_and_version_move_converges(
             "MEDIA_ROOT": str(media),
             "TRADEBOT_DATA_DIR": str(store),
             "TRADEBOT_GATES": json.dumps(GENEROUS_GATES),
+            "TRADEBOT_VALIDATION_POLICY": json.dumps(settings.TRADEBOT_VALIDATION_POLICY),
         },
     )
     url = database_url_for_subprocesses().replace("postgres://", "postgresql://", 1)

@@ -32,6 +32,7 @@ from tests.registry_commands.test_run_backtest import (  # noqa: F401 -- fixture
     store,
     version,
 )
+from tests.support.policy import ONE_WINDOW
 
 pytestmark = [
     requires_postgresql,
@@ -51,7 +52,7 @@ def killed_worker(
             "MEDIA_ROOT": str(media_root),
             "TRADEBOT_DATA_DIR": str(data_dir),
             "TRADEBOT_GATES": json.dumps(GENEROUS_GATES),
-            "TRADEBOT_VALIDATION_POLICY": json.dumps({"days": 10}),
+            "TRADEBOT_VALIDATION_POLICY": json.dumps({"days": 10, **ONE_WINDOW}),
             crash_points.ENV_VAR: point,
             **audit,
         },

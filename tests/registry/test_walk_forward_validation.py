@@ -13,10 +13,13 @@ import os
 import time
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from models_registry.models import AuditEvent, ModelTrial, ModelVersion, RunStatus, ValidationRun
 from models_registry.services import jobs, runs, walk_forward
@@ -345,9 +348,12 @@ def test_the_backtest_command_validates_on_the_policys_folds_trained_here(
     assert run.config["policy_in_force"]["hash"] == run.policy_hash
     assert sorted(t.detail["fold"] for t in ModelTrial.objects.filter(
         detail__validation_run=run.pk)) == [1, 2]  # fmt: skip
-    assert AuditEvent.objects.filter(
-        event_type=walk_forward.FOLDS_DISPATCHED, object_id=str(run.pk)
-    ).count() == 1
+    assert (
+        AuditEvent.objects.filter(
+            event_type=walk_forward.FOLDS_DISPATCHED, object_id=str(run.pk)
+        ).count()
+        == 1
+    )
     version.refresh_from_db()
     assert version.state == "validated"  # fold evidence before its own unseen bars counts
 
@@ -403,8 +409,7 @@ def test_folds_judged_under_another_policy_than_they_were_planned_under_are_expl
     plan = walk_forward.refit_plan(version)
     assert walk_forward.fold_plan_record(run, plan)
     results = [
-        walk_forward.fold_trade(walk_forward.fold_train(run.pk, f.to_dict()), run.pk)
-        for f in plan
+        walk_forward.fold_trade(walk_forward.fold_train(run.pk, f.to_dict()), run.pk) for f in plan
     ]
     policy_set({"fee_bps": 20.0}, label="dearer while the folds ran")
     settings.TRADEBOT_VALIDATION_POLICY = {**REFIT_POLICY, "fee_bps": 20.0}
@@ -415,3 +420,56 @@ def test_folds_judged_under_another_policy_than_they_were_planned_under_are_expl
     assert any("the policy changed while the folds ran" in r for r in finished.exploratory_reasons)
     version.refresh_from_db()
     assert version.state == "trained"
+
+
+@pytest.mark.django_db
+def test_a_fold_model_that_saw_a_bar_of_its_fold_never_validates_the_version(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    """A fold result claiming a model trained into its fold (a doctored or broken worker)."""
+    settings.TRADEBOT_GATES = GENEROUS_GATES
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    run = running_run(version)
+    plan = walk_forward.refit_plan(version)
+    assert walk_forward.fold_plan_record(run, plan)
+    results = [
+        walk_forward.fold_trade(walk_forward.fold_train(run.pk, f.to_dict()), run.pk) for f in plan
+    ]
+    results[1]["model"]["data_end"] = plan[1].start.isoformat()
+
+    finished = walk_forward.walk_forward_join(results, run.pk)
+
+    assert finished.status == RunStatus.PASSED  # the figures pass; the evidence does not
+    version.refresh_from_db()
+    assert version.state == "trained"
+    assert not AuditEvent.objects.filter(event_type="model_version_validated").exists()
+
+
+FOLD_START = pd.Timestamp("2024-03-01T00:00:00Z")
+
+
+@given(
+    hours_before_start=st.integers(min_value=-500, max_value=500),
+    oos_hours_before_stop=st.integers(min_value=-500, max_value=500),
+    recorded=st.booleans(),
+)
+def test_fold_evidence_passes_the_out_of_sample_check_only_when_no_fold_model_saw_its_fold(
+    hours_before_start: int, oos_hours_before_stop: int, recorded: bool
+) -> None:
+    from models_registry.services import lifecycle
+
+    data_end = FOLD_START - pd.Timedelta(hours=hours_before_start)
+    stop = FOLD_START + pd.Timedelta(days=5)
+    fold = {"number": 1, "of": 1, "start": FOLD_START.isoformat(), "stop": stop.isoformat()}
+    fold["model"] = {"data_end": data_end.isoformat()} if recorded else {}
+    run = SimpleNamespace(pk=7, config={walk_forward.CONFIG_KEY: {"folds": [fold]}})
+    oos = (stop - pd.Timedelta(hours=oos_hours_before_stop)).to_pydatetime()
+    clean = recorded and data_end < FOLD_START and stop > oos
+    try:
+        lifecycle._refuse_refit_evidence_in_sample(run, oos)  # type: ignore[arg-type]
+    except lifecycle.GateFailed as refused:
+        assert not clean, refused
+        assert "validation run #7" in str(refused)
+    else:
+        assert clean

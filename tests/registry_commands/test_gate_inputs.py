@@ -44,7 +44,7 @@ from models_registry.services.policies import (
     validation_policy_propose,
 )
 from tests.registry_commands.test_run_backtest import GENEROUS_GATES, backtest, backtest_json
-from tests.support.policy import gates_dotted, policy_people, policy_set
+from tests.support.policy import ONE_WINDOW, gates_dotted, policy_people, policy_set
 
 PAPER_GATES = {"min_bars": 24, "max_drawdown": 1.0, "max_divergence": 1e-9}
 
@@ -64,7 +64,12 @@ def test_environment_override_run_is_exploratory_and_never_validates(
     in_force = policy_in_force(version.name)  # the registry's policy (seeded at first use)
     # The probe: every money gate off and zero costs, set on the command line.
     settings.TRADEBOT_GATES = GENEROUS_GATES
-    settings.TRADEBOT_VALIDATION_POLICY = {"days": 10, "fee_bps": 0, "slippage_bps": 0}
+    settings.TRADEBOT_VALIDATION_POLICY = {
+        "days": 10,
+        "fee_bps": 0,
+        "slippage_bps": 0,
+        **ONE_WINDOW,
+    }
 
     # Judged under the registry's (shipped) gates the tiny model fails, as it should...
     backtest("ml_basic", "--days", "10", "--model", version.name, gates_fail=True)

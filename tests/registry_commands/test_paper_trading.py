@@ -34,7 +34,7 @@ from models_registry.services import runs
 from models_registry.services.paper import PaperOptions, paper_execute, paper_run_create_inline
 from tests.conftest import PROJECT_ROOT
 from tests.registry_commands.test_run_backtest import GENEROUS_GATES, STORE_ROWS, backtest
-from tests.support.policy import adopt_settings_policy
+from tests.support.policy import ONE_WINDOW, adopt_settings_policy
 
 VALIDATION_DAYS = 10
 PAPER_GATES = {"min_bars": 24, "max_drawdown": 1.0, "max_divergence": 1e-9}
@@ -142,7 +142,7 @@ def test_too_few_bars_after_validation_is_an_error_and_keeps_the_state(
     version: ModelVersion, media: Path, settings: Any
 ) -> None:
     # A policy validation window that runs to the end of the store leaves nothing to paper trade.
-    settings.TRADEBOT_VALIDATION_POLICY = {"days": 30}
+    settings.TRADEBOT_VALIDATION_POLICY = {"days": 30, **ONE_WINDOW}
     validated(version, settings, days=30)
 
     run = paper_trade(version)

@@ -27,7 +27,7 @@ from models_registry.services import runs
 from models_registry.services.model_versions import model_version_create
 from models_registry.tasks.backtest import run_validation
 from tests.support.gates import loose_validation
-from tests.support.policy import adopt_settings_policy
+from tests.support.policy import ONE_WINDOW, adopt_settings_policy
 from tests.support.tiny_world import build_btc_store, tiny_full_model
 
 STORE_ROWS = 1000
@@ -63,7 +63,7 @@ def media(tmp_path: Path, settings: Any, store: Path) -> Path:
     settings.TRADEBOT_DATA_DIR = store
     settings.VAR_DIR = tmp_path / "var"
     # The tiny store holds 400 unseen bars: a 10-day policy window fits in it.
-    settings.TRADEBOT_VALIDATION_POLICY = {"days": 10}
+    settings.TRADEBOT_VALIDATION_POLICY = {"days": 10, **ONE_WINDOW}
     return settings.MEDIA_ROOT
 
 
@@ -370,7 +370,7 @@ def test_worker_runs_a_requested_validation(
             "MEDIA_ROOT": str(media),
             "TRADEBOT_DATA_DIR": str(store),
             "TRADEBOT_GATES": json.dumps(GENEROUS_GATES),
-            "TRADEBOT_VALIDATION_POLICY": json.dumps({"days": 10}),
+            "TRADEBOT_VALIDATION_POLICY": json.dumps({"days": 10, **ONE_WINDOW}),
         },
     )
     run = runs.validation_run_request(model_version=version, requested_by=None, config={"days": 10})
