@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from engine.backtest.deflated import DSR_BENCHMARKS
 from models_registry.models import PolicyConfirmation, RegistryError, ValidationPolicy
 from models_registry.policy_defaults import DEFAULT_GATES, DEFAULT_VALIDATION_POLICY
 
@@ -38,9 +39,17 @@ POLICY_SETTINGS = (
     "TRADEBOT_VALIDATION_POLICY_OVERRIDES",
 )
 STAGES = ("validation", "paper", "drift")
-WINDOW_KEYS = ("fee_bps", "slippage_bps", "days", "end", "refit_folds", "fold_days")
-# Keys a policy written before they existed may lack: read with the shipped value.
-LATER_WINDOW_KEYS = ("refit_folds", "fold_days")
+WINDOW_KEYS = (
+    "fee_bps", "slippage_bps", "days", "end", "refit_folds", "fold_days", "dsr_benchmark",
+)  # fmt: skip
+# Keys a policy written before they existed may lack, read as what the registry did before
+# them: one window, and the DSR already on the excess over buy-and-hold. Never the shipped
+# value, which may have changed since: a stored policy changes only by four-eyes proposal.
+ABSENT_MEANS: dict[str, Any] = {
+    "refit_folds": 0,
+    "fold_days": 90,
+    "dsr_benchmark": "buy_and_hold",
+}
 COST_KEYS = ("fee_bps", "slippage_bps")
 
 # "Too good to be true": not a gate unless ``as_gate`` is true. An annual Sharpe ratio above
@@ -92,6 +101,10 @@ def policy_content_check(content: Any) -> dict[str, Any]:
     folds = content["refit_folds"]
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 0:
         raise PolicyContentError(f"refit_folds must be a whole number of folds >= 0, got {folds!r}")
+    if content["dsr_benchmark"] not in DSR_BENCHMARKS:
+        raise PolicyContentError(
+            f"dsr_benchmark must be one of {list(DSR_BENCHMARKS)}, got {content['dsr_benchmark']!r}"
+        )
     if content["end"] is not None and not isinstance(content["end"], str):
         raise PolicyContentError(f"end must be an ISO date or null, got {content['end']!r}")
     gates = content["gates"]
@@ -156,7 +169,7 @@ def settings_policy_overrides(model_name: str | None) -> dict[str, Any]:
 
 def content_with(base: Mapping[str, Any], dotted: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with dotted keys (``gates.validation.min_dsr``, ``fee_bps``) replaced."""
-    content = copy.deepcopy(dict(base))
+    content = {**ABSENT_MEANS, **copy.deepcopy(dict(base))}  # an older policy made whole
     for key, value in dotted.items():
         parts = key.split(".")
         node = content
@@ -250,11 +263,7 @@ def stage_gates(policy: ValidationPolicy, stage: str) -> dict[str, Any]:
 
 def window_policy(policy: ValidationPolicy) -> dict[str, Any]:
     content = policy.content
-    return {
-        key: content[key] if key in content or key not in LATER_WINDOW_KEYS
-        else DEFAULT_VALIDATION_POLICY[key]
-        for key in WINDOW_KEYS
-    }  # fmt: skip
+    return {key: content[key] if key in content else ABSENT_MEANS[key] for key in WINDOW_KEYS}
 
 
 @dataclass(frozen=True)
@@ -340,6 +349,9 @@ def loosenings(content: Mapping[str, Any]) -> list[Loosening]:
     found = []
     if evidence_looser(content, shipped):
         found.append(Loosening("evidence", evidence_words(shipped), evidence_words(content)))
+    benchmark = content.get("dsr_benchmark", ABSENT_MEANS["dsr_benchmark"])
+    if benchmark != shipped["dsr_benchmark"]:
+        found.append(Loosening("dsr_benchmark", shipped["dsr_benchmark"], benchmark))
     for key in (*COST_KEYS, "days"):
         if _looser(key, shipped[key], content.get(key)):
             found.append(Loosening(key, shipped[key], content.get(key)))

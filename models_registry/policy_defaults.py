@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.backtest.deflated import DEFAULT_DSR_BENCHMARK
 from engine.backtest.gates import DEFAULT_GATES as ENGINE_VALIDATION_GATES
 from engine.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 
@@ -46,4 +47,8 @@ DEFAULT_VALIDATION_POLICY: dict[str, Any] = {
     # version's own configuration on the bars before it. 0: the single policy window.
     "refit_folds": 3,
     "fold_days": 290,
+    # What skill is measured against: the DSR deflates the Sharpe ratio of the per-bar returns
+    # in excess of this benchmark's (engine.backtest.deflated.DSR_BENCHMARKS), so riding the
+    # market earns nothing. "cash" (the strategy's own returns) is looser and shown as such.
+    "dsr_benchmark": DEFAULT_DSR_BENCHMARK,
 }

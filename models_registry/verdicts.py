@@ -117,11 +117,22 @@ class JudgedPolicy:
         return not self.loosened
 
 
+def benchmark_words(benchmark: Any) -> str:
+    return {"buy_and_hold": "buy-and-hold", "cash": "cash (the strategy's own returns)"}.get(
+        str(benchmark), str(benchmark)
+    )
+
+
 def loosening_words(item: Loosening, stage: str = "validation") -> str:
     """One loosening as a person reads it; a gate of another stage names its stage."""
     parts = item.key.split(".")
     if item.key == "evidence":
         return f"judged on {item.in_force} (shipped: {item.shipped})"
+    if item.key == "dsr_benchmark":
+        return (
+            f"skill measured against {benchmark_words(item.in_force)} (shipped: "
+            f"{benchmark_words(item.shipped)}): riding the market can count as skill"
+        )
     if parts[0] == "gates" and len(parts) == 3:
         gate_stage, name = parts[1], parts[2]
         prefix = "" if gate_stage == stage else f"{gate_stage} stage: "

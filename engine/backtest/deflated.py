@@ -28,6 +28,12 @@ from statistics import NormalDist
 
 import numpy as np
 
+# What the DSR measures skill against: the per-bar returns in excess of this benchmark's. A
+# strategy that rides the market earns buy-and-hold's return and so no excess (#28); "cash"
+# (always flat, a zero return) is the old measure, for a policy that names it.
+DSR_BENCHMARKS = ("buy_and_hold", "cash")
+DEFAULT_DSR_BENCHMARK = "buy_and_hold"
+
 EULER_MASCHERONI = 0.5772156649015329
 MIN_RETURNS = 30  # below this the skew and kurtosis estimates (and so the PSR) mean little
 

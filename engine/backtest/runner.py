@@ -25,6 +25,8 @@ from engine.backtest.baselines import (
     random_long_flat_baseline,
 )
 from engine.backtest.deflated import (
+    DEFAULT_DSR_BENCHMARK,
+    DSR_BENCHMARKS,
     MIN_RETURNS,
     minimum_detectable_sharpe,
     return_moments,
@@ -49,12 +51,6 @@ from engine.strategies import (
 )
 
 Progress = Callable[[str], None]
-
-# What the DSR measures skill against: the per-bar returns in excess of this benchmark's. A
-# strategy that rides the market earns buy-and-hold's return and so no excess (#28); "cash"
-# (always flat, a zero return) is the old measure, for a policy that names it.
-DSR_BENCHMARKS = ("buy_and_hold", "cash")
-DEFAULT_DSR_BENCHMARK = "buy_and_hold"
 
 
 @dataclass

@@ -19,6 +19,7 @@ from django.utils.html import format_html
 from models_registry.models import PolicyConfirmation, ValidationPolicy
 from models_registry.policy import (
     PolicyContentError,
+    content_with,
     loosenings,
     policy_content_check,
     policy_in_force,
@@ -34,8 +35,9 @@ from models_registry.services.policies import (
 
 class PolicyProposalForm(forms.ModelForm):
     content = forms.JSONField(
-        help_text="The whole policy: fee_bps, slippage_bps, days, end, gates (validation, "
-        "paper, drift) and plausibility. Pre-filled with the policy in force."
+        help_text="The whole policy: fee_bps, slippage_bps, days, end, refit_folds, fold_days, "
+        "dsr_benchmark, gates (validation, paper, drift) and plausibility. Pre-filled with the "
+        "policy in force (a key it predates shown with what it meant then)."
     )
 
     class Meta:
@@ -77,7 +79,9 @@ class ValidationPolicyAdmin(admin.ModelAdmin):
         scope = request.GET.get("scope", "")
         return {
             "scope": scope,
-            "content": json.dumps(policy_in_force(scope).content, indent=2, sort_keys=True),
+            "content": json.dumps(
+                content_with(policy_in_force(scope).content, {}), indent=2, sort_keys=True
+            ),
         }
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:

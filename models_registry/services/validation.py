@@ -318,6 +318,7 @@ def validation_backtest(
             gates=gates,
             trials=counted.trials,
             trial_sharpes=counted.sharpes,
+            dsr_benchmark=str(policy["dsr_benchmark"]),
             data_content_hash=store_hash,
             output_dir=output_dir,
             progress=progress,

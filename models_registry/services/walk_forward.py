@@ -495,6 +495,7 @@ def _judge(
         gates=gates,
         trials=counted.trials,
         trial_sharpes=counted.sharpes,
+        benchmark=str(policy["dsr_benchmark"]),
     )
     fold_sharpes = _fold_sharpes(result, folds)
     reasons = fold_policy_reasons(run, in_force, gates)

@@ -7,14 +7,20 @@ page that lists a policy's loosenings must say so. More folds or longer folds ar
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from models_registry.models import ValidationPolicy
 from models_registry.policy import (
+    ABSENT_MEANS,
+    PolicyContentError,
     content_with,
     evidence_words,
     loosenings,
+    policy_content_check,
     shipped_policy_content,
+    window_policy,
 )
 from models_registry.policy_defaults import DEFAULT_VALIDATION_POLICY
 from models_registry.verdicts import loosening_words
@@ -50,3 +56,27 @@ def test_folds_are_looser_exactly_when_they_hold_fewer_days_than_shipped(
 ) -> None:
     content = content_with(SHIPPED, {"refit_folds": folds, "fold_days": fold_days})
     assert bool(evidence_loosening(content)) == (folds * fold_days < SHIPPED_DAYS)
+
+
+def test_skill_against_cash_is_looser_and_an_unknown_benchmark_is_refused() -> None:
+    content = content_with(SHIPPED, {"dsr_benchmark": "cash"})
+    assert [loosening_words(i) for i in loosenings(content) if i.key == "dsr_benchmark"] == [
+        "skill measured against cash (the strategy's own returns) (shipped: buy-and-hold): "
+        "riding the market can count as skill"
+    ]
+    with pytest.raises(PolicyContentError, match="dsr_benchmark must be one of"):
+        policy_content_check(content_with(SHIPPED, {"dsr_benchmark": "BUY_AND_HOLD"}))
+
+
+@pytest.mark.django_db
+def test_a_policy_stored_before_a_key_existed_reads_as_what_the_registry_did_then() -> None:
+    """Not as the shipped value, which changed since: that would change a stored policy
+    without anybody proposing or confirming it."""
+    old = {k: v for k, v in SHIPPED.items() if k not in ABSENT_MEANS}
+    stored = ValidationPolicy(scope="", number=1, label="old", content=old, content_hash="x")
+    window = window_policy(stored)
+    assert window["refit_folds"] == 0 and window["dsr_benchmark"] == "buy_and_hold"
+    assert "judged on one 90-day window" in " ".join(loosening_words(i) for i in loosenings(old))
+    # A proposal made from it is whole, and says what it keeps.
+    proposed = policy_content_check(content_with(old, {"fee_bps": 12.0}))
+    assert proposed["refit_folds"] == 0 and proposed["fold_days"] == 90
