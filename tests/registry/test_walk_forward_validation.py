@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models_registry.models import AuditEvent, ModelTrial, ModelVersion, RunStatus, ValidationRun
+from models_registry.policy_defaults import DEFAULT_VALIDATION_POLICY
 from models_registry.services import jobs, runs, walk_forward
 from models_registry.services.validation import ValidationOptions, validation_run_create_inline
 from tests.registry.conftest import requires_postgresql
@@ -235,7 +236,8 @@ def test_a_refit_run_is_left_running_while_its_folds_may_run_then_reconciled(
     assert run.status == RunStatus.ERROR and "reconciled" in run.error
 
 
-TIMED_POLICY = {"refit_folds": 3, "fold_days": 290}
+# The shipped policy's folds, timed as shipped.
+TIMED_POLICY = {key: DEFAULT_VALIDATION_POLICY[key] for key in ("refit_folds", "fold_days")}
 
 
 @requires_postgresql
