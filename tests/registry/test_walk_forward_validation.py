@@ -400,11 +400,11 @@ def test_a_plan_that_cannot_be_made_inline_leaves_no_run(
     assert not ValidationRun.objects.filter(model_version=version).exists()
 
 
-@pytest.mark.django_db
-def test_folds_judged_under_another_policy_than_they_were_planned_under_are_exploratory(
+def folds_run_here(
     version: ModelVersion,  # noqa: F811
     settings: Any,
-) -> None:
+) -> tuple[ValidationRun, list[Any], list[dict[str, Any]]]:
+    """A running refit run whose folds were trained and traded here, not yet joined."""
     settings.TRADEBOT_GATES = GENEROUS_GATES
     settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
     run = running_run(version)
@@ -413,6 +413,15 @@ def test_folds_judged_under_another_policy_than_they_were_planned_under_are_expl
     results = [
         walk_forward.fold_trade(walk_forward.fold_train(run.pk, f.to_dict()), run.pk) for f in plan
     ]
+    return run, plan, results
+
+
+@pytest.mark.django_db
+def test_folds_judged_under_another_policy_than_they_were_planned_under_are_exploratory(
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    run, _plan, results = folds_run_here(version, settings)
     policy_set({"fee_bps": 20.0}, label="dearer while the folds ran")
     settings.TRADEBOT_VALIDATION_POLICY = {**REFIT_POLICY, "fee_bps": 20.0}
 
@@ -430,14 +439,7 @@ def test_a_fold_model_that_saw_a_bar_of_its_fold_never_validates_the_version(
     settings: Any,
 ) -> None:
     """A fold result claiming a model trained into its fold (a doctored or broken worker)."""
-    settings.TRADEBOT_GATES = GENEROUS_GATES
-    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
-    run = running_run(version)
-    plan = walk_forward.refit_plan(version)
-    assert walk_forward.fold_plan_record(run, plan)
-    results = [
-        walk_forward.fold_trade(walk_forward.fold_train(run.pk, f.to_dict()), run.pk) for f in plan
-    ]
+    run, plan, results = folds_run_here(version, settings)
     results[1]["model"]["data_end"] = plan[1].start.isoformat()
 
     finished = walk_forward.walk_forward_join(results, run.pk)
