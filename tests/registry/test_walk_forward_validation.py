@@ -236,7 +236,9 @@ def test_a_refit_run_is_left_running_while_its_folds_may_run_then_reconciled(
     assert run.status == RunStatus.ERROR and "reconciled" in run.error
 
 
-# The shipped policy's folds, timed as shipped.
+# The shipped policy's folds, timed as shipped, on two workers (TRADEBOT_TIME_REFIT_WORKERS=1
+# for the one-worker figure beside it).
+TIMED_WORKERS = int(os.environ.get("TRADEBOT_TIME_REFIT_WORKERS", "2"))
 TIMED_POLICY = {key: DEFAULT_VALIDATION_POLICY[key] for key in ("refit_folds", "fold_days")}
 
 
@@ -280,7 +282,7 @@ def test_time_a_default_configured_version_refitted_on_two_workers(
     }
     workers = [
         celery_worker_factory(queues="training,backtest", env=env, name=f"w{n}", ready=False)
-        for n in (1, 2)
+        for n in range(1, TIMED_WORKERS + 1)
     ]
     for worker in workers:
         worker.wait_ready()
@@ -290,8 +292,9 @@ def test_time_a_default_configured_version_refitted_on_two_workers(
     took = time.monotonic() - began
     print(
         f"\ndefault version trained in {trained:.0f} s; refit validation "
-        f"({TIMED_POLICY['refit_folds']} folds of {TIMED_POLICY['fold_days']} days, two workers): "
-        f"{took:.0f} s, {run.status}, DSR {run.metrics.get('dsr')}, "
+        f"({TIMED_POLICY['refit_folds']} folds of {TIMED_POLICY['fold_days']} days, "
+        f"{TIMED_WORKERS} worker(s)): "
+        f"{took:.1f} s, {run.status}, DSR {run.metrics.get('dsr')}, "
         f"power: {(run.metrics.get('power') or {}).get('sentence')}"
     )
     assert run.status in (RunStatus.PASSED, RunStatus.FAILED), run.error
