@@ -247,6 +247,41 @@ class ValidationBacktest:
     # Gates the policy adds beyond the engine's (the plausibility gate, where it is one).
     extra_gates: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def judged_under(
+        cls,
+        run: BacktestRun,
+        options: ValidationOptions,
+        data_content_hash: str,
+        config: dict[str, Any],
+        report_dir: Path | None,
+        files: dict[str, Path],
+        *,
+        in_force: Any,
+        exploratory_reasons: list[str],
+    ) -> ValidationBacktest:
+        """A computed run with what the policy in force adds, in one place for a single window
+        and for joined folds: its reference, the plausibility warnings and the plausibility gate
+        where the policy makes it one, and why the run is exploratory."""
+        recorded = {
+            **config,
+            "policy_in_force": policy_reference(in_force),
+            "plausibility": plausibility_warnings(run.metrics, in_force),
+            "exploratory_reasons": exploratory_reasons,
+        }
+        extra = plausibility_gate(run.metrics, in_force)
+        return cls(
+            run,
+            options,
+            data_content_hash,
+            json_safe(recorded),
+            report_dir,
+            files,
+            exploratory_reasons=exploratory_reasons,
+            policy_ref=policy_reference(in_force),
+            extra_gates=[extra] if extra is not None else [],
+        )
+
     @property
     def exploratory(self) -> bool:
         return bool(self.exploratory_reasons)
@@ -347,27 +382,23 @@ def validation_backtest(
         "gates": dict(gates),
         "engine": run.config,
         "policy": chosen.policy,
-        "policy_in_force": policy_reference(in_force),
-        "plausibility": plausibility_warnings(run.metrics, in_force),
         "policy_window": (
             [chosen.policy_window[0].isoformat(), chosen.policy_window[1].isoformat()]
             if chosen.policy_window
             else None
         ),
-        "exploratory_reasons": reasons,
         "lookahead": run.lookahead,
         "trials": counted.to_dict(),
     }
-    return ValidationBacktest(
+    return ValidationBacktest.judged_under(
         run,
         options,
         store_hash,
-        json_safe(config),
+        config,
         output_dir,
         files,
+        in_force=in_force,
         exploratory_reasons=reasons,
-        policy_ref=policy_reference(in_force),
-        extra_gates=[g for g in [plausibility_gate(run.metrics, in_force)] if g is not None],
     )
 
 

@@ -67,11 +67,8 @@ from models_registry.events import EventType
 from models_registry.gates import validation_policy_for
 from models_registry.models import ModelTrial, ModelVersion, RunStatus, ValidationRun
 from models_registry.policy import (
-    plausibility_gate,
-    plausibility_warnings,
     policy_in_force,
     policy_name,
-    policy_reference,
     stage_gates,
     window_policy,
 )
@@ -528,10 +525,7 @@ def _judge(
         "gates": dict(gates),
         "engine": backtest.config,
         "policy": dict(policy),
-        "policy_in_force": policy_reference(in_force),
-        "plausibility": plausibility_warnings(result.metrics, in_force),
         "policy_window": [start.isoformat(), stop.isoformat()],
-        "exploratory_reasons": reasons,
         "trials": {**counted.to_dict(), "fold_models": len(folds)},
         CONFIG_KEY: {
             "folds": [
@@ -542,16 +536,15 @@ def _judge(
             "policy": ((run.config or {}).get(CONFIG_KEY) or {}).get("policy"),
         },
     }
-    computed = ValidationBacktest(
+    computed = ValidationBacktest.judged_under(
         backtest,
         options,
         store_hash,
-        json_safe(record),
+        record,
         staged,
         files,
+        in_force=in_force,
         exploratory_reasons=reasons,
-        policy_ref=policy_reference(in_force),
-        extra_gates=[g for g in [plausibility_gate(result.metrics, in_force)] if g is not None],
     )
     trials = [
         {
