@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_given
 from hypothesis import strategies as st
 
 from models_registry.models import AuditEvent, ModelTrial, ModelVersion, RunStatus, ValidationRun
@@ -480,3 +481,34 @@ def test_fold_evidence_passes_the_out_of_sample_check_only_when_no_fold_model_sa
         assert "validation run #7" in str(refused)
     else:
         assert clean
+
+
+@pytest.mark.django_db
+@settings_given(  # the settings and version are the same for every example
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    asked=st.fixed_dictionaries(
+        {},
+        optional={
+            "days": st.sampled_from([5, 10]),
+            "start": st.just("2024-02-01"),
+            "end": st.just("2024-02-10"),
+            "fee_bps": st.sampled_from([0.0, 10.0, 30.0]),
+            "slippage_bps": st.sampled_from([0.0, 5.0]),
+            "comparison": st.just(True),
+            "walk_forward": st.sampled_from([2, 3]),
+            "allow_in_sample": st.just(True),
+        },
+    )
+)
+def test_only_a_request_that_asks_for_nothing_of_its_own_is_judged_on_folds(
+    asked: dict[str, Any],
+    version: ModelVersion,  # noqa: F811
+    settings: Any,
+) -> None:
+    """Any option a request sets (window, costs even when higher, a comparison, parts of
+    one model's run, in-sample) makes it a single window, which a fold policy never lets
+    validate a version."""
+    settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
+    assert walk_forward.refit_applies_to(version, ValidationOptions(**asked)) == (not asked)
