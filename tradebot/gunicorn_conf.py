@@ -1,8 +1,8 @@
 """The shipped gunicorn configuration: gunicorn -c python:tradebot.gunicorn_conf ...
 
-Holds slow clients (#26): a threaded worker whose reads from a client have a per-request
-deadline (tradebot/gunicorn_worker.py), more threads than a handful of slow connections
-can take, bounded keep-alive, and limits on the request line and headers. It sits behind
+Holds slow clients (#26): a threaded worker that reads each whole request in its event loop
+before a thread serves it (tradebot/gunicorn_worker.py), a per-request read deadline,
+bounded keep-alive, and limits on the request line and headers. It sits behind
 the TLS reverse proxy (README, "Running tradebot in production"), which buffers requests.
 """
 
@@ -12,9 +12,9 @@ import os
 
 bind = os.environ.get("TRADEBOT_GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("TRADEBOT_GUNICORN_WORKERS", "3"))
-worker_class = "tradebot.gunicorn_worker.DeadlineThreadWorker"
-# Each slow client holds at most one thread for at most the read deadline (10 s), so a
-# crowd of them delays others by at most that long. Every thread that served a request
+worker_class = "tradebot.gunicorn_worker.RequestBufferingWorker"
+# Threads only ever serve whole requests (the worker's loop reads them), so slow clients
+# hold none; up to worker_connections of them wait in the loop. Every thread that served a request
 # keeps a PostgreSQL connection (CONN_MAX_AGE): workers x threads stays well under the
 # server's max_connections (100 by default) with the Celery workers beside it.
 threads = int(os.environ.get("TRADEBOT_GUNICORN_THREADS", "16"))
