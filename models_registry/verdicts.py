@@ -28,6 +28,7 @@ from typing import Any
 from engine.backtest.errors import BacktestError
 from engine.backtest.gates import AT_LEAST, AT_MOST, evaluate_gates
 from engine.backtest.guards import IN_SAMPLE, OUT_OF_SAMPLE
+from engine.backtest.reproduction import Reproduction
 from models_registry import formatting
 from models_registry.gates import DEFAULT_GATES
 from models_registry.models import PaperTradingRun, RunStatus, ValidationRun
@@ -388,6 +389,26 @@ def verdict_under_defaults(run: ValidationRun | PaperTradingRun, what: str = "")
 
 
 # --- warnings a decision page may never leave out -----------------------------------------
+
+
+def run_reproduction(run: ValidationRun) -> Reproduction | None:
+    """Whether the file of a run judged on re-fitted folds reproduces from its recorded
+    configuration (services.walk_forward); None for a run not judged on folds."""
+    from models_registry.services.jobs import WALK_FORWARD_CONFIG_KEY
+
+    folds = (run.config or {}).get(WALK_FORWARD_CONFIG_KEY) or {}
+    if "fold_sharpes_per_bar" not in folds:  # not judged on folds, or not judged yet
+        return None
+    return Reproduction.from_dict(folds.get("reproduction")) or Reproduction.unchecked(
+        "judged before tradebot checked reproduction"
+    )
+
+
+def reproduction_warning(run: ValidationRun, what: str) -> str | None:
+    found = run_reproduction(run)
+    if found is None or not found.warns:
+        return None
+    return f"{what} #{run.pk}: {found.sentence()}"
 
 
 def verdict_warnings(

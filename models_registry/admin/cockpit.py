@@ -344,6 +344,10 @@ def run_evidence(run: ValidationRun | PaperTradingRun | None, what: str) -> dict
         warnings.append(f"{what} #{run.pk} is exploratory ({reasons}): not evidence for approval")
     if in_sample:
         warnings.append(f"{what} #{run.pk} overlaps the training data (in-sample)")
+    if isinstance(run, ValidationRun):
+        reproduction = verdicts.reproduction_warning(run, what)
+        if reproduction:
+            warnings.append(reproduction)
     conditions = metrics.get("market_conditions") or metrics.get("regimes")
     if isinstance(conditions, dict):
         missing = [name for name, bars in conditions.items() if not bars]

@@ -22,6 +22,13 @@ Nothing is left half done:
 - the run is ``running`` only while its folds run: ``jobs.runs_reconcile`` ends it after the
   walk-forward lease (``walk_forward_lease``) like any run whose worker died.
 
+Beside the folds, one more job of the group, ``walk_forward_reproduce`` (``training``
+queue), re-fits the version's recorded configuration on its own recorded training bars and
+compares that model with the version's file on the last fold's bars
+(``engine.backtest.reproduction``): what binds the fold evidence to the file. Its outcome
+is recorded with the folds and shown to the approver; it never fails the run, because a
+file trained on another machine may differ for reasons of arithmetic alone.
+
 Tasks are sent by name (``current_app.signature``): this module imports no task module.
 The version deployed is the one trained on all data before the policy window; why the fold
 models are evidence for it is in docs/backtest.md ("Walk-forward evidence re-fitted per fold").
@@ -45,6 +52,7 @@ from django.db import transaction
 from engine.backtest import BacktestError, BacktestRun
 from engine.backtest.guards import OUT_OF_SAMPLE
 from engine.backtest.report import json_safe, write_report
+from engine.backtest.reproduction import Reproduction, compare_to_refit
 from engine.backtest.simulator import SimulationConfig
 from engine.backtest.walk_forward import (
     FoldTrades,
@@ -56,6 +64,7 @@ from engine.backtest.walk_forward import (
 from engine.data import (
     DataError,
     apply_candle_policy,
+    content_hash,
     interval_timedelta,
     read_candles,
     read_sentiment,
@@ -106,8 +115,10 @@ TRAIN_FOLD_TASK = "models_registry.walk_forward_train_fold"
 TRADE_FOLD_TASK = "models_registry.walk_forward_trade_fold"
 JOIN_TASK = "models_registry.walk_forward_join"
 CHORD_FAILED_TASK = "models_registry.walk_forward_chord_failed"
+REPRODUCE_TASK = "models_registry.walk_forward_reproduce"
 CONFIG_KEY = WALK_FORWARD_CONFIG_KEY
 FOLDS_FOLDER = "folds"
+REPRODUCTION = "reproduction"
 
 
 @dataclass(frozen=True)
@@ -259,6 +270,9 @@ def walk_forward_validation_inline(
             raise AssertionError(f"validation run {run.pk} stopped running before its folds")
         results = [_fold_here(run.pk, fold, progress) for fold in plan]
         if progress is not None:
+            progress("re-fitting the version's own configuration to check its file reproduces")
+        results.append(fold_reproduce(run.pk, plan[-1].to_dict()))
+        if progress is not None:
             progress(f"judging the {len(plan)} folds joined")
         return walk_forward_join(results, run.pk)
     except BaseException as exc:
@@ -285,9 +299,10 @@ def fold_chord(run_id: int, plan: list[RefitFold]) -> Any:
         )
         for fold in plan
     ]
+    reproduce = _by_name(REPRODUCE_TASK, (run_id, plan[-1].to_dict()), TRAINING)
     body = _by_name(JOIN_TASK, (run_id,), BACKTEST)
     body.link_error(_by_name(CHORD_FAILED_TASK, (), BACKTEST, run_id=run_id))
-    return chord(group(chains), body)
+    return chord(group([*chains, reproduce]), body)
 
 
 def _by_name(name: str, args: tuple, queue: str, **kwargs: Any) -> Signature:
@@ -422,6 +437,98 @@ def _trade_fold(
     return trades, model
 
 
+# --- the reproduction job ---------------------------------------------------------------------
+
+
+def fold_reproduce(run_id: int, last_fold: Mapping[str, Any]) -> dict[str, Any]:
+    """Re-fit the version's recorded configuration on its recorded training bars and compare
+    that model with its file on the last fold's bars. Never an error that fails the run: a
+    re-fit that cannot be made is recorded as unchecked, with the reason."""
+    from models_registry.services.training import refuse_training_in_production
+
+    try:
+        refuse_training_in_production()
+        run = _still_running(run_id)
+        if run is None:
+            outcome = Reproduction.unchecked("the validation run is no longer running")
+        else:
+            folder = report_root() / f".folds-{run_id}" / REPRODUCTION
+            shutil.rmtree(folder, ignore_errors=True)
+            outcome = _reproduce(run, RefitFold.from_dict(last_fold), folder)
+    except Exception as exc:  # recorded, never raised: the folds decide the run
+        logger.exception("the reproduction check of validation run %s failed", run_id)
+        outcome = Reproduction.unchecked(f"the re-fit failed: {type(exc).__name__}: {exc}")
+    return {REPRODUCTION: outcome.to_dict()}
+
+
+def _reproduce(run: ValidationRun, fold: RefitFold, folder: Path) -> Reproduction:
+    from engine.backtest.runner import load_predictor
+    from engine.training.refit import train_fold_model
+
+    version = run.model_version
+    metadata = dict(version.metadata)
+    recorded = metadata.get("data") or {}
+    if not recorded.get("start") or not recorded.get("end"):
+        return Reproduction.unchecked("its metadata records no training bars (data.start/end)")
+    data_start, data_end = pd.Timestamp(recorded["start"]), pd.Timestamp(recorded["end"])
+    data_dir = Path(settings.TRADEBOT_DATA_DIR)
+    read = read_candles(
+        data_dir,
+        version.symbol,
+        version.interval,
+        start=data_start,
+        end=data_end + interval_timedelta(version.interval),
+    )
+    policy = CandlePolicy(bad_rows="refuse", gaps="fill", max_fill=DEFAULT_MAX_FILL)
+    where = f"{version.symbol} {version.interval} candles in {data_dir}"
+    candles, _ = apply_candle_policy(read.frame, version.interval, policy, source=where)
+    if recorded.get("content_hash") not in (read.content_hash, content_hash(candles)):
+        return Reproduction.unchecked(
+            f"the stored bars from {data_start} to {data_end} are not the ones it records "
+            "(content hash differs): the store changed since it was trained"
+        )
+    sentiment = read_sentiment(data_dir).frame if metadata.get("uses_sentiment") else None
+    refit = train_fold_model(
+        candles,
+        sentiment,
+        metadata,
+        train_stop=data_end + pd.Timedelta(microseconds=1),
+        output_dir=folder / "model",
+        data_content_hash=read.content_hash,
+    )
+    file_model = load_predictor(ModelSource.for_version(version).model_dir or folder)
+    refit_model = load_predictor(refit.output_dir)
+    history = 2 * int(getattr(file_model, "required_history", 0))
+    fold_candles, _, _ = store_candles_read(
+        data_dir, ModelSource.for_version(version), fold.start, fold.stop, history, DEFAULT_MAX_FILL
+    )
+    fold_sentiment, _ = store_sentiment_read(data_dir, file_model)
+    costs = validation_policy_for(version.name)
+    return compare_to_refit(
+        file_model,
+        refit_model,
+        fold_candles,
+        fold_sentiment,
+        start=fold.start,
+        stop=fold.stop,
+        strategy=run.strategy,
+        fee_bps=float(costs["fee_bps"]),
+        slippage_bps=float(costs["slippage_bps"]),
+    )
+
+
+def fold_results(results: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The folds' results, without the reproduction job's."""
+    return [result for result in results if "fold" in result]
+
+
+def reproduction_result(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    for result in results:
+        if REPRODUCTION in result:
+            return dict(result[REPRODUCTION])
+    return Reproduction.unchecked("no reproduction job ran with these folds").to_dict()
+
+
 # --- the join -----------------------------------------------------------------------------------
 
 
@@ -439,6 +546,8 @@ def walk_forward_join(results: Sequence[Mapping[str, Any]], run_id: int) -> Vali
     run = ValidationRun.objects.select_related("model_version").get(pk=run_id)
     if run.status != RunStatus.RUNNING:
         return run  # finished (an earlier delivery) or reconciled
+    reproduction = reproduction_result(results)
+    results = fold_results(results)
     failed = fold_failures(list(results))
     if failed:
         _discard_folds(run_id)
@@ -449,7 +558,7 @@ def walk_forward_join(results: Sequence[Mapping[str, Any]], run_id: int) -> Vali
         )  # type: ignore[return-value]
     staged = staging_report_dir()
     try:
-        computed, trials = _judge(run, list(results), staged)
+        computed, trials = _judge(run, list(results), staged, reproduction)
     except (*INPUT_ERRORS, StrategyError, DataError) as exc:
         shutil.rmtree(staged, ignore_errors=True)
         _discard_folds(run_id)
@@ -466,7 +575,10 @@ def walk_forward_join(results: Sequence[Mapping[str, Any]], run_id: int) -> Vali
 
 
 def _judge(
-    run: ValidationRun, results: list[Mapping[str, Any]], staged: Path
+    run: ValidationRun,
+    results: list[Mapping[str, Any]],
+    staged: Path,
+    reproduction: Mapping[str, Any],
 ) -> tuple[ValidationBacktest, list[dict[str, Any]]]:
     version = run.model_version
     source = ModelSource.for_version(version)
@@ -534,6 +646,7 @@ def _judge(
             ],
             "fold_sharpes_per_bar": fold_sharpes,
             "policy": ((run.config or {}).get(CONFIG_KEY) or {}).get("policy"),
+            REPRODUCTION: dict(reproduction),
         },
     }
     computed = ValidationBacktest.judged_under(

@@ -39,3 +39,9 @@ def walk_forward_chord_failed(*args: Any, run_id: int) -> None:
     """Errback of the chord's body: Celery passes (request, exc, traceback) or a task id."""
     reason = next((repr(arg) for arg in args if isinstance(arg, BaseException)), None)
     walk_forward.walk_forward_chord_failed(run_id, reason or "the chord of its folds failed")
+
+
+@shared_task(name=walk_forward.REPRODUCE_TASK, **queue_options(TRAINING))
+def walk_forward_reproduce(run_id: int, last_fold: dict[str, Any]) -> dict[str, Any]:
+    """Beside the folds: does the version's file come from its recorded configuration?"""
+    return walk_forward.fold_reproduce(run_id, last_fold)

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import template
 
+from models_registry import verdicts
 from models_registry.models import ModelVersion, RunStatus, ValidationRun
 
 register = template.Library()
@@ -24,9 +25,16 @@ def evidence_power(version: ModelVersion | None) -> dict[str, Any] | None:
         kind=ValidationRun.KIND_BACKTEST,
         status__in=(RunStatus.PASSED, RunStatus.FAILED),
     ).order_by("exploratory", "-created_at", "-id")
-    for run in runs.only("pk", "metrics", "exploratory")[:20]:
+    for run in runs.only("pk", "metrics", "exploratory", "config")[:20]:
         power = (run.metrics or {}).get("power")
         if isinstance(power, dict) and power.get("sentence"):
             folds = (run.metrics or {}).get("refit_folds") or []
-            return {"run": run, "power": power, "folds": len(folds)}
+            reproduction = verdicts.run_reproduction(run) if folds else None
+            return {
+                "run": run,
+                "power": power,
+                "folds": len(folds),
+                "reproduction": reproduction.sentence() if reproduction else "",
+                "reproduces": bool(reproduction and not reproduction.warns),
+            }
     return None

@@ -172,6 +172,8 @@ def test_folds_fan_out_over_a_training_and_a_backtest_worker_and_the_join_record
     assert "walk_forward_train_fold" in Path(trainer.log_path).read_text()
     assert "walk_forward_trade_fold" in Path(tester.log_path).read_text()
     assert "walk_forward_join" in Path(tester.log_path).read_text()
+    assert "walk_forward_reproduce" in Path(trainer.log_path).read_text()
+    assert run.config[walk_forward.CONFIG_KEY]["reproduction"]["status"] == "reproduces"
     assert jobs.runs_reconcile() == []
     assert not ValidationRun.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
 
@@ -362,6 +364,11 @@ def test_the_backtest_command_validates_on_the_policys_folds_trained_here(
     )
     version.refresh_from_db()
     assert version.state == "validated"  # fold evidence before its own unseen bars counts
+    # Its file is what its recorded configuration makes from its recorded training bars.
+    reproduction = recorded["reproduction"]
+    assert reproduction["status"] == "reproduces", reproduction
+    assert reproduction["max_difference"] == 0.0 and reproduction["agreement"] == 1.0
+    assert reproduction["bars"] == 5 * 24  # the last fold's bars
 
 
 @pytest.mark.django_db
