@@ -139,6 +139,8 @@ def walk_version(*, users: dict[str, Any], say: Say, seed: str, epochs: str) -> 
         "--model-version", str(version.version), "--user", engineer.username,
     )  # fmt: skip
     say_against_default_gates(validation, say)
+    if validation.get("reproduction"):
+        say(f"  reproduction: {validation['reproduction']}")
     _expect(version, ModelState.VALIDATED, say)
 
     say(f"engineer replays {version} on the bars after its validation window (a pre-check)")

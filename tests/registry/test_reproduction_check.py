@@ -50,10 +50,13 @@ def doctored(original: Path, target: Path, change: dict[str, Any]) -> Path:
 
 
 def validate_on_folds(version: ModelVersion, settings: Any) -> ValidationRun:
+    """The guide's command, in words; what it printed is kept on the run as `printed`."""
     settings.TRADEBOT_GATES = GENEROUS_GATES
     settings.TRADEBOT_VALIDATION_POLICY = REFIT_POLICY
-    backtest("ml_basic", "--model", version.name, "--json")
-    return ValidationRun.objects.get(model_version=version)
+    printed = backtest("ml_basic", "--model", version.name)
+    run = ValidationRun.objects.get(model_version=version)
+    run.printed = printed  # type: ignore[attr-defined]
+    return run
 
 
 def later_start(start: str) -> str:
@@ -90,6 +93,7 @@ def test_a_file_trained_otherwise_than_recorded_is_said_everywhere(
         assert recorded["bars"] == 5 * 24 and recorded["max_difference"] > 1e-4
     warning = verdicts.reproduction_warning(run, "validation run")
     assert warning is not None and words in warning
+    assert f"reproduction: its file {words}" in run.printed or words in run.printed
     evidence = cockpit.decision_evidence(version, "production")
     assert any(words in w for w in evidence["warnings"]), evidence["warnings"]
     assert words in approval_mails.verdict_in_words(version)
@@ -108,6 +112,9 @@ def test_an_honest_file_is_said_to_reproduce_and_warns_nobody(
     run = validate_on_folds(version, settings)
 
     assert verdicts.reproduction_warning(run, "validation run") is None
+    assert "  reproduction: its file reproduces from its recorded training configuration" in (
+        run.printed
+    )
     evidence = cockpit.decision_evidence(version, "production")
     assert not any("reproduce" in w for w in evidence["warnings"]), evidence["warnings"]
     power = evidence_power(version)

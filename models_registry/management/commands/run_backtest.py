@@ -465,6 +465,7 @@ def summary_of_run(run: ValidationRun) -> dict[str, Any]:
             "failed_gates": [g["name"] for g in run.gate_results if not g.get("passed")],
             "config": run.config,
             "walk_forward": run.metrics.get("walk_forward", []),
+            "reproduction": _reproduction_words(run),
             "files": (
                 {p.name: str(p) for p in sorted(report.iterdir())}
                 if report and report.is_dir()
@@ -509,6 +510,8 @@ def text_report(summary: dict[str, Any]) -> str:
     for name in REPORT_METRICS:
         lines.append(f"  {name:<28}{_fmt(metrics.get(name)):>14}{_fmt(hold.get(name)):>16}")
     lines.extend(judgement_lines(metrics))
+    if summary.get("reproduction"):
+        lines.append(f"  reproduction: {summary['reproduction']}")
     for part in summary.get("walk_forward") or []:
         part_metrics = part["metrics"]
         lines.append(
@@ -521,6 +524,14 @@ def text_report(summary: dict[str, Any]) -> str:
         lines.append(f"  gate {gate['name']:<20}{verdict:<6}{gate.get('detail', '')}")
     lines.extend(f"  {kind}: {path}" for kind, path in summary["files"].items())
     return "\n".join(lines)
+
+
+def _reproduction_words(run: ValidationRun) -> str | None:
+    """Whether the file of a run judged on folds reproduces from its recorded configuration."""
+    from models_registry.verdicts import run_reproduction
+
+    found = run_reproduction(run)
+    return found.sentence() if found else None
 
 
 def judgement_lines(metrics: dict[str, Any]) -> list[str]:
