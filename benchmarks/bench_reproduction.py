@@ -15,6 +15,7 @@ identical; the others show how far a file trained otherwise lies from its proced
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -23,12 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.inference.predictor import OnnxPredictor
-from engine.strategies import get_strategy
-from engine.training import train_model
-from engine.training.config import TrainingConfig
-
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from engine.inference.predictor import OnnxPredictor  # noqa: E402
+from engine.strategies import get_strategy  # noqa: E402
+from engine.training import train_model  # noqa: E402
+from engine.training.config import TrainingConfig  # noqa: E402
+
 DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
 TRAIN = (pd.Timestamp("2022-06-01", tz="UTC"), pd.Timestamp("2024-06-01", tz="UTC"))
 PROBE = (pd.Timestamp("2024-09-01", tz="UTC"), pd.Timestamp("2025-06-18", tz="UTC"))
