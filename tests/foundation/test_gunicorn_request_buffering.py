@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import PROJECT_ROOT
 from tests.stack import free_port, wait_for_port
+from tradebot.gunicorn_worker import SPOOL_IN_MEMORY_BYTES
 
 pytestmark = [pytest.mark.slow]
 
@@ -146,6 +147,17 @@ def test_any_framing_and_fragmentation_reaches_the_app_byte_for_byte(
             time.sleep(0.002)  # let the loop see a partial request
         answers = read_answers(sock, len(sent))
     assert answers == [(200, echo_of(s)) for s in sent]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+def test_a_body_spooled_to_disk_reaches_the_app_whole(echo_port: int, chunked: bool) -> None:
+    """Past SPOOL_IN_MEMORY_BYTES the loop buffers to a temporary file: same bytes out."""
+    body = bytes(range(256)) * (900_000 // 256)  # above the spool, below the largest request
+    assert SPOOL_IN_MEMORY_BYTES < len(body) < LARGEST_REQUEST
+    sent = framed("/spooled", body, [100_000] * 10 if chunked else None)
+    with socket.create_connection(("127.0.0.1", echo_port), timeout=READ_SECONDS + 5) as sock:
+        sock.sendall(sent.wire)
+        assert read_answers(sock, 1) == [(200, echo_of(sent))]
 
 
 def test_a_kept_alive_connection_serves_its_next_request(echo_port: int) -> None:
