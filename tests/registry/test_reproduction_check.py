@@ -102,6 +102,42 @@ def test_a_file_trained_otherwise_than_recorded_is_said_everywhere(
 
 
 @pytest.mark.django_db
+def test_a_file_that_saw_more_bars_than_it_records_differs_even_with_a_consistent_hash(
+    media: Path,  # noqa: F811
+    model_dir: Path,  # noqa: F811
+    store: Path,  # noqa: F811
+    tmp_path: Path,
+    settings: Any,
+) -> None:
+    """The reported attack: metadata moved its last training bar earlier, so that bars the
+    file was trained on look unseen, with the content hash recomputed for the claimed bars."""
+    from engine.data import read_candles
+
+    recorded = json.loads(next(model_dir.glob("*_metadata.json")).read_text())["data"]
+    claimed_end = pd.Timestamp(recorded["end"]) - pd.Timedelta(days=3)
+    claimed = read_candles(
+        store, "BTCUSDT", "1h", start=recorded["start"], end=claimed_end + pd.Timedelta(hours=1)
+    )
+    source = doctored(
+        model_dir,
+        tmp_path / "doctored",
+        {
+            "data.end": claimed_end.isoformat(),
+            "data.rows": len(claimed.frame),
+            "data.content_hash": claimed.content_hash,
+        },
+    )
+    version = model_version_create(source_dir=source, created_by=None)
+
+    run = validate_on_folds(version, settings)
+
+    reproduction = run.config[walk_forward.CONFIG_KEY]["reproduction"]
+    assert reproduction["status"] == "differs", reproduction
+    warning = verdicts.reproduction_warning(run, "validation run")
+    assert warning is not None and "does NOT reproduce" in warning
+
+
+@pytest.mark.django_db
 def test_an_honest_file_is_said_to_reproduce_and_warns_nobody(
     media: Path,  # noqa: F811
     model_dir: Path,  # noqa: F811
