@@ -52,6 +52,7 @@ SPOOL_IN_MEMORY_BYTES = 256 * 1024
 # for the form around it. Larger requests are refused before their body is read.
 FORM_OVERHEAD_BYTES = 1024 * 1024
 READ_SIZE = 64 * 1024
+REASON_CHARS = 200
 # How long, and how much, a closing connection is drained for (gunicorn's own figures).
 LINGER_SECONDS = 2.0
 LINGER_DRAIN_BYTES = 64 * 1024
@@ -63,10 +64,16 @@ def largest_request_bytes() -> int:
 
 
 def refusal(status: str, reason: str) -> bytes:
-    """A whole one-line HTTP/1.1 answer that closes the connection."""
-    body = (reason + "\n").encode()
+    """A whole one-line HTTP/1.1 answer that closes the connection.
+
+    The reason may quote the client's bytes (h11's messages do, as a repr): it is cut short
+    and sent as plain text that a browser may not sniff into anything else.
+    """
+    line = reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 1] + "…"
+    body = (line + "\n").encode()
     head = (
         f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body

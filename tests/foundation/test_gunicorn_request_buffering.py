@@ -233,6 +233,8 @@ def test_a_request_h11_refuses_is_answered_at_once(
         waited = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:80]
     assert b"malformed request: " in answer
+    assert b"X-Content-Type-Options: nosniff\r\n" in answer
+    assert len(answer) < 1000  # the client's bytes are not echoed back at length
     assert waited < READ_SECONDS  # refused when read, not when the deadline came
 
 
