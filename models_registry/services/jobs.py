@@ -270,9 +270,10 @@ WALK_FORWARD_CONFIG_KEY = "walk_forward_refit"
 
 
 def walk_forward_lease(folds: int) -> timedelta:
-    """How long a refit run may stay running: every fold one after the other on one worker."""
-    per_fold = QUEUE_LIMITS[TRAINING].hard_seconds + QUEUE_LIMITS[BACKTEST].hard_seconds
-    return timedelta(seconds=folds * per_fold + QUEUE_LIMITS[BACKTEST].hard_seconds + 60)
+    """How long a refit run may stay running: every job of its chord one after the other on
+    one worker: each fold's training and trading, the reproduction re-fit, the join."""
+    training, backtest = QUEUE_LIMITS[TRAINING].hard_seconds, QUEUE_LIMITS[BACKTEST].hard_seconds
+    return timedelta(seconds=folds * (training + backtest) + training + backtest + 60)
 
 
 def _past_walk_forward_lease(runs: Any, now: datetime) -> list[Any]:

@@ -231,6 +231,10 @@ def test_a_refit_run_is_left_running_while_its_folds_may_run_then_reconciled(
     started = run.started_at
     lease = jobs.walk_forward_lease(2)
     assert lease > jobs.running_lease(ValidationRun)
+    # Two folds' trainings and the reproduction re-fit may run one after another.
+    from tradebot.queues import QUEUE_LIMITS, TRAINING
+
+    assert lease > timedelta(seconds=3 * QUEUE_LIMITS[TRAINING].hard_seconds)
     assert jobs.runs_reconcile(now=started + jobs.running_lease(ValidationRun) * 2) == []
     assert jobs.runs_reconcile(now=started + lease - timedelta(seconds=5)) == []
     ended = jobs.runs_reconcile(now=started + lease + timedelta(seconds=5))
