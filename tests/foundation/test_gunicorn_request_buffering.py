@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,8 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import PROJECT_ROOT
-from tests.stack import free_port, wait_for_port
+from tests.support.gunicorn import shipped_gunicorn
 from tradebot.gunicorn_worker import SPOOL_IN_MEMORY_BYTES
 
 pytestmark = [pytest.mark.slow]
@@ -35,26 +31,14 @@ LARGEST_REQUEST = UPLOAD_BYTES + 1024 * 1024  # what the worker buffers at most
 
 @pytest.fixture(scope="module")
 def echo_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("echo") / "gunicorn.log"
     env = {
-        **os.environ,
-        "TRADEBOT_GUNICORN_BIND": f"127.0.0.1:{port}",
         "TRADEBOT_GUNICORN_WORKERS": "1",
         "TRADEBOT_GUNICORN_READ_SECONDS": str(READ_SECONDS),
         "TRADEBOT_MAX_UPLOAD_BYTES": str(UPLOAD_BYTES),
     }
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:tradebot.gunicorn_conf",
-               "tests.support.echo_wsgi:application"]  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out)
-    try:
-        wait_for_port(port, "gunicorn", timeout=60)
+    log = tmp_path_factory.mktemp("echo") / "gunicorn.log"
+    with shipped_gunicorn("tests.support.echo_wsgi:application", log, env) as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        print(log.read_text()[-3000:])
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,7 @@ stop themselves after SLOW_FOR seconds.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -24,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from tests.stack import free_port, wait_for_port
+from tests.support.gunicorn import shipped_gunicorn
 from tradebot import gunicorn_conf
 from tradebot.gunicorn_worker import LINGER_SECONDS, REQUEST_READ_SECONDS
 
@@ -38,32 +35,20 @@ SLOW_FOR = REQUEST_READ_SECONDS + 15  # the trickle outlives the deadline, then 
 
 @contextlib.contextmanager
 def serving(tmp_path: Path, workers: int) -> Iterator[str]:
-    """The shipped gunicorn configuration, on a free loopback port, with this many workers."""
-    port = free_port()
+    """The shipped gunicorn configuration serving the admin, with this many workers."""
     env = {
-        **os.environ,
         "ENVIRONMENT": "test",
         "TRADEBOT_VAR_DIR": str(tmp_path / "var"),
-        "TRADEBOT_GUNICORN_BIND": f"127.0.0.1:{port}",
         "TRADEBOT_GUNICORN_WORKERS": str(workers),
         "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": "",  # the admin's login page, on the default SQLite
     }
-    env.pop("DATABASE_URL", None)
     log = tmp_path / "gunicorn.log"
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:tradebot.gunicorn_conf",
-               "tradebot.wsgi:application"]  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out)
-    try:
-        wait_for_port(port, "gunicorn", timeout=60)
+    with shipped_gunicorn("tradebot.wsgi:application", log, env) as port:
         base = f"http://127.0.0.1:{port}"
         for _ in range(workers * 2):  # every worker has booted Django
             assert get(base, timeout=60) == 200
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        print(log.read_text()[-3000:])
 
 
 @pytest.fixture
