@@ -466,7 +466,28 @@ def _reproduce(run: ValidationRun, fold: RefitFold, folder: Path) -> Reproductio
     from engine.training.refit import train_fold_model
 
     version = run.model_version
-    metadata = dict(version.metadata)
+    bars = _recorded_training_bars(version)
+    if isinstance(bars, Reproduction):
+        return bars
+    candles, sentiment, store_hash = bars
+    refit = train_fold_model(
+        candles,
+        sentiment,
+        dict(version.metadata),
+        train_stop=candles.index[-1] + pd.Timedelta(microseconds=1),
+        output_dir=folder / "model",
+        data_content_hash=store_hash,
+    )
+    return _compare_on_fold(run, fold, load_predictor(refit.output_dir))
+
+
+def _recorded_training_bars(
+    version: ModelVersion,
+) -> tuple[pd.DataFrame, pd.Series | None, str] | Reproduction:
+    """The stored bars the version records it was trained on (gaps filled as training fills
+    them), its sentiment and the store's hash; unchecked when they are not recorded or not
+    the ones it records."""
+    metadata = version.metadata or {}
     recorded = metadata.get("data") or {}
     if not recorded.get("start") or not recorded.get("end"):
         return Reproduction.unchecked("its metadata records no training bars (data.start/end)")
@@ -482,33 +503,39 @@ def _reproduce(run: ValidationRun, fold: RefitFold, folder: Path) -> Reproductio
     policy = CandlePolicy(bad_rows="refuse", gaps="fill", max_fill=DEFAULT_MAX_FILL)
     where = f"{version.symbol} {version.interval} candles in {data_dir}"
     candles, _ = apply_candle_policy(read.frame, version.interval, policy, source=where)
-    if recorded.get("content_hash") not in (read.content_hash, content_hash(candles)):
+    if candles.empty or recorded.get("content_hash") not in (
+        read.content_hash,
+        content_hash(candles),
+    ):
         return Reproduction.unchecked(
             f"the stored bars from {data_start} to {data_end} are not the ones it records "
             "(content hash differs): the store changed since it was trained"
         )
     sentiment = read_sentiment(data_dir).frame if metadata.get("uses_sentiment") else None
-    refit = train_fold_model(
-        candles,
-        sentiment,
-        metadata,
-        train_stop=data_end + pd.Timedelta(microseconds=1),
-        output_dir=folder / "model",
-        data_content_hash=read.content_hash,
-    )
-    file_model = load_predictor(ModelSource.for_version(version).model_dir or folder)
-    refit_model = load_predictor(refit.output_dir)
+    return candles, sentiment, read.content_hash
+
+
+def _compare_on_fold(run: ValidationRun, fold: RefitFold, refit_model: Any) -> Reproduction:
+    """The version's file against the re-fit, on the fold's bars at the policy's costs."""
+    from engine.backtest.runner import load_predictor
+
+    version = run.model_version
+    source = ModelSource.for_version(version)
+    if source.model_dir is None:
+        return Reproduction.unchecked("the version has no artifact folder")
+    file_model = load_predictor(source.model_dir)
+    data_dir = Path(settings.TRADEBOT_DATA_DIR)
     history = 2 * int(getattr(file_model, "required_history", 0))
-    fold_candles, _, _ = store_candles_read(
-        data_dir, ModelSource.for_version(version), fold.start, fold.stop, history, DEFAULT_MAX_FILL
+    candles, _, _ = store_candles_read(
+        data_dir, source, fold.start, fold.stop, history, DEFAULT_MAX_FILL
     )
-    fold_sentiment, _ = store_sentiment_read(data_dir, file_model)
+    sentiment, _ = store_sentiment_read(data_dir, file_model)
     costs = validation_policy_for(version.name)
     return compare_to_refit(
         file_model,
         refit_model,
-        fold_candles,
-        fold_sentiment,
+        candles,
+        sentiment,
         start=fold.start,
         stop=fold.stop,
         strategy=run.strategy,
