@@ -10,6 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.backtest.reproduction import (
+    CLOSE,
+    CLOSE_AGREEMENT,
+    CLOSE_CORRELATION,
     DIFFERS,
     PREDICTION_TOLERANCE,
     REPRODUCES,
@@ -70,21 +73,39 @@ def signals(seed: int) -> np.ndarray:
 def test_the_same_predictions_within_tolerance_reproduce(seed: int, noise: float) -> None:
     ours = signals(seed)
     found = compare(ours, ours + noise)
-    assert found.status in (REPRODUCES, DIFFERS)
+    assert found.status in (REPRODUCES, CLOSE)  # a position may flip at its threshold
     if found.agreement == 1.0:
         assert found.status == REPRODUCES and found.bars == 200
     assert found.max_difference is not None and found.max_difference <= noise + 1e-12
 
 
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), shift=st.floats(PREDICTION_TOLERANCE * 2, 0.05))
-def test_predictions_apart_by_more_than_the_tolerance_differ(seed: int, shift: float) -> None:
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    shift=st.floats(PREDICTION_TOLERANCE * 2, 0.05),
+    noise=st.floats(0, 0.01),
+)
+def test_predictions_apart_by_more_than_the_tolerance_never_reproduce(
+    seed: int, shift: float, noise: float
+) -> None:
+    """Close when the predictions still correlate and the positions mostly agree (another
+    machine's arithmetic); differs otherwise; never 'reproduces'."""
     ours = signals(seed)
-    theirs = ours.copy()
-    theirs[150] += shift  # one bar is enough
+    theirs = ours + np.random.default_rng(seed + 1).normal(0, noise, len(ours))
+    theirs[150] = ours[150] + shift  # at least one bar apart by more than the tolerance
     found = compare(ours, theirs)
-    assert found.status == DIFFERS
-    assert found.max_difference is not None and abs(found.max_difference - shift) < 1e-9
+    assert found.status in (CLOSE, DIFFERS)
+    assert found.correlation is not None and found.agreement is not None
+    close = found.correlation >= CLOSE_CORRELATION and found.agreement >= CLOSE_AGREEMENT
+    assert (found.status == CLOSE) is close
+    assert found.warns is not close
+
+
+def test_arithmetic_noise_is_close_and_does_not_warn() -> None:
+    ours = signals(5)
+    found = compare(ours, ours + np.random.default_rng(6).normal(0, 2e-4, len(ours)))
+    assert found.status == CLOSE and not found.warns, found
+    assert "to within arithmetic" in found.sentence()
 
 
 def test_another_model_differs_and_says_how_much() -> None:
@@ -92,6 +113,7 @@ def test_another_model_differs_and_says_how_much() -> None:
     assert found.status == DIFFERS and found.agreement is not None and found.agreement < 1.0
     assert "does NOT reproduce" in found.sentence()
     assert f"{found.agreement:.0%} of 200 bars" in found.sentence()
+    assert found.correlation is not None and found.correlation < CLOSE_CORRELATION
 
 
 def test_the_record_round_trips_and_unknown_records_are_none() -> None:
