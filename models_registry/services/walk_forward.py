@@ -366,19 +366,30 @@ def _train_fold_model(version: ModelVersion, fold: RefitFold, folder: Path) -> P
     )
     if read.frame.empty:
         raise ValidationRefused(f"no stored candles before {fold.train_stop.isoformat()}")
-    policy = CandlePolicy(bad_rows="refuse", gaps="fill", max_fill=DEFAULT_MAX_FILL)
-    where = f"{version.symbol} {version.interval} candles in {data_dir}"
-    candles, _ = apply_candle_policy(read.frame, version.interval, policy, source=where)
-    sentiment = read_sentiment(data_dir).frame if metadata.get("uses_sentiment") else None
     result = train_fold_model(
-        candles,
-        sentiment,
+        _gaps_filled(version, read.frame, data_dir),
+        _training_sentiment(version, data_dir),
         metadata,
         train_stop=fold.train_stop,
         output_dir=folder / "model",
         data_content_hash=read.content_hash,
     )
     return result.output_dir
+
+
+def _gaps_filled(version: ModelVersion, frame: pd.DataFrame, data_dir: Path) -> pd.DataFrame:
+    """Stored candles with their gaps filled the way a re-fit trains on them."""
+    policy = CandlePolicy(bad_rows="refuse", gaps="fill", max_fill=DEFAULT_MAX_FILL)
+    where = f"{version.symbol} {version.interval} candles in {data_dir}"
+    candles, _ = apply_candle_policy(frame, version.interval, policy, source=where)
+    return candles
+
+
+def _training_sentiment(version: ModelVersion, data_dir: Path) -> pd.Series | None:
+    """The stored sentiment index when the version's model reads it, else None."""
+    return (
+        read_sentiment(data_dir).frame if (version.metadata or {}).get("uses_sentiment") else None
+    )
 
 
 def fold_trade(trained: Mapping[str, Any], run_id: int) -> dict[str, Any]:
@@ -500,9 +511,7 @@ def _recorded_training_bars(
         start=data_start,
         end=data_end + interval_timedelta(version.interval),
     )
-    policy = CandlePolicy(bad_rows="refuse", gaps="fill", max_fill=DEFAULT_MAX_FILL)
-    where = f"{version.symbol} {version.interval} candles in {data_dir}"
-    candles, _ = apply_candle_policy(read.frame, version.interval, policy, source=where)
+    candles = _gaps_filled(version, read.frame, data_dir)
     if candles.empty or recorded.get("content_hash") not in (
         read.content_hash,
         content_hash(candles),
@@ -511,8 +520,7 @@ def _recorded_training_bars(
             f"the stored bars from {data_start} to {data_end} are not the ones it records "
             "(content hash differs): the store changed since it was trained"
         )
-    sentiment = read_sentiment(data_dir).frame if metadata.get("uses_sentiment") else None
-    return candles, sentiment, read.content_hash
+    return candles, _training_sentiment(version, data_dir), read.content_hash
 
 
 def _compare_on_fold(run: ValidationRun, fold: RefitFold, refit_model: Any) -> Reproduction:
